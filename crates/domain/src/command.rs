@@ -1,0 +1,171 @@
+//! Commands: what the outside world asks for, carrying everything it knows (time, fresh ids,
+//! fresh secrets, observed outcomes) so that deciding needs nothing else.
+
+use crate::envelope::PreparedEvent;
+use crate::types::{
+    AccountId, DeliveryId, EventId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
+};
+use crate::webhook::{Secret, WebhookConfig};
+use serde::{Deserialize, Serialize};
+
+/// One request to the state machine, stamped with the time it is decided at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    /// The time of the decision; events record it as `at`.
+    pub now: Timestamp,
+    /// What is asked.
+    pub kind: CommandKind,
+}
+
+impl Command {
+    /// A command decided at `now`.
+    pub fn new(now: Timestamp, kind: CommandKind) -> Self {
+        Command { now, kind }
+    }
+}
+
+/// The partial change a webhook update asks for; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookChanges {
+    /// A new name.
+    pub name: Option<String>,
+    /// A new URL.
+    pub url: Option<String>,
+    /// A new description; `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+    /// New subscribed event types.
+    pub events: Option<Vec<String>>,
+    /// A new project filter; empty means every project.
+    pub project_ids: Option<Vec<ProjectId>>,
+    /// Enable (resetting the failure counter) or disable (manually).
+    pub enabled: Option<bool>,
+}
+
+/// What the caller knows of a finished delivery it wants retried (loaded from history).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverySummary {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// Its webhook.
+    pub webhook_id: WebhookId,
+    /// The webhook's account.
+    pub account_id: AccountId,
+    /// The event it carries.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: String,
+    /// Whether it is a test send.
+    pub test: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Attempts recorded so far.
+    pub attempts_made: u32,
+}
+
+/// The things that can be asked of the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommandKind {
+    /// Create an account with a plan; its API key's hash comes from the caller.
+    CreateAccount {
+        /// The host's id for the account.
+        account_id: AccountId,
+        /// Display name (the payload's `account.name`).
+        name: String,
+        /// The plan.
+        plan: Plan,
+        /// Hash of the account's API key; the key itself is never stored.
+        api_key_hash: String,
+    },
+    /// Change an account's name or plan.
+    UpdateAccount {
+        /// The account.
+        account_id: AccountId,
+        /// A new name.
+        name: Option<String>,
+        /// A new plan.
+        plan: Option<Plan>,
+    },
+    /// Register a webhook endpoint with a fresh id and secret.
+    CreateWebhook {
+        /// The owning account.
+        account_id: AccountId,
+        /// A fresh id.
+        webhook_id: WebhookId,
+        /// A fresh signing secret.
+        secret: Secret,
+        /// What the user filled in.
+        config: WebhookConfig,
+    },
+    /// Change a webhook's configuration or enabled flag.
+    UpdateWebhook {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The fields to change.
+        changes: WebhookChanges,
+    },
+    /// Remove a webhook for good, cancelling what it still had pending.
+    DeleteWebhook {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+    },
+    /// Replace a webhook's secret; the old one signs nothing from then on.
+    RotateSecret {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// A fresh signing secret.
+        secret: Secret,
+    },
+    /// Publish an event: wrap it in the envelope and fan it out to matching webhooks.
+    Publish {
+        /// The publishing account.
+        account_id: AccountId,
+        /// The event as validated by [`crate::envelope::prepare`].
+        event: PreparedEvent,
+        /// The id to use when the host gave none.
+        fresh_event_id: EventId,
+        /// Fresh random text the delivery ids are derived from.
+        delivery_id_seed: String,
+    },
+    /// Send the sample payload (with `"_test": true`) to one webhook, once.
+    SendTest {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// A fresh delivery id.
+        delivery_id: DeliveryId,
+        /// A fresh event id for the sample.
+        event_id: EventId,
+    },
+    /// Make one more attempt of a finished delivery now.
+    RetryDelivery {
+        /// The owning account.
+        account_id: AccountId,
+        /// What history says of the delivery.
+        delivery: DeliverySummary,
+    },
+    /// Start due attempts (at most `max_starts`) and time out attempts past their deadline.
+    Tick {
+        /// How many attempts the dispatcher can take now.
+        max_starts: usize,
+    },
+    /// Report what happened to an attempt.
+    RecordOutcome {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt number (1-based) being reported.
+        attempt: u32,
+        /// What the dispatcher observed.
+        outcome: Outcome,
+    },
+    /// After a restart: attempts open in the log may or may not have been sent; send them again.
+    Resume,
+    /// Forget published event ids older than the retention window.
+    ExpireIdempotencyKeys,
+}

@@ -1,0 +1,541 @@
+//! `decide`: checks a command against the state and the policy and returns the facts it
+//! produces. It reads the state only; the caller persists the events, then applies them.
+
+use crate::command::{Command, CommandKind, DeliverySummary, WebhookChanges};
+use crate::envelope::{self, PreparedEvent};
+use crate::event::Event;
+use crate::rejection::Rejection;
+use crate::state::{Delivery, State};
+use crate::types::{
+    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
+    Timestamp, WebhookId,
+};
+use crate::webhook::{Secret, WebhookConfig};
+
+/// Longest account name, in characters.
+pub const MAX_ACCOUNT_NAME_CHARS: usize = 200;
+
+/// Decides a command: `Ok(events)` (possibly none, for a spurious tick) or why it is refused.
+pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
+    let now = cmd.now;
+    match cmd.kind {
+        CommandKind::CreateAccount {
+            account_id,
+            name,
+            plan,
+            api_key_hash,
+        } => handle_create_account(state, now, account_id, name, plan, api_key_hash),
+        CommandKind::UpdateAccount {
+            account_id,
+            name,
+            plan,
+        } => handle_update_account(state, now, account_id, name, plan),
+        CommandKind::CreateWebhook {
+            account_id,
+            webhook_id,
+            secret,
+            config,
+        } => handle_create_webhook(state, now, account_id, webhook_id, secret, config),
+        CommandKind::UpdateWebhook {
+            account_id,
+            webhook_id,
+            changes,
+        } => handle_update_webhook(state, now, &account_id, &webhook_id, changes),
+        CommandKind::DeleteWebhook {
+            account_id,
+            webhook_id,
+        } => {
+            find_webhook(state, &account_id, &webhook_id)?;
+            let mut events = cancel_all(state, now, &webhook_id, true);
+            events.push(Event::WebhookDeleted { webhook_id, at: now });
+            Ok(events)
+        }
+        CommandKind::RotateSecret {
+            account_id,
+            webhook_id,
+            secret,
+        } => {
+            find_webhook(state, &account_id, &webhook_id)?;
+            Ok(vec![Event::SecretRotated {
+                webhook_id,
+                secret,
+                at: now,
+            }])
+        }
+        CommandKind::Publish {
+            account_id,
+            event,
+            fresh_event_id,
+            delivery_id_seed,
+        } => handle_publish(state, now, account_id, event, fresh_event_id, &delivery_id_seed),
+        CommandKind::SendTest {
+            account_id,
+            webhook_id,
+            delivery_id,
+            event_id,
+        } => {
+            let account = find_account(state, &account_id)?;
+            find_webhook(state, &account_id, &webhook_id)?;
+            if state.delivery(&delivery_id).is_some() {
+                return Err(Rejection::InvalidField {
+                    field: "delivery_id",
+                    message: "is already in use".into(),
+                });
+            }
+            let body = envelope::sample_test_payload(&event_id, now, &account_id, &account.name);
+            Ok(vec![Event::TestDeliveryCreated {
+                delivery_id,
+                webhook_id,
+                account_id,
+                event_id,
+                body,
+                at: now,
+            }])
+        }
+        CommandKind::RetryDelivery {
+            account_id,
+            delivery,
+        } => handle_retry(state, now, &account_id, delivery),
+        CommandKind::Tick { max_starts } => Ok(handle_tick(state, now, max_starts)),
+        CommandKind::RecordOutcome {
+            delivery_id,
+            attempt,
+            outcome,
+        } => handle_outcome(state, now, &delivery_id, attempt, outcome),
+        CommandKind::Resume => Ok(state
+            .open_deliveries()
+            .filter_map(|d| {
+                Some(Event::AttemptAbandoned {
+                    delivery_id: d.id.clone(),
+                    attempt: d.open?.attempt,
+                    at: now,
+                })
+            })
+            .collect()),
+        CommandKind::ExpireIdempotencyKeys => {
+            let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
+            Ok(match state.oldest_published() {
+                Some(oldest) if oldest < before => {
+                    vec![Event::IdempotencyKeysExpired { before, at: now }]
+                }
+                _ => Vec::new(),
+            })
+        }
+    }
+}
+
+fn find_account<'a>(
+    state: &'a State,
+    account_id: &AccountId,
+) -> Result<&'a crate::state::Account, Rejection> {
+    state
+        .account(account_id)
+        .ok_or_else(|| Rejection::AccountNotFound(account_id.clone()))
+}
+
+fn find_webhook<'a>(
+    state: &'a State,
+    account_id: &AccountId,
+    webhook_id: &WebhookId,
+) -> Result<&'a crate::state::Webhook, Rejection> {
+    find_account(state, account_id)?;
+    state
+        .webhook_of(account_id, webhook_id)
+        .ok_or_else(|| Rejection::WebhookNotFound(webhook_id.clone()))
+}
+
+fn validated_account_name(name: &str) -> Result<String, Rejection> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Rejection::MissingField("name"));
+    }
+    if name.chars().count() > MAX_ACCOUNT_NAME_CHARS {
+        return Err(Rejection::TooLong {
+            field: "name",
+            max: MAX_ACCOUNT_NAME_CHARS,
+        });
+    }
+    Ok(name.to_owned())
+}
+
+fn handle_create_account(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+    name: String,
+    plan: Plan,
+    api_key_hash: String,
+) -> Result<Vec<Event>, Rejection> {
+    if account_id.0.is_empty()
+        || account_id.0.len() > 128
+        || !account_id
+            .0
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Rejection::InvalidField {
+            field: "id",
+            message: "must be 1 to 128 characters of letters, digits, '_' or '-'".into(),
+        });
+    }
+    let name = validated_account_name(&name)?;
+    if state.account(&account_id).is_some() {
+        return Err(Rejection::AccountExists(account_id));
+    }
+    Ok(vec![Event::AccountCreated {
+        account_id,
+        name,
+        plan,
+        api_key_hash,
+        at: now,
+    }])
+}
+
+fn handle_update_account(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+    name: Option<String>,
+    plan: Option<Plan>,
+) -> Result<Vec<Event>, Rejection> {
+    let account = find_account(state, &account_id)?;
+    let name = match name {
+        Some(n) => validated_account_name(&n)?,
+        None => account.name.clone(),
+    };
+    let plan = plan.unwrap_or(account.plan);
+    Ok(vec![Event::AccountUpdated {
+        account_id,
+        name,
+        plan,
+        at: now,
+    }])
+}
+
+fn handle_create_webhook(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+    webhook_id: WebhookId,
+    secret: Secret,
+    config: WebhookConfig,
+) -> Result<Vec<Event>, Rejection> {
+    let account = find_account(state, &account_id)?;
+    if account.plan != Plan::Pro {
+        return Err(Rejection::PlanRequired(account_id));
+    }
+    let config = config.validated(state.policy())?;
+    let max = state.policy().max_webhooks_per_account;
+    if account.webhooks.len() as u32 >= max {
+        return Err(Rejection::LimitReached {
+            account: account_id,
+            max,
+        });
+    }
+    if state.webhook(&webhook_id).is_some() {
+        return Err(Rejection::InvalidField {
+            field: "webhook_id",
+            message: "is already in use".into(),
+        });
+    }
+    Ok(vec![Event::WebhookCreated {
+        webhook_id,
+        account_id,
+        config,
+        secret,
+        at: now,
+    }])
+}
+
+fn handle_update_webhook(
+    state: &State,
+    now: Timestamp,
+    account_id: &AccountId,
+    webhook_id: &WebhookId,
+    changes: WebhookChanges,
+) -> Result<Vec<Event>, Rejection> {
+    let webhook = find_webhook(state, account_id, webhook_id)?;
+    let mut events = Vec::new();
+    let config_changed = changes.name.is_some()
+        || changes.url.is_some()
+        || changes.description.is_some()
+        || changes.events.is_some()
+        || changes.project_ids.is_some();
+    if config_changed {
+        let old = &webhook.config;
+        let config = WebhookConfig {
+            name: changes.name.unwrap_or_else(|| old.name.clone()),
+            url: changes.url.unwrap_or_else(|| old.url.clone()),
+            description: changes.description.unwrap_or_else(|| old.description.clone()),
+            events: changes.events.unwrap_or_else(|| old.events.clone()),
+            project_ids: changes.project_ids.unwrap_or_else(|| old.project_ids.clone()),
+        }
+        .validated(state.policy())?;
+        events.push(Event::WebhookUpdated {
+            webhook_id: webhook_id.clone(),
+            config,
+            at: now,
+        });
+    }
+    match changes.enabled {
+        Some(true) if !webhook.enabled => events.push(Event::WebhookEnabled {
+            webhook_id: webhook_id.clone(),
+            at: now,
+        }),
+        Some(false) if webhook.enabled => {
+            events.extend(cancel_all(state, now, webhook_id, false));
+            events.push(Event::WebhookDisabled {
+                webhook_id: webhook_id.clone(),
+                reason: DisabledReason::Manual,
+                at: now,
+            });
+        }
+        _ => {}
+    }
+    Ok(events)
+}
+
+/// Cancels a webhook's unfinished deliveries; test sends too only when `include_tests`.
+fn cancel_all(
+    state: &State,
+    now: Timestamp,
+    webhook_id: &WebhookId,
+    include_tests: bool,
+) -> Vec<Event> {
+    let mut ids: Vec<&DeliveryId> = state
+        .live_deliveries_of(webhook_id)
+        .into_iter()
+        .filter(|d| include_tests || !d.test)
+        .map(|d| &d.id)
+        .collect();
+    ids.sort();
+    ids.into_iter()
+        .map(|id| Event::DeliveryCancelled {
+            delivery_id: id.clone(),
+            at: now,
+        })
+        .collect()
+}
+
+fn handle_publish(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+    event: PreparedEvent,
+    fresh_event_id: EventId,
+    delivery_id_seed: &str,
+) -> Result<Vec<Event>, Rejection> {
+    let account = find_account(state, &account_id)?;
+    let policy = state.policy();
+    if !policy.knows_event_type(&event.event_type) {
+        return Err(Rejection::UnknownEventType(event.event_type));
+    }
+    let event_id = event.event_id.unwrap_or(fresh_event_id);
+    if let Some(first) = state.published(&account_id, &event_id) {
+        return Err(Rejection::EventExists {
+            event_id,
+            deliveries: first.deliveries,
+        });
+    }
+    let deliveries: Vec<(DeliveryId, WebhookId)> = if account.plan == Plan::Pro {
+        state
+            .webhooks_of(&account_id)
+            .into_iter()
+            .filter(|w| w.enabled && w.config.matches(&event.event_type, &event.project_id))
+            .enumerate()
+            .map(|(i, w)| (DeliveryId(format!("dlv_{delivery_id_seed}{i:02x}")), w.id.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let body = if deliveries.is_empty() {
+        String::new()
+    } else {
+        envelope::envelope(
+            &event_id,
+            &event.event_type,
+            now,
+            &account_id,
+            &account.name,
+            &event.fields_json,
+        )
+    };
+    if body.len() > policy.max_payload_bytes {
+        return Err(Rejection::PayloadTooLarge {
+            size: body.len(),
+            max: policy.max_payload_bytes,
+        });
+    }
+    let first_delay = policy.retry_delays.first().copied().unwrap_or_default();
+    Ok(vec![Event::EventPublished {
+        account_id,
+        event_id,
+        event_type: event.event_type,
+        project_id: event.project_id,
+        body,
+        deliveries,
+        first_due: now.plus(first_delay),
+        at: now,
+    }])
+}
+
+fn handle_retry(
+    state: &State,
+    now: Timestamp,
+    account_id: &AccountId,
+    delivery: DeliverySummary,
+) -> Result<Vec<Event>, Rejection> {
+    let webhook = find_webhook(state, account_id, &delivery.webhook_id)?;
+    if &delivery.account_id != account_id {
+        return Err(Rejection::DeliveryNotFound(delivery.delivery_id));
+    }
+    if state.delivery(&delivery.delivery_id).is_some() {
+        return Err(Rejection::DeliveryNotFinished(delivery.delivery_id));
+    }
+    if !webhook.enabled && !delivery.test {
+        return Err(Rejection::WebhookDisabled(webhook.id.clone()));
+    }
+    Ok(vec![Event::DeliveryRetried { delivery, at: now }])
+}
+
+fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> Vec<Event> {
+    // Timeouts first, one at a time: each may disable a webhook, which changes what follows.
+    if let Some(d) = state.first_expired(now) {
+        let started_at = d.open.map(|o| o.started_at).unwrap_or(now);
+        return fail_attempt(
+            state,
+            now,
+            d,
+            None,
+            AttemptError::Timeout,
+            now.since(started_at),
+        );
+    }
+    let policy = state.policy();
+    let deadline = now
+        .plus(policy.attempt_timeout)
+        .plus(policy.attempt_deadline_grace);
+    let mut events = Vec::new();
+    let mut budget = max_starts;
+    for webhook_id in state.ready_at(now) {
+        if budget == 0 {
+            break;
+        }
+        let Some(webhook) = state.webhook(webhook_id) else {
+            continue;
+        };
+        let room = policy
+            .max_in_flight_per_webhook
+            .saturating_sub(webhook.in_flight) as usize;
+        for delivery_id in state.queue_due(webhook_id, now).take(room.min(budget)) {
+            let Some(d) = state.delivery(delivery_id) else {
+                continue;
+            };
+            events.push(Event::AttemptStarted {
+                delivery_id: delivery_id.clone(),
+                attempt: d.attempts_made + 1,
+                deadline,
+                at: now,
+            });
+            budget -= 1;
+        }
+    }
+    events
+}
+
+fn handle_outcome(
+    state: &State,
+    now: Timestamp,
+    delivery_id: &DeliveryId,
+    attempt: u32,
+    outcome: Outcome,
+) -> Result<Vec<Event>, Rejection> {
+    let not_open = || Rejection::AttemptNotOpen {
+        delivery_id: delivery_id.clone(),
+        attempt,
+    };
+    let d = state.delivery(delivery_id).ok_or_else(not_open)?;
+    let open = d.open.ok_or_else(not_open)?;
+    if open.attempt != attempt {
+        return Err(not_open());
+    }
+    let timeout = state.policy().attempt_timeout;
+    Ok(match outcome {
+        Outcome::Response { status, duration }
+            if (200..300).contains(&status) && duration <= timeout =>
+        {
+            vec![Event::AttemptSucceeded {
+                delivery_id: delivery_id.clone(),
+                attempt,
+                status_code: status,
+                duration,
+                started_at: open.started_at,
+                at: now,
+            }]
+        }
+        Outcome::Response { status, duration } => {
+            let error = if (200..300).contains(&status) {
+                AttemptError::Timeout
+            } else {
+                AttemptError::HttpStatus
+            };
+            fail_attempt(state, now, d, Some(status), error, duration)
+        }
+        Outcome::Error { error, duration } => fail_attempt(state, now, d, None, error, duration),
+    })
+}
+
+/// The events of a failed attempt: the failure with its next due time, and, when this failure
+/// reaches the limit, the webhook's auto-disable with every pending real delivery cancelled.
+fn fail_attempt(
+    state: &State,
+    now: Timestamp,
+    d: &Delivery,
+    status_code: Option<u16>,
+    error: AttemptError,
+    duration: DurationMs,
+) -> Vec<Event> {
+    let policy = state.policy();
+    let next_due = if d.cancelled || d.attempts_made >= d.max_attempts {
+        None
+    } else {
+        policy
+            .retry_delays
+            .get(d.attempts_made as usize)
+            .map(|delay| now.plus(*delay))
+    };
+    let open = d.open.map(|o| o.attempt).unwrap_or(d.attempts_made);
+    let mut events = vec![Event::AttemptFailed {
+        delivery_id: d.id.clone(),
+        attempt: open,
+        status_code,
+        error,
+        duration,
+        started_at: d.open.map(|o| o.started_at).unwrap_or(now),
+        next_due,
+        at: now,
+    }];
+    let counts = !d.test && !d.cancelled;
+    if let Some(webhook) = state.webhook(&d.webhook_id) {
+        if counts && webhook.enabled && webhook.consecutive_failures + 1 >= policy.auto_disable_after
+        {
+            let mut ids: Vec<&DeliveryId> = state
+                .live_deliveries_of(&d.webhook_id)
+                .into_iter()
+                .filter(|other| !other.test && (other.id != d.id || next_due.is_some()))
+                .map(|other| &other.id)
+                .collect();
+            ids.sort();
+            events.push(Event::WebhookDisabled {
+                webhook_id: d.webhook_id.clone(),
+                reason: DisabledReason::ConsecutiveFailures,
+                at: now,
+            });
+            events.extend(ids.into_iter().map(|id| Event::DeliveryCancelled {
+                delivery_id: id.clone(),
+                at: now,
+            }));
+        }
+    }
+    events
+}

@@ -1,0 +1,325 @@
+//! The delivered payload: the host's event wrapped in the spec's envelope, and the sample
+//! payload of test sends.
+
+use crate::policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
+use crate::rejection::Rejection;
+use crate::types::{AccountId, EventId, ProjectId, Timestamp};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// Longest event id a host may give, in bytes.
+pub const MAX_EVENT_ID_BYTES: usize = 255;
+
+/// Fields the engine sets itself; a host's values for them are replaced.
+const ENGINE_FIELDS: [&str; 5] = ["id", "type", "created_at", "api_version", "account"];
+
+/// A host's event, checked and reduced to what the envelope needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedEvent {
+    /// The host's idempotency id, if it gave one.
+    pub event_id: Option<EventId>,
+    /// The event type.
+    pub event_type: String,
+    /// `project.id`, which webhook filters match on.
+    pub project_id: ProjectId,
+    /// The host's other fields, serialised in their original order, each preceded by a comma.
+    pub fields_json: String,
+}
+
+/// A JSON object's members in document order, values kept as raw text.
+struct OrderedObject(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for OrderedObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out: Vec<(String, Box<RawValue>)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if out.iter().any(|(seen, _)| *seen == k) {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{k}`")));
+                    }
+                    out.push((k, v));
+                }
+                Ok(OrderedObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Checks a published body (raw JSON as posted) and prepares it for the envelope.
+///
+/// Malformed JSON and wrong types are `InvalidRequest`; a missing or unknown `type`, a missing
+/// `project.id` or a bad `id` are field rejections; an oversized body is `PayloadTooLarge`.
+pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> {
+    if raw.len() > policy.max_payload_bytes {
+        return Err(Rejection::PayloadTooLarge {
+            size: raw.len(),
+            max: policy.max_payload_bytes,
+        });
+    }
+    let object: OrderedObject = serde_json::from_slice(raw)
+        .map_err(|e| Rejection::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    let field = |name: &str| {
+        object
+            .0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.get())
+    };
+    let event_type: String = match field("type") {
+        None => return Err(Rejection::MissingField("type")),
+        Some(v) => string_field(v, "type")?,
+    };
+    if event_type.is_empty() {
+        return Err(Rejection::MissingField("type"));
+    }
+    if !policy.knows_event_type(&event_type) {
+        return Err(Rejection::UnknownEventType(event_type));
+    }
+    let event_id = match field("id") {
+        None | Some("null") => None,
+        Some(v) => {
+            let id = string_field(v, "id")?;
+            if id.is_empty()
+                || id.len() > MAX_EVENT_ID_BYTES
+                || id.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(Rejection::InvalidField {
+                    field: "id",
+                    message: format!(
+                        "must be 1 to {MAX_EVENT_ID_BYTES} bytes without whitespace"
+                    ),
+                });
+            }
+            Some(EventId(id))
+        }
+    };
+    let project_id = match field("project") {
+        None | Some("null") => return Err(Rejection::MissingField("project.id")),
+        Some(v) => {
+            #[derive(Deserialize)]
+            struct Project {
+                id: Option<String>,
+            }
+            let p: Project = serde_json::from_str(v).map_err(|e| {
+                Rejection::InvalidRequest(format!("project: must be an object with a string id: {e}"))
+            })?;
+            match p.id {
+                Some(id) if !id.trim().is_empty() => ProjectId(id),
+                _ => return Err(Rejection::MissingField("project.id")),
+            }
+        }
+    };
+    let mut fields_json = String::with_capacity(raw.len() + 16);
+    for (k, v) in &object.0 {
+        if ENGINE_FIELDS.contains(&k.as_str()) {
+            continue;
+        }
+        fields_json.push(',');
+        push_json_string(&mut fields_json, k);
+        fields_json.push(':');
+        fields_json.push_str(v.get());
+    }
+    Ok(PreparedEvent {
+        event_id,
+        event_type,
+        project_id,
+        fields_json,
+    })
+}
+
+fn string_field(raw: &str, name: &'static str) -> Result<String, Rejection> {
+    serde_json::from_str::<String>(raw)
+        .map_err(|_| Rejection::InvalidRequest(format!("{name}: must be a string")))
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    // Serialising a &str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+/// The body delivered for an event: `id`, `type`, `created_at`, `api_version`, `account`,
+/// then the host's fields in the order posted.
+pub fn envelope(
+    event_id: &EventId,
+    event_type: &str,
+    created_at: Timestamp,
+    account_id: &AccountId,
+    account_name: &str,
+    fields_json: &str,
+) -> String {
+    let mut out = String::with_capacity(fields_json.len() + 200);
+    out.push_str("{\"id\":");
+    push_json_string(&mut out, event_id.as_str());
+    out.push_str(",\"type\":");
+    push_json_string(&mut out, event_type);
+    out.push_str(",\"created_at\":");
+    push_json_string(&mut out, &created_at.to_rfc3339());
+    out.push_str(",\"api_version\":");
+    push_json_string(&mut out, API_VERSION);
+    out.push_str(",\"account\":{\"id\":");
+    push_json_string(&mut out, account_id.as_str());
+    out.push_str(",\"name\":");
+    push_json_string(&mut out, account_name);
+    out.push('}');
+    out.push_str(fields_json);
+    out.push('}');
+    out
+}
+
+/// The realistic sample a test send delivers, marked `"_test": true`.
+pub fn sample_test_payload(
+    event_id: &EventId,
+    created_at: Timestamp,
+    account_id: &AccountId,
+    account_name: &str,
+) -> String {
+    let completed = Timestamp(created_at.0.saturating_sub(300_000)).to_rfc3339();
+    let fields = serde_json::json!({
+        "project": {"id": "prj_test_sample", "name": "Customer Discovery Q1", "status": "active"},
+        "session": {
+            "id": "ses_test_sample",
+            "respondent_name": "Jane Doe",
+            "respondent_email": "jane.doe@example.com",
+            "duration_seconds": 342,
+            "completed_at": completed,
+        },
+        "respondent_attributes": [
+            {"category_name": "Department", "option_value": "Engineering"},
+            {"category_name": "Role", "option_value": "Manager"}
+        ],
+        "transcript": {
+            "id": "trx_test_sample",
+            "full_text": "Interviewer: Hello and welcome, thanks for joining today.\n\nRespondent: Thank you for having me.\n\nInterviewer: How do you evaluate new tools today?\n\nRespondent: Mostly through trials with the team and a short write-up.",
+            "word_count": 38,
+        },
+        "insights": {"count": 8, "objectives_covered": 3},
+        "links": {
+            "session": "https://app.hallwayai.com/projects/prj_test_sample/sessions/ses_test_sample",
+            "project": "https://app.hallwayai.com/projects/prj_test_sample",
+        },
+    });
+    // serde_json's map keeps keys sorted without `preserve_order`, so emit in the spec's order.
+    let mut tail = String::new();
+    for key in [
+        "project",
+        "session",
+        "respondent_attributes",
+        "transcript",
+        "insights",
+        "links",
+    ] {
+        tail.push(',');
+        push_json_string(&mut tail, key);
+        tail.push(':');
+        tail.push_str(&fields[key].to_string());
+    }
+    tail.push_str(",\"_test\":true");
+    envelope(
+        event_id,
+        SESSION_PROCESSING_COMPLETED,
+        created_at,
+        account_id,
+        account_name,
+        &tail,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_puts_engine_fields_first_and_keeps_host_order() {
+        let raw = br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"prj_1","name":"P"},"zeta":1,"alpha":[1,2]}"#;
+        let p = prepare(raw, &Policy::default()).unwrap();
+        assert_eq!(p.event_id, Some(EventId::from("evt_1")));
+        assert_eq!(p.project_id, ProjectId::from("prj_1"));
+        let body = envelope(
+            &EventId::from("evt_1"),
+            &p.event_type,
+            Timestamp(1_768_059_000_000),
+            &AccountId::from("acc_1"),
+            "Acme \"Research\"",
+            &p.fields_json,
+        );
+        assert_eq!(
+            body,
+            r#"{"id":"evt_1","type":"session.processing.completed","created_at":"2026-01-10T15:30:00.000Z","api_version":"2026-01-01","account":{"id":"acc_1","name":"Acme \"Research\""},"project":{"id":"prj_1","name":"P"},"zeta":1,"alpha":[1,2]}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["account"]["name"], "Acme \"Research\"");
+    }
+
+    #[test]
+    fn engine_fields_posted_by_the_host_are_replaced() {
+        let raw = br#"{"type":"session.processing.completed","project":{"id":"p"},"account":{"id":"evil"},"api_version":"1999","created_at":"x"}"#;
+        let p = prepare(raw, &Policy::default()).unwrap();
+        assert_eq!(p.fields_json, r#","project":{"id":"p"}"#);
+    }
+
+    #[test]
+    fn publish_body_rules() {
+        let policy = Policy::default();
+        let cases: [(&[u8], fn(&Rejection) -> bool); 9] = [
+            (b"not json", |r| matches!(r, Rejection::InvalidRequest(_))),
+            (b"[1,2]", |r| matches!(r, Rejection::InvalidRequest(_))),
+            (br#"{"project":{"id":"p"}}"#, |r| *r == Rejection::MissingField("type")),
+            (br#"{"type":7,"project":{"id":"p"}}"#, |r| matches!(r, Rejection::InvalidRequest(_))),
+            (br#"{"type":"nope","project":{"id":"p"}}"#, |r| matches!(r, Rejection::UnknownEventType(_))),
+            (br#"{"type":"session.processing.completed"}"#, |r| *r == Rejection::MissingField("project.id")),
+            (br#"{"type":"session.processing.completed","project":{"name":"x"}}"#, |r| *r == Rejection::MissingField("project.id")),
+            (br#"{"type":"session.processing.completed","project":"p"}"#, |r| matches!(r, Rejection::InvalidRequest(_))),
+            (br#"{"type":"session.processing.completed","project":{"id":"p"},"id":""}"#, |r| matches!(r, Rejection::InvalidField { field: "id", .. })),
+        ];
+        for (raw, ok) in cases {
+            let r = prepare(raw, &policy).unwrap_err();
+            assert!(ok(&r), "{}: {r:?}", String::from_utf8_lossy(raw));
+        }
+        let dup = br#"{"type":"session.processing.completed","project":{"id":"p"},"a":1,"a":2}"#;
+        assert!(matches!(prepare(dup, &policy), Err(Rejection::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn oversized_payload_is_rejected() {
+        let policy = Policy {
+            max_payload_bytes: 64,
+            ..Policy::default()
+        };
+        let raw = format!(
+            r#"{{"type":"session.processing.completed","project":{{"id":"p"}},"pad":"{}"}}"#,
+            "x".repeat(64)
+        );
+        assert!(matches!(
+            prepare(raw.as_bytes(), &policy),
+            Err(Rejection::PayloadTooLarge { max: 64, .. })
+        ));
+    }
+
+    #[test]
+    fn sample_payload_is_marked_test_and_follows_the_spec_shape() {
+        let body = sample_test_payload(
+            &EventId::from("evt_t"),
+            Timestamp(1_768_059_000_000),
+            &AccountId::from("acc_1"),
+            "Acme",
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["_test"], true);
+        assert_eq!(v["id"], "evt_t");
+        assert_eq!(v["type"], SESSION_PROCESSING_COMPLETED);
+        assert_eq!(v["api_version"], API_VERSION);
+        for key in ["project", "session", "respondent_attributes", "transcript", "insights", "links"] {
+            assert!(!v[key].is_null(), "{key}");
+        }
+        assert!(body.starts_with(r#"{"id":"evt_t","type":"#));
+    }
+}

@@ -1,0 +1,228 @@
+//! Events: the facts the log records. Applying them is the only way state changes.
+
+use crate::command::DeliverySummary;
+use crate::types::{
+    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
+    Timestamp, WebhookId,
+};
+use crate::webhook::{Secret, WebhookConfig};
+use serde::{Deserialize, Serialize};
+
+/// A fact, stamped with the time it was decided at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// An account was created.
+    AccountCreated {
+        /// The account.
+        account_id: AccountId,
+        /// Its display name.
+        name: String,
+        /// Its plan.
+        plan: Plan,
+        /// Hash of its API key.
+        api_key_hash: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An account's name or plan changed (both fields hold the new values).
+    AccountUpdated {
+        /// The account.
+        account_id: AccountId,
+        /// The name now.
+        name: String,
+        /// The plan now.
+        plan: Plan,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook was registered (enabled, with a zero failure counter).
+    WebhookCreated {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// Its account.
+        account_id: AccountId,
+        /// Its validated configuration.
+        config: WebhookConfig,
+        /// Its signing secret.
+        secret: Secret,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook's configuration was replaced by a validated one.
+    WebhookUpdated {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The configuration now.
+        config: WebhookConfig,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook was enabled; its failure counter is reset.
+    WebhookEnabled {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook was disabled, by hand or by the failure rule.
+    WebhookDisabled {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// Why.
+        reason: DisabledReason,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook was deleted for good.
+    WebhookDeleted {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook's secret was replaced.
+    SecretRotated {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The new secret.
+        secret: Secret,
+        /// When.
+        at: Timestamp,
+    },
+    /// An event was published and fanned out to these deliveries, each due at once
+    /// plus the policy's first delay.
+    EventPublished {
+        /// The publishing account.
+        account_id: AccountId,
+        /// The event.
+        event_id: EventId,
+        /// Its type.
+        event_type: String,
+        /// Its project.
+        project_id: ProjectId,
+        /// The exact body every attempt sends.
+        body: String,
+        /// One delivery per matching webhook.
+        deliveries: Vec<(DeliveryId, WebhookId)>,
+        /// The first attempt's due time.
+        first_due: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+    /// A test send was created: one attempt, due now.
+    TestDeliveryCreated {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// Its account.
+        account_id: AccountId,
+        /// The sample event's id.
+        event_id: EventId,
+        /// The sample body.
+        body: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The engine decided to send an attempt; it must be reported by `deadline`.
+    AttemptStarted {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt number, from 1.
+        attempt: u32,
+        /// When an unreported attempt counts as timed out.
+        deadline: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+    /// An attempt got a 2xx within the timeout; the delivery succeeded.
+    AttemptSucceeded {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt number.
+        attempt: u32,
+        /// The status received.
+        status_code: u16,
+        /// How long the attempt took.
+        duration: DurationMs,
+        /// When the attempt started.
+        started_at: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+    /// An attempt failed; `next_due` is the next attempt's time, or `None` when none follows.
+    AttemptFailed {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt number.
+        attempt: u32,
+        /// The status received, if any.
+        status_code: Option<u16>,
+        /// The classified failure.
+        error: AttemptError,
+        /// How long the attempt took.
+        duration: DurationMs,
+        /// When the attempt started.
+        started_at: Timestamp,
+        /// When the next attempt is due, if one follows.
+        next_due: Option<Timestamp>,
+        /// When.
+        at: Timestamp,
+    },
+    /// An attempt open at a crash was given up unrecorded; it will be sent again now.
+    AttemptAbandoned {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt number, which the resend reuses.
+        attempt: u32,
+        /// When.
+        at: Timestamp,
+    },
+    /// A pending delivery was cancelled (webhook disabled or deleted); no further attempts.
+    DeliveryCancelled {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A finished delivery was reopened by hand for one more attempt, due now.
+    DeliveryRetried {
+        /// The delivery as history knew it.
+        delivery: DeliverySummary,
+        /// When.
+        at: Timestamp,
+    },
+    /// Published event ids from before `before` were forgotten (idempotency window passed).
+    IdempotencyKeysExpired {
+        /// The cut-off.
+        before: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl Event {
+    /// When the event was decided.
+    pub fn at(&self) -> Timestamp {
+        use Event::*;
+        match self {
+            AccountCreated { at, .. }
+            | AccountUpdated { at, .. }
+            | WebhookCreated { at, .. }
+            | WebhookUpdated { at, .. }
+            | WebhookEnabled { at, .. }
+            | WebhookDisabled { at, .. }
+            | WebhookDeleted { at, .. }
+            | SecretRotated { at, .. }
+            | EventPublished { at, .. }
+            | TestDeliveryCreated { at, .. }
+            | AttemptStarted { at, .. }
+            | AttemptSucceeded { at, .. }
+            | AttemptFailed { at, .. }
+            | AttemptAbandoned { at, .. }
+            | DeliveryCancelled { at, .. }
+            | DeliveryRetried { at, .. }
+            | IdempotencyKeysExpired { at, .. } => *at,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Every number the rules use, with the spec's values as defaults.
+
+use crate::types::DurationMs;
+use serde::{Deserialize, Serialize};
+
+/// The event type the product publishes today.
+pub const SESSION_PROCESSING_COMPLETED: &str = "session.processing.completed";
+
+/// The payload schema version every envelope carries.
+pub const API_VERSION: &str = "2026-01-01";
+
+/// The rules' numbers. Every field is overridable; `Policy::default()` is the spec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Delay before each attempt, counted from the previous failure (the first from publish).
+    /// Its length is the number of attempts a delivery makes.
+    pub retry_delays: Vec<DurationMs>,
+    /// A response head must arrive within this time for an attempt to succeed.
+    pub attempt_timeout: DurationMs,
+    /// Consecutive failed (non-test) attempts that disable a webhook.
+    pub auto_disable_after: u32,
+    /// Webhooks an account may have at once (deleted ones do not count).
+    pub max_webhooks_per_account: u32,
+    /// How far a signature's timestamp may be from `now` when verifying.
+    pub signature_tolerance: DurationMs,
+    /// Refuse `http://` webhook URLs.
+    pub require_https: bool,
+    /// Allow loopback, private, link-local and similar targets.
+    pub allow_private_targets: bool,
+    /// Largest published event body accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// The event types webhooks may subscribe to and hosts may publish.
+    pub event_types: Vec<String>,
+    /// Attempts to one webhook that may be open at once.
+    pub max_in_flight_per_webhook: u32,
+    /// Extra time past the attempt timeout before an unreported attempt counts as timed out.
+    pub attempt_deadline_grace: DurationMs,
+    /// How long published event ids are remembered for idempotency and finished deliveries kept.
+    pub retention: DurationMs,
+    /// Longest webhook name, in characters.
+    pub max_name_chars: usize,
+    /// Longest webhook description, in characters.
+    pub max_description_chars: usize,
+    /// Longest webhook URL, in bytes.
+    pub max_url_bytes: usize,
+    /// Most project ids in one webhook's filter.
+    pub max_project_filters: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            retry_delays: vec![
+                DurationMs(0),
+                DurationMs::from_mins(1),
+                DurationMs::from_mins(5),
+                DurationMs::from_mins(30),
+                DurationMs::from_hours(2),
+            ],
+            attempt_timeout: DurationMs::from_secs(30),
+            auto_disable_after: 10,
+            max_webhooks_per_account: 5,
+            signature_tolerance: DurationMs::from_mins(5),
+            require_https: true,
+            allow_private_targets: false,
+            max_payload_bytes: 1024 * 1024,
+            event_types: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
+            max_in_flight_per_webhook: 64,
+            attempt_deadline_grace: DurationMs::from_secs(30),
+            retention: DurationMs::from_hours(24 * 30),
+            max_name_chars: 200,
+            max_description_chars: 2000,
+            max_url_bytes: 2048,
+            max_project_filters: 100,
+        }
+    }
+}
+
+impl Policy {
+    /// The number of attempts a delivery makes before it is exhausted.
+    pub fn max_attempts(&self) -> u32 {
+        self.retry_delays.len() as u32
+    }
+
+    /// Whether `event_type` is one hosts may publish and webhooks may subscribe to.
+    pub fn knows_event_type(&self, event_type: &str) -> bool {
+        self.event_types.iter().any(|t| t == event_type)
+    }
+}

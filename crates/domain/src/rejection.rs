@@ -1,0 +1,165 @@
+//! Rejections: each broken rule, with a message a person can act on.
+
+use crate::types::{AccountId, DeliveryId, EventId, WebhookId};
+
+/// The broad class of a rejection, which the HTTP layer maps to a status and error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// The named thing does not exist (or belongs to someone else).
+    NotFound,
+    /// The request conflicts with the current state.
+    Conflict,
+    /// The account's plan does not include webhooks.
+    PlanRequired,
+    /// A count limit would be exceeded.
+    LimitReached,
+    /// The request is not well-formed (bad JSON, wrong types).
+    InvalidRequest,
+    /// A field breaks a rule.
+    Validation,
+    /// The body is larger than allowed.
+    PayloadTooLarge,
+    /// The request repeats an earlier one; the caller treats it as success.
+    Duplicate,
+}
+
+/// Why a command was refused. Nothing changes when a command is rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// No such account.
+    #[error("account {0} not found")]
+    AccountNotFound(AccountId),
+    /// An account with this id exists already.
+    #[error("account {0} already exists")]
+    AccountExists(AccountId),
+    /// Webhooks are a Pro feature.
+    #[error("webhooks require the Pro plan; account {0} is on the free plan")]
+    PlanRequired(AccountId),
+    /// The account has as many webhooks as it may have.
+    #[error("account {account} already has the maximum of {max} webhooks")]
+    LimitReached {
+        /// The account.
+        account: AccountId,
+        /// The limit.
+        max: u32,
+    },
+    /// No such webhook in this account (or it was deleted).
+    #[error("webhook {0} not found")]
+    WebhookNotFound(WebhookId),
+    /// No such delivery for this webhook.
+    #[error("delivery {0} not found")]
+    DeliveryNotFound(DeliveryId),
+    /// Only finished deliveries can be retried by hand.
+    #[error("delivery {0} is still pending; only finished deliveries can be retried")]
+    DeliveryNotFinished(DeliveryId),
+    /// Real deliveries are not sent to a disabled webhook.
+    #[error("webhook {0} is disabled; enable it first")]
+    WebhookDisabled(WebhookId),
+    /// An event with this id was published before; nothing was scheduled again.
+    #[error("event {event_id} was already published")]
+    EventExists {
+        /// The event.
+        event_id: EventId,
+        /// How many deliveries the first publish scheduled.
+        deliveries: u32,
+    },
+    /// The payload is over the size limit.
+    #[error("payload is {size} bytes; the maximum is {max}")]
+    PayloadTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Malformed JSON or a value of the wrong type.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The webhook name is empty.
+    #[error("name: must not be empty")]
+    EmptyName,
+    /// The URL cannot be parsed or uses a scheme other than https/http.
+    #[error("url: {0}")]
+    InvalidUrl(String),
+    /// The URL is `http://` and only HTTPS is allowed.
+    #[error("url: must use https://")]
+    HttpsRequired,
+    /// The URL points at a loopback, private, link-local or otherwise refused address.
+    #[error("url: target {0} is a private or reserved address and is refused")]
+    TargetRefused(String),
+    /// The webhook subscribes to nothing.
+    #[error("events: at least one event type is required")]
+    NoEventTypes,
+    /// An event type that does not exist.
+    #[error("events: unknown event type {0:?}")]
+    UnknownEventType(String),
+    /// A project filter entry is empty.
+    #[error("project_ids: project ids must not be empty")]
+    EmptyProjectId,
+    /// A text field is longer than allowed.
+    #[error("{field}: longer than {max} characters")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// A list field has more entries than allowed.
+    #[error("{field}: more than {max} entries")]
+    TooMany {
+        /// The field.
+        field: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// A required field is missing or empty.
+    #[error("{0}: is required")]
+    MissingField(&'static str),
+    /// A field's value breaks a rule.
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The reported attempt is not the delivery's open attempt (late or duplicate report).
+    #[error("attempt {attempt} of delivery {delivery_id} is not open")]
+    AttemptNotOpen {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt reported.
+        attempt: u32,
+    },
+}
+
+impl Rejection {
+    /// The broad class, for mapping to a protocol status.
+    pub fn kind(&self) -> RejectionKind {
+        use Rejection::*;
+        match self {
+            AccountNotFound(_) | WebhookNotFound(_) | DeliveryNotFound(_) => {
+                RejectionKind::NotFound
+            }
+            AccountExists(_) | DeliveryNotFinished(_) | WebhookDisabled(_) => {
+                RejectionKind::Conflict
+            }
+            AttemptNotOpen { .. } => RejectionKind::Conflict,
+            PlanRequired(_) => RejectionKind::PlanRequired,
+            LimitReached { .. } => RejectionKind::LimitReached,
+            EventExists { .. } => RejectionKind::Duplicate,
+            PayloadTooLarge { .. } => RejectionKind::PayloadTooLarge,
+            InvalidRequest(_) => RejectionKind::InvalidRequest,
+            EmptyName
+            | InvalidUrl(_)
+            | HttpsRequired
+            | TargetRefused(_)
+            | NoEventTypes
+            | UnknownEventType(_)
+            | EmptyProjectId
+            | TooLong { .. }
+            | TooMany { .. }
+            | MissingField(_)
+            | InvalidField { .. } => RejectionKind::Validation,
+        }
+    }
+}

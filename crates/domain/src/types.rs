@@ -1,0 +1,255 @@
+//! Identifiers, time values and the small value types shared by commands and events.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An account (a tenant), chosen by the host.
+    AccountId
+);
+id_type!(
+    /// A registered webhook endpoint (`wh_...`).
+    WebhookId
+);
+id_type!(
+    /// A published event (`evt_...`); unique within its account, stable across retries.
+    EventId
+);
+id_type!(
+    /// One delivery of one event to one webhook (`dlv_...`).
+    DeliveryId
+);
+id_type!(
+    /// A project of the host, used by webhook project filters.
+    ProjectId
+);
+
+/// A point in time, in milliseconds since the Unix epoch. Never read from a clock here.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Milliseconds since the Unix epoch.
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// Whole seconds since the Unix epoch (what signatures carry).
+    pub fn as_unix_seconds(self) -> u64 {
+        self.0 / 1000
+    }
+
+    /// This time plus a duration, saturating rather than wrapping.
+    pub fn plus(self, d: DurationMs) -> Timestamp {
+        Timestamp(self.0.saturating_add(d.0))
+    }
+
+    /// The time elapsed since `earlier`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> DurationMs {
+        DurationMs(self.0.saturating_sub(earlier.0))
+    }
+
+    /// RFC 3339 UTC with milliseconds, as the API and payloads show times.
+    pub fn to_rfc3339(self) -> String {
+        let ms = self.0 % 1000;
+        let secs = self.0 / 1000;
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days as i64);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        )
+    }
+}
+
+/// Converts days since 1970-01-01 to a (year, month, day) civil date
+/// (Howard Hinnant's algorithm, valid for the whole range we can represent).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A span of time in milliseconds.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct DurationMs(pub u64);
+
+impl DurationMs {
+    /// A duration of `s` seconds.
+    pub const fn from_secs(s: u64) -> Self {
+        Self(s * 1000)
+    }
+
+    /// A duration of `m` minutes.
+    pub const fn from_mins(m: u64) -> Self {
+        Self(m * 60_000)
+    }
+
+    /// A duration of `h` hours.
+    pub const fn from_hours(h: u64) -> Self {
+        Self(h * 3_600_000)
+    }
+
+    /// Milliseconds.
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+}
+
+/// The plan an account is on; webhooks are a Pro feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// No webhooks.
+    Free,
+    /// Webhooks included.
+    Pro,
+}
+
+impl Plan {
+    /// The plan's name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Pro => "pro",
+        }
+    }
+}
+
+/// Why a webhook is disabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisabledReason {
+    /// Switched off by a person.
+    Manual,
+    /// Switched off by the engine after too many consecutive failed attempts.
+    ConsecutiveFailures,
+}
+
+impl DisabledReason {
+    /// The reason as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisabledReason::Manual => "manual",
+            DisabledReason::ConsecutiveFailures => "consecutive_failures",
+        }
+    }
+}
+
+/// How an attempt failed, as delivery history shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptError {
+    /// No response head within the attempt timeout.
+    Timeout,
+    /// The TCP connection could not be made (refused, unreachable, DNS failure).
+    Connect,
+    /// The TLS handshake failed (bad certificate, protocol error).
+    Tls,
+    /// A response arrived, but its status was not 2xx (redirects included).
+    HttpStatus,
+    /// The target resolved to an address the engine refuses to connect to.
+    BlockedTarget,
+    /// The peer answered with something that is not valid HTTP.
+    InvalidResponse,
+}
+
+impl AttemptError {
+    /// The error as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptError::Timeout => "timeout",
+            AttemptError::Connect => "connect",
+            AttemptError::Tls => "tls",
+            AttemptError::HttpStatus => "http_status",
+            AttemptError::BlockedTarget => "blocked_target",
+            AttemptError::InvalidResponse => "invalid_response",
+        }
+    }
+}
+
+/// What the dispatcher observed for one attempt; the domain decides whether it counts as success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A response head arrived with this status after `duration`.
+    Response {
+        /// The HTTP status code.
+        status: u16,
+        /// Time from send to the response head.
+        duration: DurationMs,
+    },
+    /// No usable response.
+    Error {
+        /// The classified failure.
+        error: AttemptError,
+        /// Time from send to the failure.
+        duration: DurationMs,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        // 2026-01-10T15:30:00.000Z, the spec's example, is 1768059000 s.
+        assert_eq!(
+            Timestamp(1_768_059_000_000).to_rfc3339(),
+            "2026-01-10T15:30:00.000Z"
+        );
+        // A leap day with milliseconds.
+        assert_eq!(
+            Timestamp(951_782_400_123).to_rfc3339(),
+            "2000-02-29T00:00:00.123Z"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! Webhook configuration, secrets, and the validation rules for both.
+
+use crate::policy::Policy;
+use crate::rejection::Rejection;
+use crate::target;
+use crate::types::ProjectId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A webhook's signing secret. Its text's bytes are the HMAC key. Debug output is redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret's text (shown to the user once, used as the HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// What a user configures on a webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookConfig {
+    /// A friendly name.
+    pub name: String,
+    /// The endpoint.
+    pub url: String,
+    /// Optional notes.
+    pub description: Option<String>,
+    /// Subscribed event types (at least one).
+    pub events: Vec<String>,
+    /// Projects to fire for; empty means every project.
+    pub project_ids: Vec<ProjectId>,
+}
+
+impl WebhookConfig {
+    /// Checks every rule and returns the config normalised (trimmed name, deduplicated lists).
+    pub fn validated(mut self, policy: &Policy) -> Result<WebhookConfig, Rejection> {
+        self.name = self.name.trim().to_owned();
+        if self.name.is_empty() {
+            return Err(Rejection::EmptyName);
+        }
+        if self.name.chars().count() > policy.max_name_chars {
+            return Err(Rejection::TooLong {
+                field: "name",
+                max: policy.max_name_chars,
+            });
+        }
+        if let Some(d) = &self.description {
+            if d.chars().count() > policy.max_description_chars {
+                return Err(Rejection::TooLong {
+                    field: "description",
+                    max: policy.max_description_chars,
+                });
+            }
+        }
+        target::validate_url(&self.url, policy)?;
+        if self.events.is_empty() {
+            return Err(Rejection::NoEventTypes);
+        }
+        if let Some(unknown) = self.events.iter().find(|e| !policy.knows_event_type(e)) {
+            return Err(Rejection::UnknownEventType(unknown.clone()));
+        }
+        dedup_keep_order(&mut self.events);
+        if self.project_ids.len() > policy.max_project_filters {
+            return Err(Rejection::TooMany {
+                field: "project_ids",
+                max: policy.max_project_filters,
+            });
+        }
+        if self.project_ids.iter().any(|p| p.0.trim().is_empty()) {
+            return Err(Rejection::EmptyProjectId);
+        }
+        dedup_keep_order(&mut self.project_ids);
+        Ok(self)
+    }
+
+    /// Whether an event of `event_type` in `project` goes to this webhook.
+    pub fn matches(&self, event_type: &str, project: &ProjectId) -> bool {
+        self.events.iter().any(|e| e == event_type)
+            && (self.project_ids.is_empty() || self.project_ids.contains(project))
+    }
+}
+
+fn dedup_keep_order<T: PartialEq + Clone>(items: &mut Vec<T>) {
+    let mut seen: Vec<T> = Vec::with_capacity(items.len());
+    items.retain(|x| {
+        if seen.contains(x) {
+            false
+        } else {
+            seen.push(x.clone());
+            true
+        }
+    });
+}

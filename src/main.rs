@@ -1,0 +1,1 @@
+fn main() { println!("hallway-webhooks {}", env!("CARGO_PKG_VERSION")); }
