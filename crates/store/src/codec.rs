@@ -1,0 +1,285 @@
+//! How records are encoded: one format-version byte, a CRC-32 of the rest, then bincode 2
+//! (serde, standard config).
+//!
+//! The checksum is what makes "a corrupt record is an error" true: bincode alone accepts
+//! most flipped bytes inside a string as a different string. sled checksums its own log
+//! on disk, but not what reaches a tree through its API or survives in its page cache.
+//!
+//! Every bincode call of the crate lives here, so replacing the codec (bincode is
+//! unmaintained upstream, hence the `=2.0.1` pin) is a change to this module only.
+//! Decoding never panics and never allocates much more than the record's own size:
+//! a corrupt length prefix becomes an error, not a multi-gigabyte allocation.
+
+use crate::StoreError;
+use bincode::config::{self, Config};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The format version written in front of every record.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// The version byte and the checksum.
+const HEADER_LEN: usize = 5;
+
+/// Encodes `value` as a versioned, checksummed record.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&[FORMAT_VERSION, 0, 0, 0, 0]);
+    bincode::serde::encode_into_std_write(value, &mut out, config::standard())
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    seal(&mut out);
+    Ok(out)
+}
+
+/// Writes the checksum of the body into the header.
+fn seal(record: &mut [u8]) {
+    let crc = crc32(&record[HEADER_LEN..]);
+    record[1..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks a record's version and checksum; returns its body.
+fn open<'a>(
+    tree: &'static str,
+    key: impl FnOnce() -> String,
+    bytes: &'a [u8],
+) -> Result<&'a [u8], StoreError> {
+    let corrupt = |key: String, reason: String| StoreError::Corrupt { tree, key, reason };
+    let Some(&version) = bytes.first() else {
+        return Err(corrupt(key(), "empty record".into()));
+    };
+    if version != FORMAT_VERSION {
+        return Err(corrupt(
+            key(),
+            format!("unknown format version {version} (this build reads {FORMAT_VERSION})"),
+        ));
+    }
+    let (Some(stored), Some(body)) = (bytes.get(1..HEADER_LEN), bytes.get(HEADER_LEN..)) else {
+        return Err(corrupt(key(), format!("{} bytes is too short for a record", bytes.len())));
+    };
+    let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    let computed = crc32(body);
+    if stored != computed {
+        return Err(corrupt(
+            key(),
+            format!("checksum mismatch (stored {stored:08x}, computed {computed:08x})"),
+        ));
+    }
+    Ok(body)
+}
+
+/// Decodes a versioned record read from `tree` at the key that `key` prints.
+///
+/// A short record, an unknown version, a checksum mismatch, bytes bincode rejects and
+/// trailing bytes are all [`StoreError::Corrupt`] naming the tree and key.
+pub fn decode<T: DeserializeOwned>(
+    tree: &'static str,
+    key: impl FnOnce() -> String,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let corrupt = |key: String, reason: String| StoreError::Corrupt { tree, key, reason };
+    // The key printer is needed at most once; share it between the two stages.
+    let mut key = Some(key);
+    let mut take_key = || key.take().map(|k| k()).unwrap_or_default();
+    let body = open(tree, &mut take_key, bytes)?;
+    match decode_body::<T>(body) {
+        Ok((value, used)) if used == body.len() => Ok(value),
+        Ok((_, used)) => Err(corrupt(
+            take_key(),
+            format!("{} trailing bytes after the record", body.len() - used),
+        )),
+        Err(e) => Err(corrupt(take_key(), e.to_string())),
+    }
+}
+
+/// Checks that `bytes` is a versioned record with an empty body (the value of index trees
+/// whose key is the data).
+pub fn check_marker(
+    tree: &'static str,
+    key: impl FnOnce() -> String,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    if bytes == [FORMAT_VERSION] {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt {
+            tree,
+            key: key(),
+            reason: format!("expected a version-{FORMAT_VERSION} marker, found {bytes:02x?}"),
+        })
+    }
+}
+
+/// The value of index entries whose key is the data: just the version.
+pub fn marker() -> [u8; 1] {
+    [FORMAT_VERSION]
+}
+
+/// Wraps raw bytes (such as another tree's key) as a versioned, checksummed record.
+pub fn encode_raw(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + HEADER_LEN);
+    out.extend_from_slice(&[FORMAT_VERSION, 0, 0, 0, 0]);
+    out.extend_from_slice(bytes);
+    seal(&mut out);
+    out
+}
+
+/// Unwraps a record written by [`encode_raw`].
+pub fn decode_raw<'a>(
+    tree: &'static str,
+    key: impl FnOnce() -> String,
+    bytes: &'a [u8],
+) -> Result<&'a [u8], StoreError> {
+    open(tree, key, bytes)
+}
+
+/// CRC-32 (IEEE, as zlib and PNG use it), one table lookup per byte.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc = CRC_TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes with a byte limit in the bucket just above the body's size.
+///
+/// bincode allocates a string's buffer from its length prefix before reading it, so a
+/// corrupt prefix could ask for terabytes and abort the process. Under serde, the bytes
+/// bincode "claims" against the limit are exactly the string and byte-buffer lengths, which
+/// a valid record cannot make larger than itself; so a limit at the top of the body's
+/// size bucket accepts every valid record and keeps what a corrupt one can allocate under
+/// 16 times its size. The limit is a const generic, hence the buckets.
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
+    fn run<T: DeserializeOwned, C: Config>(
+        body: &[u8],
+        config: C,
+    ) -> Result<(T, usize), bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(body, config)
+    }
+    let standard = config::standard();
+    match body.len() {
+        n if n <= 1 << 12 => run(body, standard.with_limit::<{ 1 << 12 }>()),
+        n if n <= 1 << 16 => run(body, standard.with_limit::<{ 1 << 16 }>()),
+        n if n <= 1 << 20 => run(body, standard.with_limit::<{ 1 << 20 }>()),
+        n if n <= 1 << 24 => run(body, standard.with_limit::<{ 1 << 24 }>()),
+        n if n <= 1 << 28 => run(body, standard.with_limit::<{ 1 << 28 }>()),
+        _ => run(body, standard.with_limit::<{ usize::MAX }>()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_a_value() {
+        let value = (7u64, String::from("hello"), vec![1u32, 2, 3]);
+        let bytes = encode(&value).expect("encodes");
+        assert_eq!(bytes[0], FORMAT_VERSION);
+        let back: (u64, String, Vec<u32>) = decode("t", || "k".into(), &bytes).expect("decodes");
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn unknown_version_is_corrupt() {
+        let mut bytes = encode(&5u64).expect("encodes");
+        bytes[0] = 9;
+        let err = decode::<u64>("log", || "42".into(), &bytes).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("\"log\"") && text.contains("42") && text.contains("version 9"));
+    }
+
+    #[test]
+    fn empty_and_trailing_bytes_are_corrupt() {
+        assert!(matches!(
+            decode::<u64>("t", || "k".into(), &[]),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let mut bytes = encode(&5u64).expect("encodes");
+        bytes.push(0);
+        seal(&mut bytes);
+        let err = decode::<u64>("t", || "k".into(), &bytes).unwrap_err();
+        assert!(err.to_string().contains("trailing"), "{err}");
+    }
+
+    /// A record with a valid header around `body`, as a writer with a bug could make.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![FORMAT_VERSION, 0, 0, 0, 0];
+        bytes.extend_from_slice(body);
+        seal(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_an_error_not_an_allocation() {
+        // A varint length of u64::MAX (0xFF marker + 8 bytes), then "x".
+        let mut body = vec![0xFF];
+        body.extend_from_slice(&u64::MAX.to_le_bytes());
+        body.push(b'x');
+        assert!(matches!(
+            decode::<String>("t", || "k".into(), &sealed(&body)),
+            Err(StoreError::Corrupt { .. })
+        ));
+        // One string of 2^40 bytes: more than memory, within u64.
+        let mut body = vec![1, 0xFF];
+        body.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            decode::<Vec<String>>("t", || "k".into(), &sealed(&body)),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_caught() {
+        let bytes = encode(&("some text", 12345u64)).expect("encodes");
+        for i in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[i / 8] ^= 1 << (i % 8);
+            assert!(
+                decode::<(String, u64)>("t", || "k".into(), &damaged).is_err(),
+                "bit {i} flipped went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn large_valid_records_decode() {
+        let big = "x".repeat(3 << 20);
+        let bytes = encode(&vec![big.clone(), big.clone()]).expect("encodes");
+        let back: Vec<String> = decode("t", || "k".into(), &bytes).expect("decodes");
+        assert_eq!(back, vec![big.clone(), big]);
+    }
+
+    #[test]
+    fn raw_records_check_their_version() {
+        let bytes = encode_raw(b"abc");
+        assert_eq!(decode_raw("t", || "k".into(), &bytes).expect("decodes"), b"abc");
+        assert!(decode_raw("t", || "k".into(), &[2, 1]).is_err());
+        let mut damaged = bytes.clone();
+        damaged[6] ^= 4;
+        assert!(decode_raw("t", || "k".into(), &damaged).is_err());
+        assert!(check_marker("t", || "k".into(), &marker()).is_ok());
+        assert!(check_marker("t", || "k".into(), &[1, 0]).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! The delivery history projection's records.
+
+use hallway_domain::{AccountId, AttemptError, DeliveryId, EventId, Timestamp, WebhookId};
+use serde::{Deserialize, Serialize};
+
+/// Where a delivery stands, as history shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// More attempts will be made (or one is under way).
+    Pending,
+    /// An attempt got a 2xx in time.
+    Succeeded,
+    /// Every attempt failed.
+    Failed,
+    /// Stopped because the webhook was disabled or deleted.
+    Cancelled,
+}
+
+/// One recorded attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Its number, from 1.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// The HTTP status received, if any.
+    pub status_code: Option<u16>,
+    /// How it failed, if it did.
+    pub error: Option<AttemptError>,
+}
+
+/// A delivery with every attempt, as the history API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// Its id.
+    pub id: DeliveryId,
+    /// Its webhook.
+    pub webhook_id: WebhookId,
+    /// The webhook's account.
+    pub account_id: AccountId,
+    /// The event.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: String,
+    /// Whether it is a test send.
+    pub test: bool,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When the next attempt is due, while pending and not under way.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Recorded attempts, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One page of a webhook's deliveries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Newest first.
+    pub data: Vec<DeliveryRecord>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,592 @@
+//! The sled 0.34 implementation of [`EventStore`].
+//!
+//! Trees (see [`keys`] for their layouts): `log`, `meta`, `payloads`, `history`,
+//! `dlv_index`, `by_time`. An append writes its log record and every projection update in
+//! one sled transaction over the five data trees, so a crash leaves all of them or none.
+//! One mutex serialises writers (append, snapshot, truncation, pruning): sequence numbers
+//! are handed out under it, and projection records are read outside the transaction
+//! because nothing else can change them meanwhile.
+
+mod keys;
+mod projection;
+
+use crate::codec;
+use crate::history::{DeliveryRecord, DeliveryStatus, Page};
+use crate::{EventStore, Seq, StoreError};
+use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
+use projection::{load_delivery, PayloadRecord, Projection};
+use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
+use sled::IVec;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Log records removed per transaction when truncating, so one call never builds a huge one.
+const TRUNCATE_CHUNK: u64 = 4096;
+
+/// Expired deliveries examined per transaction when pruning; appends wait at most one chunk.
+const PRUNE_CHUNK: usize = 1024;
+
+/// How a [`SledStore`] is opened.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The size of sled's page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Remove the data when the store is dropped (tests and benchmarks).
+    pub temporary: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 128 * 1024 * 1024,
+            temporary: false,
+        }
+    }
+}
+
+/// The sled trees, opened once.
+pub(crate) struct Trees {
+    log: sled::Tree,
+    meta: sled::Tree,
+    payloads: sled::Tree,
+    history: sled::Tree,
+    dlv_index: sled::Tree,
+    by_time: sled::Tree,
+}
+
+/// What only writers change, guarded by one mutex.
+struct Writer {
+    /// The sequence the next append gets.
+    next_seq: Seq,
+    /// The latest snapshot's sequence, 0 without one.
+    snapshot_seq: Seq,
+    /// The last sequence truncation removed, 0 if none.
+    truncated_through: Seq,
+}
+
+/// An [`EventStore`] in a sled database: one data directory, one process at a time.
+pub struct SledStore {
+    db: sled::Db,
+    trees: Trees,
+    writer: Mutex<Writer>,
+    /// Counts committed writes; bumped after each commit is visible in sled.
+    written: AtomicU64,
+    /// The value of `written` the last finished flush covered. Flushers queue on this lock,
+    /// and one that finds its writes covered returns at once: that is the group commit.
+    durable: Mutex<u64>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").field("path", &self.path).finish()
+    }
+}
+
+fn tx_error(e: TransactionError<Infallible>) -> StoreError {
+    match e {
+        TransactionError::Storage(e) => StoreError::Sled(e),
+        TransactionError::Abort(never) => match never {},
+    }
+}
+
+/// Recovers a guard from a poisoned mutex. Writers update the guarded numbers only after
+/// their sled write has committed, with nothing that can panic in between, so the numbers
+/// are consistent even if a writer panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read_u64(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<u64, StoreError> {
+    match tree.get(key)? {
+        Some(bytes) => codec::decode(name, || keys::show_text(key), &bytes),
+        None => Ok(0),
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir` with default options.
+    ///
+    /// Fails with [`StoreError::Locked`] at once if another process (or another open store
+    /// in this one) holds the directory.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity_bytes)
+            .temporary(options.temporary)
+            .open()
+            .map_err(|e| map_open_error(e, dir))?;
+        let trees = Trees {
+            log: db.open_tree(keys::LOG)?,
+            meta: db.open_tree(keys::META)?,
+            payloads: db.open_tree(keys::PAYLOADS)?,
+            history: db.open_tree(keys::HISTORY)?,
+            dlv_index: db.open_tree(keys::DLV_INDEX)?,
+            by_time: db.open_tree(keys::BY_TIME)?,
+        };
+        let snapshot_seq = read_u64(&trees.meta, keys::META, keys::META_SNAPSHOT_SEQ)?;
+        let truncated_through = read_u64(&trees.meta, keys::META, keys::META_TRUNCATED_THROUGH)?;
+        let last_logged = match trees.log.last()? {
+            Some((key, _)) => keys::parse_seq(&key).ok_or_else(|| StoreError::Corrupt {
+                tree: keys::LOG,
+                key: keys::show_seq(&key),
+                reason: "a log key must be 8 bytes".into(),
+            })?,
+            None => 0,
+        };
+        // After truncating everything up to the snapshot the log can be empty; numbering
+        // must still go on from where it was.
+        let last = last_logged.max(snapshot_seq).max(truncated_through);
+        Ok(SledStore {
+            db,
+            trees,
+            writer: Mutex::new(Writer {
+                next_seq: last + 1,
+                snapshot_seq,
+                truncated_through,
+            }),
+            written: AtomicU64::new(0),
+            durable: Mutex::new(0),
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many entries each tree holds, by tree name (for tests and operations).
+    pub fn tree_lens(&self) -> Vec<(&'static str, usize)> {
+        let t = &self.trees;
+        vec![
+            (keys::LOG, t.log.len()),
+            (keys::META, t.meta.len()),
+            (keys::PAYLOADS, t.payloads.len()),
+            (keys::HISTORY, t.history.len()),
+            (keys::DLV_INDEX, t.dlv_index.len()),
+            (keys::BY_TIME, t.by_time.len()),
+        ]
+    }
+
+    /// The underlying sled database, for tests that must write around the store (to
+    /// simulate corruption, for instance).
+    #[doc(hidden)]
+    pub fn raw_db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    fn wrote(&self) {
+        self.written.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One chunk of pruning; returns (deliveries removed, whether more expired entries remain).
+    fn prune_chunk(
+        &self,
+        before: Timestamp,
+        resume_after: &mut Option<IVec>,
+    ) -> Result<(u64, bool), StoreError> {
+        let t = &self.trees;
+        let _writer = lock(&self.writer);
+        let end = Bound::Excluded(IVec::from(&before.0.to_be_bytes()[..]));
+        let start = match resume_after.take() {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut expired = Vec::new();
+        for item in t.by_time.range::<IVec, _>((start, end)).take(PRUNE_CHUNK) {
+            let (key, value) = item?;
+            codec::check_marker(keys::BY_TIME, || keys::show_time_key(&key), &value)?;
+            expired.push(key);
+        }
+        let more = expired.len() == PRUNE_CHUNK;
+        *resume_after = expired.last().cloned();
+
+        let mut removed_ids: HashSet<DeliveryId> = HashSet::new();
+        let mut history_keys = Vec::new();
+        let mut time_keys = Vec::new();
+        let mut payload_keys: HashSet<Vec<u8>> = HashSet::new();
+        for key in expired {
+            let Some((_, id)) = keys::parse_time_key(&key) else {
+                return Err(StoreError::Corrupt {
+                    tree: keys::BY_TIME,
+                    key: keys::show_time_key(&key),
+                    reason: "not a time key".into(),
+                });
+            };
+            let id = DeliveryId::from(id);
+            match load_delivery(t, &id)? {
+                Some((_, record)) if record.status == DeliveryStatus::Pending => {}
+                Some((history_key, record)) => {
+                    payload_keys.insert(keys::payload_key(&record.account_id, &record.event_id));
+                    history_keys.push(history_key);
+                    time_keys.push(key);
+                    removed_ids.insert(id);
+                }
+                // Cannot happen (the entries are written and removed together); dropping
+                // an index entry that points nowhere loses nothing.
+                None => time_keys.push(key),
+            }
+        }
+
+        // A body goes once it is old and none of its deliveries can send it any more.
+        let mut payload_removals = Vec::new();
+        for key in payload_keys {
+            let Some(bytes) = t.payloads.get(&key)? else {
+                continue;
+            };
+            let payload: PayloadRecord =
+                codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
+            if payload.created_at >= before {
+                continue;
+            }
+            let mut needed = false;
+            for d in &payload.deliveries {
+                if removed_ids.contains(d) {
+                    continue;
+                }
+                if let Some((_, r)) = load_delivery(t, d)? {
+                    if r.status == DeliveryStatus::Pending {
+                        needed = true;
+                        break;
+                    }
+                }
+            }
+            if !needed {
+                payload_removals.push(IVec::from(key));
+            }
+        }
+
+        let index_keys: Vec<IVec> = removed_ids.iter().map(|d| IVec::from(d.as_str())).collect();
+        (&t.history, &t.dlv_index, &t.by_time, &t.payloads)
+            .transaction(
+                |(history, dlv_index, by_time, payloads)| -> ConflictableTransactionResult<(), Infallible> {
+                    for k in &history_keys {
+                        history.remove(k)?;
+                    }
+                    for k in &index_keys {
+                        dlv_index.remove(k)?;
+                    }
+                    for k in &time_keys {
+                        by_time.remove(k)?;
+                    }
+                    for k in &payload_removals {
+                        payloads.remove(k)?;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(tx_error)?;
+        self.wrote();
+        Ok((removed_ids.len() as u64, more))
+    }
+}
+
+/// sled 0.34 reports a held lock as an I/O error of kind `Other` whose text starts with
+/// "could not acquire lock" (config.rs, `try_lock`); that text is the only signal it gives.
+fn map_open_error(e: sled::Error, dir: &Path) -> StoreError {
+    match &e {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::Locked {
+                path: dir.display().to_string(),
+            }
+        }
+        _ => StoreError::Sled(e),
+    }
+}
+
+/// Reads the log from a sequence, checking that each record is the next one.
+struct LogIter {
+    inner: Option<sled::Iter>,
+    expected: Seq,
+    /// An error to report before (instead of) anything else.
+    first_error: Option<StoreError>,
+}
+
+impl Iterator for LogIter {
+    type Item = Result<(Seq, Vec<Event>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.first_error.take() {
+            self.inner = None;
+            return Some(Err(e));
+        }
+        let item = self.inner.as_mut()?.next()?;
+        let result = self.decode(item);
+        // After an error the rest cannot be trusted to follow on: stop.
+        if result.is_err() {
+            self.inner = None;
+        }
+        Some(result)
+    }
+}
+
+impl LogIter {
+    fn decode(
+        &mut self,
+        item: sled::Result<(IVec, IVec)>,
+    ) -> Result<(Seq, Vec<Event>), StoreError> {
+        let (key, value) = item?;
+        let seq = keys::parse_seq(&key).ok_or_else(|| StoreError::Corrupt {
+            tree: keys::LOG,
+            key: keys::show_seq(&key),
+            reason: "a log key must be 8 bytes".into(),
+        })?;
+        if seq != self.expected {
+            return Err(StoreError::Gap {
+                expected: self.expected,
+                found: seq,
+            });
+        }
+        let events = codec::decode(keys::LOG, || format!("seq {seq}"), &value)?;
+        self.expected = seq + 1;
+        Ok((seq, events))
+    }
+}
+
+impl EventStore for SledStore {
+    fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
+        let record = IVec::from(codec::encode(events)?);
+        // Check the pair: what is written must read back as what was meant (STYLE rule 10).
+        // Decoding costs as much as encoding, so release builds skip it.
+        #[cfg(debug_assertions)]
+        {
+            let back: Vec<Event> = codec::decode(keys::LOG, || "(new record)".into(), &record)?;
+            debug_assert_eq!(back.as_slice(), events, "a batch must survive its encoding");
+        }
+        let t = &self.trees;
+        let mut writer = lock(&self.writer);
+        let seq = writer.next_seq;
+        let mut projection = Projection::new(t);
+        for event in events {
+            projection.apply(event)?;
+        }
+        let writes = projection.into_writes()?;
+        let log_key = IVec::from(&keys::seq_key(seq)[..]);
+        if writes.is_empty() {
+            // One key in one tree is atomic by itself, and cheaper than a transaction.
+            t.log.insert(log_key, record)?;
+        } else {
+            (&t.log, &t.payloads, &t.history, &t.dlv_index, &t.by_time)
+                .transaction(
+                    |(log, payloads, history, dlv_index, by_time)| -> ConflictableTransactionResult<(), Infallible> {
+                        log.insert(log_key.clone(), record.clone())?;
+                        for (k, v) in &writes.payloads {
+                            payloads.insert(k.clone(), v.clone())?;
+                        }
+                        for (k, v) in &writes.history {
+                            history.insert(k.clone(), v.clone())?;
+                        }
+                        for (k, v) in &writes.dlv_index {
+                            dlv_index.insert(k.clone(), v.clone())?;
+                        }
+                        for (k, v) in &writes.by_time {
+                            by_time.insert(k.clone(), v.clone())?;
+                        }
+                        Ok(())
+                    },
+                )
+                .map_err(tx_error)?;
+        }
+        writer.next_seq = seq + 1;
+        self.wrote();
+        Ok(seq)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let target = self.written.load(Ordering::Acquire);
+        let mut durable = lock(&self.durable);
+        if *durable >= target {
+            // Another caller's flush, started after our writes committed, covered them.
+            return Ok(());
+        }
+        // Everything committed before this load is in sled's buffers and this flush takes it.
+        let covered = self.written.load(Ordering::Acquire);
+        self.db.flush()?;
+        *durable = covered;
+        Ok(())
+    }
+
+    fn last_seq(&self) -> Result<Seq, StoreError> {
+        Ok(lock(&self.writer).next_seq - 1)
+    }
+
+    fn read_log(
+        &self,
+        from: Seq,
+    ) -> Box<dyn Iterator<Item = Result<(Seq, Vec<Event>), StoreError>> + '_> {
+        let from = from.max(1);
+        let truncated_through = lock(&self.writer).truncated_through;
+        if from <= truncated_through {
+            return Box::new(LogIter {
+                inner: None,
+                expected: from,
+                first_error: Some(StoreError::Truncated {
+                    from,
+                    first_kept: truncated_through + 1,
+                }),
+            });
+        }
+        Box::new(LogIter {
+            inner: Some(self.trees.log.range(keys::seq_key(from)..)),
+            expected: from,
+            first_error: None,
+        })
+    }
+
+    fn save_snapshot(&self, seq: Seq, state: &State) -> Result<(), StoreError> {
+        let encoded = codec::encode(&(seq, state))?;
+        let mut writer = lock(&self.writer);
+        let last = writer.next_seq - 1;
+        if seq > last {
+            return Err(StoreError::Invalid(format!(
+                "snapshot at seq {seq} is ahead of the log, which ends at {last}"
+            )));
+        }
+        if seq < writer.truncated_through {
+            return Err(StoreError::Invalid(format!(
+                "snapshot at seq {seq} is behind the truncated log, which starts after {}",
+                writer.truncated_through
+            )));
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::META_SNAPSHOT, encoded);
+        batch.insert(keys::META_SNAPSHOT_SEQ, codec::encode(&seq)?);
+        self.trees.meta.apply_batch(batch)?;
+        writer.snapshot_seq = seq;
+        self.wrote();
+        Ok(())
+    }
+
+    fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError> {
+        match self.trees.meta.get(keys::META_SNAPSHOT)? {
+            Some(bytes) => Ok(Some(codec::decode(
+                keys::META,
+                || keys::show_text(keys::META_SNAPSHOT),
+                &bytes,
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {
+        let t = &self.trees;
+        let mut writer = lock(&self.writer);
+        // Records after the snapshot are needed to rebuild the state: keep them whatever
+        // `through` says.
+        let limit = through.min(writer.snapshot_seq);
+        let mut removed = 0u64;
+        while writer.truncated_through < limit {
+            let chunk_end = limit.min(writer.truncated_through + TRUNCATE_CHUNK);
+            let mut doomed = Vec::new();
+            for key in t.log.range(..=keys::seq_key(chunk_end)).keys() {
+                doomed.push(key?);
+            }
+            let marker = codec::encode(&chunk_end)?;
+            // The marker moves with the removals, so the log is always the contiguous range
+            // after it, whatever moment a crash picks.
+            (&t.log, &t.meta)
+                .transaction(|(log, meta)| -> ConflictableTransactionResult<(), Infallible> {
+                    for k in &doomed {
+                        log.remove(k)?;
+                    }
+                    meta.insert(keys::META_TRUNCATED_THROUGH, marker.as_slice())?;
+                    Ok(())
+                })
+                .map_err(tx_error)?;
+            removed += doomed.len() as u64;
+            writer.truncated_through = chunk_end;
+            self.wrote();
+        }
+        Ok(removed)
+    }
+
+    fn payload(
+        &self,
+        account: &AccountId,
+        event: &EventId,
+    ) -> Result<Option<Arc<str>>, StoreError> {
+        let key = keys::payload_key(account, event);
+        let Some(bytes) = self.trees.payloads.get(&key)? else {
+            return Ok(None);
+        };
+        let record: PayloadRecord =
+            codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
+        Ok(Some(Arc::from(record.body)))
+    }
+
+    fn delivery(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        Ok(load_delivery(&self.trees, delivery)?
+            .map(|(_, record)| record)
+            .filter(|r| &r.webhook_id == webhook))
+    }
+
+    fn deliveries(
+        &self,
+        webhook: &WebhookId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        let prefix = keys::history_prefix(webhook);
+        let start = match cursor {
+            Some(c) => {
+                let (at, id) = keys::parse_cursor(c)
+                    .ok_or_else(|| StoreError::Invalid(format!("not a paging cursor: {c:?}")))?;
+                let mut after = prefix.clone();
+                keys::push_history_suffix(&mut after, at, &id);
+                Bound::Excluded(after)
+            }
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut data = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        for item in self.trees.history.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if data.len() == limit {
+                more = true;
+                break;
+            }
+            let record: DeliveryRecord =
+                codec::decode(keys::HISTORY, || keys::show_history_key(&key), &value)?;
+            data.push(record);
+        }
+        let next_cursor = match data.last() {
+            Some(last) if more => Some(keys::cursor(last.created_at, &last.id)),
+            _ => None,
+        };
+        Ok(Page { data, next_cursor })
+    }
+
+    fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        let mut resume_after = None;
+        loop {
+            let (n, more) = self.prune_chunk(before, &mut resume_after)?;
+            removed += n;
+            if !more {
+                return Ok(removed);
+            }
+        }
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}

@@ -1,0 +1,186 @@
+//! Key layouts of the trees, and how to print a key in an error.
+//!
+//! Variable-length ids that start a key are length-prefixed (u32 big-endian), so no id can
+//! be a prefix of another's key and host-chosen ids may hold any byte. Numbers are
+//! big-endian so that sled's byte order is numeric order.
+
+use crate::Seq;
+use hallway_domain::{AccountId, DeliveryId, EventId, Timestamp, WebhookId};
+
+/// One versioned, encoded batch of events per sequence number.
+pub(crate) const LOG: &str = "log";
+/// The latest snapshot, its sequence, and how far the log was truncated.
+pub(crate) const META: &str = "meta";
+/// Event bodies, once per event.
+pub(crate) const PAYLOADS: &str = "payloads";
+/// Delivery records by webhook, newest first.
+pub(crate) const HISTORY: &str = "history";
+/// Delivery id to its history key (events name deliveries by id only).
+pub(crate) const DLV_INDEX: &str = "dlv_index";
+/// Deliveries by creation time, oldest first, so retention reads only what expired.
+pub(crate) const BY_TIME: &str = "by_time";
+
+/// The meta key of the latest snapshot (its sequence and the encoded state).
+pub(crate) const META_SNAPSHOT: &[u8] = b"snapshot";
+/// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
+pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
+/// The meta key of the last sequence removed by truncation.
+pub(crate) const META_TRUNCATED_THROUGH: &[u8] = b"truncated_through";
+
+/// A log key.
+pub(crate) fn seq_key(seq: Seq) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// A log key's sequence, if the key has the right length.
+pub(crate) fn parse_seq(key: &[u8]) -> Option<Seq> {
+    Some(Seq::from_be_bytes(key.try_into().ok()?))
+}
+
+/// Prints a log key.
+pub(crate) fn show_seq(key: &[u8]) -> String {
+    match parse_seq(key) {
+        Some(seq) => format!("seq {seq}"),
+        None => format!("{key:02x?}"),
+    }
+}
+
+fn push_prefixed(out: &mut Vec<u8>, id: &str) {
+    // Ids longer than 4 GiB cannot reach here: the domain bounds every request's size.
+    out.extend_from_slice(&(id.len() as u32).to_be_bytes());
+    out.extend_from_slice(id.as_bytes());
+}
+
+/// Splits a length-prefixed id off the front of `key`.
+fn split_prefixed(key: &[u8]) -> Option<(&str, &[u8])> {
+    let len = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
+    let id = key.get(4..4 + len)?;
+    Some((std::str::from_utf8(id).ok()?, key.get(4 + len..)?))
+}
+
+/// A payload key: the account, then the event id.
+pub(crate) fn payload_key(account: &AccountId, event: &EventId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + account.0.len() + event.0.len());
+    push_prefixed(&mut out, account.as_str());
+    out.extend_from_slice(event.as_str().as_bytes());
+    out
+}
+
+/// Prints a payload key as `account/event`.
+pub(crate) fn show_payload_key(key: &[u8]) -> String {
+    match split_prefixed(key).and_then(|(a, rest)| Some((a, std::str::from_utf8(rest).ok()?))) {
+        Some((account, event)) => format!("{account}/{event}"),
+        None => format!("{key:02x?}"),
+    }
+}
+
+/// The prefix of every history key of a webhook.
+pub(crate) fn history_prefix(webhook: &WebhookId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + webhook.0.len() + 8 + 32);
+    push_prefixed(&mut out, webhook.as_str());
+    out
+}
+
+/// A history key: the webhook, the inverted creation time (newest sorts first), the delivery.
+pub(crate) fn history_key(webhook: &WebhookId, created_at: Timestamp, delivery: &DeliveryId) -> Vec<u8> {
+    let mut out = history_prefix(webhook);
+    push_history_suffix(&mut out, created_at, delivery);
+    out
+}
+
+/// Appends the part of a history key after the webhook prefix.
+pub(crate) fn push_history_suffix(out: &mut Vec<u8>, created_at: Timestamp, delivery: &DeliveryId) {
+    out.extend_from_slice(&(u64::MAX - created_at.0).to_be_bytes());
+    out.extend_from_slice(delivery.as_str().as_bytes());
+}
+
+/// A history key's parts: webhook, creation time, delivery.
+pub(crate) fn parse_history_key(key: &[u8]) -> Option<(&str, Timestamp, &str)> {
+    let (webhook, rest) = split_prefixed(key)?;
+    let inverted = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let delivery = std::str::from_utf8(rest.get(8..)?).ok()?;
+    Some((webhook, Timestamp(u64::MAX - inverted), delivery))
+}
+
+/// Prints a history key as `webhook/created_at/delivery`.
+pub(crate) fn show_history_key(key: &[u8]) -> String {
+    match parse_history_key(key) {
+        Some((webhook, at, delivery)) => format!("{webhook}/{}/{delivery}", at.0),
+        None => format!("{key:02x?}"),
+    }
+}
+
+/// A by-time key: the creation time, then the delivery.
+pub(crate) fn time_key(created_at: Timestamp, delivery: &DeliveryId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + delivery.0.len());
+    out.extend_from_slice(&created_at.0.to_be_bytes());
+    out.extend_from_slice(delivery.as_str().as_bytes());
+    out
+}
+
+/// A by-time key's parts.
+pub(crate) fn parse_time_key(key: &[u8]) -> Option<(Timestamp, &str)> {
+    let at = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    Some((Timestamp(at), std::str::from_utf8(key.get(8..)?).ok()?))
+}
+
+/// Prints a by-time key as `created_at/delivery`.
+pub(crate) fn show_time_key(key: &[u8]) -> String {
+    match parse_time_key(key) {
+        Some((at, delivery)) => format!("{}/{delivery}", at.0),
+        None => format!("{key:02x?}"),
+    }
+}
+
+/// Prints a key that is text (delivery ids, meta keys).
+pub(crate) fn show_text(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// The paging cursor after a delivery: `{created_at_ms}.{delivery_id}`.
+pub(crate) fn cursor(created_at: Timestamp, delivery: &DeliveryId) -> String {
+    format!("{}.{}", created_at.0, delivery)
+}
+
+/// A cursor's parts, if it is one.
+pub(crate) fn parse_cursor(cursor: &str) -> Option<(Timestamp, DeliveryId)> {
+    let (at, delivery) = cursor.split_once('.')?;
+    if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit()) || delivery.is_empty() {
+        return None;
+    }
+    Some((Timestamp(at.parse().ok()?), DeliveryId::from(delivery)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keys_sort_newest_first_and_parse_back() {
+        let w = WebhookId::from("wh_1");
+        let old = history_key(&w, Timestamp(1_000), &DeliveryId::from("dlv_a"));
+        let new = history_key(&w, Timestamp(2_000), &DeliveryId::from("dlv_b"));
+        assert!(new < old);
+        assert_eq!(parse_history_key(&old), Some(("wh_1", Timestamp(1_000), "dlv_a")));
+        assert!(old.starts_with(&history_prefix(&w)));
+        assert!(!old.starts_with(&history_prefix(&WebhookId::from("wh_"))));
+        assert_eq!(show_history_key(&old), "wh_1/1000/dlv_a");
+    }
+
+    #[test]
+    fn ids_with_any_bytes_do_not_collide() {
+        let a = payload_key(&AccountId::from("a\0b"), &EventId::from("c"));
+        let b = payload_key(&AccountId::from("a"), &EventId::from("b\0c"));
+        assert_ne!(a, b);
+        assert_eq!(show_payload_key(&a), "a\0b/c");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = cursor(Timestamp(42), &DeliveryId::from("dlv_x.y"));
+        assert_eq!(parse_cursor(&c), Some((Timestamp(42), DeliveryId::from("dlv_x.y"))));
+        for bad in ["", ".", "42.", ".dlv", "x1.dlv", "-1.dlv", "99999999999999999999999.d"] {
+            assert_eq!(parse_cursor(bad), None, "{bad:?}");
+        }
+    }
+}
