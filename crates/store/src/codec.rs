@@ -157,14 +157,15 @@ const CRC_TABLE: [u32; 256] = {
     table
 };
 
-/// Decodes with a byte limit in the bucket just above the body's size.
+/// Decodes with a byte limit set by the body's size.
 ///
 /// bincode allocates a string's buffer from its length prefix before reading it, so a
-/// corrupt prefix could ask for terabytes and abort the process. Under serde, the bytes
-/// bincode "claims" against the limit are exactly the string and byte-buffer lengths, which
-/// a valid record cannot make larger than itself; so a limit at the top of the body's
-/// size bucket accepts every valid record and keeps what a corrupt one can allocate under
-/// 16 times its size. The limit is a const generic, hence the buckets.
+/// corrupt prefix could ask for terabytes and abort the process. What bincode "claims"
+/// against the limit is each string's length plus each integer's in-memory width (8 bytes
+/// for a `u64` that took 1 byte as a varint, 16 at most for a `u128`), so a valid record
+/// claims at most 16 times its own size. The limit is 16 times the top of the body's size
+/// bucket: every valid record fits, and a corrupt one cannot allocate more than 64 times its
+/// size. The limit is a const generic, hence the buckets.
 fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
     fn run<T: DeserializeOwned, C: Config>(
         body: &[u8],
@@ -174,12 +175,18 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), bincode::
     }
     let standard = config::standard();
     match body.len() {
-        n if n <= 1 << 12 => run(body, standard.with_limit::<{ 1 << 12 }>()),
-        n if n <= 1 << 16 => run(body, standard.with_limit::<{ 1 << 16 }>()),
-        n if n <= 1 << 20 => run(body, standard.with_limit::<{ 1 << 20 }>()),
-        n if n <= 1 << 24 => run(body, standard.with_limit::<{ 1 << 24 }>()),
-        n if n <= 1 << 28 => run(body, standard.with_limit::<{ 1 << 28 }>()),
-        _ => run(body, standard.with_limit::<{ usize::MAX }>()),
+        n if n <= 1 << 10 => run(body, standard.with_limit::<{ 16 << 10 }>()),
+        n if n <= 1 << 12 => run(body, standard.with_limit::<{ 16 << 12 }>()),
+        n if n <= 1 << 14 => run(body, standard.with_limit::<{ 16 << 14 }>()),
+        n if n <= 1 << 16 => run(body, standard.with_limit::<{ 16 << 16 }>()),
+        n if n <= 1 << 18 => run(body, standard.with_limit::<{ 16 << 18 }>()),
+        n if n <= 1 << 20 => run(body, standard.with_limit::<{ 16 << 20 }>()),
+        n if n <= 1 << 22 => run(body, standard.with_limit::<{ 16 << 22 }>()),
+        n if n <= 1 << 24 => run(body, standard.with_limit::<{ 16 << 24 }>()),
+        n if n <= 1 << 26 => run(body, standard.with_limit::<{ 16 << 26 }>()),
+        n if n <= 1 << 28 => run(body, standard.with_limit::<{ 16 << 28 }>()),
+        n if n <= 1 << 30 => run(body, standard.with_limit::<{ 16 << 30 }>()),
+        _ => run(body, standard.with_no_limit()),
     }
 }
 
@@ -261,6 +268,19 @@ mod tests {
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn records_of_many_small_integers_fit_the_limit() {
+        // Each u64 takes one byte but claims eight: the worst realistic ratio.
+        let many = vec![1u64; 100_000];
+        let bytes = encode(&many).expect("encodes");
+        let back: Vec<u64> = decode("t", || "k".into(), &bytes).expect("decodes");
+        assert_eq!(back, many);
+        let many = vec![(1u64, true, None::<u8>); 1000];
+        let back: Vec<(u64, bool, Option<u8>)> =
+            decode("t", || "k".into(), &encode(&many).expect("encodes")).expect("decodes");
+        assert_eq!(back, many);
     }
 
     #[test]

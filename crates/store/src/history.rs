@@ -4,7 +4,7 @@ use hallway_domain::{AccountId, AttemptError, DeliveryId, EventId, Timestamp, We
 use serde::{Deserialize, Serialize};
 
 /// Where a delivery stands, as history shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// More attempts will be made (or one is under way).

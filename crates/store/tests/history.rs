@@ -1,0 +1,397 @@
+//! The projections: delivery history by webhook, payloads once per event, retention.
+
+mod common;
+
+use common::{Sim, T0};
+use hallway_domain::*;
+use hallway_store::{
+    AttemptRecord, DeliveryRecord, DeliveryStatus, EventStore, SledStore, StoreError,
+};
+use std::collections::HashMap;
+
+fn t(offset_ms: u64) -> Timestamp {
+    Timestamp(T0.0 + offset_ms)
+}
+
+fn acc() -> AccountId {
+    AccountId::from("acc_1")
+}
+
+fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
+    Event::EventPublished {
+        account_id: acc(),
+        event_id: EventId::from(event),
+        event_type: SESSION_PROCESSING_COMPLETED.into(),
+        project_id: ProjectId::from("prj_1"),
+        body: format!("{{\"id\":\"{event}\"}}"),
+        deliveries: deliveries
+            .iter()
+            .map(|(d, w)| (DeliveryId::from(*d), WebhookId::from(*w)))
+            .collect(),
+        first_due: t(at),
+        at: t(at),
+    }
+}
+
+fn started(d: &str, attempt: u32, at: u64) -> Event {
+    Event::AttemptStarted {
+        delivery_id: DeliveryId::from(d),
+        attempt,
+        deadline: t(at + 60_000),
+        at: t(at),
+    }
+}
+
+fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
+    Event::AttemptSucceeded {
+        delivery_id: DeliveryId::from(d),
+        attempt,
+        status_code: 200,
+        duration: DurationMs(25),
+        started_at: t(at),
+        at: t(at + 25),
+    }
+}
+
+fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
+    Event::AttemptFailed {
+        delivery_id: DeliveryId::from(d),
+        attempt,
+        status_code: Some(500),
+        error: AttemptError::HttpStatus,
+        duration: DurationMs(30),
+        started_at: t(at),
+        next_due: next_due.map(t),
+        at: t(at + 30),
+    }
+}
+
+fn record(store: &SledStore, webhook: &str, delivery: &str) -> DeliveryRecord {
+    store
+        .delivery(&WebhookId::from(webhook), &DeliveryId::from(delivery))
+        .expect("reads")
+        .expect("exists")
+}
+
+#[test]
+fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    store
+        .append(&[published("evt_1", 0, &[("dlv_a", "wh_1"), ("dlv_b", "wh_2"), ("dlv_c", "wh_3")])])
+        .expect("appends");
+    // An event nobody receives keeps no body.
+    store.append(&[published("evt_2", 5, &[])]).expect("appends");
+
+    let lens: HashMap<_, _> = store.tree_lens().into_iter().collect();
+    assert_eq!(lens["payloads"], 1, "one body per event, not per delivery");
+    assert_eq!(lens["history"], 3);
+    assert_eq!(lens["dlv_index"], 3);
+    assert_eq!(lens["by_time"], 3);
+    assert_eq!(
+        store.payload(&acc(), &EventId::from("evt_1")).expect("reads").as_deref(),
+        Some("{\"id\":\"evt_1\"}")
+    );
+    assert_eq!(store.payload(&acc(), &EventId::from("evt_2")).expect("reads"), None);
+
+    let r = record(&store, "wh_2", "dlv_b");
+    assert_eq!(
+        r,
+        DeliveryRecord {
+            id: DeliveryId::from("dlv_b"),
+            webhook_id: WebhookId::from("wh_2"),
+            account_id: acc(),
+            event_id: EventId::from("evt_1"),
+            event_type: SESSION_PROCESSING_COMPLETED.into(),
+            test: false,
+            status: DeliveryStatus::Pending,
+            created_at: t(0),
+            next_attempt_at: Some(t(0)),
+            attempts: vec![],
+        }
+    );
+    // A delivery is found only under its own webhook.
+    assert_eq!(
+        store.delivery(&WebhookId::from("wh_1"), &DeliveryId::from("dlv_b")).expect("reads"),
+        None
+    );
+}
+
+#[test]
+fn attempts_and_statuses_follow_the_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    store
+        .append(&[
+            published("evt_1", 0, &[("ok", "wh_1"), ("bad", "wh_1"), ("cut", "wh_1"), ("gone", "wh_1")]),
+            started("ok", 1, 0),
+            started("bad", 1, 0),
+            started("cut", 1, 0),
+        ])
+        .expect("appends");
+    assert_eq!(record(&store, "wh_1", "ok").next_attempt_at, None, "under way");
+    assert_eq!(record(&store, "wh_1", "gone").next_attempt_at, Some(t(0)));
+
+    store
+        .append(&[
+            succeeded("ok", 1, 0),
+            failed("bad", 1, 0, Some(60_000)),
+            // Cancelled while its attempt is open: the outcome is recorded, the status stays.
+            Event::DeliveryCancelled { delivery_id: DeliveryId::from("cut"), at: t(10) },
+            Event::DeliveryCancelled { delivery_id: DeliveryId::from("gone"), at: t(10) },
+        ])
+        .expect("appends");
+    store.append(&[succeeded("cut", 1, 0)]).expect("appends");
+
+    let ok = record(&store, "wh_1", "ok");
+    assert_eq!(ok.status, DeliveryStatus::Succeeded);
+    assert_eq!(
+        ok.attempts,
+        vec![AttemptRecord {
+            attempt: 1,
+            started_at: t(0),
+            duration_ms: 25,
+            status_code: Some(200),
+            error: None,
+        }]
+    );
+    let bad = record(&store, "wh_1", "bad");
+    assert_eq!((bad.status, bad.next_attempt_at), (DeliveryStatus::Pending, Some(t(60_000))));
+    assert_eq!(bad.attempts[0].error, Some(AttemptError::HttpStatus));
+    let cut = record(&store, "wh_1", "cut");
+    assert_eq!((cut.status, cut.attempts.len()), (DeliveryStatus::Cancelled, 1));
+    let gone = record(&store, "wh_1", "gone");
+    assert_eq!((gone.status, gone.next_attempt_at), (DeliveryStatus::Cancelled, None));
+
+    // The last attempt fails with nothing after it; then a manual retry reopens it.
+    store
+        .append(&[started("bad", 2, 60_000), failed("bad", 2, 60_000, None)])
+        .expect("appends");
+    let bad = record(&store, "wh_1", "bad");
+    assert_eq!((bad.status, bad.next_attempt_at, bad.attempts.len()), (DeliveryStatus::Failed, None, 2));
+    store
+        .append(&[Event::DeliveryRetried {
+            delivery: DeliverySummary {
+                delivery_id: DeliveryId::from("bad"),
+                webhook_id: WebhookId::from("wh_1"),
+                account_id: acc(),
+                event_id: EventId::from("evt_1"),
+                event_type: SESSION_PROCESSING_COMPLETED.into(),
+                test: false,
+                created_at: t(0),
+                attempts_made: 2,
+            },
+            at: t(100_000),
+        }])
+        .expect("appends");
+    let bad = record(&store, "wh_1", "bad");
+    assert_eq!((bad.status, bad.next_attempt_at, bad.attempts.len()), (DeliveryStatus::Pending, Some(t(100_000)), 2));
+
+    // An abandoned attempt is due again at once.
+    store
+        .append(&[
+            started("bad", 3, 100_000),
+            Event::AttemptAbandoned { delivery_id: DeliveryId::from("bad"), attempt: 3, at: t(200_000) },
+        ])
+        .expect("appends");
+    assert_eq!(record(&store, "wh_1", "bad").next_attempt_at, Some(t(200_000)));
+}
+
+#[test]
+fn a_test_send_is_recorded_as_a_test_with_its_body() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    store
+        .append(&[Event::TestDeliveryCreated {
+            delivery_id: DeliveryId::from("dlv_t"),
+            webhook_id: WebhookId::from("wh_1"),
+            account_id: acc(),
+            event_id: EventId::from("evt_test_1"),
+            body: "{\"_test\":true}".into(),
+            at: t(5),
+        }])
+        .expect("appends");
+    let r = record(&store, "wh_1", "dlv_t");
+    assert!(r.test);
+    assert_eq!((r.status, r.next_attempt_at), (DeliveryStatus::Pending, Some(t(5))));
+    assert_eq!(
+        store.payload(&acc(), &EventId::from("evt_test_1")).expect("reads").as_deref(),
+        Some("{\"_test\":true}")
+    );
+}
+
+#[test]
+fn history_pages_newest_first_with_a_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    // 25 events to wh_1, interleaved with others to wh_10 (a longer id with wh_1 as prefix).
+    for i in 0..25u64 {
+        store
+            .append(&[published(
+                &format!("evt_{i}"),
+                i * 1000,
+                &[(&format!("dlv_{i:02}_a"), "wh_1"), (&format!("dlv_{i:02}_b"), "wh_10")],
+            )])
+            .expect("appends");
+    }
+    let wh = WebhookId::from("wh_1");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.deliveries(&wh, 10, cursor.as_deref()).expect("pages");
+        pages += 1;
+        assert!(page.data.len() <= 10);
+        seen.extend(page.data.iter().map(|r| r.id.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let want: Vec<String> = (0..25).rev().map(|i| format!("dlv_{i:02}_a")).collect();
+    assert_eq!(seen, want);
+    // An exact multiple of the page size ends without an empty extra page.
+    let page = store.deliveries(&WebhookId::from("wh_10"), 25, None).expect("pages");
+    assert_eq!((page.data.len(), page.next_cursor), (25, None));
+    // Unknown webhooks have empty history; garbage cursors are refused.
+    assert!(store.deliveries(&WebhookId::from("wh_9"), 10, None).expect("pages").data.is_empty());
+    assert!(matches!(
+        store.deliveries(&wh, 10, Some("nonsense")),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[test]
+fn many_events_on_one_delivery_in_one_batch_coalesce_to_the_right_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    store
+        .append(&[
+            published("evt_1", 0, &[("d", "wh_1")]),
+            started("d", 1, 0),
+            failed("d", 1, 0, Some(1)),
+            started("d", 2, 1),
+            failed("d", 2, 1, Some(2)),
+            started("d", 3, 2),
+            succeeded("d", 3, 2),
+        ])
+        .expect("appends");
+    let r = record(&store, "wh_1", "d");
+    assert_eq!(r.status, DeliveryStatus::Succeeded);
+    assert_eq!(r.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
+}
+
+/// The history the store projects agrees with the domain's own state after a long
+/// realistic run: a delivery is pending in history exactly when the state still has it.
+#[test]
+fn history_agrees_with_the_domain_after_a_realistic_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let (mut sim, setup) = Sim::new(Policy::default(), 3, 99);
+    store.append(&setup).expect("appends");
+    let mut outcomes: HashMap<DeliveryId, usize> = HashMap::new();
+    let mut all: Vec<DeliveryId> = Vec::new();
+    for i in 0..200u64 {
+        sim.advance(40_000);
+        let batch = sim.batch((i % 3) as usize, 200, 50);
+        for e in &batch {
+            match e {
+                Event::AttemptSucceeded { delivery_id, .. }
+                | Event::AttemptFailed { delivery_id, .. } => {
+                    *outcomes.entry(delivery_id.clone()).or_default() += 1
+                }
+                Event::EventPublished { deliveries, .. } => {
+                    all.extend(deliveries.iter().map(|(d, _)| d.clone()))
+                }
+                _ => {}
+            }
+        }
+        store.append(&batch).expect("appends");
+    }
+    assert!(all.len() > 300);
+    let mut statuses: HashMap<DeliveryStatus, usize> = HashMap::new();
+    for id in &all {
+        let wh = sim_webhook_of(&store, id);
+        let r = record(&store, wh.as_str(), id.as_str());
+        *statuses.entry(r.status).or_default() += 1;
+        let live = sim.state.delivery(id).is_some();
+        assert_eq!(r.status == DeliveryStatus::Pending, live, "{id}: {r:?}");
+        assert_eq!(r.attempts.len(), outcomes.get(id).copied().unwrap_or(0), "{id}");
+    }
+    assert!(statuses.get(&DeliveryStatus::Succeeded).copied().unwrap_or(0) > 0);
+    assert!(statuses.get(&DeliveryStatus::Pending).copied().unwrap_or(0) > 0);
+}
+
+/// Finds a delivery's webhook through paging (the API always knows it; the test does not).
+fn sim_webhook_of(store: &SledStore, id: &DeliveryId) -> WebhookId {
+    for w in 0..3 {
+        let wh = WebhookId(format!("wh_{w}"));
+        if store.delivery(&wh, id).expect("reads").is_some() {
+            return wh;
+        }
+    }
+    panic!("{id} has no record");
+}
+
+#[test]
+fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    store
+        .append(&[
+            // Old: one delivery done, one still pending: body and pending record stay.
+            published("evt_old_mixed", 0, &[("m1", "wh_1"), ("m2", "wh_2")]),
+            started("m1", 1, 0),
+            succeeded("m1", 1, 0),
+            // Old and done: everything goes.
+            published("evt_old_done", 10, &[("d1", "wh_1")]),
+            started("d1", 1, 10),
+            failed("d1", 1, 10, None),
+            // New and done: stays (inside the window).
+            published("evt_new", 5_000, &[("n1", "wh_1")]),
+            started("n1", 1, 5_000),
+            succeeded("n1", 1, 5_000),
+        ])
+        .expect("appends");
+    let lens = |s: &SledStore| -> HashMap<&'static str, usize> { s.tree_lens().into_iter().collect() };
+    assert_eq!(store.prune(t(1_000)).expect("prunes"), 2);
+    let l = lens(&store);
+    assert_eq!((l["history"], l["dlv_index"], l["by_time"], l["payloads"]), (2, 2, 2, 2));
+    assert!(store.payload(&acc(), &EventId::from("evt_old_done")).expect("reads").is_none());
+    assert!(store.payload(&acc(), &EventId::from("evt_old_mixed")).expect("reads").is_some());
+    assert!(store.delivery(&WebhookId::from("wh_1"), &DeliveryId::from("m1")).expect("reads").is_none());
+    assert!(store.delivery(&WebhookId::from("wh_2"), &DeliveryId::from("m2")).expect("reads").is_some());
+
+    // The pending one finishes: the next prune takes it and the body.
+    store.append(&[started("m2", 1, 6_000), succeeded("m2", 1, 6_000)]).expect("appends");
+    assert_eq!(store.prune(t(1_000)).expect("prunes"), 1);
+    let l = lens(&store);
+    assert_eq!((l["history"], l["payloads"]), (1, 1));
+    assert!(store.payload(&acc(), &EventId::from("evt_old_mixed")).expect("reads").is_none());
+    // Pruning again changes nothing.
+    assert_eq!(store.prune(t(1_000)).expect("prunes"), 0);
+    // Attempt events for a pruned delivery are ignored by the projection (the log keeps them).
+    store.append(&[succeeded("d1", 2, 7_000)]).expect("appends");
+    assert_eq!(lens(&store)["history"], 1);
+}
+
+#[test]
+fn prune_handles_more_than_one_chunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let mut batch = Vec::new();
+    for i in 0..3000u64 {
+        let d = format!("d{i}");
+        batch.push(published(&format!("evt_{i}"), i, &[(&d, "wh_1")]));
+        batch.push(started(&d, 1, i));
+        // Every tenth stays pending.
+        if i % 10 != 0 {
+            batch.push(succeeded(&d, 1, i));
+        }
+    }
+    store.append(&batch).expect("appends");
+    assert_eq!(store.prune(t(1_000_000)).expect("prunes"), 2700);
+    let l: HashMap<_, _> = store.tree_lens().into_iter().collect();
+    assert_eq!((l["history"], l["dlv_index"], l["by_time"], l["payloads"]), (300, 300, 300, 300));
+}

@@ -1,0 +1,241 @@
+//! The log: round trips, replay from any sequence, gaps, snapshots, truncation.
+
+mod common;
+
+use common::{every_event_kind, replay, Sim};
+use hallway_domain::{Event, Policy, State};
+use hallway_store::{codec, EventStore, Seq, SledStore, StoreError};
+use proptest::prelude::*;
+
+fn read_all(store: &SledStore, from: Seq) -> Result<Vec<(Seq, Vec<Event>)>, StoreError> {
+    store.read_log(from).collect()
+}
+
+#[test]
+fn every_event_kind_round_trips_through_the_codec() {
+    for event in every_event_kind() {
+        let bytes = codec::encode(&event).expect("encodes");
+        let back: Event = codec::decode("test", || "k".into(), &bytes).expect("decodes");
+        assert_eq!(back, event);
+    }
+}
+
+#[test]
+fn every_event_kind_round_trips_through_the_log_and_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = every_event_kind();
+    assert_eq!(events.len(), 17, "a new event kind needs a case in every_event_kind");
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        // Each kind alone, then all of them as one batch.
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(store.append(std::slice::from_ref(e)).expect("appends"), i as Seq + 1);
+        }
+        assert_eq!(store.append(&events).expect("appends"), 18);
+        store.flush().expect("flushes");
+    }
+    let store = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(store.last_seq().expect("last"), 18);
+    let log = read_all(&store, 1).expect("reads");
+    assert_eq!(log.len(), 18);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(log[i], (i as Seq + 1, vec![e.clone()]));
+    }
+    assert_eq!(log[17], (18, events));
+}
+
+#[test]
+fn replay_from_any_sequence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let (mut sim, setup) = Sim::new(Policy::default(), 3, 7);
+    let mut batches = vec![setup];
+    for i in 0..40 {
+        sim.advance(1_000);
+        batches.push(sim.batch(i % 5, 300, 30));
+    }
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(store.append(b).expect("appends"), i as Seq + 1);
+    }
+    let n = batches.len() as Seq;
+    for from in 0..=n + 2 {
+        let got = read_all(&store, from).expect("reads");
+        let start = from.max(1);
+        let want: Vec<(Seq, Vec<Event>)> = (start..=n)
+            .map(|s| (s, batches[(s - 1) as usize].clone()))
+            .collect();
+        assert_eq!(got, want, "from {from}");
+    }
+    // Replaying everything rebuilds the live state.
+    let all = read_all(&store, 1).expect("reads");
+    let rebuilt = replay(Policy::default(), all.into_iter().flat_map(|(_, b)| b));
+    assert_eq!(rebuilt, sim.state);
+}
+
+#[test]
+fn a_missing_record_is_a_gap_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    for _ in 0..5 {
+        store.append(&every_event_kind()[..2]).expect("appends");
+    }
+    let log = store.raw_db().open_tree("log").expect("tree");
+    log.remove(3u64.to_be_bytes()).expect("removes");
+    let got: Vec<_> = store.read_log(1).collect();
+    assert_eq!(got.len(), 3, "two records, then the error, then nothing");
+    assert!(got[0].is_ok() && got[1].is_ok());
+    assert!(
+        matches!(got[2], Err(StoreError::Gap { expected: 3, found: 4 })),
+        "{:?}",
+        got[2]
+    );
+    // Starting inside the hole is a gap too: the record asked for is not there.
+    assert!(matches!(
+        read_all(&store, 3),
+        Err(StoreError::Gap { expected: 3, found: 4 })
+    ));
+}
+
+#[test]
+fn snapshot_plus_tail_replay_equals_a_full_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = Policy::default();
+    let (mut sim, setup) = Sim::new(policy.clone(), 4, 11);
+    let mut snapshots: Vec<(Seq, State)> = Vec::new();
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        store.append(&setup).expect("appends");
+        for i in 0..60u64 {
+            sim.advance(20_000);
+            let seq = store.append(&sim.batch((i % 4) as usize, 500, 40)).expect("appends");
+            if i % 15 == 14 {
+                store.save_snapshot(seq, &sim.state).expect("snapshots");
+                snapshots.push((seq, sim.state.clone()));
+            }
+        }
+        store.flush().expect("flushes");
+    }
+    let store = SledStore::open(dir.path()).expect("reopens");
+    let full = replay(
+        policy.clone(),
+        read_all(&store, 1).expect("reads").into_iter().flat_map(|(_, b)| b),
+    );
+    assert_eq!(full, sim.state);
+
+    // The latest snapshot, as startup loads it.
+    let (snap_seq, mut state) = store.load_snapshot().expect("loads").expect("has one");
+    assert_eq!((snap_seq, &state), (snapshots[3].0, &snapshots[3].1));
+    for item in store.read_log(snap_seq + 1) {
+        let (_, batch) = item.expect("reads");
+        for e in &batch {
+            state.apply(e);
+        }
+    }
+    assert_eq!(state, full);
+
+    // Every earlier snapshot plus its tail gives the same state too.
+    for (seq, snap) in &snapshots {
+        let mut state = snap.clone();
+        for item in store.read_log(seq + 1) {
+            for e in &item.expect("reads").1 {
+                state.apply(e);
+            }
+        }
+        assert_eq!(state, full, "snapshot at {seq}");
+    }
+
+    // Truncating to the snapshot keeps startup working and refuses older reads clearly.
+    let removed = store.truncate_log(snap_seq).expect("truncates");
+    assert_eq!(removed, snap_seq);
+    assert!(matches!(
+        read_all(&store, 1),
+        Err(StoreError::Truncated { from: 1, first_kept }) if first_kept == snap_seq + 1
+    ));
+    let mut state = store.load_snapshot().expect("loads").expect("has one").1;
+    for item in store.read_log(snap_seq + 1) {
+        for e in &item.expect("reads").1 {
+            state.apply(e);
+        }
+    }
+    assert_eq!(state, full);
+}
+
+#[test]
+fn truncation_never_passes_the_snapshot_and_numbering_survives_an_empty_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = Policy::default();
+    let state = State::new(policy);
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        for _ in 0..10 {
+            store.append(&every_event_kind()[..1]).expect("appends");
+        }
+        // No snapshot yet: nothing may go.
+        assert_eq!(store.truncate_log(10).expect("truncates"), 0);
+        store.save_snapshot(6, &state).expect("snapshots");
+        // Asked for more than the snapshot covers: only up to it.
+        assert_eq!(store.truncate_log(9).expect("truncates"), 6);
+        assert_eq!(read_all(&store, 7).expect("reads").len(), 4);
+        assert_eq!(store.truncate_log(6).expect("truncates"), 0);
+        store.save_snapshot(10, &state).expect("snapshots");
+        assert_eq!(store.truncate_log(10).expect("truncates"), 4);
+        assert_eq!(read_all(&store, 11).expect("reads"), vec![]);
+        // A snapshot may not claim records the log does not have, or ones truncated away.
+        assert!(matches!(store.save_snapshot(11, &state), Err(StoreError::Invalid(_))));
+        assert!(matches!(store.save_snapshot(5, &state), Err(StoreError::Invalid(_))));
+        store.flush().expect("flushes");
+    }
+    let store = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(store.last_seq().expect("last"), 10);
+    assert_eq!(store.append(&every_event_kind()[..1]).expect("appends"), 11);
+    assert_eq!(read_all(&store, 11).expect("reads").len(), 1);
+    assert!(matches!(read_all(&store, 10), Err(StoreError::Truncated { .. })));
+}
+
+#[test]
+fn an_empty_store_reads_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    assert_eq!(store.last_seq().expect("last"), 0);
+    assert_eq!(read_all(&store, 1).expect("reads"), vec![]);
+    assert!(store.load_snapshot().expect("loads").is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any batch sizes, any snapshot point, any truncation request, any start: the log reads
+    /// back exactly the batches from there, or says clearly that they were truncated.
+    #[test]
+    fn reads_match_what_was_appended(
+        sizes in proptest::collection::vec(0usize..6, 1..30),
+        snap_at in any::<prop::sample::Index>(),
+        truncate_to in 0u64..40,
+        from in 0u64..40,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("opens");
+        let kinds = every_event_kind();
+        let batches: Vec<Vec<Event>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| kinds.iter().cycle().skip(i).take(*n).cloned().collect())
+            .collect();
+        for b in &batches {
+            store.append(b).expect("appends");
+        }
+        let n = batches.len() as Seq;
+        let snap = snap_at.index(batches.len()) as Seq + 1;
+        store.save_snapshot(snap, &State::new(Policy::default())).expect("snapshots");
+        let cut = truncate_to.min(snap);
+        prop_assert_eq!(store.truncate_log(truncate_to).expect("truncates"), cut);
+        let got = read_all(&store, from);
+        if from.max(1) <= cut {
+            prop_assert!(matches!(got, Err(StoreError::Truncated { .. })), "{:?}", got);
+        } else {
+            let want: Vec<(Seq, Vec<Event>)> =
+                (from.max(1)..=n).map(|s| (s, batches[(s - 1) as usize].clone())).collect();
+            prop_assert_eq!(got.expect("reads"), want);
+        }
+    }
+}
