@@ -641,3 +641,17 @@ impl State {
         }
     }
 }
+
+impl State {
+    /// The same state under another policy (a restart with changed settings): derived
+    /// indexes that depend on the policy are rebuilt.
+    pub fn with_policy(mut self, policy: Policy) -> State {
+        self.policy = policy;
+        self.ready.clear();
+        let webhooks: Vec<WebhookId> = self.queues.keys().cloned().collect();
+        for w in &webhooks {
+            self.reready(w);
+        }
+        self
+    }
+}

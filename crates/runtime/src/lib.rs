@@ -1,1 +1,604 @@
-//! hallway-runtime
+//! The running engine: one actor task owns the domain state and the store, decides commands
+//! in batches, commits each batch with one durable flush, answers callers, and hands due
+//! attempts to the dispatcher, which signs and sends them through a [`Transport`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hallway_runtime::EngineError> {
+//! use hallway_runtime::{Config, Engine};
+//! let engine = Engine::open("./hallway-data", Config::default()).await?;
+//! let handle = engine.handle();
+//! // handle.create_account(..), handle.create_webhook(..), handle.publish(..)
+//! engine.shutdown().await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod actor;
+pub mod clock;
+pub mod ids;
+pub mod metrics;
+pub mod transport;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig};
+
+use actor::{Actor, Msg, Reply};
+use hallway_domain::Policy;
+use hallway_domain::{
+    envelope, Account, AccountId, CommandKind, DeliveryId, DeliverySummary, DurationMs, Event,
+    EventId, Plan, Rejection, Secret, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
+};
+use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why an engine call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The domain refused the command; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The store failed; the engine stops rather than run ahead of its log.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The engine is shut down (or stopped after a storage failure).
+    #[error("the engine is shut down")]
+    Closed,
+    /// The configuration cannot be used.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl From<hallway_store::StoreError> for EngineError {
+    fn from(e: hallway_store::StoreError) -> Self {
+        EngineError::Storage(e.to_string())
+    }
+}
+
+/// How the engine runs. `Config::default()` is production: the spec's policy, the system
+/// clock, the HTTPS transport.
+#[derive(Clone)]
+pub struct Config {
+    /// The rules' numbers.
+    pub policy: Policy,
+    /// Attempts under way at once, across all webhooks.
+    pub max_in_flight: usize,
+    /// Options of the default transport (ignored when `transport` is set).
+    pub transport_config: TransportConfig,
+    /// A transport to use instead of the default HTTPS client.
+    pub transport: Option<Arc<dyn Transport>>,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Events logged between snapshots (the log before a snapshot is truncated).
+    pub snapshot_every_events: u64,
+    /// How often retention runs (old deliveries, payloads and idempotency keys removed).
+    pub maintenance_interval: DurationMs,
+    /// How long `shutdown` waits for attempts under way.
+    pub shutdown_grace: Duration,
+    /// Most messages decided in one batch (one log record, one flush).
+    pub max_batch: usize,
+    /// Commands that may wait for the actor before callers are slowed down.
+    pub command_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policy: Policy::default(),
+            max_in_flight: 512,
+            transport_config: TransportConfig::default(),
+            transport: None,
+            clock: Arc::new(SystemClock),
+            snapshot_every_events: 200_000,
+            maintenance_interval: DurationMs::from_mins(10),
+            shutdown_grace: Duration::from_secs(10),
+            max_batch: 4096,
+            command_queue: 8192,
+        }
+    }
+}
+
+/// What a publish answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishReceipt {
+    /// The event's id (the host's, or a fresh one).
+    pub event_id: EventId,
+    /// Deliveries scheduled (by the first publish, for a repeat).
+    pub deliveries: u32,
+    /// `true` when this id was published before and nothing was scheduled now.
+    pub duplicate: bool,
+}
+
+/// A running engine. Dropping it without [`Engine::shutdown`] is like a crash: nothing
+/// acknowledged is lost, and open attempts are sent again on the next open.
+pub struct Engine {
+    handle: EngineHandle,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A cheap, cloneable handle to call the engine from anywhere.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Msg>,
+    store: Arc<dyn EventStore>,
+    metrics: Arc<Metrics>,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Engine {
+    /// Opens (or creates) the engine's data directory, rebuilds the state from the latest
+    /// snapshot and the log after it, and resumes every pending delivery.
+    pub async fn open(dir: impl AsRef<Path>, config: Config) -> Result<Engine, EngineError> {
+        let dir = dir.as_ref().to_owned();
+        let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
+            .await
+            .map_err(|e| EngineError::Storage(e.to_string()))??;
+        Self::with_store(Arc::new(store), config).await
+    }
+
+    /// Starts the engine over any store.
+    pub async fn with_store(
+        store: Arc<dyn EventStore>,
+        config: Config,
+    ) -> Result<Engine, EngineError> {
+        if config.policy.retry_delays.is_empty() {
+            return Err(EngineError::Config(
+                "at least one retry delay is needed".into(),
+            ));
+        }
+        if config.max_in_flight == 0 || config.max_batch == 0 || config.command_queue == 0 {
+            return Err(EngineError::Config(
+                "max_in_flight, max_batch and command_queue must be positive".into(),
+            ));
+        }
+        let transport: Arc<dyn Transport> = match &config.transport {
+            Some(t) => t.clone(),
+            None => {
+                let mut tc = config.transport_config.clone();
+                tc.allow_private_targets = config.policy.allow_private_targets;
+                Arc::new(HttpsTransport::new(tc).map_err(|e| EngineError::Config(e.to_string()))?)
+            }
+        };
+        let policy = config.policy.clone();
+        let loader = store.clone();
+        let (state, last_seq) = tokio::task::spawn_blocking(move || load_state(&*loader, policy))
+            .await
+            .map_err(|e| EngineError::Storage(e.to_string()))??;
+        let (tx, rx) = mpsc::channel(config.command_queue);
+        let metrics = Arc::new(Metrics::default());
+        let handle = EngineHandle {
+            tx,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            policy: Arc::new(config.policy.clone()),
+            clock: config.clock.clone(),
+        };
+        let mut actor = Actor::new(state, last_seq, store, transport, rx, config, metrics);
+        actor.resume().await?;
+        let task = tokio::spawn(actor.run());
+        Ok(Engine {
+            handle,
+            task: Some(task),
+        })
+    }
+
+    /// A handle for calls.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking commands, waits for attempts under way (up to the configured grace),
+    /// snapshots and flushes.
+    pub async fn shutdown(mut self) -> Result<(), EngineError> {
+        let (done, rx) = oneshot::channel();
+        if self.handle.tx.send(Msg::Shutdown { done }).await.is_err() {
+            return Err(EngineError::Closed);
+        }
+        let result = rx.await.unwrap_or(Err(EngineError::Closed));
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        result
+    }
+}
+
+/// Loads the snapshot and replays the log after it.
+fn load_state(store: &dyn EventStore, policy: Policy) -> Result<(State, u64), EngineError> {
+    let (mut state, mut last) = match store.load_snapshot()? {
+        Some((seq, snapshot)) => (snapshot.with_policy(policy), seq),
+        None => (State::new(policy), 0),
+    };
+    for record in store.read_log(last + 1) {
+        let (seq, events) = record?;
+        for e in &events {
+            state.apply(e);
+        }
+        last = seq;
+    }
+    Ok((state, last))
+}
+
+/// Input for creating a webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewWebhook {
+    /// A friendly name.
+    pub name: String,
+    /// The HTTPS endpoint.
+    pub url: String,
+    /// Optional notes.
+    pub description: Option<String>,
+    /// Event types to subscribe to.
+    pub events: Vec<String>,
+    /// Projects to fire for; empty means all.
+    pub project_ids: Vec<String>,
+}
+
+impl EngineHandle {
+    async fn send(&self, msg: Msg) -> Result<(), EngineError> {
+        self.tx.send(msg).await.map_err(|_| EngineError::Closed)
+    }
+
+    /// Runs a command; `f` builds the answer from its events and the state after the batch
+    /// is durable.
+    async fn exec<T: Send + 'static>(
+        &self,
+        kind: CommandKind,
+        f: impl FnOnce(&[Event], &State) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        let reply: Reply = Box::new(move |res, state| {
+            let _ = tx.send(res.map(|events| f(events, state)));
+        });
+        self.send(Msg::Exec { kind, reply }).await?;
+        rx.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Reads the state (after the current batch commits).
+    async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Query(Box::new(move |state| {
+            let _ = tx.send(f(state));
+        })))
+        .await?;
+        rx.await.map_err(|_| EngineError::Closed)
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// The policy the engine runs with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Creates an account; returns it with its API key, which is shown only this once.
+    pub async fn create_account(
+        &self,
+        id: &str,
+        name: &str,
+        plan: Plan,
+    ) -> Result<(Account, String), EngineError> {
+        let key = ids::api_key();
+        let account_id = AccountId::from(id);
+        let lookup = account_id.clone();
+        let account = self
+            .exec(
+                CommandKind::CreateAccount {
+                    account_id,
+                    name: name.to_owned(),
+                    plan,
+                    api_key_hash: ids::hash_api_key(&key),
+                },
+                move |_, s| s.account(&lookup).cloned(),
+            )
+            .await?
+            .ok_or(EngineError::Closed)?;
+        Ok((account, key))
+    }
+
+    /// Changes an account's name or plan.
+    pub async fn update_account(
+        &self,
+        id: &AccountId,
+        name: Option<String>,
+        plan: Option<Plan>,
+    ) -> Result<Account, EngineError> {
+        let lookup = id.clone();
+        self.exec(
+            CommandKind::UpdateAccount {
+                account_id: id.clone(),
+                name,
+                plan,
+            },
+            move |_, s| s.account(&lookup).cloned(),
+        )
+        .await?
+        .ok_or_else(|| Rejection::AccountNotFound(id.clone()).into())
+    }
+
+    /// An account.
+    pub async fn account(&self, id: &AccountId) -> Result<Account, EngineError> {
+        let lookup = id.clone();
+        self.query(move |s| s.account(&lookup).cloned())
+            .await?
+            .ok_or_else(|| Rejection::AccountNotFound(id.clone()).into())
+    }
+
+    /// The account an API key belongs to, if any.
+    pub async fn authenticate(&self, api_key: &str) -> Result<Option<AccountId>, EngineError> {
+        let hash = ids::hash_api_key(api_key);
+        self.query(move |s| {
+            s.accounts()
+                .find(|a| constant_time_eq(a.api_key_hash.as_bytes(), hash.as_bytes()))
+                .map(|a| a.id.clone())
+        })
+        .await
+    }
+
+    /// Registers a webhook; returns it with its signing secret, shown only this once.
+    pub async fn create_webhook(
+        &self,
+        account: &AccountId,
+        input: NewWebhook,
+    ) -> Result<(Webhook, Secret), EngineError> {
+        let webhook_id = WebhookId(ids::webhook_id());
+        let secret = Secret(ids::secret());
+        let lookup = webhook_id.clone();
+        let webhook = self
+            .exec(
+                CommandKind::CreateWebhook {
+                    account_id: account.clone(),
+                    webhook_id,
+                    secret: secret.clone(),
+                    config: WebhookConfig {
+                        name: input.name,
+                        url: input.url,
+                        description: input.description,
+                        events: input.events,
+                        project_ids: input.project_ids.into_iter().map(Into::into).collect(),
+                    },
+                },
+                move |_, s| s.webhook(&lookup).cloned(),
+            )
+            .await?
+            .ok_or(EngineError::Closed)?;
+        Ok((webhook, secret))
+    }
+
+    /// An account's webhooks, oldest first.
+    pub async fn list_webhooks(&self, account: &AccountId) -> Result<Vec<Webhook>, EngineError> {
+        let lookup = account.clone();
+        self.query(move |s| {
+            s.account(&lookup)
+                .map(|_| s.webhooks_of(&lookup).into_iter().cloned().collect())
+        })
+        .await?
+        .ok_or_else(|| Rejection::AccountNotFound(account.clone()).into())
+    }
+
+    /// One webhook of an account.
+    pub async fn webhook(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+    ) -> Result<Webhook, EngineError> {
+        let (a, w) = (account.clone(), webhook.clone());
+        self.query(move |s| find_webhook(s, &a, &w)).await?
+    }
+
+    /// Changes a webhook; `enabled: Some(true)` re-enables and resets its failure counter.
+    pub async fn update_webhook(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        changes: WebhookChanges,
+    ) -> Result<Webhook, EngineError> {
+        let (a, w) = (account.clone(), webhook.clone());
+        self.exec(
+            CommandKind::UpdateWebhook {
+                account_id: account.clone(),
+                webhook_id: webhook.clone(),
+                changes,
+            },
+            move |_, s| find_webhook(s, &a, &w),
+        )
+        .await?
+    }
+
+    /// Deletes a webhook for good.
+    pub async fn delete_webhook(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+    ) -> Result<(), EngineError> {
+        self.exec(
+            CommandKind::DeleteWebhook {
+                account_id: account.clone(),
+                webhook_id: webhook.clone(),
+            },
+            |_, _| (),
+        )
+        .await
+    }
+
+    /// Replaces a webhook's secret and returns the new one, shown only this once.
+    pub async fn rotate_secret(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+    ) -> Result<Secret, EngineError> {
+        let secret = Secret(ids::secret());
+        self.exec(
+            CommandKind::RotateSecret {
+                account_id: account.clone(),
+                webhook_id: webhook.clone(),
+                secret: secret.clone(),
+            },
+            |_, _| (),
+        )
+        .await?;
+        Ok(secret)
+    }
+
+    /// Publishes an event (the raw JSON body the host posts). A repeated `id` answers the
+    /// first publish's receipt with `duplicate: true` and sends nothing.
+    pub async fn publish(
+        &self,
+        account: &AccountId,
+        raw_json: &[u8],
+    ) -> Result<PublishReceipt, EngineError> {
+        let event = envelope::prepare(raw_json, &self.policy)?;
+        let result = self
+            .exec(
+                CommandKind::Publish {
+                    account_id: account.clone(),
+                    event,
+                    fresh_event_id: EventId(ids::event_id()),
+                    delivery_id_seed: ids::delivery_id_seed(),
+                },
+                |events, _| match events.first() {
+                    Some(Event::EventPublished {
+                        event_id,
+                        deliveries,
+                        ..
+                    }) => Some((event_id.clone(), deliveries.len() as u32)),
+                    _ => None,
+                },
+            )
+            .await;
+        match result {
+            Ok(Some((event_id, deliveries))) => Ok(PublishReceipt {
+                event_id,
+                deliveries,
+                duplicate: false,
+            }),
+            Ok(None) => Err(EngineError::Closed),
+            Err(EngineError::Rejected(Rejection::EventExists {
+                event_id,
+                deliveries,
+            })) => {
+                self.metrics.duplicate_publish();
+                Ok(PublishReceipt {
+                    event_id,
+                    deliveries,
+                    duplicate: true,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the sample payload (`"_test": true`) to a webhook once, also while disabled.
+    pub async fn send_test(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+    ) -> Result<DeliveryId, EngineError> {
+        let delivery_id = DeliveryId(ids::delivery_id());
+        self.exec(
+            CommandKind::SendTest {
+                account_id: account.clone(),
+                webhook_id: webhook.clone(),
+                delivery_id: delivery_id.clone(),
+                event_id: EventId(ids::event_id()),
+            },
+            |_, _| (),
+        )
+        .await?;
+        Ok(delivery_id)
+    }
+
+    /// Makes one more attempt of a finished delivery now.
+    pub async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<(), EngineError> {
+        let record = self.delivery(account, webhook, delivery).await?;
+        let summary = DeliverySummary {
+            delivery_id: record.id,
+            webhook_id: record.webhook_id,
+            account_id: record.account_id,
+            event_id: record.event_id,
+            event_type: record.event_type,
+            test: record.test,
+            created_at: record.created_at,
+            attempts_made: record.attempts.len() as u32,
+        };
+        self.exec(
+            CommandKind::RetryDelivery {
+                account_id: account.clone(),
+                delivery: summary,
+            },
+            |_, _| (),
+        )
+        .await
+    }
+
+    /// A webhook's deliveries, newest first.
+    pub async fn deliveries(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, EngineError> {
+        self.webhook(account, webhook).await?;
+        Ok(self.store.deliveries(webhook, limit, cursor)?)
+    }
+
+    /// One delivery with all its attempts.
+    pub async fn delivery(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<DeliveryRecord, EngineError> {
+        self.webhook(account, webhook).await?;
+        self.store
+            .delivery(webhook, delivery)?
+            .filter(|d| &d.account_id == account)
+            .ok_or_else(|| Rejection::DeliveryNotFound(delivery.clone()).into())
+    }
+
+    /// The time now, by the engine's clock.
+    pub fn now(&self) -> hallway_domain::Timestamp {
+        self.clock.now()
+    }
+}
+
+fn find_webhook(
+    s: &State,
+    account: &AccountId,
+    webhook: &WebhookId,
+) -> Result<Webhook, EngineError> {
+    if s.account(account).is_none() {
+        return Err(Rejection::AccountNotFound(account.clone()).into());
+    }
+    s.webhook_of(account, webhook)
+        .cloned()
+        .ok_or_else(|| Rejection::WebhookNotFound(webhook.clone()).into())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Drop for Engine {
+    /// Stops the actor at once, as a crash would; what was acknowledged is in the log.
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}

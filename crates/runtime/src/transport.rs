@@ -1,0 +1,257 @@
+//! Sending one signed attempt: the `Transport` trait and its default, a pooled hyper client
+//! over rustls (ring) that refuses private targets after DNS and follows no redirects.
+
+use bytes::Bytes;
+use hallway_domain::target::is_refused_ip;
+use hallway_domain::{AttemptError, DurationMs, Outcome};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, USER_AGENT};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// The `User-Agent` every attempt carries.
+pub const USER_AGENT_VALUE: &str = "Hallway-Webhooks/1.0";
+
+/// A boxed future of an attempt's outcome.
+pub type SendFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// One attempt, ready to go: the body is the same bytes on every attempt of a delivery.
+#[derive(Clone, Debug)]
+pub struct OutgoingRequest {
+    /// The endpoint.
+    pub url: String,
+    /// The exact JSON body.
+    pub body: Bytes,
+    /// The `X-Hallway-Signature` value, computed at send time.
+    pub signature: String,
+}
+
+/// How attempts leave the engine. Tests, simulations and hosts with special egress plug in
+/// their own; the default is [`HttpsTransport`].
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one attempt and classifies what happened; must finish within about `timeout`.
+    fn send(&self, request: OutgoingRequest, timeout: Duration) -> SendFuture;
+}
+
+/// Options of the default transport.
+#[derive(Clone, Debug, Default)]
+pub struct TransportConfig {
+    /// Connect to loopback, private and link-local addresses too.
+    pub allow_private_targets: bool,
+    /// Extra trusted root certificates (DER), for tests and private CAs.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Skip the system's root store (tests on machines with odd stores).
+    pub skip_native_roots: bool,
+    /// Most bytes of a response body read before the connection is dropped.
+    pub response_body_limit: usize,
+}
+
+/// A target refused after DNS: it resolved to a private or reserved address.
+#[derive(Debug, thiserror::Error)]
+#[error("target resolves to refused address {0}")]
+pub struct BlockedTarget(pub IpAddr);
+
+/// DNS through the system resolver, refusing names that resolve to any refused address.
+/// Checking here, at connect time, means DNS rebinding cannot get around it.
+#[derive(Clone, Debug)]
+pub struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if !allow_private {
+                if let Some(bad) = addrs.iter().find(|a| is_refused_ip(a.ip())) {
+                    return Err(io::Error::other(BlockedTarget(bad.ip())));
+                }
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+
+/// The default transport: one pooled HTTP/1.1 client over rustls with the ring provider,
+/// trusting webpki roots, the system's roots and any extra roots given.
+#[derive(Clone)]
+pub struct HttpsTransport {
+    client: HttpsClient,
+    allow_private_targets: bool,
+    response_body_limit: usize,
+}
+
+impl HttpsTransport {
+    /// Builds the client. Fails only if the TLS configuration cannot be built.
+    pub fn new(config: TransportConfig) -> Result<Self, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if !config.skip_native_roots {
+            // Unreadable system certificates are skipped; webpki roots remain.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+        for cert in config.extra_roots {
+            roots.add(cert)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            allow_private: config.allow_private_targets,
+        });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(HttpsTransport {
+            client,
+            allow_private_targets: config.allow_private_targets,
+            response_body_limit: if config.response_body_limit == 0 {
+                16 * 1024
+            } else {
+                config.response_body_limit
+            },
+        })
+    }
+
+    async fn attempt(self, request: OutgoingRequest, timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        let elapsed = || DurationMs(started.elapsed().as_millis() as u64);
+        let fail = |error| Outcome::Error {
+            error,
+            duration: elapsed(),
+        };
+        let uri: hyper::Uri = match request.url.parse() {
+            Ok(u) => u,
+            Err(_) => return fail(AttemptError::Connect),
+        };
+        // Literal addresses skip the resolver, so they are checked here.
+        if !self.allow_private_targets {
+            let host = uri
+                .host()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                if is_refused_ip(ip) {
+                    return fail(AttemptError::BlockedTarget);
+                }
+            }
+        }
+        let req = match hyper::Request::post(uri)
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .header(hallway_domain::signature::HEADER_NAME, &request.signature)
+            .body(Full::new(request.body))
+        {
+            Ok(r) => r,
+            Err(_) => return fail(AttemptError::Connect),
+        };
+        let response = match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => return fail(AttemptError::Timeout),
+            Ok(Err(e)) => return fail(classify(&e)),
+            Ok(Ok(r)) => r,
+        };
+        let duration = elapsed();
+        let status = response.status().as_u16();
+        // Read a bounded prefix so small answers leave the connection reusable; a body that
+        // is larger or slower than allowed is dropped with its connection.
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let limit = self.response_body_limit;
+        let mut body = response.into_body();
+        let _ = tokio::time::timeout(remaining, async {
+            let mut read = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    read += data.len();
+                    if read > limit {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        Outcome::Response { status, duration }
+    }
+}
+
+impl Transport for HttpsTransport {
+    fn send(&self, request: OutgoingRequest, timeout: Duration) -> SendFuture {
+        Box::pin(self.clone().attempt(request, timeout))
+    }
+}
+
+/// Maps a client error to the history's error classes by walking its source chain.
+fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
+    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
+    let mut reset = false;
+    while let Some(e) = src {
+        if let Some(found) = classify_one(e) {
+            return found;
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(found) = io.get_ref().and_then(|inner| classify_one(inner)) {
+                return found;
+            }
+            reset |= matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionRefused
+            );
+        }
+        src = e.source();
+    }
+    if err.is_connect() || reset {
+        AttemptError::Connect
+    } else {
+        AttemptError::InvalidResponse
+    }
+}
+
+fn classify_one(e: &(dyn StdError + 'static)) -> Option<AttemptError> {
+    if e.downcast_ref::<BlockedTarget>().is_some() {
+        Some(AttemptError::BlockedTarget)
+    } else if e.downcast_ref::<rustls::Error>().is_some() {
+        Some(AttemptError::Tls)
+    } else {
+        None
+    }
+}

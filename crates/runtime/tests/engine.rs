@@ -1,0 +1,341 @@
+//! The engine against real local receivers: signatures, retries under a manual clock,
+//! auto-disable, timeouts, redirects, blocked targets and restarts.
+
+mod common;
+
+use common::*;
+use hallway_domain::signature;
+use hallway_domain::{AttemptError, WebhookChanges};
+use hallway_runtime::{Clock, Engine, ManualClock};
+use hallway_store::DeliveryStatus;
+
+#[tokio::test]
+async fn https_delivery_is_signed_and_identical_across_attempts() {
+    let receiver = Receiver::https(|i| Answer::Status(if i == 0 { 500 } else { 200 })).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(policy(&[0, 60_000]), &clock, &receiver);
+    let (engine, h, wh, secret) = engine_with_webhook(dir.path(), cfg, &receiver.url()).await;
+
+    let receipt = h
+        .publish(&"acc_1".into(), &event_body("evt_a"))
+        .await
+        .unwrap();
+    assert_eq!(receipt.deliveries, 1);
+    assert_eq!(receipt.event_id.as_str(), "evt_a");
+
+    let first = receiver.wait_for(1).await;
+    // The retry is scheduled from the moment the failure is recorded.
+    eventually(|| async {
+        let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+        page.data.into_iter().find(|d| d.attempts.len() == 1)
+    })
+    .await;
+    clock.advance_ms(60_000);
+    let both = receiver.wait_for(2).await;
+    assert_eq!(
+        first[0].body, both[1].body,
+        "the body is byte-identical on every attempt"
+    );
+    for r in &both {
+        assert_eq!(r.user_agent, "Hallway-Webhooks/1.0");
+        assert_eq!(r.content_type, "application/json");
+        let now_s = clock.now_secs();
+        signature::verify(&secret, &r.signature, &r.body, now_s, 300)
+            .expect("signature verifies with the webhook's secret");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&both[0].body).unwrap();
+    assert_eq!(v["id"], "evt_a");
+    assert_eq!(v["api_version"], "2026-01-01");
+    assert_eq!(v["account"]["name"], "Acme Research");
+
+    let dlv = eventually(|| async {
+        let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+        page.data
+            .into_iter()
+            .find(|d| d.status == DeliveryStatus::Succeeded)
+    })
+    .await;
+    assert_eq!(dlv.attempts.len(), 2);
+    assert_eq!(dlv.attempts[0].status_code, Some(500));
+    assert_eq!(dlv.attempts[0].error, Some(AttemptError::HttpStatus));
+    assert_eq!(dlv.attempts[1].status_code, Some(200));
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn retries_happen_at_the_policy_offsets_and_then_stop() {
+    let receiver = Receiver::https(|_| Answer::Status(503)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let delays = [0, 60_000, 300_000];
+    let cfg = config(policy(&delays), &clock, &receiver);
+    let (engine, h, wh, _) = engine_with_webhook(dir.path(), cfg, &receiver.url()).await;
+    h.publish(&"acc_1".into(), &event_body("evt_r"))
+        .await
+        .unwrap();
+    for (n, delay) in delays.iter().enumerate() {
+        clock.advance_ms(*delay);
+        receiver.wait_for(n + 1).await;
+        let expected_attempts = n + 1;
+        let d = eventually(|| async {
+            let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+            page.data
+                .into_iter()
+                .find(|d| d.attempts.len() == expected_attempts)
+        })
+        .await;
+        let failed_at = clock.now();
+        match delays.get(n + 1) {
+            Some(next) => {
+                assert_eq!(d.status, DeliveryStatus::Pending);
+                assert_eq!(
+                    d.next_attempt_at,
+                    Some(failed_at.plus(hallway_domain::DurationMs(*next)))
+                );
+            }
+            None => {
+                assert_eq!(d.status, DeliveryStatus::Failed);
+                assert_eq!(d.next_attempt_at, None);
+            }
+        }
+    }
+    // Far beyond the schedule nothing more is sent.
+    clock.advance_ms(24 * 3_600_000);
+    let w = h.webhook(&"acc_1".into(), &wh).await.unwrap();
+    assert_eq!(w.consecutive_failures, 3);
+    assert_eq!(receiver.received().len(), 3);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn webhook_is_auto_disabled_after_the_failure_limit() {
+    let receiver = Receiver::https(|_| Answer::Status(500)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = policy(&[0, 60_000]);
+    p.auto_disable_after = 3;
+    let (engine, h, wh, _) =
+        engine_with_webhook(dir.path(), config(p, &clock, &receiver), &receiver.url()).await;
+    for i in 0..3 {
+        h.publish(&"acc_1".into(), &event_body(&format!("evt_{i}")))
+            .await
+            .unwrap();
+    }
+    receiver.wait_for(3).await;
+    let w = eventually(|| async {
+        let w = h.webhook(&"acc_1".into(), &wh).await.unwrap();
+        (!w.enabled).then_some(w)
+    })
+    .await;
+    assert_eq!(
+        w.disabled_reason,
+        Some(hallway_domain::DisabledReason::ConsecutiveFailures)
+    );
+    // Pending retries were cancelled, and new events are not fanned out to it.
+    let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+    assert!(page
+        .data
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Cancelled));
+    let r = h
+        .publish(&"acc_1".into(), &event_body("evt_late"))
+        .await
+        .unwrap();
+    assert_eq!(r.deliveries, 0);
+    clock.advance_ms(3_600_000);
+    // A test send still works while disabled; re-enabling resets the counter.
+    receiver.set_script(|_| Answer::Status(200));
+    h.send_test(&"acc_1".into(), &wh).await.unwrap();
+    let all = receiver.wait_for(4).await;
+    assert_eq!(
+        all.len(),
+        4,
+        "only the test send went out after the disable"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&all[3].body).unwrap();
+    assert_eq!(v["_test"], true);
+    let w = h
+        .update_webhook(
+            &"acc_1".into(),
+            &wh,
+            WebhookChanges {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(w.enabled);
+    assert_eq!(w.consecutive_failures, 0);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_times_out() {
+    let receiver = Receiver::https(|_| Answer::Hang).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = policy(&[0]);
+    p.attempt_timeout = hallway_domain::DurationMs(300);
+    let (engine, h, wh, _) =
+        engine_with_webhook(dir.path(), config(p, &clock, &receiver), &receiver.url()).await;
+    h.publish(&"acc_1".into(), &event_body("evt_t"))
+        .await
+        .unwrap();
+    let d = eventually(|| async {
+        let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+        page.data
+            .into_iter()
+            .find(|d| d.status == DeliveryStatus::Failed)
+    })
+    .await;
+    assert_eq!(d.attempts[0].error, Some(AttemptError::Timeout));
+    assert_eq!(d.attempts[0].status_code, None);
+    assert!(d.attempts[0].duration_ms >= 300);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    let receiver = Receiver::https(|_| Answer::Status(302)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, h, wh, _) = engine_with_webhook(
+        dir.path(),
+        config(policy(&[0]), &clock, &receiver),
+        &receiver.url(),
+    )
+    .await;
+    h.publish(&"acc_1".into(), &event_body("evt_3xx"))
+        .await
+        .unwrap();
+    let d = eventually(|| async {
+        let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+        page.data
+            .into_iter()
+            .find(|d| d.status == DeliveryStatus::Failed)
+    })
+    .await;
+    assert_eq!(d.attempts[0].status_code, Some(302));
+    assert_eq!(d.attempts[0].error, Some(AttemptError::HttpStatus));
+    let paths: Vec<String> = receiver.received().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec!["/hook".to_owned()]);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn private_targets_are_blocked_at_connect_time_under_the_strict_default() {
+    // The webhook was registered while private targets were allowed; the engine then restarts
+    // with the strict default, so the target is refused when the attempt connects.
+    let receiver = Receiver::https(|_| Answer::Status(200)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, h, wh, _) = engine_with_webhook(
+        dir.path(),
+        config(policy(&[0]), &clock, &receiver),
+        &receiver.url(),
+    )
+    .await;
+    engine.shutdown().await.unwrap();
+    drop(h);
+    let mut strict = policy(&[0]);
+    strict.allow_private_targets = false;
+    let engine = Engine::open(dir.path(), config(strict, &clock, &receiver))
+        .await
+        .unwrap();
+    let h = engine.handle();
+    h.publish(&"acc_1".into(), &event_body("evt_priv"))
+        .await
+        .unwrap();
+    let d = eventually(|| async {
+        let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+        page.data
+            .into_iter()
+            .find(|d| d.status == DeliveryStatus::Failed)
+    })
+    .await;
+    assert_eq!(d.attempts[0].error, Some(AttemptError::BlockedTarget));
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the private target"
+    );
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_a_crash_with_pending_and_in_flight_deliveries() {
+    // Engine 1: the receiver hangs (attempts in flight) or fails (retries pending).
+    let receiver = Receiver::https(|i| {
+        if i % 2 == 0 {
+            Answer::Hang
+        } else {
+            Answer::Status(500)
+        }
+    })
+    .await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, h, wh, _) = engine_with_webhook(
+        dir.path(),
+        config(policy(&[0, 60_000]), &clock, &receiver),
+        &receiver.url(),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let r = h
+            .publish(&"acc_1".into(), &event_body(&format!("evt_c{i}")))
+            .await
+            .unwrap();
+        ids.push(r.event_id.to_string());
+    }
+    receiver.wait_for(6).await;
+    // Crash: no shutdown; the actor stops where it is.
+    drop(engine);
+    drop(h);
+    receiver.set_script(|_| Answer::Status(200));
+    clock.advance_ms(60_000);
+    let engine = open_retrying(dir.path(), config(policy(&[0, 60_000]), &clock, &receiver)).await;
+    let h = engine.handle();
+    let delivered = eventually(|| async {
+        let page = h.deliveries(&"acc_1".into(), &wh, 50, None).await.unwrap();
+        let ok: Vec<String> = page
+            .data
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Succeeded)
+            .map(|d| d.event_id.to_string())
+            .collect();
+        (ok.len() == ids.len()).then_some(ok)
+    })
+    .await;
+    for id in &ids {
+        assert!(
+            delivered.contains(id),
+            "{id} was delivered after the restart"
+        );
+        assert!(
+            receiver
+                .received()
+                .iter()
+                .any(|r| String::from_utf8_lossy(&r.body).contains(id.as_str())),
+            "{id} reached the receiver"
+        );
+    }
+    engine.shutdown().await.unwrap();
+}
+
+/// Reopens a data dir, waiting briefly for the crashed engine's last write to release it.
+async fn open_retrying(dir: &std::path::Path, cfg: hallway_runtime::Config) -> Engine {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Engine::open(dir, cfg.clone()).await {
+            Ok(e) => return e,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("reopen: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    }
+}
