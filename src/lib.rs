@@ -1,1 +1,46 @@
-//! hallway-webhooks
+//! hallway-webhooks: a webhook delivery engine, event-sourced on an embedded database.
+//!
+//! Embed it in a host binary without the HTTP layer:
+//!
+//! ```no_run
+//! use hallway_webhooks::{Config, Engine, NewWebhook, Plan};
+//!
+//! # async fn demo() -> Result<(), hallway_webhooks::EngineError> {
+//! let engine = Engine::open("./hallway-data", Config::default()).await?;
+//! let h = engine.handle();
+//! let (account, _api_key) = h.create_account("acc_1", "Acme Research", Plan::Pro).await?;
+//! let (webhook, secret) = h
+//!     .create_webhook(&account.id, NewWebhook {
+//!         name: "Slack".into(),
+//!         url: "https://hooks.example.com/hallway".into(),
+//!         description: None,
+//!         events: vec!["session.processing.completed".into()],
+//!         project_ids: vec![],
+//!     })
+//!     .await?;
+//! let receipt = h
+//!     .publish(&account.id, br#"{"type":"session.processing.completed","project":{"id":"prj_1"}}"#)
+//!     .await?;
+//! let history = h.deliveries(&account.id, &webhook.id, 50, None).await?;
+//! # let _ = (secret, receipt, history);
+//! engine.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or run it as a server: `hallway-webhooks serve` (see [`cli`] and [`api`]).
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod listen;
+pub mod views;
+
+pub use hallway_domain::{
+    signature, AccountId, DeliveryId, DurationMs, EventId, Plan, Policy, Rejection, Timestamp,
+    WebhookChanges, WebhookId,
+};
+pub use hallway_runtime::{
+    Clock, Config, Engine, EngineError, EngineHandle, ManualClock, MetricsSnapshot, NewWebhook,
+    PublishReceipt, SystemClock, TransportConfig,
+};
+pub use hallway_store::{DeliveryRecord, DeliveryStatus, Page};

@@ -1,1 +1,10 @@
-fn main() { println!("hallway-webhooks {}", env!("CARGO_PKG_VERSION")); }
+//! The `hallway-webhooks` command: `serve`, `verify`, `listen`.
+
+use clap::Parser;
+use hallway_webhooks::cli::{run, Cli};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run(cli)
+}

@@ -1,0 +1,399 @@
+//! The command line: `serve`, `verify`, `listen`.
+
+use crate::api::{router, AppState};
+use clap::{Args, Parser, Subcommand};
+use hallway_domain::signature::{self, VerifyError};
+use hallway_domain::{DurationMs, Policy};
+use hallway_runtime::{Config, Engine, TransportConfig};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// hallway-webhooks: signed webhook delivery with retries, on an embedded database.
+#[derive(Debug, Parser)]
+#[command(name = "hallway-webhooks", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the delivery engine.
+    Serve(ServeArgs),
+    /// Check an `X-Hallway-Signature` header against a body and a secret.
+    Verify(VerifyArgs),
+    /// Run a local receiver that verifies and prints each delivery.
+    Listen(ListenArgs),
+}
+
+/// Retry delays, one per attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delays(pub Vec<DurationMs>);
+
+/// Parses `ms`, `s`, `m` or `h` durations such as `250ms`, `30s`, `2h`.
+pub fn parse_duration(s: &str) -> Result<DurationMs, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?}: a duration needs a unit (ms, s, m or h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a whole number before the unit"))?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    n.checked_mul(factor)
+        .map(DurationMs)
+        .ok_or_else(|| format!("{s:?}: too long"))
+}
+
+/// Parses a comma-separated list of durations, one per attempt.
+pub fn parse_delays(s: &str) -> Result<Delays, String> {
+    let delays = s
+        .split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.is_empty() || delays.len() > 50 {
+        return Err("give between 1 and 50 retry delays".into());
+    }
+    Ok(Delays(delays))
+}
+
+/// Flags of `serve`; each has an environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the engine keeps its data.
+    #[arg(long, env = "HALLWAY_DATA_DIR", default_value = "./hallway-data")]
+    pub data_dir: PathBuf,
+    /// Address the API listens on.
+    #[arg(long, env = "HALLWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The admin token; generated and saved in the data dir on first start when not given.
+    #[arg(long, env = "HALLWAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Delay before each attempt, comma-separated.
+    #[arg(long, env = "HALLWAY_RETRY_DELAYS", default_value = "0s,1m,5m,30m,2h", value_parser = parse_delays)]
+    pub retry_delays: Delays,
+    /// Time a receiver has to answer.
+    #[arg(long, env = "HALLWAY_ATTEMPT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub attempt_timeout: DurationMs,
+    /// Consecutive failed attempts that disable a webhook.
+    #[arg(long, env = "HALLWAY_AUTO_DISABLE_AFTER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auto_disable_after: u32,
+    /// Webhooks an account may have.
+    #[arg(long, env = "HALLWAY_MAX_WEBHOOKS", default_value_t = 5)]
+    pub max_webhooks_per_account: u32,
+    /// Largest event body accepted.
+    #[arg(long, env = "HALLWAY_MAX_PAYLOAD_BYTES", default_value_t = 1_048_576)]
+    pub max_payload_bytes: usize,
+    /// Accept `http://` webhook URLs.
+    #[arg(long, env = "HALLWAY_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// Deliver to loopback, private and link-local targets.
+    #[arg(long, env = "HALLWAY_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+    /// Attempts under way at once.
+    #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Extra trusted root certificates (PEM file), for private CAs and tests.
+    #[arg(long, env = "HALLWAY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Flags of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The webhook's signing secret.
+    #[arg(long)]
+    pub secret: String,
+    /// The `X-Hallway-Signature` header's value.
+    #[arg(long)]
+    pub header: String,
+    /// The raw body; standard input when not given.
+    #[arg(long)]
+    pub body_file: Option<PathBuf>,
+    /// Largest accepted distance between the header's time and now, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub tolerance_secs: u64,
+    /// "Now" as Unix seconds (defaults to the system clock), for checking old captures.
+    #[arg(long)]
+    pub now: Option<u64>,
+}
+
+/// Flags of `listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long)]
+    pub port: u16,
+    /// The webhook's signing secret.
+    #[arg(long)]
+    pub secret: String,
+    /// Largest accepted signature age, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub tolerance_secs: u64,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Verify(args) => verify(args),
+        Command::Serve(args) => with_runtime(|| serve(args)),
+        Command::Listen(args) => with_runtime(|| crate::listen::listen(args)),
+    }
+}
+
+fn with_runtime<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Names a verification failure as `verify` and `listen` print it.
+pub fn reason(e: &VerifyError) -> String {
+    match e {
+        VerifyError::Malformed(why) => format!("malformed ({why})"),
+        VerifyError::Stale { age_s } => format!("stale (timestamp {age_s} s from now)"),
+        VerifyError::Mismatch => "mismatch".to_owned(),
+    }
+}
+
+fn verify(args: VerifyArgs) -> ExitCode {
+    let body = match &args.body_file {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map(|_| buf)
+                .map_err(|e| format!("stdin: {e}"))
+        }
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read the body: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = args.now.unwrap_or_else(now_secs);
+    match signature::verify(&args.secret, &args.header, &body, now, args.tolerance_secs) {
+        Ok(()) => {
+            println!("valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("invalid: {}", reason(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the admin token from the flag, or from the data dir, or makes and saves a new one
+/// (mode 0600) and prints it once.
+fn admin_token(args: &ServeArgs) -> Result<String, String> {
+    if let Some(t) = &args.admin_token {
+        if t.len() < 16 {
+            return Err("--admin-token must be at least 16 characters".into());
+        }
+        return Ok(t.clone());
+    }
+    let path = args.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_owned();
+        if !t.is_empty() {
+            eprintln!("admin token: read from {}", path.display());
+            return Ok(t);
+        }
+    }
+    let mut raw = [0u8; 32];
+    getrandom::getrandom(&mut raw).map_err(|e| format!("random source failed: {e}"))?;
+    let token = format!("hwa_{}", hex::encode(raw));
+    write_private(&path, token.as_bytes())?;
+    println!(
+        "Generated an admin token (saved in {}, shown only now):\n\n  {token}\n\nTry it:\n\n  curl -s -X POST http://{}/v1/accounts \\\n    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n    -d '{{\"id\":\"acc_1\",\"name\":\"Acme Research\",\"plan\":\"pro\"}}'\n",
+        path.display(),
+        args.listen
+    );
+    Ok(token)
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(contents)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Creates the data dir, readable by its owner only.
+pub fn create_private_dir(path: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn load_roots(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    create_private_dir(&args.data_dir)?;
+    let token = admin_token(&args)?;
+    let policy = Policy {
+        retry_delays: args.retry_delays.0.clone(),
+        attempt_timeout: args.attempt_timeout,
+        auto_disable_after: args.auto_disable_after,
+        max_webhooks_per_account: args.max_webhooks_per_account,
+        max_payload_bytes: args.max_payload_bytes,
+        require_https: !args.allow_http,
+        allow_private_targets: args.allow_private_targets,
+        ..Policy::default()
+    };
+    let extra_roots = match &args.ca_file {
+        Some(p) => load_roots(p)?,
+        None => Vec::new(),
+    };
+    let config = Config {
+        policy,
+        max_in_flight: args.max_in_flight.max(1),
+        transport_config: TransportConfig {
+            extra_roots,
+            ..TransportConfig::default()
+        },
+        ..Config::default()
+    };
+    let engine = Engine::open(args.data_dir.join("store"), config)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", args.data_dir.display()))?;
+    let app = router(AppState {
+        engine: engine.handle(),
+        admin_token: token,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "hallway-webhooks serving");
+    eprintln!("listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("shutting down");
+    tokio::time::timeout(Duration::from_secs(30), engine.shutdown())
+        .await
+        .map_err(|_| "shutdown timed out".to_owned())?
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(DurationMs(250)));
+        assert_eq!(parse_duration("30s"), Ok(DurationMs(30_000)));
+        assert_eq!(parse_duration("5m"), Ok(DurationMs(300_000)));
+        assert_eq!(parse_duration("2h"), Ok(DurationMs(7_200_000)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn default_retry_delays_are_the_spec() {
+        let d = parse_delays("0s,1m,5m,30m,2h").unwrap();
+        assert_eq!(d.0, Policy::default().retry_delays);
+        assert!(parse_delays("").is_err());
+        assert!(parse_delays("1s,,2s").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! `hallway-webhooks listen`: a local receiver for developing an endpoint. It verifies each
+//! delivery's signature, prints one line per request, and answers 200 (valid) or 400.
+
+use crate::cli::{reason, ListenArgs};
+use bytes::Bytes;
+use hallway_domain::signature;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest body the listener reads.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The one-line summary of a delivery: event id, type, and valid or why not.
+pub fn summarize(
+    secret: &str,
+    header: Option<&str>,
+    body: &[u8],
+    now_s: u64,
+    tolerance_s: u64,
+) -> (bool, String) {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_owned()
+    };
+    let test = parsed
+        .as_ref()
+        .and_then(|v| v.get("_test"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let verdict = match header {
+        None => Err("missing X-Hallway-Signature header".to_owned()),
+        Some(h) => signature::verify(secret, h, body, now_s, tolerance_s).map_err(|e| reason(&e)),
+    };
+    let valid = verdict.is_ok();
+    let line = format!(
+        "{} {}{} {}",
+        field("id"),
+        field("type"),
+        if test { " (test)" } else { "" },
+        match verdict {
+            Ok(()) => "valid".to_owned(),
+            Err(why) => format!("invalid: {why}"),
+        }
+    );
+    (valid, line)
+}
+
+/// Runs the listener until interrupted.
+pub async fn listen(args: ListenArgs) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => r.map_err(|e| e.to_string())?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let secret = args.secret.clone();
+        let tolerance = args.tolerance_secs;
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let secret = secret.clone();
+                async move {
+                    let header = req
+                        .headers()
+                        .get(signature::HEADER_NAME)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+                        .collect()
+                        .await
+                    {
+                        Ok(b) => b.to_bytes(),
+                        Err(_) => Bytes::new(),
+                    };
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    let (valid, line) =
+                        summarize(&secret, header.as_deref(), &body, now, tolerance);
+                    println!("{line}");
+                    let status = if valid {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from(line)));
+                    *resp.status_mut() = status;
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
