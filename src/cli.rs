@@ -4,7 +4,7 @@ use crate::api::{router, AppState};
 use clap::{Args, Parser, Subcommand};
 use hallway_domain::signature::{self, VerifyError};
 use hallway_domain::{DurationMs, Policy};
-use hallway_runtime::{Config, Engine, TransportConfig};
+use hallway_runtime::{Config, Engine, MasterKey, TransportConfig};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -108,6 +108,13 @@ pub struct ServeArgs {
     /// Extra trusted root certificates (PEM file), for private CAs and tests.
     #[arg(long, env = "HALLWAY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// The key that seals webhook secrets at rest (64 hex digits); created (mode 0600) when
+    /// missing. Defaults to `<data-dir>/master.key`.
+    #[arg(long, env = "HALLWAY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// A master key used before a rotation: secrets sealed with it are resealed at startup.
+    #[arg(long, env = "HALLWAY_PREVIOUS_MASTER_KEY_FILE")]
+    pub previous_master_key_file: Option<PathBuf>,
 }
 
 /// Flags of `verify`.
@@ -319,8 +326,19 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Some(p) => load_roots(p)?,
         None => Vec::new(),
     };
+    let key_path = args
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("master.key"));
+    let master_key = MasterKey::load_or_create(&key_path).map_err(|e| e.to_string())?;
+    let previous_master_keys = match &args.previous_master_key_file {
+        Some(p) => vec![MasterKey::load(p).map_err(|e| e.to_string())?],
+        None => Vec::new(),
+    };
     let config = Config {
         policy,
+        master_key: Some(master_key),
+        previous_master_keys,
         max_in_flight: args.max_in_flight.max(1),
         transport_config: TransportConfig {
             extra_roots,

@@ -7,6 +7,7 @@
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::secrets::SecretBox;
 use crate::transport::{OutgoingRequest, Transport};
 use crate::{Config, EngineError};
 use bytes::Bytes;
@@ -58,6 +59,7 @@ pub(crate) struct Actor {
     last_seq: u64,
     store: Arc<dyn EventStore>,
     transport: Arc<dyn Transport>,
+    secrets: Arc<SecretBox>,
     clock: Arc<dyn Clock>,
     rx: mpsc::Receiver<Msg>,
     reports_tx: mpsc::UnboundedSender<Report>,
@@ -72,11 +74,14 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
+    // Private constructor called once; a parameter struct would only rename these.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         state: State,
         last_seq: u64,
         store: Arc<dyn EventStore>,
         transport: Arc<dyn Transport>,
+        secrets: Arc<SecretBox>,
         rx: mpsc::Receiver<Msg>,
         config: Config,
         metrics: Arc<Metrics>,
@@ -89,6 +94,7 @@ impl Actor {
             last_seq,
             store,
             transport,
+            secrets,
             clock,
             rx,
             reports_tx,
@@ -103,10 +109,28 @@ impl Actor {
     }
 
     /// After a restart: attempts open in the log may not have been sent; reopen them so the
-    /// first turn sends them again.
-    pub(crate) async fn resume(&mut self) -> Result<(), EngineError> {
+    /// first turn sends them again. Secrets sealed under an old key are resealed.
+    pub(crate) async fn resume(
+        &mut self,
+        reseal: Vec<(AccountId, hallway_domain::WebhookId, String)>,
+    ) -> Result<(), EngineError> {
         let now = self.clock.now();
-        let events = decide(&self.state, Command::new(now, CommandKind::Resume))?;
+        let mut events = decide(&self.state, Command::new(now, CommandKind::Resume))?;
+        for e in &events {
+            self.state.apply(e);
+        }
+        for (account_id, webhook_id, plain) in reseal {
+            let cmd = CommandKind::RotateSecret {
+                account_id,
+                webhook_id,
+                secret: self.secrets.seal(&plain),
+            };
+            let new = decide(&self.state, Command::new(now, cmd))?;
+            for e in &new {
+                self.state.apply(e);
+            }
+            events.extend(new);
+        }
         if events.is_empty() {
             return Ok(());
         }
@@ -463,7 +487,14 @@ impl Actor {
             return;
         };
         let url = w.config.url.clone();
-        let secret = w.secret.clone();
+        let Some((secret, _)) = self.secrets.open(&w.secret) else {
+            error!(webhook = %w.id, "webhook secret does not open with the master key");
+            let _ = reports.send(report(Outcome::Error {
+                error: hallway_domain::AttemptError::InvalidResponse,
+                duration: hallway_domain::DurationMs(0),
+            }));
+            return;
+        };
         let transport = self.transport.clone();
         let clock = self.clock.clone();
         let timeout = Duration::from_millis(self.state.policy().attempt_timeout.0);
@@ -473,7 +504,7 @@ impl Actor {
         });
         tokio::spawn(async move {
             let t = clock.now().as_unix_seconds();
-            let signature = signature::sign(secret.expose(), t, &body);
+            let signature = signature::sign(&secret, t, &body);
             let outcome = transport
                 .send(
                     OutgoingRequest {

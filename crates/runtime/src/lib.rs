@@ -17,10 +17,12 @@ mod actor;
 pub mod clock;
 pub mod ids;
 pub mod metrics;
+pub mod secrets;
 pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use secrets::MasterKey;
 pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig};
 
 use actor::{Actor, Msg, Reply};
@@ -30,6 +32,7 @@ use hallway_domain::{
     EventId, Plan, Rejection, Secret, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
 use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use secrets::{Sealing, SecretBox};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +85,11 @@ pub struct Config {
     pub max_batch: usize,
     /// Commands that may wait for the actor before callers are slowed down.
     pub command_queue: usize,
+    /// Seals webhook secrets at rest. `Engine::open` reads or creates `<dir>/master.key`
+    /// when this is `None`.
+    pub master_key: Option<MasterKey>,
+    /// Earlier master keys: secrets sealed under them are opened and resealed at startup.
+    pub previous_master_keys: Vec<MasterKey>,
 }
 
 impl Default for Config {
@@ -97,6 +105,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             max_batch: 4096,
             command_queue: 8192,
+            master_key: None,
+            previous_master_keys: Vec::new(),
         }
     }
 }
@@ -127,13 +137,19 @@ pub struct EngineHandle {
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
+    secrets: Arc<SecretBox>,
 }
 
 impl Engine {
     /// Opens (or creates) the engine's data directory, rebuilds the state from the latest
     /// snapshot and the log after it, and resumes every pending delivery.
-    pub async fn open(dir: impl AsRef<Path>, config: Config) -> Result<Engine, EngineError> {
+    pub async fn open(dir: impl AsRef<Path>, mut config: Config) -> Result<Engine, EngineError> {
         let dir = dir.as_ref().to_owned();
+        if config.master_key.is_none() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| EngineError::Config(format!("{}: {e}", dir.display())))?;
+            config.master_key = Some(MasterKey::load_or_create(&dir.join("master.key"))?);
+        }
         let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
             .await
             .map_err(|e| EngineError::Storage(e.to_string()))??;
@@ -155,6 +171,10 @@ impl Engine {
                 "max_in_flight, max_batch and command_queue must be positive".into(),
             ));
         }
+        let master_key = config.master_key.clone().ok_or_else(|| {
+            EngineError::Config("a master key is needed to seal webhook secrets".into())
+        })?;
+        let secrets = Arc::new(SecretBox::new(&master_key, &config.previous_master_keys));
         let transport: Arc<dyn Transport> = match &config.transport {
             Some(t) => t.clone(),
             None => {
@@ -168,6 +188,7 @@ impl Engine {
         let (state, last_seq) = tokio::task::spawn_blocking(move || load_state(&*loader, policy))
             .await
             .map_err(|e| EngineError::Storage(e.to_string()))??;
+        let reseal = stale_secrets(&state, &secrets)?;
         let (tx, rx) = mpsc::channel(config.command_queue);
         let metrics = Arc::new(Metrics::default());
         let handle = EngineHandle {
@@ -176,9 +197,12 @@ impl Engine {
             metrics: metrics.clone(),
             policy: Arc::new(config.policy.clone()),
             clock: config.clock.clone(),
+            secrets: secrets.clone(),
         };
-        let mut actor = Actor::new(state, last_seq, store, transport, rx, config, metrics);
-        actor.resume().await?;
+        let mut actor = Actor::new(
+            state, last_seq, store, transport, secrets, rx, config, metrics,
+        );
+        actor.resume(reseal).await?;
         let task = tokio::spawn(actor.run());
         Ok(Engine {
             handle,
@@ -204,6 +228,31 @@ impl Engine {
         }
         result
     }
+}
+
+/// Checks that every stored secret opens, and lists those to reseal under the current key.
+fn stale_secrets(
+    state: &State,
+    secrets: &SecretBox,
+) -> Result<Vec<(AccountId, WebhookId, String)>, EngineError> {
+    let mut stale = Vec::new();
+    for account in state.accounts() {
+        for w in state.webhooks_of(&account.id) {
+            match secrets.open(&w.secret) {
+                Some((_, Sealing::Current)) => {}
+                Some((plain, Sealing::Stale)) => {
+                    stale.push((account.id.clone(), w.id.clone(), plain))
+                }
+                None => {
+                    return Err(EngineError::Config(format!(
+                        "the master key does not open the secret of webhook {}; start with the key this data directory was created with",
+                        w.id
+                    )))
+                }
+            }
+        }
+    }
+    Ok(stale)
 }
 
 /// Loads the snapshot and replays the log after it.
@@ -358,7 +407,7 @@ impl EngineHandle {
                 CommandKind::CreateWebhook {
                     account_id: account.clone(),
                     webhook_id,
-                    secret: secret.clone(),
+                    secret: self.secrets.seal(secret.expose()),
                     config: WebhookConfig {
                         name: input.name,
                         url: input.url,
@@ -441,7 +490,7 @@ impl EngineHandle {
             CommandKind::RotateSecret {
                 account_id: account.clone(),
                 webhook_id: webhook.clone(),
-                secret: secret.clone(),
+                secret: self.secrets.seal(secret.expose()),
             },
             |_, _| (),
         )
