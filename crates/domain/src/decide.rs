@@ -47,7 +47,10 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
         } => {
             find_webhook(state, &account_id, &webhook_id)?;
             let mut events = cancel_all(state, now, &webhook_id, true);
-            events.push(Event::WebhookDeleted { webhook_id, at: now });
+            events.push(Event::WebhookDeleted {
+                webhook_id,
+                at: now,
+            });
             Ok(events)
         }
         CommandKind::RotateSecret {
@@ -67,7 +70,14 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             event,
             fresh_event_id,
             delivery_id_seed,
-        } => handle_publish(state, now, account_id, event, fresh_event_id, &delivery_id_seed),
+        } => handle_publish(
+            state,
+            now,
+            account_id,
+            event,
+            fresh_event_id,
+            &delivery_id_seed,
+        ),
         CommandKind::SendTest {
             account_id,
             webhook_id,
@@ -266,9 +276,13 @@ fn handle_update_webhook(
         let config = WebhookConfig {
             name: changes.name.unwrap_or_else(|| old.name.clone()),
             url: changes.url.unwrap_or_else(|| old.url.clone()),
-            description: changes.description.unwrap_or_else(|| old.description.clone()),
+            description: changes
+                .description
+                .unwrap_or_else(|| old.description.clone()),
             events: changes.events.unwrap_or_else(|| old.events.clone()),
-            project_ids: changes.project_ids.unwrap_or_else(|| old.project_ids.clone()),
+            project_ids: changes
+                .project_ids
+                .unwrap_or_else(|| old.project_ids.clone()),
         }
         .validated(state.policy())?;
         events.push(Event::WebhookUpdated {
@@ -343,7 +357,12 @@ fn handle_publish(
             .into_iter()
             .filter(|w| w.enabled && w.config.matches(&event.event_type, &event.project_id))
             .enumerate()
-            .map(|(i, w)| (DeliveryId(format!("dlv_{delivery_id_seed}{i:02x}")), w.id.clone()))
+            .map(|(i, w)| {
+                (
+                    DeliveryId(format!("dlv_{delivery_id_seed}{i:02x}")),
+                    w.id.clone(),
+                )
+            })
             .collect()
     } else {
         Vec::new()
@@ -517,7 +536,9 @@ fn fail_attempt(
     }];
     let counts = !d.test && !d.cancelled;
     if let Some(webhook) = state.webhook(&d.webhook_id) {
-        if counts && webhook.enabled && webhook.consecutive_failures + 1 >= policy.auto_disable_after
+        if counts
+            && webhook.enabled
+            && webhook.consecutive_failures + 1 >= policy.auto_disable_after
         {
             let mut ids: Vec<&DeliveryId> = state
                 .live_deliveries_of(&d.webhook_id)

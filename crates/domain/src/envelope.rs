@@ -94,9 +94,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
             {
                 return Err(Rejection::InvalidField {
                     field: "id",
-                    message: format!(
-                        "must be 1 to {MAX_EVENT_ID_BYTES} bytes without whitespace"
-                    ),
+                    message: format!("must be 1 to {MAX_EVENT_ID_BYTES} bytes without whitespace"),
                 });
             }
             Some(EventId(id))
@@ -110,7 +108,9 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
                 id: Option<String>,
             }
             let p: Project = serde_json::from_str(v).map_err(|e| {
-                Rejection::InvalidRequest(format!("project: must be an object with a string id: {e}"))
+                Rejection::InvalidRequest(format!(
+                    "project: must be an object with a string id: {e}"
+                ))
             })?;
             match p.id {
                 Some(id) if !id.trim().is_empty() => ProjectId(id),
@@ -269,23 +269,44 @@ mod tests {
     #[test]
     fn publish_body_rules() {
         let policy = Policy::default();
-        let cases: [(&[u8], fn(&Rejection) -> bool); 9] = [
+        type Case = (&'static [u8], fn(&Rejection) -> bool);
+        let cases: [Case; 9] = [
             (b"not json", |r| matches!(r, Rejection::InvalidRequest(_))),
             (b"[1,2]", |r| matches!(r, Rejection::InvalidRequest(_))),
-            (br#"{"project":{"id":"p"}}"#, |r| *r == Rejection::MissingField("type")),
-            (br#"{"type":7,"project":{"id":"p"}}"#, |r| matches!(r, Rejection::InvalidRequest(_))),
-            (br#"{"type":"nope","project":{"id":"p"}}"#, |r| matches!(r, Rejection::UnknownEventType(_))),
-            (br#"{"type":"session.processing.completed"}"#, |r| *r == Rejection::MissingField("project.id")),
-            (br#"{"type":"session.processing.completed","project":{"name":"x"}}"#, |r| *r == Rejection::MissingField("project.id")),
-            (br#"{"type":"session.processing.completed","project":"p"}"#, |r| matches!(r, Rejection::InvalidRequest(_))),
-            (br#"{"type":"session.processing.completed","project":{"id":"p"},"id":""}"#, |r| matches!(r, Rejection::InvalidField { field: "id", .. })),
+            (br#"{"project":{"id":"p"}}"#, |r| {
+                *r == Rejection::MissingField("type")
+            }),
+            (br#"{"type":7,"project":{"id":"p"}}"#, |r| {
+                matches!(r, Rejection::InvalidRequest(_))
+            }),
+            (br#"{"type":"nope","project":{"id":"p"}}"#, |r| {
+                matches!(r, Rejection::UnknownEventType(_))
+            }),
+            (br#"{"type":"session.processing.completed"}"#, |r| {
+                *r == Rejection::MissingField("project.id")
+            }),
+            (
+                br#"{"type":"session.processing.completed","project":{"name":"x"}}"#,
+                |r| *r == Rejection::MissingField("project.id"),
+            ),
+            (
+                br#"{"type":"session.processing.completed","project":"p"}"#,
+                |r| matches!(r, Rejection::InvalidRequest(_)),
+            ),
+            (
+                br#"{"type":"session.processing.completed","project":{"id":"p"},"id":""}"#,
+                |r| matches!(r, Rejection::InvalidField { field: "id", .. }),
+            ),
         ];
         for (raw, ok) in cases {
             let r = prepare(raw, &policy).unwrap_err();
             assert!(ok(&r), "{}: {r:?}", String::from_utf8_lossy(raw));
         }
         let dup = br#"{"type":"session.processing.completed","project":{"id":"p"},"a":1,"a":2}"#;
-        assert!(matches!(prepare(dup, &policy), Err(Rejection::InvalidRequest(_))));
+        assert!(matches!(
+            prepare(dup, &policy),
+            Err(Rejection::InvalidRequest(_))
+        ));
     }
 
     #[test]
@@ -317,7 +338,14 @@ mod tests {
         assert_eq!(v["id"], "evt_t");
         assert_eq!(v["type"], SESSION_PROCESSING_COMPLETED);
         assert_eq!(v["api_version"], API_VERSION);
-        for key in ["project", "session", "respondent_attributes", "transcript", "insights", "links"] {
+        for key in [
+            "project",
+            "session",
+            "respondent_attributes",
+            "transcript",
+            "insights",
+            "links",
+        ] {
             assert!(!v[key].is_null(), "{key}");
         }
         assert!(body.starts_with(r#"{"id":"evt_t","type":"#));

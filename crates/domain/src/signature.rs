@@ -77,7 +77,9 @@ pub fn parse(header: &str) -> Result<ParsedHeader, VerifyError> {
                 if timestamp.is_some() {
                     return Err(VerifyError::Malformed("more than one t="));
                 }
-                if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit())
+                if value.is_empty()
+                    || value.len() > 19
+                    || !value.bytes().all(|b| b.is_ascii_digit())
                 {
                     return Err(VerifyError::Malformed("t= is not a Unix timestamp"));
                 }

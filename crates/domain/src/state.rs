@@ -2,9 +2,7 @@
 
 use crate::event::Event;
 use crate::policy::Policy;
-use crate::types::{
-    AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId,
-};
+use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
 use crate::webhook::{Secret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -165,7 +163,12 @@ impl State {
     pub fn webhooks_of(&self, account: &AccountId) -> Vec<&Webhook> {
         self.accounts
             .get(account)
-            .map(|a| a.webhooks.iter().filter_map(|w| self.webhooks.get(w)).collect())
+            .map(|a| {
+                a.webhooks
+                    .iter()
+                    .filter_map(|w| self.webhooks.get(w))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -582,10 +585,17 @@ impl State {
 
     /// Inserts a new waiting delivery and queues it.
     fn enqueue_new(&mut self, delivery: Delivery) {
-        let (id, webhook_id, due) = (delivery.id.clone(), delivery.webhook_id.clone(), delivery.due);
+        let (id, webhook_id, due) = (
+            delivery.id.clone(),
+            delivery.webhook_id.clone(),
+            delivery.due,
+        );
         self.deliveries.insert(id.clone(), delivery);
         self.unready(&webhook_id);
-        self.queues.entry(webhook_id.clone()).or_default().insert((due, id));
+        self.queues
+            .entry(webhook_id.clone())
+            .or_default()
+            .insert((due, id));
         self.reready(&webhook_id);
     }
 
@@ -597,7 +607,10 @@ impl State {
         d.due = due;
         let webhook_id = d.webhook_id.clone();
         self.unready(&webhook_id);
-        self.queues.entry(webhook_id.clone()).or_default().insert((due, id.clone()));
+        self.queues
+            .entry(webhook_id.clone())
+            .or_default()
+            .insert((due, id.clone()));
         self.reready(&webhook_id);
     }
 

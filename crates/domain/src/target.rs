@@ -43,7 +43,10 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, Rejection> {
         let after = &v6[close + 1..];
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| bad("bad text after IPv6 literal"))?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| bad("bad text after IPv6 literal"))?,
+            ),
         };
         let host = &v6[..close];
         if host.parse::<Ipv6Addr>().is_err() {
@@ -78,7 +81,8 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, Rejection> {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Checks a webhook URL against the policy: parseable, HTTPS unless allowed, and not a
@@ -238,7 +242,10 @@ mod tests {
             "https://api.localhost/",
         ] {
             assert!(
-                matches!(validate_url(url, &strict()), Err(Rejection::TargetRefused(_))),
+                matches!(
+                    validate_url(url, &strict()),
+                    Err(Rejection::TargetRefused(_))
+                ),
                 "{url}"
             );
         }
