@@ -36,14 +36,17 @@ pub enum VerifyError {
 pub struct ParsedHeader {
     /// Unix seconds.
     pub timestamp: u64,
+    /// The `t` value exactly as written: the MAC covers this text, as the spec's Node
+    /// example signs `${timestamp}.${payload}` with the header's own digits.
+    pub timestamp_text: String,
     /// The `v1` MACs, decoded.
     pub signatures: Vec<[u8; 32]>,
 }
 
-fn mac(secret: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
+fn mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length, so this cannot fail.
     let mut m = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
-    m.update(timestamp.to_string().as_bytes());
+    m.update(timestamp.as_bytes());
     m.update(b".");
     m.update(body);
     m
@@ -51,7 +54,11 @@ fn mac(secret: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
 
 /// The lowercase hex HMAC-SHA256 of `"{timestamp}.{body}"` under `secret`.
 pub fn compute(secret: &str, timestamp: u64, body: &[u8]) -> String {
-    hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    hex::encode(
+        mac(secret, &timestamp.to_string(), body)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// The full header value for a body sent at `timestamp` (Unix seconds).
@@ -83,11 +90,10 @@ pub fn parse(header: &str) -> Result<ParsedHeader, VerifyError> {
                 {
                     return Err(VerifyError::Malformed("t= is not a Unix timestamp"));
                 }
-                timestamp = Some(
-                    value
-                        .parse::<u64>()
-                        .map_err(|_| VerifyError::Malformed("t= is not a Unix timestamp"))?,
-                );
+                let parsed = value
+                    .parse::<u64>()
+                    .map_err(|_| VerifyError::Malformed("t= is not a Unix timestamp"))?;
+                timestamp = Some((parsed, value.to_owned()));
             }
             "v1" => {
                 let mut sig = [0u8; 32];
@@ -100,12 +106,13 @@ pub fn parse(header: &str) -> Result<ParsedHeader, VerifyError> {
             _ => return Err(VerifyError::Malformed("unknown entry")),
         }
     }
-    let timestamp = timestamp.ok_or(VerifyError::Malformed("missing t="))?;
+    let (timestamp, timestamp_text) = timestamp.ok_or(VerifyError::Malformed("missing t="))?;
     if signatures.is_empty() {
         return Err(VerifyError::Malformed("missing v1="));
     }
     Ok(ParsedHeader {
         timestamp,
+        timestamp_text,
         signatures,
     })
 }
@@ -124,7 +131,7 @@ pub fn verify(
     if age_s > tolerance_s {
         return Err(VerifyError::Stale { age_s });
     }
-    let expected = mac(secret, parsed.timestamp, body);
+    let expected = mac(secret, &parsed.timestamp_text, body);
     let ok = parsed
         .signatures
         .iter()
@@ -133,5 +140,26 @@ pub fn verify(
         Ok(())
     } else {
         Err(VerifyError::Mismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mac_covers_the_timestamp_digits_as_written() {
+        // A sender that zero-pads `t` signs its own digits, as the spec's Node example does.
+        let body = b"{}";
+        let padded = "01768059000";
+        let mac_hex = hex::encode(mac("whsec_x", padded, body).finalize().into_bytes());
+        let header = format!("t={padded},v1={mac_hex}");
+        assert_eq!(verify("whsec_x", &header, body, 1_768_059_000, 300), Ok(()));
+        let unpadded = sign("whsec_x", 1_768_059_000, body);
+        assert_eq!(
+            verify("whsec_x", &unpadded, body, 1_768_059_000, 300),
+            Ok(())
+        );
+        assert_ne!(unpadded, header);
     }
 }
