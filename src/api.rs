@@ -155,6 +155,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/accounts/{acc}/events", post(publish))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take this method",
+            )
+        })
         .with_state(state)
 }
 
@@ -570,7 +577,14 @@ async fn list_deliveries(
     let page = state
         .engine
         .deliveries(&acc, &WebhookId::from(wh), limit, cursor.as_deref())
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The store refuses a cursor it did not make; that is the caller's mistake, not a 500.
+            EngineError::Storage(m) if cursor.is_some() && m.starts_with("invalid request:") => {
+                ApiError::invalid("cursor: not a next_cursor of this list")
+            }
+            e => e.into(),
+        })?;
     let data: Vec<Value> = page.data.iter().map(views::delivery).collect();
     Ok(respond(
         StatusCode::OK,
@@ -617,7 +631,17 @@ async fn publish(
     authorize_admin(&state, &headers, Some(&acc)).await?;
     let limit = state.engine.policy().max_payload_bytes;
     let bytes = read_body(body, limit).await?;
-    let receipt = state.engine.publish(&AccountId::from(acc), &bytes).await?;
+    let receipt = state
+        .engine
+        .publish(&AccountId::from(acc), &bytes)
+        .await
+        .map_err(|e| match e {
+            // The field of a published event is `type` (the domain's message names `events`).
+            EngineError::Rejected(Rejection::UnknownEventType(t)) => {
+                ApiError::validation(format!("type: unknown event type {t:?}"))
+            }
+            e => e.into(),
+        })?;
     let status = if receipt.duplicate {
         StatusCode::OK
     } else {
