@@ -577,14 +577,7 @@ async fn list_deliveries(
     let page = state
         .engine
         .deliveries(&acc, &WebhookId::from(wh), limit, cursor.as_deref())
-        .await
-        .map_err(|e| match e {
-            // The store refuses a cursor it did not make; that is the caller's mistake, not a 500.
-            EngineError::Storage(m) if cursor.is_some() && m.starts_with("invalid request:") => {
-                ApiError::invalid("cursor: not a next_cursor of this list")
-            }
-            e => e.into(),
-        })?;
+        .await?;
     let data: Vec<Value> = page.data.iter().map(views::delivery).collect();
     Ok(respond(
         StatusCode::OK,
@@ -631,17 +624,7 @@ async fn publish(
     authorize_admin(&state, &headers, Some(&acc)).await?;
     let limit = state.engine.policy().max_payload_bytes;
     let bytes = read_body(body, limit).await?;
-    let receipt = state
-        .engine
-        .publish(&AccountId::from(acc), &bytes)
-        .await
-        .map_err(|e| match e {
-            // The field of a published event is `type` (the domain's message names `events`).
-            EngineError::Rejected(Rejection::UnknownEventType(t)) => {
-                ApiError::validation(format!("type: unknown event type {t:?}"))
-            }
-            e => e.into(),
-        })?;
+    let receipt = state.engine.publish(&AccountId::from(acc), &bytes).await?;
     let status = if receipt.duplicate {
         StatusCode::OK
     } else {

@@ -342,7 +342,7 @@ fn handle_publish(
     let account = find_account(state, &account_id)?;
     let policy = state.policy();
     if !policy.knows_event_type(&event.event_type) {
-        return Err(Rejection::UnknownEventType(event.event_type));
+        return Err(Rejection::UnknownPublishedType(event.event_type));
     }
     let event_id = event.event_id.unwrap_or(fresh_event_id);
     if let Some(first) = state.published(&account_id, &event_id) {

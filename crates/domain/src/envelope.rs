@@ -82,7 +82,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
         return Err(Rejection::MissingField("type"));
     }
     if !policy.knows_event_type(&event_type) {
-        return Err(Rejection::UnknownEventType(event_type));
+        return Err(Rejection::UnknownPublishedType(event_type));
     }
     let event_id = match field("id") {
         None | Some("null") => None,
@@ -280,7 +280,7 @@ mod tests {
                 matches!(r, Rejection::InvalidRequest(_))
             }),
             (br#"{"type":"nope","project":{"id":"p"}}"#, |r| {
-                matches!(r, Rejection::UnknownEventType(_))
+                matches!(r, Rejection::UnknownPublishedType(_))
             }),
             (br#"{"type":"session.processing.completed"}"#, |r| {
                 *r == Rejection::MissingField("project.id")

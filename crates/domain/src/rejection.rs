@@ -92,6 +92,9 @@ pub enum Rejection {
     /// An event type that does not exist.
     #[error("events: unknown event type {0:?}")]
     UnknownEventType(String),
+    /// A published event's `type` that does not exist.
+    #[error("type: unknown event type {0:?}")]
+    UnknownPublishedType(String),
     /// A project filter entry is empty.
     #[error("project_ids: project ids must not be empty")]
     EmptyProjectId,
@@ -155,6 +158,7 @@ impl Rejection {
             | TargetRefused(_)
             | NoEventTypes
             | UnknownEventType(_)
+            | UnknownPublishedType(_)
             | EmptyProjectId
             | TooLong { .. }
             | TooMany { .. }

@@ -807,7 +807,7 @@ fn a_free_account_publish_is_accepted_with_zero_deliveries() {
 fn publishing_an_unknown_event_type_is_refused() {
     given([account_created("acc_1", Plan::Pro)])
         .when(t(1), publish_typed("acc_1", "evt_1", "nope", "prj_1", "s"))
-        .then_rejects(Rejection::UnknownEventType("nope".into()));
+        .then_rejects(Rejection::UnknownPublishedType("nope".into()));
 }
 
 #[test]

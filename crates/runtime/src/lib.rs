@@ -603,7 +603,16 @@ impl EngineHandle {
         cursor: Option<&str>,
     ) -> Result<Page, EngineError> {
         self.webhook(account, webhook).await?;
-        Ok(self.store.deliveries(webhook, limit, cursor)?)
+        self.store
+            .deliveries(webhook, limit, cursor)
+            .map_err(|e| match e {
+                // A cursor this list did not hand out is the caller's mistake.
+                hallway_store::StoreError::Invalid(_) => {
+                    Rejection::InvalidRequest("cursor: not a next_cursor of this list".into())
+                        .into()
+                }
+                e => e.into(),
+            })
     }
 
     /// One delivery with all its attempts.
