@@ -23,6 +23,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Log records removed per transaction when truncating, so one call never builds a huge one.
 const TRUNCATE_CHUNK: u64 = 4096;
@@ -37,6 +38,11 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     /// Remove the data when the store is dropped (tests and benchmarks).
     pub temporary: bool,
+    /// How long to retry while the directory is locked before answering
+    /// [`StoreError::Locked`]. A store dropped in this process may keep its lock for a
+    /// moment (sled finishes background writes after the drop; we measured up to a
+    /// quarter of a millisecond), which a reopen must not mistake for another process.
+    pub lock_wait: Duration,
 }
 
 impl Default for StoreOptions {
@@ -44,6 +50,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 128 * 1024 * 1024,
             temporary: false,
+            lock_wait: Duration::from_millis(250),
         }
     }
 }
@@ -111,20 +118,27 @@ fn read_u64(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<u64, St
 impl SledStore {
     /// Opens (creating if needed) the store in `dir` with default options.
     ///
-    /// Fails with [`StoreError::Locked`] at once if another process (or another open store
-    /// in this one) holds the directory.
+    /// Fails with [`StoreError::Locked`] within [`StoreOptions::lock_wait`] if another
+    /// process (or another open store in this one) holds the directory.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         Self::open_with(dir, &StoreOptions::default())
     }
 
     /// Opens (creating if needed) the store in `dir`.
     pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(options.cache_capacity_bytes)
-            .temporary(options.temporary)
-            .open()
-            .map_err(|e| map_open_error(e, dir))?;
+            .temporary(options.temporary);
+        let give_up = Instant::now() + options.lock_wait;
+        let db = loop {
+            match config.open().map_err(|e| map_open_error(e, dir)) {
+                Err(StoreError::Locked { .. }) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        };
         let trees = Trees {
             log: db.open_tree(keys::LOG)?,
             meta: db.open_tree(keys::META)?,

@@ -1,0 +1,159 @@
+//! Damaged records are clear errors naming the tree and key: never a panic, never skipped.
+//! The damage is written through sled directly, around the store.
+
+mod common;
+
+use common::{every_event_kind, Sim};
+use hallway_domain::{AccountId, DeliveryId, EventId, Policy, WebhookId};
+use hallway_store::{codec, EventStore, SledStore, StoreError};
+
+/// Flips one bit at `at` (counted from the end if negative) of the value under `key`.
+fn flip(store: &SledStore, tree: &str, key: &[u8], at: isize) {
+    let tree = store.raw_db().open_tree(tree).expect("tree");
+    let mut value = tree.get(key).expect("reads").expect("exists").to_vec();
+    let i = if at < 0 { value.len() as isize + at } else { at } as usize;
+    value[i] ^= 0x10;
+    tree.insert(key, value).expect("writes");
+}
+
+fn corrupt_in(err: &StoreError) -> (&'static str, String) {
+    match err {
+        StoreError::Corrupt { tree, key, .. } => (tree, key.clone()),
+        other => panic!("expected a corrupt-record error, got {other:?}"),
+    }
+}
+
+fn setup() -> (tempfile::TempDir, SledStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let (mut sim, setup) = Sim::new(Policy::default(), 2, 5);
+    store.append(&setup).expect("appends");
+    for _ in 0..5 {
+        sim.advance(1_000);
+        let seq = store.append(&sim.batch(2, 300, 0)).expect("appends");
+        store.save_snapshot(seq, &sim.state).expect("snapshots");
+    }
+    (dir, store)
+}
+
+#[test]
+fn a_flipped_byte_anywhere_in_a_log_record_names_its_sequence() {
+    let (_dir, store) = setup();
+    let key = 3u64.to_be_bytes();
+    let len = store.raw_db().open_tree("log").expect("tree").get(key).expect("reads").expect("exists").len();
+    // Every position: the header, the checksum, the middle of a body string, the end.
+    for at in [0, 1, 4, 5, (len / 2) as isize, -1] {
+        flip(&store, "log", &key, at);
+        let results: Vec<_> = store.read_log(1).collect();
+        assert_eq!(results.len(), 3, "two good records, the error, and nothing after it");
+        let err = results[2].as_ref().expect_err("record 3 is damaged");
+        assert_eq!(corrupt_in(err), ("log", "seq 3".to_owned()), "flipped at {at}");
+        let text = err.to_string();
+        assert!(text.contains("\"log\"") && text.contains("seq 3"), "{text}");
+        // Undo, and the log reads whole again.
+        flip(&store, "log", &key, at);
+        assert!(store.read_log(1).all(|r| r.is_ok()));
+    }
+}
+
+#[test]
+fn an_unknown_format_version_is_named_as_such() {
+    let (_dir, store) = setup();
+    let log = store.raw_db().open_tree("log").expect("tree");
+    let mut value = log.get(2u64.to_be_bytes()).expect("reads").expect("exists").to_vec();
+    value[0] = 2;
+    log.insert(2u64.to_be_bytes(), value).expect("writes");
+    let err = store.read_log(1).find_map(|r| r.err()).expect("an error");
+    assert_eq!(corrupt_in(&err), ("log", "seq 2".to_owned()));
+    assert!(err.to_string().contains("unknown format version 2"), "{err}");
+}
+
+#[test]
+fn a_damaged_history_record_names_the_delivery() {
+    let (_dir, store) = setup();
+    let wh = WebhookId::from("wh_0");
+    let history = store.raw_db().open_tree("history").expect("tree");
+    let (key, _) = history.iter().next().expect("one").expect("reads");
+    flip(&store, "history", &key, -3);
+    let err = store.deliveries(&wh, 100, None).expect_err("damaged");
+    let (tree, key) = corrupt_in(&err);
+    assert_eq!(tree, "history");
+    assert!(key.starts_with("wh_0/") && key.contains("dlv_"), "{key}");
+    // The same record through the index.
+    let damaged_id = DeliveryId::from(key.rsplit('/').next().expect("id"));
+    let err = store.delivery(&wh, &damaged_id).expect_err("damaged");
+    assert_eq!(corrupt_in(&err).0, "history");
+}
+
+#[test]
+fn an_append_touching_a_damaged_record_fails_without_writing_anything() {
+    let (_dir, store) = setup();
+    let before = store.last_seq().expect("last");
+    let history = store.raw_db().open_tree("history").expect("tree");
+    let (key, value) = history.iter().next().expect("one").expect("reads");
+    let record: hallway_store::DeliveryRecord =
+        codec::decode("history", || "k".into(), &value).expect("decodes");
+    flip(&store, "history", &key, 7);
+    let err = store
+        .append(&[hallway_domain::Event::DeliveryCancelled {
+            delivery_id: record.id.clone(),
+            at: common::T0,
+        }])
+        .expect_err("damaged");
+    assert_eq!(corrupt_in(&err).0, "history");
+    assert_eq!(store.last_seq().expect("last"), before, "no record was appended");
+    assert_eq!(store.read_log(1).count() as u64, before);
+}
+
+#[test]
+fn damaged_payloads_snapshots_and_indexes_are_named() {
+    let (_dir, store) = setup();
+    // A payload.
+    let payloads = store.raw_db().open_tree("payloads").expect("tree");
+    let (key, _) = payloads.iter().next().expect("one").expect("reads");
+    flip(&store, "payloads", &key, -1);
+    let account = AccountId::from("acc_1");
+    let event = EventId::from(String::from_utf8_lossy(&key[4 + 5..]).into_owned());
+    let err = store.payload(&account, &event).expect_err("damaged");
+    assert_eq!(corrupt_in(&err), ("payloads", format!("acc_1/{event}")));
+
+    // The snapshot.
+    flip(&store, "meta", b"snapshot", 20);
+    let err = store.load_snapshot().expect_err("damaged");
+    assert_eq!(corrupt_in(&err), ("meta", "snapshot".to_owned()));
+
+    // An index entry pointing at nothing.
+    let index = store.raw_db().open_tree("dlv_index").expect("tree");
+    let (id, target) = index.iter().next().expect("one").expect("reads");
+    let target = codec::decode_raw("dlv_index", String::new, &target).expect("decodes").to_vec();
+    store.raw_db().open_tree("history").expect("tree").remove(&target).expect("removes");
+    let wh = WebhookId::from("wh_0");
+    let err = store
+        .delivery(&wh, &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()))
+        .expect_err("dangling");
+    assert_eq!(corrupt_in(&err).0, "history");
+
+    // A damaged index entry names the delivery.
+    let (id, _) = index.iter().nth(1).expect("two").expect("reads");
+    flip(&store, "dlv_index", &id, -1);
+    let err = store
+        .delivery(&wh, &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()))
+        .expect_err("damaged");
+    assert_eq!(corrupt_in(&err), ("dlv_index", String::from_utf8_lossy(&id).into_owned()));
+}
+
+#[test]
+fn a_damaged_meta_number_fails_the_open_with_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        store.append(&every_event_kind()[..1]).expect("appends");
+        store
+            .save_snapshot(1, &hallway_domain::State::new(Policy::default()))
+            .expect("snapshots");
+        flip(&store, "meta", b"snapshot_seq", -1);
+        store.flush().expect("flushes");
+    }
+    let err = SledStore::open(dir.path()).expect_err("damaged");
+    assert_eq!(corrupt_in(&err), ("meta", "snapshot_seq".to_owned()));
+}
