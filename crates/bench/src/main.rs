@@ -1,1 +1,344 @@
-fn main() {}
+//! `hallway-bench`: how fast the engine is next to the physical ceiling of the same machine,
+//! measured in the same run. Run with `just bench` (`cargo run --release -p hallway-bench --`);
+//! `--json` prints one JSON object per scenario per line, `--quick` runs everything small.
+
+mod backlog;
+mod ceiling;
+mod receiver;
+mod replay;
+mod scenarios;
+mod timed_store;
+mod util;
+mod workload;
+
+use clap::{Parser, ValueEnum};
+use scenarios::{failed_record, Ctx};
+use serde_json::Value;
+use std::process::ExitCode;
+use std::time::Instant;
+use util::{BenchError, BenchResult, Record};
+
+/// The benchmark harness of hallway-webhooks.
+#[derive(Parser, Debug)]
+#[command(name = "hallway-bench", version, about)]
+struct Args {
+    /// Print one JSON object per line instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Run a smaller version of every scenario (under a minute in all).
+    #[arg(long)]
+    quick: bool,
+    /// Scenarios to run (repeatable or a comma list); all when absent.
+    #[arg(long = "scenario", value_enum, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// Concurrent publishing tasks.
+    #[arg(long, default_value_t = 128)]
+    publishers: usize,
+    /// Events the throughput scenario publishes (5 deliveries each); default 20,000
+    /// (4,000 with --quick).
+    #[arg(long)]
+    throughput_events: Option<u32>,
+    /// The engine's `max_in_flight` (and the ceiling client's concurrency); default the
+    /// engine's own default.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// Internal: run the backlog scenario in this process with this many pending retries.
+    #[arg(long = "backlog-child", hide = true)]
+    backlog_child: Option<u32>,
+}
+
+/// A scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Deliveries per second next to the ceiling.
+    Throughput,
+    /// Publish-to-arrival latency at half of the measured throughput.
+    Latency,
+    /// Attempts per second and exact attempt counts with failing receivers.
+    Retries,
+    /// Peak RSS and reopen time with many pending retries.
+    Backlog,
+    /// Time to open an engine over a long log.
+    Replay,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Throughput => "throughput",
+            Scenario::Latency => "latency",
+            Scenario::Retries => "retries",
+            Scenario::Backlog => "backlog",
+            Scenario::Replay => "replay",
+        }
+    }
+}
+
+/// The sizes of one run.
+struct Sizes {
+    throughput_events: u32,
+    probe_events: u32,
+    latency_secs: f64,
+    latency_warm_secs: f64,
+    retries_events: u32,
+    backlog_pending: u32,
+    replay_events: u64,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                throughput_events: 4_000,
+                probe_events: 2_000,
+                latency_secs: 3.0,
+                latency_warm_secs: 0.5,
+                retries_events: 1_000,
+                backlog_pending: 20_000,
+                replay_events: 100_000,
+            }
+        } else {
+            Sizes {
+                throughput_events: 20_000,
+                probe_events: 4_000,
+                latency_secs: 15.0,
+                latency_warm_secs: 1.0,
+                retries_events: 4_000,
+                backlog_pending: 100_000,
+                replay_events: 1_000_000,
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    util::now_ns();
+    let receivers_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("receivers")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hallway-bench: cannot start the receivers' runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let main_rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hallway-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = Ctx {
+        receivers_rt: receivers_rt.handle().clone(),
+        quick: args.quick,
+        publishers: args.publishers.max(1),
+        max_in_flight: args.max_in_flight.filter(|n| *n > 0),
+    };
+    let code = main_rt.block_on(async {
+        if let Some(pending) = args.backlog_child {
+            return match backlog::child(&ctx, pending).await {
+                Ok(r) => {
+                    print!("{}", r.to_lines());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hallway-bench: backlog: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        run(&args, &ctx).await
+    });
+    main_rt.shutdown_background();
+    receivers_rt.shutdown_background();
+    code
+}
+
+fn emit(args: &Args, r: &Record) {
+    if args.json {
+        println!("{}", r.to_json());
+    } else {
+        let name = r.get("scenario").and_then(Value::as_str).unwrap_or("?");
+        println!("{name}\n{}", r.to_table());
+    }
+}
+
+async fn run(args: &Args, ctx: &Ctx) -> ExitCode {
+    let mut sizes = Sizes::new(ctx.quick);
+    if let Some(n) = args.throughput_events {
+        sizes.throughput_events = n.max(1);
+    }
+    let all = [
+        Scenario::Throughput,
+        Scenario::Latency,
+        Scenario::Retries,
+        Scenario::Backlog,
+        Scenario::Replay,
+    ];
+    let chosen: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| args.scenarios.is_empty() || args.scenarios.contains(s))
+        .collect();
+    let started = Instant::now();
+    let mut results: Vec<Record> = Vec::new();
+    let mut throughput_dps: Option<f64> = None;
+    let mut failed = false;
+    for s in chosen {
+        eprintln!(
+            "hallway-bench: {} ({:.1} s so far)",
+            s.name(),
+            started.elapsed().as_secs_f64()
+        );
+        let result: BenchResult<Record> = match s {
+            Scenario::Throughput => scenarios::throughput(ctx, sizes.throughput_events).await,
+            Scenario::Latency => {
+                let dps = match throughput_dps {
+                    Some(d) => Ok(d),
+                    // Latency alone: measure the throughput it is half of, quietly.
+                    None => scenarios::throughput(ctx, sizes.probe_events)
+                        .await
+                        .and_then(|r| {
+                            r.number("deliveries_per_sec").ok_or_else(|| {
+                                BenchError::new("the throughput probe measured nothing")
+                            })
+                        }),
+                };
+                match dps {
+                    Ok(dps) => scenarios::latency(
+                        ctx,
+                        dps / 2.0,
+                        sizes.latency_secs,
+                        sizes.latency_warm_secs,
+                    )
+                    .await
+                    .map(|mut r| {
+                        r.put("throughput_deliveries_per_sec", dps);
+                        r
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+            Scenario::Retries => scenarios::retries(ctx, sizes.retries_events).await,
+            Scenario::Backlog => backlog::run_in_child(ctx, sizes.backlog_pending).await,
+            Scenario::Replay => replay::replay(ctx, sizes.replay_events).await,
+        };
+        let record = match result {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("hallway-bench: {} failed: {e}", s.name());
+                failed = true;
+                failed_record(s.name(), &e)
+            }
+        };
+        if s == Scenario::Throughput {
+            throughput_dps = record.number("deliveries_per_sec");
+        }
+        emit(args, &record);
+        results.push(record);
+    }
+    let mut targets = targets(&results);
+    targets.put("quick", ctx.quick);
+    targets.put("total_seconds", started.elapsed().as_secs_f64());
+    emit(args, &targets);
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Each target of the issue, as measured in this run: `{value, target, met, at}`, where
+/// `at` says the size it was measured at (smaller with `--quick`).
+fn targets(results: &[Record]) -> Record {
+    let find = |scenario: &str, key: &str| {
+        results
+            .iter()
+            .find(|r| r.get("scenario").and_then(Value::as_str) == Some(scenario))
+            .and_then(|r| r.number(key))
+    };
+    let mut out = Record::new("targets");
+    let mut check = |name: &str, value: Option<f64>, limit: f64, at_least: bool, at: String| {
+        let Some(v) = value else {
+            return;
+        };
+        let met = if at_least { v >= limit } else { v <= limit };
+        let relation = if at_least { ">=" } else { "<=" };
+        out.put(
+            name,
+            serde_json::json!({
+                "value": util::round3(v),
+                "target": format!("{relation} {limit}"),
+                "met": met,
+                "at": at,
+            }),
+        );
+    };
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "?".into());
+    let tp_at = format!("{} deliveries", num(find("throughput", "deliveries")));
+    let lat_at = format!(
+        "{} deliveries/s offered",
+        num(find("latency", "offered_deliveries_per_sec"))
+    );
+    check(
+        "throughput_ratio",
+        find("throughput", "ratio"),
+        0.5,
+        true,
+        tp_at.clone(),
+    );
+    check(
+        "latency_p99_ms",
+        find("latency", "p99_ms"),
+        25.0,
+        false,
+        lat_at.clone(),
+    );
+    check(
+        "latency_publish_p99_ms",
+        find("latency", "publish_p99_ms"),
+        10.0,
+        false,
+        lat_at,
+    );
+    check(
+        "throughput_publish_p99_ms",
+        find("throughput", "publish_p99_ms"),
+        10.0,
+        false,
+        format!("{tp_at}, saturated"),
+    );
+    let backlog_at = format!(
+        "{} pending retries",
+        num(find("backlog", "pending_retries"))
+    );
+    check(
+        "backlog_peak_rss_mib",
+        find("backlog", "peak_rss_mib"),
+        256.0,
+        false,
+        backlog_at.clone(),
+    );
+    check(
+        "backlog_reopen_ms",
+        find("backlog", "reopen_ms"),
+        2000.0,
+        false,
+        backlog_at,
+    );
+    check(
+        "replay_open_ms",
+        find("replay", "open_ms"),
+        5000.0,
+        false,
+        format!("{} events", num(find("replay", "events"))),
+    );
+    out
+}

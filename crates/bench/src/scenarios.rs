@@ -1,0 +1,446 @@
+//! The delivery scenarios: throughput next to the ceiling, latency at half load, and retries.
+
+use crate::ceiling;
+use crate::receiver::Receivers;
+use crate::timed_store::TimedStore;
+use crate::util::{
+    now_ns, process_cpu_seconds, quantile_ms, unix_millis, wait_until, BenchError, BenchResult,
+    Record,
+};
+use crate::workload::{
+    account_id, account_name, account_of, bench_config, bench_policy, provision,
+    publish_closed_loop, publish_fixed_rate, raw_event, PublishTimes, WEBHOOKS,
+    WEBHOOKS_PER_ACCOUNT,
+};
+use bytes::Bytes;
+use hallway_domain::{envelope, AttemptError, DurationMs, EventId, Timestamp};
+use hallway_runtime::{Engine, MetricsSnapshot};
+use hallway_store::{EventStore, SledStore};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Handle;
+
+/// What every scenario needs from the command line and the process.
+pub struct Ctx {
+    /// The runtime the receivers run on (their own threads, like a separate peer).
+    pub receivers_rt: Handle,
+    /// Smaller sizes (the whole run under a minute).
+    pub quick: bool,
+    /// Concurrent publishing tasks.
+    pub publishers: usize,
+    /// The engine's `max_in_flight`, when not its default.
+    pub max_in_flight: Option<usize>,
+}
+
+impl Ctx {
+    /// The production configuration over `policy`, with this run's overrides.
+    pub fn config(&self, policy: hallway_domain::Policy) -> hallway_runtime::Config {
+        let mut config = bench_config(policy);
+        if let Some(n) = self.max_in_flight {
+            config.max_in_flight = n;
+        }
+        config
+    }
+}
+
+/// Fan-out of every publish: the account's webhooks.
+const FANOUT: u32 = WEBHOOKS_PER_ACCOUNT as u32;
+
+/// Opens the sled store the way `Engine::open` does, keeping a handle to read its size.
+pub async fn open_store(dir: &Path) -> BenchResult<Arc<SledStore>> {
+    let dir = dir.to_owned();
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&dir)).await??;
+    Ok(Arc::new(store))
+}
+
+/// The sum of the failed-attempt counters.
+pub fn failed_total(m: &MetricsSnapshot) -> u64 {
+    m.attempts_failed.iter().map(|(_, n)| n).sum()
+}
+
+fn failed_of(m: &MetricsSnapshot, class: AttemptError) -> u64 {
+    m.attempts_failed
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map(|(_, n)| *n)
+        .unwrap_or(0)
+}
+
+/// The bodies the engine sends for events `0..events` (the envelope of each), for the ceiling.
+fn envelope_bodies(events: u32) -> BenchResult<Vec<Bytes>> {
+    let policy = bench_policy();
+    let created_at = Timestamp(unix_millis());
+    (0..events)
+        .map(|n| {
+            let prepared = envelope::prepare(&raw_event(n), &policy)?;
+            let a = account_of(n);
+            let event = prepared
+                .event_id
+                .clone()
+                .unwrap_or_else(|| EventId(crate::workload::event_id(n)));
+            Ok(Bytes::from(envelope::envelope(
+                &event,
+                &prepared.event_type,
+                created_at,
+                &account_id(a),
+                &account_name(a),
+                &prepared.fields_json,
+            )))
+        })
+        .collect()
+}
+
+/// Arrival statistics of a run: latencies from publish accepted to arrival, sorted.
+struct Arrivals {
+    latencies_ns: Vec<u64>,
+    count: u64,
+    last_ns: u64,
+}
+
+fn arrivals_of(per_receiver: &[Vec<(u32, u64)>], times: &PublishTimes, from: u32) -> Arrivals {
+    let mut latencies_ns = Vec::new();
+    let mut last_ns = 0;
+    let mut count = 0;
+    for (n, at) in per_receiver.iter().flatten() {
+        if *n < from {
+            continue;
+        }
+        count += 1;
+        last_ns = last_ns.max(*at);
+        if let Some(accepted) = times.accepted(*n) {
+            // An arrival can beat the publisher task's wake-up by a hair: that counts as 0.
+            latencies_ns.push(at.saturating_sub(accepted));
+        }
+    }
+    latencies_ns.sort_unstable();
+    Arrivals {
+        latencies_ns,
+        count,
+        last_ns,
+    }
+}
+
+fn per_sec(count: u64, from_ns: u64, to_ns: u64) -> f64 {
+    let secs = to_ns.saturating_sub(from_ns) as f64 / 1e9;
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+fn put_ms(r: &mut Record, key: &str, v: Option<f64>) {
+    match v {
+        Some(v) => r.put(key, v),
+        None => r.put(key, serde_json::Value::Null),
+    };
+}
+
+/// Throughput: 5 accounts x 5 webhooks, `events` publishes (5 deliveries each) from many
+/// concurrent publishers; the ceiling is measured right before on the same receivers.
+pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
+    let receivers = Receivers::start(&ctx.receivers_rt, WEBHOOKS, 200)?;
+    let dir = tempfile::tempdir()?;
+    let config = ctx.config(bench_policy());
+    let max_in_flight = config.max_in_flight;
+    // The store Engine::open would open, wrapped to time the commit path.
+    let store = Arc::new(TimedStore::new(open_store(dir.path()).await?));
+    let engine = Engine::with_store(store.clone(), config).await?;
+    let h = engine.handle();
+    let tenants = provision(&h, &receivers.urls()).await?;
+    let deliveries = u64::from(events) * u64::from(FANOUT);
+
+    let bodies = Arc::new(envelope_bodies(events)?);
+    let ceiling = ceiling::run(&receivers, &tenants.secrets, bodies, max_in_flight).await?;
+    receivers.clear();
+
+    let times = PublishTimes::new(events as usize);
+    let before = h.metrics();
+    store.reset();
+    let cpu_before = process_cpu_seconds();
+    let started = now_ns();
+    publish_closed_loop(
+        &h,
+        &tenants.accounts,
+        0..events,
+        ctx.publishers,
+        FANOUT,
+        &times,
+    )
+    .await?;
+    let complete = receivers
+        .wait_for(deliveries, timeout_for(deliveries))
+        .await;
+    let cpu_cores = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) / (now_ns().saturating_sub(started) as f64 / 1e9));
+    let unidentified = receivers.unidentified();
+    let arrivals = arrivals_of(&receivers.take(), &times, 0);
+    let first = times.first_start(0..events).unwrap_or(started);
+    let deliveries_per_sec = per_sec(arrivals.count, first, arrivals.last_ns);
+    let publish = times.call_latencies(0..events);
+    let recorded = wait_until(
+        || h.metrics().attempts_succeeded >= before.attempts_succeeded + deliveries,
+        Duration::from_secs(30),
+    )
+    .await;
+    let m = h.metrics();
+    let st = store.times();
+    let batches = m.batches - before.batches;
+    let logged = m.events_logged - before.events_logged;
+    let disk = {
+        let store = store.inner().clone();
+        tokio::task::spawn_blocking(move || store.size_on_disk()).await??
+    };
+    drop(h);
+    engine.shutdown().await?;
+
+    let mut r = Record::new("throughput");
+    r.put("deliveries", arrivals.count)
+        .put("events", events)
+        .put("publishers", ctx.publishers as u64)
+        .put("max_in_flight", max_in_flight as u64)
+        .put("deliveries_per_sec", deliveries_per_sec)
+        .put("ceiling_requests_per_sec", ceiling.requests_per_sec)
+        .put("ratio", ratio(deliveries_per_sec, ceiling.requests_per_sec));
+    put_ms(&mut r, "p50_ms", quantile_ms(&arrivals.latencies_ns, 0.5));
+    put_ms(&mut r, "p99_ms", quantile_ms(&arrivals.latencies_ns, 0.99));
+    put_ms(&mut r, "publish_p50_ms", quantile_ms(&publish, 0.5));
+    put_ms(&mut r, "publish_p99_ms", quantile_ms(&publish, 0.99));
+    r.put(
+        "seconds",
+        (arrivals.last_ns.saturating_sub(first)) as f64 / 1e9,
+    )
+    .put("log_records", batches)
+    .put("events_logged", logged)
+    .put(
+        "events_per_record",
+        if batches > 0 {
+            logged as f64 / batches as f64
+        } else {
+            0.0
+        },
+    )
+    .put("cpu_cores_used", cpu_cores)
+    .put("ceiling_cpu_cores_used", ceiling.cpu_cores)
+    .put("store_window_ms", st.window_ms)
+    .put("store_append_ms", st.append_ms)
+    .put("store_flush_ms", st.flush_ms)
+    .put("store_flushes", st.flushes)
+    .put("flush_p50_ms", st.flush_p50_ms)
+    .put("flush_max_ms", st.flush_max_ms)
+    .put(
+        "actor_other_ms",
+        (st.window_ms - st.append_ms - st.flush_ms).max(0.0),
+    )
+    .put("disk_bytes", disk)
+    .put(
+        "disk_bytes_per_delivery",
+        if deliveries > 0 {
+            disk as f64 / deliveries as f64
+        } else {
+            0.0
+        },
+    )
+    .put("ceiling_requests", ceiling.requests)
+    .put("ceiling_errors", ceiling.errors)
+    .put("unidentified", unidentified)
+    .put(
+        "complete",
+        complete && recorded && arrivals.count == deliveries,
+    );
+    Ok(r)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+fn timeout_for(requests: u64) -> Duration {
+    // Generous: 1,000 requests a second at the very least, plus a minute.
+    Duration::from_secs(60 + requests / 1000)
+}
+
+/// Latency: publishes at a fixed rate of `offered_deliveries_per_sec / 5` events a second
+/// for `secs` (after `warm_secs` of warm-up at the same rate, not counted).
+pub async fn latency(
+    ctx: &Ctx,
+    offered_deliveries_per_sec: f64,
+    secs: f64,
+    warm_secs: f64,
+) -> BenchResult<Record> {
+    let receivers = Receivers::start(&ctx.receivers_rt, WEBHOOKS, 200)?;
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::open(dir.path(), ctx.config(bench_policy())).await?;
+    let h = engine.handle();
+    let tenants = provision(&h, &receivers.urls()).await?;
+    let events_per_sec = (offered_deliveries_per_sec / f64::from(FANOUT)).max(1.0);
+    let warm = (events_per_sec * warm_secs).ceil() as u32;
+    let measured = (events_per_sec * secs).ceil().max(1.0) as u32;
+    let total = warm + measured;
+    let times = PublishTimes::new(total as usize);
+    publish_fixed_rate(
+        &h,
+        &tenants.accounts,
+        0..total,
+        events_per_sec,
+        FANOUT,
+        &times,
+    )
+    .await?;
+    let deliveries = u64::from(total) * u64::from(FANOUT);
+    let complete = receivers
+        .wait_for(deliveries, timeout_for(deliveries))
+        .await;
+    let arrivals = arrivals_of(&receivers.take(), &times, warm);
+    let first = times.first_start(warm..total).unwrap_or(0);
+    let publish = times.call_latencies(warm..total);
+    drop(h);
+    engine.shutdown().await?;
+
+    let l = &arrivals.latencies_ns;
+    let mut r = Record::new("latency");
+    r.put("deliveries", arrivals.count)
+        .put(
+            "offered_deliveries_per_sec",
+            events_per_sec * f64::from(FANOUT),
+        )
+        .put(
+            "achieved_deliveries_per_sec",
+            per_sec(arrivals.count, first, arrivals.last_ns),
+        );
+    put_ms(&mut r, "p50_ms", quantile_ms(l, 0.5));
+    put_ms(&mut r, "p99_ms", quantile_ms(l, 0.99));
+    put_ms(&mut r, "p999_ms", quantile_ms(l, 0.999));
+    put_ms(&mut r, "max_ms", quantile_ms(l, 1.0));
+    put_ms(&mut r, "publish_p50_ms", quantile_ms(&publish, 0.5));
+    put_ms(&mut r, "publish_p99_ms", quantile_ms(&publish, 0.99));
+    put_ms(&mut r, "publish_p999_ms", quantile_ms(&publish, 0.999));
+    r.put("warmup_events", warm).put(
+        "complete",
+        complete && arrivals.count == u64::from(measured) * u64::from(FANOUT),
+    );
+    Ok(r)
+}
+
+/// The compressed retry schedule of the retries scenario: five attempts, like the spec's.
+pub const RETRY_DELAYS_MS: [u64; 5] = [0, 20, 40, 80, 160];
+
+/// Retries: every receiver answers 500, so every delivery makes all its attempts on a
+/// compressed schedule; checks each made exactly the policy's number, none early.
+pub async fn retries(ctx: &Ctx, events: u32) -> BenchResult<Record> {
+    let receivers = Receivers::start(&ctx.receivers_rt, WEBHOOKS, 500)?;
+    let dir = tempfile::tempdir()?;
+    let policy = hallway_domain::Policy {
+        retry_delays: RETRY_DELAYS_MS.iter().map(|d| DurationMs(*d)).collect(),
+        // Every attempt fails by design; auto-disable would cancel the deliveries.
+        auto_disable_after: u32::MAX,
+        ..bench_policy()
+    };
+    let attempts_each = policy.max_attempts();
+    let engine = Engine::open(dir.path(), ctx.config(policy)).await?;
+    let h = engine.handle();
+    let tenants = provision(&h, &receivers.urls()).await?;
+    let deliveries = u64::from(events) * u64::from(FANOUT);
+    let attempts = deliveries * u64::from(attempts_each);
+    let times = PublishTimes::new(events as usize);
+    publish_closed_loop(
+        &h,
+        &tenants.accounts,
+        0..events,
+        ctx.publishers,
+        FANOUT,
+        &times,
+    )
+    .await?;
+    let complete = receivers.wait_for(attempts, timeout_for(attempts)).await;
+    let settled = wait_until(
+        || {
+            let m = h.metrics();
+            m.pending == 0 && m.in_flight == 0 && failed_total(&m) >= attempts
+        },
+        Duration::from_secs(30),
+    )
+    .await;
+    // A little longer, to catch any attempt beyond the policy's number.
+    tokio::time::sleep(Duration::from_millis(2 * RETRY_DELAYS_MS[4] + 50)).await;
+    let m = h.metrics();
+    let per_receiver = receivers.take();
+    drop(h);
+    engine.shutdown().await?;
+
+    let first = times.first_start(0..events).unwrap_or(0);
+    let mut by_delivery: HashMap<(usize, u32), Vec<u64>> = HashMap::new();
+    let mut last = 0;
+    let mut arrived = 0u64;
+    for (w, list) in per_receiver.iter().enumerate() {
+        for (n, at) in list {
+            arrived += 1;
+            last = last.max(*at);
+            by_delivery.entry((w, *n)).or_default().push(*at);
+        }
+    }
+    let mut exact = 0u64;
+    let mut wrong = 0u64;
+    let mut early = 0u64;
+    let mut misrouted = 0u64;
+    for ((w, n), mut ats) in by_delivery {
+        if w / WEBHOOKS_PER_ACCOUNT != account_of(n) {
+            misrouted += 1;
+        }
+        if ats.len() == attempts_each as usize {
+            exact += 1;
+        } else {
+            wrong += 1;
+        }
+        ats.sort_unstable();
+        for (k, pair) in ats.windows(2).enumerate() {
+            let delay_ns = RETRY_DELAYS_MS.get(k + 1).copied().unwrap_or(0) * 1_000_000;
+            // The engine's clock has millisecond resolution: allow one.
+            if pair[1] - pair[0] + 1_000_000 < delay_ns {
+                early += 1;
+            }
+        }
+    }
+    let missing = deliveries.saturating_sub(exact + wrong);
+    let correct = exact == deliveries && wrong == 0 && early == 0 && misrouted == 0;
+    let mut r = Record::new("retries");
+    r.put("deliveries", deliveries)
+        .put("attempts", arrived)
+        .put("attempts_per_delivery", attempts_each)
+        .put("retry_delays_ms", RETRY_DELAYS_MS.to_vec())
+        .put("attempts_per_sec", per_sec(arrived, first, last))
+        .put("deliveries_with_exact_attempts", exact)
+        .put("deliveries_with_wrong_attempts", wrong)
+        .put("deliveries_missing", missing)
+        .put("early_retries", early)
+        .put(
+            "engine_failed_http_status",
+            failed_of(&m, AttemptError::HttpStatus),
+        )
+        .put(
+            "engine_failed_other",
+            failed_total(&m) - failed_of(&m, AttemptError::HttpStatus),
+        )
+        .put("engine_pending", m.pending)
+        .put("correct", correct && complete && settled);
+    if !correct {
+        eprintln!(
+            "retries: {exact} exact, {wrong} wrong, {missing} missing, {early} early, {misrouted} misrouted"
+        );
+    }
+    Ok(r)
+}
+
+/// Converts an error into a record saying the scenario failed, so the others still run.
+pub fn failed_record(scenario: &str, e: &BenchError) -> Record {
+    let mut r = Record::new(scenario);
+    r.put("error", e.to_string());
+    r
+}
