@@ -54,7 +54,10 @@ fn open<'a>(
         ));
     }
     let (Some(stored), Some(body)) = (bytes.get(1..HEADER_LEN), bytes.get(HEADER_LEN..)) else {
-        return Err(corrupt(key(), format!("{} bytes is too short for a record", bytes.len())));
+        return Err(corrupt(
+            key(),
+            format!("{} bytes is too short for a record", bytes.len()),
+        ));
     };
     let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
     let computed = crc32(body);
@@ -148,7 +151,11 @@ const CRC_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         table[i] = c;
@@ -166,7 +173,9 @@ const CRC_TABLE: [u32; 256] = {
 /// claims at most 16 times its own size. The limit is 16 times the top of the body's size
 /// bucket: every valid record fits, and a corrupt one cannot allocate more than 64 times its
 /// size. The limit is a const generic, hence the buckets.
-fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
+fn decode_body<T: DeserializeOwned>(
+    body: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
     fn run<T: DeserializeOwned, C: Config>(
         body: &[u8],
         config: C,
@@ -294,7 +303,10 @@ mod tests {
     #[test]
     fn raw_records_check_their_version() {
         let bytes = encode_raw(b"abc");
-        assert_eq!(decode_raw("t", || "k".into(), &bytes).expect("decodes"), b"abc");
+        assert_eq!(
+            decode_raw("t", || "k".into(), &bytes).expect("decodes"),
+            b"abc"
+        );
         assert!(decode_raw("t", || "k".into(), &[2, 1]).is_err());
         let mut damaged = bytes.clone();
         damaged[6] ^= 4;

@@ -24,6 +24,10 @@ use std::sync::Arc;
 /// A position in the log: the sequence number of one committed batch, from 1.
 pub type Seq = u64;
 
+/// The log read in order: each committed batch with its sequence number, or the error
+/// that ended the read.
+pub type LogRecords<'a> = Box<dyn Iterator<Item = Result<(Seq, Vec<Event>), StoreError>> + 'a>;
+
 /// What went wrong in the store. Corruption names the tree and key; nothing is skipped silently.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -87,10 +91,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Reads the log from `from` (inclusive) in order, checking that it has no gaps.
     /// Reading from before a truncation point yields [`StoreError::Truncated`]; after an
     /// error the iterator ends.
-    fn read_log(
-        &self,
-        from: Seq,
-    ) -> Box<dyn Iterator<Item = Result<(Seq, Vec<Event>), StoreError>> + '_>;
+    fn read_log(&self, from: Seq) -> LogRecords<'_>;
 
     /// Saves a snapshot of the state as of record `seq` (durable once flushed). A `seq`
     /// ahead of the log or behind its truncation point is [`StoreError::Invalid`].
@@ -104,11 +105,8 @@ pub trait EventStore: Send + Sync + 'static {
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError>;
 
     /// The body of an event (the exact bytes every attempt sends), stored once per event.
-    fn payload(
-        &self,
-        account: &AccountId,
-        event: &EventId,
-    ) -> Result<Option<Arc<str>>, StoreError>;
+    fn payload(&self, account: &AccountId, event: &EventId)
+        -> Result<Option<Arc<str>>, StoreError>;
 
     /// One delivery with all its attempts, if it belongs to `webhook`.
     fn delivery(

@@ -12,7 +12,7 @@ mod projection;
 
 use crate::codec;
 use crate::history::{DeliveryRecord, DeliveryStatus, Page};
-use crate::{EventStore, Seq, StoreError};
+use crate::{EventStore, LogRecords, Seq, StoreError};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use projection::{load_delivery, PayloadRecord, Projection};
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
@@ -90,7 +90,9 @@ pub struct SledStore {
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledStore").field("path", &self.path).finish()
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -434,10 +436,7 @@ impl EventStore for SledStore {
         Ok(lock(&self.writer).next_seq - 1)
     }
 
-    fn read_log(
-        &self,
-        from: Seq,
-    ) -> Box<dyn Iterator<Item = Result<(Seq, Vec<Event>), StoreError>> + '_> {
+    fn read_log(&self, from: Seq) -> LogRecords<'_> {
         let from = from.max(1);
         let truncated_through = lock(&self.writer).truncated_through;
         if from <= truncated_through {
@@ -509,13 +508,15 @@ impl EventStore for SledStore {
             // The marker moves with the removals, so the log is always the contiguous range
             // after it, whatever moment a crash picks.
             (&t.log, &t.meta)
-                .transaction(|(log, meta)| -> ConflictableTransactionResult<(), Infallible> {
-                    for k in &doomed {
-                        log.remove(k)?;
-                    }
-                    meta.insert(keys::META_TRUNCATED_THROUGH, marker.as_slice())?;
-                    Ok(())
-                })
+                .transaction(
+                    |(log, meta)| -> ConflictableTransactionResult<(), Infallible> {
+                        for k in &doomed {
+                            log.remove(k)?;
+                        }
+                        meta.insert(keys::META_TRUNCATED_THROUGH, marker.as_slice())?;
+                        Ok(())
+                    },
+                )
                 .map_err(tx_error)?;
             removed += doomed.len() as u64;
             writer.truncated_through = chunk_end;
@@ -568,7 +569,11 @@ impl EventStore for SledStore {
         };
         let mut data = Vec::with_capacity(limit.min(1024));
         let mut more = false;
-        for item in self.trees.history.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+        for item in self
+            .trees
+            .history
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;

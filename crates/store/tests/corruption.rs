@@ -11,7 +11,11 @@ use hallway_store::{codec, EventStore, SledStore, StoreError};
 fn flip(store: &SledStore, tree: &str, key: &[u8], at: isize) {
     let tree = store.raw_db().open_tree(tree).expect("tree");
     let mut value = tree.get(key).expect("reads").expect("exists").to_vec();
-    let i = if at < 0 { value.len() as isize + at } else { at } as usize;
+    let i = if at < 0 {
+        value.len() as isize + at
+    } else {
+        at
+    } as usize;
     value[i] ^= 0x10;
     tree.insert(key, value).expect("writes");
 }
@@ -40,14 +44,29 @@ fn setup() -> (tempfile::TempDir, SledStore) {
 fn a_flipped_byte_anywhere_in_a_log_record_names_its_sequence() {
     let (_dir, store) = setup();
     let key = 3u64.to_be_bytes();
-    let len = store.raw_db().open_tree("log").expect("tree").get(key).expect("reads").expect("exists").len();
+    let len = store
+        .raw_db()
+        .open_tree("log")
+        .expect("tree")
+        .get(key)
+        .expect("reads")
+        .expect("exists")
+        .len();
     // Every position: the header, the checksum, the middle of a body string, the end.
     for at in [0, 1, 4, 5, (len / 2) as isize, -1] {
         flip(&store, "log", &key, at);
         let results: Vec<_> = store.read_log(1).collect();
-        assert_eq!(results.len(), 3, "two good records, the error, and nothing after it");
+        assert_eq!(
+            results.len(),
+            3,
+            "two good records, the error, and nothing after it"
+        );
         let err = results[2].as_ref().expect_err("record 3 is damaged");
-        assert_eq!(corrupt_in(err), ("log", "seq 3".to_owned()), "flipped at {at}");
+        assert_eq!(
+            corrupt_in(err),
+            ("log", "seq 3".to_owned()),
+            "flipped at {at}"
+        );
         let text = err.to_string();
         assert!(text.contains("\"log\"") && text.contains("seq 3"), "{text}");
         // Undo, and the log reads whole again.
@@ -60,12 +79,19 @@ fn a_flipped_byte_anywhere_in_a_log_record_names_its_sequence() {
 fn an_unknown_format_version_is_named_as_such() {
     let (_dir, store) = setup();
     let log = store.raw_db().open_tree("log").expect("tree");
-    let mut value = log.get(2u64.to_be_bytes()).expect("reads").expect("exists").to_vec();
+    let mut value = log
+        .get(2u64.to_be_bytes())
+        .expect("reads")
+        .expect("exists")
+        .to_vec();
     value[0] = 2;
     log.insert(2u64.to_be_bytes(), value).expect("writes");
     let err = store.read_log(1).find_map(|r| r.err()).expect("an error");
     assert_eq!(corrupt_in(&err), ("log", "seq 2".to_owned()));
-    assert!(err.to_string().contains("unknown format version 2"), "{err}");
+    assert!(
+        err.to_string().contains("unknown format version 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -101,7 +127,11 @@ fn an_append_touching_a_damaged_record_fails_without_writing_anything() {
         }])
         .expect_err("damaged");
     assert_eq!(corrupt_in(&err).0, "history");
-    assert_eq!(store.last_seq().expect("last"), before, "no record was appended");
+    assert_eq!(
+        store.last_seq().expect("last"),
+        before,
+        "no record was appended"
+    );
     assert_eq!(store.read_log(1).count() as u64, before);
 }
 
@@ -125,11 +155,21 @@ fn damaged_payloads_snapshots_and_indexes_are_named() {
     // An index entry pointing at nothing.
     let index = store.raw_db().open_tree("dlv_index").expect("tree");
     let (id, target) = index.iter().next().expect("one").expect("reads");
-    let target = codec::decode_raw("dlv_index", String::new, &target).expect("decodes").to_vec();
-    store.raw_db().open_tree("history").expect("tree").remove(&target).expect("removes");
+    let target = codec::decode_raw("dlv_index", String::new, &target)
+        .expect("decodes")
+        .to_vec();
+    store
+        .raw_db()
+        .open_tree("history")
+        .expect("tree")
+        .remove(&target)
+        .expect("removes");
     let wh = WebhookId::from("wh_0");
     let err = store
-        .delivery(&wh, &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()))
+        .delivery(
+            &wh,
+            &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()),
+        )
         .expect_err("dangling");
     assert_eq!(corrupt_in(&err).0, "history");
 
@@ -137,9 +177,15 @@ fn damaged_payloads_snapshots_and_indexes_are_named() {
     let (id, _) = index.iter().nth(1).expect("two").expect("reads");
     flip(&store, "dlv_index", &id, -1);
     let err = store
-        .delivery(&wh, &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()))
+        .delivery(
+            &wh,
+            &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()),
+        )
         .expect_err("damaged");
-    assert_eq!(corrupt_in(&err), ("dlv_index", String::from_utf8_lossy(&id).into_owned()));
+    assert_eq!(
+        corrupt_in(&err),
+        ("dlv_index", String::from_utf8_lossy(&id).into_owned())
+    );
 }
 
 #[test]

@@ -53,7 +53,9 @@ fn deliveries_of(batch: &[Event]) -> Vec<DeliveryId> {
     batch
         .iter()
         .filter_map(|e| match e {
-            Event::EventPublished { deliveries, .. } => Some(deliveries.iter().map(|(d, _)| d.clone())),
+            Event::EventPublished { deliveries, .. } => {
+                Some(deliveries.iter().map(|(d, _)| d.clone()))
+            }
             _ => None,
         })
         .flatten()
@@ -75,7 +77,12 @@ fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut u64) -> Vec<Event> {
             project_id: ProjectId::from("prj_1"),
             body: format!("{seq}:{i}:{n}:{filler}"),
             deliveries: (0..fanout)
-                .map(|k| (DeliveryId(format!("dlv_{seq}_{i}_{k}")), WebhookId(format!("wh_{k}"))))
+                .map(|k| {
+                    (
+                        DeliveryId(format!("dlv_{seq}_{i}_{k}")),
+                        WebhookId(format!("wh_{k}")),
+                    )
+                })
                 .collect(),
             first_due: at(seq),
             at: at(seq),
@@ -110,7 +117,11 @@ fn crash_child() {
     let mut previous = if seq == 0 {
         Vec::new()
     } else {
-        let (_, batch) = store.read_log(seq).next().expect("one record").expect("reads");
+        let (_, batch) = store
+            .read_log(seq)
+            .next()
+            .expect("one record")
+            .expect("reads");
         deliveries_of(&batch)
     };
     let empty = State::new(Policy::default());
@@ -125,7 +136,9 @@ fn crash_child() {
         previous = deliveries_of(&batch);
         if seq % 40 == 0 {
             // The state does not matter here; the sequence and the truncation do.
-            store.save_snapshot(seq - 10, &empty).expect("child snapshots");
+            store
+                .save_snapshot(seq - 10, &empty)
+                .expect("child snapshots");
             store.truncate_log(seq - 10).expect("child truncates");
         }
         if seq % 25 == 0 && seq > PRUNE_LAG {
@@ -192,7 +205,10 @@ fn run_and_kill(dir: &Path, seed: u64, rng: &mut u64) -> Vec<Seq> {
     }
     child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
     let status = child.wait().expect("waits");
-    assert!(!status.success(), "the child only stops by being killed: {status}");
+    assert!(
+        !status.success(),
+        "the child only stops by being killed: {status}"
+    );
     reader.join().expect("reader")
 }
 
@@ -206,7 +222,10 @@ fn check(dir: &Path, acked: Seq) -> Seq {
         ),
     };
     let last = store.last_seq().expect("last");
-    assert!(last >= acked, "acknowledged seq {acked} is lost: the log ends at {last}");
+    assert!(
+        last >= acked,
+        "acknowledged seq {acked} is lost: the log ends at {last}"
+    );
     let start = match store.load_snapshot().expect("snapshot") {
         Some((seq, _)) => seq + 1,
         None => 1,
@@ -220,7 +239,11 @@ fn check(dir: &Path, acked: Seq) -> Seq {
         expected += 1;
         batches.insert(seq, batch);
     }
-    assert_eq!(expected - 1, last.max(start - 1), "the log must end at last_seq");
+    assert_eq!(
+        expected - 1,
+        last.max(start - 1),
+        "the log must end at last_seq"
+    );
     // Truncation left nothing the snapshot needs, and older reads say so clearly.
     if start > 1 {
         match store.read_log(1).next() {
@@ -241,28 +264,57 @@ fn check(dir: &Path, acked: Seq) -> Seq {
         let n = publishes.len();
         for (i, body) in publishes.iter().enumerate() {
             let prefix = format!("{seq}:{i}:{n}:");
-            assert!(body.starts_with(&prefix), "batch {seq} is not whole: {body:.20} vs {prefix}");
+            assert!(
+                body.starts_with(&prefix),
+                "batch {seq} is not whole: {body:.20} vs {prefix}"
+            );
         }
         if let Some(prev) = batches.get(&(seq - 1)) {
-            let successes = batch.iter().filter(|e| matches!(e, Event::AttemptSucceeded { .. })).count();
-            assert_eq!(successes, deliveries_of(prev).len(), "batch {seq} lost its outcomes");
+            let successes = batch
+                .iter()
+                .filter(|e| matches!(e, Event::AttemptSucceeded { .. }))
+                .count();
+            assert_eq!(
+                successes,
+                deliveries_of(prev).len(),
+                "batch {seq} lost its outcomes"
+            );
         }
     }
     // The projections agree with the log for the batches retention has not reached.
     for seq in last.saturating_sub(CHECKED_TAIL).max(start)..=last {
-        let Some(batch) = batches.get(&seq) else { continue };
+        let Some(batch) = batches.get(&seq) else {
+            continue;
+        };
         for e in batch {
-            let Event::EventPublished { account_id, event_id, deliveries, .. } = e else { continue };
+            let Event::EventPublished {
+                account_id,
+                event_id,
+                deliveries,
+                ..
+            } = e
+            else {
+                continue;
+            };
             for (d, w) in deliveries {
                 let record = store
                     .delivery(w, d)
                     .expect("history reads")
-                    .unwrap_or_else(|| panic!("batch {seq} is logged but delivery {d} has no record"));
-                let want = if seq < last { DeliveryStatus::Succeeded } else { DeliveryStatus::Pending };
+                    .unwrap_or_else(|| {
+                        panic!("batch {seq} is logged but delivery {d} has no record")
+                    });
+                let want = if seq < last {
+                    DeliveryStatus::Succeeded
+                } else {
+                    DeliveryStatus::Pending
+                };
                 assert_eq!(record.status, want, "{d} in batch {seq} of {last}");
                 if want == DeliveryStatus::Pending {
                     assert!(
-                        store.payload(account_id, event_id).expect("payload reads").is_some(),
+                        store
+                            .payload(account_id, event_id)
+                            .expect("payload reads")
+                            .is_some(),
                         "{event_id} is pending without its body"
                     );
                 }
@@ -299,9 +351,15 @@ fn sigkill_many_times() {
             acked = max;
         }
         let last = check(&dir, acked);
-        println!("run {run}: {} acks, acknowledged through {acked}, log ends at {last}", acks.len());
+        println!(
+            "run {run}: {} acks, acknowledged through {acked}, log ends at {last}",
+            acks.len()
+        );
     }
-    assert!(total_acks > 0, "the child never got to acknowledge anything");
+    assert!(
+        total_acks > 0,
+        "the child never got to acknowledge anything"
+    );
     // Only a passing run removes its data; a failing one keeps it for a look.
     std::fs::remove_dir_all(&dir).expect("cleans up");
 }

@@ -78,10 +78,16 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SledStore::open(dir.path()).expect("opens");
     store
-        .append(&[published("evt_1", 0, &[("dlv_a", "wh_1"), ("dlv_b", "wh_2"), ("dlv_c", "wh_3")])])
+        .append(&[published(
+            "evt_1",
+            0,
+            &[("dlv_a", "wh_1"), ("dlv_b", "wh_2"), ("dlv_c", "wh_3")],
+        )])
         .expect("appends");
     // An event nobody receives keeps no body.
-    store.append(&[published("evt_2", 5, &[])]).expect("appends");
+    store
+        .append(&[published("evt_2", 5, &[])])
+        .expect("appends");
 
     let lens: HashMap<_, _> = store.tree_lens().into_iter().collect();
     assert_eq!(lens["payloads"], 1, "one body per event, not per delivery");
@@ -89,10 +95,18 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     assert_eq!(lens["dlv_index"], 3);
     assert_eq!(lens["by_time"], 3);
     assert_eq!(
-        store.payload(&acc(), &EventId::from("evt_1")).expect("reads").as_deref(),
+        store
+            .payload(&acc(), &EventId::from("evt_1"))
+            .expect("reads")
+            .as_deref(),
         Some("{\"id\":\"evt_1\"}")
     );
-    assert_eq!(store.payload(&acc(), &EventId::from("evt_2")).expect("reads"), None);
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_2"))
+            .expect("reads"),
+        None
+    );
 
     let r = record(&store, "wh_2", "dlv_b");
     assert_eq!(
@@ -112,7 +126,9 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     );
     // A delivery is found only under its own webhook.
     assert_eq!(
-        store.delivery(&WebhookId::from("wh_1"), &DeliveryId::from("dlv_b")).expect("reads"),
+        store
+            .delivery(&WebhookId::from("wh_1"), &DeliveryId::from("dlv_b"))
+            .expect("reads"),
         None
     );
 }
@@ -123,13 +139,26 @@ fn attempts_and_statuses_follow_the_events() {
     let store = SledStore::open(dir.path()).expect("opens");
     store
         .append(&[
-            published("evt_1", 0, &[("ok", "wh_1"), ("bad", "wh_1"), ("cut", "wh_1"), ("gone", "wh_1")]),
+            published(
+                "evt_1",
+                0,
+                &[
+                    ("ok", "wh_1"),
+                    ("bad", "wh_1"),
+                    ("cut", "wh_1"),
+                    ("gone", "wh_1"),
+                ],
+            ),
             started("ok", 1, 0),
             started("bad", 1, 0),
             started("cut", 1, 0),
         ])
         .expect("appends");
-    assert_eq!(record(&store, "wh_1", "ok").next_attempt_at, None, "under way");
+    assert_eq!(
+        record(&store, "wh_1", "ok").next_attempt_at,
+        None,
+        "under way"
+    );
     assert_eq!(record(&store, "wh_1", "gone").next_attempt_at, Some(t(0)));
 
     store
@@ -137,8 +166,14 @@ fn attempts_and_statuses_follow_the_events() {
             succeeded("ok", 1, 0),
             failed("bad", 1, 0, Some(60_000)),
             // Cancelled while its attempt is open: the outcome is recorded, the status stays.
-            Event::DeliveryCancelled { delivery_id: DeliveryId::from("cut"), at: t(10) },
-            Event::DeliveryCancelled { delivery_id: DeliveryId::from("gone"), at: t(10) },
+            Event::DeliveryCancelled {
+                delivery_id: DeliveryId::from("cut"),
+                at: t(10),
+            },
+            Event::DeliveryCancelled {
+                delivery_id: DeliveryId::from("gone"),
+                at: t(10),
+            },
         ])
         .expect("appends");
     store.append(&[succeeded("cut", 1, 0)]).expect("appends");
@@ -156,19 +191,31 @@ fn attempts_and_statuses_follow_the_events() {
         }]
     );
     let bad = record(&store, "wh_1", "bad");
-    assert_eq!((bad.status, bad.next_attempt_at), (DeliveryStatus::Pending, Some(t(60_000))));
+    assert_eq!(
+        (bad.status, bad.next_attempt_at),
+        (DeliveryStatus::Pending, Some(t(60_000)))
+    );
     assert_eq!(bad.attempts[0].error, Some(AttemptError::HttpStatus));
     let cut = record(&store, "wh_1", "cut");
-    assert_eq!((cut.status, cut.attempts.len()), (DeliveryStatus::Cancelled, 1));
+    assert_eq!(
+        (cut.status, cut.attempts.len()),
+        (DeliveryStatus::Cancelled, 1)
+    );
     let gone = record(&store, "wh_1", "gone");
-    assert_eq!((gone.status, gone.next_attempt_at), (DeliveryStatus::Cancelled, None));
+    assert_eq!(
+        (gone.status, gone.next_attempt_at),
+        (DeliveryStatus::Cancelled, None)
+    );
 
     // The last attempt fails with nothing after it; then a manual retry reopens it.
     store
         .append(&[started("bad", 2, 60_000), failed("bad", 2, 60_000, None)])
         .expect("appends");
     let bad = record(&store, "wh_1", "bad");
-    assert_eq!((bad.status, bad.next_attempt_at, bad.attempts.len()), (DeliveryStatus::Failed, None, 2));
+    assert_eq!(
+        (bad.status, bad.next_attempt_at, bad.attempts.len()),
+        (DeliveryStatus::Failed, None, 2)
+    );
     store
         .append(&[Event::DeliveryRetried {
             delivery: DeliverySummary {
@@ -185,16 +232,26 @@ fn attempts_and_statuses_follow_the_events() {
         }])
         .expect("appends");
     let bad = record(&store, "wh_1", "bad");
-    assert_eq!((bad.status, bad.next_attempt_at, bad.attempts.len()), (DeliveryStatus::Pending, Some(t(100_000)), 2));
+    assert_eq!(
+        (bad.status, bad.next_attempt_at, bad.attempts.len()),
+        (DeliveryStatus::Pending, Some(t(100_000)), 2)
+    );
 
     // An abandoned attempt is due again at once.
     store
         .append(&[
             started("bad", 3, 100_000),
-            Event::AttemptAbandoned { delivery_id: DeliveryId::from("bad"), attempt: 3, at: t(200_000) },
+            Event::AttemptAbandoned {
+                delivery_id: DeliveryId::from("bad"),
+                attempt: 3,
+                at: t(200_000),
+            },
         ])
         .expect("appends");
-    assert_eq!(record(&store, "wh_1", "bad").next_attempt_at, Some(t(200_000)));
+    assert_eq!(
+        record(&store, "wh_1", "bad").next_attempt_at,
+        Some(t(200_000))
+    );
 }
 
 #[test]
@@ -213,9 +270,15 @@ fn a_test_send_is_recorded_as_a_test_with_its_body() {
         .expect("appends");
     let r = record(&store, "wh_1", "dlv_t");
     assert!(r.test);
-    assert_eq!((r.status, r.next_attempt_at), (DeliveryStatus::Pending, Some(t(5))));
     assert_eq!(
-        store.payload(&acc(), &EventId::from("evt_test_1")).expect("reads").as_deref(),
+        (r.status, r.next_attempt_at),
+        (DeliveryStatus::Pending, Some(t(5)))
+    );
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_test_1"))
+            .expect("reads")
+            .as_deref(),
         Some("{\"_test\":true}")
     );
 }
@@ -230,7 +293,10 @@ fn history_pages_newest_first_with_a_cursor() {
             .append(&[published(
                 &format!("evt_{i}"),
                 i * 1000,
-                &[(&format!("dlv_{i:02}_a"), "wh_1"), (&format!("dlv_{i:02}_b"), "wh_10")],
+                &[
+                    (&format!("dlv_{i:02}_a"), "wh_1"),
+                    (&format!("dlv_{i:02}_b"), "wh_10"),
+                ],
             )])
             .expect("appends");
     }
@@ -252,10 +318,16 @@ fn history_pages_newest_first_with_a_cursor() {
     let want: Vec<String> = (0..25).rev().map(|i| format!("dlv_{i:02}_a")).collect();
     assert_eq!(seen, want);
     // An exact multiple of the page size ends without an empty extra page.
-    let page = store.deliveries(&WebhookId::from("wh_10"), 25, None).expect("pages");
+    let page = store
+        .deliveries(&WebhookId::from("wh_10"), 25, None)
+        .expect("pages");
     assert_eq!((page.data.len(), page.next_cursor), (25, None));
     // Unknown webhooks have empty history; garbage cursors are refused.
-    assert!(store.deliveries(&WebhookId::from("wh_9"), 10, None).expect("pages").data.is_empty());
+    assert!(store
+        .deliveries(&WebhookId::from("wh_9"), 10, None)
+        .expect("pages")
+        .data
+        .is_empty());
     assert!(matches!(
         store.deliveries(&wh, 10, Some("nonsense")),
         Err(StoreError::Invalid(_))
@@ -279,7 +351,10 @@ fn many_events_on_one_delivery_in_one_batch_coalesce_to_the_right_record() {
         .expect("appends");
     let r = record(&store, "wh_1", "d");
     assert_eq!(r.status, DeliveryStatus::Succeeded);
-    assert_eq!(r.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        r.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
 }
 
 /// The history the store projects agrees with the domain's own state after a long
@@ -317,9 +392,19 @@ fn history_agrees_with_the_domain_after_a_realistic_run() {
         *statuses.entry(r.status).or_default() += 1;
         let live = sim.state.delivery(id).is_some();
         assert_eq!(r.status == DeliveryStatus::Pending, live, "{id}: {r:?}");
-        assert_eq!(r.attempts.len(), outcomes.get(id).copied().unwrap_or(0), "{id}");
+        assert_eq!(
+            r.attempts.len(),
+            outcomes.get(id).copied().unwrap_or(0),
+            "{id}"
+        );
     }
-    assert!(statuses.get(&DeliveryStatus::Succeeded).copied().unwrap_or(0) > 0);
+    assert!(
+        statuses
+            .get(&DeliveryStatus::Succeeded)
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
     assert!(statuses.get(&DeliveryStatus::Pending).copied().unwrap_or(0) > 0);
 }
 
@@ -354,21 +439,42 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
             succeeded("n1", 1, 5_000),
         ])
         .expect("appends");
-    let lens = |s: &SledStore| -> HashMap<&'static str, usize> { s.tree_lens().into_iter().collect() };
+    let lens =
+        |s: &SledStore| -> HashMap<&'static str, usize> { s.tree_lens().into_iter().collect() };
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 2);
     let l = lens(&store);
-    assert_eq!((l["history"], l["dlv_index"], l["by_time"], l["payloads"]), (2, 2, 2, 2));
-    assert!(store.payload(&acc(), &EventId::from("evt_old_done")).expect("reads").is_none());
-    assert!(store.payload(&acc(), &EventId::from("evt_old_mixed")).expect("reads").is_some());
-    assert!(store.delivery(&WebhookId::from("wh_1"), &DeliveryId::from("m1")).expect("reads").is_none());
-    assert!(store.delivery(&WebhookId::from("wh_2"), &DeliveryId::from("m2")).expect("reads").is_some());
+    assert_eq!(
+        (l["history"], l["dlv_index"], l["by_time"], l["payloads"]),
+        (2, 2, 2, 2)
+    );
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_old_done"))
+        .expect("reads")
+        .is_none());
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_old_mixed"))
+        .expect("reads")
+        .is_some());
+    assert!(store
+        .delivery(&WebhookId::from("wh_1"), &DeliveryId::from("m1"))
+        .expect("reads")
+        .is_none());
+    assert!(store
+        .delivery(&WebhookId::from("wh_2"), &DeliveryId::from("m2"))
+        .expect("reads")
+        .is_some());
 
     // The pending one finishes: the next prune takes it and the body.
-    store.append(&[started("m2", 1, 6_000), succeeded("m2", 1, 6_000)]).expect("appends");
+    store
+        .append(&[started("m2", 1, 6_000), succeeded("m2", 1, 6_000)])
+        .expect("appends");
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 1);
     let l = lens(&store);
     assert_eq!((l["history"], l["payloads"]), (1, 1));
-    assert!(store.payload(&acc(), &EventId::from("evt_old_mixed")).expect("reads").is_none());
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_old_mixed"))
+        .expect("reads")
+        .is_none());
     // Pruning again changes nothing.
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 0);
     // Attempt events for a pruned delivery are ignored by the projection (the log keeps them).
@@ -393,5 +499,8 @@ fn prune_handles_more_than_one_chunk() {
     store.append(&batch).expect("appends");
     assert_eq!(store.prune(t(1_000_000)).expect("prunes"), 2700);
     let l: HashMap<_, _> = store.tree_lens().into_iter().collect();
-    assert_eq!((l["history"], l["dlv_index"], l["by_time"], l["payloads"]), (300, 300, 300, 300));
+    assert_eq!(
+        (l["history"], l["dlv_index"], l["by_time"], l["payloads"]),
+        (300, 300, 300, 300)
+    );
 }

@@ -30,12 +30,18 @@ fn locked_in_the_same_process() {
     let first = SledStore::open(dir.path()).expect("opens");
     let started = Instant::now();
     let err = SledStore::open(dir.path()).expect_err("second open must fail");
-    assert!(started.elapsed() < Duration::from_secs(5), "it must not wait for the lock");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "it must not wait for the lock"
+    );
     match &err {
         StoreError::Locked { path } => assert_eq!(path, &dir.path().display().to_string()),
         other => panic!("expected Locked, got {other:?}"),
     }
-    assert!(err.to_string().contains("in use by another process"), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
     drop(first);
     SledStore::open(dir.path()).expect("opens once the first is closed");
 }
@@ -45,7 +51,12 @@ fn locked_by_another_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "lock_holder_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "lock_holder_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -64,7 +75,10 @@ fn locked_by_another_process() {
     }
     let started = Instant::now();
     let err = SledStore::open(dir.path()).expect_err("must fail while the child holds it");
-    assert!(started.elapsed() < Duration::from_secs(5), "it must not wait for the lock");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "it must not wait for the lock"
+    );
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
 
     drop(child.stdin.take());

@@ -24,12 +24,19 @@ fn every_event_kind_round_trips_through_the_codec() {
 fn every_event_kind_round_trips_through_the_log_and_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let events = every_event_kind();
-    assert_eq!(events.len(), 17, "a new event kind needs a case in every_event_kind");
+    assert_eq!(
+        events.len(),
+        17,
+        "a new event kind needs a case in every_event_kind"
+    );
     {
         let store = SledStore::open(dir.path()).expect("opens");
         // Each kind alone, then all of them as one batch.
         for (i, e) in events.iter().enumerate() {
-            assert_eq!(store.append(std::slice::from_ref(e)).expect("appends"), i as Seq + 1);
+            assert_eq!(
+                store.append(std::slice::from_ref(e)).expect("appends"),
+                i as Seq + 1
+            );
         }
         assert_eq!(store.append(&events).expect("appends"), 18);
         store.flush().expect("flushes");
@@ -85,14 +92,23 @@ fn a_missing_record_is_a_gap_error() {
     assert_eq!(got.len(), 3, "two records, then the error, then nothing");
     assert!(got[0].is_ok() && got[1].is_ok());
     assert!(
-        matches!(got[2], Err(StoreError::Gap { expected: 3, found: 4 })),
+        matches!(
+            got[2],
+            Err(StoreError::Gap {
+                expected: 3,
+                found: 4
+            })
+        ),
         "{:?}",
         got[2]
     );
     // Starting inside the hole is a gap too: the record asked for is not there.
     assert!(matches!(
         read_all(&store, 3),
-        Err(StoreError::Gap { expected: 3, found: 4 })
+        Err(StoreError::Gap {
+            expected: 3,
+            found: 4
+        })
     ));
 }
 
@@ -107,7 +123,9 @@ fn snapshot_plus_tail_replay_equals_a_full_replay() {
         store.append(&setup).expect("appends");
         for i in 0..60u64 {
             sim.advance(20_000);
-            let seq = store.append(&sim.batch((i % 4) as usize, 500, 40)).expect("appends");
+            let seq = store
+                .append(&sim.batch((i % 4) as usize, 500, 40))
+                .expect("appends");
             if i % 15 == 14 {
                 store.save_snapshot(seq, &sim.state).expect("snapshots");
                 snapshots.push((seq, sim.state.clone()));
@@ -118,7 +136,10 @@ fn snapshot_plus_tail_replay_equals_a_full_replay() {
     let store = SledStore::open(dir.path()).expect("reopens");
     let full = replay(
         policy.clone(),
-        read_all(&store, 1).expect("reads").into_iter().flat_map(|(_, b)| b),
+        read_all(&store, 1)
+            .expect("reads")
+            .into_iter()
+            .flat_map(|(_, b)| b),
     );
     assert_eq!(full, sim.state);
 
@@ -181,15 +202,24 @@ fn truncation_never_passes_the_snapshot_and_numbering_survives_an_empty_log() {
         assert_eq!(store.truncate_log(10).expect("truncates"), 4);
         assert_eq!(read_all(&store, 11).expect("reads"), vec![]);
         // A snapshot may not claim records the log does not have, or ones truncated away.
-        assert!(matches!(store.save_snapshot(11, &state), Err(StoreError::Invalid(_))));
-        assert!(matches!(store.save_snapshot(5, &state), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.save_snapshot(11, &state),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.save_snapshot(5, &state),
+            Err(StoreError::Invalid(_))
+        ));
         store.flush().expect("flushes");
     }
     let store = SledStore::open(dir.path()).expect("reopens");
     assert_eq!(store.last_seq().expect("last"), 10);
     assert_eq!(store.append(&every_event_kind()[..1]).expect("appends"), 11);
     assert_eq!(read_all(&store, 11).expect("reads").len(), 1);
-    assert!(matches!(read_all(&store, 10), Err(StoreError::Truncated { .. })));
+    assert!(matches!(
+        read_all(&store, 10),
+        Err(StoreError::Truncated { .. })
+    ));
 }
 
 #[test]

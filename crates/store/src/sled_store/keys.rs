@@ -82,7 +82,11 @@ pub(crate) fn history_prefix(webhook: &WebhookId) -> Vec<u8> {
 }
 
 /// A history key: the webhook, the inverted creation time (newest sorts first), the delivery.
-pub(crate) fn history_key(webhook: &WebhookId, created_at: Timestamp, delivery: &DeliveryId) -> Vec<u8> {
+pub(crate) fn history_key(
+    webhook: &WebhookId,
+    created_at: Timestamp,
+    delivery: &DeliveryId,
+) -> Vec<u8> {
     let mut out = history_prefix(webhook);
     push_history_suffix(&mut out, created_at, delivery);
     out
@@ -161,7 +165,10 @@ mod tests {
         let old = history_key(&w, Timestamp(1_000), &DeliveryId::from("dlv_a"));
         let new = history_key(&w, Timestamp(2_000), &DeliveryId::from("dlv_b"));
         assert!(new < old);
-        assert_eq!(parse_history_key(&old), Some(("wh_1", Timestamp(1_000), "dlv_a")));
+        assert_eq!(
+            parse_history_key(&old),
+            Some(("wh_1", Timestamp(1_000), "dlv_a"))
+        );
         assert!(old.starts_with(&history_prefix(&w)));
         assert!(!old.starts_with(&history_prefix(&WebhookId::from("wh_"))));
         assert_eq!(show_history_key(&old), "wh_1/1000/dlv_a");
@@ -178,8 +185,19 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         let c = cursor(Timestamp(42), &DeliveryId::from("dlv_x.y"));
-        assert_eq!(parse_cursor(&c), Some((Timestamp(42), DeliveryId::from("dlv_x.y"))));
-        for bad in ["", ".", "42.", ".dlv", "x1.dlv", "-1.dlv", "99999999999999999999999.d"] {
+        assert_eq!(
+            parse_cursor(&c),
+            Some((Timestamp(42), DeliveryId::from("dlv_x.y")))
+        );
+        for bad in [
+            "",
+            ".",
+            "42.",
+            ".dlv",
+            "x1.dlv",
+            "-1.dlv",
+            "99999999999999999999999.d",
+        ] {
             assert_eq!(parse_cursor(bad), None, "{bad:?}");
         }
     }

@@ -76,7 +76,10 @@ pub(crate) fn load_delivery(
         return Err(StoreError::Corrupt {
             tree: keys::HISTORY,
             key: keys::show_history_key(&key),
-            reason: format!("missing, though {} indexes delivery {id} there", keys::DLV_INDEX),
+            reason: format!(
+                "missing, though {} indexes delivery {id} there",
+                keys::DLV_INDEX
+            ),
         });
     };
     let record = codec::decode(keys::HISTORY, || keys::show_history_key(&key), &bytes)?;
