@@ -8,7 +8,35 @@
 //! Durability: [`EventStore::append`] writes a record (and its projection updates)
 //! atomically but not durably; [`EventStore::flush`] makes every record appended before it
 //! durable. The runtime appends each actor batch, flushes once, and only then answers its
-//! callers (group commit).
+//! callers (group commit). Concurrent `flush` calls share one fsync.
+//!
+//! Startup, as the runtime does it:
+//!
+//! ```no_run
+//! use hallway_domain::{Policy, State};
+//! use hallway_store::{EventStore, SledStore, StoreError};
+//!
+//! # fn main() -> Result<(), StoreError> {
+//! let store = SledStore::open(std::path::Path::new("./hallway-data"))?;
+//! let (from, mut state) = match store.load_snapshot()? {
+//!     Some((seq, state)) => (seq + 1, state),
+//!     None => (1, State::new(Policy::default())),
+//! };
+//! for record in store.read_log(from) {
+//!     let (_seq, events) = record?; // a gap or a corrupt record stops startup, loudly
+//!     for e in &events {
+//!         state.apply(e);
+//!     }
+//! }
+//! // Then: append each batch, flush, answer; every N batches save_snapshot(seq, &state)
+//! // and truncate_log(seq); now and then prune(now - retention).
+//! # Ok(()) }
+//! ```
+//!
+//! Records are versioned and checksummed ([`codec`]); a damaged one is
+//! [`StoreError::Corrupt`] naming its tree and key. Retention ([`EventStore::prune`]) removes
+//! finished deliveries and unneeded bodies older than its cut-off; with snapshots and
+//! truncation, disk use stays bounded under steady load.
 #![deny(missing_docs)]
 
 pub mod codec;

@@ -181,7 +181,8 @@ impl SledStore {
         &self.path
     }
 
-    /// How many entries each tree holds, by tree name (for tests and operations).
+    /// How many entries each tree holds, by tree name (for tests and operations). Each
+    /// count is a full scan of its tree: not for hot paths.
     pub fn tree_lens(&self) -> Vec<(&'static str, usize)> {
         let t = &self.trees;
         vec![
