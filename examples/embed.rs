@@ -37,7 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::open(dir.path(), config).await?;
     let h = engine.handle();
 
-    let (account, _api_key) = h.create_account("acc_abc123", "Acme Research", Plan::Pro).await?;
+    let (account, _api_key) = h
+        .create_account("acc_abc123", "Acme Research", Plan::Pro)
+        .await?;
     let (webhook, secret) = h
         .create_webhook(
             &account.id,
@@ -50,7 +52,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         )
         .await?;
-    println!("webhook {} created; its secret is {}", webhook.id, secret.expose());
+    println!(
+        "webhook {} created; its secret is {}",
+        webhook.id,
+        secret.expose()
+    );
 
     let event = br#"{
         "type": "session.processing.completed",
@@ -59,7 +65,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "transcript": {"id": "trx_ghi789", "full_text": "Interviewer: Hello and welcome...", "word_count": 1240}
     }"#;
     let receipt = h.publish(&account.id, event).await?;
-    println!("published {} to {} webhook(s)", receipt.event_id, receipt.deliveries);
+    println!(
+        "published {} to {} webhook(s)",
+        receipt.event_id, receipt.deliveries
+    );
 
     // Delivery is asynchronous: wait until the history shows the outcome.
     for _ in 0..100 {
