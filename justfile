@@ -16,3 +16,9 @@ bench *ARGS:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# The crash soak at a bigger size than the one `cargo test` runs (6 kills over ~15 s):
+# SIGKILL at random moments while clients publish, then check nothing acknowledged was lost.
+# `just soak 100 300 400` = 100 kills over 300 s at 400 publishes/s; SOAK_SEED=<n> replays a run.
+soak kills="40" secs="120" rate="200":
+    SOAK_KILLS={{kills}} SOAK_SECS={{secs}} SOAK_RATE={{rate}} cargo test --release --test soak -- --nocapture

@@ -94,8 +94,13 @@ fn decode_all(bytes: &[u8]) -> Result<usize, TestCaseError> {
     Ok(decoded)
 }
 
-/// Valid records of every shape the store writes.
-fn valid_records() -> Vec<Vec<u8>> {
+/// Valid records of every shape the store writes (built once).
+fn valid_records() -> &'static [Vec<u8>] {
+    static RECORDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    RECORDS.get_or_init(build_records)
+}
+
+fn build_records() -> Vec<Vec<u8>> {
     let (mut sim, setup) = Sim::new(Policy::default(), 3, 11);
     let mut batches = vec![setup, every_event_kind()];
     for _ in 0..3 {
@@ -167,7 +172,7 @@ fn mutate(bytes: &mut Vec<u8>, m: &Mutation) {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     #[test]
     fn arbitrary_bytes_never_panic_and_are_corrupt(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -196,7 +201,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn mutated_valid_records_never_panic(
@@ -205,7 +210,7 @@ proptest! {
         reseal in any::<bool>(),
     ) {
         let records = valid_records();
-        let original = which.get(&records).clone();
+        let original = which.get(records).clone();
         let mut bytes = original.clone();
         for m in &mutations {
             mutate(&mut bytes, m);
