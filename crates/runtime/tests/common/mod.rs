@@ -37,6 +37,9 @@ pub struct Received {
     pub body: Bytes,
 }
 
+/// Decides the answer to the n-th request.
+type Script = Box<dyn FnMut(usize) -> Answer + Send>;
+
 /// A local receiver on 127.0.0.1.
 pub struct Receiver {
     pub port: u16,
@@ -44,7 +47,7 @@ pub struct Receiver {
     pub ca: Option<CertificateDer<'static>>,
     received: Arc<Mutex<Vec<Received>>>,
     notify: Arc<Notify>,
-    script: Arc<Mutex<Box<dyn FnMut(usize) -> Answer + Send>>>,
+    script: Arc<Mutex<Script>>,
 }
 
 impl Receiver {
@@ -58,7 +61,7 @@ impl Receiver {
         Self::start(false, Box::new(script)).await
     }
 
-    async fn start(tls: bool, script: Box<dyn FnMut(usize) -> Answer + Send>) -> Receiver {
+    async fn start(tls: bool, script: Script) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
