@@ -1,5 +1,7 @@
 //! Backlog: a large number of pending retries (receivers failing, a long second delay).
-//! Runs in a child process (this binary re-executed) so the peak RSS it reports is its own.
+//! The engine runs in a child process (this binary re-executed) so that the peak RSS it
+//! reports is the engine's: the receivers stay in the parent, and earlier scenarios' memory
+//! is not in the child's high-water mark.
 
 use crate::receiver::Receivers;
 use crate::scenarios::{failed_total, Ctx};
@@ -15,27 +17,54 @@ use std::time::{Duration, Instant};
 /// The hidden flag that runs the backlog scenario in this process (the child's side).
 pub const CHILD_FLAG: &str = "--backlog-child";
 
-/// Runs the backlog scenario in a child process and returns its record.
+/// An environment variable holding a command to run the child under (a profiler).
+pub const CHILD_PREFIX_ENV: &str = "HALLWAY_BENCH_CHILD_PREFIX";
+
+/// The hidden flag that gives the child the receivers' ports (one per webhook).
+pub const PORTS_FLAG: &str = "--backlog-ports";
+
+/// Runs the backlog scenario in a child process, against receivers in this process, and
+/// returns its record.
 pub async fn run_in_child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
+    let receivers = Receivers::start(&ctx.receivers_rt, WEBHOOKS, 500)?;
+    let ports: Vec<String> = receivers.all.iter().map(|r| r.port.to_string()).collect();
     let exe = std::env::current_exe()?;
     let mut args = vec![
         CHILD_FLAG.to_owned(),
         pending.to_string(),
+        PORTS_FLAG.to_owned(),
+        ports.join(","),
         "--publishers".to_owned(),
         ctx.publishers.to_string(),
     ];
     if let Some(n) = ctx.max_in_flight {
         args.extend(["--max-in-flight".to_owned(), n.to_string()]);
     }
+    if let Some(n) = ctx.snapshot_every_events {
+        args.extend(["--snapshot-every-events".to_owned(), n.to_string()]);
+    }
+    // For profiling the child alone, e.g. `HALLWAY_BENCH_CHILD_PREFIX="valgrind --tool=massif"`.
+    let prefix: Vec<String> = std::env::var(CHILD_PREFIX_ENV)
+        .map(|p| p.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
+        command
             .args(args)
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
             .output()
     })
     .await??;
-    let record = Record::from_lines(&String::from_utf8_lossy(&output.stdout));
+    let mut record = Record::from_lines(&String::from_utf8_lossy(&output.stdout));
+    record.put("receiver_requests", receivers.count());
     if !output.status.success() || record.get("scenario").is_none() {
         return Err(BenchError::new(format!(
             "the backlog child failed ({}): {}",
@@ -52,9 +81,19 @@ fn mib(kib: Option<u64>) -> serde_json::Value {
 }
 
 /// The child's side: `pending` deliveries (pending / 5 publishes) whose first attempt fails
-/// and whose second is an hour away; then peak RSS, a clean shutdown and a timed reopen.
-pub async fn child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
-    let receivers = Receivers::start(&ctx.receivers_rt, WEBHOOKS, 500)?;
+/// (the receivers on `ports` answer 500) and whose second is an hour away; then peak RSS, a
+/// clean shutdown and a timed reopen.
+pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record> {
+    if ports.len() != WEBHOOKS {
+        return Err(BenchError::new(format!(
+            "the backlog child needs {WEBHOOKS} receiver ports, got {}",
+            ports.len()
+        )));
+    }
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}/hook"))
+        .collect();
     let dir = tempfile::tempdir()?;
     let policy = hallway_domain::Policy {
         retry_delays: vec![DurationMs(0), DurationMs::from_hours(1)],
@@ -67,7 +106,8 @@ pub async fn child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
     let deliveries = u64::from(events) * WEBHOOKS_PER_ACCOUNT as u64;
     let engine = Engine::open(dir.path(), config.clone()).await?;
     let h = engine.handle();
-    let tenants = provision(&h, &receivers.urls()).await?;
+    let tenants = provision(&h, &urls).await?;
+    let rss_at_open = proc_status_kib("VmRSS");
     let times = PublishTimes::new(events as usize);
     let started = Instant::now();
     publish_closed_loop(
@@ -118,6 +158,7 @@ pub async fn child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
     r.put("pending_retries", m.pending)
         .put("attempts_failed", failed_total(&m))
         .put("fill_seconds", fill_secs)
+        .put("rss_at_open_mib", mib(rss_at_open))
         .put("peak_rss_mib", mib(hwm))
         .put("rss_mib", mib(rss))
         .put("disk_bytes", disk)

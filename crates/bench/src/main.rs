@@ -1,6 +1,31 @@
 //! `hallway-bench`: how fast the engine is next to the physical ceiling of the same machine,
 //! measured in the same run. Run with `just bench` (`cargo run --release -p hallway-bench --`);
 //! `--json` prints one JSON object per scenario per line, `--quick` runs everything small.
+//!
+//! The engine runs in-process on a temp data dir with the production configuration (system
+//! clock, durable group commit, the default HTTPS transport, which speaks plain HTTP to the
+//! loopback receivers here). Receivers are keep-alive hyper servers on 127.0.0.1, one port per
+//! webhook, on their own runtime; they answer at once and record when each body arrived.
+//!
+//! - `throughput`: 5 accounts x 5 webhooks, ~2 KB transcripts, closed-loop publishers.
+//!   `deliveries_per_sec` runs from the first publish to the last arrival;
+//!   `ceiling_requests_per_sec` is a plain pooled hyper client posting the same signed bodies
+//!   to the same receivers with the engine's `max_in_flight` concurrency, right before.
+//!   `p50_ms`/`p99_ms` are publish-accepted-to-arrival; `publish_*` the publish call. The
+//!   `store_*`, `flush_*`, `payload_*`, `snapshot_ms` and `actor_other_ms` fields split the
+//!   engine actor's time between the store calls it waits for and everything else.
+//! - `latency`: a fixed (open-loop) offered load at half the measured throughput.
+//! - `retries`: receivers answer 500 on a compressed five-attempt schedule; checks every
+//!   delivery made exactly five attempts, none early.
+//! - `backlog`: pending retries with an hour-long second delay, in a child process (the
+//!   receivers stay in the parent) so `peak_rss_mib` (VmHWM) is the engine's; then a clean
+//!   shutdown and a timed reopen. Set `HALLWAY_BENCH_CHILD_PREFIX` to run the child under a
+//!   profiler, e.g. `"valgrind --tool=massif"`.
+//! - `replay`: a log written the way the actor writes it (domain decisions appended turn by
+//!   turn to the sled store), then `Engine::open` timed with no snapshot, and again with the
+//!   snapshot a production engine would have taken.
+//!
+//! The last line, `targets`, lists each target of the issue with the value measured here.
 
 mod backlog;
 mod ceiling;
@@ -38,6 +63,15 @@ struct Args {
     /// (4,000 with --quick).
     #[arg(long)]
     throughput_events: Option<u32>,
+    /// Pending retries the backlog scenario builds; default 100,000 (20,000 with --quick).
+    #[arg(long)]
+    backlog_pending: Option<u32>,
+    /// Events the replay scenario writes; default 1,000,000 (100,000 with --quick).
+    #[arg(long)]
+    replay_events: Option<u64>,
+    /// The engine's `snapshot_every_events`; default the engine's own default.
+    #[arg(long)]
+    snapshot_every_events: Option<u64>,
     /// The engine's `max_in_flight` (and the ceiling client's concurrency); default the
     /// engine's own default.
     #[arg(long)]
@@ -45,6 +79,9 @@ struct Args {
     /// Internal: run the backlog scenario in this process with this many pending retries.
     #[arg(long = "backlog-child", hide = true)]
     backlog_child: Option<u32>,
+    /// Internal: the backlog child's receiver ports.
+    #[arg(long = "backlog-ports", hide = true, value_delimiter = ',')]
+    backlog_ports: Vec<u16>,
 }
 
 /// A scenario.
@@ -141,10 +178,12 @@ fn main() -> ExitCode {
         quick: args.quick,
         publishers: args.publishers.max(1),
         max_in_flight: args.max_in_flight.filter(|n| *n > 0),
+        snapshot_every_events: args.snapshot_every_events.filter(|n| *n > 0),
     };
     let code = main_rt.block_on(async {
         if let Some(pending) = args.backlog_child {
-            return match backlog::child(&ctx, pending).await {
+            let ports = &args.backlog_ports;
+            return match backlog::child(&ctx, pending, ports).await {
                 Ok(r) => {
                     print!("{}", r.to_lines());
                     ExitCode::SUCCESS
@@ -175,6 +214,12 @@ async fn run(args: &Args, ctx: &Ctx) -> ExitCode {
     let mut sizes = Sizes::new(ctx.quick);
     if let Some(n) = args.throughput_events {
         sizes.throughput_events = n.max(1);
+    }
+    if let Some(n) = args.backlog_pending {
+        sizes.backlog_pending = n.max(1);
+    }
+    if let Some(n) = args.replay_events {
+        sizes.replay_events = n.max(1);
     }
     let all = [
         Scenario::Throughput,

@@ -28,10 +28,6 @@ const PUBLISHES_PER_TURN: u32 = 32;
 const MAX_IN_FLIGHT: usize = 512;
 /// One in this many first attempts fails.
 const FAIL_ONE_IN: u64 = 50;
-/// The production snapshot interval (`Config::default().snapshot_every_events`).
-fn snapshot_every() -> u64 {
-    Config::default().snapshot_every_events
-}
 
 /// What writing the log produced.
 struct Written {
@@ -43,6 +39,7 @@ struct Written {
     snapshot: Option<(Seq, State)>,
 }
 
+/// Decides one command, applies its events and collects them.
 fn step(
     state: &mut State,
     now: Timestamp,
@@ -57,8 +54,14 @@ fn step(
     Ok(())
 }
 
-/// Writes at least `target` events into a fresh store in `dir`.
-fn write_log(dir: &Path, target: u64, urls: &[String]) -> BenchResult<Written> {
+/// Writes at least `target` events into a fresh store in `dir`, remembering the state as of
+/// the last point an engine snapshotting every `snapshot_every` events would have saved.
+fn write_log(
+    dir: &Path,
+    target: u64,
+    urls: &[String],
+    snapshot_every: u64,
+) -> BenchResult<Written> {
     let started = Instant::now();
     let store = SledStore::open(dir)?;
     let policy = bench_policy();
@@ -163,7 +166,7 @@ fn write_log(dir: &Path, target: u64, urls: &[String]) -> BenchResult<Written> {
         records += 1;
         events += turn.len() as u64;
         since_snapshot += turn.len() as u64;
-        if since_snapshot >= snapshot_every() {
+        if since_snapshot >= snapshot_every {
             snapshot = Some((seq, state.clone()));
             since_snapshot = 0;
         }
@@ -217,7 +220,13 @@ pub async fn replay(ctx: &Ctx, target: u64) -> BenchResult<Record> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().to_owned();
     let urls = receivers.urls();
-    let written = tokio::task::spawn_blocking(move || write_log(&path, target, &urls)).await??;
+    // The production interval unless the run overrides it.
+    let snapshot_every = ctx
+        .snapshot_every_events
+        .unwrap_or(Config::default().snapshot_every_events);
+    let written =
+        tokio::task::spawn_blocking(move || write_log(&path, target, &urls, snapshot_every))
+            .await??;
     let disk = crate::util::dir_bytes(dir.path());
 
     // One config (one master key) for both opens: the first reseals the webhooks' secrets.

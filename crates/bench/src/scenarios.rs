@@ -2,7 +2,7 @@
 
 use crate::ceiling;
 use crate::receiver::Receivers;
-use crate::timed_store::TimedStore;
+use crate::timed_store::{StoreTimes, TimedStore};
 use crate::util::{
     now_ns, process_cpu_seconds, quantile_ms, unix_millis, wait_until, BenchError, BenchResult,
     Record,
@@ -32,6 +32,8 @@ pub struct Ctx {
     pub publishers: usize,
     /// The engine's `max_in_flight`, when not its default.
     pub max_in_flight: Option<usize>,
+    /// The engine's `snapshot_every_events`, when not its default.
+    pub snapshot_every_events: Option<u64>,
 }
 
 impl Ctx {
@@ -40,6 +42,9 @@ impl Ctx {
         let mut config = bench_config(policy);
         if let Some(n) = self.max_in_flight {
             config.max_in_flight = n;
+        }
+        if let Some(n) = self.snapshot_every_events {
+            config.snapshot_every_events = n;
         }
         config
     }
@@ -145,9 +150,7 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
     let dir = tempfile::tempdir()?;
     let config = ctx.config(bench_policy());
     let max_in_flight = config.max_in_flight;
-    // The store Engine::open would open, wrapped to time the commit path.
-    let store = Arc::new(TimedStore::new(open_store(dir.path()).await?));
-    let engine = Engine::with_store(store.clone(), config).await?;
+    let (engine, store) = open_timed(dir.path(), config).await?;
     let h = engine.handle();
     let tenants = provision(&h, &receivers.urls()).await?;
     let deliveries = u64::from(events) * u64::from(FANOUT);
@@ -225,16 +228,6 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
     )
     .put("cpu_cores_used", cpu_cores)
     .put("ceiling_cpu_cores_used", ceiling.cpu_cores)
-    .put("store_window_ms", st.window_ms)
-    .put("store_append_ms", st.append_ms)
-    .put("store_flush_ms", st.flush_ms)
-    .put("store_flushes", st.flushes)
-    .put("flush_p50_ms", st.flush_p50_ms)
-    .put("flush_max_ms", st.flush_max_ms)
-    .put(
-        "actor_other_ms",
-        (st.window_ms - st.append_ms - st.flush_ms).max(0.0),
-    )
     .put("disk_bytes", disk)
     .put(
         "disk_bytes_per_delivery",
@@ -251,7 +244,43 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
         "complete",
         complete && recorded && arrivals.count == deliveries,
     );
+    put_store_times(&mut r, &st);
     Ok(r)
+}
+
+/// Where the actor's time went: the store calls it waits for, and the rest of its turns.
+fn put_store_times(r: &mut Record, st: &StoreTimes) {
+    let other = st.window_ms - st.append_ms - st.flush_ms - st.payload_ms - st.snapshot_ms;
+    r.put("store_window_ms", st.window_ms)
+        .put("store_records", st.appends)
+        .put("store_append_ms", st.append_ms)
+        .put("store_append_max_ms", st.append_max_ms)
+        .put(
+            "append_us_per_event_first_fifth",
+            st.append_us_per_event_first_fifth,
+        )
+        .put(
+            "append_us_per_event_last_fifth",
+            st.append_us_per_event_last_fifth,
+        )
+        .put("store_flush_ms", st.flush_ms)
+        .put("flush_p50_ms", st.flush_p50_ms)
+        .put("flush_p99_ms", st.flush_p99_ms)
+        .put("flush_max_ms", st.flush_max_ms)
+        .put("payload_reads", st.payload_reads)
+        .put("payload_read_ms", st.payload_ms)
+        .put("snapshot_ms", st.snapshot_ms)
+        .put("actor_other_ms", other.max(0.0));
+}
+
+/// Opens an engine the way `Engine::open` does, over a store whose calls are timed.
+async fn open_timed(
+    dir: &Path,
+    config: hallway_runtime::Config,
+) -> BenchResult<(Engine, Arc<TimedStore>)> {
+    let store = Arc::new(TimedStore::new(open_store(dir).await?));
+    let engine = Engine::with_store(store.clone(), config).await?;
+    Ok((engine, store))
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -277,7 +306,7 @@ pub async fn latency(
 ) -> BenchResult<Record> {
     let receivers = Receivers::start(&ctx.receivers_rt, WEBHOOKS, 200)?;
     let dir = tempfile::tempdir()?;
-    let engine = Engine::open(dir.path(), ctx.config(bench_policy())).await?;
+    let (engine, store) = open_timed(dir.path(), ctx.config(bench_policy())).await?;
     let h = engine.handle();
     let tenants = provision(&h, &receivers.urls()).await?;
     let events_per_sec = (offered_deliveries_per_sec / f64::from(FANOUT)).max(1.0);
@@ -285,15 +314,12 @@ pub async fn latency(
     let measured = (events_per_sec * secs).ceil().max(1.0) as u32;
     let total = warm + measured;
     let times = PublishTimes::new(total as usize);
-    publish_fixed_rate(
-        &h,
-        &tenants.accounts,
-        0..total,
-        events_per_sec,
-        FANOUT,
-        &times,
-    )
-    .await?;
+    for (range, measuring) in [(0..warm, false), (warm..total, true)] {
+        if measuring {
+            store.reset();
+        }
+        publish_fixed_rate(&h, &tenants.accounts, range, events_per_sec, FANOUT, &times).await?;
+    }
     let deliveries = u64::from(total) * u64::from(FANOUT);
     let complete = receivers
         .wait_for(deliveries, timeout_for(deliveries))
@@ -301,6 +327,7 @@ pub async fn latency(
     let arrivals = arrivals_of(&receivers.take(), &times, warm);
     let first = times.first_start(warm..total).unwrap_or(0);
     let publish = times.call_latencies(warm..total);
+    let st = store.times();
     drop(h);
     engine.shutdown().await?;
 
@@ -326,6 +353,7 @@ pub async fn latency(
         "complete",
         complete && arrivals.count == u64::from(measured) * u64::from(FANOUT),
     );
+    put_store_times(&mut r, &st);
     Ok(r)
 }
 

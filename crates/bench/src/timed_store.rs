@@ -1,44 +1,69 @@
-//! A store wrapper that times the engine's appends and flushes, so a run can say how much of
-//! the actor's time goes to the store (encoding and sled inserts, then the durable flush).
+//! A store wrapper that times the engine's store calls (appends, flushes, payload reads,
+//! snapshots), so a run can say how much of the actor's time goes to the store.
 
-use crate::util::now_ns;
+use crate::util::{now_ns, quantile_ms};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use hallway_store::{DeliveryRecord, EventStore, Page, Seq, SledStore, StoreError};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Times of the store calls on the commit path.
+/// Every timed call since the last reset.
 #[derive(Default)]
-struct Counters {
-    append_ns: AtomicU64,
-    flushes: AtomicU64,
-    flush_ns: AtomicU64,
-    first_ns: AtomicU64,
-    last_ns: AtomicU64,
-    flush_samples: Mutex<Vec<u64>>,
+struct Samples {
+    /// (start ns, duration ns, events) per append.
+    appends: Vec<(u64, u64, u64)>,
+    /// (start ns, duration ns) per flush.
+    flushes: Vec<(u64, u64)>,
+    /// Duration ns per payload read (a body not in the actor's memory).
+    payloads: Vec<u64>,
+    /// Duration ns of snapshot saves and log truncations.
+    snapshots: Vec<u64>,
 }
 
 /// What the store calls cost during a window.
 #[derive(Clone, Debug, Default)]
 pub struct StoreTimes {
-    /// Total time in `append` (encoding, sled inserts of the record and projections).
-    pub append_ms: f64,
-    /// Flushes.
-    pub flushes: u64,
-    /// Total time in `flush` (sled's durable flush).
-    pub flush_ms: f64,
     /// From the first append to the end of the last flush.
     pub window_ms: f64,
+    /// Log records appended.
+    pub appends: u64,
+    /// Total time in `append` (encoding, sled inserts of the record and projections).
+    pub append_ms: f64,
+    /// The slowest append.
+    pub append_max_ms: f64,
+    /// Append time per event in the first fifth of the window's appends, in µs.
+    pub append_us_per_event_first_fifth: f64,
+    /// Append time per event in the last fifth of the window's appends, in µs.
+    pub append_us_per_event_last_fifth: f64,
+    /// Total time in `flush` (sled's durable flush).
+    pub flush_ms: f64,
     /// Median flush.
     pub flush_p50_ms: f64,
+    /// 99th percentile flush.
+    pub flush_p99_ms: f64,
     /// Slowest flush.
     pub flush_max_ms: f64,
+    /// Bodies read back from the store to start an attempt.
+    pub payload_reads: u64,
+    /// Total time of those reads.
+    pub payload_ms: f64,
+    /// Total time saving snapshots and truncating the log.
+    pub snapshot_ms: f64,
 }
 
-/// A [`SledStore`] whose appends and flushes are timed.
+/// A [`SledStore`] whose calls on the actor's path are timed.
 pub struct TimedStore {
     inner: Arc<SledStore>,
-    c: Counters,
+    samples: Mutex<Samples>,
+}
+
+fn us_per_event(appends: &[(u64, u64, u64)]) -> f64 {
+    let ns: u64 = appends.iter().map(|a| a.1).sum();
+    let events: u64 = appends.iter().map(|a| a.2).sum();
+    if events == 0 {
+        0.0
+    } else {
+        ns as f64 / events as f64 / 1e3
+    }
 }
 
 impl TimedStore {
@@ -46,47 +71,42 @@ impl TimedStore {
     pub fn new(inner: Arc<SledStore>) -> Self {
         TimedStore {
             inner,
-            c: Counters::default(),
+            samples: Mutex::new(Samples::default()),
         }
+    }
+
+    fn samples(&self) -> std::sync::MutexGuard<'_, Samples> {
+        self.samples.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts a new measuring window.
     pub fn reset(&self) {
-        for a in [
-            &self.c.append_ns,
-            &self.c.flushes,
-            &self.c.flush_ns,
-            &self.c.first_ns,
-            &self.c.last_ns,
-        ] {
-            a.store(0, Ordering::Relaxed);
-        }
-        self.c
-            .flush_samples
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        *self.samples() = Samples::default();
     }
 
     /// The times since the last reset.
     pub fn times(&self) -> StoreTimes {
-        let ms = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
-        let mut samples = self
-            .c
-            .flush_samples
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        samples.sort_unstable();
-        let first = self.c.first_ns.load(Ordering::Relaxed);
-        let last = self.c.last_ns.load(Ordering::Relaxed);
+        let s = self.samples();
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let mut flushes: Vec<u64> = s.flushes.iter().map(|f| f.1).collect();
+        flushes.sort_unstable();
+        let first = s.appends.first().map(|a| a.0).unwrap_or(0);
+        let last = s.flushes.last().map(|f| f.0 + f.1).unwrap_or(first);
+        let fifth = s.appends.len() / 5;
         StoreTimes {
-            append_ms: ms(&self.c.append_ns),
-            flushes: self.c.flushes.load(Ordering::Relaxed),
-            flush_ms: ms(&self.c.flush_ns),
-            window_ms: last.saturating_sub(first) as f64 / 1e6,
-            flush_p50_ms: crate::util::quantile_ms(&samples, 0.5).unwrap_or(0.0),
-            flush_max_ms: crate::util::quantile_ms(&samples, 1.0).unwrap_or(0.0),
+            window_ms: ms(last.saturating_sub(first)),
+            appends: s.appends.len() as u64,
+            append_ms: ms(s.appends.iter().map(|a| a.1).sum()),
+            append_max_ms: ms(s.appends.iter().map(|a| a.1).max().unwrap_or(0)),
+            append_us_per_event_first_fifth: us_per_event(&s.appends[..fifth]),
+            append_us_per_event_last_fifth: us_per_event(&s.appends[s.appends.len() - fifth..]),
+            flush_ms: ms(flushes.iter().sum()),
+            flush_p50_ms: quantile_ms(&flushes, 0.5).unwrap_or(0.0),
+            flush_p99_ms: quantile_ms(&flushes, 0.99).unwrap_or(0.0),
+            flush_max_ms: quantile_ms(&flushes, 1.0).unwrap_or(0.0),
+            payload_reads: s.payloads.len() as u64,
+            payload_ms: ms(s.payloads.iter().sum()),
+            snapshot_ms: ms(s.snapshots.iter().sum()),
         }
     }
 
@@ -99,27 +119,17 @@ impl TimedStore {
 impl EventStore for TimedStore {
     fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
         let t = now_ns();
-        let _ = self
-            .c
-            .first_ns
-            .compare_exchange(0, t, Ordering::Relaxed, Ordering::Relaxed);
         let r = self.inner.append(events);
-        self.c.append_ns.fetch_add(now_ns() - t, Ordering::Relaxed);
+        let took = now_ns() - t;
+        self.samples().appends.push((t, took, events.len() as u64));
         r
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         let t = now_ns();
         let r = self.inner.flush();
-        let end = now_ns();
-        self.c.flush_ns.fetch_add(end - t, Ordering::Relaxed);
-        self.c.flushes.fetch_add(1, Ordering::Relaxed);
-        self.c.last_ns.fetch_max(end, Ordering::Relaxed);
-        self.c
-            .flush_samples
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(end - t);
+        let took = now_ns() - t;
+        self.samples().flushes.push((t, took));
         r
     }
 
@@ -135,7 +145,10 @@ impl EventStore for TimedStore {
     }
 
     fn save_snapshot(&self, seq: Seq, state: &State) -> Result<(), StoreError> {
-        self.inner.save_snapshot(seq, state)
+        let t = now_ns();
+        let r = self.inner.save_snapshot(seq, state);
+        self.samples().snapshots.push(now_ns() - t);
+        r
     }
 
     fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError> {
@@ -143,7 +156,10 @@ impl EventStore for TimedStore {
     }
 
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {
-        self.inner.truncate_log(through)
+        let t = now_ns();
+        let r = self.inner.truncate_log(through);
+        self.samples().snapshots.push(now_ns() - t);
+        r
     }
 
     fn payload(
@@ -151,7 +167,10 @@ impl EventStore for TimedStore {
         account: &AccountId,
         event: &EventId,
     ) -> Result<Option<Arc<str>>, StoreError> {
-        self.inner.payload(account, event)
+        let t = now_ns();
+        let r = self.inner.payload(account, event);
+        self.samples().payloads.push(now_ns() - t);
+        r
     }
 
     fn delivery(
