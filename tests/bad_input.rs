@@ -499,7 +499,6 @@ async fn deeply_nested_bodies_get_400_and_the_server_survives() {
 /// Python's about 1,000), a number out of every float's range, a lone UTF-16 surrogate.
 /// Every attempt of such an event would then fail at the receiver.
 #[tokio::test]
-#[ignore = "bug: envelope::prepare accepts events that strict JSON parsers refuse (deep nesting, 1e999999, lone surrogates); see the doc"]
 async fn events_that_strict_json_parsers_refuse_are_refused() {
     let server = start_server(&[]);
     let addr = server.addr;
@@ -856,7 +855,6 @@ async fn bad_paths_and_headers_get_the_error_object() {
 /// plain-text 400 ("Invalid URL: Invalid UTF-8 in `acc`"), not the contract's error object:
 /// src/api.rs extracts `Path<String>` directly, so the rejection never reaches `ApiError`.
 #[tokio::test]
-#[ignore = "bug: non-UTF-8 path segments get axum's plain-text 400, not the contract's error object"]
 async fn non_utf8_path_segments_get_the_error_object() {
     let server = start_server(&[]);
     let addr = server.addr;
@@ -898,12 +896,10 @@ async fn many_fields_in_a_management_body_are_handled_promptly() {
     assert_healthy(addr, &mut 0).await;
 }
 
-/// `envelope::prepare` refuses duplicate fields by comparing each new key with every key
-/// before it (crates/domain/src/envelope.rs, `OrderedObject::deserialize`): quadratic in the
-/// number of fields. A 1 MiB publish of short fields (about 90,000) keeps a server thread
-/// busy for minutes in a debug build and seconds in release.
+/// A 1 MiB publish of about 90,000 short fields is answered (a quadratic duplicate-key check
+/// once kept a server thread busy for minutes on it). The bound is a liveness limit, far above
+/// the milliseconds a linear check takes, not a speed measurement.
 #[tokio::test]
-#[ignore = "bug: duplicate-field check in envelope::prepare is O(n^2) in the number of fields"]
 async fn a_publish_with_many_fields_is_answered_promptly() {
     let server = start_server(&[]);
     let addr = server.addr;
@@ -920,7 +916,7 @@ async fn a_publish_with_many_fields_is_answered_promptly() {
     let took = started.elapsed();
     assert!(answer.status < 500, "{} {}", answer.status, answer.text());
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs(20),
         "a 90,000-field publish took {took:?}"
     );
     assert_healthy(addr, &mut 0).await;

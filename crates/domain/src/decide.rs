@@ -379,12 +379,8 @@ fn handle_publish(
             &event.fields_json,
         )
     };
-    if body.len() > policy.max_payload_bytes {
-        return Err(Rejection::PayloadTooLarge {
-            size: body.len(),
-            max: policy.max_payload_bytes,
-        });
-    }
+    // The limit is on what the host posts (checked by `prepare`); the envelope adds at most
+    // the engine's own fields on top.
     let first_delay = policy.retry_delays.first().copied().unwrap_or_default();
     Ok(vec![Event::EventPublished {
         account_id,

@@ -7,6 +7,7 @@ use crate::types::{AccountId, EventId, ProjectId, Timestamp};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::collections::HashSet;
 use std::fmt;
 
 /// Longest event id a host may give, in bytes.
@@ -41,8 +42,9 @@ impl<'de> Deserialize<'de> for OrderedObject {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out: Vec<(String, Box<RawValue>)> = Vec::new();
+                let mut seen: HashSet<String> = HashSet::new();
                 while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    if out.iter().any(|(seen, _)| *seen == k) {
+                    if !seen.insert(k.clone()) {
                         return Err(serde::de::Error::custom(format!("duplicate field `{k}`")));
                     }
                     out.push((k, v));
@@ -65,6 +67,10 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
             max: policy.max_payload_bytes,
         });
     }
+    // A full parse first: raw values only check the grammar, while receivers' strict parsers
+    // also refuse nesting deeper than 128, numbers out of range and lone surrogates.
+    serde_json::from_slice::<serde_json::Value>(raw)
+        .map_err(|e| Rejection::InvalidRequest(format!("invalid JSON body: {e}")))?;
     let object: OrderedObject = serde_json::from_slice(raw)
         .map_err(|e| Rejection::InvalidRequest(format!("invalid JSON body: {e}")))?;
     let field = |name: &str| {
