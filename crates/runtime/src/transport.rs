@@ -225,19 +225,24 @@ fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
         if let Some(found) = classify_one(e) {
             return found;
         }
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if let Some(found) = io.get_ref().and_then(|inner| classify_one(inner)) {
-                return found;
+        src = match e.downcast_ref::<io::Error>() {
+            Some(io) => {
+                reset |= matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionRefused
+                );
+                // `io::Error::source` skips the wrapped error itself (hyper-rustls nests the
+                // rustls error two io::Errors deep), so descend into it explicitly.
+                match io.get_ref() {
+                    Some(inner) => Some(inner as &(dyn StdError + 'static)),
+                    None => e.source(),
+                }
             }
-            reset |= matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionRefused
-            );
-        }
-        src = e.source();
+            None => e.source(),
+        };
     }
     if err.is_connect() || reset {
         AttemptError::Connect

@@ -604,7 +604,7 @@ async fn wait_until_settled(h: &EngineHandle, attempts: u64, within: Duration) {
 /// error's `source()` is the *inner error's* source, so the rustls error itself is never
 /// seen. While this is `true`, the tests that are not about TLS classes accept `connect` for
 /// the TLS faults (everything else about them is still checked); set it to `false` with the fix.
-const TLS_RECORDED_AS_CONNECT_BUG: bool = true;
+const TLS_RECORDED_AS_CONNECT_BUG: bool = false;
 
 /// Compares a delivery with what its receiver's fault must produce; describes any mismatch.
 /// `strict_tls: false` tolerates the known bug above.
@@ -922,7 +922,6 @@ async fn a_thousand_deliveries_to_misbehaving_endpoints_stay_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: TLS handshake failures are recorded as `connect`, not `tls` (transport.rs `classify` does not look inside nested io::Errors)"]
 async fn tls_failures_are_recorded_as_tls() {
     let pki = Pki::new();
     let busy = Arc::new(Concurrency::default());
