@@ -2,7 +2,8 @@
 
 use crate::views;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -165,6 +166,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Path parameters whose rejections (such as non-UTF-8 segments) answer the contract's error
+/// object rather than axum's plain text.
+struct ApiPath<T>(T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
+}
+
 /// Who is calling.
 enum Caller {
     Admin,
@@ -314,8 +334,15 @@ fn respond(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn healthz() -> Response {
-    respond(StatusCode::OK, json!({"status": "ok"}))
+async fn healthz(State(state): State<AppState>) -> Response {
+    if state.engine.is_running() {
+        respond(StatusCode::OK, json!({"status": "ok"}))
+    } else {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable"}),
+        )
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -412,7 +439,7 @@ async fn create_account(
 async fn get_account(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(acc): Path<String>,
+    ApiPath(acc): ApiPath<String>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let account = state.engine.account(&acc).await?;
@@ -422,7 +449,7 @@ async fn get_account(
 async fn update_account(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(acc): Path<String>,
+    ApiPath(acc): ApiPath<String>,
     body: Body,
 ) -> ApiResult {
     authorize_admin(&state, &headers, Some(&acc)).await?;
@@ -439,7 +466,7 @@ async fn update_account(
 async fn create_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(acc): Path<String>,
+    ApiPath(acc): ApiPath<String>,
     body: Body,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
@@ -461,7 +488,7 @@ async fn create_webhook(
 async fn list_webhooks(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(acc): Path<String>,
+    ApiPath(acc): ApiPath<String>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let list = state.engine.list_webhooks(&acc).await?;
@@ -472,7 +499,7 @@ async fn list_webhooks(
 async fn get_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh)): Path<(String, String)>,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let w = state.engine.webhook(&acc, &WebhookId::from(wh)).await?;
@@ -482,7 +509,7 @@ async fn get_webhook(
 async fn update_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh)): Path<(String, String)>,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
     body: Body,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
@@ -506,7 +533,7 @@ async fn update_webhook(
 async fn delete_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh)): Path<(String, String)>,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     state
@@ -519,7 +546,7 @@ async fn delete_webhook(
 async fn rotate_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh)): Path<(String, String)>,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let secret = state
@@ -532,7 +559,7 @@ async fn rotate_secret(
 async fn send_test(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh)): Path<(String, String)>,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let id = state.engine.send_test(&acc, &WebhookId::from(wh)).await?;
@@ -569,7 +596,7 @@ fn page_params(query: Option<&str>) -> Result<(usize, Option<String>), ApiError>
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh)): Path<(String, String)>,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
@@ -588,7 +615,7 @@ async fn list_deliveries(
 async fn get_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh, dlv)): Path<(String, String, String)>,
+    ApiPath((acc, wh, dlv)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let d = state
@@ -601,7 +628,7 @@ async fn get_delivery(
 async fn retry_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((acc, wh, dlv)): Path<(String, String, String)>,
+    ApiPath((acc, wh, dlv)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let dlv = DeliveryId::from(dlv);
@@ -618,7 +645,7 @@ async fn retry_delivery(
 async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(acc): Path<String>,
+    ApiPath(acc): ApiPath<String>,
     body: Body,
 ) -> ApiResult {
     authorize_admin(&state, &headers, Some(&acc)).await?;

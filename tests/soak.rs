@@ -977,11 +977,9 @@ async fn a_full_disk_stops_the_engine_and_loses_nothing_acknowledged() {
     assert!(receiver.state.lock().unwrap().problems.is_empty());
 }
 
-/// After the store fails, the engine takes no command again, yet `/healthz` keeps answering
-/// 200 `{"status":"ok"}` (src/api.rs `healthz` does not look at the engine), so a supervisor
-/// or load balancer polling it never learns that every call now gets 503.
+/// After the store fails, the engine takes no command again, and `/healthz` says so (503), so
+/// a supervisor or load balancer polling it learns that every call now gets 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: /healthz answers 200 ok after the engine stopped on a storage failure"]
 async fn healthz_reports_an_engine_stopped_by_a_full_disk() {
     let home = tempfile::tempdir().unwrap();
     let logs: Arc<Mutex<Logs>> = Arc::default();

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
+/// Longest single sleep on the system clock, in milliseconds.
+const MAX_SYSTEM_SLEEP_MS: u64 = 1_000;
+
 /// A boxed future that sleeps.
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -14,7 +17,7 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;
-    /// A future that completes once `now() >= deadline`.
+    /// A future that completes once `now() >= deadline`, or earlier (callers re-check `now`).
     fn sleep_until(&self, deadline: Timestamp) -> Sleep;
 }
 
@@ -32,7 +35,12 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
-        let wait = deadline.0.saturating_sub(self.now().0);
+        // Waits are capped so that a wall-clock step (NTP) delays a due attempt by at most
+        // a second: the caller re-reads the clock and sleeps again.
+        let wait = deadline
+            .0
+            .saturating_sub(self.now().0)
+            .min(MAX_SYSTEM_SLEEP_MS);
         Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
     }
 }

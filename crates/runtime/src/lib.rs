@@ -319,6 +319,11 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Closed)
     }
 
+    /// Whether the engine still takes commands (false after shutdown or a storage failure).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// The counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.metrics.snapshot()
