@@ -10,7 +10,6 @@ use crate::workload::{
     bench_policy, provision, publish_closed_loop, PublishTimes, WEBHOOKS, WEBHOOKS_PER_ACCOUNT,
 };
 use hallway_domain::DurationMs;
-use hallway_runtime::Engine;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -42,6 +41,9 @@ pub async fn run_in_child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
     }
     if let Some(n) = ctx.snapshot_every_events {
         args.extend(["--snapshot-every-events".to_owned(), n.to_string()]);
+    }
+    if let Some(n) = ctx.sled_cache_mib {
+        args.extend(["--sled-cache-mib".to_owned(), n.to_string()]);
     }
     // For profiling the child alone, e.g. `HALLWAY_BENCH_CHILD_PREFIX="valgrind --tool=massif"`.
     let prefix: Vec<String> = std::env::var(CHILD_PREFIX_ENV)
@@ -104,7 +106,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let config = ctx.config(policy);
     let events = pending.div_ceil(WEBHOOKS_PER_ACCOUNT as u32);
     let deliveries = u64::from(events) * WEBHOOKS_PER_ACCOUNT as u64;
-    let engine = Engine::open(dir.path(), config.clone()).await?;
+    let engine = ctx.open_engine(dir.path(), config.clone()).await?;
     let h = engine.handle();
     let tenants = provision(&h, &urls).await?;
     let rss_at_open = proc_status_kib("VmRSS");
@@ -139,7 +141,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let shutdown_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let t = Instant::now();
-    let engine = Engine::open(dir.path(), config).await?;
+    let engine = ctx.open_engine(dir.path(), config).await?;
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     let h = engine.handle();
     // The first turn publishes the gauges; the backlog must all be there.

@@ -72,6 +72,9 @@ struct Args {
     /// The engine's `snapshot_every_events`; default the engine's own default.
     #[arg(long)]
     snapshot_every_events: Option<u64>,
+    /// sled's page cache in MiB (an experiment; default the store's own, 128 MiB).
+    #[arg(long)]
+    sled_cache_mib: Option<u64>,
     /// The engine's `max_in_flight` (and the ceiling client's concurrency); default the
     /// engine's own default.
     #[arg(long)]
@@ -179,6 +182,7 @@ fn main() -> ExitCode {
         publishers: args.publishers.max(1),
         max_in_flight: args.max_in_flight.filter(|n| *n > 0),
         snapshot_every_events: args.snapshot_every_events.filter(|n| *n > 0),
+        sled_cache_mib: args.sled_cache_mib.filter(|n| *n > 0),
     };
     let code = main_rt.block_on(async {
         if let Some(pending) = args.backlog_child {

@@ -15,7 +15,7 @@ use crate::workload::{
 use bytes::Bytes;
 use hallway_domain::{envelope, AttemptError, DurationMs, EventId, Timestamp};
 use hallway_runtime::{Engine, MetricsSnapshot};
-use hallway_store::{EventStore, SledStore};
+use hallway_store::{EventStore, SledStore, StoreOptions};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub struct Ctx {
     pub max_in_flight: Option<usize>,
     /// The engine's `snapshot_every_events`, when not its default.
     pub snapshot_every_events: Option<u64>,
+    /// sled's page cache in MiB, when not the store's default (an experiment knob).
+    pub sled_cache_mib: Option<u64>,
 }
 
 impl Ctx {
@@ -48,15 +50,36 @@ impl Ctx {
         }
         config
     }
+
+    /// Opens an engine on `dir`: `Engine::open` itself, unless the store's options are
+    /// overridden (then the same steps with those options).
+    pub async fn open_engine(
+        &self,
+        dir: &Path,
+        config: hallway_runtime::Config,
+    ) -> BenchResult<Engine> {
+        if self.sled_cache_mib.is_none() {
+            return Ok(Engine::open(dir, config).await?);
+        }
+        let store = open_store(dir, self.sled_cache_mib).await?;
+        Ok(Engine::with_store(store, config).await?)
+    }
 }
 
 /// Fan-out of every publish: the account's webhooks.
 const FANOUT: u32 = WEBHOOKS_PER_ACCOUNT as u32;
 
-/// Opens the sled store the way `Engine::open` does, keeping a handle to read its size.
-pub async fn open_store(dir: &Path) -> BenchResult<Arc<SledStore>> {
+/// Opens the sled store the way `Engine::open` does (or with a page cache of `cache_mib`),
+/// keeping a handle to read its size.
+pub async fn open_store(dir: &Path, cache_mib: Option<u64>) -> BenchResult<Arc<SledStore>> {
     let dir = dir.to_owned();
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&dir)).await??;
+    let options = StoreOptions {
+        cache_capacity_bytes: cache_mib
+            .map(|m| m * 1024 * 1024)
+            .unwrap_or(StoreOptions::default().cache_capacity_bytes),
+        ..StoreOptions::default()
+    };
+    let store = tokio::task::spawn_blocking(move || SledStore::open_with(&dir, &options)).await??;
     Ok(Arc::new(store))
 }
 
@@ -150,7 +173,7 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
     let dir = tempfile::tempdir()?;
     let config = ctx.config(bench_policy());
     let max_in_flight = config.max_in_flight;
-    let (engine, store) = open_timed(dir.path(), config).await?;
+    let (engine, store) = open_timed(ctx, dir.path(), config).await?;
     let h = engine.handle();
     let tenants = provision(&h, &receivers.urls()).await?;
     let deliveries = u64::from(events) * u64::from(FANOUT);
@@ -275,10 +298,11 @@ fn put_store_times(r: &mut Record, st: &StoreTimes) {
 
 /// Opens an engine the way `Engine::open` does, over a store whose calls are timed.
 async fn open_timed(
+    ctx: &Ctx,
     dir: &Path,
     config: hallway_runtime::Config,
 ) -> BenchResult<(Engine, Arc<TimedStore>)> {
-    let store = Arc::new(TimedStore::new(open_store(dir).await?));
+    let store = Arc::new(TimedStore::new(open_store(dir, ctx.sled_cache_mib).await?));
     let engine = Engine::with_store(store.clone(), config).await?;
     Ok((engine, store))
 }
@@ -306,7 +330,7 @@ pub async fn latency(
 ) -> BenchResult<Record> {
     let receivers = Receivers::start(&ctx.receivers_rt, WEBHOOKS, 200)?;
     let dir = tempfile::tempdir()?;
-    let (engine, store) = open_timed(dir.path(), ctx.config(bench_policy())).await?;
+    let (engine, store) = open_timed(ctx, dir.path(), ctx.config(bench_policy())).await?;
     let h = engine.handle();
     let tenants = provision(&h, &receivers.urls()).await?;
     let events_per_sec = (offered_deliveries_per_sec / f64::from(FANOUT)).max(1.0);
@@ -372,7 +396,7 @@ pub async fn retries(ctx: &Ctx, events: u32) -> BenchResult<Record> {
         ..bench_policy()
     };
     let attempts_each = policy.max_attempts();
-    let engine = Engine::open(dir.path(), ctx.config(policy)).await?;
+    let engine = ctx.open_engine(dir.path(), ctx.config(policy)).await?;
     let h = engine.handle();
     let tenants = provision(&h, &receivers.urls()).await?;
     let deliveries = u64::from(events) * u64::from(FANOUT);
