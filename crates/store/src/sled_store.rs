@@ -14,7 +14,7 @@ use crate::codec;
 use crate::history::{DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventStore, LogRecords, Seq, StoreError};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
-use projection::{load_delivery, PayloadRecord, Projection};
+use projection::{load_delivery, PayloadRecord, Projection, RecordCache, RECORD_CACHE_MAX};
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use sled::IVec;
 use std::collections::HashSet;
@@ -48,7 +48,9 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_capacity_bytes: 128 * 1024 * 1024,
+            // The log is write-only and history is read back soon after it is written, so a
+            // modest cache serves the hot set; sled overshoots its budget, so keep it small.
+            cache_capacity_bytes: 48 * 1024 * 1024,
             temporary: false,
             lock_wait: Duration::from_millis(250),
         }
@@ -85,6 +87,8 @@ pub struct SledStore {
     /// The value of `written` the last finished flush covered. Flushers queue on this lock,
     /// and one that finds its writes covered returns at once: that is the group commit.
     durable: Mutex<u64>,
+    /// Pending deliveries' records as committed (taken after `writer`, never before).
+    records: Mutex<RecordCache>,
     path: PathBuf,
 }
 
@@ -172,6 +176,7 @@ impl SledStore {
             }),
             written: AtomicU64::new(0),
             durable: Mutex::new(0),
+            records: Mutex::new(RecordCache::new()),
             path: dir.to_path_buf(),
         })
     }
@@ -383,11 +388,12 @@ impl EventStore for SledStore {
         let t = &self.trees;
         let mut writer = lock(&self.writer);
         let seq = writer.next_seq;
-        let mut projection = Projection::new(t);
+        let mut cache = lock(&self.records);
+        let mut projection = Projection::new(t, &cache);
         for event in events {
             projection.apply(event)?;
         }
-        let writes = projection.into_writes()?;
+        let (writes, written) = projection.into_writes()?;
         let log_key = IVec::from(&keys::seq_key(seq)[..]);
         if writes.is_empty() {
             // One key in one tree is atomic by itself, and cheaper than a transaction.
@@ -414,6 +420,17 @@ impl EventStore for SledStore {
                 )
                 .map_err(tx_error)?;
         }
+        // Committed: the cache follows what the trees now hold.
+        for w in written {
+            if w.record.status == DeliveryStatus::Pending {
+                if cache.len() < RECORD_CACHE_MAX || cache.contains_key(&w.id) {
+                    cache.insert(w.id, (w.key, w.record));
+                }
+            } else {
+                cache.remove(&w.id);
+            }
+        }
+        drop(cache);
         writer.next_seq = seq + 1;
         self.wrote();
         Ok(seq)

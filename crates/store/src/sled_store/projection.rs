@@ -52,9 +52,25 @@ impl Writes {
     }
 }
 
+/// Records of pending deliveries as last committed, by id, with their history keys: an
+/// outcome usually arrives within milliseconds of the write that created its record, and
+/// reading it back through the index would cost two lookups and a decode.
+pub(crate) type RecordCache = HashMap<DeliveryId, (Vec<u8>, DeliveryRecord)>;
+
+/// Most records [`RecordCache`] holds; beyond it records are read from the trees.
+pub(crate) const RECORD_CACHE_MAX: usize = 16 * 1024;
+
+/// A record a batch wrote, for refreshing the [`RecordCache`] once the batch is committed.
+pub(crate) struct Written {
+    pub id: DeliveryId,
+    pub key: Vec<u8>,
+    pub record: DeliveryRecord,
+}
+
 /// The projection updates of one batch, built by [`Projection::apply`] for each event.
 pub(crate) struct Projection<'a> {
     trees: &'a Trees,
+    cache: &'a RecordCache,
     /// `None` remembers that a delivery has no record (pruned), so it is looked up once.
     deliveries: HashMap<DeliveryId, Option<Slot>>,
     payloads: HashMap<Vec<u8>, PayloadRecord>,
@@ -88,9 +104,10 @@ pub(crate) fn load_delivery(
 
 impl<'a> Projection<'a> {
     /// An empty set of updates over `trees`.
-    pub fn new(trees: &'a Trees) -> Self {
+    pub fn new(trees: &'a Trees, cache: &'a RecordCache) -> Self {
         Projection {
             trees,
+            cache,
             deliveries: HashMap::new(),
             payloads: HashMap::new(),
         }
@@ -321,7 +338,11 @@ impl<'a> Projection<'a> {
         change: impl FnOnce(&mut DeliveryRecord),
     ) -> Result<bool, StoreError> {
         if !self.deliveries.contains_key(id) {
-            let slot = load_delivery(self.trees, id)?.map(|(key, record)| Slot {
+            let loaded = match self.cache.get(id) {
+                Some((key, record)) => Some((IVec::from(key.as_slice()), record.clone())),
+                None => load_delivery(self.trees, id)?,
+            };
+            let slot = loaded.map(|(key, record)| Slot {
                 key: key.to_vec(),
                 record,
                 new: false,
@@ -339,9 +360,10 @@ impl<'a> Projection<'a> {
         }
     }
 
-    /// The encoded writes, one per touched record.
-    pub fn into_writes(self) -> Result<Writes, StoreError> {
+    /// The encoded writes, one per touched record, and the records written.
+    pub fn into_writes(self) -> Result<(Writes, Vec<Written>), StoreError> {
         let mut writes = Writes::default();
+        let mut written = Vec::new();
         for (key, payload) in self.payloads {
             writes
                 .payloads
@@ -362,10 +384,16 @@ impl<'a> Projection<'a> {
                     IVec::from(&codec::marker()[..]),
                 ));
             }
-            writes
-                .history
-                .push((IVec::from(slot.key), IVec::from(codec::encode(record)?)));
+            writes.history.push((
+                IVec::from(slot.key.as_slice()),
+                IVec::from(codec::encode(record)?),
+            ));
+            written.push(Written {
+                id: slot.record.id.clone(),
+                key: slot.key,
+                record: slot.record,
+            });
         }
-        Ok(writes)
+        Ok((writes, written))
     }
 }
