@@ -103,7 +103,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HALLWAY_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,
     /// Attempts under way at once.
-    #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT", default_value_t = 512)]
+    #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
     /// Extra trusted root certificates (PEM file), for private CAs and tests.
     #[arg(long, env = "HALLWAY_CA_FILE")]

@@ -49,9 +49,74 @@ pub(crate) struct Report {
 
 type BodyKey = (AccountId, EventId);
 
+/// Decisions applied to the state and not yet durable.
+#[derive(Default)]
+struct Open {
+    events: Vec<Event>,
+    pending: Vec<Pending>,
+}
+
+impl Open {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// A batch being appended and flushed on the blocking pool.
+struct InCommit {
+    task: tokio::task::JoinHandle<(Vec<Event>, Result<u64, hallway_store::StoreError>)>,
+    pending: Vec<Pending>,
+}
+
+/// What woke the actor.
+enum Wake {
+    Committed(Result<(Vec<Event>, Result<u64, hallway_store::StoreError>), tokio::task::JoinError>),
+    Report(Report),
+    Msg(Option<Msg>),
+    Timer,
+}
+
 enum Pending {
     Reply(Reply, Result<Range<usize>, EngineError>),
     Query(Box<dyn FnOnce(&State) + Send>),
+}
+
+/// Bytes of recently published bodies kept in memory.
+const RECENT_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Recently published bodies, oldest evicted first once over [`RECENT_BODY_BYTES`].
+#[derive(Default)]
+struct RecentBodies {
+    map: HashMap<BodyKey, Bytes>,
+    order: std::collections::VecDeque<BodyKey>,
+    bytes: usize,
+}
+
+impl RecentBodies {
+    fn insert(&mut self, key: BodyKey, body: Bytes) {
+        self.bytes += body.len();
+        if let Some(old) = self.map.insert(key.clone(), body) {
+            self.bytes -= old.len();
+        } else {
+            self.order.push_back(key);
+        }
+        while self.bytes > RECENT_BODY_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = self.map.remove(&oldest) {
+                self.bytes -= b.len();
+            }
+        }
+    }
+
+    fn get(&self, key: &BodyKey) -> Option<Bytes> {
+        self.map.get(key).cloned()
+    }
+
+    fn contains(&self, key: &BodyKey) -> bool {
+        self.map.contains_key(key)
+    }
 }
 
 pub(crate) struct Actor {
@@ -68,6 +133,8 @@ pub(crate) struct Actor {
     metrics: Arc<Metrics>,
     /// Bodies of attempts under way, with how many attempts use each.
     bodies: HashMap<BodyKey, (Bytes, usize)>,
+    /// Bodies of recent publishes, so first attempts need no store read.
+    recent: RecentBodies,
     events_since_snapshot: u64,
     next_maintenance: Timestamp,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
@@ -102,6 +169,7 @@ impl Actor {
             config,
             metrics,
             bodies: HashMap::new(),
+            recent: RecentBodies::default(),
             events_since_snapshot: 0,
             next_maintenance,
             shutdown: None,
@@ -135,50 +203,96 @@ impl Actor {
             return Ok(());
         }
         info!(
-            abandoned = events.len(),
+            events = events.len(),
             "resuming attempts open at the last stop"
         );
-        for e in &events {
-            self.state.apply(e);
-        }
-        self.commit(events).await.map(|_| ())
+        self.commit_now(events).await
     }
 
     pub(crate) async fn run(mut self) {
-        let mut batch: Vec<Msg> = Vec::new();
+        let mut msgs: Vec<Msg> = Vec::new();
         let mut reports: Vec<Report> = Vec::new();
+        let mut open = Open::default();
+        let mut committing: Option<InCommit> = None;
         loop {
-            let wake = self.next_wake();
-            let sleep = wake.map(|t| self.clock.sleep_until(t));
-            tokio::select! {
+            // While a snapshot is due, new decisions wait for the batch being committed, so
+            // that the state snapshotted is exactly the state of the log.
+            let hold = self.snapshot_due() && committing.is_some();
+            let sleep = self.next_wake().map(|t| self.clock.sleep_until(t));
+            let wake = tokio::select! {
                 biased;
-                Some(r) = self.reports_rx.recv() => reports.push(r),
-                m = self.rx.recv(), if self.shutdown.is_none() => match m {
-                    Some(m) => batch.push(m),
-                    // Every handle is gone: nobody can ask for anything again.
-                    None => break,
-                },
-                _ = async { match sleep { Some(s) => s.await, None => std::future::pending().await } } => {}
-            }
-            while batch.len() + reports.len() < self.config.max_batch {
-                if let Ok(r) = self.reports_rx.try_recv() {
-                    reports.push(r);
-                } else if self.shutdown.is_none() {
-                    match self.rx.try_recv() {
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
+                r = async {
+                    match committing.as_mut() {
+                        Some(c) => (&mut c.task).await,
+                        None => std::future::pending().await,
                     }
+                } => Wake::Committed(r),
+                Some(r) = self.reports_rx.recv() => Wake::Report(r),
+                m = self.rx.recv(), if self.shutdown.is_none() && !hold => Wake::Msg(m),
+                _ = async {
+                    match sleep {
+                        Some(s) => s.await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Timer,
+            };
+            match wake {
+                Wake::Committed(result) => {
+                    let Some(c) = committing.take() else {
+                        continue;
+                    };
+                    if let Err(e) = self.complete(c, result) {
+                        self.fail_all(e, open.pending);
+                        return;
+                    }
+                    if self.snapshot_due() && open.is_empty() {
+                        if let Err(e) = self.snapshot().await {
+                            self.fail_all(e, open.pending);
+                            return;
+                        }
+                    }
+                }
+                Wake::Report(r) => reports.push(r),
+                Wake::Msg(Some(m)) => msgs.push(m),
+                Wake::Msg(None) => {
+                    // Every handle is gone: nobody can ask for anything again.
+                    if let Some(c) = committing.take() {
+                        let _ = c.task.await;
+                    }
+                    return;
+                }
+                Wake::Timer => {}
+            }
+            let hold = self.snapshot_due() && committing.is_some();
+            if !hold {
+                while msgs.len() + reports.len() < self.config.max_batch {
+                    if let Ok(r) = self.reports_rx.try_recv() {
+                        reports.push(r);
+                    } else if self.shutdown.is_none() {
+                        match self.rx.try_recv() {
+                            Ok(m) => msgs.push(m),
+                            Err(_) => break,
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                self.decide_into(&mut open, &mut msgs, &mut reports).await;
+            }
+            self.metrics
+                .gauges(self.state.pending_count(), self.state.in_flight_count());
+            if committing.is_none() && !open.is_empty() {
+                let batch = std::mem::take(&mut open);
+                if batch.events.is_empty() {
+                    // Nothing to log: answer now (earlier batches are already durable).
+                    self.answer(batch.pending, &[]);
                 } else {
-                    break;
+                    committing = Some(self.start_commit(batch));
                 }
             }
-            if let Err(e) = self.turn(&mut batch, &mut reports).await {
-                error!(error = %e, "storage failed; the engine stops");
-                self.fail_all(e);
-                return;
-            }
             if let Some((_, deadline)) = &self.shutdown {
-                if self.state.in_flight_count() == 0 || self.clock.now() >= *deadline {
+                let quiet = committing.is_none() && open.is_empty();
+                if quiet && (self.state.in_flight_count() == 0 || self.clock.now() >= *deadline) {
                     let result = self.finish().await;
                     if let Some((done, _)) = self.shutdown.take() {
                         let _ = done.send(result);
@@ -216,41 +330,47 @@ impl Actor {
             .saturating_sub(self.state.in_flight_count())
     }
 
-    /// One turn: decide the batch, start due attempts, commit, answer, dispatch.
-    async fn turn(
+    fn snapshot_due(&self) -> bool {
+        self.events_since_snapshot >= self.config.snapshot_every_events
+    }
+
+    /// Decides waiting reports and messages into the open batch (applying them to the
+    /// state), runs maintenance when due, and starts due attempts.
+    async fn decide_into(
         &mut self,
-        batch: &mut Vec<Msg>,
+        open: &mut Open,
+        msgs: &mut Vec<Msg>,
         reports: &mut Vec<Report>,
-    ) -> Result<(), EngineError> {
+    ) {
         let now = self.clock.now();
-        let mut events: Vec<Event> = Vec::new();
-        let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
         for report in reports.drain(..) {
-            self.record_report(now, report, &mut events);
+            self.record_report(now, report, &mut open.events);
         }
-        for msg in batch.drain(..) {
+        for msg in msgs.drain(..) {
             match msg {
                 Msg::Exec { kind, reply } => {
                     let _span = tracing::debug_span!("command").entered();
                     match decide(&self.state, Command::new(now, kind)) {
                         Ok(new) => {
-                            let start = events.len();
+                            let start = open.events.len();
                             for e in &new {
                                 self.state.apply(e);
                                 if matches!(e, Event::EventPublished { .. }) {
                                     self.metrics.published();
                                 }
                             }
-                            events.extend(new);
-                            pending.push(Pending::Reply(reply, Ok(start..events.len())));
+                            open.events.extend(new);
+                            open.pending
+                                .push(Pending::Reply(reply, Ok(start..open.events.len())));
                         }
                         Err(r) => {
                             debug!(rejection = %r, "command rejected");
-                            pending.push(Pending::Reply(reply, Err(EngineError::Rejected(r))));
+                            open.pending
+                                .push(Pending::Reply(reply, Err(EngineError::Rejected(r))));
                         }
                     }
                 }
-                Msg::Query(f) => pending.push(Pending::Query(f)),
+                Msg::Query(f) => open.pending.push(Pending::Query(f)),
                 Msg::Shutdown { done } => {
                     let deadline = now.plus(hallway_domain::DurationMs(
                         self.config.shutdown_grace.as_millis() as u64,
@@ -260,74 +380,109 @@ impl Actor {
             }
         }
         if now >= self.next_maintenance && self.shutdown.is_none() {
-            self.maintain(now, &mut events).await;
+            self.maintain(now, &mut open.events).await;
         }
-        let started_from = events.len();
-        self.tick(now, &mut events);
-        // Bodies published in this batch, for the attempts it starts right away.
-        let fresh: HashMap<BodyKey, Bytes> = events
-            .iter()
-            .filter_map(|e| match e {
+        let first_new = open.events.len();
+        self.tick(now, &mut open.events);
+        // Bodies published here, for the attempts this batch (or one soon after) starts.
+        for e in &open.events[..first_new] {
+            let (key, body) = match e {
                 Event::EventPublished {
                     account_id,
                     event_id,
                     body,
                     deliveries,
                     ..
-                } if !deliveries.is_empty() => Some((
-                    (account_id.clone(), event_id.clone()),
-                    Bytes::from(body.clone()),
-                )),
+                } if !deliveries.is_empty() => ((account_id.clone(), event_id.clone()), body),
                 Event::TestDeliveryCreated {
                     account_id,
                     event_id,
                     body,
                     ..
-                } => Some((
-                    (account_id.clone(), event_id.clone()),
-                    Bytes::from(body.clone()),
-                )),
-                _ => None,
-            })
-            .collect();
-        let events = if events.is_empty() {
-            events
-        } else {
-            match self.commit(events).await {
-                Ok(events) => events,
-                Err(e) => {
-                    for p in pending {
-                        if let Pending::Reply(reply, _) = p {
-                            reply(Err(e.clone()), &self.state);
-                        }
-                    }
-                    return Err(e);
-                }
-            }
-        };
-        for p in pending {
-            match p {
-                Pending::Reply(reply, Ok(range)) => reply(Ok(&events[range]), &self.state),
-                Pending::Reply(reply, Err(e)) => reply(Err(e), &self.state),
-                Pending::Query(f) => f(&self.state),
+                } => ((account_id.clone(), event_id.clone()), body),
+                _ => continue,
+            };
+            if !self.recent.contains(&key) {
+                self.recent.insert(key, Bytes::from(body.clone()));
             }
         }
-        for e in &events[started_from.min(events.len())..] {
+    }
+
+    /// Appends a decided batch as one record and flushes it on the blocking pool; the actor
+    /// goes on deciding the next batch meanwhile.
+    fn start_commit(&self, batch: Open) -> InCommit {
+        let store = self.store.clone();
+        let events = batch.events;
+        let task = tokio::task::spawn_blocking(move || {
+            let result = store
+                .append(&events)
+                .and_then(|seq| store.flush().map(|_| seq));
+            (events, result)
+        });
+        InCommit {
+            task,
+            pending: batch.pending,
+        }
+    }
+
+    /// A batch is durable: answer its callers, then send the attempts it started.
+    fn complete(
+        &mut self,
+        c: InCommit,
+        result: Result<
+            (Vec<Event>, Result<u64, hallway_store::StoreError>),
+            tokio::task::JoinError,
+        >,
+    ) -> Result<(), EngineError> {
+        let (events, seq) = match result {
+            Ok((events, Ok(seq))) => (events, seq),
+            Ok((_, Err(e))) => {
+                let e = EngineError::from(e);
+                self.fail_pending(c.pending, &e);
+                return Err(e);
+            }
+            Err(e) => {
+                let e = EngineError::Storage(e.to_string());
+                self.fail_pending(c.pending, &e);
+                return Err(e);
+            }
+        };
+        self.last_seq = seq;
+        self.events_since_snapshot += events.len() as u64;
+        self.metrics.committed(events.len());
+        self.answer(c.pending, &events);
+        for e in &events {
             if let Event::AttemptStarted {
                 delivery_id,
                 attempt,
                 ..
             } = e
             {
-                self.dispatch(delivery_id, *attempt, &fresh);
+                self.dispatch(delivery_id, *attempt);
             }
         }
-        self.metrics
-            .gauges(self.state.pending_count(), self.state.in_flight_count());
-        if self.events_since_snapshot >= self.config.snapshot_every_events {
-            self.snapshot().await?;
-        }
         Ok(())
+    }
+
+    fn answer(&self, pending: Vec<Pending>, events: &[Event]) {
+        for p in pending {
+            match p {
+                Pending::Reply(reply, Ok(range)) => match events.get(range) {
+                    Some(mine) => reply(Ok(mine), &self.state),
+                    None => reply(Ok(&[]), &self.state),
+                },
+                Pending::Reply(reply, Err(e)) => reply(Err(e), &self.state),
+                Pending::Query(f) => f(&self.state),
+            }
+        }
+    }
+
+    fn fail_pending(&self, pending: Vec<Pending>, e: &EngineError) {
+        for p in pending {
+            if let Pending::Reply(reply, _) = p {
+                reply(Err(e.clone()), &self.state);
+            }
+        }
     }
 
     /// Starts due attempts while the dispatcher has room, and times out overdue ones.
@@ -418,8 +573,8 @@ impl Actor {
         }
     }
 
-    /// Appends the batch as one record and flushes it (off the async threads).
-    async fn commit(&mut self, events: Vec<Event>) -> Result<Vec<Event>, EngineError> {
+    /// Appends events as one record and flushes, waiting for it (startup only).
+    async fn commit_now(&mut self, events: Vec<Event>) -> Result<(), EngineError> {
         let store = self.store.clone();
         let (events, result) = tokio::task::spawn_blocking(move || {
             let result = store
@@ -432,45 +587,51 @@ impl Actor {
         self.last_seq = result?;
         self.events_since_snapshot += events.len() as u64;
         self.metrics.committed(events.len());
-        Ok(events)
+        Ok(())
     }
 
     /// Hands one started attempt to the transport: signed at send time with the current secret.
-    fn dispatch(
-        &mut self,
-        delivery_id: &DeliveryId,
-        attempt: u32,
-        fresh: &HashMap<BodyKey, Bytes>,
-    ) {
+    fn dispatch(&mut self, delivery_id: &DeliveryId, attempt: u32) {
         let Some(d) = self.state.delivery(delivery_id) else {
             return;
         };
+        let key: BodyKey = (d.account_id.clone(), d.event_id.clone());
         let Some(w) = self.state.webhook(&d.webhook_id) else {
+            // Deleted while this batch was being committed: close the attempt at once
+            // rather than hold an in-flight slot until its deadline.
+            let _ = self.reports_tx.send(Report {
+                delivery_id: delivery_id.clone(),
+                attempt,
+                outcome: Outcome::Error {
+                    error: hallway_domain::AttemptError::Connect,
+                    duration: hallway_domain::DurationMs(0),
+                },
+                body_key: key,
+            });
             return;
         };
-        let key: BodyKey = (d.account_id.clone(), d.event_id.clone());
-        let body =
-            match self.bodies.get_mut(&key) {
-                Some((b, n)) => {
-                    *n += 1;
-                    Some(b.clone())
-                }
-                None => {
-                    let found = fresh.get(&key).cloned().or_else(|| {
-                        match self.store.payload(&key.0, &key.1) {
+        let body = match self.bodies.get_mut(&key) {
+            Some((b, n)) => {
+                *n += 1;
+                Some(b.clone())
+            }
+            None => {
+                let found =
+                    self.recent
+                        .get(&key)
+                        .or_else(|| match self.store.payload(&key.0, &key.1) {
                             Ok(p) => p.map(|p| Bytes::from(p.as_bytes().to_vec())),
                             Err(e) => {
                                 error!(error = %e, delivery = %delivery_id, "payload unreadable");
                                 None
                             }
-                        }
-                    });
-                    if let Some(b) = &found {
-                        self.bodies.insert(key.clone(), (b.clone(), 1));
-                    }
-                    found
+                        });
+                if let Some(b) = &found {
+                    self.bodies.insert(key.clone(), (b.clone(), 1));
                 }
-            };
+                found
+            }
+        };
         let reports = self.reports_tx.clone();
         let report = |outcome| Report {
             delivery_id: delivery_id.clone(),
@@ -546,11 +707,12 @@ impl Actor {
 
     /// Saves the state as of the last record and drops the log before it.
     async fn snapshot(&mut self) -> Result<(), EngineError> {
-        let state = self.state.clone();
         let seq = self.last_seq;
+        // Encoded from the live state, on this thread: a clone for a background thread would
+        // double the state's memory at the worst moment (a large backlog).
+        self.store.save_snapshot(seq, &self.state)?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            store.save_snapshot(seq, &state)?;
             store.flush()?;
             store.truncate_log(seq)
         })
@@ -574,7 +736,9 @@ impl Actor {
     }
 
     /// After a storage failure: answer everyone waiting, take nothing more.
-    fn fail_all(&mut self, e: EngineError) {
+    fn fail_all(&mut self, e: EngineError, open: Vec<Pending>) {
+        error!(error = %e, "storage failed; the engine stops");
+        self.fail_pending(open, &e);
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
             match msg {

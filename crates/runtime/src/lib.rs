@@ -96,7 +96,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             policy: Policy::default(),
-            max_in_flight: 512,
+            max_in_flight: 1024,
             transport_config: TransportConfig::default(),
             transport: None,
             clock: Arc::new(SystemClock),

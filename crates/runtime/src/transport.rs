@@ -135,9 +135,12 @@ impl HttpsTransport {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        // Receivers answer small heads; a small read buffer keeps hundreds of pooled
+        // connections cheap (hyper's default may grow each one to 400 KB).
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
+            .http1_max_buf_size(16 * 1024)
             .build(connector);
         Ok(HttpsTransport {
             client,
