@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
 /// Answers a command once its batch is durable: with its events (or why it failed) and the
 /// state after the batch.
@@ -663,24 +663,28 @@ impl Actor {
             error: hallway_domain::AttemptError::Timeout,
             duration: hallway_domain::DurationMs(0),
         });
-        tokio::spawn(async move {
-            let t = clock.now().as_unix_seconds();
-            let signature = signature::sign(&secret, t, &body);
-            let outcome = transport
-                .send(
-                    OutgoingRequest {
-                        url,
-                        body,
-                        signature,
-                    },
-                    timeout,
-                )
-                .await;
-            let _ = reports.send(Report {
-                outcome,
-                ..template
-            });
-        });
+        let span = tracing::debug_span!("attempt", delivery = %delivery_id, attempt);
+        tokio::spawn(
+            async move {
+                let t = clock.now().as_unix_seconds();
+                let signature = signature::sign(&secret, t, &body);
+                let outcome = transport
+                    .send(
+                        OutgoingRequest {
+                            url,
+                            body,
+                            signature,
+                        },
+                        timeout,
+                    )
+                    .await;
+                let _ = reports.send(Report {
+                    outcome,
+                    ..template
+                });
+            }
+            .instrument(span),
+        );
     }
 
     /// Retention: forget old idempotency keys, prune old finished deliveries and payloads.
