@@ -50,7 +50,7 @@ impl Default for StoreOptions {
         StoreOptions {
             // The log is write-only and history is read back soon after it is written, so a
             // modest cache serves the hot set; sled overshoots its budget, so keep it small.
-            cache_capacity_bytes: 48 * 1024 * 1024,
+            cache_capacity_bytes: 32 * 1024 * 1024,
             temporary: false,
             lock_wait: Duration::from_millis(250),
         }
@@ -66,6 +66,12 @@ pub(crate) struct Trees {
     dlv_index: sled::Tree,
     by_time: sled::Tree,
 }
+
+/// The latest snapshot of the state, in the store's directory.
+pub const SNAPSHOT_FILE: &str = "hallway-snapshot";
+
+/// Where a snapshot is written before it replaces the previous one.
+const SNAPSHOT_TMP: &str = "hallway-snapshot.tmp";
 
 /// What only writers change, guarded by one mutex.
 struct Writer {
@@ -326,9 +332,67 @@ fn map_open_error(e: sled::Error, dir: &Path) -> StoreError {
     }
 }
 
+/// The events as the log records them: bodies, which the payloads tree holds (written in the
+/// same transaction), are left out, so log records stay small to write, replay and truncate.
+fn log_form(events: &[Event]) -> std::borrow::Cow<'_, [Event]> {
+    let has_body = |e: &Event| match e {
+        Event::EventPublished { body, .. } | Event::TestDeliveryCreated { body, .. } => {
+            !body.is_empty()
+        }
+        _ => false,
+    };
+    if !events.iter().any(has_body) {
+        return std::borrow::Cow::Borrowed(events);
+    }
+    std::borrow::Cow::Owned(
+        events
+            .iter()
+            .map(|e| match e {
+                Event::EventPublished {
+                    account_id,
+                    event_id,
+                    event_type,
+                    project_id,
+                    deliveries,
+                    first_due,
+                    at,
+                    ..
+                } => Event::EventPublished {
+                    account_id: account_id.clone(),
+                    event_id: event_id.clone(),
+                    event_type: event_type.clone(),
+                    project_id: project_id.clone(),
+                    body: String::new(),
+                    deliveries: deliveries.clone(),
+                    first_due: *first_due,
+                    at: *at,
+                },
+                Event::TestDeliveryCreated {
+                    delivery_id,
+                    webhook_id,
+                    account_id,
+                    event_id,
+                    at,
+                    ..
+                } => Event::TestDeliveryCreated {
+                    delivery_id: delivery_id.clone(),
+                    webhook_id: webhook_id.clone(),
+                    account_id: account_id.clone(),
+                    event_id: event_id.clone(),
+                    body: String::new(),
+                    at: *at,
+                },
+                other => other.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// Reads the log from a sequence, checking that each record is the next one.
 struct LogIter {
     inner: Option<sled::Iter>,
+    /// Where bodies left out of log records are read back from.
+    payloads: sled::Tree,
     expected: Seq,
     /// An error to report before (instead of) anything else.
     first_error: Option<StoreError>,
@@ -353,6 +417,34 @@ impl Iterator for LogIter {
 }
 
 impl LogIter {
+    /// Puts back a body [`log_form`] left out, from the payload stored with the record (gone
+    /// only once retention removed it, when nothing needs it any more).
+    fn restore_body(&self, event: &mut Event) -> Result<(), StoreError> {
+        let (account_id, event_id, body) = match event {
+            Event::EventPublished {
+                account_id,
+                event_id,
+                body,
+                deliveries,
+                ..
+            } if body.is_empty() && !deliveries.is_empty() => (account_id, event_id, body),
+            Event::TestDeliveryCreated {
+                account_id,
+                event_id,
+                body,
+                ..
+            } if body.is_empty() => (account_id, event_id, body),
+            _ => return Ok(()),
+        };
+        let key = keys::payload_key(account_id, event_id);
+        if let Some(bytes) = self.payloads.get(&key)? {
+            let record: PayloadRecord =
+                codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
+            *body = record.body;
+        }
+        Ok(())
+    }
+
     fn decode(
         &mut self,
         item: sled::Result<(IVec, IVec)>,
@@ -369,7 +461,10 @@ impl LogIter {
                 found: seq,
             });
         }
-        let events = codec::decode(keys::LOG, || format!("seq {seq}"), &value)?;
+        let mut events: Vec<Event> = codec::decode(keys::LOG, || format!("seq {seq}"), &value)?;
+        for e in &mut events {
+            self.restore_body(e)?;
+        }
         self.expected = seq + 1;
         Ok((seq, events))
     }
@@ -377,13 +472,18 @@ impl LogIter {
 
 impl EventStore for SledStore {
     fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
-        let record = IVec::from(codec::encode(events)?);
+        let logged = log_form(events);
+        let record = IVec::from(codec::encode(&*logged)?);
         // Check the pair: what is written must read back as what was meant (STYLE rule 10).
         // Decoding costs as much as encoding, so release builds skip it.
         #[cfg(debug_assertions)]
         {
             let back: Vec<Event> = codec::decode(keys::LOG, || "(new record)".into(), &record)?;
-            debug_assert_eq!(back.as_slice(), events, "a batch must survive its encoding");
+            debug_assert_eq!(
+                back.as_slice(),
+                &*logged,
+                "a batch must survive its encoding"
+            );
         }
         let t = &self.trees;
         let mut writer = lock(&self.writer);
@@ -460,6 +560,7 @@ impl EventStore for SledStore {
         if from <= truncated_through {
             return Box::new(LogIter {
                 inner: None,
+                payloads: self.trees.payloads.clone(),
                 expected: from,
                 first_error: Some(StoreError::Truncated {
                     from,
@@ -468,6 +569,7 @@ impl EventStore for SledStore {
             });
         }
         Box::new(LogIter {
+            payloads: self.trees.payloads.clone(),
             inner: Some(self.trees.log.range(keys::seq_key(from)..)),
             expected: from,
             first_error: None,
@@ -475,7 +577,6 @@ impl EventStore for SledStore {
     }
 
     fn save_snapshot(&self, seq: Seq, state: &State) -> Result<(), StoreError> {
-        let encoded = codec::encode(&(seq, state))?;
         let mut writer = lock(&self.writer);
         let last = writer.next_seq - 1;
         if seq > last {
@@ -489,8 +590,21 @@ impl EventStore for SledStore {
                 writer.truncated_through
             )));
         }
+        // The snapshot is a file next to the trees, written without holding it in memory
+        // (a large state would double its memory as one encoded value), then renamed over
+        // the previous one; the sequence in `meta` moves only after the file is durable.
+        let tmp = self.path.join(SNAPSHOT_TMP);
+        let io = |e: std::io::Error| StoreError::Encode(format!("{}: {e}", tmp.display()));
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        codec::encode_to_file(&(seq, state), &mut file)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, self.path.join(SNAPSHOT_FILE)).map_err(io)?;
+        if let Ok(dir) = std::fs::File::open(&self.path) {
+            // Makes the rename durable; not every platform can sync a directory.
+            let _ = dir.sync_all();
+        }
         let mut batch = sled::Batch::default();
-        batch.insert(keys::META_SNAPSHOT, encoded);
         batch.insert(keys::META_SNAPSHOT_SEQ, codec::encode(&seq)?);
         self.trees.meta.apply_batch(batch)?;
         writer.snapshot_seq = seq;
@@ -499,14 +613,17 @@ impl EventStore for SledStore {
     }
 
     fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError> {
-        match self.trees.meta.get(keys::META_SNAPSHOT)? {
-            Some(bytes) => Ok(Some(codec::decode(
-                keys::META,
-                || keys::show_text(keys::META_SNAPSHOT),
-                &bytes,
-            )?)),
-            None => Ok(None),
-        }
+        let path = self.path.join(SNAPSHOT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Sled(sled::Error::Io(e))),
+        };
+        Ok(Some(codec::decode(
+            SNAPSHOT_FILE,
+            || path.display().to_string(),
+            &bytes,
+        )?))
     }
 
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {
@@ -523,19 +640,16 @@ impl EventStore for SledStore {
                 doomed.push(key?);
             }
             let marker = codec::encode(&chunk_end)?;
-            // The marker moves with the removals, so the log is always the contiguous range
-            // after it, whatever moment a crash picks.
-            (&t.log, &t.meta)
-                .transaction(
-                    |(log, meta)| -> ConflictableTransactionResult<(), Infallible> {
-                        for k in &doomed {
-                            log.remove(k)?;
-                        }
-                        meta.insert(keys::META_TRUNCATED_THROUGH, marker.as_slice())?;
-                        Ok(())
-                    },
-                )
-                .map_err(tx_error)?;
+            // The marker moves first: from then on the log is the range after it, and records
+            // at or below it are garbage that a crash may leave and the next call removes.
+            // No transaction: a transactional remove reads every old value (log records are
+            // large) and holds them all until commit.
+            t.meta.insert(keys::META_TRUNCATED_THROUGH, marker)?;
+            let mut batch = sled::Batch::default();
+            for k in &doomed {
+                batch.remove(k.clone());
+            }
+            t.log.apply_batch(batch)?;
             removed += doomed.len() as u64;
             writer.truncated_through = chunk_end;
             self.wrote();

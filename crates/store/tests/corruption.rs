@@ -152,10 +152,15 @@ fn damaged_payloads_snapshots_and_indexes_are_named() {
     let err = store.payload(&account, &event).expect_err("damaged");
     assert_eq!(corrupt_in(&err), ("payloads", format!("acc_1/{event}")));
 
-    // The snapshot.
-    flip(&store, "meta", b"snapshot", 20);
+    // The snapshot (a file next to the trees).
+    let file = store.path().join(hallway_store::SNAPSHOT_FILE);
+    let mut bytes = std::fs::read(&file).expect("a snapshot file");
+    bytes[20] ^= 0x10;
+    std::fs::write(&file, bytes).expect("writes");
     let err = store.load_snapshot().expect_err("damaged");
-    assert_eq!(corrupt_in(&err), ("meta", "snapshot".to_owned()));
+    let (tree, key) = corrupt_in(&err);
+    assert_eq!(tree, hallway_store::SNAPSHOT_FILE);
+    assert!(key.ends_with(hallway_store::SNAPSHOT_FILE), "{key}");
 
     // An index entry pointing at nothing.
     let index = store.raw_db().open_tree("dlv_index").expect("tree");

@@ -261,7 +261,7 @@ proptest! {
         let db = store.raw_db();
         let (tree, key): (&str, Vec<u8>) = match target {
             0 => ("log", 2u64.to_be_bytes().to_vec()),
-            1 => ("meta", b"snapshot".to_vec()),
+            1 => ("meta", b"truncated_through".to_vec()),
             2 => ("meta", b"snapshot_seq".to_vec()),
             _ => {
                 // Some delivery's history record.

@@ -20,8 +20,6 @@ pub(crate) const DLV_INDEX: &str = "dlv_index";
 /// Deliveries by creation time, oldest first, so retention reads only what expired.
 pub(crate) const BY_TIME: &str = "by_time";
 
-/// The meta key of the latest snapshot (its sequence and the encoded state).
-pub(crate) const META_SNAPSHOT: &[u8] = b"snapshot";
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
 /// The meta key of the last sequence removed by truncation.

@@ -58,7 +58,7 @@ impl Writes {
 pub(crate) type RecordCache = HashMap<DeliveryId, (Vec<u8>, DeliveryRecord)>;
 
 /// Most records [`RecordCache`] holds; beyond it records are read from the trees.
-pub(crate) const RECORD_CACHE_MAX: usize = 16 * 1024;
+pub(crate) const RECORD_CACHE_MAX: usize = 8 * 1024;
 
 /// A record a batch wrote, for refreshing the [`RecordCache`] once the batch is committed.
 pub(crate) struct Written {
