@@ -152,6 +152,8 @@ impl Sizes {
 }
 
 fn main() -> ExitCode {
+    // As the server binary does: the engine runs here as in production.
+    hallway_runtime::tune_process_allocator();
     let args = Args::parse();
     util::now_ns();
     let receivers_rt = match tokio::runtime::Builder::new_multi_thread()

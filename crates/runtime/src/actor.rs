@@ -82,7 +82,7 @@ enum Pending {
 }
 
 /// Bytes of recently published bodies kept in memory.
-const RECENT_BODY_BYTES: usize = 16 * 1024 * 1024;
+const RECENT_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Recently published bodies, oldest evicted first once over [`RECENT_BODY_BYTES`].
 #[derive(Default)]
