@@ -202,7 +202,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+    if hallway_runtime::ids::same_secret(token, &state.admin_token) {
         return Ok(Caller::Admin);
     }
     match state.engine.authenticate(token).await? {
@@ -237,10 +237,6 @@ async fn authorize_admin(
         }
         (Caller::Account(_), _) => Err(ApiError::forbidden()),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {

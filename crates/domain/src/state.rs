@@ -116,6 +116,8 @@ pub struct State {
     deadlines: BTreeSet<(Timestamp, DeliveryId)>,
     published: HashMap<(AccountId, EventId), Published>,
     published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
+    /// Accounts by the hash of their API key (keys are random, so the hash is a fine index).
+    key_hashes: HashMap<String, AccountId>,
 }
 
 impl State {
@@ -131,6 +133,7 @@ impl State {
             deadlines: BTreeSet::new(),
             published: HashMap::new(),
             published_order: BTreeSet::new(),
+            key_hashes: HashMap::new(),
         }
     }
 
@@ -142,6 +145,13 @@ impl State {
     /// An account.
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
         self.accounts.get(id)
+    }
+
+    /// The account whose API key hashes to `hash`.
+    pub fn account_by_key_hash(&self, hash: &str) -> Option<&Account> {
+        self.key_hashes
+            .get(hash)
+            .and_then(|id| self.accounts.get(id))
     }
 
     /// Every account, by id.
@@ -306,6 +316,8 @@ impl State {
                 api_key_hash,
                 at,
             } => {
+                self.key_hashes
+                    .insert(api_key_hash.clone(), account_id.clone());
                 self.accounts.insert(
                     account_id.clone(),
                     Account {
