@@ -1,6 +1,7 @@
 //! The command line: `serve`, `verify`, `listen`.
 
 use crate::api::{router, AppState};
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use hallway_domain::signature::{self, VerifyError};
 use hallway_domain::{DurationMs, Policy};
@@ -97,10 +98,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HALLWAY_MAX_PAYLOAD_BYTES", default_value_t = 1_048_576)]
     pub max_payload_bytes: usize,
     /// Accept `http://` webhook URLs.
-    #[arg(long, env = "HALLWAY_ALLOW_HTTP")]
+    #[arg(long, env = "HALLWAY_ALLOW_HTTP", value_parser = BoolishValueParser::new())]
     pub allow_http: bool,
     /// Deliver to loopback, private and link-local targets.
-    #[arg(long, env = "HALLWAY_ALLOW_PRIVATE_TARGETS")]
+    #[arg(long, env = "HALLWAY_ALLOW_PRIVATE_TARGETS", value_parser = BoolishValueParser::new())]
     pub allow_private_targets: bool,
     /// Attempts under way at once.
     #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT", default_value_t = 1024)]
