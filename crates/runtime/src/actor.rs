@@ -218,7 +218,12 @@ impl Actor {
             // While a snapshot is due, new decisions wait for the batch being committed, so
             // that the state snapshotted is exactly the state of the log.
             let hold = self.snapshot_due() && committing.is_some();
-            let sleep = self.next_wake().map(|t| self.clock.sleep_until(t));
+            // While holding, nothing is decided, so a due timer would only wake the loop
+            // again and again: wait for the commit instead.
+            let sleep = match hold {
+                true => None,
+                false => self.next_wake().map(|t| self.clock.sleep_until(t)),
+            };
             let wake = tokio::select! {
                 biased;
                 r = async {
@@ -312,12 +317,13 @@ impl Actor {
         } else {
             None
         };
-        let candidates = [
-            start,
-            self.state.next_deadline(),
-            Some(self.next_maintenance),
-            self.shutdown.as_ref().map(|(_, t)| *t),
-        ];
+        // Maintenance does not run during shutdown, so it must not wake it either.
+        let maintenance = self.shutdown.is_none().then_some(self.next_maintenance);
+        // A passed shutdown deadline is acted on at the next quiet moment, which a commit or
+        // a report brings; as a timer it would only spin the loop.
+        let now = self.clock.now();
+        let shutdown = self.shutdown.as_ref().map(|(_, t)| *t).filter(|t| *t > now);
+        let candidates = [start, self.state.next_deadline(), maintenance, shutdown];
         candidates.into_iter().flatten().min()
     }
 

@@ -339,3 +339,42 @@ async fn open_retrying(dir: &std::path::Path, cfg: hallway_runtime::Config) -> E
         }
     }
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_attempts_under_way_only_up_to_its_grace() {
+    let receiver = Receiver::https(|_| Answer::Hang).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(policy(&[0, 60_000]), &clock, &receiver);
+    cfg.shutdown_grace = std::time::Duration::from_millis(300);
+    let (engine, h, wh, _) = engine_with_webhook(dir.path(), cfg.clone(), &receiver.url()).await;
+    h.publish(&"acc_1".into(), &event_body("evt_hang"))
+        .await
+        .unwrap();
+    receiver.wait_for(1).await;
+    // The manual clock stands still, so only the grace, measured on it, can end the wait:
+    // move it past the grace while the attempt hangs.
+    let stopping = tokio::spawn(engine.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    clock.advance_ms(1_000);
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown ends after its grace")
+        .unwrap()
+        .unwrap();
+    drop(h);
+    // The attempt under way was never recorded: the reopened engine sends it again.
+    receiver.set_script(|_| Answer::Status(200));
+    let engine = Engine::open(dir.path(), cfg).await.unwrap();
+    let h = engine.handle();
+    let d = eventually(|| async {
+        let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
+        page.data
+            .into_iter()
+            .find(|d| d.status == DeliveryStatus::Succeeded)
+    })
+    .await;
+    assert_eq!(d.attempts.len(), 1, "the resend reuses attempt 1");
+    assert_eq!(d.attempts[0].attempt, 1);
+    engine.shutdown().await.unwrap();
+}
