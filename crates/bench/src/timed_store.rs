@@ -3,7 +3,7 @@
 
 use crate::util::{now_ns, quantile_ms};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
-use hallway_store::{DeliveryRecord, EventStore, Page, Seq, SledStore, StoreError};
+use hallway_store::{DeliveryRecord, EventStore, Page, Seq, SledStore, SnapshotDraft, StoreError};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Every timed call since the last reset.
@@ -144,11 +144,16 @@ impl EventStore for TimedStore {
         self.inner.read_log(from)
     }
 
-    fn save_snapshot(&self, seq: Seq, state: &State) -> Result<(), StoreError> {
+    /// Timed: this is the part of a snapshot the engine's actor waits for.
+    fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError> {
         let t = now_ns();
-        let r = self.inner.save_snapshot(seq, state);
+        let r = self.inner.write_snapshot(seq, state);
         self.samples().snapshots.push(now_ns() - t);
         r
+    }
+
+    fn install_snapshot(&self, draft: SnapshotDraft) -> Result<(), StoreError> {
+        self.inner.install_snapshot(draft)
     }
 
     fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError> {

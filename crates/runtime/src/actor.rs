@@ -136,6 +136,8 @@ pub(crate) struct Actor {
     /// Bodies of recent publishes, so first attempts need no store read.
     recent: RecentBodies,
     events_since_snapshot: u64,
+    /// The log truncation after the last snapshot, while it runs.
+    truncating: Option<tokio::task::JoinHandle<()>>,
     next_maintenance: Timestamp,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
 }
@@ -171,6 +173,7 @@ impl Actor {
             bodies: HashMap::new(),
             recent: RecentBodies::default(),
             events_since_snapshot: 0,
+            truncating: None,
             next_maintenance,
             shutdown: None,
         }
@@ -717,25 +720,39 @@ impl Actor {
 
     /// Saves the state as of the last record and drops the log before it.
     async fn snapshot(&mut self) -> Result<(), EngineError> {
+        self.events_since_snapshot = 0;
+        if self.truncating.as_ref().is_some_and(|t| !t.is_finished()) {
+            // The previous snapshot is still being installed: try again after as many events.
+            return Ok(());
+        }
         let seq = self.last_seq;
         // Encoded from the live state, on this thread: a clone for a background thread would
-        // double the state's memory at the worst moment (a large backlog).
-        self.store.save_snapshot(seq, &self.state)?;
+        // double the state's memory at the worst moment (a large backlog). Syncing it, and
+        // dropping the log before it, run beside the actor, so commits do not wait for them.
+        let draft = self.store.write_snapshot(seq, &self.state)?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            store.flush()?;
-            store.truncate_log(seq)
-        })
-        .await
-        .map_err(|e| EngineError::Storage(e.to_string()))??;
-        self.events_since_snapshot = 0;
-        debug!(seq, "snapshot saved");
+        self.truncating = Some(tokio::task::spawn_blocking(move || {
+            let done = store
+                .install_snapshot(draft)
+                .and_then(|_| store.flush())
+                .and_then(|_| store.truncate_log(seq));
+            if let Err(e) = done {
+                warn!(error = %e, seq, "snapshot or truncation failed; the next snapshot retries");
+            }
+        }));
+        debug!(seq, "snapshot written");
         Ok(())
     }
 
     async fn finish(&mut self) -> Result<(), EngineError> {
+        if let Some(t) = self.truncating.take() {
+            let _ = t.await;
+        }
         if self.last_seq > 0 {
             self.snapshot().await?;
+        }
+        if let Some(t) = self.truncating.take() {
+            let _ = t.await;
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.flush())

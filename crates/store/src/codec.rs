@@ -55,14 +55,19 @@ pub fn encode_to_file<T: Serialize + ?Sized>(
     let io = |e: std::io::Error| StoreError::Encode(e.to_string());
     file.write_all(&[FORMAT_VERSION, 0, 0, 0, 0]).map_err(io)?;
     let crc = {
-        let mut out = Checksummed {
-            inner: std::io::BufWriter::with_capacity(1 << 16, &mut *file),
-            crc: crc32fast::Hasher::new(),
-        };
+        // Buffered before the checksum, so both see large chunks, not bincode's many small
+        // writes.
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 16,
+            Checksummed {
+                inner: &mut *file,
+                crc: crc32fast::Hasher::new(),
+            },
+        );
         bincode::serde::encode_into_std_write(value, &mut out, config::standard())
             .map_err(|e| StoreError::Encode(e.to_string()))?;
-        out.inner.flush().map_err(io)?;
-        out.crc.clone().finalize()
+        out.flush().map_err(io)?;
+        out.get_ref().crc.clone().finalize()
     };
     file.seek(SeekFrom::Start(1)).map_err(io)?;
     file.write_all(&crc.to_le_bytes()).map_err(io)?;

@@ -52,6 +52,15 @@ use std::sync::Arc;
 /// A position in the log: the sequence number of one committed batch, from 1.
 pub type Seq = u64;
 
+/// A snapshot written by [`EventStore::write_snapshot`] and not yet installed.
+#[derive(Debug)]
+pub struct SnapshotDraft {
+    /// The record the snapshot covers.
+    pub seq: Seq,
+    /// Where the backend wrote it.
+    pub path: std::path::PathBuf,
+}
+
 /// The log read in order: each committed batch with its sequence number, or the error
 /// that ended the read.
 pub type LogRecords<'a> = Box<dyn Iterator<Item = Result<(Seq, Vec<Event>), StoreError>> + 'a>;
@@ -121,9 +130,19 @@ pub trait EventStore: Send + Sync + 'static {
     /// error the iterator ends.
     fn read_log(&self, from: Seq) -> LogRecords<'_>;
 
-    /// Saves a snapshot of the state as of record `seq` (durable once flushed). A `seq`
-    /// ahead of the log or behind its truncation point is [`StoreError::Invalid`].
-    fn save_snapshot(&self, seq: Seq, state: &State) -> Result<(), StoreError>;
+    /// Encodes a snapshot of the state as of record `seq`, not yet current: the caller
+    /// encodes where it owns the state and installs (the slow, syncing part) elsewhere. A
+    /// `seq` ahead of the log or behind its truncation point is [`StoreError::Invalid`].
+    fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError>;
+
+    /// Makes a written snapshot durable and current.
+    fn install_snapshot(&self, draft: SnapshotDraft) -> Result<(), StoreError>;
+
+    /// Writes and installs a snapshot of the state as of record `seq`.
+    fn save_snapshot(&self, seq: Seq, state: &State) -> Result<(), StoreError> {
+        let draft = self.write_snapshot(seq, state)?;
+        self.install_snapshot(draft)
+    }
 
     /// The latest snapshot and the sequence it covers, if any.
     fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError>;

@@ -12,7 +12,7 @@ mod projection;
 
 use crate::codec;
 use crate::history::{DeliveryRecord, DeliveryStatus, Page};
-use crate::{EventStore, LogRecords, Seq, StoreError};
+use crate::{EventStore, LogRecords, Seq, SnapshotDraft, StoreError};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use projection::{load_delivery, PayloadRecord, Projection, RecordCache, RECORD_CACHE_MAX};
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Log records removed per transaction when truncating, so one call never builds a huge one.
-const TRUNCATE_CHUNK: u64 = 4096;
+const TRUNCATE_CHUNK: u64 = 256;
 
 /// Expired deliveries examined per transaction when pruning; appends wait at most one chunk.
 const PRUNE_CHUNK: usize = 1024;
@@ -69,9 +69,6 @@ pub(crate) struct Trees {
 
 /// The latest snapshot of the state, in the store's directory.
 pub const SNAPSHOT_FILE: &str = "hallway-snapshot";
-
-/// Where a snapshot is written before it replaces the previous one.
-const SNAPSHOT_TMP: &str = "hallway-snapshot.tmp";
 
 /// What only writers change, guarded by one mutex.
 struct Writer {
@@ -172,6 +169,16 @@ impl SledStore {
         // After truncating everything up to the snapshot the log can be empty; numbering
         // must still go on from where it was.
         let last = last_logged.max(snapshot_seq).max(truncated_through);
+        // Snapshots written but never installed (a crash in between) are of no use.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(SNAPSHOT_FILE) && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(SledStore {
             db,
             trees,
@@ -470,6 +477,24 @@ impl LogIter {
     }
 }
 
+impl SledStore {
+    fn check_snapshot_seq(&self, writer: &Writer, seq: Seq) -> Result<(), StoreError> {
+        let last = writer.next_seq - 1;
+        if seq > last {
+            return Err(StoreError::Invalid(format!(
+                "snapshot at seq {seq} is ahead of the log, which ends at {last}"
+            )));
+        }
+        if seq < writer.truncated_through {
+            return Err(StoreError::Invalid(format!(
+                "snapshot at seq {seq} is behind the truncated log, which starts after {}",
+                writer.truncated_through
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl EventStore for SledStore {
     fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
         let logged = log_form(events);
@@ -576,38 +601,43 @@ impl EventStore for SledStore {
         })
     }
 
-    fn save_snapshot(&self, seq: Seq, state: &State) -> Result<(), StoreError> {
-        let mut writer = lock(&self.writer);
-        let last = writer.next_seq - 1;
-        if seq > last {
-            return Err(StoreError::Invalid(format!(
-                "snapshot at seq {seq} is ahead of the log, which ends at {last}"
-            )));
-        }
-        if seq < writer.truncated_through {
-            return Err(StoreError::Invalid(format!(
-                "snapshot at seq {seq} is behind the truncated log, which starts after {}",
-                writer.truncated_through
-            )));
-        }
-        // The snapshot is a file next to the trees, written without holding it in memory
-        // (a large state would double its memory as one encoded value), then renamed over
-        // the previous one; the sequence in `meta` moves only after the file is durable.
-        let tmp = self.path.join(SNAPSHOT_TMP);
+    fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError> {
+        self.check_snapshot_seq(&lock(&self.writer), seq)?;
+        // The snapshot is a file next to the trees, streamed without holding it in memory
+        // (a large state would double its memory as one encoded value); no lock is held, so
+        // appends go on meanwhile.
+        let tmp = self.path.join(format!("{SNAPSHOT_FILE}.{seq}.tmp"));
         let io = |e: std::io::Error| StoreError::Encode(format!("{}: {e}", tmp.display()));
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         codec::encode_to_file(&(seq, state), &mut file)?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, self.path.join(SNAPSHOT_FILE)).map_err(io)?;
+        Ok(SnapshotDraft { seq, path: tmp })
+    }
+
+    fn install_snapshot(&self, draft: SnapshotDraft) -> Result<(), StoreError> {
+        let tmp = &draft.path;
+        let io = |e: std::io::Error| StoreError::Encode(format!("{}: {e}", tmp.display()));
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        if draft.seq < lock(&self.writer).snapshot_seq {
+            // A newer snapshot is current already.
+            let _ = std::fs::remove_file(tmp);
+            return Ok(());
+        }
+        // Installs are not concurrent (one snapshotter), so no lock is needed while syncing:
+        // appends go on.
+        std::fs::rename(tmp, self.path.join(SNAPSHOT_FILE)).map_err(io)?;
         if let Ok(dir) = std::fs::File::open(&self.path) {
             // Makes the rename durable; not every platform can sync a directory.
             let _ = dir.sync_all();
         }
+        // The sequence in `meta` moves only once the file is durable and in place.
+        let mut writer = lock(&self.writer);
+        self.check_snapshot_seq(&writer, draft.seq)?;
         let mut batch = sled::Batch::default();
-        batch.insert(keys::META_SNAPSHOT_SEQ, codec::encode(&seq)?);
+        batch.insert(keys::META_SNAPSHOT_SEQ, codec::encode(&draft.seq)?);
         self.trees.meta.apply_batch(batch)?;
-        writer.snapshot_seq = seq;
+        writer.snapshot_seq = draft.seq;
         self.wrote();
         Ok(())
     }
