@@ -658,13 +658,20 @@ impl EventStore for SledStore {
 
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {
         let t = &self.trees;
-        let mut writer = lock(&self.writer);
-        // Records after the snapshot are needed to rebuild the state: keep them whatever
-        // `through` says.
-        let limit = through.min(writer.snapshot_seq);
         let mut removed = 0u64;
-        while writer.truncated_through < limit {
-            let chunk_end = limit.min(writer.truncated_through + TRUNCATE_CHUNK);
+        loop {
+            // The writer lock is taken per chunk, not across the whole truncation: appends
+            // must not wait for old records to be removed (they touch other keys).
+            let chunk_end = {
+                let writer = lock(&self.writer);
+                // Records after the snapshot are needed to rebuild the state: keep them
+                // whatever `through` says.
+                let limit = through.min(writer.snapshot_seq);
+                if writer.truncated_through >= limit {
+                    break;
+                }
+                limit.min(writer.truncated_through + TRUNCATE_CHUNK)
+            };
             let mut doomed = Vec::new();
             for key in t.log.range(..=keys::seq_key(chunk_end)).keys() {
                 doomed.push(key?);
@@ -681,7 +688,9 @@ impl EventStore for SledStore {
             }
             t.log.apply_batch(batch)?;
             removed += doomed.len() as u64;
-            writer.truncated_through = chunk_end;
+            let mut writer = lock(&self.writer);
+            writer.truncated_through = writer.truncated_through.max(chunk_end);
+            drop(writer);
             self.wrote();
         }
         Ok(removed)
