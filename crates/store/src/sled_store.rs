@@ -67,6 +67,9 @@ pub(crate) struct Trees {
     by_time: sled::Tree,
 }
 
+/// The file sled 0.34 keeps its log and pages in, inside the store's directory.
+const SLED_DATA_FILE: &str = "db";
+
 /// The latest snapshot of the state, in the store's directory.
 pub const SNAPSHOT_FILE: &str = "hallway-snapshot";
 
@@ -92,6 +95,8 @@ pub struct SledStore {
     durable: Mutex<u64>,
     /// Pending deliveries' records as committed (taken after `writer`, never before).
     records: Mutex<RecordCache>,
+    /// sled's data file, synced by `flush` (absent for temporary stores).
+    data_file: Option<std::fs::File>,
     path: PathBuf,
 }
 
@@ -190,6 +195,14 @@ impl SledStore {
             written: AtomicU64::new(0),
             durable: Mutex::new(0),
             records: Mutex::new(RecordCache::new()),
+            data_file: if options.temporary {
+                None
+            } else {
+                Some(
+                    std::fs::File::open(dir.join(SLED_DATA_FILE))
+                        .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?,
+                )
+            },
             path: dir.to_path_buf(),
         })
     }
@@ -571,6 +584,13 @@ impl EventStore for SledStore {
         // Everything committed before this load is in sled's buffers and this flush takes it.
         let covered = self.written.load(Ordering::Acquire);
         self.db.flush()?;
+        // sled writes its log with `sync_file_range`, which syncs neither the file's size nor
+        // the drive's write cache; `fdatasync` does both, so an acknowledged append survives a
+        // power cut, not only a crash of the process.
+        if let Some(file) = &self.data_file {
+            file.sync_data()
+                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        }
         *durable = covered;
         Ok(())
     }
