@@ -144,6 +144,10 @@ impl EventStore for TimedStore {
         self.inner.read_log(from)
     }
 
+    fn replay_log(&self, from: Seq) -> hallway_store::LogRecords<'_> {
+        self.inner.replay_log(from)
+    }
+
     /// Timed: this is the part of a snapshot the engine's actor waits for.
     fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError> {
         let t = now_ns();

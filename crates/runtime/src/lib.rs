@@ -276,7 +276,7 @@ fn load_state(store: &dyn EventStore, policy: Policy) -> Result<(State, u64), En
         Some((seq, snapshot)) => (snapshot.with_policy(policy), seq),
         None => (State::new(policy), 0),
     };
-    for record in store.read_log(last + 1) {
+    for record in store.replay_log(last + 1) {
         let (seq, events) = record?;
         for e in &events {
             state.apply(e);

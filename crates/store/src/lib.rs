@@ -130,6 +130,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// error the iterator ends.
     fn read_log(&self, from: Seq) -> LogRecords<'_>;
 
+    /// Reads the log like [`EventStore::read_log`] for rebuilding the state: event bodies,
+    /// which applying never needs, may be left empty (they are not read back).
+    fn replay_log(&self, from: Seq) -> LogRecords<'_> {
+        self.read_log(from)
+    }
+
     /// Encodes a snapshot of the state as of record `seq`, not yet current: the caller
     /// encodes where it owns the state and installs (the slow, syncing part) elsewhere. A
     /// `seq` ahead of the log or behind its truncation point is [`StoreError::Invalid`].

@@ -411,8 +411,8 @@ fn log_form(events: &[Event]) -> std::borrow::Cow<'_, [Event]> {
 /// Reads the log from a sequence, checking that each record is the next one.
 struct LogIter {
     inner: Option<sled::Iter>,
-    /// Where bodies left out of log records are read back from.
-    payloads: sled::Tree,
+    /// Where bodies left out of log records are read back from; `None` leaves them out.
+    payloads: Option<sled::Tree>,
     expected: Seq,
     /// An error to report before (instead of) anything else.
     first_error: Option<StoreError>,
@@ -456,8 +456,11 @@ impl LogIter {
             } if body.is_empty() => (account_id, event_id, body),
             _ => return Ok(()),
         };
+        let Some(payloads) = &self.payloads else {
+            return Ok(());
+        };
         let key = keys::payload_key(account_id, event_id);
-        if let Some(bytes) = self.payloads.get(&key)? {
+        if let Some(bytes) = payloads.get(&key)? {
             let record: PayloadRecord =
                 codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
             *body = record.body;
@@ -491,6 +494,28 @@ impl LogIter {
 }
 
 impl SledStore {
+    fn log_iter(&self, from: Seq, payloads: Option<sled::Tree>) -> LogRecords<'_> {
+        let from = from.max(1);
+        let truncated_through = lock(&self.writer).truncated_through;
+        if from <= truncated_through {
+            return Box::new(LogIter {
+                inner: None,
+                payloads,
+                expected: from,
+                first_error: Some(StoreError::Truncated {
+                    from,
+                    first_kept: truncated_through + 1,
+                }),
+            });
+        }
+        Box::new(LogIter {
+            payloads,
+            inner: Some(self.trees.log.range(keys::seq_key(from)..)),
+            expected: from,
+            first_error: None,
+        })
+    }
+
     fn check_snapshot_seq(&self, writer: &Writer, seq: Seq) -> Result<(), StoreError> {
         let last = writer.next_seq - 1;
         if seq > last {
@@ -600,25 +625,11 @@ impl EventStore for SledStore {
     }
 
     fn read_log(&self, from: Seq) -> LogRecords<'_> {
-        let from = from.max(1);
-        let truncated_through = lock(&self.writer).truncated_through;
-        if from <= truncated_through {
-            return Box::new(LogIter {
-                inner: None,
-                payloads: self.trees.payloads.clone(),
-                expected: from,
-                first_error: Some(StoreError::Truncated {
-                    from,
-                    first_kept: truncated_through + 1,
-                }),
-            });
-        }
-        Box::new(LogIter {
-            payloads: self.trees.payloads.clone(),
-            inner: Some(self.trees.log.range(keys::seq_key(from)..)),
-            expected: from,
-            first_error: None,
-        })
+        self.log_iter(from, Some(self.trees.payloads.clone()))
+    }
+
+    fn replay_log(&self, from: Seq) -> LogRecords<'_> {
+        self.log_iter(from, None)
     }
 
     fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError> {
