@@ -316,10 +316,20 @@ fn cancel_all(
     webhook_id: &WebhookId,
     include_tests: bool,
 ) -> Vec<Event> {
+    cancel_where(state, now, webhook_id, |d| include_tests || !d.test)
+}
+
+/// Cancels a webhook's unfinished deliveries that `which` selects, in id order.
+fn cancel_where(
+    state: &State,
+    now: Timestamp,
+    webhook_id: &WebhookId,
+    which: impl Fn(&Delivery) -> bool,
+) -> Vec<Event> {
     let mut ids: Vec<&DeliveryId> = state
         .live_deliveries_of(webhook_id)
         .into_iter()
-        .filter(|d| include_tests || !d.test)
+        .filter(|d| which(d))
         .map(|d| &d.id)
         .collect();
     ids.sort();
@@ -536,21 +546,14 @@ fn fail_attempt(
             && webhook.enabled
             && webhook.consecutive_failures + 1 >= policy.auto_disable_after
         {
-            let mut ids: Vec<&DeliveryId> = state
-                .live_deliveries_of(&d.webhook_id)
-                .into_iter()
-                .filter(|other| !other.test && (other.id != d.id || next_due.is_some()))
-                .map(|other| &other.id)
-                .collect();
-            ids.sort();
             events.push(Event::WebhookDisabled {
                 webhook_id: d.webhook_id.clone(),
                 reason: DisabledReason::ConsecutiveFailures,
                 at: now,
             });
-            events.extend(ids.into_iter().map(|id| Event::DeliveryCancelled {
-                delivery_id: id.clone(),
-                at: now,
+            // This delivery too, unless the failure already finished it.
+            events.extend(cancel_where(state, now, &d.webhook_id, |other| {
+                !other.test && (other.id != d.id || next_due.is_some())
             }));
         }
     }
