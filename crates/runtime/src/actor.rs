@@ -605,18 +605,22 @@ impl Actor {
             return;
         };
         let key: BodyKey = (d.account_id.clone(), d.event_id.clone());
+        let reports = self.reports_tx.clone();
+        let report = |outcome| Report {
+            delivery_id: delivery_id.clone(),
+            attempt,
+            outcome,
+            body_key: key.clone(),
+        };
+        // An attempt that cannot be sent is closed at once rather than holding an in-flight
+        // slot until its deadline; it fails and retries on schedule.
+        let unsent = |error| Outcome::Error {
+            error,
+            duration: hallway_domain::DurationMs(0),
+        };
         let Some(w) = self.state.webhook(&d.webhook_id) else {
-            // Deleted while this batch was being committed: close the attempt at once
-            // rather than hold an in-flight slot until its deadline.
-            let _ = self.reports_tx.send(Report {
-                delivery_id: delivery_id.clone(),
-                attempt,
-                outcome: Outcome::Error {
-                    error: hallway_domain::AttemptError::Connect,
-                    duration: hallway_domain::DurationMs(0),
-                },
-                body_key: key,
-            });
+            // Deleted while this batch was being committed.
+            let _ = reports.send(report(unsent(hallway_domain::AttemptError::Connect)));
             return;
         };
         let body = match self.bodies.get_mut(&key) {
@@ -641,37 +645,25 @@ impl Actor {
                 found
             }
         };
-        let reports = self.reports_tx.clone();
-        let report = |outcome| Report {
-            delivery_id: delivery_id.clone(),
-            attempt,
-            outcome,
-            body_key: key.clone(),
-        };
         let Some(body) = body else {
             // Without its body the attempt cannot be sent; it fails and retries on schedule.
-            let _ = reports.send(report(Outcome::Error {
-                error: hallway_domain::AttemptError::InvalidResponse,
-                duration: hallway_domain::DurationMs(0),
-            }));
+            let _ = reports.send(report(unsent(
+                hallway_domain::AttemptError::InvalidResponse,
+            )));
             return;
         };
         let url = w.config.url.clone();
         let Some((secret, _)) = self.secrets.open(&w.secret) else {
             error!(webhook = %w.id, "webhook secret does not open with the master key");
-            let _ = reports.send(report(Outcome::Error {
-                error: hallway_domain::AttemptError::InvalidResponse,
-                duration: hallway_domain::DurationMs(0),
-            }));
+            let _ = reports.send(report(unsent(
+                hallway_domain::AttemptError::InvalidResponse,
+            )));
             return;
         };
         let transport = self.transport.clone();
         let clock = self.clock.clone();
         let timeout = Duration::from_millis(self.state.policy().attempt_timeout.0);
-        let template = report(Outcome::Error {
-            error: hallway_domain::AttemptError::Timeout,
-            duration: hallway_domain::DurationMs(0),
-        });
+        let template = report(unsent(hallway_domain::AttemptError::Timeout));
         let span = tracing::debug_span!("attempt", delivery = %delivery_id, attempt);
         tokio::spawn(
             async move {
