@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 struct Samples {
     /// (start ns, duration ns, events) per append.
     appends: Vec<(u64, u64, u64)>,
+    /// CPU time the appending thread spent in appends, ns.
+    append_cpu_ns: u64,
     /// (start ns, duration ns) per flush.
     flushes: Vec<(u64, u64)>,
     /// Duration ns per payload read (a body not in the actor's memory).
@@ -28,6 +30,9 @@ pub struct StoreTimes {
     pub appends: u64,
     /// Total time in `append` (encoding, sled inserts of the record and projections).
     pub append_ms: f64,
+    /// CPU time of the appending thread in `append`: below `append_ms` when the thread
+    /// waited (for the CPU, a lock or a page).
+    pub append_cpu_ms: f64,
     /// The slowest append.
     pub append_max_ms: f64,
     /// Append time per event in the first fifth of the window's appends, in µs.
@@ -54,6 +59,19 @@ pub struct StoreTimes {
 pub struct TimedStore {
     inner: Arc<SledStore>,
     samples: Mutex<Samples>,
+}
+
+/// CPU time the calling thread has used, ns (0 where the clock is unavailable).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn us_per_event(appends: &[(u64, u64, u64)]) -> f64 {
@@ -97,6 +115,7 @@ impl TimedStore {
             window_ms: ms(last.saturating_sub(first)),
             appends: s.appends.len() as u64,
             append_ms: ms(s.appends.iter().map(|a| a.1).sum()),
+            append_cpu_ms: ms(s.append_cpu_ns),
             append_max_ms: ms(s.appends.iter().map(|a| a.1).max().unwrap_or(0)),
             append_us_per_event_first_fifth: us_per_event(&s.appends[..fifth]),
             append_us_per_event_last_fifth: us_per_event(&s.appends[s.appends.len() - fifth..]),
@@ -119,9 +138,14 @@ impl TimedStore {
 impl EventStore for TimedStore {
     fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
         let t = now_ns();
+        let cpu = thread_cpu_ns();
         let r = self.inner.append(events);
+        let cpu = thread_cpu_ns().saturating_sub(cpu);
         let took = now_ns() - t;
-        self.samples().appends.push((t, took, events.len() as u64));
+        let mut s = self.samples();
+        s.appends.push((t, took, events.len() as u64));
+        s.append_cpu_ns += cpu;
+        drop(s);
         r
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Run with `cargo run --release -p hallway-store --example store_bench`
 //! (`-- --quick` for a short run, `-- --retention` to also print disk use over a long
-//! steady-load run).
+//! steady-load run, `-- --engine-shape` for only the store's cost per delivery in the
+//! throughput scenario's shape).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -176,8 +177,44 @@ fn retention_run(rounds: usize) {
     }
 }
 
+/// The throughput scenario's shape (5 webhooks, 2 KB bodies, each batch holding 80 publishes
+/// with their starts and the previous batch's outcomes, about 880 events), 100,000
+/// deliveries: the store's CPU cost per delivery without the HTTP work around it.
+fn engine_shape_run() {
+    let (mut sim, setup) = Sim::new(Policy::default(), 5, 11);
+    let batches: Vec<Vec<Event>> = (0..250)
+        .map(|_| {
+            sim.advance(20);
+            sim.batch(80, 2_000, 0)
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    store.append(&setup).expect("appends");
+    let (mut append, mut flush) = (Duration::ZERO, Duration::ZERO);
+    for b in &batches {
+        let t = Instant::now();
+        store.append(b).expect("appends");
+        append += t.elapsed();
+        let t = Instant::now();
+        store.flush().expect("flushes");
+        flush += t.elapsed();
+    }
+    let deliveries = 250 * 80 * 5;
+    println!(
+        "engine shape: {deliveries} deliveries, append {:.1} µs/delivery, flush {:.1} µs/delivery, {:.0} bytes on disk/delivery",
+        append.as_secs_f64() * 1e6 / deliveries as f64,
+        flush.as_secs_f64() * 1e6 / deliveries as f64,
+        store.size_on_disk().expect("size") as f64 / deliveries as f64,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--engine-shape") {
+        engine_shape_run();
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let publishes = if quick { 1_000 } else { 5_000 };
     println!(
