@@ -1,7 +1,7 @@
 //! The sled 0.34 implementation of [`EventStore`].
 //!
 //! Trees (see [`keys`] for their layouts): `log`, `meta`, `payloads`, `history`,
-//! `dlv_index`, `by_time`. An append writes its log record and every projection update in
+//! `deliveries`, `by_time`. An append writes its log record and every projection update in
 //! one sled transaction over the five data trees, so a crash leaves all of them or none.
 //! One mutex serialises writers (append, snapshot, truncation, pruning): sequence numbers
 //! are handed out under it, and projection records are read outside the transaction
@@ -14,10 +14,12 @@ use crate::codec;
 use crate::history::{DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventStore, LogRecords, Seq, SnapshotDraft, StoreError};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
-use projection::{load_delivery, PayloadRecord, Projection, RecordCache, RECORD_CACHE_MAX};
+use projection::{
+    load_bucket, load_delivery, Bucket, BucketCache, PayloadRecord, Projection, BUCKET_CACHE_MAX,
+};
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use sled::IVec;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -63,7 +65,7 @@ pub(crate) struct Trees {
     meta: sled::Tree,
     payloads: sled::Tree,
     history: sled::Tree,
-    dlv_index: sled::Tree,
+    deliveries: sled::Tree,
     by_time: sled::Tree,
 }
 
@@ -93,8 +95,8 @@ pub struct SledStore {
     /// The value of `written` the last finished flush covered. Flushers queue on this lock,
     /// and one that finds its writes covered returns at once: that is the group commit.
     durable: Mutex<u64>,
-    /// Pending deliveries' records as committed (taken after `writer`, never before).
-    records: Mutex<RecordCache>,
+    /// Buckets with a pending delivery, as committed (taken after `writer`, never before).
+    buckets: Mutex<BucketCache>,
     /// sled's data file, synced by `flush` (absent for temporary stores).
     data_file: Option<std::fs::File>,
     path: PathBuf,
@@ -158,7 +160,7 @@ impl SledStore {
             meta: db.open_tree(keys::META)?,
             payloads: db.open_tree(keys::PAYLOADS)?,
             history: db.open_tree(keys::HISTORY)?,
-            dlv_index: db.open_tree(keys::DLV_INDEX)?,
+            deliveries: db.open_tree(keys::DELIVERIES)?,
             by_time: db.open_tree(keys::BY_TIME)?,
         };
         let snapshot_seq = read_u64(&trees.meta, keys::META, keys::META_SNAPSHOT_SEQ)?;
@@ -194,7 +196,7 @@ impl SledStore {
             }),
             written: AtomicU64::new(0),
             durable: Mutex::new(0),
-            records: Mutex::new(RecordCache::new()),
+            buckets: Mutex::new(BucketCache::new()),
             data_file: if options.temporary {
                 None
             } else {
@@ -221,9 +223,80 @@ impl SledStore {
             (keys::META, t.meta.len()),
             (keys::PAYLOADS, t.payloads.len()),
             (keys::HISTORY, t.history.len()),
-            (keys::DLV_INDEX, t.dlv_index.len()),
+            (keys::DELIVERIES, t.deliveries.len()),
             (keys::BY_TIME, t.by_time.len()),
         ]
+    }
+
+    /// Checks that the delivery projections agree with each other: every listed delivery
+    /// has its record, every record is listed and has its by-time entry, and every by-time
+    /// entry has a record created at its time. Returns how many delivery records there are.
+    /// A full scan of three trees: for tests and operations, not for hot paths.
+    pub fn check_projections(&self) -> Result<usize, StoreError> {
+        let t = &self.trees;
+        let _writer = lock(&self.writer);
+        let damage = |tree: &'static str, key: String, reason: String| StoreError::Corrupt {
+            tree,
+            key,
+            reason,
+        };
+        let mut records = 0usize;
+        let mut time_keys = HashSet::new();
+        for item in t.deliveries.iter() {
+            let (key, value) = item?;
+            let bucket: Bucket = codec::decode(keys::DELIVERIES, || keys::show_text(&key), &value)?;
+            if bucket.is_empty() {
+                return Err(damage(
+                    keys::DELIVERIES,
+                    keys::show_text(&key),
+                    "empty bucket".into(),
+                ));
+            }
+            for r in &bucket {
+                records += 1;
+                if keys::bucket_key(&r.id) != &key[..] {
+                    return Err(damage(
+                        keys::DELIVERIES,
+                        keys::show_text(&key),
+                        format!("holds {}, of another bucket", r.id),
+                    ));
+                }
+                let listed = keys::history_key(&r.webhook_id, r.created_at, &r.id);
+                if t.history.get(&listed)?.is_none() {
+                    return Err(damage(
+                        keys::HISTORY,
+                        keys::show_history_key(&listed),
+                        "missing for a record".into(),
+                    ));
+                }
+                let timed = keys::time_key(r.created_at, &key);
+                if t.by_time.get(&timed)?.is_none() {
+                    return Err(damage(
+                        keys::BY_TIME,
+                        keys::show_time_key(&timed),
+                        "missing for a record".into(),
+                    ));
+                }
+                time_keys.insert(timed);
+            }
+        }
+        let listed = t.history.len();
+        if listed != records {
+            return Err(damage(
+                keys::HISTORY,
+                String::new(),
+                format!("{listed} listed, {records} records"),
+            ));
+        }
+        let timed = t.by_time.len();
+        if timed != time_keys.len() {
+            return Err(damage(
+                keys::BY_TIME,
+                String::new(),
+                format!("{timed} entries, {} needed", time_keys.len()),
+            ));
+        }
+        Ok(records)
     }
 
     /// The underlying sled database, for tests that must write around the store (to
@@ -259,32 +332,46 @@ impl SledStore {
         let more = expired.len() == PRUNE_CHUNK;
         *resume_after = expired.last().cloned();
 
-        let mut removed_ids: HashSet<DeliveryId> = HashSet::new();
-        let mut history_keys = Vec::new();
+        // The buckets this chunk changes, as they will be, and how many records each had.
+        let mut buckets: HashMap<Vec<u8>, (Bucket, usize)> = HashMap::new();
+        let mut removed: Vec<DeliveryRecord> = Vec::new();
         let mut time_keys = Vec::new();
-        let mut payload_keys: HashSet<Vec<u8>> = HashSet::new();
         for key in expired {
-            let Some((_, id)) = keys::parse_time_key(&key) else {
+            let Some((at, bucket)) = keys::parse_time_key(&key) else {
                 return Err(StoreError::Corrupt {
                     tree: keys::BY_TIME,
                     key: keys::show_time_key(&key),
                     reason: "not a time key".into(),
                 });
             };
-            let id = DeliveryId::from(id);
-            match load_delivery(t, &id)? {
-                Some((_, record)) if record.status == DeliveryStatus::Pending => {}
-                Some((history_key, record)) => {
-                    payload_keys.insert(keys::payload_key(&record.account_id, &record.event_id));
-                    history_keys.push(history_key);
-                    time_keys.push(key);
-                    removed_ids.insert(id);
+            let bucket = bucket.as_bytes().to_vec();
+            let (records, _) = match buckets.entry(bucket) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let records = load_bucket(t, e.key())?;
+                    let len = records.len();
+                    e.insert((records, len))
                 }
-                // Cannot happen (the entries are written and removed together); dropping
-                // an index entry that points nowhere loses nothing.
-                None => time_keys.push(key),
+            };
+            let (gone, kept): (Bucket, Bucket) = std::mem::take(records)
+                .into_iter()
+                .partition(|r| r.created_at < before && r.status != DeliveryStatus::Pending);
+            *records = kept;
+            removed.extend(gone);
+            // The entry stays while a record created at its time is still pending.
+            if !records.iter().any(|r| r.created_at == at) {
+                time_keys.push(key);
             }
         }
+        let removed_ids: HashSet<&DeliveryId> = removed.iter().map(|r| &r.id).collect();
+        let history_keys: Vec<Vec<u8>> = removed
+            .iter()
+            .map(|r| keys::history_key(&r.webhook_id, r.created_at, &r.id))
+            .collect();
+        let payload_keys: HashSet<Vec<u8>> = removed
+            .iter()
+            .map(|r| keys::payload_key(&r.account_id, &r.event_id))
+            .collect();
 
         // A body goes once it is old and none of its deliveries can send it any more.
         let mut payload_removals = Vec::new();
@@ -302,11 +389,17 @@ impl SledStore {
                 if removed_ids.contains(d) {
                     continue;
                 }
-                if let Some((_, r)) = load_delivery(t, d)? {
-                    if r.status == DeliveryStatus::Pending {
-                        needed = true;
-                        break;
+                let pending = match buckets.get(keys::bucket_key(d)) {
+                    Some((records, _)) => records
+                        .iter()
+                        .any(|r| &r.id == d && r.status == DeliveryStatus::Pending),
+                    None => {
+                        load_delivery(t, d)?.is_some_and(|r| r.status == DeliveryStatus::Pending)
                     }
+                };
+                if pending {
+                    needed = true;
+                    break;
                 }
             }
             if !needed {
@@ -314,15 +407,29 @@ impl SledStore {
             }
         }
 
-        let index_keys: Vec<IVec> = removed_ids.iter().map(|d| IVec::from(d.as_str())).collect();
-        (&t.history, &t.dlv_index, &t.by_time, &t.payloads)
+        let mut bucket_writes: Vec<(IVec, Option<IVec>)> = Vec::new();
+        for (key, (records, len)) in &buckets {
+            if records.len() == *len {
+                continue;
+            }
+            let value = if records.is_empty() {
+                None
+            } else {
+                Some(IVec::from(codec::encode(records)?))
+            };
+            bucket_writes.push((IVec::from(key.as_slice()), value));
+        }
+        (&t.history, &t.deliveries, &t.by_time, &t.payloads)
             .transaction(
-                |(history, dlv_index, by_time, payloads)| -> ConflictableTransactionResult<(), Infallible> {
+                |(history, deliveries, by_time, payloads)| -> ConflictableTransactionResult<(), Infallible> {
                     for k in &history_keys {
-                        history.remove(k)?;
+                        history.remove(k.as_slice())?;
                     }
-                    for k in &index_keys {
-                        dlv_index.remove(k)?;
+                    for (k, v) in &bucket_writes {
+                        match v {
+                            Some(v) => deliveries.insert(k.clone(), v.clone())?,
+                            None => deliveries.remove(k.clone())?,
+                        };
                     }
                     for k in &time_keys {
                         by_time.remove(k)?;
@@ -334,8 +441,20 @@ impl SledStore {
                 },
             )
             .map_err(tx_error)?;
+        // Committed: cached buckets must not bring pruned records back.
+        let mut cache = lock(&self.buckets);
+        for (key, (records, len)) in buckets {
+            if records.len() != len && cache.contains_key(&key) {
+                if records.iter().any(|r| r.status == DeliveryStatus::Pending) {
+                    cache.insert(key, records);
+                } else {
+                    cache.remove(&key);
+                }
+            }
+        }
+        drop(cache);
         self.wrote();
-        Ok((removed_ids.len() as u64, more))
+        Ok((removed.len() as u64, more))
     }
 }
 
@@ -551,7 +670,7 @@ impl EventStore for SledStore {
         let t = &self.trees;
         let mut writer = lock(&self.writer);
         let seq = writer.next_seq;
-        let mut cache = lock(&self.records);
+        let mut cache = lock(&self.buckets);
         let mut projection = Projection::new(t, &cache);
         for event in events {
             projection.apply(event)?;
@@ -562,9 +681,9 @@ impl EventStore for SledStore {
             // One key in one tree is atomic by itself, and cheaper than a transaction.
             t.log.insert(log_key, record)?;
         } else {
-            (&t.log, &t.payloads, &t.history, &t.dlv_index, &t.by_time)
+            (&t.log, &t.payloads, &t.history, &t.deliveries, &t.by_time)
                 .transaction(
-                    |(log, payloads, history, dlv_index, by_time)| -> ConflictableTransactionResult<(), Infallible> {
+                    |(log, payloads, history, deliveries, by_time)| -> ConflictableTransactionResult<(), Infallible> {
                         log.insert(log_key.clone(), record.clone())?;
                         for (k, v) in &writes.payloads {
                             payloads.insert(k.clone(), v.clone())?;
@@ -572,8 +691,8 @@ impl EventStore for SledStore {
                         for (k, v) in &writes.history {
                             history.insert(k.clone(), v.clone())?;
                         }
-                        for (k, v) in &writes.dlv_index {
-                            dlv_index.insert(k.clone(), v.clone())?;
+                        for (k, v) in &writes.deliveries {
+                            deliveries.insert(k.clone(), v.clone())?;
                         }
                         for (k, v) in &writes.by_time {
                             by_time.insert(k.clone(), v.clone())?;
@@ -585,12 +704,15 @@ impl EventStore for SledStore {
         }
         // Committed: the cache follows what the trees now hold.
         for w in written {
-            if w.record.status == DeliveryStatus::Pending {
-                if cache.len() < RECORD_CACHE_MAX || cache.contains_key(&w.id) {
-                    cache.insert(w.id, (w.key, w.record));
+            if w.records
+                .iter()
+                .any(|r| r.status == DeliveryStatus::Pending)
+            {
+                if cache.len() < BUCKET_CACHE_MAX || cache.contains_key(&w.key) {
+                    cache.insert(w.key, w.records);
                 }
             } else {
-                cache.remove(&w.id);
+                cache.remove(&w.key);
             }
         }
         drop(cache);
@@ -746,9 +868,7 @@ impl EventStore for SledStore {
         webhook: &WebhookId,
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        Ok(load_delivery(&self.trees, delivery)?
-            .map(|(_, record)| record)
-            .filter(|r| &r.webhook_id == webhook))
+        Ok(load_delivery(&self.trees, delivery)?.filter(|r| &r.webhook_id == webhook))
     }
 
     fn deliveries(
@@ -784,8 +904,25 @@ impl EventStore for SledStore {
                 more = true;
                 break;
             }
-            let record: DeliveryRecord =
-                codec::decode(keys::HISTORY, || keys::show_history_key(&key), &value)?;
+            codec::check_marker(keys::HISTORY, || keys::show_history_key(&key), &value)?;
+            let Some((_, _, id)) = keys::parse_history_key(&key) else {
+                return Err(StoreError::Corrupt {
+                    tree: keys::HISTORY,
+                    key: keys::show_history_key(&key),
+                    reason: "not a history key".into(),
+                });
+            };
+            let id = DeliveryId::from(id);
+            // The key and the record are written and removed together, so a key without its
+            // record is damage, not a state to tolerate.
+            let record = load_delivery(&self.trees, &id)?.ok_or_else(|| StoreError::Corrupt {
+                tree: keys::DELIVERIES,
+                key: keys::show_text(keys::bucket_key(&id)),
+                reason: format!(
+                    "no record of delivery {id}, though {} lists it",
+                    keys::HISTORY
+                ),
+            })?;
             data.push(record);
         }
         let next_cursor = match data.last() {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{every_event_kind, Sim};
 use hallway_domain::{AccountId, DeliveryId, EventId, Policy, WebhookId};
-use hallway_store::{codec, EventStore, SledStore, StoreError};
+use hallway_store::{EventStore, SledStore, StoreError};
 
 /// Flips one bit at `at` (counted from the end if negative) of the value under `key`.
 fn flip(store: &SledStore, tree: &str, key: &[u8], at: isize) {
@@ -94,44 +94,48 @@ fn an_unknown_format_version_is_named_as_such() {
     );
 }
 
+/// A delivery listed under `wh_0`, and its bucket's key (the start of its id).
+fn first_listed(store: &SledStore) -> (DeliveryId, Vec<u8>) {
+    let page = store
+        .deliveries(&WebhookId::from("wh_0"), 1, None)
+        .expect("lists");
+    let id = page.data[0].id.clone();
+    let bucket = id.as_str().as_bytes()[..id.as_str().len().min(24)].to_vec();
+    (id, bucket)
+}
+
 #[test]
-fn a_damaged_history_record_names_the_delivery() {
+fn a_damaged_delivery_record_names_its_bucket() {
     let (_dir, store) = setup();
     let wh = WebhookId::from("wh_0");
-    let history = store.raw_db().open_tree("history").expect("tree");
-    let (key, _) = history.iter().next().expect("one").expect("reads");
-    flip(&store, "history", &key, -3);
+    let (id, bucket) = first_listed(&store);
+    flip(&store, "deliveries", &bucket, -3);
     let err = store.deliveries(&wh, 100, None).expect_err("damaged");
     let (tree, key) = corrupt_in(&err);
-    assert_eq!(tree, "history");
-    assert!(key.starts_with("wh_0/") && key.contains("dlv_"), "{key}");
-    // The same record through the index.
-    let damaged_id = DeliveryId::from(key.rsplit('/').next().expect("id"));
-    let err = store.delivery(&wh, &damaged_id).expect_err("damaged");
-    assert_eq!(corrupt_in(&err).0, "history");
+    assert_eq!(tree, "deliveries");
+    assert_eq!(key.as_bytes(), bucket.as_slice());
+    // The same record by id.
+    let err = store.delivery(&wh, &id).expect_err("damaged");
+    assert_eq!(corrupt_in(&err).0, "deliveries");
 }
 
 #[test]
 fn an_append_touching_a_damaged_record_fails_without_writing_anything() {
     let (dir, store) = setup();
     let before = store.last_seq().expect("last");
-    let history = store.raw_db().open_tree("history").expect("tree");
-    let (key, value) = history.iter().next().expect("one").expect("reads");
-    let record: hallway_store::DeliveryRecord =
-        codec::decode("history", || "k".into(), &value).expect("decodes");
-    flip(&store, "history", &key, 7);
+    let (id, bucket) = first_listed(&store);
+    flip(&store, "deliveries", &bucket, 7);
     // Damage on disk is found when the record is read from disk: a fresh open has none of
     // the records of recent appends in memory.
-    drop(history);
     drop(store);
     let store = SledStore::open(dir.path()).expect("reopens");
     let err = store
         .append(&[hallway_domain::Event::DeliveryCancelled {
-            delivery_id: record.id.clone(),
+            delivery_id: id,
             at: common::T0,
         }])
         .expect_err("damaged");
-    assert_eq!(corrupt_in(&err).0, "history");
+    assert_eq!(corrupt_in(&err).0, "deliveries");
     assert_eq!(
         store.last_seq().expect("last"),
         before,
@@ -162,39 +166,32 @@ fn damaged_payloads_snapshots_and_indexes_are_named() {
     assert_eq!(tree, hallway_store::SNAPSHOT_FILE);
     assert!(key.ends_with(hallway_store::SNAPSHOT_FILE), "{key}");
 
-    // An index entry pointing at nothing.
-    let index = store.raw_db().open_tree("dlv_index").expect("tree");
-    let (id, target) = index.iter().next().expect("one").expect("reads");
-    let target = codec::decode_raw("dlv_index", String::new, &target)
-        .expect("decodes")
-        .to_vec();
+    // A listed delivery whose bucket is gone.
+    let wh = WebhookId::from("wh_0");
+    let (id, bucket) = first_listed(&store);
     store
         .raw_db()
-        .open_tree("history")
+        .open_tree("deliveries")
         .expect("tree")
-        .remove(&target)
+        .remove(&bucket)
         .expect("removes");
-    let wh = WebhookId::from("wh_0");
-    let err = store
-        .delivery(
-            &wh,
-            &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()),
-        )
-        .expect_err("dangling");
-    assert_eq!(corrupt_in(&err).0, "history");
-
-    // A damaged index entry names the delivery.
-    let (id, _) = index.iter().nth(1).expect("two").expect("reads");
-    flip(&store, "dlv_index", &id, -1);
-    let err = store
-        .delivery(
-            &wh,
-            &DeliveryId::from(String::from_utf8_lossy(&id).into_owned()),
-        )
-        .expect_err("damaged");
+    let err = store.deliveries(&wh, 100, None).expect_err("dangling");
     assert_eq!(
         corrupt_in(&err),
-        ("dlv_index", String::from_utf8_lossy(&id).into_owned())
+        ("deliveries", String::from_utf8_lossy(&bucket).into_owned())
+    );
+    assert_eq!(store.delivery(&wh, &id).expect("reads"), None);
+
+    // A damaged listing entry names itself.
+    let history = store.raw_db().open_tree("history").expect("tree");
+    let (key, _) = history.iter().next().expect("one").expect("reads");
+    flip(&store, "history", &key, -1);
+    let err = store.deliveries(&wh, 100, None).expect_err("damaged");
+    let (tree, shown) = corrupt_in(&err);
+    assert_eq!(tree, "history");
+    assert!(
+        shown.starts_with("wh_0/") && shown.contains("dlv_"),
+        "{shown}"
     );
 }
 

@@ -9,6 +9,13 @@ use hallway_store::{
 };
 use std::collections::HashMap;
 
+/// Two deliveries of one fan-out: `dlv_`, a shared 20-character seed, an index.
+const FAN_A: &str = "dlv_aaaaaaaaaaaaaaaaaaaa00";
+const FAN_B: &str = "dlv_aaaaaaaaaaaaaaaaaaaa01";
+/// Another fan-out's pair, for retention within one bucket.
+const M1: &str = "dlv_mmmmmmmmmmmmmmmmmmmm00";
+const M2: &str = "dlv_mmmmmmmmmmmmmmmmmmmm01";
+
 fn t(offset_ms: u64) -> Timestamp {
     Timestamp(T0.0 + offset_ms)
 }
@@ -81,7 +88,7 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
         .append(&[published(
             "evt_1",
             0,
-            &[("dlv_a", "wh_1"), ("dlv_b", "wh_2"), ("dlv_c", "wh_3")],
+            &[(FAN_A, "wh_1"), (FAN_B, "wh_2"), ("dlv_c", "wh_3")],
         )])
         .expect("appends");
     // An event nobody receives keeps no body.
@@ -91,9 +98,16 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
 
     let lens: HashMap<_, _> = store.tree_lens().into_iter().collect();
     assert_eq!(lens["payloads"], 1, "one body per event, not per delivery");
-    assert_eq!(lens["history"], 3);
-    assert_eq!(lens["dlv_index"], 3);
-    assert_eq!(lens["by_time"], 3);
+    assert_eq!(
+        lens["history"], 3,
+        "each delivery is listed under its webhook"
+    );
+    assert_eq!(
+        lens["deliveries"], 2,
+        "one fan-out's records share a bucket"
+    );
+    assert_eq!(lens["by_time"], 2, "retention finds buckets by time");
+    assert_eq!(store.check_projections().expect("consistent"), 3);
     assert_eq!(
         store
             .payload(&acc(), &EventId::from("evt_1"))
@@ -108,11 +122,11 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
         None
     );
 
-    let r = record(&store, "wh_2", "dlv_b");
+    let r = record(&store, "wh_2", FAN_B);
     assert_eq!(
         r,
         DeliveryRecord {
-            id: DeliveryId::from("dlv_b"),
+            id: DeliveryId::from(FAN_B),
             webhook_id: WebhookId::from("wh_2"),
             account_id: acc(),
             event_id: EventId::from("evt_1"),
@@ -127,7 +141,7 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     // A delivery is found only under its own webhook.
     assert_eq!(
         store
-            .delivery(&WebhookId::from("wh_1"), &DeliveryId::from("dlv_b"))
+            .delivery(&WebhookId::from("wh_1"), &DeliveryId::from(FAN_B))
             .expect("reads"),
         None
     );
@@ -426,9 +440,9 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
     store
         .append(&[
             // Old: one delivery done, one still pending: body and pending record stay.
-            published("evt_old_mixed", 0, &[("m1", "wh_1"), ("m2", "wh_2")]),
-            started("m1", 1, 0),
-            succeeded("m1", 1, 0),
+            published("evt_old_mixed", 0, &[(M1, "wh_1"), (M2, "wh_2")]),
+            started(M1, 1, 0),
+            succeeded(M1, 1, 0),
             // Old and done: everything goes.
             published("evt_old_done", 10, &[("d1", "wh_1")]),
             started("d1", 1, 10),
@@ -444,9 +458,10 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 2);
     let l = lens(&store);
     assert_eq!(
-        (l["history"], l["dlv_index"], l["by_time"], l["payloads"]),
+        (l["history"], l["deliveries"], l["by_time"], l["payloads"]),
         (2, 2, 2, 2)
     );
+    assert_eq!(store.check_projections().expect("consistent"), 2);
     assert!(store
         .payload(&acc(), &EventId::from("evt_old_done"))
         .expect("reads")
@@ -456,21 +471,22 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
         .expect("reads")
         .is_some());
     assert!(store
-        .delivery(&WebhookId::from("wh_1"), &DeliveryId::from("m1"))
+        .delivery(&WebhookId::from("wh_1"), &DeliveryId::from(M1))
         .expect("reads")
         .is_none());
     assert!(store
-        .delivery(&WebhookId::from("wh_2"), &DeliveryId::from("m2"))
+        .delivery(&WebhookId::from("wh_2"), &DeliveryId::from(M2))
         .expect("reads")
         .is_some());
 
     // The pending one finishes: the next prune takes it and the body.
     store
-        .append(&[started("m2", 1, 6_000), succeeded("m2", 1, 6_000)])
+        .append(&[started(M2, 1, 6_000), succeeded(M2, 1, 6_000)])
         .expect("appends");
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 1);
     let l = lens(&store);
-    assert_eq!((l["history"], l["payloads"]), (1, 1));
+    assert_eq!((l["history"], l["deliveries"], l["payloads"]), (1, 1, 1));
+    assert_eq!(store.check_projections().expect("consistent"), 1);
     assert!(store
         .payload(&acc(), &EventId::from("evt_old_mixed"))
         .expect("reads")
@@ -500,7 +516,8 @@ fn prune_handles_more_than_one_chunk() {
     assert_eq!(store.prune(t(1_000_000)).expect("prunes"), 2700);
     let l: HashMap<_, _> = store.tree_lens().into_iter().collect();
     assert_eq!(
-        (l["history"], l["dlv_index"], l["by_time"], l["payloads"]),
+        (l["history"], l["deliveries"], l["by_time"], l["payloads"]),
         (300, 300, 300, 300)
     );
+    assert_eq!(store.check_projections().expect("consistent"), 300);
 }

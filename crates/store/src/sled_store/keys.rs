@@ -13,12 +13,15 @@ pub(crate) const LOG: &str = "log";
 pub(crate) const META: &str = "meta";
 /// Event bodies, once per event.
 pub(crate) const PAYLOADS: &str = "payloads";
-/// Delivery records by webhook, newest first.
+/// Each webhook's deliveries, newest first: keys only, the records are in [`DELIVERIES`].
 pub(crate) const HISTORY: &str = "history";
-/// Delivery id to its history key (events name deliveries by id only).
-pub(crate) const DLV_INDEX: &str = "dlv_index";
-/// Deliveries by creation time, oldest first, so retention reads only what expired.
+/// Delivery records in buckets (see [`bucket_key`]): one value per publish's fan-out.
+pub(crate) const DELIVERIES: &str = "deliveries";
+/// Buckets by creation time, oldest first, so retention reads only what expired.
 pub(crate) const BY_TIME: &str = "by_time";
+
+/// Bytes of a delivery id that name its bucket: `dlv_` and the 80-bit seed a fan-out shares.
+const BUCKET_KEY_LEN: usize = 4 + 20;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
@@ -112,11 +115,21 @@ pub(crate) fn show_history_key(key: &[u8]) -> String {
     }
 }
 
-/// A by-time key: the creation time, then the delivery.
-pub(crate) fn time_key(created_at: Timestamp, delivery: &DeliveryId) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + delivery.0.len());
+/// The key of a delivery's bucket: the start of its id. One publish's deliveries are
+/// `dlv_{seed}{index}` with a shared 80-bit seed, so its whole fan-out is one value, written
+/// once per batch however many of its deliveries change (the store's cost is per write). A
+/// test send's id is all random, a bucket of its own. Ids that happen to share a bucket stay
+/// correct: a bucket is a list of whole records.
+pub(crate) fn bucket_key(delivery: &DeliveryId) -> &[u8] {
+    let id = delivery.as_str().as_bytes();
+    &id[..id.len().min(BUCKET_KEY_LEN)]
+}
+
+/// A by-time key: the creation time, then the bucket.
+pub(crate) fn time_key(created_at: Timestamp, bucket: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + bucket.len());
     out.extend_from_slice(&created_at.0.to_be_bytes());
-    out.extend_from_slice(delivery.as_str().as_bytes());
+    out.extend_from_slice(bucket);
     out
 }
 
@@ -126,10 +139,10 @@ pub(crate) fn parse_time_key(key: &[u8]) -> Option<(Timestamp, &str)> {
     Some((Timestamp(at), std::str::from_utf8(key.get(8..)?).ok()?))
 }
 
-/// Prints a by-time key as `created_at/delivery`.
+/// Prints a by-time key as `created_at/bucket`.
 pub(crate) fn show_time_key(key: &[u8]) -> String {
     match parse_time_key(key) {
-        Some((at, delivery)) => format!("{}/{delivery}", at.0),
+        Some((at, bucket)) => format!("{}/{bucket}", at.0),
         None => format!("{key:02x?}"),
     }
 }
@@ -170,6 +183,18 @@ mod tests {
         assert!(old.starts_with(&history_prefix(&w)));
         assert!(!old.starts_with(&history_prefix(&WebhookId::from("wh_"))));
         assert_eq!(show_history_key(&old), "wh_1/1000/dlv_a");
+    }
+
+    #[test]
+    fn a_fan_out_shares_a_bucket_and_a_test_send_has_its_own() {
+        let seed = "0123456789abcdef0123";
+        let first = DeliveryId(format!("dlv_{seed}00"));
+        let second = DeliveryId(format!("dlv_{seed}01"));
+        assert_eq!(bucket_key(&first), bucket_key(&second));
+        assert_eq!(bucket_key(&first), format!("dlv_{seed}").as_bytes());
+        let test = DeliveryId::from("dlv_ffffffffffffffffffffffff");
+        assert_ne!(bucket_key(&test), bucket_key(&first));
+        assert_eq!(bucket_key(&DeliveryId::from("d")), b"d");
     }
 
     #[test]

@@ -24,12 +24,12 @@ pub(crate) struct PayloadRecord {
     pub body: String,
 }
 
-/// A delivery record as the batch sees it.
+/// The records of one bucket (see [`keys::bucket_key`]), in creation order.
+pub(crate) type Bucket = Vec<DeliveryRecord>;
+
+/// A bucket as the batch sees it.
 struct Slot {
-    key: Vec<u8>,
-    record: DeliveryRecord,
-    /// Not in the store yet: its index entries must be written too.
-    new: bool,
+    records: Bucket,
     dirty: bool,
 }
 
@@ -38,7 +38,7 @@ struct Slot {
 pub(crate) struct Writes {
     pub payloads: Vec<(IVec, IVec)>,
     pub history: Vec<(IVec, IVec)>,
-    pub dlv_index: Vec<(IVec, IVec)>,
+    pub deliveries: Vec<(IVec, IVec)>,
     pub by_time: Vec<(IVec, IVec)>,
 }
 
@@ -47,69 +47,64 @@ impl Writes {
     pub fn is_empty(&self) -> bool {
         self.payloads.is_empty()
             && self.history.is_empty()
-            && self.dlv_index.is_empty()
+            && self.deliveries.is_empty()
             && self.by_time.is_empty()
     }
 }
 
-/// Records of pending deliveries as last committed, by id, with their history keys: an
-/// outcome usually arrives within milliseconds of the write that created its record, and
-/// reading it back through the index would cost two lookups and a decode.
-pub(crate) type RecordCache = HashMap<DeliveryId, (Vec<u8>, DeliveryRecord)>;
+/// Buckets holding a pending delivery, as last committed, by bucket key: an outcome usually
+/// arrives within milliseconds of the write that created its record, and reading the bucket
+/// back would cost a lookup and a decode.
+pub(crate) type BucketCache = HashMap<Vec<u8>, Bucket>;
 
-/// Most records [`RecordCache`] holds; beyond it records are read from the trees.
-pub(crate) const RECORD_CACHE_MAX: usize = 8 * 1024;
+/// Most buckets [`BucketCache`] holds; beyond it buckets are read from the tree.
+pub(crate) const BUCKET_CACHE_MAX: usize = 4 * 1024;
 
-/// A record a batch wrote, for refreshing the [`RecordCache`] once the batch is committed.
+/// A bucket a batch wrote, for refreshing the [`BucketCache`] once the batch is committed.
 pub(crate) struct Written {
-    pub id: DeliveryId,
     pub key: Vec<u8>,
-    pub record: DeliveryRecord,
+    pub records: Bucket,
 }
 
 /// The projection updates of one batch, built by [`Projection::apply`] for each event.
 pub(crate) struct Projection<'a> {
     trees: &'a Trees,
-    cache: &'a RecordCache,
-    /// `None` remembers that a delivery has no record (pruned), so it is looked up once.
-    deliveries: HashMap<DeliveryId, Option<Slot>>,
+    cache: &'a BucketCache,
+    buckets: HashMap<Vec<u8>, Slot>,
     payloads: HashMap<Vec<u8>, PayloadRecord>,
+    /// New history and by-time keys (their values are markers).
+    history: Vec<Vec<u8>>,
+    by_time: Vec<Vec<u8>>,
 }
 
-/// Reads a delivery's history key and record through the index.
+/// Reads a bucket, empty if there is none.
+pub(crate) fn load_bucket(trees: &Trees, key: &[u8]) -> Result<Bucket, StoreError> {
+    match trees.deliveries.get(key)? {
+        Some(bytes) => codec::decode(keys::DELIVERIES, || keys::show_text(key), &bytes),
+        None => Ok(Bucket::new()),
+    }
+}
+
+/// Reads one delivery's record from its bucket.
 pub(crate) fn load_delivery(
     trees: &Trees,
     id: &DeliveryId,
-) -> Result<Option<(IVec, DeliveryRecord)>, StoreError> {
-    let Some(indexed) = trees.dlv_index.get(id.as_str())? else {
-        return Ok(None);
-    };
-    let key = codec::decode_raw(keys::DLV_INDEX, || id.to_string(), &indexed)?;
-    let key = IVec::from(key);
-    // The index and the record are written and removed together, so a dangling index entry
-    // is damage, not a state to tolerate.
-    let Some(bytes) = trees.history.get(&key)? else {
-        return Err(StoreError::Corrupt {
-            tree: keys::HISTORY,
-            key: keys::show_history_key(&key),
-            reason: format!(
-                "missing, though {} indexes delivery {id} there",
-                keys::DLV_INDEX
-            ),
-        });
-    };
-    let record = codec::decode(keys::HISTORY, || keys::show_history_key(&key), &bytes)?;
-    Ok(Some((key, record)))
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    Ok(load_bucket(trees, keys::bucket_key(id))?
+        .into_iter()
+        .find(|r| &r.id == id))
 }
 
 impl<'a> Projection<'a> {
     /// An empty set of updates over `trees`.
-    pub fn new(trees: &'a Trees, cache: &'a RecordCache) -> Self {
+    pub fn new(trees: &'a Trees, cache: &'a BucketCache) -> Self {
         Projection {
             trees,
             cache,
-            deliveries: HashMap::new(),
+            buckets: HashMap::new(),
             payloads: HashMap::new(),
+            history: Vec::new(),
+            by_time: Vec::new(),
         }
     }
 
@@ -144,7 +139,7 @@ impl<'a> Projection<'a> {
                         created_at: *at,
                         next_attempt_at: Some(*first_due),
                         attempts: Vec::new(),
-                    });
+                    })?;
                 }
             }
             Event::TestDeliveryCreated {
@@ -168,7 +163,7 @@ impl<'a> Projection<'a> {
                     created_at: *at,
                     next_attempt_at: Some(*at),
                     attempts: Vec::new(),
-                });
+                })?;
             }
             Event::AttemptStarted { delivery_id, .. } => {
                 self.update(delivery_id, |r| r.next_attempt_at = None)?;
@@ -260,7 +255,7 @@ impl<'a> Projection<'a> {
                         created_at: delivery.created_at,
                         next_attempt_at: Some(*at),
                         attempts: Vec::new(),
-                    });
+                    })?;
                 }
             }
             Event::AccountCreated { .. }
@@ -317,50 +312,64 @@ impl<'a> Projection<'a> {
         Ok(())
     }
 
-    fn create(&mut self, record: DeliveryRecord) {
-        let key = keys::history_key(&record.webhook_id, record.created_at, &record.id);
-        self.deliveries.insert(
-            record.id.clone(),
-            Some(Slot {
-                key,
-                record,
-                new: true,
-                dirty: true,
-            }),
-        );
+    /// The batch's view of a bucket, loaded on first touch.
+    fn slot(&mut self, key: &[u8]) -> Result<&mut Slot, StoreError> {
+        if !self.buckets.contains_key(key) {
+            let records = match self.cache.get(key) {
+                Some(records) => records.clone(),
+                None => load_bucket(self.trees, key)?,
+            };
+            self.buckets.insert(
+                key.to_vec(),
+                Slot {
+                    records,
+                    dirty: false,
+                },
+            );
+        }
+        match self.buckets.get_mut(key) {
+            Some(slot) => Ok(slot),
+            None => unreachable!("inserted above"),
+        }
     }
 
-    /// Changes a delivery's record, loading it on first touch. Returns whether it exists;
-    /// a delivery retention already removed has nothing left to update.
+    fn create(&mut self, record: DeliveryRecord) -> Result<(), StoreError> {
+        let bucket = keys::bucket_key(&record.id).to_vec();
+        self.history.push(keys::history_key(
+            &record.webhook_id,
+            record.created_at,
+            &record.id,
+        ));
+        self.by_time
+            .push(keys::time_key(record.created_at, &bucket));
+        let slot = self.slot(&bucket)?;
+        match slot.records.iter_mut().find(|r| r.id == record.id) {
+            Some(existing) => *existing = record,
+            None => slot.records.push(record),
+        }
+        slot.dirty = true;
+        Ok(())
+    }
+
+    /// Changes a delivery's record. Returns whether it exists; a delivery retention already
+    /// removed has nothing left to update.
     fn update(
         &mut self,
         id: &DeliveryId,
         change: impl FnOnce(&mut DeliveryRecord),
     ) -> Result<bool, StoreError> {
-        if !self.deliveries.contains_key(id) {
-            let loaded = match self.cache.get(id) {
-                Some((key, record)) => Some((IVec::from(key.as_slice()), record.clone())),
-                None => load_delivery(self.trees, id)?,
-            };
-            let slot = loaded.map(|(key, record)| Slot {
-                key: key.to_vec(),
-                record,
-                new: false,
-                dirty: false,
-            });
-            self.deliveries.insert(id.clone(), slot);
-        }
-        match self.deliveries.get_mut(id) {
-            Some(Some(slot)) => {
-                change(&mut slot.record);
+        let slot = self.slot(keys::bucket_key(id))?;
+        match slot.records.iter_mut().find(|r| &r.id == id) {
+            Some(record) => {
+                change(record);
                 slot.dirty = true;
                 Ok(true)
             }
-            _ => Ok(false),
+            None => Ok(false),
         }
     }
 
-    /// The encoded writes, one per touched record, and the records written.
+    /// The encoded writes, one per touched record, and the buckets written.
     pub fn into_writes(self) -> Result<(Writes, Vec<Written>), StoreError> {
         let mut writes = Writes::default();
         let mut written = Vec::new();
@@ -369,29 +378,24 @@ impl<'a> Projection<'a> {
                 .payloads
                 .push((IVec::from(key), IVec::from(codec::encode(&payload)?)));
         }
-        for slot in self.deliveries.into_values().flatten() {
+        let marker = IVec::from(&codec::marker()[..]);
+        for key in self.history {
+            writes.history.push((IVec::from(key), marker.clone()));
+        }
+        for key in self.by_time {
+            writes.by_time.push((IVec::from(key), marker.clone()));
+        }
+        for (key, slot) in self.buckets {
             if !slot.dirty {
                 continue;
             }
-            let record = &slot.record;
-            if slot.new {
-                writes.dlv_index.push((
-                    IVec::from(record.id.as_str()),
-                    IVec::from(codec::encode_raw(&slot.key)),
-                ));
-                writes.by_time.push((
-                    IVec::from(keys::time_key(record.created_at, &record.id)),
-                    IVec::from(&codec::marker()[..]),
-                ));
-            }
-            writes.history.push((
-                IVec::from(slot.key.as_slice()),
-                IVec::from(codec::encode(record)?),
+            writes.deliveries.push((
+                IVec::from(key.as_slice()),
+                IVec::from(codec::encode(&slot.records)?),
             ));
             written.push(Written {
-                id: slot.record.id.clone(),
-                key: slot.key,
-                record: slot.record,
+                key,
+                records: slot.records,
             });
         }
         Ok((writes, written))

@@ -220,7 +220,7 @@ impl Sim {
             account_id: self.account.clone(),
             event: prepared,
             fresh_event_id: EventId(format!("evt_fresh_{}", self.counter)),
-            delivery_id_seed: format!("{:08}", self.counter),
+            delivery_id_seed: format!("{:020}", self.counter),
         })
     }
 
