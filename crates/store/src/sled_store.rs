@@ -15,7 +15,8 @@ use crate::history::{DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventStore, LogRecords, Seq, SnapshotDraft, StoreError};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use projection::{
-    load_bucket, load_delivery, Bucket, BucketCache, PayloadRecord, Projection, BUCKET_CACHE_MAX,
+    load_bucket, load_delivery, Bucket, BucketCache, Chunk, PayloadRecord, Projection, Stored,
+    BUCKET_CACHE_MAX,
 };
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use sled::IVec;
@@ -242,6 +243,7 @@ impl SledStore {
         };
         let mut records = 0usize;
         let mut time_keys = HashSet::new();
+        let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
         for item in t.deliveries.iter() {
             let (key, value) = item?;
             let bucket: Bucket = codec::decode(keys::DELIVERIES, || keys::show_text(&key), &value)?;
@@ -252,7 +254,8 @@ impl SledStore {
                     "empty bucket".into(),
                 ));
             }
-            for r in &bucket {
+            for stored in &bucket {
+                let r = &stored.record;
                 records += 1;
                 if keys::bucket_key(&r.id) != &key[..] {
                     return Err(damage(
@@ -261,12 +264,23 @@ impl SledStore {
                         format!("holds {}, of another bucket", r.id),
                     ));
                 }
-                let listed = keys::history_key(&r.webhook_id, r.created_at, &r.id);
-                if t.history.get(&listed)?.is_none() {
+                let listed = keys::history_key(&r.webhook_id, stored.listed);
+                if !chunks.contains_key(&listed) {
+                    let chunk = match t.history.get(&listed)? {
+                        Some(bytes) => codec::decode(
+                            keys::HISTORY,
+                            || keys::show_history_key(&listed),
+                            &bytes,
+                        )?,
+                        None => Chunk::new(),
+                    };
+                    chunks.insert(listed.clone(), chunk);
+                }
+                if !chunks[&listed].contains(&(r.created_at, r.id.clone())) {
                     return Err(damage(
                         keys::HISTORY,
                         keys::show_history_key(&listed),
-                        "missing for a record".into(),
+                        format!("does not list {}", r.id),
                     ));
                 }
                 let timed = keys::time_key(r.created_at, &key);
@@ -280,7 +294,13 @@ impl SledStore {
                 time_keys.insert(timed);
             }
         }
-        let listed = t.history.len();
+        let mut listed = 0usize;
+        for item in t.history.iter() {
+            let (key, value) = item?;
+            let chunk: Chunk =
+                codec::decode(keys::HISTORY, || keys::show_history_key(&key), &value)?;
+            listed += chunk.len();
+        }
         if listed != records {
             return Err(damage(
                 keys::HISTORY,
@@ -334,7 +354,7 @@ impl SledStore {
 
         // The buckets this chunk changes, as they will be, and how many records each had.
         let mut buckets: HashMap<Vec<u8>, (Bucket, usize)> = HashMap::new();
-        let mut removed: Vec<DeliveryRecord> = Vec::new();
+        let mut removed: Vec<Stored> = Vec::new();
         let mut time_keys = Vec::new();
         for key in expired {
             let Some((at, bucket)) = keys::parse_time_key(&key) else {
@@ -353,25 +373,45 @@ impl SledStore {
                     e.insert((records, len))
                 }
             };
-            let (gone, kept): (Bucket, Bucket) = std::mem::take(records)
-                .into_iter()
-                .partition(|r| r.created_at < before && r.status != DeliveryStatus::Pending);
+            let (gone, kept): (Bucket, Bucket) =
+                std::mem::take(records).into_iter().partition(|s| {
+                    s.record.created_at < before && s.record.status != DeliveryStatus::Pending
+                });
             *records = kept;
             removed.extend(gone);
             // The entry stays while a record created at its time is still pending.
-            if !records.iter().any(|r| r.created_at == at) {
+            if !records.iter().any(|s| s.record.created_at == at) {
                 time_keys.push(key);
             }
         }
-        let removed_ids: HashSet<&DeliveryId> = removed.iter().map(|r| &r.id).collect();
-        let history_keys: Vec<Vec<u8>> = removed
-            .iter()
-            .map(|r| keys::history_key(&r.webhook_id, r.created_at, &r.id))
-            .collect();
+        let removed_ids: HashSet<&DeliveryId> = removed.iter().map(|s| &s.record.id).collect();
         let payload_keys: HashSet<Vec<u8>> = removed
             .iter()
-            .map(|r| keys::payload_key(&r.account_id, &r.event_id))
+            .map(|s| keys::payload_key(&s.record.account_id, &s.record.event_id))
             .collect();
+        // The history chunks that list removed deliveries, without them.
+        let mut delisted: HashMap<Vec<u8>, HashSet<&DeliveryId>> = HashMap::new();
+        for s in &removed {
+            delisted
+                .entry(keys::history_key(&s.record.webhook_id, s.listed))
+                .or_default()
+                .insert(&s.record.id);
+        }
+        let mut history_writes: Vec<(IVec, Option<IVec>)> = Vec::new();
+        for (key, ids) in delisted {
+            let Some(bytes) = t.history.get(&key)? else {
+                continue;
+            };
+            let mut chunk: Chunk =
+                codec::decode(keys::HISTORY, || keys::show_history_key(&key), &bytes)?;
+            chunk.retain(|(_, id)| !ids.contains(id));
+            let value = if chunk.is_empty() {
+                None
+            } else {
+                Some(IVec::from(codec::encode(&chunk)?))
+            };
+            history_writes.push((IVec::from(key), value));
+        }
 
         // A body goes once it is old and none of its deliveries can send it any more.
         let mut payload_removals = Vec::new();
@@ -392,7 +432,7 @@ impl SledStore {
                 let pending = match buckets.get(keys::bucket_key(d)) {
                     Some((records, _)) => records
                         .iter()
-                        .any(|r| &r.id == d && r.status == DeliveryStatus::Pending),
+                        .any(|s| &s.record.id == d && s.record.status == DeliveryStatus::Pending),
                     None => {
                         load_delivery(t, d)?.is_some_and(|r| r.status == DeliveryStatus::Pending)
                     }
@@ -422,8 +462,11 @@ impl SledStore {
         (&t.history, &t.deliveries, &t.by_time, &t.payloads)
             .transaction(
                 |(history, deliveries, by_time, payloads)| -> ConflictableTransactionResult<(), Infallible> {
-                    for k in &history_keys {
-                        history.remove(k.as_slice())?;
+                    for (k, v) in &history_writes {
+                        match v {
+                            Some(v) => history.insert(k.clone(), v.clone())?,
+                            None => history.remove(k.clone())?,
+                        };
                     }
                     for (k, v) in &bucket_writes {
                         match v {
@@ -445,7 +488,10 @@ impl SledStore {
         let mut cache = lock(&self.buckets);
         for (key, (records, len)) in buckets {
             if records.len() != len && cache.contains_key(&key) {
-                if records.iter().any(|r| r.status == DeliveryStatus::Pending) {
+                if records
+                    .iter()
+                    .any(|s| s.record.status == DeliveryStatus::Pending)
+                {
                     cache.insert(key, records);
                 } else {
                     cache.remove(&key);
@@ -671,7 +717,7 @@ impl EventStore for SledStore {
         let mut writer = lock(&self.writer);
         let seq = writer.next_seq;
         let mut cache = lock(&self.buckets);
-        let mut projection = Projection::new(t, &cache);
+        let mut projection = Projection::new(t, &mut cache, seq);
         for event in events {
             projection.apply(event)?;
         }
@@ -706,7 +752,7 @@ impl EventStore for SledStore {
         for w in written {
             if w.records
                 .iter()
-                .any(|r| r.status == DeliveryStatus::Pending)
+                .any(|s| s.record.status == DeliveryStatus::Pending)
             {
                 if cache.len() < BUCKET_CACHE_MAX || cache.contains_key(&w.key) {
                     cache.insert(w.key, w.records);
@@ -879,54 +925,57 @@ impl EventStore for SledStore {
     ) -> Result<Page, StoreError> {
         let limit = limit.max(1);
         let prefix = keys::history_prefix(webhook);
-        let start = match cursor {
+        let (start, after) = match cursor {
             Some(c) => {
-                let (at, id) = keys::parse_cursor(c)
+                let (seq, at, id) = keys::parse_cursor(c)
                     .ok_or_else(|| StoreError::Invalid(format!("not a paging cursor: {c:?}")))?;
-                let mut after = prefix.clone();
-                keys::push_history_suffix(&mut after, at, &id);
-                Bound::Excluded(after)
+                (keys::history_key(webhook, seq), Some((seq, at, id)))
             }
-            None => Bound::Included(prefix.clone()),
+            None => (prefix.clone(), None),
         };
-        let mut data = Vec::with_capacity(limit.min(1024));
+        let mut data: Vec<DeliveryRecord> = Vec::with_capacity(limit.min(1024));
+        let mut last_seq = 0;
         let mut more = false;
-        for item in self
-            .trees
-            .history
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-        {
+        'chunks: for item in self.trees.history.range(start..) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) {
                 break;
             }
-            if data.len() == limit {
-                more = true;
-                break;
-            }
-            codec::check_marker(keys::HISTORY, || keys::show_history_key(&key), &value)?;
-            let Some((_, _, id)) = keys::parse_history_key(&key) else {
+            let show = || keys::show_history_key(&key);
+            let Some((_, seq)) = keys::parse_history_key(&key) else {
                 return Err(StoreError::Corrupt {
                     tree: keys::HISTORY,
-                    key: keys::show_history_key(&key),
+                    key: show(),
                     reason: "not a history key".into(),
                 });
             };
-            let id = DeliveryId::from(id);
-            // The key and the record are written and removed together, so a key without its
-            // record is damage, not a state to tolerate.
-            let record = load_delivery(&self.trees, &id)?.ok_or_else(|| StoreError::Corrupt {
-                tree: keys::DELIVERIES,
-                key: keys::show_text(keys::bucket_key(&id)),
-                reason: format!(
-                    "no record of delivery {id}, though {} lists it",
-                    keys::HISTORY
-                ),
-            })?;
-            data.push(record);
+            let chunk: Chunk = codec::decode(keys::HISTORY, show, &value)?;
+            for (at, id) in chunk {
+                if let Some((after_seq, after_at, after_id)) = &after {
+                    // Entries up to the cursor's, in page order (newest first, ties by id).
+                    if seq == *after_seq && (at > *after_at || (at == *after_at && id <= *after_id))
+                    {
+                        continue;
+                    }
+                }
+                if data.len() == limit {
+                    more = true;
+                    break 'chunks;
+                }
+                // The chunk and the record are written and removed together, so an entry
+                // without its record is damage, not a state to tolerate.
+                let record =
+                    load_delivery(&self.trees, &id)?.ok_or_else(|| StoreError::Corrupt {
+                        tree: keys::DELIVERIES,
+                        key: keys::show_text(keys::bucket_key(&id)),
+                        reason: format!("no record of delivery {id}, though {} lists it", show()),
+                    })?;
+                data.push(record);
+                last_seq = seq;
+            }
         }
         let next_cursor = match data.last() {
-            Some(last) if more => Some(keys::cursor(last.created_at, &last.id)),
+            Some(last) if more => Some(keys::cursor(last_seq, last.created_at, &last.id)),
             _ => None,
         };
         Ok(Page { data, next_cursor })

@@ -517,7 +517,70 @@ fn prune_handles_more_than_one_chunk() {
     let l: HashMap<_, _> = store.tree_lens().into_iter().collect();
     assert_eq!(
         (l["history"], l["deliveries"], l["by_time"], l["payloads"]),
-        (300, 300, 300, 300)
+        (1, 300, 300, 300),
+        "one append made one history chunk"
     );
     assert_eq!(store.check_projections().expect("consistent"), 300);
+}
+
+/// History chunks (one per webhook per append) are split across pages and walked in order,
+/// ties at the same millisecond included, and a cursor stays valid when retention removes
+/// the delivery it points at.
+#[test]
+fn pages_split_chunks_in_order_and_survive_pruning_mid_walk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let mut want = Vec::new();
+    for append in 0..4u64 {
+        let mut batch = Vec::new();
+        for i in 0..5u64 {
+            let id = format!("dlv_{append}_{i}");
+            // Two deliveries per append share a millisecond.
+            let at = append * 10_000 + (i / 2) * 100;
+            batch.push(published(
+                &format!("evt_{append}_{i}"),
+                at,
+                &[(&id, "wh_1")],
+            ));
+            batch.push(started(&id, 1, at));
+            batch.push(succeeded(&id, 1, at));
+            want.push((at, id));
+        }
+        store.append(&batch).expect("appends");
+    }
+    // Newest first, ties by id.
+    want.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let want: Vec<String> = want.into_iter().map(|(_, id)| id).collect();
+
+    let wh = WebhookId::from("wh_1");
+    let walk = |store: &SledStore, size: usize| -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .deliveries(&wh, size, cursor.as_deref())
+                .expect("pages");
+            seen.extend(page.data.iter().map(|r| r.id.to_string()));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return seen,
+            }
+        }
+    };
+    for size in [1, 2, 3, 7, 20, 100] {
+        assert_eq!(walk(&store, size), want, "page size {size}");
+    }
+
+    // A cursor taken, then the delivery it points at (and everything older) pruned.
+    let first = store.deliveries(&wh, 8, None).expect("pages");
+    let cursor = first.next_cursor.expect("more");
+    let pointed = first.data.last().expect("one").created_at;
+    assert_eq!(store.prune(Timestamp(pointed.0 + 1)).expect("prunes"), 14);
+    let rest = store.deliveries(&wh, 100, Some(&cursor)).expect("pages");
+    assert!(
+        rest.data.is_empty(),
+        "everything after the cursor is older and was pruned"
+    );
+    assert_eq!(walk(&store, 3), want[..6].to_vec());
+    store.check_projections().expect("consistent");
 }

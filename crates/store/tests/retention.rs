@@ -76,7 +76,7 @@ fn disk_use_plateaus_under_steady_load() {
             "round {round}: {lens:?}"
         );
         assert!(lens["log"] <= 10, "round {round}: {lens:?}");
-        assert_eq!(lens["history"], lens["records"]);
+        assert!(lens["history"] <= lens["records"], "chunks list records");
         assert!(lens["by_time"] <= lens["payloads"], "one entry per fan-out");
     }
     // The file plateaus: the last third of the run never goes far above the middle third's

@@ -5,9 +5,9 @@ use super::keys;
 use super::Trees;
 use crate::codec;
 use crate::history::{AttemptRecord, DeliveryRecord, DeliveryStatus};
-use crate::StoreError;
+use crate::{Seq, StoreError};
 use hallway_domain::{
-    AccountId, DeliveryId, Event, EventId, Timestamp, SESSION_PROCESSING_COMPLETED,
+    AccountId, DeliveryId, Event, EventId, Timestamp, WebhookId, SESSION_PROCESSING_COMPLETED,
 };
 use serde::{Deserialize, Serialize};
 use sled::IVec;
@@ -24,8 +24,24 @@ pub(crate) struct PayloadRecord {
     pub body: String,
 }
 
+/// A delivery record as its bucket holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    pub record: DeliveryRecord,
+    /// The append whose history chunk lists the delivery (see [`keys::history_key`]).
+    pub listed: Seq,
+}
+
 /// The records of one bucket (see [`keys::bucket_key`]), in creation order.
-pub(crate) type Bucket = Vec<DeliveryRecord>;
+pub(crate) type Bucket = Vec<Stored>;
+
+/// A history chunk: one webhook's deliveries created by one append, newest first.
+pub(crate) type Chunk = Vec<(Timestamp, DeliveryId)>;
+
+/// Sorts a chunk newest first, ties by id, the order pages show.
+pub(crate) fn sort_chunk(chunk: &mut Chunk) {
+    chunk.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+}
 
 /// A bucket as the batch sees it.
 struct Slot {
@@ -60,7 +76,7 @@ pub(crate) type BucketCache = HashMap<Vec<u8>, Bucket>;
 /// Most buckets [`BucketCache`] holds; beyond it buckets are read from the tree.
 pub(crate) const BUCKET_CACHE_MAX: usize = 4 * 1024;
 
-/// A bucket a batch wrote, for refreshing the [`BucketCache`] once the batch is committed.
+/// A bucket a batch read or wrote, for refreshing the [`BucketCache`] once it is committed.
 pub(crate) struct Written {
     pub key: Vec<u8>,
     pub records: Bucket,
@@ -69,11 +85,16 @@ pub(crate) struct Written {
 /// The projection updates of one batch, built by [`Projection::apply`] for each event.
 pub(crate) struct Projection<'a> {
     trees: &'a Trees,
-    cache: &'a BucketCache,
+    /// Buckets are taken out (not copied) on first touch; the append puts back what it
+    /// commits, and a failed append leaves them to be read from the tree again.
+    cache: &'a mut BucketCache,
+    /// The sequence of the append being built.
+    seq: Seq,
     buckets: HashMap<Vec<u8>, Slot>,
     payloads: HashMap<Vec<u8>, PayloadRecord>,
-    /// New history and by-time keys (their values are markers).
-    history: Vec<Vec<u8>>,
+    /// Each webhook's history chunk of this append.
+    chunks: HashMap<WebhookId, Chunk>,
+    /// New by-time keys (their values are markers).
     by_time: Vec<Vec<u8>>,
 }
 
@@ -92,18 +113,20 @@ pub(crate) fn load_delivery(
 ) -> Result<Option<DeliveryRecord>, StoreError> {
     Ok(load_bucket(trees, keys::bucket_key(id))?
         .into_iter()
-        .find(|r| &r.id == id))
+        .find(|s| &s.record.id == id)
+        .map(|s| s.record))
 }
 
 impl<'a> Projection<'a> {
     /// An empty set of updates over `trees`.
-    pub fn new(trees: &'a Trees, cache: &'a BucketCache) -> Self {
+    pub fn new(trees: &'a Trees, cache: &'a mut BucketCache, seq: Seq) -> Self {
         Projection {
             trees,
             cache,
+            seq,
             buckets: HashMap::new(),
             payloads: HashMap::new(),
-            history: Vec::new(),
+            chunks: HashMap::new(),
             by_time: Vec::new(),
         }
     }
@@ -315,8 +338,8 @@ impl<'a> Projection<'a> {
     /// The batch's view of a bucket, loaded on first touch.
     fn slot(&mut self, key: &[u8]) -> Result<&mut Slot, StoreError> {
         if !self.buckets.contains_key(key) {
-            let records = match self.cache.get(key) {
-                Some(records) => records.clone(),
+            let records = match self.cache.remove(key) {
+                Some(records) => records,
                 None => load_bucket(self.trees, key)?,
             };
             self.buckets.insert(
@@ -335,19 +358,23 @@ impl<'a> Projection<'a> {
 
     fn create(&mut self, record: DeliveryRecord) -> Result<(), StoreError> {
         let bucket = keys::bucket_key(&record.id).to_vec();
-        self.history.push(keys::history_key(
-            &record.webhook_id,
-            record.created_at,
-            &record.id,
-        ));
         self.by_time
             .push(keys::time_key(record.created_at, &bucket));
+        let seq = self.seq;
         let slot = self.slot(&bucket)?;
-        match slot.records.iter_mut().find(|r| r.id == record.id) {
-            Some(existing) => *existing = record,
-            None => slot.records.push(record),
-        }
         slot.dirty = true;
+        if let Some(existing) = slot.records.iter_mut().find(|s| s.record.id == record.id) {
+            // Listed already: only the record changes.
+            existing.record = record;
+            return Ok(());
+        }
+        let listing = (record.created_at, record.id.clone());
+        let webhook = record.webhook_id.clone();
+        slot.records.push(Stored {
+            record,
+            listed: seq,
+        });
+        self.chunks.entry(webhook).or_default().push(listing);
         Ok(())
     }
 
@@ -359,9 +386,9 @@ impl<'a> Projection<'a> {
         change: impl FnOnce(&mut DeliveryRecord),
     ) -> Result<bool, StoreError> {
         let slot = self.slot(keys::bucket_key(id))?;
-        match slot.records.iter_mut().find(|r| &r.id == id) {
-            Some(record) => {
-                change(record);
+        match slot.records.iter_mut().find(|s| &s.record.id == id) {
+            Some(stored) => {
+                change(&mut stored.record);
                 slot.dirty = true;
                 Ok(true)
             }
@@ -369,7 +396,7 @@ impl<'a> Projection<'a> {
         }
     }
 
-    /// The encoded writes, one per touched record, and the buckets written.
+    /// The encoded writes, one per changed bucket, and every bucket the batch read.
     pub fn into_writes(self) -> Result<(Writes, Vec<Written>), StoreError> {
         let mut writes = Writes::default();
         let mut written = Vec::new();
@@ -379,20 +406,24 @@ impl<'a> Projection<'a> {
                 .push((IVec::from(key), IVec::from(codec::encode(&payload)?)));
         }
         let marker = IVec::from(&codec::marker()[..]);
-        for key in self.history {
-            writes.history.push((IVec::from(key), marker.clone()));
+        for (webhook, mut chunk) in self.chunks {
+            sort_chunk(&mut chunk);
+            writes.history.push((
+                IVec::from(keys::history_key(&webhook, self.seq)),
+                IVec::from(codec::encode(&chunk)?),
+            ));
         }
         for key in self.by_time {
             writes.by_time.push((IVec::from(key), marker.clone()));
         }
         for (key, slot) in self.buckets {
-            if !slot.dirty {
-                continue;
+            // An untouched bucket is still handed back, for the cache it was taken from.
+            if slot.dirty {
+                writes.deliveries.push((
+                    IVec::from(key.as_slice()),
+                    IVec::from(codec::encode(&slot.records)?),
+                ));
             }
-            writes.deliveries.push((
-                IVec::from(key.as_slice()),
-                IVec::from(codec::encode(&slot.records)?),
-            ));
             written.push(Written {
                 key,
                 records: slot.records,
