@@ -164,6 +164,11 @@ impl State {
         self.webhooks.get(id)
     }
 
+    /// How many live webhooks there are.
+    pub fn webhook_count(&self) -> usize {
+        self.webhooks.len()
+    }
+
     /// A live webhook, only if it belongs to `account`.
     pub fn webhook_of(&self, account: &AccountId, id: &WebhookId) -> Option<&Webhook> {
         self.webhooks.get(id).filter(|w| &w.account_id == account)

@@ -12,8 +12,8 @@ use crate::transport::{OutgoingRequest, Transport};
 use crate::{Config, EngineError};
 use bytes::Bytes;
 use hallway_domain::{
-    decide, signature, AccountId, Command, CommandKind, DeliveryId, Event, EventId, Outcome, State,
-    Timestamp,
+    decide, signature, AccountId, Command, CommandKind, DeliveryId, Event, EventId, Outcome,
+    Secret, State, Timestamp, WebhookId,
 };
 use hallway_store::EventStore;
 use std::collections::HashMap;
@@ -135,6 +135,9 @@ pub(crate) struct Actor {
     bodies: HashMap<BodyKey, (Bytes, usize)>,
     /// Bodies of recent publishes, so first attempts need no store read.
     recent: RecentBodies,
+    /// Each webhook's secret as sealed and opened: opening (AES-GCM) once per rotation, not
+    /// once per attempt.
+    opened: HashMap<WebhookId, (Secret, Arc<str>)>,
     events_since_snapshot: u64,
     /// The log truncation after the last snapshot, while it runs.
     truncating: Option<tokio::task::JoinHandle<()>>,
@@ -172,6 +175,7 @@ impl Actor {
             metrics,
             bodies: HashMap::new(),
             recent: RecentBodies::default(),
+            opened: HashMap::new(),
             events_since_snapshot: 0,
             truncating: None,
             next_maintenance,
@@ -653,12 +657,25 @@ impl Actor {
             return;
         };
         let url = w.config.url.clone();
-        let Some((secret, _)) = self.secrets.open(&w.secret) else {
-            error!(webhook = %w.id, "webhook secret does not open with the master key");
-            let _ = reports.send(report(unsent(
-                hallway_domain::AttemptError::InvalidResponse,
-            )));
-            return;
+        let secret = match self.opened.get(&w.id) {
+            Some((sealed, plain)) if *sealed == w.secret => plain.clone(),
+            _ => {
+                let Some((plain, _)) = self.secrets.open(&w.secret) else {
+                    error!(webhook = %w.id, "webhook secret does not open with the master key");
+                    let _ = reports.send(report(unsent(
+                        hallway_domain::AttemptError::InvalidResponse,
+                    )));
+                    return;
+                };
+                if self.opened.len() > self.state.webhook_count() {
+                    // Deleted webhooks' entries: start again rather than track deletions.
+                    self.opened.clear();
+                }
+                let plain: Arc<str> = Arc::from(plain);
+                self.opened
+                    .insert(w.id.clone(), (w.secret.clone(), plain.clone()));
+                plain
+            }
         };
         let transport = self.transport.clone();
         let clock = self.clock.clone();
