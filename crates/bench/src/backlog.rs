@@ -7,7 +7,8 @@ use crate::receiver::Receivers;
 use crate::scenarios::{failed_total, Ctx};
 use crate::util::{dir_bytes, proc_status_kib, wait_until, BenchError, BenchResult, Record};
 use crate::workload::{
-    bench_policy, provision, publish_closed_loop, PublishTimes, WEBHOOKS, WEBHOOKS_PER_ACCOUNT,
+    bench_policy, provision, publish_closed_loop, PublishTimes, RawBodies, WEBHOOKS,
+    WEBHOOKS_PER_ACCOUNT,
 };
 use hallway_domain::DurationMs;
 use std::process::Stdio;
@@ -116,6 +117,8 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
         &h,
         &tenants.accounts,
         0..events,
+        // Peak memory is what this scenario measures: no prebuilt bodies in it.
+        RawBodies::OnTheFly,
         ctx.publishers,
         WEBHOOKS_PER_ACCOUNT as u32,
         &times,

@@ -9,7 +9,7 @@ use crate::util::{
 };
 use crate::workload::{
     account_id, account_name, account_of, bench_config, bench_policy, provision,
-    publish_closed_loop, publish_fixed_rate, raw_event, PublishTimes, WEBHOOKS,
+    publish_closed_loop, publish_fixed_rate, raw_event, PublishTimes, RawBodies, WEBHOOKS,
     WEBHOOKS_PER_ACCOUNT,
 };
 use bytes::Bytes;
@@ -182,6 +182,8 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
     let ceiling = ceiling::run(&receivers, &tenants.secrets, bodies, max_in_flight).await?;
     receivers.clear();
 
+    // The host's raw events are inputs, built before the clock starts like the ceiling's.
+    let raw = RawBodies::prebuilt(0..events);
     let times = PublishTimes::new(events as usize);
     let before = h.metrics();
     store.reset();
@@ -191,6 +193,7 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
         &h,
         &tenants.accounts,
         0..events,
+        raw,
         ctx.publishers,
         FANOUT,
         &times,
@@ -407,6 +410,7 @@ pub async fn retries(ctx: &Ctx, events: u32) -> BenchResult<Record> {
         &h,
         &tenants.accounts,
         0..events,
+        RawBodies::OnTheFly,
         ctx.publishers,
         FANOUT,
         &times,

@@ -212,18 +212,35 @@ impl PublishTimes {
     }
 }
 
+/// The raw bodies publishers send: built before the clock starts (as the ceiling's bodies
+/// are), or as each is published where memory is what is measured.
+#[derive(Clone)]
+pub enum RawBodies {
+    /// `raw_event(range.start + i)` at index `i`.
+    Prebuilt(Arc<Vec<Vec<u8>>>),
+    /// Built by each publish.
+    OnTheFly,
+}
+
+impl RawBodies {
+    /// Bodies of events `range`, built now.
+    pub fn prebuilt(range: std::ops::Range<u32>) -> RawBodies {
+        RawBodies::Prebuilt(Arc::new(range.map(raw_event).collect()))
+    }
+}
+
 /// Publishes event `n` and records its times; checks it fanned out to `fanout` deliveries.
 async fn publish_one(
     h: &EngineHandle,
     accounts: &[AccountId],
     n: u32,
+    body: &[u8],
     fanout: u32,
     times: &PublishTimes,
 ) -> BenchResult<()> {
-    let body = raw_event(n);
     let account = &accounts[account_of(n)];
     let start = now_ns();
-    let receipt = h.publish(account, &body).await?;
+    let receipt = h.publish(account, body).await?;
     times.record(n, start, now_ns());
     if receipt.duplicate || receipt.deliveries != fanout {
         return Err(BenchError::new(format!(
@@ -239,22 +256,40 @@ pub async fn publish_closed_loop(
     h: &EngineHandle,
     accounts: &Arc<Vec<AccountId>>,
     range: std::ops::Range<u32>,
+    bodies: RawBodies,
     concurrency: usize,
     fanout: u32,
     times: &Arc<PublishTimes>,
 ) -> BenchResult<()> {
+    let start = range.start;
     let next = Arc::new(AtomicU32::new(range.start));
     let end = range.end;
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (h, accounts, next, times) = (h.clone(), accounts.clone(), next.clone(), times.clone());
+        let (h, accounts, next, times, bodies) = (
+            h.clone(),
+            accounts.clone(),
+            next.clone(),
+            times.clone(),
+            bodies.clone(),
+        );
         tasks.spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= end {
                     return Ok::<(), BenchError>(());
                 }
-                publish_one(&h, &accounts, n, fanout, &times).await?;
+                match &bodies {
+                    RawBodies::Prebuilt(all) => {
+                        let body = all.get((n - start) as usize).ok_or_else(|| {
+                            BenchError::new(format!("no prebuilt body for event {n}"))
+                        })?;
+                        publish_one(&h, &accounts, n, body, fanout, &times).await?;
+                    }
+                    RawBodies::OnTheFly => {
+                        publish_one(&h, &accounts, n, &raw_event(n), fanout, &times).await?;
+                    }
+                }
             }
         });
     }
@@ -281,7 +316,9 @@ pub async fn publish_fixed_rate(
         let due = origin + Duration::from_nanos(interval_ns.saturating_mul(i as u64));
         tokio::time::sleep_until(due).await;
         let (h, accounts, times) = (h.clone(), accounts.clone(), times.clone());
-        tasks.spawn(async move { publish_one(&h, &accounts, n, fanout, &times).await });
+        tasks.spawn(
+            async move { publish_one(&h, &accounts, n, &raw_event(n), fanout, &times).await },
+        );
         // Reap finished publishes as we go so errors surface early and memory stays flat.
         while let Some(r) = tasks.try_join_next() {
             r??;

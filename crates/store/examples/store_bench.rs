@@ -182,10 +182,11 @@ fn retention_run(rounds: usize) {
 /// deliveries: the store's CPU cost per delivery without the HTTP work around it.
 fn engine_shape_run() {
     let (mut sim, setup) = Sim::new(Policy::default(), 5, 11);
-    let batches: Vec<Vec<Event>> = (0..250)
+    let per_batch: usize = std::env::var("PER_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(80);
+    let batches: Vec<Vec<Event>> = (0..20_000 / per_batch)
         .map(|_| {
             sim.advance(20);
-            sim.batch(80, 2_000, 0)
+            sim.batch(per_batch, 2_000, 0)
         })
         .collect();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -200,7 +201,7 @@ fn engine_shape_run() {
         store.flush().expect("flushes");
         flush += t.elapsed();
     }
-    let deliveries = 250 * 80 * 5;
+    let deliveries = (20_000 / per_batch) * per_batch * 5;
     println!(
         "engine shape: {deliveries} deliveries, append {:.1} µs/delivery, flush {:.1} µs/delivery, {:.0} bytes on disk/delivery",
         append.as_secs_f64() * 1e6 / deliveries as f64,
