@@ -627,35 +627,22 @@ impl Actor {
             let _ = reports.send(report(unsent(hallway_domain::AttemptError::Connect)));
             return;
         };
+        // A body not in memory is read from the store by the attempt's task, off the actor:
+        // under a deep backlog many are, and the actor is everyone's critical path.
         let body = match self.bodies.get_mut(&key) {
             Some((b, n)) => {
                 *n += 1;
                 Some(b.clone())
             }
             None => {
-                let found =
-                    self.recent
-                        .get(&key)
-                        .or_else(|| match self.store.payload(&key.0, &key.1) {
-                            Ok(p) => p.map(|p| Bytes::from(p.as_bytes().to_vec())),
-                            Err(e) => {
-                                error!(error = %e, delivery = %delivery_id, "payload unreadable");
-                                None
-                            }
-                        });
+                let found = self.recent.get(&key);
                 if let Some(b) = &found {
                     self.bodies.insert(key.clone(), (b.clone(), 1));
                 }
                 found
             }
         };
-        let Some(body) = body else {
-            // Without its body the attempt cannot be sent; it fails and retries on schedule.
-            let _ = reports.send(report(unsent(
-                hallway_domain::AttemptError::InvalidResponse,
-            )));
-            return;
-        };
+        let body = body.ok_or_else(|| self.store.clone());
         let url = w.config.url.clone();
         let secret = match self.opened.get(&w.id) {
             Some((sealed, plain)) if *sealed == w.secret => plain.clone(),
@@ -682,8 +669,33 @@ impl Actor {
         let timeout = Duration::from_millis(self.state.policy().attempt_timeout.0);
         let template = report(unsent(hallway_domain::AttemptError::Timeout));
         let span = tracing::debug_span!("attempt", delivery = %delivery_id, attempt);
+        let delivery = delivery_id.clone();
         tokio::spawn(
             async move {
+                let body = match body {
+                    Ok(body) => body,
+                    Err(store) => {
+                        let (account, event) = template.body_key.clone();
+                        let read =
+                            tokio::task::spawn_blocking(move || store.payload(&account, &event))
+                                .await;
+                        match read {
+                            Ok(Ok(Some(p))) => Bytes::from(p.as_bytes().to_vec()),
+                            other => {
+                                if let Ok(Err(e)) = other {
+                                    error!(error = %e, %delivery, "payload unreadable");
+                                }
+                                // Without its body the attempt cannot be sent; it fails and
+                                // retries on schedule.
+                                let _ = reports.send(Report {
+                                    outcome: unsent(hallway_domain::AttemptError::InvalidResponse),
+                                    ..template
+                                });
+                                return;
+                            }
+                        }
+                    }
+                };
                 let t = clock.now().as_unix_seconds();
                 let signature = signature::sign(&secret, t, &body);
                 let outcome = transport

@@ -182,7 +182,10 @@ fn retention_run(rounds: usize) {
 /// deliveries: the store's CPU cost per delivery without the HTTP work around it.
 fn engine_shape_run() {
     let (mut sim, setup) = Sim::new(Policy::default(), 5, 11);
-    let per_batch: usize = std::env::var("PER_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(80);
+    let per_batch: usize = std::env::var("PER_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(80);
     let batches: Vec<Vec<Event>> = (0..20_000 / per_batch)
         .map(|_| {
             sim.advance(20);
