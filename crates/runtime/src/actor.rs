@@ -253,11 +253,19 @@ impl Actor {
                     let Some(c) = committing.take() else {
                         continue;
                     };
+                    // The next batch was decided while this one committed: its commit starts
+                    // before this one's callers are answered and its attempts dispatched, so
+                    // the store does not wait on the actor. (Not after a failure: the store is
+                    // broken then.)
+                    if matches!(&result, Ok((_, Ok(_)))) && !open.events.is_empty() {
+                        committing = Some(self.start_commit(std::mem::take(&mut open)));
+                    }
                     if let Err(e) = self.complete(c, result) {
                         self.fail_all(e, open.pending);
                         return;
                     }
-                    if self.snapshot_due() && open.is_empty() {
+                    // A snapshot must match the log exactly: none while a batch commits.
+                    if self.snapshot_due() && open.is_empty() && committing.is_none() {
                         if let Err(e) = self.snapshot().await {
                             self.fail_all(e, open.pending);
                             return;
