@@ -54,6 +54,8 @@ type BodyKey = (AccountId, EventId);
 struct Open {
     events: Vec<Event>,
     pending: Vec<Pending>,
+    /// Events before this index have had their bodies remembered.
+    remembered: usize,
 }
 
 impl Open {
@@ -405,8 +407,11 @@ impl Actor {
         }
         let first_new = open.events.len();
         self.tick(now, &mut open.events);
-        // Bodies published here, for the attempts this batch (or one soon after) starts.
-        for e in &open.events[..first_new] {
+        // Bodies published here, for the attempts this batch (or one soon after) starts. A
+        // batch is decided over many wakes: each looks only at what is new since the last.
+        let from = open.remembered.min(first_new);
+        open.remembered = open.events.len();
+        for e in &open.events[from..first_new] {
             let (key, body) = match e {
                 Event::EventPublished {
                     account_id,
