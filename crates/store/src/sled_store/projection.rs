@@ -74,7 +74,7 @@ impl Writes {
 pub(crate) type BucketCache = HashMap<Vec<u8>, Bucket>;
 
 /// Most buckets [`BucketCache`] holds; beyond it buckets are read from the tree.
-pub(crate) const BUCKET_CACHE_MAX: usize = 4 * 1024;
+pub(crate) const BUCKET_CACHE_MAX: usize = 8 * 1024;
 
 /// A bucket a batch read or wrote, for refreshing the [`BucketCache`] once it is committed.
 pub(crate) struct Written {
