@@ -7,10 +7,12 @@
 //! loopback receivers here). Receivers are keep-alive hyper servers on 127.0.0.1, one port per
 //! webhook, on their own runtime; they answer at once and record when each body arrived.
 //!
-//! - `throughput`: 5 accounts x 5 webhooks, ~2 KB transcripts, closed-loop publishers.
+//! - `throughput`: 5 accounts x 5 webhooks, ~2 KB transcripts, closed-loop publishers whose
+//!   raw events are built before the clock starts (as the ceiling's bodies are).
 //!   `deliveries_per_sec` runs from the first publish to the last arrival;
 //!   `ceiling_requests_per_sec` is a plain pooled hyper client posting the same signed bodies
-//!   to the same receivers with the engine's `max_in_flight` concurrency, right before.
+//!   to the same receivers with the engine's `max_in_flight` concurrency: the mean of a run
+//!   right before and one right after (both are reported too).
 //!   `p50_ms`/`p99_ms` are publish-accepted-to-arrival; `publish_*` the publish call. The
 //!   `store_*`, `flush_*`, `payload_*`, `snapshot_ms` and `actor_other_ms` fields split the
 //!   engine actor's time between the store calls it waits for and everything else.
