@@ -8,6 +8,7 @@
 //! because nothing else can change them meanwhile.
 
 mod keys;
+mod migrate;
 mod projection;
 
 use crate::codec;
@@ -177,6 +178,8 @@ impl SledStore {
         // After truncating everything up to the snapshot the log can be empty; numbering
         // must still go on from where it was.
         let last = last_logged.max(snapshot_seq).max(truncated_through);
+        // A data directory of the first layout is moved to the current one, once.
+        migrate::old_history(&db, &trees, last)?;
         // Snapshots written but never installed (a crash in between) are of no use.
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {

@@ -183,12 +183,12 @@ fn damaged_payloads_snapshots_and_indexes_are_named() {
     assert_eq!(store.delivery(&wh, &id).expect("reads"), None);
 
     // A damaged history chunk names itself.
-    let history = store.raw_db().open_tree("history").expect("tree");
+    let history = store.raw_db().open_tree("history_chunks").expect("tree");
     let (key, _) = history.iter().next().expect("one").expect("reads");
-    flip(&store, "history", &key, -1);
+    flip(&store, "history_chunks", &key, -1);
     let err = store.deliveries(&wh, 100, None).expect_err("damaged");
     let (tree, shown) = corrupt_in(&err);
-    assert_eq!(tree, "history");
+    assert_eq!(tree, "history_chunks");
     assert!(shown.starts_with("wh_0/"), "{shown}");
 }
 

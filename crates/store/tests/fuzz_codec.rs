@@ -265,9 +265,9 @@ proptest! {
             2 => ("meta", b"snapshot_seq".to_vec()),
             _ => {
                 // Some delivery's history record.
-                let history = db.open_tree("history").unwrap();
+                let history = db.open_tree("history_chunks").unwrap();
                 let (k, _) = history.iter().next().expect("a history record").unwrap();
-                ("history", k.to_vec())
+                ("history_chunks", k.to_vec())
             }
         };
         db.open_tree(tree).unwrap().insert(key, value).unwrap();

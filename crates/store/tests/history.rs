@@ -99,14 +99,14 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     let lens: HashMap<_, _> = store.tree_lens().into_iter().collect();
     assert_eq!(lens["payloads"], 1, "one body per event, not per delivery");
     assert_eq!(
-        lens["history"], 3,
+        lens["history_chunks"], 3,
         "each delivery is listed under its webhook"
     );
     assert_eq!(
         lens["deliveries"], 2,
         "one fan-out's records share a bucket"
     );
-    assert_eq!(lens["by_time"], 2, "retention finds buckets by time");
+    assert_eq!(lens["bucket_times"], 2, "retention finds buckets by time");
     assert_eq!(store.check_projections().expect("consistent"), 3);
     assert_eq!(
         store
@@ -458,7 +458,12 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 2);
     let l = lens(&store);
     assert_eq!(
-        (l["history"], l["deliveries"], l["by_time"], l["payloads"]),
+        (
+            l["history_chunks"],
+            l["deliveries"],
+            l["bucket_times"],
+            l["payloads"]
+        ),
         (2, 2, 2, 2)
     );
     assert_eq!(store.check_projections().expect("consistent"), 2);
@@ -485,7 +490,10 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
         .expect("appends");
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 1);
     let l = lens(&store);
-    assert_eq!((l["history"], l["deliveries"], l["payloads"]), (1, 1, 1));
+    assert_eq!(
+        (l["history_chunks"], l["deliveries"], l["payloads"]),
+        (1, 1, 1)
+    );
     assert_eq!(store.check_projections().expect("consistent"), 1);
     assert!(store
         .payload(&acc(), &EventId::from("evt_old_mixed"))
@@ -495,7 +503,7 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 0);
     // Attempt events for a pruned delivery are ignored by the projection (the log keeps them).
     store.append(&[succeeded("d1", 2, 7_000)]).expect("appends");
-    assert_eq!(lens(&store)["history"], 1);
+    assert_eq!(lens(&store)["history_chunks"], 1);
 }
 
 #[test]
@@ -516,7 +524,12 @@ fn prune_handles_more_than_one_chunk() {
     assert_eq!(store.prune(t(1_000_000)).expect("prunes"), 2700);
     let l: HashMap<_, _> = store.tree_lens().into_iter().collect();
     assert_eq!(
-        (l["history"], l["deliveries"], l["by_time"], l["payloads"]),
+        (
+            l["history_chunks"],
+            l["deliveries"],
+            l["bucket_times"],
+            l["payloads"]
+        ),
         (1, 300, 300, 300),
         "one append made one history chunk"
     );

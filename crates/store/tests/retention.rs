@@ -68,7 +68,7 @@ fn disk_use_plateaus_under_steady_load() {
     let third = samples.len() / 3;
     for (round, _, lens) in &samples[third..] {
         assert!(
-            lens["history"] <= max_live_deliveries,
+            lens["history_chunks"] <= max_live_deliveries,
             "round {round}: {lens:?}"
         );
         assert!(
@@ -76,8 +76,14 @@ fn disk_use_plateaus_under_steady_load() {
             "round {round}: {lens:?}"
         );
         assert!(lens["log"] <= 10, "round {round}: {lens:?}");
-        assert!(lens["history"] <= lens["records"], "chunks list records");
-        assert!(lens["by_time"] <= lens["payloads"], "one entry per fan-out");
+        assert!(
+            lens["history_chunks"] <= lens["records"],
+            "chunks list records"
+        );
+        assert!(
+            lens["bucket_times"] <= lens["payloads"],
+            "one entry per fan-out"
+        );
     }
     // The file plateaus: the last third of the run never goes far above the middle third's
     // peak (sled's file size moves in segment steps and with its cleaner, hence the slack),

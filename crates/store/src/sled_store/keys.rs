@@ -13,12 +13,20 @@ pub(crate) const LOG: &str = "log";
 pub(crate) const META: &str = "meta";
 /// Event bodies, once per event.
 pub(crate) const PAYLOADS: &str = "payloads";
-/// Each webhook's deliveries, newest first: keys only, the records are in [`DELIVERIES`].
-pub(crate) const HISTORY: &str = "history";
+/// Each webhook's deliveries in chunks, newest first (see [`history_key`]); the records are
+/// in [`DELIVERIES`].
+pub(crate) const HISTORY: &str = "history_chunks";
 /// Delivery records in buckets (see [`bucket_key`]): one value per publish's fan-out.
 pub(crate) const DELIVERIES: &str = "deliveries";
 /// Buckets by creation time, oldest first, so retention reads only what expired.
-pub(crate) const BY_TIME: &str = "by_time";
+pub(crate) const BY_TIME: &str = "bucket_times";
+
+/// The first layout's trees: a record per delivery by webhook and time, an index from
+/// delivery id to that key, and a time entry per delivery. Opening moves them to the trees
+/// above (see `migrate`).
+pub(crate) const OLD_HISTORY: &str = "history";
+/// See [`OLD_HISTORY`].
+pub(crate) const OLD_INDEXES: [&str; 2] = ["dlv_index", "by_time"];
 
 /// Bytes of a delivery id that name its bucket: `dlv_` and the 80-bit seed a fan-out shares.
 const BUCKET_KEY_LEN: usize = 4 + 20;

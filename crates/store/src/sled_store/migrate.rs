@@ -1,0 +1,126 @@
+//! Moves delivery history from the first on-disk layout (a record per delivery in `history`,
+//! an id index, a time entry per delivery) to buckets and history chunks.
+//!
+//! It runs when a store opens and finds the old `history` tree. The new trees are cleared
+//! and written from the old records, then the old trees are dropped, `history` last: a crash
+//! part-way leaves `history` in place, and the next open starts the move again.
+
+use super::keys;
+use super::projection::{load_bucket, sort_chunk, Bucket, Chunk, Stored};
+use super::Trees;
+use crate::codec;
+use crate::history::DeliveryRecord;
+use crate::{Seq, StoreError};
+use hallway_domain::WebhookId;
+use std::collections::HashMap;
+
+/// Most entries of one migrated history chunk, unless a webhook has more deliveries than
+/// the log has sequence numbers to give its chunks.
+const CHUNK_ENTRIES: usize = 256;
+
+/// Records held before their buckets are written.
+const PENDING_RECORDS: usize = 16 * 1024;
+
+/// Migrates if the old layout is there; returns how many delivery records moved.
+pub(crate) fn old_history(db: &sled::Db, trees: &Trees, last_seq: Seq) -> Result<u64, StoreError> {
+    let names = db.tree_names();
+    let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
+    if !has(keys::OLD_HISTORY) {
+        // A move that dropped `history` and then stopped may have left the indexes.
+        for name in keys::OLD_INDEXES {
+            if has(name) {
+                db.drop_tree(name)?;
+            }
+        }
+        return Ok(0);
+    }
+    let old = db.open_tree(keys::OLD_HISTORY)?;
+    trees.history.clear()?;
+    trees.deliveries.clear()?;
+    trees.by_time.clear()?;
+    let mut moved = 0u64;
+    let mut pending: HashMap<Vec<u8>, Bucket> = HashMap::new();
+    let mut webhook: Option<WebhookId> = None;
+    let mut records: Vec<DeliveryRecord> = Vec::new();
+    // The old keys start with the webhook, so each webhook's records come together.
+    for item in old.iter() {
+        let (key, value) = item?;
+        let record: DeliveryRecord = codec::decode(
+            keys::OLD_HISTORY,
+            || String::from_utf8_lossy(&key).into_owned(),
+            &value,
+        )?;
+        if webhook.as_ref() != Some(&record.webhook_id) {
+            moved += move_webhook(trees, &mut pending, std::mem::take(&mut records), last_seq)?;
+            webhook = Some(record.webhook_id.clone());
+        }
+        records.push(record);
+    }
+    moved += move_webhook(trees, &mut pending, records, last_seq)?;
+    write_buckets(trees, &mut pending)?;
+    db.flush()?;
+    for name in keys::OLD_INDEXES {
+        if has(name) {
+            db.drop_tree(name)?;
+        }
+    }
+    db.drop_tree(keys::OLD_HISTORY)?;
+    db.flush()?;
+    Ok(moved)
+}
+
+/// Lists one webhook's records in chunks (the oldest in chunk 1) and queues their buckets.
+fn move_webhook(
+    trees: &Trees,
+    pending: &mut HashMap<Vec<u8>, Bucket>,
+    mut records: Vec<DeliveryRecord>,
+    last_seq: Seq,
+) -> Result<u64, StoreError> {
+    let Some(first) = records.first() else {
+        return Ok(0);
+    };
+    let webhook = first.webhook_id.clone();
+    let n = records.len();
+    // Chunk numbers must be real, past sequence numbers: those never get a chunk of their
+    // own any more, and pages walk chunks newest (highest) first.
+    let size = CHUNK_ENTRIES.max(n.div_ceil(last_seq.max(1) as usize));
+    records.sort_unstable_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let mut batch = sled::Batch::default();
+    let mut time_batch = sled::Batch::default();
+    for (i, part) in records.rchunks(size).enumerate() {
+        let seq = i as Seq + 1;
+        let mut chunk: Chunk = part.iter().map(|r| (r.created_at, r.id.clone())).collect();
+        sort_chunk(&mut chunk);
+        batch.insert(keys::history_key(&webhook, seq), codec::encode(&chunk)?);
+        for r in part {
+            let bucket = keys::bucket_key(&r.id).to_vec();
+            time_batch.insert(keys::time_key(r.created_at, &bucket), &codec::marker()[..]);
+            pending.entry(bucket).or_default().push(Stored {
+                record: r.clone(),
+                listed: seq,
+            });
+        }
+    }
+    trees.history.apply_batch(batch)?;
+    trees.by_time.apply_batch(time_batch)?;
+    if pending.values().map(Vec::len).sum::<usize>() > PENDING_RECORDS {
+        write_buckets(trees, pending)?;
+    }
+    Ok(n as u64)
+}
+
+/// Writes queued records into their buckets, adding to what an earlier write put there.
+fn write_buckets(trees: &Trees, pending: &mut HashMap<Vec<u8>, Bucket>) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for (key, records) in pending.drain() {
+        let mut bucket = load_bucket(trees, &key)?;
+        bucket.extend(records);
+        batch.insert(key, codec::encode(&bucket)?);
+    }
+    trees.deliveries.apply_batch(batch)?;
+    Ok(())
+}
