@@ -5,7 +5,7 @@
 //! Run with `cargo run --release -p hallway-store --example store_bench`
 //! (`-- --quick` for a short run, `-- --retention` to also print disk use over a long
 //! steady-load run, `-- --engine-shape` for only the store's cost per delivery in the
-//! throughput scenario's shape).
+//! throughput scenario's shape; `PER_BATCH=<publishes>` sets its batch size, 80 by default).
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -160,7 +160,8 @@ pub fn marker() -> [u8; 1] {
     [FORMAT_VERSION]
 }
 
-/// Wraps raw bytes (such as another tree's key) as a versioned, checksummed record.
+/// Wraps raw bytes (such as another tree's key) as a versioned, checksummed record: the
+/// values of the first layout's delivery index, which a store opening such a directory drops.
 pub fn encode_raw(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + HEADER_LEN);
     out.extend_from_slice(&[FORMAT_VERSION, 0, 0, 0, 0]);

@@ -1,7 +1,7 @@
 //! The sled 0.34 implementation of [`EventStore`].
 //!
-//! Trees (see [`keys`] for their layouts): `log`, `meta`, `payloads`, `history`,
-//! `deliveries`, `by_time`. An append writes its log record and every projection update in
+//! Trees (see [`keys`] for their layouts): `log`, `meta`, `payloads`, `history_chunks`,
+//! `deliveries`, `bucket_times`. An append writes its log record and every projection update in
 //! one sled transaction over the five data trees, so a crash leaves all of them or none.
 //! One mutex serialises writers (append, snapshot, truncation, pruning): sequence numbers
 //! are handed out under it, and projection records are read outside the transaction
@@ -408,12 +408,7 @@ impl SledStore {
             let mut chunk: Chunk =
                 codec::decode(keys::HISTORY, || keys::show_history_key(&key), &bytes)?;
             chunk.retain(|(_, id)| !ids.contains(id));
-            let value = if chunk.is_empty() {
-                None
-            } else {
-                Some(IVec::from(codec::encode(&chunk)?))
-            };
-            history_writes.push((IVec::from(key), value));
+            history_writes.push((IVec::from(key), encode_unless_empty(&chunk)?));
         }
 
         // A body goes once it is old and none of its deliveries can send it any more.
@@ -452,30 +447,18 @@ impl SledStore {
 
         let mut bucket_writes: Vec<(IVec, Option<IVec>)> = Vec::new();
         for (key, (records, len)) in &buckets {
-            if records.len() == *len {
-                continue;
+            if records.len() != *len {
+                bucket_writes.push((IVec::from(key.as_slice()), encode_unless_empty(records)?));
             }
-            let value = if records.is_empty() {
-                None
-            } else {
-                Some(IVec::from(codec::encode(records)?))
-            };
-            bucket_writes.push((IVec::from(key.as_slice()), value));
         }
         (&t.history, &t.deliveries, &t.by_time, &t.payloads)
             .transaction(
                 |(history, deliveries, by_time, payloads)| -> ConflictableTransactionResult<(), Infallible> {
                     for (k, v) in &history_writes {
-                        match v {
-                            Some(v) => history.insert(k.clone(), v.clone())?,
-                            None => history.remove(k.clone())?,
-                        };
+                        put_or_remove(history, k, v)?;
                     }
                     for (k, v) in &bucket_writes {
-                        match v {
-                            Some(v) => deliveries.insert(k.clone(), v.clone())?,
-                            None => deliveries.remove(k.clone())?,
-                        };
+                        put_or_remove(deliveries, k, v)?;
                     }
                     for k in &time_keys {
                         by_time.remove(k)?;
@@ -490,21 +473,49 @@ impl SledStore {
         // Committed: cached buckets must not bring pruned records back.
         let mut cache = lock(&self.buckets);
         for (key, (records, len)) in buckets {
-            if records.len() != len && cache.contains_key(&key) {
-                if records
-                    .iter()
-                    .any(|s| s.record.status == DeliveryStatus::Pending)
-                {
-                    cache.insert(key, records);
-                } else {
-                    cache.remove(&key);
-                }
+            if records.len() != len {
+                keep_committed(&mut cache, key, records, false);
             }
         }
         drop(cache);
         self.wrote();
         Ok((removed.len() as u64, more))
     }
+}
+
+/// Puts a bucket as committed back into the cache, or drops it once nothing in it is pending
+/// (outcomes are what the cache is for). A bucket not cached yet is added only with
+/// `may_add` and while there is room.
+fn keep_committed(cache: &mut BucketCache, key: Vec<u8>, records: Bucket, may_add: bool) {
+    let pending = records
+        .iter()
+        .any(|s| s.record.status == DeliveryStatus::Pending);
+    if !pending {
+        cache.remove(&key);
+    } else if cache.contains_key(&key) || (may_add && cache.len() < BUCKET_CACHE_MAX) {
+        cache.insert(key, records);
+    }
+}
+
+/// A list's encoded value, or `None` (remove the key) when it is empty.
+fn encode_unless_empty<T: serde::Serialize>(items: &[T]) -> Result<Option<IVec>, StoreError> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(IVec::from(codec::encode(items)?)))
+}
+
+/// Writes `value` under `key` in a transaction, or removes the key for `None`.
+fn put_or_remove(
+    tree: &sled::transaction::TransactionalTree,
+    key: &IVec,
+    value: &Option<IVec>,
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    match value {
+        Some(v) => tree.insert(key.clone(), v.clone())?,
+        None => tree.remove(key.clone())?,
+    };
+    Ok(())
 }
 
 /// sled 0.34 reports a held lock as an I/O error of kind `Other` whose text starts with
@@ -744,16 +755,7 @@ impl EventStore for SledStore {
         }
         // Committed: the cache follows what the trees now hold.
         for w in written {
-            if w.records
-                .iter()
-                .any(|s| s.record.status == DeliveryStatus::Pending)
-            {
-                if cache.len() < BUCKET_CACHE_MAX || cache.contains_key(&w.key) {
-                    cache.insert(w.key, w.records);
-                }
-            } else {
-                cache.remove(&w.key);
-            }
+            keep_committed(&mut cache, w.key, w.records, true);
         }
         drop(cache);
         writer.next_seq = seq + 1;
