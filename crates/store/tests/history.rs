@@ -567,18 +567,8 @@ fn pages_split_chunks_in_order_and_survive_pruning_mid_walk() {
 
     let wh = WebhookId::from("wh_1");
     let walk = |store: &SledStore, size: usize| -> Vec<String> {
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = store
-                .deliveries(&wh, size, cursor.as_deref())
-                .expect("pages");
-            seen.extend(page.data.iter().map(|r| r.id.to_string()));
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return seen,
-            }
-        }
+        let records = common::walk_pages(store, &wh, size);
+        records.iter().map(|r| r.id.to_string()).collect()
     };
     for size in [1, 2, 3, 7, 20, 100] {
         assert_eq!(walk(&store, size), want, "page size {size}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Sim, T0};
+use common::{walk_pages as walk, Sim, T0};
 use hallway_domain::{AccountId, AttemptError, DeliveryId, EventId, Policy, Timestamp, WebhookId};
 use hallway_store::{codec, AttemptRecord, DeliveryRecord, DeliveryStatus, EventStore, SledStore};
 
@@ -48,22 +48,6 @@ fn records() -> Vec<DeliveryRecord> {
             }
         })
         .collect()
-}
-
-/// Every page of a webhook's history, `size` at a time.
-fn walk(store: &SledStore, webhook: &WebhookId, size: usize) -> Vec<DeliveryRecord> {
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .deliveries(webhook, size, cursor.as_deref())
-            .expect("pages");
-        seen.extend(page.data);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return seen,
-        }
-    }
 }
 
 #[test]

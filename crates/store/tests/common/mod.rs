@@ -287,3 +287,24 @@ pub fn replay(policy: Policy, events: impl IntoIterator<Item = Event>) -> State 
     }
     state
 }
+
+/// Every page of a webhook's history, `size` at a time, following each `next_cursor`.
+pub fn walk_pages(
+    store: &hallway_store::SledStore,
+    webhook: &WebhookId,
+    size: usize,
+) -> Vec<hallway_store::DeliveryRecord> {
+    use hallway_store::EventStore;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .deliveries(webhook, size, cursor.as_deref())
+            .expect("pages");
+        seen.extend(page.data);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return seen,
+        }
+    }
+}
