@@ -153,9 +153,12 @@ impl Sizes {
     }
 }
 
+/// The engine's allocator, as in the server binary (see `hallway_runtime::alloc`).
+#[global_allocator]
+static ALLOCATOR: hallway_runtime::alloc::Allocator = hallway_runtime::alloc::Allocator;
+
 fn main() -> ExitCode {
-    // As the server binary does: the engine runs here as in production.
-    hallway_runtime::tune_process_allocator();
+    hallway_runtime::alloc::tune();
     let args = Args::parse();
     util::now_ns();
     let receivers_rt = match tokio::runtime::Builder::new_multi_thread()

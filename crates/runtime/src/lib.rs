@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 mod actor;
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 pub mod clock;
 pub mod ids;
 pub mod metrics;
@@ -37,21 +39,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-
-/// Process-wide tuning for a binary that runs the engine; call once at the start of `main`.
-///
-/// glibc gives every thread that allocates its own malloc arena (up to eight per core); the
-/// engine allocates on many threads (actor, store, connections), so memory freed in one arena
-/// is not reused by another and the resident set grows far beyond what is live. Two arenas
-/// keep it close to the live size at no measurable cost in throughput. Hosts that embed the
-/// engine choose their own allocator settings.
-pub fn tune_process_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
 
 /// Why an engine call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
