@@ -413,7 +413,12 @@ impl<'a> Projection<'a> {
                 IVec::from(codec::encode(&chunk)?),
             ));
         }
-        for key in self.by_time {
+        // A fan-out's deliveries share one bucket and so one by-time key: write it once (a
+        // transactional insert reads the old value first, so repeats are not free).
+        let mut by_time = self.by_time;
+        by_time.sort_unstable();
+        by_time.dedup();
+        for key in by_time {
             writes.by_time.push((IVec::from(key), marker.clone()));
         }
         for (key, slot) in self.buckets {
