@@ -2,8 +2,9 @@
 //!
 //! The log is the source of truth: one record per committed batch of events, keyed by a
 //! big-endian sequence number. Snapshots of the domain state let startup skip most of it;
-//! projections (delivery history by webhook, event payloads stored once per event) are
-//! updated in the same atomic batch as the log record they derive from.
+//! projections (delivery history by webhook, event payloads stored once per event, their
+//! bodies in append-only segment files) are updated in the same atomic batch as the log
+//! record they derive from.
 //!
 //! Durability: [`EventStore::append`] writes a record (and its projection updates)
 //! atomically but not durably; [`EventStore::flush`] makes every record appended before it

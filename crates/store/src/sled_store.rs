@@ -1,12 +1,15 @@
 //! The sled 0.34 implementation of [`EventStore`].
 //!
-//! Trees (see [`keys`] for their layouts): `log`, `meta`, `payloads`, `history_chunks`,
-//! `deliveries`, `bucket_times`. An append writes its log record and every projection update in
-//! one sled transaction over the five data trees, so a crash leaves all of them or none.
+//! Trees (see [`keys`] for their layouts): `log`, `meta`, `payload_refs`, `history_chunks`,
+//! `deliveries`, `bucket_times`; event bodies are in segment files beside them (`bodies`).
+//! An append writes its bodies (durably) first, then its log record and every projection
+//! update in one sled transaction over the data trees and `meta`, so a crash leaves all of
+//! them or none, and nothing committed points at a body that is not on disk.
 //! One mutex serialises writers (append, snapshot, truncation, pruning): sequence numbers
 //! are handed out under it, and projection records are read outside the transaction
 //! because nothing else can change them meanwhile.
 
+mod bodies;
 mod keys;
 mod migrate;
 mod projection;
@@ -14,14 +17,15 @@ mod projection;
 use crate::codec;
 use crate::history::{DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventStore, LogRecords, Seq, SnapshotDraft, StoreError};
+use bodies::BodyFiles;
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use projection::{
-    load_bucket, load_delivery, Bucket, BucketCache, Chunk, PayloadRecord, Projection, Stored,
-    BUCKET_CACHE_MAX,
+    body_ref_writes, count_of, load_bucket, load_delivery, load_payload_ref, Bucket, BucketCache,
+    Chunk, PayloadRef, Projection, Stored, BUCKET_CACHE_MAX,
 };
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use sled::IVec;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -47,6 +51,8 @@ pub struct StoreOptions {
     /// moment (sled finishes background writes after the drop; we measured up to a
     /// quarter of a millisecond), which a reopen must not mistake for another process.
     pub lock_wait: Duration,
+    /// Event bodies go to a new segment file once the current one is this long.
+    pub body_segment_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +63,9 @@ impl Default for StoreOptions {
             cache_capacity_bytes: 32 * 1024 * 1024,
             temporary: false,
             lock_wait: Duration::from_millis(250),
+            // Retention deletes a segment once its last body goes: small enough that
+            // little is kept for long, large enough that files stay few.
+            body_segment_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -85,6 +94,8 @@ struct Writer {
     snapshot_seq: Seq,
     /// The last sequence truncation removed, 0 if none.
     truncated_through: Seq,
+    /// How many payload references point into each body segment, as committed.
+    body_refs: BTreeMap<u64, u64>,
 }
 
 /// An [`EventStore`] in a sled database: one data directory, one process at a time.
@@ -99,6 +110,8 @@ pub struct SledStore {
     durable: Mutex<u64>,
     /// Buckets with a pending delivery, as committed (taken after `writer`, never before).
     buckets: Mutex<BucketCache>,
+    /// The event bodies, in segment files beside sled's.
+    bodies: Arc<BodyFiles>,
     /// sled's data file, synced by `flush` (absent for temporary stores).
     data_file: Option<std::fs::File>,
     path: PathBuf,
@@ -180,6 +193,25 @@ impl SledStore {
         let last = last_logged.max(snapshot_seq).max(truncated_through);
         // A data directory of the first layout is moved to the current one, once.
         migrate::old_history(&db, &trees, last)?;
+        let mut body_refs = BTreeMap::new();
+        for item in trees.meta.scan_prefix(keys::META_BODY_REFS) {
+            let (key, value) = item?;
+            let show = || keys::show_text(&key);
+            let segment = keys::parse_body_refs_key(&key).ok_or_else(|| StoreError::Corrupt {
+                tree: keys::META,
+                key: show(),
+                reason: "not a body segment's count".into(),
+            })?;
+            body_refs.insert(segment, codec::decode::<u64>(keys::META, show, &value)?);
+        }
+        let bodies = BodyFiles::open(
+            dir,
+            &body_refs,
+            !options.temporary,
+            options.body_segment_bytes,
+        )?;
+        // Bodies kept inline in sled (the layouts before segments) move to segments, once.
+        migrate::old_payloads(&db, &trees, &bodies, &mut body_refs)?;
         // Snapshots written but never installed (a crash in between) are of no use.
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
@@ -197,7 +229,9 @@ impl SledStore {
                 next_seq: last + 1,
                 snapshot_seq,
                 truncated_through,
+                body_refs,
             }),
+            bodies: Arc::new(bodies),
             written: AtomicU64::new(0),
             durable: Mutex::new(0),
             buckets: Mutex::new(BucketCache::new()),
@@ -238,7 +272,7 @@ impl SledStore {
     /// A full scan of three trees: for tests and operations, not for hot paths.
     pub fn check_projections(&self) -> Result<usize, StoreError> {
         let t = &self.trees;
-        let _writer = lock(&self.writer);
+        let writer = lock(&self.writer);
         let damage = |tree: &'static str, key: String, reason: String| StoreError::Corrupt {
             tree,
             key,
@@ -319,6 +353,34 @@ impl SledStore {
                 format!("{timed} entries, {} needed", time_keys.len()),
             ));
         }
+        // Every body reads back whole, and each segment's count is its references.
+        let mut refs: BTreeMap<u64, u64> = BTreeMap::new();
+        for item in t.payloads.iter() {
+            let (key, value) = item?;
+            let payload: PayloadRef =
+                codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &value)?;
+            self.bodies.read(&payload.body)?;
+            *refs.entry(payload.body.segment).or_default() += 1;
+        }
+        let counted = &writer.body_refs;
+        let mut stored = BTreeMap::new();
+        for item in t.meta.scan_prefix(keys::META_BODY_REFS) {
+            let (key, value) = item?;
+            let segment = keys::parse_body_refs_key(&key).unwrap_or(u64::MAX);
+            stored.insert(
+                segment,
+                codec::decode::<u64>(keys::META, || keys::show_text(&key), &value)?,
+            );
+        }
+        if refs != stored || &stored != counted {
+            return Err(damage(
+                keys::META,
+                String::from_utf8_lossy(keys::META_BODY_REFS).into_owned(),
+                format!(
+                    "body segments referenced {refs:?}, counted {stored:?} (in memory {counted:?})"
+                ),
+            ));
+        }
         Ok(records)
     }
 
@@ -327,6 +389,20 @@ impl SledStore {
     #[doc(hidden)]
     pub fn raw_db(&self) -> &sled::Db {
         &self.db
+    }
+
+    /// Takes the committed reference counts of body segments; a segment nothing refers to any
+    /// more is deleted. A failed delete leaves a file no count names, which the next open
+    /// deletes: not worth failing a committed write for.
+    fn counts_committed(&self, writer: &mut Writer, counts: BTreeMap<u64, u64>) {
+        for (segment, n) in counts {
+            if n == 0 {
+                writer.body_refs.remove(&segment);
+                let _ = self.bodies.remove(segment);
+            } else {
+                writer.body_refs.insert(segment, n);
+            }
+        }
     }
 
     fn wrote(&self) {
@@ -340,7 +416,7 @@ impl SledStore {
         resume_after: &mut Option<IVec>,
     ) -> Result<(u64, bool), StoreError> {
         let t = &self.trees;
-        let _writer = lock(&self.writer);
+        let mut writer = lock(&self.writer);
         let end = Bound::Excluded(IVec::from(&before.0.to_be_bytes()[..]));
         let start = match resume_after.take() {
             Some(k) => Bound::Excluded(k),
@@ -413,12 +489,11 @@ impl SledStore {
 
         // A body goes once it is old and none of its deliveries can send it any more.
         let mut payload_removals = Vec::new();
+        let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
         for key in payload_keys {
-            let Some(bytes) = t.payloads.get(&key)? else {
+            let Some(payload) = load_payload_ref(t, &key)? else {
                 continue;
             };
-            let payload: PayloadRecord =
-                codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
             if payload.created_at >= before {
                 continue;
             }
@@ -442,8 +517,11 @@ impl SledStore {
             }
             if !needed {
                 payload_removals.push(IVec::from(key));
+                let n = count_of(&mut counts, &writer.body_refs, payload.body.segment);
+                *n = n.saturating_sub(1);
             }
         }
+        let meta_writes = body_ref_writes(&counts)?;
 
         let mut bucket_writes: Vec<(IVec, Option<IVec>)> = Vec::new();
         for (key, (records, len)) in &buckets {
@@ -451,9 +529,12 @@ impl SledStore {
                 bucket_writes.push((IVec::from(key.as_slice()), encode_unless_empty(records)?));
             }
         }
-        (&t.history, &t.deliveries, &t.by_time, &t.payloads)
+        (&t.history, &t.deliveries, &t.by_time, &t.payloads, &t.meta)
             .transaction(
-                |(history, deliveries, by_time, payloads)| -> ConflictableTransactionResult<(), Infallible> {
+                |(history, deliveries, by_time, payloads, meta)| -> ConflictableTransactionResult<(), Infallible> {
+                    for (k, v) in &meta_writes {
+                        put_or_remove(meta, k, v)?;
+                    }
                     for (k, v) in &history_writes {
                         put_or_remove(history, k, v)?;
                     }
@@ -470,6 +551,7 @@ impl SledStore {
                 },
             )
             .map_err(tx_error)?;
+        self.counts_committed(&mut writer, counts);
         // Committed: cached buckets must not bring pruned records back.
         let mut cache = lock(&self.buckets);
         for (key, (records, len)) in buckets {
@@ -583,7 +665,7 @@ fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
 struct LogIter {
     inner: Option<sled::Iter>,
     /// Where bodies left out of log records are read back from; `None` leaves them out.
-    payloads: Option<sled::Tree>,
+    payloads: Option<(sled::Tree, Arc<BodyFiles>)>,
     expected: Seq,
     /// An error to report before (instead of) anything else.
     first_error: Option<StoreError>,
@@ -627,14 +709,14 @@ impl LogIter {
             } if body.is_empty() => (account_id, event_id, body),
             _ => return Ok(()),
         };
-        let Some(payloads) = &self.payloads else {
+        let Some((payloads, bodies)) = &self.payloads else {
             return Ok(());
         };
         let key = keys::payload_key(account_id, event_id);
         if let Some(bytes) = payloads.get(&key)? {
-            let record: PayloadRecord =
+            let payload: PayloadRef =
                 codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
-            *body = record.body;
+            *body = bodies.read(&payload.body)?;
         }
         Ok(())
     }
@@ -665,7 +747,11 @@ impl LogIter {
 }
 
 impl SledStore {
-    fn log_iter(&self, from: Seq, payloads: Option<sled::Tree>) -> LogRecords<'_> {
+    fn log_iter(
+        &self,
+        from: Seq,
+        payloads: Option<(sled::Tree, Arc<BodyFiles>)>,
+    ) -> LogRecords<'_> {
         let from = from.max(1);
         let truncated_through = lock(&self.writer).truncated_through;
         if from <= truncated_through {
@@ -726,16 +812,20 @@ impl EventStore for SledStore {
         for event in events {
             projection.apply(event)?;
         }
-        let (writes, written) = projection.into_writes()?;
+        let (mut writes, written) = projection.into_writes(&self.bodies, &writer.body_refs)?;
+        let counts = std::mem::take(&mut writes.body_refs);
         let log_key = IVec::from(&keys::seq_key(seq)[..]);
         if writes.is_empty() {
             // One key in one tree is atomic by itself, and cheaper than a transaction.
             t.log.insert(log_key, record)?;
         } else {
-            (&t.log, &t.payloads, &t.history, &t.deliveries, &t.by_time)
+            (&t.log, &t.payloads, &t.history, &t.deliveries, &t.by_time, &t.meta)
                 .transaction(
-                    |(log, payloads, history, deliveries, by_time)| -> ConflictableTransactionResult<(), Infallible> {
+                    |(log, payloads, history, deliveries, by_time, meta)| -> ConflictableTransactionResult<(), Infallible> {
                         log.insert(log_key.clone(), record.clone())?;
+                        for (k, v) in &writes.meta {
+                            put_or_remove(meta, k, v)?;
+                        }
                         for (k, v) in &writes.payloads {
                             payloads.insert(k.clone(), v.clone())?;
                         }
@@ -759,6 +849,7 @@ impl EventStore for SledStore {
         }
         drop(cache);
         writer.next_seq = seq + 1;
+        self.counts_committed(&mut writer, counts);
         self.wrote();
         Ok(seq)
     }
@@ -789,7 +880,10 @@ impl EventStore for SledStore {
     }
 
     fn read_log(&self, from: Seq) -> LogRecords<'_> {
-        self.log_iter(from, Some(self.trees.payloads.clone()))
+        self.log_iter(
+            from,
+            Some((self.trees.payloads.clone(), self.bodies.clone())),
+        )
     }
 
     fn replay_log(&self, from: Seq) -> LogRecords<'_> {
@@ -897,12 +991,18 @@ impl EventStore for SledStore {
         event: &EventId,
     ) -> Result<Option<Arc<str>>, StoreError> {
         let key = keys::payload_key(account, event);
-        let Some(bytes) = self.trees.payloads.get(&key)? else {
+        let Some(payload) = load_payload_ref(&self.trees, &key)? else {
             return Ok(None);
         };
-        let record: PayloadRecord =
-            codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
-        Ok(Some(Arc::from(record.body)))
+        match self.bodies.read(&payload.body) {
+            Ok(body) => Ok(Some(Arc::from(body))),
+            // Retention may have removed the body (and its segment) since the reference was
+            // read: then it is gone, which is no damage.
+            Err(e) => match load_payload_ref(&self.trees, &key)? {
+                None => Ok(None),
+                Some(_) => Err(e),
+            },
+        }
     }
 
     fn delivery(
@@ -990,6 +1090,7 @@ impl EventStore for SledStore {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        let bodies: u64 = self.bodies.segments()?.values().sum();
+        Ok(self.db.size_on_disk()? + bodies)
     }
 }

@@ -148,13 +148,13 @@ fn an_append_touching_a_damaged_record_fails_without_writing_anything() {
 fn damaged_payloads_snapshots_and_indexes_are_named() {
     let (_dir, store) = setup();
     // A payload.
-    let payloads = store.raw_db().open_tree("payloads").expect("tree");
+    let payloads = store.raw_db().open_tree("payload_refs").expect("tree");
     let (key, _) = payloads.iter().next().expect("one").expect("reads");
-    flip(&store, "payloads", &key, -1);
+    flip(&store, "payload_refs", &key, -1);
     let account = AccountId::from("acc_1");
     let event = EventId::from(String::from_utf8_lossy(&key[4 + 5..]).into_owned());
     let err = store.payload(&account, &event).expect_err("damaged");
-    assert_eq!(corrupt_in(&err), ("payloads", format!("acc_1/{event}")));
+    assert_eq!(corrupt_in(&err), ("payload_refs", format!("acc_1/{event}")));
 
     // The snapshot (a file next to the trees).
     let file = store.path().join(hallway_store::SNAPSHOT_FILE);
@@ -206,4 +206,50 @@ fn a_damaged_meta_number_fails_the_open_with_its_name() {
     }
     let err = SledStore::open(dir.path()).expect_err("damaged");
     assert_eq!(corrupt_in(&err), ("meta", "snapshot_seq".to_owned()));
+}
+
+#[test]
+fn a_damaged_body_is_named_and_the_others_still_read() {
+    let (_dir, store) = setup();
+    let segments: Vec<_> = std::fs::read_dir(store.path().join("bodies"))
+        .expect("a bodies directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .collect();
+    assert_eq!(
+        segments.len(),
+        1,
+        "one segment holds this little: {segments:?}"
+    );
+    let mut bytes = std::fs::read(&segments[0]).expect("reads");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    std::fs::write(&segments[0], bytes).expect("writes");
+
+    let account = AccountId::from("acc_1");
+    let keys: Vec<_> = store
+        .raw_db()
+        .open_tree("payload_refs")
+        .expect("tree")
+        .iter()
+        .map(|item| item.expect("reads").0)
+        .collect();
+    assert!(keys.len() > 1);
+    let mut damaged = Vec::new();
+    for key in &keys {
+        let event = EventId::from(String::from_utf8_lossy(&key[4 + 5..]).into_owned());
+        match store.payload(&account, &event) {
+            Ok(Some(body)) => assert!(!body.is_empty()),
+            Ok(None) => panic!("the body of {event} is missing"),
+            Err(e) => damaged.push(corrupt_in(&e)),
+        }
+    }
+    // Only the last body written was hit, and the error says where it is.
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0].0, "bodies");
+    assert!(damaged[0].1.starts_with("segment "), "{}", damaged[0].1);
+    let err = store
+        .check_projections()
+        .expect_err("the check reads every body");
+    assert_eq!(corrupt_in(&err).0, "bodies");
 }

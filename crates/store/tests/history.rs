@@ -97,7 +97,10 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
         .expect("appends");
 
     let lens: HashMap<_, _> = store.tree_lens().into_iter().collect();
-    assert_eq!(lens["payloads"], 1, "one body per event, not per delivery");
+    assert_eq!(
+        lens["payload_refs"], 1,
+        "one body per event, not per delivery"
+    );
     assert_eq!(
         lens["history_chunks"], 3,
         "each delivery is listed under its webhook"
@@ -462,7 +465,7 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
             l["history_chunks"],
             l["deliveries"],
             l["bucket_times"],
-            l["payloads"]
+            l["payload_refs"]
         ),
         (2, 2, 2, 2)
     );
@@ -491,7 +494,7 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 1);
     let l = lens(&store);
     assert_eq!(
-        (l["history_chunks"], l["deliveries"], l["payloads"]),
+        (l["history_chunks"], l["deliveries"], l["payload_refs"]),
         (1, 1, 1)
     );
     assert_eq!(store.check_projections().expect("consistent"), 1);
@@ -528,7 +531,7 @@ fn prune_handles_more_than_one_chunk() {
             l["history_chunks"],
             l["deliveries"],
             l["bucket_times"],
-            l["payloads"]
+            l["payload_refs"]
         ),
         (1, 300, 300, 300),
         "one append made one history chunk"

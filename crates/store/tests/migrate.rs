@@ -168,3 +168,63 @@ fn an_interrupted_move_starts_again() {
     let store = SledStore::open(dir.path()).expect("opens and moves the history");
     assert_eq!(store.check_projections().expect("consistent"), all.len());
 }
+
+/// A body as the layouts before body segments kept it, inline in the `payloads` tree.
+#[derive(serde::Serialize)]
+struct InlinePayload {
+    created_at: Timestamp,
+    deliveries: Vec<DeliveryId>,
+    body: String,
+}
+
+#[test]
+fn inline_bodies_move_to_segments_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let account = AccountId::from("acc_1");
+    // More than one move's worth (256), so the move goes in several transactions.
+    let events: Vec<(EventId, String)> = (0..700)
+        .map(|i| {
+            (
+                EventId(format!("evt_{i}")),
+                format!("{{\"n\":{i},\"pad\":\"{}\"}}", "é".repeat(i % 50)),
+            )
+        })
+        .collect();
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        let old = store.raw_db().open_tree("payloads").expect("tree");
+        for (i, (event, body)) in events.iter().enumerate() {
+            let mut key = (account.0.len() as u32).to_be_bytes().to_vec();
+            key.extend_from_slice(account.0.as_bytes());
+            key.extend_from_slice(event.0.as_bytes());
+            let record = InlinePayload {
+                created_at: T0,
+                deliveries: vec![DeliveryId(format!("dlv_{i:020}00"))],
+                body: body.clone(),
+            };
+            old.insert(key, codec::encode(&record).expect("encodes"))
+                .expect("inserts");
+        }
+        store.flush().expect("flushes");
+    }
+    let store = SledStore::open(dir.path()).expect("reopens");
+    let names = store.raw_db().tree_names();
+    assert!(
+        !names.iter().any(|n| n.as_ref() == b"payloads"),
+        "the old tree is dropped once moved"
+    );
+    for (event, body) in &events {
+        let read = store.payload(&account, event).expect("reads");
+        assert_eq!(read.as_deref(), Some(body.as_str()), "{event}");
+    }
+    let lens: std::collections::HashMap<_, _> = store.tree_lens().into_iter().collect();
+    assert_eq!(lens["payload_refs"], events.len());
+    // The segment counts agree with the references.
+    store.check_projections().expect("consistent");
+    drop(store);
+    // Nothing is moved twice.
+    let store = SledStore::open(dir.path()).expect("reopens");
+    let lens: std::collections::HashMap<_, _> = store.tree_lens().into_iter().collect();
+    assert_eq!(lens["payload_refs"], events.len());
+    store.check_projections().expect("consistent");
+}

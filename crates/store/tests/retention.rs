@@ -4,13 +4,18 @@ mod common;
 
 use common::Sim;
 use hallway_domain::{CommandKind, DurationMs, Policy};
-use hallway_store::{codec, EventStore, SledStore};
+use hallway_store::{codec, EventStore, SledStore, StoreOptions};
 use std::collections::HashMap;
 
 #[test]
 fn disk_use_plateaus_under_steady_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SledStore::open(dir.path()).expect("opens");
+    // Small body segments, so that retention has whole segments to delete within the test.
+    let options = StoreOptions {
+        body_segment_bytes: 256 * 1024,
+        ..StoreOptions::default()
+    };
+    let store = SledStore::open_with(dir.path(), &options).expect("opens");
     // Short delays and a short window, so that steady state comes within the test; the
     // shape of the work is the real one (every command goes through the domain).
     let policy = Policy {
@@ -57,6 +62,10 @@ fn disk_use_plateaus_under_steady_load() {
                 "records",
                 store.check_projections().expect("the projections agree"),
             );
+            let segments = std::fs::read_dir(dir.path().join("bodies"))
+                .expect("bodies")
+                .count();
+            lens.insert("body segments", segments);
             println!("round {round}: {size} bytes on disk, trees {lens:?}");
             samples.push((round, size, lens));
         }
@@ -72,16 +81,19 @@ fn disk_use_plateaus_under_steady_load() {
             "round {round}: {lens:?}"
         );
         assert!(
-            lens["payloads"] <= max_live_deliveries / 3,
+            lens["payload_refs"] <= max_live_deliveries / 3,
             "round {round}: {lens:?}"
         );
         assert!(lens["log"] <= 10, "round {round}: {lens:?}");
+        // ~1 MiB of bodies is live (20 a round of ~1 KiB, for the window and the retries):
+        // the segments they are in, the active one, and one pruning period's worth.
+        assert!(lens["body segments"] <= 12, "round {round}: {lens:?}");
         assert!(
             lens["history_chunks"] <= lens["records"],
             "chunks list records"
         );
         assert!(
-            lens["bucket_times"] <= lens["payloads"],
+            lens["bucket_times"] <= lens["payload_refs"],
             "one entry per fan-out"
         );
     }

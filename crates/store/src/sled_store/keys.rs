@@ -11,8 +11,10 @@ use hallway_domain::{AccountId, DeliveryId, EventId, Timestamp, WebhookId};
 pub(crate) const LOG: &str = "log";
 /// The latest snapshot, its sequence, and how far the log was truncated.
 pub(crate) const META: &str = "meta";
-/// Event bodies, once per event.
-pub(crate) const PAYLOADS: &str = "payloads";
+/// Where each event's body is (in the body segments, see `bodies`), once per event.
+pub(crate) const PAYLOADS: &str = "payload_refs";
+/// The first layouts' payloads, bodies inline; opening moves them to the body segments.
+pub(crate) const OLD_PAYLOADS: &str = "payloads";
 /// Each webhook's deliveries in chunks, newest first (see [`history_key`]); the records are
 /// in [`DELIVERIES`].
 pub(crate) const HISTORY: &str = "history_chunks";
@@ -35,6 +37,23 @@ const BUCKET_KEY_LEN: usize = 4 + 20;
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
 /// The meta key of the last sequence removed by truncation.
 pub(crate) const META_TRUNCATED_THROUGH: &[u8] = b"truncated_through";
+
+/// The prefix of the meta keys that count the references into each body segment.
+pub(crate) const META_BODY_REFS: &[u8] = b"body_refs/";
+
+/// The meta key of a body segment's reference count.
+pub(crate) fn body_refs_key(segment: u64) -> Vec<u8> {
+    let mut out = META_BODY_REFS.to_vec();
+    out.extend_from_slice(&segment.to_be_bytes());
+    out
+}
+
+/// The segment of a [`body_refs_key`].
+pub(crate) fn parse_body_refs_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(
+        key.strip_prefix(META_BODY_REFS)?.try_into().ok()?,
+    ))
+}
 
 /// A log key.
 pub(crate) fn seq_key(seq: Seq) -> [u8; 8] {

@@ -1,18 +1,26 @@
-//! Moves delivery history from the first on-disk layout (a record per delivery in `history`,
+//! Moves data from earlier on-disk layouts: bodies kept inline in sled to body segments
+//! ([`old_payloads`]), and delivery history from the first layout (a record per delivery in `history`,
 //! an id index, a time entry per delivery) to buckets and history chunks.
 //!
 //! It runs when a store opens and finds the old `history` tree. The new trees are cleared
 //! and written from the old records, then the old trees are dropped, `history` last: a crash
 //! part-way leaves `history` in place, and the next open starts the move again.
 
+use super::bodies::BodyFiles;
 use super::keys;
-use super::projection::{load_bucket, sort_chunk, Bucket, Chunk, Stored};
-use super::Trees;
+use super::projection::{
+    body_ref_writes, count_of, load_bucket, sort_chunk, Bucket, Chunk, PayloadRecord, PayloadRef,
+    Stored,
+};
+use super::{put_or_remove, tx_error, Trees};
 use crate::codec;
 use crate::history::DeliveryRecord;
 use crate::{Seq, StoreError};
 use hallway_domain::WebhookId;
-use std::collections::HashMap;
+use sled::transaction::{ConflictableTransactionResult, Transactional};
+use sled::IVec;
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 
 /// Most entries of one migrated history chunk, unless a webhook has more deliveries than
 /// the log has sequence numbers to give its chunks.
@@ -123,4 +131,72 @@ fn write_buckets(trees: &Trees, pending: &mut HashMap<Vec<u8>, Bucket>) -> Resul
     }
     trees.deliveries.apply_batch(batch)?;
     Ok(())
+}
+
+/// Legacy bodies moved per transaction.
+const PAYLOAD_CHUNK: usize = 256;
+
+/// Moves bodies kept inline in the `payloads` tree (every layout before body segments) to
+/// body segments. Each chunk's bodies are written, durably, first; then one transaction adds
+/// their references and counts and removes the old records. A crash part-way leaves every
+/// body in exactly one place, and the next open goes on. Returns how many bodies moved.
+pub(crate) fn old_payloads(
+    db: &sled::Db,
+    trees: &Trees,
+    bodies: &BodyFiles,
+    counts: &mut BTreeMap<u64, u64>,
+) -> Result<u64, StoreError> {
+    let names = db.tree_names();
+    if !names
+        .iter()
+        .any(|n| n.as_ref() == keys::OLD_PAYLOADS.as_bytes())
+    {
+        return Ok(0);
+    }
+    let old = db.open_tree(keys::OLD_PAYLOADS)?;
+    let mut moved = 0u64;
+    loop {
+        let mut chunk = Vec::with_capacity(PAYLOAD_CHUNK);
+        for item in old.iter().take(PAYLOAD_CHUNK) {
+            let (key, value) = item?;
+            let record: PayloadRecord =
+                codec::decode(keys::OLD_PAYLOADS, || keys::show_payload_key(&key), &value)?;
+            chunk.push((key, record));
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let texts: Vec<&str> = chunk.iter().map(|(_, r)| r.body.as_str()).collect();
+        let places = bodies.write(&texts)?;
+        let mut changed: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut refs = Vec::with_capacity(chunk.len());
+        for ((key, record), at) in chunk.into_iter().zip(places) {
+            *count_of(&mut changed, counts, at.segment) += 1;
+            let payload = PayloadRef {
+                created_at: record.created_at,
+                deliveries: record.deliveries,
+                body: at,
+            };
+            refs.push((key, IVec::from(codec::encode(&payload)?)));
+        }
+        let meta_writes = body_ref_writes(&changed)?;
+        (&old, &trees.payloads, &trees.meta)
+            .transaction(
+                |(old, new, meta)| -> ConflictableTransactionResult<(), Infallible> {
+                    for (k, v) in &refs {
+                        new.insert(k.clone(), v.clone())?;
+                        old.remove(k.clone())?;
+                    }
+                    for (k, v) in &meta_writes {
+                        put_or_remove(meta, k, v)?;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(tx_error)?;
+        counts.extend(changed);
+        moved += refs.len() as u64;
+    }
+    db.drop_tree(keys::OLD_PAYLOADS)?;
+    Ok(moved)
 }

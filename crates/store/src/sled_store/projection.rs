@@ -1,6 +1,7 @@
 //! The projections of one appended batch: delivery history and payloads, computed in memory
 //! so that each touched record is read once and written once however many events touch it.
 
+use super::bodies::{BodyAt, BodyFiles};
 use super::keys;
 use super::Trees;
 use crate::codec;
@@ -11,9 +12,9 @@ use hallway_domain::{
 };
 use serde::{Deserialize, Serialize};
 use sled::IVec;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-/// An event's body with what retention needs to know about it.
+/// An event's body, as the first layouts kept it (inline); opening moves these.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PayloadRecord {
     /// When the event was published (all its deliveries share this creation time).
@@ -22,6 +23,67 @@ pub(crate) struct PayloadRecord {
     pub deliveries: Vec<DeliveryId>,
     /// The exact bytes every attempt sends.
     pub body: String,
+}
+
+/// Where an event's body is, with what retention needs to know about it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PayloadRef {
+    /// When the event was published (all its deliveries share this creation time).
+    pub created_at: Timestamp,
+    /// Every delivery that sends this body; the payload lives while one of them is pending.
+    pub deliveries: Vec<DeliveryId>,
+    /// The exact bytes every attempt sends, in a body segment.
+    pub body: BodyAt,
+}
+
+/// A payload an append writes: its body goes to a segment first.
+struct NewPayload<'e> {
+    created_at: Timestamp,
+    deliveries: Vec<DeliveryId>,
+    body: &'e str,
+    /// The segment of the body this one replaces (a republish), whose count drops.
+    replaced: Option<u64>,
+}
+
+/// Reads a payload reference.
+pub(crate) fn load_payload_ref(
+    trees: &Trees,
+    key: &[u8],
+) -> Result<Option<PayloadRef>, StoreError> {
+    match trees.payloads.get(key)? {
+        Some(bytes) => Ok(Some(codec::decode(
+            keys::PAYLOADS,
+            || keys::show_payload_key(key),
+            &bytes,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// A segment's reference count as a write changes it, starting from the committed one.
+pub(crate) fn count_of<'c>(
+    changed: &'c mut BTreeMap<u64, u64>,
+    committed: &BTreeMap<u64, u64>,
+    segment: u64,
+) -> &'c mut u64 {
+    changed
+        .entry(segment)
+        .or_insert_with(|| committed.get(&segment).copied().unwrap_or(0))
+}
+
+/// The meta writes that set body segments' reference counts: a count of 0 removes its key.
+pub(crate) fn body_ref_writes(
+    counts: &BTreeMap<u64, u64>,
+) -> Result<Vec<(IVec, Option<IVec>)>, StoreError> {
+    let mut out = Vec::with_capacity(counts.len());
+    for (&segment, &n) in counts {
+        let value = match n {
+            0 => None,
+            n => Some(IVec::from(codec::encode(&n)?)),
+        };
+        out.push((IVec::from(keys::body_refs_key(segment)), value));
+    }
+    Ok(out)
 }
 
 /// A delivery record as its bucket holds it.
@@ -53,6 +115,10 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Writes {
     pub payloads: Vec<(IVec, IVec)>,
+    /// Body segments' reference counts (`None` removes one).
+    pub meta: Vec<(IVec, Option<IVec>)>,
+    /// The new reference counts of the body segments this batch changes.
+    pub body_refs: BTreeMap<u64, u64>,
     pub history: Vec<(IVec, IVec)>,
     pub deliveries: Vec<(IVec, IVec)>,
     pub by_time: Vec<(IVec, IVec)>,
@@ -83,7 +149,7 @@ pub(crate) struct Written {
 }
 
 /// The projection updates of one batch, built by [`Projection::apply`] for each event.
-pub(crate) struct Projection<'a> {
+pub(crate) struct Projection<'a, 'e> {
     trees: &'a Trees,
     /// Buckets are taken out (not copied) on first touch; the append puts back what it
     /// commits, and a failed append leaves them to be read from the tree again.
@@ -91,7 +157,7 @@ pub(crate) struct Projection<'a> {
     /// The sequence of the append being built.
     seq: Seq,
     buckets: HashMap<Vec<u8>, Slot>,
-    payloads: HashMap<Vec<u8>, PayloadRecord>,
+    payloads: HashMap<Vec<u8>, NewPayload<'e>>,
     /// Each webhook's history chunk of this append.
     chunks: HashMap<WebhookId, Chunk>,
     /// New by-time keys (their values are markers).
@@ -117,7 +183,7 @@ pub(crate) fn load_delivery(
         .map(|s| s.record))
 }
 
-impl<'a> Projection<'a> {
+impl<'a, 'e> Projection<'a, 'e> {
     /// An empty set of updates over `trees`.
     pub fn new(trees: &'a Trees, cache: &'a mut BucketCache, seq: Seq) -> Self {
         Projection {
@@ -132,7 +198,7 @@ impl<'a> Projection<'a> {
     }
 
     /// Folds one event's effect on the projections into the pending updates.
-    pub fn apply(&mut self, event: &Event) -> Result<(), StoreError> {
+    pub fn apply(&mut self, event: &'e Event) -> Result<(), StoreError> {
         match event {
             Event::EventPublished {
                 account_id,
@@ -304,21 +370,16 @@ impl<'a> Projection<'a> {
         event: &EventId,
         at: Timestamp,
         deliveries: Vec<DeliveryId>,
-        body: &str,
+        body: &'e str,
     ) -> Result<(), StoreError> {
         let key = keys::payload_key(account, event);
-        let existing = match self.payloads.remove(&key) {
-            Some(p) => Some(p),
-            None => match self.trees.payloads.get(&key)? {
-                Some(bytes) => Some(codec::decode::<PayloadRecord>(
-                    keys::PAYLOADS,
-                    || keys::show_payload_key(&key),
-                    &bytes,
-                )?),
-                None => None,
+        let (mut all, replaced) = match self.payloads.remove(&key) {
+            Some(p) => (p.deliveries, p.replaced),
+            None => match load_payload_ref(self.trees, &key)? {
+                Some(r) => (r.deliveries, Some(r.body.segment)),
+                None => (Vec::new(), None),
             },
         };
-        let mut all = existing.map(|p| p.deliveries).unwrap_or_default();
         for d in deliveries {
             if !all.contains(&d) {
                 all.push(d);
@@ -326,10 +387,11 @@ impl<'a> Projection<'a> {
         }
         self.payloads.insert(
             key,
-            PayloadRecord {
+            NewPayload {
                 created_at: at,
                 deliveries: all,
-                body: body.to_owned(),
+                body,
+                replaced,
             },
         );
         Ok(())
@@ -396,15 +458,37 @@ impl<'a> Projection<'a> {
         }
     }
 
-    /// The encoded writes, one per changed bucket, and every bucket the batch read.
-    pub fn into_writes(self) -> Result<(Writes, Vec<Written>), StoreError> {
+    /// Writes the batch's new bodies (durably) to `bodies`, then returns the encoded writes
+    /// (one per changed bucket, and the body segments' new reference counts from the
+    /// committed `counts`) and every bucket the batch read.
+    pub fn into_writes(
+        self,
+        bodies: &BodyFiles,
+        counts: &BTreeMap<u64, u64>,
+    ) -> Result<(Writes, Vec<Written>), StoreError> {
         let mut writes = Writes::default();
         let mut written = Vec::new();
-        for (key, payload) in self.payloads {
+        let payloads: Vec<(Vec<u8>, NewPayload)> = self.payloads.into_iter().collect();
+        let texts: Vec<&str> = payloads.iter().map(|(_, p)| p.body).collect();
+        let places = bodies.write(&texts)?;
+        let mut changed: BTreeMap<u64, u64> = BTreeMap::new();
+        for ((key, p), at) in payloads.into_iter().zip(places) {
+            *count_of(&mut changed, counts, at.segment) += 1;
+            if let Some(old) = p.replaced {
+                let n = count_of(&mut changed, counts, old);
+                *n = n.saturating_sub(1);
+            }
+            let record = PayloadRef {
+                created_at: p.created_at,
+                deliveries: p.deliveries,
+                body: at,
+            };
             writes
                 .payloads
-                .push((IVec::from(key), IVec::from(codec::encode(&payload)?)));
+                .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
         }
+        writes.meta = body_ref_writes(&changed)?;
+        writes.body_refs = changed;
         let marker = IVec::from(&codec::marker()[..]);
         for (webhook, mut chunk) in self.chunks {
             sort_chunk(&mut chunk);
