@@ -81,6 +81,10 @@ struct Args {
     /// engine's own default.
     #[arg(long)]
     max_in_flight: Option<usize>,
+    /// The throughput the latency scenario offers half of, in deliveries/s, instead of
+    /// measuring it first (to compare builds at one load).
+    #[arg(long)]
+    latency_of_throughput: Option<f64>,
     /// Internal: run the backlog scenario in this process with this many pending retries.
     #[arg(long = "backlog-child", hide = true)]
     backlog_child: Option<u32>,
@@ -245,7 +249,7 @@ async fn run(args: &Args, ctx: &Ctx) -> ExitCode {
         .collect();
     let started = Instant::now();
     let mut results: Vec<Record> = Vec::new();
-    let mut throughput_dps: Option<f64> = None;
+    let mut throughput_dps: Option<f64> = args.latency_of_throughput;
     let mut failed = false;
     for s in chosen {
         eprintln!(

@@ -307,6 +307,8 @@ fn put_store_times(r: &mut Record, st: &StoreTimes) {
         .put("store_records", st.appends)
         .put("store_append_ms", st.append_ms)
         .put("store_append_cpu_ms", st.append_cpu_ms)
+        .put("store_append_p50_ms", st.append_p50_ms)
+        .put("store_append_p99_ms", st.append_p99_ms)
         .put("store_append_max_ms", st.append_max_ms)
         .put(
             "append_us_per_event_first_fifth",

@@ -35,6 +35,10 @@ pub struct StoreTimes {
     pub append_cpu_ms: f64,
     /// The slowest append.
     pub append_max_ms: f64,
+    /// Median append.
+    pub append_p50_ms: f64,
+    /// 99th percentile append.
+    pub append_p99_ms: f64,
     /// Append time per event in the first fifth of the window's appends, in µs.
     pub append_us_per_event_first_fifth: f64,
     /// Append time per event in the last fifth of the window's appends, in µs.
@@ -108,6 +112,8 @@ impl TimedStore {
         let ms = |ns: u64| ns as f64 / 1e6;
         let mut flushes: Vec<u64> = s.flushes.iter().map(|f| f.1).collect();
         flushes.sort_unstable();
+        let mut appends: Vec<u64> = s.appends.iter().map(|a| a.1).collect();
+        appends.sort_unstable();
         let first = s.appends.first().map(|a| a.0).unwrap_or(0);
         let last = s.flushes.last().map(|f| f.0 + f.1).unwrap_or(first);
         let fifth = s.appends.len() / 5;
@@ -117,6 +123,8 @@ impl TimedStore {
             append_ms: ms(s.appends.iter().map(|a| a.1).sum()),
             append_cpu_ms: ms(s.append_cpu_ns),
             append_max_ms: ms(s.appends.iter().map(|a| a.1).max().unwrap_or(0)),
+            append_p50_ms: quantile_ms(&appends, 0.5).unwrap_or(0.0),
+            append_p99_ms: quantile_ms(&appends, 0.99).unwrap_or(0.0),
             append_us_per_event_first_fifth: us_per_event(&s.appends[..fifth]),
             append_us_per_event_last_fifth: us_per_event(&s.appends[s.appends.len() - fifth..]),
             flush_ms: ms(flushes.iter().sum()),
