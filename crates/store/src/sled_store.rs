@@ -1,7 +1,7 @@
 //! The sled 0.34 implementation of [`EventStore`].
 //!
 //! Trees (see [`keys`] for their layouts): `log`, `meta`, `payload_refs`, `history_chunks`,
-//! `deliveries`, `bucket_times`; event bodies are in segment files beside them (`bodies`).
+//! `deliveries`, `bucket_time_chunks`; event bodies are in segment files beside them (`bodies`).
 //! An append writes its bodies (durably) first, then its log record and every projection
 //! update in one sled transaction over the data trees and `meta`, so a crash leaves all of
 //! them or none, and nothing committed points at a body that is not on disk.
@@ -21,7 +21,7 @@ use bodies::BodyFiles;
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use projection::{
     body_ref_writes, count_of, load_bucket, load_delivery, load_payload_ref, Bucket, BucketCache,
-    Chunk, PayloadRef, Projection, Stored, BUCKET_CACHE_MAX,
+    Chunk, PayloadRef, Projection, Stored, TimeChunk, BUCKET_CACHE_MAX,
 };
 use sled::transaction::{ConflictableTransactionResult, TransactionError, Transactional};
 use sled::IVec;
@@ -193,6 +193,7 @@ impl SledStore {
         let last = last_logged.max(snapshot_seq).max(truncated_through);
         // A data directory of the first layout is moved to the current one, once.
         migrate::old_history(&db, &trees, last)?;
+        migrate::old_times(&db, &trees)?;
         let mut body_refs = BTreeMap::new();
         for item in trees.meta.scan_prefix(keys::META_BODY_REFS) {
             let (key, value) = item?;
@@ -279,6 +280,21 @@ impl SledStore {
             reason,
         };
         let mut records = 0usize;
+        // Every (creation time, bucket) the by-time chunks list, and those records need.
+        let mut listed_times: HashSet<(Timestamp, Vec<u8>)> = HashSet::new();
+        for item in t.by_time.iter() {
+            let (key, value) = item?;
+            let chunk: TimeChunk =
+                codec::decode(keys::BY_TIME, || keys::show_time_chunk_key(&key), &value)?;
+            if chunk.is_empty() {
+                return Err(damage(
+                    keys::BY_TIME,
+                    keys::show_time_chunk_key(&key),
+                    "empty chunk".into(),
+                ));
+            }
+            listed_times.extend(chunk);
+        }
         let mut time_keys = HashSet::new();
         let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
         for item in t.deliveries.iter() {
@@ -320,11 +336,11 @@ impl SledStore {
                         format!("does not list {}", r.id),
                     ));
                 }
-                let timed = keys::time_key(r.created_at, &key);
-                if t.by_time.get(&timed)?.is_none() {
+                let timed = (r.created_at, key.to_vec());
+                if !listed_times.contains(&timed) {
                     return Err(damage(
                         keys::BY_TIME,
-                        keys::show_time_key(&timed),
+                        keys::show_time_key(&keys::time_key(r.created_at, &key)),
                         "missing for a record".into(),
                     ));
                 }
@@ -345,12 +361,11 @@ impl SledStore {
                 format!("{listed} listed, {records} records"),
             ));
         }
-        let timed = t.by_time.len();
-        if timed != time_keys.len() {
+        if listed_times.len() != time_keys.len() {
             return Err(damage(
                 keys::BY_TIME,
                 String::new(),
-                format!("{timed} entries, {} needed", time_keys.len()),
+                format!("{} entries, {} needed", listed_times.len(), time_keys.len()),
             ));
         }
         // Every body reads back whole, and each segment's count is its references.
@@ -422,45 +437,58 @@ impl SledStore {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
-        let mut expired = Vec::new();
-        for item in t.by_time.range::<IVec, _>((start, end)).take(PRUNE_CHUNK) {
+        // Whole by-time chunks (every bucket one append created) whose earliest entry expired,
+        // up to about PRUNE_CHUNK entries in all.
+        let mut expired: Vec<(IVec, TimeChunk)> = Vec::new();
+        let mut entries = 0;
+        let mut more = false;
+        for item in t.by_time.range::<IVec, _>((start, end)) {
+            if entries >= PRUNE_CHUNK {
+                more = true;
+                break;
+            }
             let (key, value) = item?;
-            codec::check_marker(keys::BY_TIME, || keys::show_time_key(&key), &value)?;
-            expired.push(key);
+            let chunk: TimeChunk =
+                codec::decode(keys::BY_TIME, || keys::show_time_chunk_key(&key), &value)?;
+            entries += chunk.len();
+            expired.push((key, chunk));
         }
-        let more = expired.len() == PRUNE_CHUNK;
-        *resume_after = expired.last().cloned();
+        *resume_after = expired.last().map(|(key, _)| key.clone());
 
         // The buckets this chunk changes, as they will be, and how many records each had.
         let mut buckets: HashMap<Vec<u8>, (Bucket, usize)> = HashMap::new();
         let mut removed: Vec<Stored> = Vec::new();
-        let mut time_keys = Vec::new();
-        for key in expired {
-            let Some((at, bucket)) = keys::parse_time_key(&key) else {
-                return Err(StoreError::Corrupt {
-                    tree: keys::BY_TIME,
-                    key: keys::show_time_key(&key),
-                    reason: "not a time key".into(),
-                });
-            };
-            let bucket = bucket.as_bytes().to_vec();
-            let (records, _) = match buckets.entry(bucket) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let records = load_bucket(t, e.key())?;
-                    let len = records.len();
-                    e.insert((records, len))
+        let mut time_writes: Vec<(IVec, Option<IVec>)> = Vec::new();
+        for (key, chunk) in expired {
+            let before_len = chunk.len();
+            let mut kept_entries = TimeChunk::new();
+            for (at, bucket) in chunk {
+                // Not expired yet (a chunk can list times on both sides of the cut-off).
+                if at >= before {
+                    kept_entries.push((at, bucket));
+                    continue;
                 }
-            };
-            let (gone, kept): (Bucket, Bucket) =
-                std::mem::take(records).into_iter().partition(|s| {
-                    s.record.created_at < before && s.record.status != DeliveryStatus::Pending
-                });
-            *records = kept;
-            removed.extend(gone);
-            // The entry stays while a record created at its time is still pending.
-            if !records.iter().any(|s| s.record.created_at == at) {
-                time_keys.push(key);
+                let (records, _) = match buckets.entry(bucket.clone()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let records = load_bucket(t, e.key())?;
+                        let len = records.len();
+                        e.insert((records, len))
+                    }
+                };
+                let (gone, kept): (Bucket, Bucket) =
+                    std::mem::take(records).into_iter().partition(|s| {
+                        s.record.created_at < before && s.record.status != DeliveryStatus::Pending
+                    });
+                *records = kept;
+                removed.extend(gone);
+                // The entry stays while a record created at its time is still pending.
+                if records.iter().any(|s| s.record.created_at == at) {
+                    kept_entries.push((at, bucket));
+                }
+            }
+            if kept_entries.len() != before_len {
+                time_writes.push((key, encode_unless_empty(&kept_entries)?));
             }
         }
         let removed_ids: HashSet<&DeliveryId> = removed.iter().map(|s| &s.record.id).collect();
@@ -541,8 +569,8 @@ impl SledStore {
                     for (k, v) in &bucket_writes {
                         put_or_remove(deliveries, k, v)?;
                     }
-                    for k in &time_keys {
-                        by_time.remove(k)?;
+                    for (k, v) in &time_writes {
+                        put_or_remove(by_time, k, v)?;
                     }
                     for k in &payload_removals {
                         payloads.remove(k)?;

@@ -109,7 +109,10 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
         lens["deliveries"], 2,
         "one fan-out's records share a bucket"
     );
-    assert_eq!(lens["bucket_times"], 2, "retention finds buckets by time");
+    assert_eq!(
+        lens["bucket_time_chunks"], 1,
+        "retention finds buckets by time, in one chunk per append"
+    );
     assert_eq!(store.check_projections().expect("consistent"), 3);
     assert_eq!(
         store
@@ -464,10 +467,10 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
         (
             l["history_chunks"],
             l["deliveries"],
-            l["bucket_times"],
+            l["bucket_time_chunks"],
             l["payload_refs"]
         ),
-        (2, 2, 2, 2)
+        (2, 2, 1, 2)
     );
     assert_eq!(store.check_projections().expect("consistent"), 2);
     assert!(store
@@ -530,11 +533,11 @@ fn prune_handles_more_than_one_chunk() {
         (
             l["history_chunks"],
             l["deliveries"],
-            l["bucket_times"],
+            l["bucket_time_chunks"],
             l["payload_refs"]
         ),
-        (1, 300, 300, 300),
-        "one append made one history chunk"
+        (1, 300, 1, 300),
+        "one append made one history chunk and one by-time chunk"
     );
     assert_eq!(store.check_projections().expect("consistent"), 300);
 }

@@ -93,7 +93,7 @@ fn disk_use_plateaus_under_steady_load() {
             "chunks list records"
         );
         assert!(
-            lens["bucket_times"] <= lens["payload_refs"],
+            lens["bucket_time_chunks"] <= lens["payload_refs"],
             "one entry per fan-out"
         );
     }

@@ -20,8 +20,11 @@ pub(crate) const OLD_PAYLOADS: &str = "payloads";
 pub(crate) const HISTORY: &str = "history_chunks";
 /// Delivery records in buckets (see [`bucket_key`]): one value per publish's fan-out.
 pub(crate) const DELIVERIES: &str = "deliveries";
-/// Buckets by creation time, oldest first, so retention reads only what expired.
-pub(crate) const BY_TIME: &str = "bucket_times";
+/// Buckets by creation time in chunks, one per append (see [`time_chunk_key`]), oldest
+/// first, so retention reads only what expired.
+pub(crate) const BY_TIME: &str = "bucket_time_chunks";
+/// The layout before [`BY_TIME`]: one entry per bucket (see [`time_key`]); opening moves it.
+pub(crate) const OLD_BY_TIME: &str = "bucket_times";
 
 /// The first layout's trees: a record per delivery by webhook and time, an index from
 /// delivery id to that key, and a time entry per delivery. Opening moves them to the trees
@@ -144,7 +147,27 @@ pub(crate) fn bucket_key(delivery: &DeliveryId) -> &[u8] {
     &id[..id.len().min(BUCKET_KEY_LEN)]
 }
 
-/// A by-time key: the creation time, then the bucket.
+/// A by-time chunk's key: the earliest creation time it lists, then the append's sequence.
+pub(crate) fn time_chunk_key(earliest: Timestamp, seq: Seq) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&earliest.0.to_be_bytes());
+    out[8..].copy_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// Prints a by-time chunk's key as `earliest/seq`.
+pub(crate) fn show_time_chunk_key(key: &[u8]) -> String {
+    match (key.get(..8), key.get(8..)) {
+        (Some(at), Some(seq)) if key.len() == 16 => format!(
+            "{}/{}",
+            u64::from_be_bytes(at.try_into().unwrap_or_default()),
+            u64::from_be_bytes(seq.try_into().unwrap_or_default())
+        ),
+        _ => format!("{key:02x?}"),
+    }
+}
+
+/// An old by-time key ([`OLD_BY_TIME`]): the creation time, then the bucket.
 pub(crate) fn time_key(created_at: Timestamp, bucket: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + bucket.len());
     out.extend_from_slice(&created_at.0.to_be_bytes());

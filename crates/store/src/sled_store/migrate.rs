@@ -10,7 +10,7 @@ use super::bodies::BodyFiles;
 use super::keys;
 use super::projection::{
     body_ref_writes, count_of, load_bucket, sort_chunk, Bucket, Chunk, PayloadRecord, PayloadRef,
-    Stored,
+    Stored, TimeChunk,
 };
 use super::{put_or_remove, tx_error, Trees};
 use crate::codec;
@@ -45,7 +45,9 @@ pub(crate) fn old_history(db: &sled::Db, trees: &Trees, last_seq: Seq) -> Result
     let old = db.open_tree(keys::OLD_HISTORY)?;
     trees.history.clear()?;
     trees.deliveries.clear()?;
-    trees.by_time.clear()?;
+    // Time entries go to the previous by-time layout, which `old_times` then moves on.
+    let old_times = db.open_tree(keys::OLD_BY_TIME)?;
+    old_times.clear()?;
     let mut moved = 0u64;
     let mut pending: HashMap<Vec<u8>, Bucket> = HashMap::new();
     let mut webhook: Option<WebhookId> = None;
@@ -59,12 +61,18 @@ pub(crate) fn old_history(db: &sled::Db, trees: &Trees, last_seq: Seq) -> Result
             &value,
         )?;
         if webhook.as_ref() != Some(&record.webhook_id) {
-            moved += move_webhook(trees, &mut pending, std::mem::take(&mut records), last_seq)?;
+            moved += move_webhook(
+                trees,
+                &old_times,
+                &mut pending,
+                std::mem::take(&mut records),
+                last_seq,
+            )?;
             webhook = Some(record.webhook_id.clone());
         }
         records.push(record);
     }
-    moved += move_webhook(trees, &mut pending, records, last_seq)?;
+    moved += move_webhook(trees, &old_times, &mut pending, records, last_seq)?;
     write_buckets(trees, &mut pending)?;
     db.flush()?;
     for name in keys::OLD_INDEXES {
@@ -80,6 +88,7 @@ pub(crate) fn old_history(db: &sled::Db, trees: &Trees, last_seq: Seq) -> Result
 /// Lists one webhook's records in chunks (the oldest in chunk 1) and queues their buckets.
 fn move_webhook(
     trees: &Trees,
+    old_times: &sled::Tree,
     pending: &mut HashMap<Vec<u8>, Bucket>,
     mut records: Vec<DeliveryRecord>,
     last_seq: Seq,
@@ -114,7 +123,7 @@ fn move_webhook(
         }
     }
     trees.history.apply_batch(batch)?;
-    trees.by_time.apply_batch(time_batch)?;
+    old_times.apply_batch(time_batch)?;
     if pending.values().map(Vec::len).sum::<usize>() > PENDING_RECORDS {
         write_buckets(trees, pending)?;
     }
@@ -198,5 +207,60 @@ pub(crate) fn old_payloads(
         moved += refs.len() as u64;
     }
     db.drop_tree(keys::OLD_PAYLOADS)?;
+    Ok(moved)
+}
+
+/// Old by-time entries per chunk when they are moved.
+const TIME_CHUNK_ENTRIES: usize = 256;
+
+/// Moves by-time entries from one key per bucket (`bucket_times`) to one chunk per append
+/// (`bucket_time_chunks`). The new tree is cleared and written whole from the old one, then
+/// the old one is dropped: an interrupted move starts again. Moved chunks are numbered from 0,
+/// below every sequence an append will use. Returns how many entries moved.
+pub(crate) fn old_times(db: &sled::Db, trees: &Trees) -> Result<u64, StoreError> {
+    let names = db.tree_names();
+    if !names
+        .iter()
+        .any(|n| n.as_ref() == keys::OLD_BY_TIME.as_bytes())
+    {
+        return Ok(0);
+    }
+    let old = db.open_tree(keys::OLD_BY_TIME)?;
+    trees.by_time.clear()?;
+    let mut batch = sled::Batch::default();
+    let mut chunk = TimeChunk::new();
+    let mut chunks = 0u64;
+    let mut moved = 0u64;
+    let mut put = |chunk: &mut TimeChunk, batch: &mut sled::Batch| -> Result<(), StoreError> {
+        if let Some((earliest, _)) = chunk.first() {
+            batch.insert(
+                &keys::time_chunk_key(*earliest, chunks)[..],
+                codec::encode(&*chunk)?,
+            );
+            chunks += 1;
+            chunk.clear();
+        }
+        Ok(())
+    };
+    // In key order, so oldest first: each chunk's first entry is its earliest.
+    for item in old.iter() {
+        let (key, value) = item?;
+        codec::check_marker(keys::OLD_BY_TIME, || keys::show_time_key(&key), &value)?;
+        let Some((at, bucket)) = keys::parse_time_key(&key) else {
+            return Err(StoreError::Corrupt {
+                tree: keys::OLD_BY_TIME,
+                key: keys::show_time_key(&key),
+                reason: "not a time key".into(),
+            });
+        };
+        chunk.push((at, bucket.as_bytes().to_vec()));
+        moved += 1;
+        if chunk.len() == TIME_CHUNK_ENTRIES {
+            put(&mut chunk, &mut batch)?;
+        }
+    }
+    put(&mut chunk, &mut batch)?;
+    trees.by_time.apply_batch(batch)?;
+    db.drop_tree(keys::OLD_BY_TIME)?;
     Ok(moved)
 }

@@ -97,6 +97,10 @@ pub(crate) struct Stored {
 /// The records of one bucket (see [`keys::bucket_key`]), in creation order.
 pub(crate) type Bucket = Vec<Stored>;
 
+/// A by-time chunk: the buckets one append created records in, with their creation times,
+/// oldest first.
+pub(crate) type TimeChunk = Vec<(Timestamp, Vec<u8>)>;
+
 /// A history chunk: one webhook's deliveries created by one append, newest first.
 pub(crate) type Chunk = Vec<(Timestamp, DeliveryId)>;
 
@@ -160,8 +164,8 @@ pub(crate) struct Projection<'a, 'e> {
     payloads: HashMap<Vec<u8>, NewPayload<'e>>,
     /// Each webhook's history chunk of this append.
     chunks: HashMap<WebhookId, Chunk>,
-    /// New by-time keys (their values are markers).
-    by_time: Vec<Vec<u8>>,
+    /// The buckets this append creates records in, with those records' creation times.
+    by_time: TimeChunk,
 }
 
 /// Reads a bucket, empty if there is none.
@@ -420,8 +424,7 @@ impl<'a, 'e> Projection<'a, 'e> {
 
     fn create(&mut self, record: DeliveryRecord) -> Result<(), StoreError> {
         let bucket = keys::bucket_key(&record.id).to_vec();
-        self.by_time
-            .push(keys::time_key(record.created_at, &bucket));
+        self.by_time.push((record.created_at, bucket.clone()));
         let seq = self.seq;
         let slot = self.slot(&bucket)?;
         slot.dirty = true;
@@ -489,7 +492,6 @@ impl<'a, 'e> Projection<'a, 'e> {
         }
         writes.meta = body_ref_writes(&changed)?;
         writes.body_refs = changed;
-        let marker = IVec::from(&codec::marker()[..]);
         for (webhook, mut chunk) in self.chunks {
             sort_chunk(&mut chunk);
             writes.history.push((
@@ -497,13 +499,16 @@ impl<'a, 'e> Projection<'a, 'e> {
                 IVec::from(codec::encode(&chunk)?),
             ));
         }
-        // A fan-out's deliveries share one bucket and so one by-time key: write it once (a
-        // transactional insert reads the old value first, so repeats are not free).
+        // One key per append, not per bucket: sled's cost is per key. A fan-out's deliveries
+        // share a bucket, so it is listed once.
         let mut by_time = self.by_time;
         by_time.sort_unstable();
         by_time.dedup();
-        for key in by_time {
-            writes.by_time.push((IVec::from(key), marker.clone()));
+        if let Some((earliest, _)) = by_time.first() {
+            writes.by_time.push((
+                IVec::from(&keys::time_chunk_key(*earliest, self.seq)[..]),
+                IVec::from(codec::encode(&by_time)?),
+            ));
         }
         for (key, slot) in self.buckets {
             // An untouched bucket is still handed back, for the cache it was taken from.
