@@ -96,6 +96,9 @@ struct Writer {
     truncated_through: Seq,
     /// How many payload references point into each body segment, as committed.
     body_refs: BTreeMap<u64, u64>,
+    /// Segments nothing refers to any more, with the write (a value of `written`) that
+    /// dropped their last reference: deleted once a flush has made that write durable.
+    doomed: Vec<(u64, u64)>,
 }
 
 /// An [`EventStore`] in a sled database: one data directory, one process at a time.
@@ -231,6 +234,7 @@ impl SledStore {
                 snapshot_seq,
                 truncated_through,
                 body_refs,
+                doomed: Vec::new(),
             }),
             bodies: Arc::new(bodies),
             written: AtomicU64::new(0),
@@ -406,14 +410,15 @@ impl SledStore {
         &self.db
     }
 
-    /// Takes the committed reference counts of body segments; a segment nothing refers to any
-    /// more is deleted. A failed delete leaves a file no count names, which the next open
-    /// deletes: not worth failing a committed write for.
-    fn counts_committed(&self, writer: &mut Writer, counts: BTreeMap<u64, u64>) {
+    /// Counts a committed write and takes the reference counts of body segments it changed.
+    /// A segment nothing refers to any more is deleted only after a flush: until the write
+    /// that removed its last reference is durable, a crash could bring the references back.
+    fn committed(&self, writer: &mut Writer, counts: BTreeMap<u64, u64>) {
+        let write = self.written.fetch_add(1, Ordering::AcqRel) + 1;
         for (segment, n) in counts {
             if n == 0 {
                 writer.body_refs.remove(&segment);
-                let _ = self.bodies.remove(segment);
+                writer.doomed.push((write, segment));
             } else {
                 writer.body_refs.insert(segment, n);
             }
@@ -579,7 +584,6 @@ impl SledStore {
                 },
             )
             .map_err(tx_error)?;
-        self.counts_committed(&mut writer, counts);
         // Committed: cached buckets must not bring pruned records back.
         let mut cache = lock(&self.buckets);
         for (key, (records, len)) in buckets {
@@ -588,7 +592,7 @@ impl SledStore {
             }
         }
         drop(cache);
-        self.wrote();
+        self.committed(&mut writer, counts);
         Ok((removed.len() as u64, more))
     }
 }
@@ -877,8 +881,7 @@ impl EventStore for SledStore {
         }
         drop(cache);
         writer.next_seq = seq + 1;
-        self.counts_committed(&mut writer, counts);
-        self.wrote();
+        self.committed(&mut writer, counts);
         Ok(seq)
     }
 
@@ -900,6 +903,24 @@ impl EventStore for SledStore {
                 .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         }
         *durable = covered;
+        drop(durable);
+        // Segments whose last reference went in a write this flush made durable. (Lock order:
+        // `durable` is released first; writers never take it.)
+        let ready: Vec<u64> = {
+            let mut writer = lock(&self.writer);
+            let (ready, later) = std::mem::take(&mut writer.doomed)
+                .into_iter()
+                .partition(|(write, _)| *write <= covered);
+            writer.doomed = later;
+            ready
+                .into_iter()
+                .map(|(_, segment)| segment)
+                .collect::<Vec<_>>()
+        };
+        for segment in ready {
+            // A failed delete leaves a file no count names; the next open deletes it.
+            let _ = self.bodies.remove(segment);
+        }
         Ok(())
     }
 

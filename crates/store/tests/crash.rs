@@ -112,7 +112,12 @@ fn crash_child() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
         | 1;
-    let store = SledStore::open(Path::new(&dir)).expect("child opens");
+    // Small body segments, so kills also land while segments start and retention deletes them.
+    let options = hallway_store::StoreOptions {
+        body_segment_bytes: 16 * 1024,
+        ..hallway_store::StoreOptions::default()
+    };
+    let store = SledStore::open_with(Path::new(&dir), &options).expect("child opens");
     let mut seq = store.last_seq().expect("last");
     let mut previous = if seq == 0 {
         Vec::new()

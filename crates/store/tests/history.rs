@@ -593,3 +593,51 @@ fn pages_split_chunks_in_order_and_survive_pruning_mid_walk() {
     assert_eq!(walk(&store, 3), want[..6].to_vec());
     store.check_projections().expect("consistent");
 }
+
+#[test]
+fn a_body_segment_goes_only_once_the_prune_that_emptied_it_is_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every append after the first starts a new segment.
+    let options = hallway_store::StoreOptions {
+        body_segment_bytes: 1,
+        ..hallway_store::StoreOptions::default()
+    };
+    let store = SledStore::open_with(dir.path(), &options).expect("opens");
+    store
+        .append(&[
+            published("evt_old", 0, &[("dlv_old", "wh_1")]),
+            started("dlv_old", 1, 0),
+            succeeded("dlv_old", 1, 0),
+        ])
+        .expect("appends");
+    store
+        .append(&[published("evt_new", 5_000, &[("dlv_new", "wh_1")])])
+        .expect("appends");
+    store.flush().expect("flushes");
+    let segments = || {
+        std::fs::read_dir(dir.path().join("bodies"))
+            .expect("a bodies directory")
+            .count()
+    };
+    assert_eq!(segments(), 2);
+
+    assert_eq!(store.prune(t(1_000)).expect("prunes"), 1);
+    // Until the prune is durable a crash could bring its references back: the file stays.
+    assert_eq!(segments(), 2);
+    store.flush().expect("flushes");
+    assert_eq!(segments(), 1, "the emptied segment went with the flush");
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_old"))
+            .expect("reads"),
+        None
+    );
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_new"))
+            .expect("reads")
+            .as_deref(),
+        Some("{\"id\":\"evt_new\"}")
+    );
+    store.check_projections().expect("consistent");
+}
