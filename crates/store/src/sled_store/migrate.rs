@@ -29,14 +29,19 @@ const CHUNK_ENTRIES: usize = 256;
 /// Records held before their buckets are written.
 const PENDING_RECORDS: usize = 16 * 1024;
 
+/// Whether the database has a tree of that name (opening one would create it).
+fn has_tree(db: &sled::Db, name: &str) -> bool {
+    db.tree_names()
+        .iter()
+        .any(|n| n.as_ref() == name.as_bytes())
+}
+
 /// Migrates if the old layout is there; returns how many delivery records moved.
 pub(crate) fn old_history(db: &sled::Db, trees: &Trees, last_seq: Seq) -> Result<u64, StoreError> {
-    let names = db.tree_names();
-    let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
-    if !has(keys::OLD_HISTORY) {
+    if !has_tree(db, keys::OLD_HISTORY) {
         // A move that dropped `history` and then stopped may have left the indexes.
         for name in keys::OLD_INDEXES {
-            if has(name) {
+            if has_tree(db, name) {
                 db.drop_tree(name)?;
             }
         }
@@ -76,7 +81,7 @@ pub(crate) fn old_history(db: &sled::Db, trees: &Trees, last_seq: Seq) -> Result
     write_buckets(trees, &mut pending)?;
     db.flush()?;
     for name in keys::OLD_INDEXES {
-        if has(name) {
+        if has_tree(db, name) {
             db.drop_tree(name)?;
         }
     }
@@ -155,11 +160,7 @@ pub(crate) fn old_payloads(
     bodies: &BodyFiles,
     counts: &mut BTreeMap<u64, u64>,
 ) -> Result<u64, StoreError> {
-    let names = db.tree_names();
-    if !names
-        .iter()
-        .any(|n| n.as_ref() == keys::OLD_PAYLOADS.as_bytes())
-    {
+    if !has_tree(db, keys::OLD_PAYLOADS) {
         return Ok(0);
     }
     let old = db.open_tree(keys::OLD_PAYLOADS)?;
@@ -218,11 +219,7 @@ const TIME_CHUNK_ENTRIES: usize = 256;
 /// the old one is dropped: an interrupted move starts again. Moved chunks are numbered from 0,
 /// below every sequence an append will use. Returns how many entries moved.
 pub(crate) fn old_times(db: &sled::Db, trees: &Trees) -> Result<u64, StoreError> {
-    let names = db.tree_names();
-    if !names
-        .iter()
-        .any(|n| n.as_ref() == keys::OLD_BY_TIME.as_bytes())
-    {
+    if !has_tree(db, keys::OLD_BY_TIME) {
         return Ok(0);
     }
     let old = db.open_tree(keys::OLD_BY_TIME)?;
