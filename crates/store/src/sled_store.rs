@@ -142,6 +142,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The body segments' reference counts as `meta` holds them.
+fn read_body_refs(meta: &sled::Tree) -> Result<BTreeMap<u64, u64>, StoreError> {
+    let mut counts = BTreeMap::new();
+    for item in meta.scan_prefix(keys::META_BODY_REFS) {
+        let (key, value) = item?;
+        let show = || keys::show_text(&key);
+        let segment = keys::parse_body_refs_key(&key).ok_or_else(|| StoreError::Corrupt {
+            tree: keys::META,
+            key: show(),
+            reason: "not a body segment's count".into(),
+        })?;
+        counts.insert(segment, codec::decode::<u64>(keys::META, show, &value)?);
+    }
+    Ok(counts)
+}
+
 fn read_u64(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<u64, StoreError> {
     match tree.get(key)? {
         Some(bytes) => codec::decode(name, || keys::show_text(key), &bytes),
@@ -197,17 +213,7 @@ impl SledStore {
         // A data directory of the first layout is moved to the current one, once.
         migrate::old_history(&db, &trees, last)?;
         migrate::old_times(&db, &trees)?;
-        let mut body_refs = BTreeMap::new();
-        for item in trees.meta.scan_prefix(keys::META_BODY_REFS) {
-            let (key, value) = item?;
-            let show = || keys::show_text(&key);
-            let segment = keys::parse_body_refs_key(&key).ok_or_else(|| StoreError::Corrupt {
-                tree: keys::META,
-                key: show(),
-                reason: "not a body segment's count".into(),
-            })?;
-            body_refs.insert(segment, codec::decode::<u64>(keys::META, show, &value)?);
-        }
+        let mut body_refs = read_body_refs(&trees.meta)?;
         let bodies = BodyFiles::open(
             dir,
             &body_refs,
@@ -273,8 +279,9 @@ impl SledStore {
 
     /// Checks that the delivery projections agree with each other: every listed delivery
     /// has its record, every record is listed and has its by-time entry, and every by-time
-    /// entry has a record created at its time. Returns how many delivery records there are.
-    /// A full scan of three trees: for tests and operations, not for hot paths.
+    /// entry has a record created at its time; every body reads back whole and each body
+    /// segment's count is its references. Returns how many delivery records there are.
+    /// A full scan of the trees and bodies: for tests and operations, not for hot paths.
     pub fn check_projections(&self) -> Result<usize, StoreError> {
         let t = &self.trees;
         let writer = lock(&self.writer);
@@ -382,15 +389,7 @@ impl SledStore {
             *refs.entry(payload.body.segment).or_default() += 1;
         }
         let counted = &writer.body_refs;
-        let mut stored = BTreeMap::new();
-        for item in t.meta.scan_prefix(keys::META_BODY_REFS) {
-            let (key, value) = item?;
-            let segment = keys::parse_body_refs_key(&key).unwrap_or(u64::MAX);
-            stored.insert(
-                segment,
-                codec::decode::<u64>(keys::META, || keys::show_text(&key), &value)?,
-            );
-        }
+        let stored = read_body_refs(&t.meta)?;
         if refs != stored || &stored != counted {
             return Err(damage(
                 keys::META,
