@@ -7,6 +7,21 @@ use common::{walk_pages as walk, Sim, T0};
 use hallway_domain::{AccountId, AttemptError, DeliveryId, EventId, Policy, Timestamp, WebhookId};
 use hallway_store::{codec, AttemptRecord, DeliveryRecord, DeliveryStatus, EventStore, SledStore};
 
+/// Opens the directory with sled alone, as the first layout's binary did. A store dropped
+/// just before may keep sled's file lock for a moment while its background writes finish.
+fn raw_open(dir: &std::path::Path) -> sled::Db {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < give_up => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => panic!("raw open: {e:?}"),
+        }
+    }
+}
+
 /// The first layout's history key: the length-prefixed webhook, the inverted creation time,
 /// the delivery id.
 fn old_key(r: &DeliveryRecord) -> Vec<u8> {
@@ -64,7 +79,7 @@ fn a_first_layout_data_dir_is_moved_to_buckets_and_chunks() {
     }
     let all = records();
     {
-        let db = sled::open(dir.path()).expect("raw open");
+        let db = raw_open(dir.path());
         let history = db.open_tree("history").expect("tree");
         let index = db.open_tree("dlv_index").expect("tree");
         let by_time = db.open_tree("by_time").expect("tree");
@@ -151,7 +166,7 @@ fn an_interrupted_move_starts_again() {
     }
     let all = records();
     {
-        let db = sled::open(dir.path()).expect("raw open");
+        let db = raw_open(dir.path());
         let history = db.open_tree("history").expect("tree");
         for r in &all {
             history
