@@ -523,7 +523,7 @@ impl SledStore {
         let mut payload_removals = Vec::new();
         let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
         for key in payload_keys {
-            let Some(payload) = load_payload_ref(t, &key)? else {
+            let Some(payload) = load_payload_ref(&t.payloads, &key)? else {
                 continue;
             };
             if payload.created_at >= before {
@@ -744,9 +744,7 @@ impl LogIter {
             return Ok(());
         };
         let key = keys::payload_key(account_id, event_id);
-        if let Some(bytes) = payloads.get(&key)? {
-            let payload: PayloadRef =
-                codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &bytes)?;
+        if let Some(payload) = load_payload_ref(payloads, &key)? {
             *body = bodies.read(&payload.body)?;
         }
         Ok(())
@@ -845,6 +843,7 @@ impl EventStore for SledStore {
         }
         let (mut writes, written) = projection.into_writes(&self.bodies, &writer.body_refs)?;
         let counts = std::mem::take(&mut writes.body_refs);
+        let meta_writes = body_ref_writes(&counts)?;
         let log_key = IVec::from(&keys::seq_key(seq)[..]);
         if writes.is_empty() {
             // One key in one tree is atomic by itself, and cheaper than a transaction.
@@ -854,7 +853,7 @@ impl EventStore for SledStore {
                 .transaction(
                     |(log, payloads, history, deliveries, by_time, meta)| -> ConflictableTransactionResult<(), Infallible> {
                         log.insert(log_key.clone(), record.clone())?;
-                        for (k, v) in &writes.meta {
+                        for (k, v) in &meta_writes {
                             put_or_remove(meta, k, v)?;
                         }
                         for (k, v) in &writes.payloads {
@@ -1039,14 +1038,14 @@ impl EventStore for SledStore {
         event: &EventId,
     ) -> Result<Option<Arc<str>>, StoreError> {
         let key = keys::payload_key(account, event);
-        let Some(payload) = load_payload_ref(&self.trees, &key)? else {
+        let Some(payload) = load_payload_ref(&self.trees.payloads, &key)? else {
             return Ok(None);
         };
         match self.bodies.read(&payload.body) {
             Ok(body) => Ok(Some(Arc::from(body))),
             // Retention may have removed the body (and its segment) since the reference was
             // read: then it is gone, which is no damage.
-            Err(e) => match load_payload_ref(&self.trees, &key)? {
+            Err(e) => match load_payload_ref(&self.trees.payloads, &key)? {
                 None => Ok(None),
                 Some(_) => Err(e),
             },

@@ -45,12 +45,12 @@ struct NewPayload<'e> {
     replaced: Option<u64>,
 }
 
-/// Reads a payload reference.
+/// Reads a payload reference from the `payload_refs` tree.
 pub(crate) fn load_payload_ref(
-    trees: &Trees,
+    payloads: &sled::Tree,
     key: &[u8],
 ) -> Result<Option<PayloadRef>, StoreError> {
-    match trees.payloads.get(key)? {
+    match payloads.get(key)? {
         Some(bytes) => Ok(Some(codec::decode(
             keys::PAYLOADS,
             || keys::show_payload_key(key),
@@ -119,8 +119,6 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Writes {
     pub payloads: Vec<(IVec, IVec)>,
-    /// Body segments' reference counts (`None` removes one).
-    pub meta: Vec<(IVec, Option<IVec>)>,
     /// The new reference counts of the body segments this batch changes.
     pub body_refs: BTreeMap<u64, u64>,
     pub history: Vec<(IVec, IVec)>,
@@ -379,7 +377,7 @@ impl<'a, 'e> Projection<'a, 'e> {
         let key = keys::payload_key(account, event);
         let (mut all, replaced) = match self.payloads.remove(&key) {
             Some(p) => (p.deliveries, p.replaced),
-            None => match load_payload_ref(self.trees, &key)? {
+            None => match load_payload_ref(&self.trees.payloads, &key)? {
                 Some(r) => (r.deliveries, Some(r.body.segment)),
                 None => (Vec::new(), None),
             },
@@ -490,7 +488,6 @@ impl<'a, 'e> Projection<'a, 'e> {
                 .payloads
                 .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
         }
-        writes.meta = body_ref_writes(&changed)?;
         writes.body_refs = changed;
         for (webhook, mut chunk) in self.chunks {
             sort_chunk(&mut chunk);
