@@ -16,6 +16,9 @@
 //!   `p50_ms`/`p99_ms` are publish-accepted-to-arrival; `publish_*` the publish call. The
 //!   `store_*`, `flush_*`, `payload_*`, `snapshot_ms` and `actor_other_ms` fields split the
 //!   engine actor's time between the store calls it waits for and everything else.
+//!   `commit_runqueue_ms` is how long the committing thread was runnable but had no CPU
+//!   (Linux schedstat); `snapshot_write_max_ms` the longest snapshot encode, during which the
+//!   actor decides nothing.
 //! - `latency`: a fixed (open-loop) offered load at half the measured throughput.
 //! - `retries`: receivers answer 500 on a compressed five-attempt schedule; checks every
 //!   delivery made exactly five attempts, none early.

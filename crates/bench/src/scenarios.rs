@@ -307,6 +307,7 @@ fn put_store_times(r: &mut Record, st: &StoreTimes) {
         .put("store_records", st.appends)
         .put("store_append_ms", st.append_ms)
         .put("store_append_cpu_ms", st.append_cpu_ms)
+        .put("commit_runqueue_ms", st.commit_runqueue_ms)
         .put("store_append_p50_ms", st.append_p50_ms)
         .put("store_append_p99_ms", st.append_p99_ms)
         .put("store_append_max_ms", st.append_max_ms)
@@ -325,6 +326,8 @@ fn put_store_times(r: &mut Record, st: &StoreTimes) {
         .put("payload_reads", st.payload_reads)
         .put("payload_read_ms", st.payload_ms)
         .put("snapshot_ms", st.snapshot_ms)
+        .put("snapshot_writes", st.snapshot_writes)
+        .put("snapshot_write_max_ms", st.snapshot_write_max_ms)
         .put("actor_other_ms", other.max(0.0));
 }
 

@@ -13,12 +13,17 @@ struct Samples {
     appends: Vec<(u64, u64, u64)>,
     /// CPU time the appending thread spent in appends, ns.
     append_cpu_ns: u64,
+    /// Time the committing thread waited for a CPU (runnable, not running) in appends and
+    /// flushes, ns.
+    commit_runqueue_ns: u64,
     /// (start ns, duration ns) per flush.
     flushes: Vec<(u64, u64)>,
     /// Duration ns per payload read (a body not in the actor's memory).
     payloads: Vec<u64>,
     /// Duration ns of snapshot saves and log truncations.
     snapshots: Vec<u64>,
+    /// Duration ns of each snapshot encode (the part the actor waits for).
+    snapshot_writes: Vec<u64>,
 }
 
 /// What the store calls cost during a window.
@@ -33,6 +38,9 @@ pub struct StoreTimes {
     /// CPU time of the appending thread in `append`: below `append_ms` when the thread
     /// waited (for the CPU, a lock or a page).
     pub append_cpu_ms: f64,
+    /// Time the committing thread was runnable but waited for a CPU, in appends and flushes:
+    /// the part of a commit that other threads' work adds.
+    pub commit_runqueue_ms: f64,
     /// The slowest append.
     pub append_max_ms: f64,
     /// Median append.
@@ -57,12 +65,25 @@ pub struct StoreTimes {
     pub payload_ms: f64,
     /// Total time saving snapshots and truncating the log.
     pub snapshot_ms: f64,
+    /// Snapshots encoded.
+    pub snapshot_writes: u64,
+    /// The longest snapshot encode: the actor decides nothing meanwhile.
+    pub snapshot_write_max_ms: f64,
 }
 
 /// A [`SledStore`] whose calls on the actor's path are timed.
 pub struct TimedStore {
     inner: Arc<SledStore>,
     samples: Mutex<Samples>,
+}
+
+/// How long the calling thread has waited on a run queue, ns (0 where the kernel does not
+/// say: `/proc/thread-self/schedstat` is Linux's, with scheduler statistics on).
+fn thread_runqueue_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU time the calling thread has used, ns (0 where the clock is unavailable).
@@ -122,6 +143,7 @@ impl TimedStore {
             appends: s.appends.len() as u64,
             append_ms: ms(s.appends.iter().map(|a| a.1).sum()),
             append_cpu_ms: ms(s.append_cpu_ns),
+            commit_runqueue_ms: ms(s.commit_runqueue_ns),
             append_max_ms: ms(s.appends.iter().map(|a| a.1).max().unwrap_or(0)),
             append_p50_ms: quantile_ms(&appends, 0.5).unwrap_or(0.0),
             append_p99_ms: quantile_ms(&appends, 0.99).unwrap_or(0.0),
@@ -134,6 +156,8 @@ impl TimedStore {
             payload_reads: s.payloads.len() as u64,
             payload_ms: ms(s.payloads.iter().sum()),
             snapshot_ms: ms(s.snapshots.iter().sum()),
+            snapshot_writes: s.snapshot_writes.len() as u64,
+            snapshot_write_max_ms: ms(s.snapshot_writes.iter().copied().max().unwrap_or(0)),
         }
     }
 
@@ -147,21 +171,28 @@ impl EventStore for TimedStore {
     fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
         let t = now_ns();
         let cpu = thread_cpu_ns();
+        let waited = thread_runqueue_ns();
         let r = self.inner.append(events);
         let cpu = thread_cpu_ns().saturating_sub(cpu);
+        let waited = thread_runqueue_ns().saturating_sub(waited);
         let took = now_ns() - t;
         let mut s = self.samples();
         s.appends.push((t, took, events.len() as u64));
         s.append_cpu_ns += cpu;
+        s.commit_runqueue_ns += waited;
         drop(s);
         r
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         let t = now_ns();
+        let waited = thread_runqueue_ns();
         let r = self.inner.flush();
+        let waited = thread_runqueue_ns().saturating_sub(waited);
         let took = now_ns() - t;
-        self.samples().flushes.push((t, took));
+        let mut s = self.samples();
+        s.flushes.push((t, took));
+        s.commit_runqueue_ns += waited;
         r
     }
 
@@ -184,7 +215,10 @@ impl EventStore for TimedStore {
     fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError> {
         let t = now_ns();
         let r = self.inner.write_snapshot(seq, state);
-        self.samples().snapshots.push(now_ns() - t);
+        let took = now_ns() - t;
+        let mut samples = self.samples();
+        samples.snapshots.push(took);
+        samples.snapshot_writes.push(took);
         r
     }
 
