@@ -80,7 +80,7 @@ fn write_log(
     for (w, url) in urls.iter().enumerate() {
         let kind = CommandKind::CreateWebhook {
             account_id: account_id(w / WEBHOOKS_PER_ACCOUNT),
-            webhook_id: WebhookId(format!("wh_bench_{w:02}")),
+            webhook_id: WebhookId::from(format!("wh_bench_{w:02}")),
             secret: Secret(format!("whsec_bench_{w:02}")),
             config: WebhookConfig {
                 name: format!("Receiver {w}"),
@@ -127,7 +127,7 @@ fn write_log(
                 let kind = CommandKind::Publish {
                     account_id: account_id(account_of(n)),
                     event,
-                    fresh_event_id: EventId(format!("evt_fresh_{n}")),
+                    fresh_event_id: EventId::from(format!("evt_fresh_{n}")),
                     delivery_id_seed: format!("{n:016x}"),
                 };
                 step(&mut state, now, kind, &mut turn)?;

@@ -107,7 +107,7 @@ fn envelope_bodies(events: u32) -> BenchResult<Vec<Bytes>> {
             let event = prepared
                 .event_id
                 .clone()
-                .unwrap_or_else(|| EventId(crate::workload::event_id(n)));
+                .unwrap_or_else(|| EventId::from(crate::workload::event_id(n)));
             Ok(Bytes::from(envelope::envelope(
                 &event,
                 &prepared.event_type,

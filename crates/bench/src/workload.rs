@@ -28,7 +28,7 @@ pub fn account_of(n: u32) -> usize {
 
 /// The account id of account index `a`.
 pub fn account_id(a: usize) -> AccountId {
-    AccountId(format!("acc_bench_{a}"))
+    AccountId::from(format!("acc_bench_{a}"))
 }
 
 /// The display name of account index `a`.

@@ -369,7 +369,7 @@ fn handle_publish(
             .enumerate()
             .map(|(i, w)| {
                 (
-                    DeliveryId(format!("dlv_{delivery_id_seed}{i:02x}")),
+                    DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
                     w.id.clone(),
                 )
             })

@@ -149,7 +149,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
                     message: format!("must be 1 to {MAX_EVENT_ID_BYTES} bytes without whitespace"),
                 });
             }
-            Some(EventId(id))
+            Some(EventId::from(id))
         }
     };
     let project_id = match field("project") {
@@ -165,7 +165,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
                 ))
             })?;
             match p.id {
-                Some(id) if !id.trim().is_empty() => ProjectId(id),
+                Some(id) if !id.trim().is_empty() => ProjectId::from(id),
                 _ => return Err(Rejection::MissingField("project.id")),
             }
         }

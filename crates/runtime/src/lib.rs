@@ -402,7 +402,7 @@ impl EngineHandle {
         account: &AccountId,
         input: NewWebhook,
     ) -> Result<(Webhook, Secret), EngineError> {
-        let webhook_id = WebhookId(ids::webhook_id());
+        let webhook_id = WebhookId::from(ids::webhook_id());
         let secret = Secret(ids::secret());
         let lookup = webhook_id.clone();
         let webhook = self
@@ -514,7 +514,7 @@ impl EngineHandle {
                 CommandKind::Publish {
                     account_id: account.clone(),
                     event,
-                    fresh_event_id: EventId(ids::event_id()),
+                    fresh_event_id: EventId::from(ids::event_id()),
                     delivery_id_seed: ids::delivery_id_seed(),
                 },
                 |events, _| match events.first() {
@@ -555,13 +555,13 @@ impl EngineHandle {
         account: &AccountId,
         webhook: &WebhookId,
     ) -> Result<DeliveryId, EngineError> {
-        let delivery_id = DeliveryId(ids::delivery_id());
+        let delivery_id = DeliveryId::from(ids::delivery_id());
         self.exec(
             CommandKind::SendTest {
                 account_id: account.clone(),
                 webhook_id: webhook.clone(),
                 delivery_id: delivery_id.clone(),
-                event_id: EventId(ids::event_id()),
+                event_id: EventId::from(ids::event_id()),
             },
             |_, _| (),
         )

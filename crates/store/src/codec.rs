@@ -233,6 +233,16 @@ mod tests {
     }
 
     #[test]
+    fn an_id_encodes_as_the_string_earlier_layouts_wrote() {
+        // Ids became shared strings after data directories existed: the bytes must not move.
+        let id = hallway_domain::DeliveryId::from("dlv_0123");
+        let as_id = encode(&id).expect("encodes");
+        assert_eq!(as_id, encode(&String::from("dlv_0123")).expect("encodes"));
+        let back: hallway_domain::DeliveryId = decode("t", || "k".into(), &as_id).expect("decodes");
+        assert_eq!(back, id);
+    }
+
+    #[test]
     fn unknown_version_is_corrupt() {
         let mut bytes = encode(&5u64).expect("encodes");
         bytes[0] = 9;

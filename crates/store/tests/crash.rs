@@ -72,15 +72,15 @@ fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut u64) -> Vec<Event> {
         let filler = "x".repeat((xorshift(rng) % 1500) as usize);
         events.push(Event::EventPublished {
             account_id: AccountId::from("acc_1"),
-            event_id: EventId(format!("evt_{seq}_{i}")),
+            event_id: EventId::from(format!("evt_{seq}_{i}")),
             event_type: SESSION_PROCESSING_COMPLETED.into(),
             project_id: ProjectId::from("prj_1"),
             body: format!("{seq}:{i}:{n}:{filler}"),
             deliveries: (0..fanout)
                 .map(|k| {
                     (
-                        DeliveryId(format!("dlv_{seq}_{i}_{k}")),
-                        WebhookId(format!("wh_{k}")),
+                        DeliveryId::from(format!("dlv_{seq}_{i}_{k}")),
+                        WebhookId::from(format!("wh_{k}")),
                     )
                 })
                 .collect(),

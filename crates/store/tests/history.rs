@@ -431,7 +431,7 @@ fn history_agrees_with_the_domain_after_a_realistic_run() {
 /// Finds a delivery's webhook through paging (the API always knows it; the test does not).
 fn sim_webhook_of(store: &SledStore, id: &DeliveryId) -> WebhookId {
     for w in 0..3 {
-        let wh = WebhookId(format!("wh_{w}"));
+        let wh = WebhookId::from(format!("wh_{w}"));
         if store.delivery(&wh, id).expect("reads").is_some() {
             return wh;
         }

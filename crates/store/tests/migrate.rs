@@ -40,10 +40,10 @@ fn records() -> Vec<DeliveryRecord> {
             let publish = i / 2;
             let done = i % 7 != 0;
             DeliveryRecord {
-                id: DeliveryId(format!("dlv_{publish:020}{:02x}", i % 2)),
-                webhook_id: WebhookId(format!("wh_{}", i % 2)),
+                id: DeliveryId::from(format!("dlv_{publish:020}{:02x}", i % 2)),
+                webhook_id: WebhookId::from(format!("wh_{}", i % 2)),
                 account_id: AccountId::from("acc_1"),
-                event_id: EventId(format!("evt_{publish}")),
+                event_id: EventId::from(format!("evt_{publish}")),
                 event_type: "session.processing.completed".into(),
                 test: false,
                 status: if done {
@@ -200,7 +200,7 @@ fn inline_bodies_move_to_segments_on_open() {
     let events: Vec<(EventId, String)> = (0..700)
         .map(|i| {
             (
-                EventId(format!("evt_{i}")),
+                EventId::from(format!("evt_{i}")),
                 format!("{{\"n\":{i},\"pad\":\"{}\"}}", "é".repeat(i % 50)),
             )
         })
@@ -214,7 +214,7 @@ fn inline_bodies_move_to_segments_on_open() {
             key.extend_from_slice(event.0.as_bytes());
             let record = InlinePayload {
                 created_at: T0,
-                deliveries: vec![DeliveryId(format!("dlv_{i:020}00"))],
+                deliveries: vec![DeliveryId::from(format!("dlv_{i:020}00"))],
                 body: body.clone(),
             };
             old.insert(key, codec::encode(&record).expect("encodes"))

@@ -238,8 +238,8 @@ mod tests {
     #[test]
     fn a_fan_out_shares_a_bucket_and_a_test_send_has_its_own() {
         let seed = "0123456789abcdef0123";
-        let first = DeliveryId(format!("dlv_{seed}00"));
-        let second = DeliveryId(format!("dlv_{seed}01"));
+        let first = DeliveryId::from(format!("dlv_{seed}00"));
+        let second = DeliveryId::from(format!("dlv_{seed}01"));
         assert_eq!(bucket_key(&first), bucket_key(&second));
         assert_eq!(bucket_key(&first), format!("dlv_{seed}").as_bytes());
         let test = DeliveryId::from("dlv_ffffffffffffffffffffffff");

@@ -175,7 +175,7 @@ impl Sim {
         for i in 0..webhooks {
             events.extend(sim.run(CommandKind::CreateWebhook {
                 account_id: sim.account.clone(),
-                webhook_id: WebhookId(format!("wh_{i}")),
+                webhook_id: WebhookId::from(format!("wh_{i}")),
                 secret: Secret(format!("whsec_{i}")),
                 config: WebhookConfig {
                     name: format!("hook {i}"),
@@ -219,7 +219,7 @@ impl Sim {
         self.run(CommandKind::Publish {
             account_id: self.account.clone(),
             event: prepared,
-            fresh_event_id: EventId(format!("evt_fresh_{}", self.counter)),
+            fresh_event_id: EventId::from(format!("evt_fresh_{}", self.counter)),
             delivery_id_seed: format!("{:020}", self.counter),
         })
     }
