@@ -7,13 +7,14 @@
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::recent::{BodyKey, RecentBodies};
 use crate::secrets::SecretBox;
 use crate::transport::{OutgoingRequest, Transport};
 use crate::{Config, EngineError};
 use bytes::Bytes;
 use hallway_domain::{
-    decide, signature, AccountId, Command, CommandKind, DeliveryId, Event, EventId, Outcome,
-    Secret, State, Timestamp, WebhookId,
+    decide, signature, AccountId, Command, CommandKind, DeliveryId, Event, Outcome, Secret, State,
+    Timestamp, WebhookId,
 };
 use hallway_store::EventStore;
 use std::collections::HashMap;
@@ -47,8 +48,6 @@ pub(crate) struct Report {
     body_key: BodyKey,
 }
 
-type BodyKey = (AccountId, EventId);
-
 /// Decisions applied to the state and not yet durable.
 #[derive(Default)]
 struct Open {
@@ -81,44 +80,6 @@ enum Wake {
 enum Pending {
     Reply(Reply, Result<Range<usize>, EngineError>),
     Query(Box<dyn FnOnce(&State) + Send>),
-}
-
-/// Bytes of recently published bodies kept in memory.
-const RECENT_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-/// Recently published bodies, oldest evicted first once over [`RECENT_BODY_BYTES`].
-#[derive(Default)]
-struct RecentBodies {
-    map: HashMap<BodyKey, Bytes>,
-    order: std::collections::VecDeque<BodyKey>,
-    bytes: usize,
-}
-
-impl RecentBodies {
-    fn insert(&mut self, key: BodyKey, body: Bytes) {
-        self.bytes += body.len();
-        if let Some(old) = self.map.insert(key.clone(), body) {
-            self.bytes -= old.len();
-        } else {
-            self.order.push_back(key);
-        }
-        while self.bytes > RECENT_BODY_BYTES {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(b) = self.map.remove(&oldest) {
-                self.bytes -= b.len();
-            }
-        }
-    }
-
-    fn get(&self, key: &BodyKey) -> Option<Bytes> {
-        self.map.get(key).cloned()
-    }
-
-    fn contains(&self, key: &BodyKey) -> bool {
-        self.map.contains_key(key)
-    }
 }
 
 pub(crate) struct Actor {
@@ -412,24 +373,30 @@ impl Actor {
         let from = open.remembered.min(first_new);
         open.remembered = open.events.len();
         for e in &open.events[from..first_new] {
-            let (key, body) = match e {
+            let (key, body, waiting) = match e {
                 Event::EventPublished {
                     account_id,
                     event_id,
                     body,
                     deliveries,
                     ..
-                } if !deliveries.is_empty() => ((account_id.clone(), event_id.clone()), body),
+                } if !deliveries.is_empty() => (
+                    (account_id.clone(), event_id.clone()),
+                    body,
+                    deliveries.len(),
+                ),
                 Event::TestDeliveryCreated {
                     account_id,
                     event_id,
                     body,
                     ..
-                } => ((account_id.clone(), event_id.clone()), body),
+                } => ((account_id.clone(), event_id.clone()), body, 1),
                 _ => continue,
             };
             if !self.recent.contains(&key) {
-                self.recent.insert(key, Bytes::from(body.clone()));
+                let waiting = u32::try_from(waiting).unwrap_or(u32::MAX);
+                self.recent
+                    .insert(key, Bytes::from(body.clone()), waiting, now);
             }
         }
     }
@@ -642,6 +609,9 @@ impl Actor {
         };
         // A body not in memory is read from the store by the attempt's task, off the actor:
         // under a deep backlog many are, and the actor is everyone's critical path.
+        if attempt == 1 {
+            self.recent.started(&key);
+        }
         let body = match self.bodies.get_mut(&key) {
             Some((b, n)) => {
                 *n += 1;

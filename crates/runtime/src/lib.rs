@@ -19,6 +19,7 @@ pub mod alloc;
 pub mod clock;
 pub mod ids;
 pub mod metrics;
+mod recent;
 pub mod secrets;
 pub mod transport;
 
