@@ -19,7 +19,7 @@ use hallway_domain::{
 use hallway_store::EventStore;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn, Instrument};
@@ -82,6 +82,41 @@ enum Pending {
     Query(Box<dyn FnOnce(&State) + Send>),
 }
 
+/// A body's read from the store: none if it is gone or unreadable.
+type BodyRead = tokio::sync::OnceCell<Option<Bytes>>;
+
+/// Store reads of bodies under way, shared by the attempts that start while one runs: a
+/// fan-out's deliveries are due together, and would otherwise read the body once each.
+struct SharedReads {
+    reads: HashMap<BodyKey, Weak<BodyRead>>,
+    /// When `reads` is next swept of finished reads.
+    sweep_at: usize,
+}
+
+impl SharedReads {
+    fn new() -> Self {
+        SharedReads {
+            reads: HashMap::new(),
+            sweep_at: 1024,
+        }
+    }
+
+    /// The read of `key` under way, or a new one.
+    fn of(&mut self, key: &BodyKey) -> Arc<BodyRead> {
+        if let Some(read) = self.reads.get(key).and_then(Weak::upgrade) {
+            return read;
+        }
+        if self.reads.len() >= self.sweep_at {
+            // Reads whose attempts all have their body are gone: forget their names.
+            self.reads.retain(|_, r| r.strong_count() > 0);
+            self.sweep_at = 2 * self.reads.len() + 1024;
+        }
+        let read = Arc::new(BodyRead::new());
+        self.reads.insert(key.clone(), Arc::downgrade(&read));
+        read
+    }
+}
+
 pub(crate) struct Actor {
     state: State,
     last_seq: u64,
@@ -98,6 +133,8 @@ pub(crate) struct Actor {
     bodies: HashMap<BodyKey, (Bytes, usize)>,
     /// Bodies of recent publishes, so first attempts need no store read.
     recent: RecentBodies,
+    /// Store reads of bodies under way.
+    reads: SharedReads,
     /// Each webhook's secret as sealed and opened: opening (AES-GCM) once per rotation, not
     /// once per attempt.
     opened: HashMap<WebhookId, (Secret, Arc<str>)>,
@@ -138,6 +175,7 @@ impl Actor {
             metrics,
             bodies: HashMap::new(),
             recent: RecentBodies::default(),
+            reads: SharedReads::new(),
             opened: HashMap::new(),
             events_since_snapshot: 0,
             truncating: None,
@@ -625,7 +663,10 @@ impl Actor {
                 found
             }
         };
-        let body = body.ok_or_else(|| self.store.clone());
+        let body = match body {
+            Some(b) => Ok(b),
+            None => Err((self.store.clone(), self.reads.of(&key))),
+        };
         let url = w.config.url.clone();
         let secret = match self.opened.get(&w.id) {
             Some((sealed, plain)) if *sealed == w.secret => plain.clone(),
@@ -657,18 +698,26 @@ impl Actor {
             async move {
                 let body = match body {
                     Ok(body) => body,
-                    Err(store) => {
+                    Err((store, read)) => {
                         // Read in place: a payload read is a sled lookup, nearly always in
                         // its page cache; a hop to the blocking pool per read cost more than
                         // the read (measured: 149 vs 108 µs of CPU per delivery when most
                         // starts read).
                         let (account, event) = &template.body_key;
-                        match store.payload(account, event) {
-                            Ok(Some(p)) => Bytes::from(p.as_bytes().to_vec()),
-                            other => {
-                                if let Err(e) = other {
-                                    error!(error = %e, %delivery, "payload unreadable");
+                        let found = read
+                            .get_or_init(|| async {
+                                match store.payload(account, event) {
+                                    Ok(p) => p.map(|p| Bytes::from(p.as_bytes().to_vec())),
+                                    Err(e) => {
+                                        error!(error = %e, %delivery, "payload unreadable");
+                                        None
+                                    }
                                 }
+                            })
+                            .await;
+                        match found {
+                            Some(body) => body.clone(),
+                            None => {
                                 // Without its body the attempt cannot be sent; it fails and
                                 // retries on schedule.
                                 let _ = reports.send(Report {
@@ -784,5 +833,31 @@ impl Actor {
         if let Some((done, _)) = self.shutdown.take() {
             let _ = done.send(Err(e));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hallway_domain::EventId;
+
+    fn key(n: u32) -> BodyKey {
+        (AccountId::from("acc"), EventId::from(format!("evt_{n}")))
+    }
+
+    #[test]
+    fn attempts_starting_together_share_one_read_and_finished_reads_are_forgotten() {
+        let mut reads = SharedReads::new();
+        let first = reads.of(&key(0));
+        let second = reads.of(&key(0));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(first.set(Some(Bytes::from_static(b"{}"))).is_ok());
+        assert_eq!(second.get(), Some(&Some(Bytes::from_static(b"{}"))));
+        drop((first, second));
+        assert!(reads.of(&key(0)).get().is_none(), "a finished read is not reused");
+        for n in 1..10_000 {
+            drop(reads.of(&key(n)));
+        }
+        assert!(reads.reads.len() <= 1024);
     }
 }
