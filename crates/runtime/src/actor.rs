@@ -854,7 +854,10 @@ mod tests {
         assert!(first.set(Some(Bytes::from_static(b"{}"))).is_ok());
         assert_eq!(second.get(), Some(&Some(Bytes::from_static(b"{}"))));
         drop((first, second));
-        assert!(reads.of(&key(0)).get().is_none(), "a finished read is not reused");
+        assert!(
+            reads.of(&key(0)).get().is_none(),
+            "a finished read is not reused"
+        );
         for n in 1..10_000 {
             drop(reads.of(&key(n)));
         }

@@ -1,5 +1,6 @@
 //! Fresh ids, secrets and API keys from the operating system's secure random source.
 
+use hallway_domain::Timestamp;
 use sha2::{Digest, Sha256};
 
 /// `n` random bytes as lowercase hex.
@@ -25,9 +26,11 @@ pub fn delivery_id() -> String {
     format!("dlv_{}", random_hex(12))
 }
 
-/// Seed of a fan-out's delivery ids (80 random bits; the domain appends the index).
-pub fn delivery_id_seed() -> String {
-    random_hex(10)
+/// Seed of a fan-out's delivery ids: the time in ms (11 hex digits), then 80 random bits; the
+/// domain appends the index. Time first, so a fan-out's records land next to the newest ones
+/// in the store (where its outcomes soon update them), not at a random place in a large tree.
+pub fn delivery_id_seed(now: Timestamp) -> String {
+    format!("{:011x}{}", now.0, random_hex(10))
 }
 
 /// A new signing secret (`whsec_` + 192 random bits).
@@ -50,4 +53,20 @@ pub fn hash_api_key(key: &str) -> String {
 pub fn same_secret(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_starts_with_the_time_so_later_fan_outs_sort_after_earlier_ones() {
+        let now = Timestamp(1_790_000_000_000);
+        let a = delivery_id_seed(now);
+        let b = delivery_id_seed(Timestamp(now.0 + 1));
+        assert!(a < b);
+        assert_ne!(a[11..], delivery_id_seed(now)[11..], "80 random bits follow");
+        // The store names a fan-out's bucket by this length (`keys::TIMED_ID_LEN`).
+        assert_eq!(format!("dlv_{a}00").len(), 37);
+    }
 }

@@ -33,8 +33,12 @@ pub(crate) const OLD_HISTORY: &str = "history";
 /// See [`OLD_HISTORY`].
 pub(crate) const OLD_INDEXES: [&str; 2] = ["dlv_index", "by_time"];
 
-/// Bytes of a delivery id that name its bucket: `dlv_` and the 80-bit seed a fan-out shares.
+/// Bytes of a delivery id that name its bucket: `dlv_` and the 80-bit seed a fan-out shares
+/// (the first ids' layout, and test sends').
 const BUCKET_KEY_LEN: usize = 4 + 20;
+/// Length of a fan-out's delivery id since seeds start with the time: `dlv_`, 11 hex digits
+/// of ms, 20 of randomness, 2 of index. All but the index name the bucket.
+const TIMED_ID_LEN: usize = 4 + 11 + 20 + 2;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
@@ -138,12 +142,17 @@ pub(crate) fn show_history_key(key: &[u8]) -> String {
 }
 
 /// The key of a delivery's bucket: the start of its id. One publish's deliveries are
-/// `dlv_{seed}{index}` with a shared 80-bit seed, so its whole fan-out is one value, written
+/// `dlv_{seed}{index}` with a shared seed, so its whole fan-out is one value, written
 /// once per batch however many of its deliveries change (the store's cost is per write). A
 /// test send's id is all random, a bucket of its own. Ids that happen to share a bucket stay
 /// correct: a bucket is a list of whole records.
 pub(crate) fn bucket_key(delivery: &DeliveryId) -> &[u8] {
     let id = delivery.as_str().as_bytes();
+    if id.len() == TIMED_ID_LEN {
+        // Time-ordered seeds: a fan-out's bucket sorts after older ones, so new records go
+        // where the tree is already being written and read.
+        return &id[..TIMED_ID_LEN - 2];
+    }
     &id[..id.len().min(BUCKET_KEY_LEN)]
 }
 
@@ -245,6 +254,23 @@ mod tests {
         let test = DeliveryId::from("dlv_ffffffffffffffffffffffff");
         assert_ne!(bucket_key(&test), bucket_key(&first));
         assert_eq!(bucket_key(&DeliveryId::from("d")), b"d");
+    }
+
+    #[test]
+    fn a_time_ordered_fan_out_shares_a_bucket_that_sorts_by_time() {
+        let id = |ms: u64, random: &str, i: u8| {
+            DeliveryId::from(format!("dlv_{ms:011x}{random}{i:02x}"))
+        };
+        let random = "0123456789abcdef0123";
+        assert_eq!(bucket_key(&id(5, random, 0)), bucket_key(&id(5, random, 1)));
+        assert_ne!(
+            bucket_key(&id(5, random, 0)),
+            bucket_key(&id(5, "0123456789abcdef0124", 0))
+        );
+        assert!(bucket_key(&id(5, "ffffffffffffffffffff", 0)) < bucket_key(&id(6, random, 0)));
+        // Ids of the first layout keep the buckets they were stored under.
+        let old = DeliveryId::from(format!("dlv_{random}07"));
+        assert_eq!(bucket_key(&old), format!("dlv_{random}").as_bytes());
     }
 
     #[test]
