@@ -48,7 +48,9 @@ pub use envelope::PreparedEvent;
 pub use event::Event;
 pub use policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
 pub use rejection::{Rejection, RejectionKind};
-pub use state::{Account, Delivery, OpenAttempt, Published, State, Webhook};
+pub use state::{
+    Account, Delivery, FromSnapshot, OpenAttempt, Published, SnapshotForm, State, Webhook,
+};
 pub use types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
     ProjectId, Timestamp, WebhookId,

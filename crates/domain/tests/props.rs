@@ -1277,6 +1277,16 @@ impl Sim {
             replayed == self.state,
             "replay(log) differs from the live state"
         );
+        // A snapshot leaves out indexes and rebuilds them: it must read back as the state.
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(SnapshotForm(&self.state), config)
+            .expect("a state encodes");
+        let (back, _): (FromSnapshot, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).expect("a snapshot decodes");
+        assert!(
+            back.0 == self.state,
+            "snapshot(state) differs from the state"
+        );
     }
 }
 

@@ -65,7 +65,11 @@ mod tests {
         let a = delivery_id_seed(now);
         let b = delivery_id_seed(Timestamp(now.0 + 1));
         assert!(a < b);
-        assert_ne!(a[11..], delivery_id_seed(now)[11..], "80 random bits follow");
+        assert_ne!(
+            a[11..],
+            delivery_id_seed(now)[11..],
+            "80 random bits follow"
+        );
         // The store names a fan-out's bucket by this length (`keys::TIMED_ID_LEN`).
         assert_eq!(format!("dlv_{a}00").len(), 37);
     }

@@ -45,7 +45,7 @@ mod history;
 mod sled_store;
 
 pub use history::{AttemptRecord, DeliveryRecord, DeliveryStatus, Page};
-pub use sled_store::{SledStore, StoreOptions, SNAPSHOT_FILE};
+pub use sled_store::{SledStore, StoreOptions, LEGACY_SNAPSHOT_FILE, SNAPSHOT_FILE};
 
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use std::sync::Arc;

@@ -18,7 +18,9 @@ use crate::codec;
 use crate::history::{DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventStore, LogRecords, Seq, SnapshotDraft, StoreError};
 use bodies::BodyFiles;
-use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
+use hallway_domain::{
+    AccountId, DeliveryId, Event, EventId, FromSnapshot, SnapshotForm, State, Timestamp, WebhookId,
+};
 use projection::{
     body_ref_writes, count_of, load_bucket, load_delivery, load_payload_ref, Bucket, BucketCache,
     Chunk, PayloadRef, Projection, Stored, TimeChunk, BUCKET_CACHE_MAX,
@@ -83,8 +85,13 @@ pub(crate) struct Trees {
 /// The file sled 0.34 keeps its log and pages in, inside the store's directory.
 const SLED_DATA_FILE: &str = "db";
 
-/// The latest snapshot of the state, in the store's directory.
-pub const SNAPSHOT_FILE: &str = "hallway-snapshot";
+/// The latest snapshot of the state, in the store's directory, in the state's snapshot form
+/// (`hallway_domain::SnapshotForm`).
+pub const SNAPSHOT_FILE: &str = "hallway-state";
+
+/// The snapshot file of earlier layouts, the state's full encoding: read if there is no
+/// [`SNAPSHOT_FILE`], and removed once one is installed.
+pub const LEGACY_SNAPSHOT_FILE: &str = "hallway-snapshot";
 
 /// What only writers change, guarded by one mutex.
 struct Writer {
@@ -227,7 +234,9 @@ impl SledStore {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if name.starts_with(SNAPSHOT_FILE) && name.ends_with(".tmp") {
+                let snapshot =
+                    name.starts_with(SNAPSHOT_FILE) || name.starts_with(LEGACY_SNAPSHOT_FILE);
+                if snapshot && name.ends_with(".tmp") {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -945,7 +954,7 @@ impl EventStore for SledStore {
         let tmp = self.path.join(format!("{SNAPSHOT_FILE}.{seq}.tmp"));
         let io = |e: std::io::Error| StoreError::Encode(format!("{}: {e}", tmp.display()));
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        codec::encode_to_file(&(seq, state), &mut file)?;
+        codec::encode_to_file(&(seq, SnapshotForm(state)), &mut file)?;
         Ok(SnapshotDraft { seq, path: tmp })
     }
 
@@ -967,6 +976,9 @@ impl EventStore for SledStore {
             // Makes the rename durable; not every platform can sync a directory.
             let _ = dir.sync_all();
         }
+        // A snapshot of an earlier layout is older than this one, which opening prefers; a
+        // failed removal only leaves it for the next install.
+        let _ = std::fs::remove_file(self.path.join(LEGACY_SNAPSHOT_FILE));
         // The sequence in `meta` moves only once the file is durable and in place.
         let mut writer = lock(&self.writer);
         self.check_snapshot_seq(&writer, draft.seq)?;
@@ -979,17 +991,27 @@ impl EventStore for SledStore {
     }
 
     fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError> {
-        let path = self.path.join(SNAPSHOT_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::Sled(sled::Error::Io(e))),
+        let read = |name: &str| {
+            let path = self.path.join(name);
+            match std::fs::read(&path) {
+                Ok(b) => Ok(Some((path, b))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::Sled(sled::Error::Io(e))),
+            }
         };
-        Ok(Some(codec::decode(
-            SNAPSHOT_FILE,
-            || path.display().to_string(),
-            &bytes,
-        )?))
+        if let Some((path, bytes)) = read(SNAPSHOT_FILE)? {
+            let (seq, state): (Seq, FromSnapshot) =
+                codec::decode(SNAPSHOT_FILE, || path.display().to_string(), &bytes)?;
+            return Ok(Some((seq, state.0)));
+        }
+        match read(LEGACY_SNAPSHOT_FILE)? {
+            Some((path, bytes)) => Ok(Some(codec::decode(
+                LEGACY_SNAPSHOT_FILE,
+                || path.display().to_string(),
+                &bytes,
+            )?)),
+            None => Ok(None),
+        }
     }
 
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {

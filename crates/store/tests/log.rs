@@ -182,6 +182,36 @@ fn snapshot_plus_tail_replay_equals_a_full_replay() {
 }
 
 #[test]
+fn a_snapshot_file_of_the_earlier_layout_loads_until_a_new_one_replaces_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = Policy::default();
+    let (mut sim, setup) = Sim::new(policy, 3, 5);
+    let store = SledStore::open(dir.path()).expect("opens");
+    store.append(&setup).expect("appends");
+    sim.advance(1_000);
+    let seq = store.append(&sim.batch(0, 200, 20)).expect("appends");
+    store.flush().expect("flushes");
+    // Earlier layouts wrote the state's full encoding to `hallway-snapshot`.
+    let legacy = dir.path().join(hallway_store::LEGACY_SNAPSHOT_FILE);
+    let mut file = std::fs::File::create(&legacy).expect("creates");
+    codec::encode_to_file(&(seq, &sim.state), &mut file).expect("writes");
+    drop(file);
+    assert_eq!(
+        store.load_snapshot().expect("loads"),
+        Some((seq, sim.state.clone()))
+    );
+
+    sim.advance(1_000);
+    let later = store.append(&sim.batch(1, 200, 20)).expect("appends");
+    store.save_snapshot(later, &sim.state).expect("snapshots");
+    assert!(!legacy.exists(), "the new snapshot replaces the earlier file");
+    assert!(dir.path().join(hallway_store::SNAPSHOT_FILE).exists());
+    drop(store);
+    let store = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(store.load_snapshot().expect("loads"), Some((later, sim.state)));
+}
+
+#[test]
 fn truncation_never_passes_the_snapshot_and_numbering_survives_an_empty_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = Policy::default();
