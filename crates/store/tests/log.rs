@@ -204,11 +204,17 @@ fn a_snapshot_file_of_the_earlier_layout_loads_until_a_new_one_replaces_it() {
     sim.advance(1_000);
     let later = store.append(&sim.batch(1, 200, 20)).expect("appends");
     store.save_snapshot(later, &sim.state).expect("snapshots");
-    assert!(!legacy.exists(), "the new snapshot replaces the earlier file");
+    assert!(
+        !legacy.exists(),
+        "the new snapshot replaces the earlier file"
+    );
     assert!(dir.path().join(hallway_store::SNAPSHOT_FILE).exists());
     drop(store);
     let store = SledStore::open(dir.path()).expect("reopens");
-    assert_eq!(store.load_snapshot().expect("loads"), Some((later, sim.state)));
+    assert_eq!(
+        store.load_snapshot().expect("loads"),
+        Some((later, sim.state))
+    );
 }
 
 #[test]
