@@ -645,11 +645,11 @@ impl Actor {
             let _ = reports.send(report(unsent(hallway_domain::AttemptError::Connect)));
             return;
         };
-        // A body not in memory is read from the store by the attempt's task, off the actor:
-        // under a deep backlog many are, and the actor is everyone's critical path.
         if attempt == 1 {
             self.recent.started(&key);
         }
+        // A body not in memory is read from the store by the attempt's task, off the actor:
+        // under a deep backlog many are, and the actor is everyone's critical path.
         let body = match self.bodies.get_mut(&key) {
             Some((b, n)) => {
                 *n += 1;
