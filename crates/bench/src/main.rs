@@ -18,7 +18,9 @@
 //!   engine actor's time between the store calls it waits for and everything else.
 //!   `commit_runqueue_ms` is how long the committing thread was runnable but had no CPU
 //!   (Linux schedstat); `snapshot_write_max_ms` the longest snapshot encode, during which the
-//!   actor decides nothing.
+//!   actor decides nothing. `written_bytes_per_delivery` (throughput and latency) is what the
+//!   process sent to storage (`/proc/self/io`) per delivery: sled rewrites pages, so it is
+//!   several times `disk_bytes_per_delivery`.
 //! - `latency`: a fixed (open-loop) offered load at half the measured throughput.
 //! - `retries`: receivers answer 500 on a compressed five-attempt schedule; checks every
 //!   delivery made exactly five attempts, none early.

@@ -4,8 +4,8 @@ use crate::ceiling;
 use crate::receiver::Receivers;
 use crate::timed_store::{StoreTimes, TimedStore};
 use crate::util::{
-    now_ns, process_cpu_seconds, quantile_ms, unix_millis, wait_until, BenchError, BenchResult,
-    Record,
+    now_ns, process_cpu_seconds, process_written_bytes, quantile_ms, unix_millis, wait_until,
+    BenchError, BenchResult, Record,
 };
 use crate::workload::{
     account_id, account_name, account_of, bench_config, bench_policy, provision,
@@ -191,6 +191,7 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
     let before = h.metrics();
     store.reset();
     let cpu_before = process_cpu_seconds();
+    let written_before = process_written_bytes();
     let started = now_ns();
     publish_closed_loop(
         &h,
@@ -208,6 +209,9 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
     let cpu_cores = process_cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| (after - before) / (now_ns().saturating_sub(started) as f64 / 1e9));
+    let written = process_written_bytes()
+        .zip(written_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let unidentified = receivers.unidentified();
     let arrivals = arrivals_of(&receivers.take(), &times, 0);
     let first = times.first_start(0..events).unwrap_or(started);
@@ -275,6 +279,12 @@ pub async fn throughput(ctx: &Ctx, events: u32) -> BenchResult<Record> {
             .map(|(a, b)| (a + b) / 2.0),
     )
     .put("disk_bytes", disk)
+    .put(
+        "written_bytes_per_delivery",
+        written
+            .filter(|_| deliveries > 0)
+            .map(|w| w as f64 / deliveries as f64),
+    )
     .put(
         "disk_bytes_per_delivery",
         if deliveries > 0 {
@@ -373,9 +383,11 @@ pub async fn latency(
     let measured = (events_per_sec * secs).ceil().max(1.0) as u32;
     let total = warm + measured;
     let times = PublishTimes::new(total as usize);
+    let mut written_before = None;
     for (range, measuring) in [(0..warm, false), (warm..total, true)] {
         if measuring {
             store.reset();
+            written_before = process_written_bytes();
         }
         publish_fixed_rate(&h, &tenants.accounts, range, events_per_sec, FANOUT, &times).await?;
     }
@@ -383,6 +395,9 @@ pub async fn latency(
     let complete = receivers
         .wait_for(deliveries, timeout_for(deliveries))
         .await;
+    let written = process_written_bytes()
+        .zip(written_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let arrivals = arrivals_of(&receivers.take(), &times, warm);
     let first = times.first_start(warm..total).unwrap_or(0);
     let publish = times.call_latencies(warm..total);
@@ -408,6 +423,11 @@ pub async fn latency(
     put_ms(&mut r, "publish_p50_ms", quantile_ms(&publish, 0.5));
     put_ms(&mut r, "publish_p99_ms", quantile_ms(&publish, 0.99));
     put_ms(&mut r, "publish_p999_ms", quantile_ms(&publish, 0.999));
+    let measured_deliveries = u64::from(measured) * u64::from(FANOUT);
+    r.put(
+        "written_bytes_per_delivery",
+        written.map(|w| w as f64 / measured_deliveries.max(1) as f64),
+    );
     r.put("warmup_events", warm).put(
         "complete",
         complete && arrivals.count == u64::from(measured) * u64::from(FANOUT),

@@ -132,6 +132,14 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// Bytes this process has caused to be written to storage (`write_bytes` of
+/// `/proc/self/io`): with sled's page rewrites, far more than the data's size on disk.
+pub fn process_written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:")?.trim().parse().ok())
+}
+
 /// Bytes of every file under `dir`, recursively.
 pub fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
