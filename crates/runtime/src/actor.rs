@@ -431,11 +431,14 @@ impl Actor {
                 } => ((account_id.clone(), event_id.clone()), body, 1),
                 _ => continue,
             };
-            if !self.recent.contains(&key) {
-                let waiting = u32::try_from(waiting).unwrap_or(u32::MAX);
-                self.recent
-                    .insert(key, Bytes::from(body.clone()), waiting, now);
+            let body = Bytes::from(body.clone());
+            // An id published again (after its idempotency window) sends its new body from
+            // now on, as the store keeps it, also to attempts of the earlier publish.
+            if let Some((in_flight, _)) = self.bodies.get_mut(&key) {
+                *in_flight = body.clone();
             }
+            let waiting = u32::try_from(waiting).unwrap_or(u32::MAX);
+            self.recent.insert(key, body, waiting, now);
         }
     }
 

@@ -58,7 +58,9 @@ impl RecentBodies {
     }
 
     /// Keeps `body` for `waiting` first attempts if there is room, or room can be made.
-    /// Returns whether it was kept. A key already kept is left as it is.
+    /// Returns whether it was kept. An id published again (after its idempotency window)
+    /// replaces the body: the latest publish's body is the one every later attempt sends, as
+    /// in the store.
     pub(crate) fn insert(
         &mut self,
         key: BodyKey,
@@ -66,9 +68,14 @@ impl RecentBodies {
         waiting: u32,
         now: Timestamp,
     ) -> bool {
-        if self.map.contains_key(&key) {
-            return true;
-        }
+        let waiting = match self.map.get(&key) {
+            Some(old) => {
+                let still = old.waiting.saturating_add(waiting);
+                self.remove(&key);
+                still
+            }
+            None => waiting,
+        };
         while self.bytes + body.len() > self.budget {
             if !self.evict_one(now) {
                 return false;
@@ -109,7 +116,8 @@ impl RecentBodies {
     }
 
     /// Whether the body is kept.
-    pub(crate) fn contains(&self, key: &BodyKey) -> bool {
+    #[cfg(test)]
+    fn contains(&self, key: &BodyKey) -> bool {
         self.map.contains_key(key)
     }
 
@@ -208,6 +216,22 @@ mod tests {
         // A started count beyond the waiting ones changes nothing.
         r.started(&key(1));
         assert_eq!(r.bytes(), 300);
+    }
+
+    #[test]
+    fn an_id_published_again_replaces_its_body() {
+        let mut r = RecentBodies::with_budget(1_000);
+        r.insert(key(0), body(), 1, Timestamp(0));
+        let newer = Bytes::from(vec![b'y'; 150]);
+        assert!(r.insert(key(0), newer.clone(), 2, Timestamp(5)));
+        assert_eq!(r.get(&key(0)), Some(newer));
+        assert_eq!(r.bytes(), 150);
+        // The waiting first attempts of both publishes count.
+        r.started(&key(0));
+        r.started(&key(0));
+        assert!(r.done.is_empty());
+        r.started(&key(0));
+        assert_eq!(r.done.len(), 1);
     }
 
     #[test]

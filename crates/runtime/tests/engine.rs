@@ -378,3 +378,37 @@ async fn shutdown_waits_for_attempts_under_way_only_up_to_its_grace() {
     assert_eq!(d.attempts[0].attempt, 1);
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_id_published_again_after_its_window_sends_its_new_body() {
+    let receiver = Receiver::https(|_| Answer::Status(200)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(policy(&[0]), &clock, &receiver);
+    let window = cfg.policy.retention.0;
+    let (engine, h, _, _) = engine_with_webhook(dir.path(), cfg, &receiver.url()).await;
+    let account = "acc_1".into();
+    let first = h.publish(&account, &event_body("evt_again")).await.unwrap();
+    assert!(!first.duplicate);
+    receiver.wait_for(1).await;
+
+    // Past the idempotency window, and a turn of the actor so that maintenance forgets the id.
+    clock.advance_ms(window + 3_600_000);
+    h.account(&account).await.unwrap();
+    let newer = String::from_utf8(event_body("evt_again"))
+        .unwrap()
+        .replace("Interviewer: Hello", "Interviewer: Hello again");
+    let second = eventually(|| async {
+        let r = h.publish(&account, newer.as_bytes()).await.unwrap();
+        (!r.duplicate).then_some(r)
+    })
+    .await;
+    assert_eq!(second.event_id, first.event_id);
+    let got = receiver.wait_for(2).await;
+    let body = String::from_utf8(got[1].body.to_vec()).unwrap();
+    assert!(
+        body.contains("Hello again"),
+        "the second publish sends its own body: {body}"
+    );
+    engine.shutdown().await.unwrap();
+}
