@@ -37,7 +37,7 @@ pub(crate) const OLD_INDEXES: [&str; 2] = ["dlv_index", "by_time"];
 /// (the first ids' layout, and test sends').
 const BUCKET_KEY_LEN: usize = 4 + 20;
 /// Length of a fan-out's delivery id since seeds start with the time: `dlv_`, 11 hex digits
-/// of ms, 20 of randomness, 2 of index. All but the index name the bucket.
+/// of ms, 20 of randomness, 2 of index (more past 256). All but the index name the bucket.
 const TIMED_ID_LEN: usize = 4 + 11 + 20 + 2;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
@@ -148,7 +148,8 @@ pub(crate) fn show_history_key(key: &[u8]) -> String {
 /// correct: a bucket is a list of whole records.
 pub(crate) fn bucket_key(delivery: &DeliveryId) -> &[u8] {
     let id = delivery.as_str().as_bytes();
-    if id.len() == TIMED_ID_LEN {
+    // Longer: a fan-out of more than 256 deliveries, whose index has more digits.
+    if id.len() >= TIMED_ID_LEN {
         // Time-ordered seeds: a fan-out's bucket sorts after older ones, so new records go
         // where the tree is already being written and read.
         return &id[..TIMED_ID_LEN - 2];
@@ -268,6 +269,8 @@ mod tests {
             bucket_key(&id(5, "0123456789abcdef0124", 0))
         );
         assert!(bucket_key(&id(5, "ffffffffffffffffffff", 0)) < bucket_key(&id(6, random, 0)));
+        let wide = DeliveryId::from(format!("dlv_{:011x}{random}{:02x}", 5, 256));
+        assert_eq!(bucket_key(&wide), bucket_key(&id(5, random, 0)));
         // Ids of the first layout keep the buckets they were stored under.
         let old = DeliveryId::from(format!("dlv_{random}07"));
         assert_eq!(bucket_key(&old), format!("dlv_{random}").as_bytes());
