@@ -686,35 +686,20 @@ impl State {
     }
 }
 
-/// [`State`] as a snapshot holds it: everything but `published_order`, the index of
-/// `published` by time, which loading rebuilds (it was nearly half of a snapshot's bytes,
-/// and a snapshot's encoding pauses the engine).
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    policy: &'a Policy,
-    accounts: &'a BTreeMap<AccountId, Account>,
-    webhooks: &'a BTreeMap<WebhookId, Webhook>,
-    deliveries: &'a HashMap<DeliveryId, Delivery>,
-    queues: &'a HashMap<WebhookId, BTreeSet<(Timestamp, DeliveryId)>>,
-    ready: &'a BTreeSet<(Timestamp, WebhookId)>,
-    deadlines: &'a BTreeSet<(Timestamp, DeliveryId)>,
-    published: &'a HashMap<(AccountId, EventId), Published>,
-    key_hashes: &'a HashMap<String, AccountId>,
-}
-
-/// What [`SnapshotRef`] encodes, read back.
-#[derive(Deserialize)]
-struct SnapshotOwned {
-    policy: Policy,
-    accounts: BTreeMap<AccountId, Account>,
-    webhooks: BTreeMap<WebhookId, Webhook>,
-    deliveries: HashMap<DeliveryId, Delivery>,
-    queues: HashMap<WebhookId, BTreeSet<(Timestamp, DeliveryId)>>,
-    ready: BTreeSet<(Timestamp, WebhookId)>,
-    deadlines: BTreeSet<(Timestamp, DeliveryId)>,
-    published: HashMap<(AccountId, EventId), Published>,
-    key_hashes: HashMap<String, AccountId>,
-}
+/// [`State`]'s fields as a snapshot holds them, in order: all but `published_order`, the
+/// index of `published` by time, which loading rebuilds (it was nearly half of a snapshot's
+/// bytes, and a snapshot's encoding pauses the engine).
+type SnapshotFields = (
+    Policy,
+    BTreeMap<AccountId, Account>,
+    BTreeMap<WebhookId, Webhook>,
+    HashMap<DeliveryId, Delivery>,
+    HashMap<WebhookId, BTreeSet<(Timestamp, DeliveryId)>>,
+    BTreeSet<(Timestamp, WebhookId)>,
+    BTreeSet<(Timestamp, DeliveryId)>,
+    HashMap<(AccountId, EventId), Published>,
+    HashMap<String, AccountId>,
+);
 
 /// A state encoded in its snapshot form: smaller than the state's own encoding, which
 /// stays what it was so that older snapshot files still read.
@@ -723,18 +708,19 @@ pub struct SnapshotForm<'a>(pub &'a State);
 impl Serialize for SnapshotForm<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let s = self.0;
-        SnapshotRef {
-            policy: &s.policy,
-            accounts: &s.accounts,
-            webhooks: &s.webhooks,
-            deliveries: &s.deliveries,
-            queues: &s.queues,
-            ready: &s.ready,
-            deadlines: &s.deadlines,
-            published: &s.published,
-            key_hashes: &s.key_hashes,
-        }
-        .serialize(serializer)
+        // Borrowed, in the order of [`SnapshotFields`].
+        (
+            &s.policy,
+            &s.accounts,
+            &s.webhooks,
+            &s.deliveries,
+            &s.queues,
+            &s.ready,
+            &s.deadlines,
+            &s.published,
+            &s.key_hashes,
+        )
+            .serialize(serializer)
     }
 }
 
@@ -743,25 +729,34 @@ pub struct FromSnapshot(pub State);
 
 impl<'de> Deserialize<'de> for FromSnapshot {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = SnapshotOwned::deserialize(deserializer)?;
+        let (
+            policy,
+            accounts,
+            webhooks,
+            deliveries,
+            queues,
+            ready,
+            deadlines,
+            published,
+            key_hashes,
+        ) = SnapshotFields::deserialize(deserializer)?;
         // Publishing an id present in `published` is refused, so each entry has exactly one
         // place in the order, at its own time.
-        let published_order = s
-            .published
+        let published_order = published
             .iter()
             .map(|((account, event), p)| (p.at, account.clone(), event.clone()))
             .collect();
         Ok(FromSnapshot(State {
-            policy: s.policy,
-            accounts: s.accounts,
-            webhooks: s.webhooks,
-            deliveries: s.deliveries,
-            queues: s.queues,
-            ready: s.ready,
-            deadlines: s.deadlines,
-            published: s.published,
+            policy,
+            accounts,
+            webhooks,
+            deliveries,
+            queues,
+            ready,
+            deadlines,
+            published,
             published_order,
-            key_hashes: s.key_hashes,
+            key_hashes,
         }))
     }
 }
