@@ -80,9 +80,24 @@ pub struct TimedStore {
 /// How long the calling thread has waited on a run queue, ns (0 where the kernel does not
 /// say: `/proc/thread-self/schedstat` is Linux's, with scheduler statistics on).
 fn thread_runqueue_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        // Opened once per thread (`thread-self` names the opener) and read at offset 0: a
+        // reopen per call cost syscalls on the very path being measured.
+        static SCHEDSTAT: Option<std::fs::File> =
+            std::fs::File::open("/proc/thread-self/schedstat").ok();
+    }
+    SCHEDSTAT
+        .with(|file| {
+            let mut buf = [0u8; 128];
+            let n = file.as_ref()?.read_at(&mut buf, 0).ok()?;
+            std::str::from_utf8(&buf[..n])
+                .ok()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
