@@ -982,9 +982,10 @@ impl EventStore for SledStore {
         // The sequence in `meta` moves only once the file is durable and in place.
         let mut writer = lock(&self.writer);
         self.check_snapshot_seq(&writer, draft.seq)?;
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::META_SNAPSHOT_SEQ, codec::encode(&draft.seq)?);
-        self.trees.meta.apply_batch(batch)?;
+        // One key is atomic by itself; a batch would take sled's global write lock.
+        self.trees
+            .meta
+            .insert(keys::META_SNAPSHOT_SEQ, codec::encode(&draft.seq)?)?;
         writer.snapshot_seq = draft.seq;
         self.wrote();
         Ok(())
@@ -1037,14 +1038,14 @@ impl EventStore for SledStore {
             let marker = codec::encode(&chunk_end)?;
             // The marker moves first: from then on the log is the range after it, and records
             // at or below it are garbage that a crash may leave and the next call removes.
-            // No transaction: a transactional remove reads every old value (log records are
-            // large) and holds them all until commit.
+            // Neither a transaction nor a batch: a transactional remove reads every old value
+            // (log records are large) and holds them all until commit, and a batch holds
+            // sled's global write lock throughout, stalling every append (so every publish)
+            // behind it. Single removes interleave with appends.
             t.meta.insert(keys::META_TRUNCATED_THROUGH, marker)?;
-            let mut batch = sled::Batch::default();
             for k in &doomed {
-                batch.remove(k.clone());
+                t.log.remove(k)?;
             }
-            t.log.apply_batch(batch)?;
             removed += doomed.len() as u64;
             let mut writer = lock(&self.writer);
             writer.truncated_through = writer.truncated_through.max(chunk_end);
