@@ -5,6 +5,7 @@
 //! (group commit), then answers the callers and hands the started attempts to the transport.
 //! It never waits on the network: sends run in their own tasks and report back by channel.
 
+use crate::background::Background;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::recent::{BodyKey, RecentBodies};
@@ -140,7 +141,7 @@ pub(crate) struct Actor {
     opened: HashMap<WebhookId, (Secret, Arc<str>)>,
     events_since_snapshot: u64,
     /// The log truncation after the last snapshot, while it runs.
-    truncating: Option<tokio::task::JoinHandle<()>>,
+    truncating: Option<Background>,
     next_maintenance: Timestamp,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
 }
@@ -788,7 +789,7 @@ impl Actor {
         // dropping the log before it, run beside the actor, so commits do not wait for them.
         let draft = self.store.write_snapshot(seq, &self.state)?;
         let store = self.store.clone();
-        self.truncating = Some(tokio::task::spawn_blocking(move || {
+        self.truncating = Some(Background::spawn("hallway-snapshot", move || {
             let done = store
                 .install_snapshot(draft)
                 .and_then(|_| store.flush())
@@ -803,13 +804,13 @@ impl Actor {
 
     async fn finish(&mut self) -> Result<(), EngineError> {
         if let Some(t) = self.truncating.take() {
-            let _ = t.await;
+            t.join().await;
         }
         if self.last_seq > 0 {
             self.snapshot().await?;
         }
         if let Some(t) = self.truncating.take() {
-            let _ = t.await;
+            t.join().await;
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.flush())

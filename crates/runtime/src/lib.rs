@@ -16,6 +16,7 @@
 mod actor;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
+mod background;
 pub mod clock;
 pub mod ids;
 pub mod metrics;
