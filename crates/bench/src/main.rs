@@ -21,7 +21,10 @@
 //!   actor decides nothing. `written_bytes_per_delivery` (throughput and latency) is what the
 //!   process sent to storage (`/proc/self/io`) per delivery: sled rewrites pages, so it is
 //!   several times `disk_bytes_per_delivery`.
-//! - `latency`: a fixed (open-loop) offered load at half the measured throughput.
+//! - `latency`: a fixed (open-loop) offered load at half the measured throughput. With
+//!   `HALLWAY_BENCH_TRACE=<dir>` it writes every publish (`publish.trace`) and every store
+//!   call (`store.trace`) of the window as `kind start_ns duration_ns events` lines, to line
+//!   slow publishes up with what ran beside them.
 //! - `retries`: receivers answer 500 on a compressed five-attempt schedule; checks every
 //!   delivery made exactly five attempts, none early.
 //! - `backlog`: pending retries with an hour-long second delay, in a child process (the

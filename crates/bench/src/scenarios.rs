@@ -402,6 +402,15 @@ pub async fn latency(
     let first = times.first_start(warm..total).unwrap_or(0);
     let publish = times.call_latencies(warm..total);
     let st = store.times();
+    if let Some(dir) = std::env::var_os("HALLWAY_BENCH_TRACE") {
+        let dir = std::path::PathBuf::from(dir);
+        store.trace(&dir.join("store.trace"))?;
+        let mut out = String::new();
+        for (s, l) in times.starts_and_latencies(warm..total) {
+            out.push_str(&format!("publish {s} {l} 0\n"));
+        }
+        std::fs::write(dir.join("publish.trace"), out)?;
+    }
     drop(h);
     engine.shutdown().await?;
 

@@ -24,6 +24,8 @@ struct Samples {
     snapshots: Vec<u64>,
     /// Duration ns of each snapshot encode (the part the actor waits for).
     snapshot_writes: Vec<u64>,
+    /// (kind, start ns, duration ns) of snapshot steps, for `trace`.
+    steps: Vec<(&'static str, u64, u64)>,
 }
 
 /// What the store calls cost during a window.
@@ -176,6 +178,24 @@ impl TimedStore {
         }
     }
 
+    /// Writes every timed call since the last reset to `path`, one line each
+    /// (`kind start_ns dur_ns events`), to line stalls up with what ran beside them.
+    pub fn trace(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let s = self.samples();
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for a in &s.appends {
+            writeln!(out, "append {} {} {}", a.0, a.1, a.2)?;
+        }
+        for f in &s.flushes {
+            writeln!(out, "flush {} {} 0", f.0, f.1)?;
+        }
+        for (k, t, d) in &s.steps {
+            writeln!(out, "{k} {t} {d} 0")?;
+        }
+        out.flush()
+    }
+
     /// The wrapped store.
     pub fn inner(&self) -> &Arc<SledStore> {
         &self.inner
@@ -234,11 +254,15 @@ impl EventStore for TimedStore {
         let mut samples = self.samples();
         samples.snapshots.push(took);
         samples.snapshot_writes.push(took);
+        samples.steps.push(("snapshot_write", t, took));
         r
     }
 
     fn install_snapshot(&self, draft: SnapshotDraft) -> Result<(), StoreError> {
-        self.inner.install_snapshot(draft)
+        let t = now_ns();
+        let r = self.inner.install_snapshot(draft);
+        self.samples().steps.push(("install", t, now_ns() - t));
+        r
     }
 
     fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError> {
@@ -248,7 +272,9 @@ impl EventStore for TimedStore {
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {
         let t = now_ns();
         let r = self.inner.truncate_log(through);
-        self.samples().snapshots.push(now_ns() - t);
+        let mut s = self.samples();
+        s.snapshots.push(now_ns() - t);
+        s.steps.push(("truncate", t, now_ns() - t));
         r
     }
 

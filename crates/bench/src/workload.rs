@@ -199,6 +199,17 @@ impl PublishTimes {
         v
     }
 
+    /// (start ns, latency ns) of each accepted publish in `range`, in event order.
+    pub fn starts_and_latencies(&self, range: std::ops::Range<u32>) -> Vec<(u64, u64)> {
+        range
+            .filter_map(|n| {
+                let s = self.start.get(n as usize)?.load(Ordering::Relaxed);
+                let a = self.accepted.get(n as usize)?.load(Ordering::Relaxed);
+                (a > 0).then(|| (s, a.saturating_sub(s)))
+            })
+            .collect()
+    }
+
     /// The earliest publish start among events in `range`.
     pub fn first_start(&self, range: std::ops::Range<u32>) -> Option<u64> {
         range
