@@ -586,7 +586,7 @@ impl SledStore {
                         put_or_remove(by_time, k, v)?;
                     }
                     for k in &payload_removals {
-                        payloads.remove(k)?;
+                        payloads.remove_blind(k.clone())?;
                     }
                     Ok(())
                 },
@@ -634,8 +634,8 @@ fn put_or_remove(
     value: &Option<IVec>,
 ) -> Result<(), sled::transaction::UnabortableTransactionError> {
     match value {
-        Some(v) => tree.insert(key.clone(), v.clone())?,
-        None => tree.remove(key.clone())?,
+        Some(v) => tree.insert_blind(key.clone(), v.clone())?,
+        None => tree.remove_blind(key.clone())?,
     };
     Ok(())
 }
@@ -861,21 +861,21 @@ impl EventStore for SledStore {
             (&t.log, &t.payloads, &t.history, &t.deliveries, &t.by_time, &t.meta)
                 .transaction(
                     |(log, payloads, history, deliveries, by_time, meta)| -> ConflictableTransactionResult<(), Infallible> {
-                        log.insert(log_key.clone(), record.clone())?;
+                        log.insert_blind(log_key.clone(), record.clone())?;
                         for (k, v) in &meta_writes {
                             put_or_remove(meta, k, v)?;
                         }
                         for (k, v) in &writes.payloads {
-                            payloads.insert(k.clone(), v.clone())?;
+                            payloads.insert_blind(k.clone(), v.clone())?;
                         }
                         for (k, v) in &writes.history {
-                            history.insert(k.clone(), v.clone())?;
+                            history.insert_blind(k.clone(), v.clone())?;
                         }
                         for (k, v) in &writes.deliveries {
-                            deliveries.insert(k.clone(), v.clone())?;
+                            deliveries.insert_blind(k.clone(), v.clone())?;
                         }
                         for (k, v) in &writes.by_time {
-                            by_time.insert(k.clone(), v.clone())?;
+                            by_time.insert_blind(k.clone(), v.clone())?;
                         }
                         Ok(())
                     },
