@@ -278,6 +278,15 @@ impl EventStore for TimedStore {
         r
     }
 
+    fn truncate_log_paced(&self, through: Seq, pause: &mut dyn FnMut()) -> Result<u64, StoreError> {
+        let t = now_ns();
+        let r = self.inner.truncate_log_paced(through, pause);
+        let mut s = self.samples();
+        s.snapshots.push(now_ns() - t);
+        s.steps.push(("truncate", t, now_ns() - t));
+        r
+    }
+
     fn payload(
         &self,
         account: &AccountId,

@@ -20,6 +20,7 @@ use hallway_domain::{
 use hallway_store::EventStore;
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -142,6 +143,8 @@ pub(crate) struct Actor {
     events_since_snapshot: u64,
     /// The log truncation after the last snapshot, while it runs.
     truncating: Option<Background>,
+    /// Set on shutdown: a truncation under way stops pacing itself.
+    hurry: Arc<AtomicBool>,
     next_maintenance: Timestamp,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
 }
@@ -180,6 +183,7 @@ impl Actor {
             opened: HashMap::new(),
             events_since_snapshot: 0,
             truncating: None,
+            hurry: Arc::new(AtomicBool::new(false)),
             next_maintenance,
             shutdown: None,
         }
@@ -789,11 +793,13 @@ impl Actor {
         // dropping the log before it, run beside the actor, so commits do not wait for them.
         let draft = self.store.write_snapshot(seq, &self.state)?;
         let store = self.store.clone();
+        let hurry = self.hurry.clone();
         self.truncating = Some(Background::spawn("hallway-snapshot", move || {
+            let mut pause = pacer(hurry);
             let done = store
                 .install_snapshot(draft)
                 .and_then(|_| store.flush())
-                .and_then(|_| store.truncate_log(seq));
+                .and_then(|_| store.truncate_log_paced(seq, &mut pause));
             if let Err(e) = done {
                 warn!(error = %e, seq, "snapshot or truncation failed; the next snapshot retries");
             }
@@ -803,6 +809,7 @@ impl Actor {
     }
 
     async fn finish(&mut self) -> Result<(), EngineError> {
+        self.hurry.store(true, Ordering::Relaxed);
         if let Some(t) = self.truncating.take() {
             t.join().await;
         }
@@ -837,6 +844,22 @@ impl Actor {
         if let Some((done, _)) = self.shutdown.take() {
             let _ = done.send(Err(e));
         }
+    }
+}
+
+/// How much longer a paced truncation rests than it works: at 4, it takes at most a fifth
+/// of the time it spans, so the commit flushes beside it stay near their usual length.
+const TRUNCATION_REST: u32 = 4;
+
+/// The pause between steps of a log truncation (see [`TRUNCATION_REST`]); none once
+/// `hurry` is set.
+fn pacer(hurry: Arc<AtomicBool>) -> impl FnMut() {
+    let mut step_started = std::time::Instant::now();
+    move || {
+        if !hurry.load(Ordering::Relaxed) {
+            std::thread::sleep(step_started.elapsed() * TRUNCATION_REST);
+        }
+        step_started = std::time::Instant::now();
     }
 }
 

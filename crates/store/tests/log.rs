@@ -218,6 +218,41 @@ fn a_snapshot_file_of_the_earlier_layout_loads_until_a_new_one_replaces_it() {
 }
 
 #[test]
+fn a_paced_truncation_pauses_between_small_steps_and_removes_what_an_unpaced_one_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = State::new(Policy::default());
+    let store = SledStore::open(dir.path()).expect("opens");
+    for _ in 0..100 {
+        store.append(&every_event_kind()[..1]).expect("appends");
+    }
+    store.save_snapshot(90, &state).expect("snapshots");
+    let mut pauses = Vec::new();
+    let removed = store
+        .truncate_log_paced(95, &mut || {
+            pauses.push(read_all(&store, 91).map(|r| r.len()).ok())
+        })
+        .expect("truncates");
+    assert_eq!(removed, 90, "up to the snapshot, not past it");
+    // Each pause sees the records after the snapshot intact (readers are never cut off)
+    // and comes after a step of at most 32 records: 90 records take 3 steps.
+    assert_eq!(pauses, vec![Some(10), Some(10), Some(10)]);
+    assert!(matches!(
+        read_all(&store, 90),
+        Err(StoreError::Truncated {
+            from: 90,
+            first_kept: 91
+        })
+    ));
+    assert_eq!(
+        store
+            .truncate_log_paced(100, &mut || pauses.push(None))
+            .expect("truncates"),
+        0
+    );
+    assert_eq!(pauses.len(), 3, "nothing left to remove, no pause");
+}
+
+#[test]
 fn truncation_never_passes_the_snapshot_and_numbering_survives_an_empty_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = Policy::default();
