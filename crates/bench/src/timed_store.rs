@@ -278,13 +278,8 @@ impl EventStore for TimedStore {
         r
     }
 
-    fn truncate_log_paced(&self, through: Seq, pause: &mut dyn FnMut()) -> Result<u64, StoreError> {
-        let t = now_ns();
-        let r = self.inner.truncate_log_paced(through, pause);
-        let mut s = self.samples();
-        s.snapshots.push(now_ns() - t);
-        s.steps.push(("truncate", t, now_ns() - t));
-        r
+    fn truncate_log_later(&self, through: Seq) -> Result<(), StoreError> {
+        self.inner.truncate_log_later(through)
     }
 
     fn payload(

@@ -5,7 +5,6 @@
 //! (group commit), then answers the callers and hands the started attempts to the transport.
 //! It never waits on the network: sends run in their own tasks and report back by channel.
 
-use crate::background::Background;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::recent::{BodyKey, RecentBodies};
@@ -20,7 +19,6 @@ use hallway_domain::{
 use hallway_store::EventStore;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -141,10 +139,8 @@ pub(crate) struct Actor {
     /// once per attempt.
     opened: HashMap<WebhookId, (Secret, Arc<str>)>,
     events_since_snapshot: u64,
-    /// The log truncation after the last snapshot, while it runs.
-    truncating: Option<Background>,
-    /// Set on shutdown: a truncation under way stops pacing itself.
-    hurry: Arc<AtomicBool>,
+    /// The last snapshot's install, while it runs.
+    installing: Option<tokio::task::JoinHandle<()>>,
     next_maintenance: Timestamp,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
 }
@@ -182,8 +178,7 @@ impl Actor {
             reads: SharedReads::new(),
             opened: HashMap::new(),
             events_since_snapshot: 0,
-            truncating: None,
-            hurry: Arc::new(AtomicBool::new(false)),
+            installing: None,
             next_maintenance,
             shutdown: None,
         }
@@ -783,25 +778,25 @@ impl Actor {
     /// Saves the state as of the last record and drops the log before it.
     async fn snapshot(&mut self) -> Result<(), EngineError> {
         self.events_since_snapshot = 0;
-        if self.truncating.as_ref().is_some_and(|t| !t.is_finished()) {
+        if self.installing.as_ref().is_some_and(|t| !t.is_finished()) {
             // The previous snapshot is still being installed: try again after as many events.
             return Ok(());
         }
         let seq = self.last_seq;
         // Encoded from the live state, on this thread: a clone for a background thread would
-        // double the state's memory at the worst moment (a large backlog). Syncing it, and
-        // dropping the log before it, run beside the actor, so commits do not wait for them.
+        // double the state's memory at the worst moment (a large backlog). Syncing it runs
+        // beside the actor, so commits do not wait for it; the log before it then goes a few
+        // records per append, inside the appends' own transactions: removed all at once
+        // beside them, it contended for sled's locks and slowed their flushes ~2.5x.
         let draft = self.store.write_snapshot(seq, &self.state)?;
         let store = self.store.clone();
-        let hurry = self.hurry.clone();
-        self.truncating = Some(Background::spawn("hallway-snapshot", move || {
-            let mut pause = pacer(hurry);
+        self.installing = Some(tokio::task::spawn_blocking(move || {
             let done = store
                 .install_snapshot(draft)
                 .and_then(|_| store.flush())
-                .and_then(|_| store.truncate_log_paced(seq, &mut pause));
+                .and_then(|_| store.truncate_log_later(seq));
             if let Err(e) = done {
-                warn!(error = %e, seq, "snapshot or truncation failed; the next snapshot retries");
+                warn!(error = %e, seq, "snapshot failed; the next snapshot retries");
             }
         }));
         debug!(seq, "snapshot written");
@@ -809,20 +804,24 @@ impl Actor {
     }
 
     async fn finish(&mut self) -> Result<(), EngineError> {
-        self.hurry.store(true, Ordering::Relaxed);
-        if let Some(t) = self.truncating.take() {
-            t.join().await;
+        if let Some(t) = self.installing.take() {
+            let _ = t.await;
         }
         if self.last_seq > 0 {
             self.snapshot().await?;
         }
-        if let Some(t) = self.truncating.take() {
-            t.join().await;
+        if let Some(t) = self.installing.take() {
+            let _ = t.await;
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|e| EngineError::Storage(e.to_string()))??;
+        let through = self.last_seq;
+        // No appends follow to carry the truncation: the log before the final snapshot goes
+        // now, so a stopped engine leaves only what its next start reads.
+        tokio::task::spawn_blocking(move || {
+            store.truncate_log(through).and_then(|_| store.flush())
+        })
+        .await
+        .map_err(|e| EngineError::Storage(e.to_string()))??;
         info!("engine stopped");
         Ok(())
     }
@@ -844,22 +843,6 @@ impl Actor {
         if let Some((done, _)) = self.shutdown.take() {
             let _ = done.send(Err(e));
         }
-    }
-}
-
-/// How much longer a paced truncation rests than it works: at 4, it takes at most a fifth
-/// of the time it spans, so the commit flushes beside it stay near their usual length.
-const TRUNCATION_REST: u32 = 4;
-
-/// The pause between steps of a log truncation (see [`TRUNCATION_REST`]); none once
-/// `hurry` is set.
-fn pacer(hurry: Arc<AtomicBool>) -> impl FnMut() {
-    let mut step_started = std::time::Instant::now();
-    move || {
-        if !hurry.load(Ordering::Relaxed) {
-            std::thread::sleep(step_started.elapsed() * TRUNCATION_REST);
-        }
-        step_started = std::time::Instant::now();
     }
 }
 

@@ -16,7 +16,6 @@
 mod actor;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
-mod background;
 pub mod clock;
 pub mod ids;
 pub mod metrics;

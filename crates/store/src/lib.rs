@@ -158,11 +158,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// snapshot (the records after it are what rebuilds the state). Returns how many went.
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError>;
 
-    /// As [`EventStore::truncate_log`], a few records at a time, calling `pause` after each
-    /// step: a caller running it beside the commits can spread its writes out.
-    fn truncate_log_paced(&self, through: Seq, pause: &mut dyn FnMut()) -> Result<u64, StoreError> {
-        let _ = pause;
-        self.truncate_log(through)
+    /// Asks for the log records up to and including `through` (never past the latest
+    /// snapshot) to go a few at a time, inside the appends that follow, instead of all at
+    /// once beside them. Reading them stays possible until they are gone.
+    fn truncate_log_later(&self, through: Seq) -> Result<(), StoreError> {
+        self.truncate_log(through).map(|_| ())
     }
 
     /// The body of an event (the exact bytes every attempt sends), stored once per event.

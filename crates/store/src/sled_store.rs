@@ -35,13 +35,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Log records removed per step when truncating: the writer lock is taken once per step.
+/// Log records removed per transaction when truncating, so one call never builds a huge one.
 const TRUNCATE_CHUNK: u64 = 256;
 
-/// Log records removed per step of a paced truncation: the removals rewrite the log tree's
-/// pages, and sled writes them out with the next commit's flush, which slowed ~2.5x while
-/// 256-record steps ran back to back.
-const PACED_TRUNCATE_CHUNK: u64 = 32;
+/// Log records an append removes, at most, when a truncation was asked for later: the log
+/// gains one record per append, so this catches up within an eighth of the appends between
+/// two snapshots, and costs each append only a few removals.
+const APPEND_TRUNCATE: u64 = 8;
 
 /// Expired deliveries examined per transaction when pruning; appends wait at most one chunk.
 const PRUNE_CHUNK: usize = 1024;
@@ -106,6 +106,8 @@ struct Writer {
     snapshot_seq: Seq,
     /// The last sequence truncation removed, 0 if none.
     truncated_through: Seq,
+    /// The sequence appends truncate toward, a few records each (`truncate_log_later`).
+    truncate_target: Seq,
     /// How many payload references point into each body segment, as committed.
     body_refs: BTreeMap<u64, u64>,
     /// Segments nothing refers to any more, with the write (a value of `written`) that
@@ -253,6 +255,7 @@ impl SledStore {
                 next_seq: last + 1,
                 snapshot_seq,
                 truncated_through,
+                truncate_target: 0,
                 body_refs,
                 doomed: Vec::new(),
             }),
@@ -831,54 +834,6 @@ impl SledStore {
         }
         Ok(())
     }
-
-    /// Removes log records through `through` (never past the snapshot), `chunk` records a
-    /// step, calling `pause` after each step.
-    fn truncate_in_steps(
-        &self,
-        through: Seq,
-        chunk: u64,
-        pause: &mut dyn FnMut(),
-    ) -> Result<u64, StoreError> {
-        let t = &self.trees;
-        let mut removed = 0u64;
-        loop {
-            // The writer lock is taken per chunk, not across the whole truncation: appends
-            // must not wait for old records to be removed (they touch other keys).
-            let chunk_end = {
-                let writer = lock(&self.writer);
-                // Records after the snapshot are needed to rebuild the state: keep them
-                // whatever `through` says.
-                let limit = through.min(writer.snapshot_seq);
-                if writer.truncated_through >= limit {
-                    break;
-                }
-                limit.min(writer.truncated_through + chunk)
-            };
-            let mut doomed = Vec::new();
-            for key in t.log.range(..=keys::seq_key(chunk_end)).keys() {
-                doomed.push(key?);
-            }
-            let marker = codec::encode(&chunk_end)?;
-            // The marker moves first: from then on the log is the range after it, and records
-            // at or below it are garbage that a crash may leave and the next call removes.
-            // Neither a transaction nor a batch: a transactional remove reads every old value
-            // (log records are large) and holds them all until commit, and a batch holds
-            // sled's global write lock throughout, stalling every append (so every publish)
-            // behind it. Single removes interleave with appends.
-            t.meta.insert(keys::META_TRUNCATED_THROUGH, marker)?;
-            for k in &doomed {
-                t.log.remove(k)?;
-            }
-            removed += doomed.len() as u64;
-            let mut writer = lock(&self.writer);
-            writer.truncated_through = writer.truncated_through.max(chunk_end);
-            drop(writer);
-            self.wrote();
-            pause();
-        }
-        Ok(removed)
-    }
 }
 
 impl EventStore for SledStore {
@@ -898,6 +853,20 @@ impl EventStore for SledStore {
         let t = &self.trees;
         let mut writer = lock(&self.writer);
         let seq = writer.next_seq;
+        // Old records a truncation asked for: removed in this append's transaction, where
+        // sled's write lock is held anyway, rather than beside it by another thread.
+        let cut = writer
+            .truncate_target
+            .min(writer.snapshot_seq)
+            .min(writer.truncated_through + APPEND_TRUNCATE);
+        let cut = (cut > writer.truncated_through).then_some(cut);
+        let doomed: Vec<IVec> = match cut {
+            Some(cut) => (writer.truncated_through + 1..=cut)
+                .map(|n| IVec::from(&keys::seq_key(n)[..]))
+                .collect(),
+            None => Vec::new(),
+        };
+        let marker = cut.map(|cut| codec::encode(&cut)).transpose()?;
         let mut cache = lock(&self.buckets);
         let mut projection = Projection::new(t, &mut cache, seq);
         for event in events {
@@ -907,7 +876,7 @@ impl EventStore for SledStore {
         let counts = std::mem::take(&mut writes.body_refs);
         let meta_writes = body_ref_writes(&counts)?;
         let log_key = IVec::from(&keys::seq_key(seq)[..]);
-        if writes.is_empty() {
+        if writes.is_empty() && cut.is_none() {
             // One key in one tree is atomic by itself, and cheaper than a transaction.
             t.log.insert(log_key, record)?;
         } else {
@@ -915,6 +884,12 @@ impl EventStore for SledStore {
                 .transaction(
                     |(log, payloads, history, deliveries, by_time, meta)| -> ConflictableTransactionResult<(), Infallible> {
                         log.insert_blind(log_key.clone(), record.clone())?;
+                        for k in &doomed {
+                            log.remove_blind(k.clone())?;
+                        }
+                        if let Some(marker) = &marker {
+                            meta.insert_blind(keys::META_TRUNCATED_THROUGH, marker.clone())?;
+                        }
                         for (k, v) in &meta_writes {
                             put_or_remove(meta, k, v)?;
                         }
@@ -941,6 +916,9 @@ impl EventStore for SledStore {
         }
         drop(cache);
         writer.next_seq = seq + 1;
+        if let Some(cut) = cut {
+            writer.truncated_through = cut;
+        }
         self.committed(&mut writer, counts);
         Ok(seq)
     }
@@ -1069,11 +1047,49 @@ impl EventStore for SledStore {
     }
 
     fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {
-        self.truncate_in_steps(through, TRUNCATE_CHUNK, &mut || {})
+        let t = &self.trees;
+        let mut removed = 0u64;
+        loop {
+            // The writer lock is taken per chunk, not across the whole truncation: appends
+            // must not wait for old records to be removed (they touch other keys).
+            let chunk_end = {
+                let writer = lock(&self.writer);
+                // Records after the snapshot are needed to rebuild the state: keep them
+                // whatever `through` says.
+                let limit = through.min(writer.snapshot_seq);
+                if writer.truncated_through >= limit {
+                    break;
+                }
+                limit.min(writer.truncated_through + TRUNCATE_CHUNK)
+            };
+            let mut doomed = Vec::new();
+            for key in t.log.range(..=keys::seq_key(chunk_end)).keys() {
+                doomed.push(key?);
+            }
+            let marker = codec::encode(&chunk_end)?;
+            // The marker moves first: from then on the log is the range after it, and records
+            // at or below it are garbage that a crash may leave and the next call removes.
+            // Neither a transaction nor a batch: a transactional remove reads every old value
+            // (log records are large) and holds them all until commit, and a batch holds
+            // sled's global write lock throughout, stalling every append (so every publish)
+            // behind it. Single removes interleave with appends.
+            t.meta.insert(keys::META_TRUNCATED_THROUGH, marker)?;
+            for k in &doomed {
+                t.log.remove(k)?;
+            }
+            removed += doomed.len() as u64;
+            let mut writer = lock(&self.writer);
+            writer.truncated_through = writer.truncated_through.max(chunk_end);
+            drop(writer);
+            self.wrote();
+        }
+        Ok(removed)
     }
 
-    fn truncate_log_paced(&self, through: Seq, pause: &mut dyn FnMut()) -> Result<u64, StoreError> {
-        self.truncate_in_steps(through, PACED_TRUNCATE_CHUNK, pause)
+    fn truncate_log_later(&self, through: Seq) -> Result<(), StoreError> {
+        let mut writer = lock(&self.writer);
+        writer.truncate_target = writer.truncate_target.max(through);
+        Ok(())
     }
 
     fn payload(
