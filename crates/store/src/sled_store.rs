@@ -1053,34 +1053,35 @@ impl EventStore for SledStore {
             // The writer lock is taken per chunk, not across the whole truncation: appends
             // must not wait for old records to be removed (they touch other keys).
             let chunk_end = {
-                let writer = lock(&self.writer);
+                let mut writer = lock(&self.writer);
                 // Records after the snapshot are needed to rebuild the state: keep them
                 // whatever `through` says.
                 let limit = through.min(writer.snapshot_seq);
                 if writer.truncated_through >= limit {
                     break;
                 }
-                limit.min(writer.truncated_through + TRUNCATE_CHUNK)
+                let end = limit.min(writer.truncated_through + TRUNCATE_CHUNK);
+                // The marker moves first, with the writer's copy (so an append carrying a
+                // later truncation never writes an older marker): from then on the log is
+                // the range after it, and records at or below it are garbage that a crash
+                // may leave and the next call removes.
+                t.meta
+                    .insert(keys::META_TRUNCATED_THROUGH, codec::encode(&end)?)?;
+                writer.truncated_through = end;
+                end
             };
             let mut doomed = Vec::new();
             for key in t.log.range(..=keys::seq_key(chunk_end)).keys() {
                 doomed.push(key?);
             }
-            let marker = codec::encode(&chunk_end)?;
-            // The marker moves first: from then on the log is the range after it, and records
-            // at or below it are garbage that a crash may leave and the next call removes.
             // Neither a transaction nor a batch: a transactional remove reads every old value
             // (log records are large) and holds them all until commit, and a batch holds
             // sled's global write lock throughout, stalling every append (so every publish)
-            // behind it. Single removes interleave with appends.
-            t.meta.insert(keys::META_TRUNCATED_THROUGH, marker)?;
+            // behind it.
             for k in &doomed {
                 t.log.remove(k)?;
             }
             removed += doomed.len() as u64;
-            let mut writer = lock(&self.writer);
-            writer.truncated_through = writer.truncated_through.max(chunk_end);
-            drop(writer);
             self.wrote();
         }
         Ok(removed)

@@ -255,6 +255,34 @@ fn a_later_truncation_goes_a_few_records_per_append_and_survives_a_reopen() {
 }
 
 #[test]
+fn an_eager_truncation_and_appends_carrying_a_later_one_keep_one_unbroken_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = State::new(Policy::default());
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        for _ in 0..100 {
+            store.append(&every_event_kind()[..1]).expect("appends");
+        }
+        store.save_snapshot(90, &state).expect("snapshots");
+        store.truncate_log_later(90).expect("asks");
+        store.append(&every_event_kind()[..1]).expect("appends");
+        // The append took 1..=8; the eager call takes the rest it is asked for.
+        assert_eq!(store.truncate_log(50).expect("truncates"), 42);
+        store.append(&every_event_kind()[..1]).expect("appends");
+        store.flush().expect("flushes");
+    }
+    let store = SledStore::open(dir.path()).expect("reopens");
+    assert!(matches!(
+        read_all(&store, 58),
+        Err(StoreError::Truncated {
+            from: 58,
+            first_kept: 59
+        })
+    ));
+    assert_eq!(read_all(&store, 59).expect("reads whole").len(), 44);
+}
+
+#[test]
 fn truncation_never_passes_the_snapshot_and_numbering_survives_an_empty_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = Policy::default();
