@@ -160,7 +160,8 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Asks for the log records up to and including `through` (never past the latest
     /// snapshot) to go a few at a time, inside the appends that follow, instead of all at
-    /// once beside them. Reading them stays possible until they are gone.
+    /// once beside them. A read of those records while appends remove them may end in a
+    /// `Gap`; reads from after the snapshot (what startup replays) are never affected.
     fn truncate_log_later(&self, through: Seq) -> Result<(), StoreError> {
         self.truncate_log(through).map(|_| ())
     }

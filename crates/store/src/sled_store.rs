@@ -255,7 +255,9 @@ impl SledStore {
                 next_seq: last + 1,
                 snapshot_seq,
                 truncated_through,
-                truncate_target: 0,
+                // A truncation asked for before a restart (or cut short by a crash) goes on:
+                // everything before a durable snapshot may go, and nothing after it.
+                truncate_target: snapshot_seq,
                 body_refs,
                 doomed: Vec::new(),
             }),

@@ -255,6 +255,36 @@ fn a_later_truncation_goes_a_few_records_per_append_and_survives_a_reopen() {
 }
 
 #[test]
+fn a_later_truncation_cut_short_by_a_restart_goes_on_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = State::new(Policy::default());
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        for _ in 0..30 {
+            store.append(&every_event_kind()[..1]).expect("appends");
+        }
+        store.save_snapshot(20, &state).expect("snapshots");
+        store.truncate_log_later(20).expect("asks");
+        store.append(&every_event_kind()[..1]).expect("appends");
+        store.flush().expect("flushes");
+    }
+    let store = SledStore::open(dir.path()).expect("reopens");
+    let first_kept = || match read_all(&store, 1) {
+        Err(StoreError::Truncated { first_kept, .. }) => first_kept,
+        other => panic!("expected a truncated log, got {other:?}"),
+    };
+    assert_eq!(first_kept(), 9, "the first append took 1..=8");
+    store.append(&every_event_kind()[..1]).expect("appends");
+    assert_eq!(
+        first_kept(),
+        17,
+        "the next append after the restart goes on"
+    );
+    store.append(&every_event_kind()[..1]).expect("appends");
+    assert_eq!(first_kept(), 21, "and stops at the snapshot");
+}
+
+#[test]
 fn an_eager_truncation_and_appends_carrying_a_later_one_keep_one_unbroken_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = State::new(Policy::default());
@@ -280,6 +310,50 @@ fn an_eager_truncation_and_appends_carrying_a_later_one_keep_one_unbroken_log() 
         })
     ));
     assert_eq!(read_all(&store, 59).expect("reads whole").len(), 44);
+}
+
+#[test]
+fn an_eager_truncation_beside_appends_carrying_a_later_one_leaves_a_marker_that_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = State::new(Policy::default());
+    // A race: each round gives it another chance to show.
+    for _ in 0..8 {
+        let (first, last) = {
+            let store = std::sync::Arc::new(SledStore::open(dir.path()).expect("opens"));
+            for _ in 0..1_000 {
+                store.append(&every_event_kind()[..1]).expect("appends");
+            }
+            let snapshot = store.last_seq().expect("last");
+            store.save_snapshot(snapshot, &state).expect("snapshots");
+            store.truncate_log_later(snapshot).expect("asks");
+            // Appends run throughout the eager truncation, so some carry the later one
+            // while the eager one is mid-chunk.
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let appender = {
+                let (store, done) = (store.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) || n < 20 {
+                        store.append(&every_event_kind()[..1]).expect("appends");
+                        n += 1;
+                    }
+                })
+            };
+            store.truncate_log(snapshot).expect("truncates");
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            appender.join().expect("the appender ends");
+            store.flush().expect("flushes");
+            (snapshot + 1, store.last_seq().expect("last"))
+        };
+        // Whatever the interleaving, the durable marker names the first record the log has.
+        let store = SledStore::open(dir.path()).expect("reopens");
+        assert!(matches!(
+            read_all(&store, 1),
+            Err(StoreError::Truncated { first_kept, .. }) if first_kept == first
+        ));
+        let kept = read_all(&store, first).expect("reads whole from the marker");
+        assert_eq!(kept.len() as u64, last - first + 1);
+    }
 }
 
 #[test]
