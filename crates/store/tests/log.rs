@@ -217,26 +217,38 @@ fn a_snapshot_file_of_the_earlier_layout_loads_until_a_new_one_replaces_it() {
     );
 }
 
+/// The first record a truncated log still has.
+fn first_kept_of(store: &SledStore) -> Seq {
+    match read_all(store, 1) {
+        Err(StoreError::Truncated { first_kept, .. }) => first_kept,
+        other => panic!("expected a truncated log, got {other:?}"),
+    }
+}
+
+/// A store in `dir` with `n` one-event records and a snapshot covering the first `covered`.
+fn store_with_snapshot(dir: &std::path::Path, n: usize, covered: Seq) -> SledStore {
+    let store = SledStore::open(dir).expect("opens");
+    for _ in 0..n {
+        store.append(&every_event_kind()[..1]).expect("appends");
+    }
+    store
+        .save_snapshot(covered, &State::new(Policy::default()))
+        .expect("snapshots");
+    store
+}
+
 #[test]
 fn a_later_truncation_goes_a_few_records_per_append_and_survives_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = State::new(Policy::default());
     {
-        let store = SledStore::open(dir.path()).expect("opens");
-        for _ in 0..30 {
-            store.append(&every_event_kind()[..1]).expect("appends");
-        }
-        store.save_snapshot(20, &state).expect("snapshots");
+        let store = store_with_snapshot(dir.path(), 30, 20);
         // Asked past the snapshot: only up to it, and nothing goes until appends carry it.
         store.truncate_log_later(25).expect("asks");
         assert_eq!(read_all(&store, 1).expect("reads").len(), 30);
         let mut first_kept = Vec::new();
         for _ in 0..4 {
             store.append(&every_event_kind()[..1]).expect("appends");
-            first_kept.push(match read_all(&store, 1) {
-                Err(StoreError::Truncated { first_kept, .. }) => first_kept,
-                other => panic!("expected a truncated log, got {other:?}"),
-            });
+            first_kept.push(first_kept_of(&store));
         }
         // Eight records per append, never past the snapshot.
         assert_eq!(first_kept, vec![9, 17, 21, 21]);
@@ -244,35 +256,21 @@ fn a_later_truncation_goes_a_few_records_per_append_and_survives_a_reopen() {
         store.flush().expect("flushes");
     }
     let store = SledStore::open(dir.path()).expect("reopens");
-    assert!(matches!(
-        read_all(&store, 20),
-        Err(StoreError::Truncated {
-            from: 20,
-            first_kept: 21
-        })
-    ));
+    assert_eq!(first_kept_of(&store), 21);
     assert_eq!(read_all(&store, 21).expect("reads").len(), 14);
 }
 
 #[test]
 fn a_later_truncation_cut_short_by_a_restart_goes_on_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = State::new(Policy::default());
     {
-        let store = SledStore::open(dir.path()).expect("opens");
-        for _ in 0..30 {
-            store.append(&every_event_kind()[..1]).expect("appends");
-        }
-        store.save_snapshot(20, &state).expect("snapshots");
+        let store = store_with_snapshot(dir.path(), 30, 20);
         store.truncate_log_later(20).expect("asks");
         store.append(&every_event_kind()[..1]).expect("appends");
         store.flush().expect("flushes");
     }
     let store = SledStore::open(dir.path()).expect("reopens");
-    let first_kept = || match read_all(&store, 1) {
-        Err(StoreError::Truncated { first_kept, .. }) => first_kept,
-        other => panic!("expected a truncated log, got {other:?}"),
-    };
+    let first_kept = || first_kept_of(&store);
     assert_eq!(first_kept(), 9, "the first append took 1..=8");
     store.append(&every_event_kind()[..1]).expect("appends");
     assert_eq!(
@@ -287,13 +285,8 @@ fn a_later_truncation_cut_short_by_a_restart_goes_on_after_it() {
 #[test]
 fn an_eager_truncation_and_appends_carrying_a_later_one_keep_one_unbroken_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = State::new(Policy::default());
     {
-        let store = SledStore::open(dir.path()).expect("opens");
-        for _ in 0..100 {
-            store.append(&every_event_kind()[..1]).expect("appends");
-        }
-        store.save_snapshot(90, &state).expect("snapshots");
+        let store = store_with_snapshot(dir.path(), 100, 90);
         store.truncate_log_later(90).expect("asks");
         store.append(&every_event_kind()[..1]).expect("appends");
         // The append took 1..=8; the eager call takes the rest it is asked for.
@@ -302,13 +295,7 @@ fn an_eager_truncation_and_appends_carrying_a_later_one_keep_one_unbroken_log() 
         store.flush().expect("flushes");
     }
     let store = SledStore::open(dir.path()).expect("reopens");
-    assert!(matches!(
-        read_all(&store, 58),
-        Err(StoreError::Truncated {
-            from: 58,
-            first_kept: 59
-        })
-    ));
+    assert_eq!(first_kept_of(&store), 59);
     assert_eq!(read_all(&store, 59).expect("reads whole").len(), 44);
 }
 
