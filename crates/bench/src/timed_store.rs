@@ -20,7 +20,8 @@ struct Samples {
     flushes: Vec<(u64, u64)>,
     /// Duration ns per payload read (a body not in the actor's memory).
     payloads: Vec<u64>,
-    /// Duration ns of snapshot saves and log truncations.
+    /// Duration ns of snapshot encodes and eager log truncations (the engine truncates
+    /// eagerly only on shutdown; otherwise its appends carry the truncation).
     snapshots: Vec<u64>,
     /// Duration ns of each snapshot encode (the part the actor waits for).
     snapshot_writes: Vec<u64>,
@@ -65,7 +66,7 @@ pub struct StoreTimes {
     pub payload_reads: u64,
     /// Total time of those reads.
     pub payload_ms: f64,
-    /// Total time saving snapshots and truncating the log.
+    /// Total time encoding snapshots and truncating the log eagerly.
     pub snapshot_ms: f64,
     /// Snapshots encoded.
     pub snapshot_writes: u64,

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Log records removed per transaction when truncating, so one call never builds a huge one.
+/// Log records an eager truncation removes per step, each step under the writer lock once.
 const TRUNCATE_CHUNK: u64 = 256;
 
 /// Log records an append removes, at most, when a truncation was asked for later: the log
