@@ -37,6 +37,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +46,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
     fn unauthorized() -> Self {
@@ -79,7 +81,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -92,6 +100,10 @@ impl From<EngineError> for ApiError {
                 "unavailable",
                 "the engine is shutting down",
             ),
+            EngineError::RateLimited { retry_after_secs } => ApiError {
+                retry_after_secs: Some(retry_after_secs),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            },
             EngineError::Storage(m) | EngineError::Config(m) => {
                 tracing::error!(error = %m, "engine failure");
                 Self::new(
@@ -119,6 +131,11 @@ fn rejection(r: Rejection) -> ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// An error answer in the contract's shape, for layers outside the router.
+pub fn error_response(status: StatusCode, code: &'static str, message: &str) -> Response {
+    ApiError::new(status, code, message).into_response()
+}
 
 /// The router with every route of the contract.
 pub fn router(state: AppState) -> Router {

@@ -116,6 +116,27 @@ pub struct ServeArgs {
     /// A master key used before a rotation: secrets sealed with it are resealed at startup.
     #[arg(long, env = "HALLWAY_PREVIOUS_MASTER_KEY_FILE")]
     pub previous_master_key_file: Option<PathBuf>,
+    /// API connections open at once; past it the longest-idle one is closed, or new ones wait.
+    #[arg(long, env = "HALLWAY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Time a client has to send a request head, from its first byte.
+    #[arg(long, env = "HALLWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: DurationMs,
+    /// Time a keep-alive API connection may wait for its next request.
+    #[arg(long, env = "HALLWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: DurationMs,
+    /// Time one API request may take, its body's upload included.
+    #[arg(long, env = "HALLWAY_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: DurationMs,
+    /// Time open API requests get to finish after SIGTERM before they are closed.
+    #[arg(long, env = "HALLWAY_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: DurationMs,
+    /// Attempts a delivery may have beyond its automatic ones, each a manual retry.
+    #[arg(long, env = "HALLWAY_MAX_MANUAL_RETRIES", default_value_t = hallway_domain::policy::DEFAULT_MAX_MANUAL_RETRIES)]
+    pub max_manual_retries: u32,
+    /// Manual retries and test sends one account may ask for per minute (0: unlimited).
+    #[arg(long, env = "HALLWAY_MANUAL_ACTIONS_PER_MINUTE", default_value_t = 60)]
+    pub manual_actions_per_minute: u32,
 }
 
 /// Flags of `verify`.
@@ -311,6 +332,13 @@ fn load_roots(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'stat
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    // Everything the engine writes (sled's files included) is its owner's alone, whatever
+    // umask the process was started with.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     create_private_dir(&args.data_dir)?;
     let token = admin_token(&args)?;
     let policy = Policy {
@@ -321,6 +349,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_payload_bytes: args.max_payload_bytes,
         require_https: !args.allow_http,
         allow_private_targets: args.allow_private_targets,
+        max_manual_retries: args.max_manual_retries,
         ..Policy::default()
     };
     let extra_roots = match &args.ca_file {
@@ -336,11 +365,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Some(p) => vec![MasterKey::load(p).map_err(|e| e.to_string())?],
         None => Vec::new(),
     };
+    let budget = crate::fds::split(args.max_connections as usize, args.max_in_flight.max(1));
     let config = Config {
         policy,
         master_key: Some(master_key),
         previous_master_keys,
-        max_in_flight: args.max_in_flight.max(1),
+        manual_actions_per_minute: args.manual_actions_per_minute,
+        max_in_flight: budget.max_in_flight,
         transport_config: TransportConfig {
             extra_roots,
             ..TransportConfig::default()
@@ -360,10 +391,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "hallway-webhooks serving");
     eprintln!("listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    let limits = crate::server::Limits {
+        max_connections: budget.max_connections,
+        header_read_timeout: Duration::from_millis(args.header_read_timeout.0),
+        idle_timeout: Duration::from_millis(args.idle_timeout.0),
+        request_timeout: Duration::from_millis(args.request_timeout.0),
+        shutdown_grace: Duration::from_millis(args.shutdown_grace.0),
+    };
+    crate::server::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shutting down");
     tokio::time::timeout(Duration::from_secs(30), engine.shutdown())
         .await

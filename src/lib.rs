@@ -32,7 +32,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod fds;
 pub mod listen;
+pub mod server;
 pub mod views;
 
 pub use hallway_domain::{

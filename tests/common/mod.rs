@@ -208,6 +208,13 @@ impl Proc {
             "HALLWAY_ALLOW_PRIVATE_TARGETS",
             "HALLWAY_MAX_IN_FLIGHT",
             "HALLWAY_CA_FILE",
+            "HALLWAY_MAX_CONNECTIONS",
+            "HALLWAY_HEADER_READ_TIMEOUT",
+            "HALLWAY_IDLE_TIMEOUT",
+            "HALLWAY_REQUEST_TIMEOUT",
+            "HALLWAY_SHUTDOWN_GRACE",
+            "HALLWAY_MAX_MANUAL_RETRIES",
+            "HALLWAY_MANUAL_ACTIONS_PER_MINUTE",
         ] {
             cmd.env_remove(var);
         }
@@ -260,6 +267,34 @@ impl Proc {
         self.stderr.lock().expect("lines lock").join("\n")
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (a graceful shutdown).
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+
+    /// Waits up to `limit` for the child to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -297,6 +332,17 @@ impl Server {
     /// Starts a server; without `admin_token`, the server generates or reads its own (the
     /// caller learns it from stdout or the data dir and sets `token`).
     pub async fn start_with(home: &Home, admin_token: Option<&str>, args: &[&str]) -> Server {
+        Self::start_customized(home, admin_token, args, |_| {}).await
+    }
+
+    /// Starts a server like [`Server::start_with`], letting `customize` change the command
+    /// (limits or a umask set before exec) first.
+    pub async fn start_customized(
+        home: &Home,
+        admin_token: Option<&str>,
+        args: &[&str],
+        customize: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
@@ -309,6 +355,7 @@ impl Server {
             cmd.arg("--admin-token").arg(t);
         }
         cmd.args(args);
+        customize(&mut cmd);
         let (proc, addr) = Proc::spawn_and_wait_for_addr(cmd, true).await;
         Server {
             proc,

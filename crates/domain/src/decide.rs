@@ -417,6 +417,13 @@ fn handle_retry(
     if state.delivery(&delivery.delivery_id).is_some() {
         return Err(Rejection::DeliveryNotFinished(delivery.delivery_id));
     }
+    let cap = state.policy().attempts_cap(delivery.test);
+    if delivery.attempts_made >= cap {
+        return Err(Rejection::AttemptsExhausted {
+            delivery_id: delivery.delivery_id,
+            max: cap,
+        });
+    }
     if !webhook.enabled && !delivery.test {
         return Err(Rejection::WebhookDisabled(webhook.id.clone()));
     }

@@ -45,6 +45,17 @@ pub struct Policy {
     pub max_url_bytes: usize,
     /// Most project ids in one webhook's filter.
     pub max_project_filters: usize,
+    /// Attempts a delivery may have beyond its automatic ones, each asked for by hand. Not in
+    /// snapshots: the policy is always the one the engine starts with.
+    #[serde(skip, default = "default_max_manual_retries")]
+    pub max_manual_retries: u32,
+}
+
+/// Manual retries per delivery unless configured: as many again as the spec's schedule.
+pub const DEFAULT_MAX_MANUAL_RETRIES: u32 = 5;
+
+fn default_max_manual_retries() -> u32 {
+    DEFAULT_MAX_MANUAL_RETRIES
 }
 
 impl Default for Policy {
@@ -72,6 +83,7 @@ impl Default for Policy {
             max_description_chars: 2000,
             max_url_bytes: 2048,
             max_project_filters: 100,
+            max_manual_retries: DEFAULT_MAX_MANUAL_RETRIES,
         }
     }
 }
@@ -80,6 +92,13 @@ impl Policy {
     /// The number of attempts a delivery makes before it is exhausted.
     pub fn max_attempts(&self) -> u32 {
         self.retry_delays.len() as u32
+    }
+
+    /// The most attempts one delivery can ever have: its automatic ones (one for a test send)
+    /// plus the manual retries allowed.
+    pub fn attempts_cap(&self, test: bool) -> u32 {
+        let automatic = if test { 1 } else { self.max_attempts() };
+        automatic.saturating_add(self.max_manual_retries)
     }
 
     /// Whether `event_type` is one hosts may publish and webhooks may subscribe to.

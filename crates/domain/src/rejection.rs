@@ -52,6 +52,14 @@ pub enum Rejection {
     /// Only finished deliveries can be retried by hand.
     #[error("delivery {0} is still pending; only finished deliveries can be retried")]
     DeliveryNotFinished(DeliveryId),
+    /// The delivery has had every attempt it may have, manual retries included.
+    #[error("delivery {delivery_id} has had {max} attempts, the most one delivery may have; publish the event again to send it anew")]
+    AttemptsExhausted {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The cap.
+        max: u32,
+    },
     /// Real deliveries are not sent to a disabled webhook.
     #[error("webhook {0} is disabled; enable it first")]
     WebhookDisabled(WebhookId),
@@ -148,7 +156,7 @@ impl Rejection {
             }
             AttemptNotOpen { .. } => RejectionKind::Conflict,
             PlanRequired(_) => RejectionKind::PlanRequired,
-            LimitReached { .. } => RejectionKind::LimitReached,
+            LimitReached { .. } | AttemptsExhausted { .. } => RejectionKind::LimitReached,
             EventExists { .. } => RejectionKind::Duplicate,
             PayloadTooLarge { .. } => RejectionKind::PayloadTooLarge,
             InvalidRequest(_) => RejectionKind::InvalidRequest,

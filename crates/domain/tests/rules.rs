@@ -1409,6 +1409,57 @@ fn a_finished_delivery_can_be_retried_by_hand_for_exactly_one_more_attempt() {
 }
 
 #[test]
+fn manual_retries_stop_at_the_attempts_cap_even_after_success() {
+    let policy = Policy {
+        retry_delays: vec![DurationMs(0)],
+        max_manual_retries: 2,
+        ..Policy::default()
+    };
+    assert_eq!(policy.attempts_cap(false), 3);
+    assert_eq!(policy.attempts_cap(true), 3);
+    let mut d = one_open_attempt(policy.clone());
+    d.run(t(1), response("dlv_a00", 1, 200, 10));
+    let retry = |attempts_made| CommandKind::RetryDelivery {
+        account_id: acc("acc_1"),
+        delivery: DeliverySummary {
+            attempts_made,
+            ..summary(&d, "dlv_a00", "wh_1", "evt_1", 0)
+        },
+    };
+    let (two, three) = (retry(2), retry(3));
+    // A delivery that succeeded may still be sent again by hand, up to the cap.
+    d.given()
+        .when(t(2), two)
+        .then_events(vec![Event::DeliveryRetried {
+            delivery: DeliverySummary {
+                attempts_made: 2,
+                ..summary(&d, "dlv_a00", "wh_1", "evt_1", 0)
+            },
+            at: t(2),
+        }]);
+    d.given()
+        .when(t(2), three)
+        .then_rejects(Rejection::AttemptsExhausted {
+            delivery_id: dlv("dlv_a00"),
+            max: 3,
+        });
+    let mut test = summary(&d, "dlv_a00", "wh_1", "evt_1", 3);
+    test.test = true;
+    d.given()
+        .when(
+            t(2),
+            CommandKind::RetryDelivery {
+                account_id: acc("acc_1"),
+                delivery: test,
+            },
+        )
+        .then_rejects(Rejection::AttemptsExhausted {
+            delivery_id: dlv("dlv_a00"),
+            max: 3,
+        });
+}
+
+#[test]
 fn retrying_a_pending_delivery_is_refused_as_not_finished() {
     let d = one_open_attempt(Policy::default());
     let s = DeliverySummary {

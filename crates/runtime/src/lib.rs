@@ -18,6 +18,7 @@ mod actor;
 pub mod alloc;
 pub mod clock;
 pub mod ids;
+mod limiter;
 pub mod metrics;
 mod recent;
 pub mod secrets;
@@ -35,6 +36,7 @@ use hallway_domain::{
     EventId, Plan, Rejection, Secret, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
 use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use limiter::ManualLimiter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
 use std::sync::Arc;
@@ -56,6 +58,12 @@ pub enum EngineError {
     /// The configuration cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Too many manual actions (retries, test sends) for this account; try again later.
+    #[error("too many retries and test sends for this account; try again in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the next action is allowed.
+        retry_after_secs: u64,
+    },
 }
 
 impl From<hallway_store::StoreError> for EngineError {
@@ -93,6 +101,8 @@ pub struct Config {
     pub master_key: Option<MasterKey>,
     /// Earlier master keys: secrets sealed under them are opened and resealed at startup.
     pub previous_master_keys: Vec<MasterKey>,
+    /// Manual retries and test sends an account may ask for per minute (0: unlimited).
+    pub manual_actions_per_minute: u32,
 }
 
 impl Default for Config {
@@ -110,6 +120,7 @@ impl Default for Config {
             command_queue: 8192,
             master_key: None,
             previous_master_keys: Vec::new(),
+            manual_actions_per_minute: 60,
         }
     }
 }
@@ -141,6 +152,7 @@ pub struct EngineHandle {
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
     secrets: Arc<SecretBox>,
+    manual: Arc<ManualLimiter>,
 }
 
 impl Engine {
@@ -201,6 +213,7 @@ impl Engine {
             policy: Arc::new(config.policy.clone()),
             clock: config.clock.clone(),
             secrets: secrets.clone(),
+            manual: Arc::new(ManualLimiter::new(config.manual_actions_per_minute)),
         };
         let mut actor = Actor::new(
             state, last_seq, store, transport, secrets, rx, config, metrics,
@@ -556,6 +569,7 @@ impl EngineHandle {
         account: &AccountId,
         webhook: &WebhookId,
     ) -> Result<DeliveryId, EngineError> {
+        self.take_manual(account)?;
         let delivery_id = DeliveryId::from(ids::delivery_id());
         self.exec(
             CommandKind::SendTest {
@@ -570,13 +584,15 @@ impl EngineHandle {
         Ok(delivery_id)
     }
 
-    /// Makes one more attempt of a finished delivery now.
+    /// Makes one more attempt of a finished delivery now, within the policy's cap on attempts
+    /// and the account's rate of manual actions.
     pub async fn retry_delivery(
         &self,
         account: &AccountId,
         webhook: &WebhookId,
         delivery: &DeliveryId,
     ) -> Result<(), EngineError> {
+        self.take_manual(account)?;
         let record = self.delivery(account, webhook, delivery).await?;
         let summary = DeliverySummary {
             delivery_id: record.id,
@@ -631,6 +647,13 @@ impl EngineHandle {
             .delivery(webhook, delivery)?
             .filter(|d| &d.account_id == account)
             .ok_or_else(|| Rejection::DeliveryNotFound(delivery.clone()).into())
+    }
+
+    /// Counts one manual action of `account` against its rate.
+    fn take_manual(&self, account: &AccountId) -> Result<(), EngineError> {
+        self.manual
+            .take(account, self.now())
+            .map_err(|retry_after_secs| EngineError::RateLimited { retry_after_secs })
     }
 
     /// The time now, by the engine's clock.
