@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hallway_domain::{
-    AccountId, DeliveryId, Plan, Rejection, RejectionKind, WebhookChanges, WebhookId,
+    types::Echo, AccountId, DeliveryId, Plan, Rejection, RejectionKind, WebhookChanges, WebhookId,
 };
 use hallway_runtime::{EngineError, EngineHandle, MetricsSnapshot, NewWebhook};
 use serde_json::{json, Map, Value};
@@ -237,7 +237,10 @@ async fn authorize(
     match caller(state, headers).await? {
         Caller::Admin => Ok(AccountId::from(acc)),
         Caller::Account(id) if id.as_str() == acc => Ok(id),
-        Caller::Account(_) => Err(ApiError::not_found(format!("account {acc} not found"))),
+        Caller::Account(_) => Err(ApiError::not_found(format!(
+            "account {} not found",
+            Echo(acc)
+        ))),
     }
 }
 
@@ -249,9 +252,9 @@ async fn authorize_admin(
 ) -> Result<(), ApiError> {
     match (caller(state, headers).await?, acc) {
         (Caller::Admin, _) => Ok(()),
-        (Caller::Account(id), Some(acc)) if id.as_str() != acc => {
-            Err(ApiError::not_found(format!("account {acc} not found")))
-        }
+        (Caller::Account(id), Some(acc)) if id.as_str() != acc => Err(ApiError::not_found(
+            format!("account {} not found", Echo(acc)),
+        )),
         (Caller::Account(_), _) => Err(ApiError::forbidden()),
     }
 }
@@ -269,6 +272,9 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
 /// Reads a management body as a JSON object.
 async fn json_object(body: Body) -> Result<Map<String, Value>, ApiError> {
     let bytes = read_body(body, MAX_MANAGEMENT_BODY_BYTES).await?;
+    // serde_json keeps the last of two repeated members; other parsers keep the first.
+    hallway_domain::json::check(&bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     match value {

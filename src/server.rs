@@ -200,6 +200,7 @@ async fn serve_connection(stream: TcpStream, app: Router, shared: &Arc<Shared>, 
         inner: stream,
         conn: conn.clone(),
         shared: shared.clone(),
+        rewrite: None,
     });
     let service = {
         let (conn, shared) = (conn.clone(), shared.clone());
@@ -286,6 +287,8 @@ struct WatchedIo {
     inner: TcpStream,
     conn: Arc<Conn>,
     shared: Arc<Shared>,
+    /// A replacement answer being written, and how much of it is out.
+    rewrite: Option<(Vec<u8>, usize)>,
 }
 
 impl AsyncRead for WatchedIo {
@@ -307,19 +310,74 @@ impl AsyncRead for WatchedIo {
     }
 }
 
+impl WatchedIo {
+    /// hyper answers a request it cannot parse itself, with an empty body; the contract wants
+    /// its error object on every error, so such a head is replaced on its way out.
+    fn parse_error_answer(head: &[u8]) -> Option<Vec<u8>> {
+        const MARK: &[u8] = b"\r\nconnection: close\r\ncontent-length: 0\r\n";
+        if !head.starts_with(b"HTTP/1.1 4") || !head.windows(MARK.len()).any(|w| w == MARK) {
+            return None;
+        }
+        let (code, message) = match head.get(9..12)? {
+            b"431" => (
+                "request_header_fields_too_large",
+                "the request's headers are larger than the server accepts",
+            ),
+            b"414" => (
+                "uri_too_long",
+                "the request's URI is longer than the server accepts",
+            ),
+            _ => ("invalid_request", "the request is not valid HTTP/1.1"),
+        };
+        let status_line_end = head.windows(2).position(|w| w == b"\r\n")?;
+        let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+        let mut out = head[..status_line_end].to_vec();
+        out.extend_from_slice(
+            format!(
+                "\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        Some(out)
+    }
+}
+
 impl AsyncWrite for WatchedIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        if self.rewrite.is_none() && self.conn.active.load(Ordering::Acquire) == 0 {
+            self.rewrite = Self::parse_error_answer(buf).map(|b| (b, 0));
+        }
+        let Some((mut out, mut written)) = self.rewrite.take() else {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        };
+        while written < out.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &out[written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.rewrite = Some((std::mem::take(&mut out), written));
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if self.rewrite.is_some() || Self::parse_error_answer(first).is_some() {
+                return self.poll_write(cx, first);
+            }
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {

@@ -165,6 +165,7 @@ fn validated_account_name(name: &str) -> Result<String, Rejection> {
             max: MAX_ACCOUNT_NAME_CHARS,
         });
     }
+    crate::webhook::refuse_hidden_chars("name", name, false)?;
     Ok(name.to_owned())
 }
 

@@ -4,10 +4,9 @@
 use crate::policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
 use crate::rejection::Rejection;
 use crate::types::{AccountId, EventId, ProjectId, Timestamp};
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::HashSet;
 use std::fmt;
 
 /// Longest event id a host may give, in bytes.
@@ -29,52 +28,6 @@ pub struct PreparedEvent {
     pub fields_json: String,
 }
 
-/// Any JSON value, parsed as strictly as into a `serde_json::Value` (the same number,
-/// string and depth checks: the parser makes them, not the visitor) but without building
-/// it: for a 2 KB transcript that halves the cost of a publish's checks.
-struct Strict;
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Strict;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_unit<E>(self) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-                while seq.next_element::<Strict>()?.is_some() {}
-                Ok(Strict)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
-                while map.next_key::<Strict>()?.is_some() {
-                    map.next_value::<Strict>()?;
-                }
-                Ok(Strict)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// A JSON object's members in document order, values kept as raw text.
 struct OrderedObject(Vec<(String, Box<RawValue>)>);
 
@@ -87,12 +40,9 @@ impl<'de> Deserialize<'de> for OrderedObject {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                // `json::check` has refused repeated members before this runs.
                 let mut out: Vec<(String, Box<RawValue>)> = Vec::new();
-                let mut seen: HashSet<String> = HashSet::new();
                 while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    if !seen.insert(k.clone()) {
-                        return Err(serde::de::Error::custom(format!("duplicate field `{k}`")));
-                    }
                     out.push((k, v));
                 }
                 Ok(OrderedObject(out))
@@ -114,8 +64,9 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
         });
     }
     // A full parse first: raw values only check the grammar, while receivers' strict parsers
-    // also refuse nesting deeper than 128, numbers out of range and lone surrogates.
-    serde_json::from_slice::<Strict>(raw)
+    // also refuse nesting deeper than 128, numbers out of range and lone surrogates, and
+    // parsers disagree on which of two repeated members wins.
+    crate::json::check(raw)
         .map_err(|e| Rejection::InvalidRequest(format!("invalid JSON body: {e}")))?;
     let object: OrderedObject = serde_json::from_slice(raw)
         .map_err(|e| Rejection::InvalidRequest(format!("invalid JSON body: {e}")))?;

@@ -34,6 +34,7 @@ pub mod command;
 pub mod decide;
 pub mod envelope;
 pub mod event;
+pub mod json;
 pub mod policy;
 pub mod rejection;
 pub mod signature;

@@ -1,6 +1,6 @@
 //! Rejections: each broken rule, with a message a person can act on.
 
-use crate::types::{AccountId, DeliveryId, EventId, WebhookId};
+use crate::types::{AccountId, DeliveryId, Echo, EventId, WebhookId};
 
 /// The broad class of a rejection, which the HTTP layer maps to a status and error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,16 +27,16 @@ pub enum RejectionKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// No such account.
-    #[error("account {0} not found")]
+    #[error("account {} not found", Echo(.0.as_str()))]
     AccountNotFound(AccountId),
     /// An account with this id exists already.
-    #[error("account {0} already exists")]
+    #[error("account {} already exists", Echo(.0.as_str()))]
     AccountExists(AccountId),
     /// Webhooks are a Pro feature.
-    #[error("webhooks require the Pro plan; account {0} is on the free plan")]
+    #[error("webhooks require the Pro plan; account {} is on the free plan", Echo(.0.as_str()))]
     PlanRequired(AccountId),
     /// The account has as many webhooks as it may have.
-    #[error("account {account} already has the maximum of {max} webhooks")]
+    #[error("account {} already has the maximum of {max} webhooks", Echo(account.as_str()))]
     LimitReached {
         /// The account.
         account: AccountId,
@@ -44,16 +44,16 @@ pub enum Rejection {
         max: u32,
     },
     /// No such webhook in this account (or it was deleted).
-    #[error("webhook {0} not found")]
+    #[error("webhook {} not found", Echo(.0.as_str()))]
     WebhookNotFound(WebhookId),
     /// No such delivery for this webhook.
-    #[error("delivery {0} not found")]
+    #[error("delivery {} not found", Echo(.0.as_str()))]
     DeliveryNotFound(DeliveryId),
     /// Only finished deliveries can be retried by hand.
-    #[error("delivery {0} is still pending; only finished deliveries can be retried")]
+    #[error("delivery {} is still pending; only finished deliveries can be retried", Echo(.0.as_str()))]
     DeliveryNotFinished(DeliveryId),
     /// The delivery has had every attempt it may have, manual retries included.
-    #[error("delivery {delivery_id} has had {max} attempts, the most one delivery may have; publish the event again to send it anew")]
+    #[error("delivery {} has had {max} attempts, the most one delivery may have, and cannot be retried again", Echo(delivery_id.as_str()))]
     AttemptsExhausted {
         /// The delivery.
         delivery_id: DeliveryId,
@@ -61,10 +61,10 @@ pub enum Rejection {
         max: u32,
     },
     /// Real deliveries are not sent to a disabled webhook.
-    #[error("webhook {0} is disabled; enable it first")]
+    #[error("webhook {} is disabled; enable it first", Echo(.0.as_str()))]
     WebhookDisabled(WebhookId),
     /// An event with this id was published before; nothing was scheduled again.
-    #[error("event {event_id} was already published")]
+    #[error("event {} was already published", Echo(event_id.as_str()))]
     EventExists {
         /// The event.
         event_id: EventId,
@@ -98,10 +98,10 @@ pub enum Rejection {
     #[error("events: at least one event type is required")]
     NoEventTypes,
     /// An event type that does not exist.
-    #[error("events: unknown event type {0:?}")]
+    #[error("events: unknown event type \"{}\"", Echo(.0))]
     UnknownEventType(String),
     /// A published event's `type` that does not exist.
-    #[error("type: unknown event type {0:?}")]
+    #[error("type: unknown event type \"{}\"", Echo(.0))]
     UnknownPublishedType(String),
     /// A project filter entry is empty.
     #[error("project_ids: project ids must not be empty")]
@@ -134,7 +134,7 @@ pub enum Rejection {
         message: String,
     },
     /// The reported attempt is not the delivery's open attempt (late or duplicate report).
-    #[error("attempt {attempt} of delivery {delivery_id} is not open")]
+    #[error("attempt {attempt} of delivery {} is not open", Echo(delivery_id.as_str()))]
     AttemptNotOpen {
         /// The delivery.
         delivery_id: DeliveryId,

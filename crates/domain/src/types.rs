@@ -40,6 +40,24 @@ macro_rules! id_type {
     };
 }
 
+/// Text from a caller, cut for echoing in a message: at most [`Echo::MAX_CHARS`] characters,
+/// then an ellipsis, so a 60 KB id does not come back whole in an error.
+pub struct Echo<'a>(pub &'a str);
+
+impl Echo<'_> {
+    /// The most characters echoed.
+    pub const MAX_CHARS: usize = 64;
+}
+
+impl fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(Self::MAX_CHARS) {
+            None => f.write_str(self.0),
+            Some((end, _)) => write!(f, "{}…", &self.0[..end]),
+        }
+    }
+}
+
 id_type!(
     /// An account (a tenant), chosen by the host.
     AccountId

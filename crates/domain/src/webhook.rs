@@ -52,7 +52,9 @@ impl WebhookConfig {
                 max: policy.max_name_chars,
             });
         }
+        refuse_hidden_chars("name", &self.name, false)?;
         if let Some(d) = &self.description {
+            refuse_hidden_chars("description", d, true)?;
             if d.chars().count() > policy.max_description_chars {
                 return Err(Rejection::TooLong {
                     field: "description",
@@ -77,6 +79,9 @@ impl WebhookConfig {
         if self.project_ids.iter().any(|p| p.0.trim().is_empty()) {
             return Err(Rejection::EmptyProjectId);
         }
+        for p in &self.project_ids {
+            refuse_hidden_chars("project_ids", p.as_str(), false)?;
+        }
         dedup_keep_order(&mut self.project_ids);
         Ok(self)
     }
@@ -85,6 +90,30 @@ impl WebhookConfig {
     pub fn matches(&self, event_type: &str, project: &ProjectId) -> bool {
         self.events.iter().any(|e| e == event_type)
             && (self.project_ids.is_empty() || self.project_ids.contains(project))
+    }
+}
+
+/// Refuses control characters (line breaks and tabs too, unless `multiline`) and the
+/// bidirectional embeddings, overrides and isolates, which make text display as something
+/// other than what it is (a name that reads "Slack" in a list but is not).
+pub fn refuse_hidden_chars(
+    field: &'static str,
+    text: &str,
+    multiline: bool,
+) -> Result<(), Rejection> {
+    let hidden = |c: char| {
+        (c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r')))
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    match text.chars().find(|c| hidden(*c)) {
+        None => Ok(()),
+        Some(c) => Err(Rejection::InvalidField {
+            field,
+            message: format!(
+                "must not contain control characters or bidirectional overrides (found U+{:04X})",
+                u32::from(c)
+            ),
+        }),
     }
 }
 

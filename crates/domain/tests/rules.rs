@@ -286,6 +286,64 @@ fn an_empty_name_is_refused() {
 }
 
 #[test]
+fn names_with_control_characters_or_bidi_overrides_are_refused() {
+    let g = given([account_created("acc_1", Plan::Pro)]);
+    for name in [
+        "Sla\0ck",
+        "Slack\u{1b}[31m",
+        "Slack \u{202E}kcalS",
+        "a\u{2066}b",
+        "two\nlines",
+    ] {
+        let rejected = g
+            .when(
+                t(1),
+                create_webhook("acc_1", "wh_1", config(name, "https://hooks.example.com/")),
+            )
+            .result()
+            .expect_err("refused");
+        assert!(
+            matches!(rejected, Rejection::InvalidField { field: "name", .. }),
+            "{name:?}: {rejected:?}"
+        );
+    }
+    let mut notes = default_config();
+    notes.description = Some("line one\nline two\tand a tab".into());
+    g.when(t(1), create_webhook("acc_1", "wh_1", notes.clone()))
+        .events();
+    notes.description = Some("hidden \u{202D}text".into());
+    let rejected = g
+        .when(t(1), create_webhook("acc_1", "wh_1", notes))
+        .result()
+        .expect_err("refused");
+    assert!(
+        matches!(
+            rejected,
+            Rejection::InvalidField {
+                field: "description",
+                ..
+            }
+        ),
+        "{rejected:?}"
+    );
+    let account_named = |name: &str| CommandKind::CreateAccount {
+        account_id: acc("acc_2"),
+        name: name.to_owned(),
+        plan: Plan::Pro,
+        api_key_hash: "h".into(),
+    };
+    let rejected = g
+        .when(t(1), account_named("Acme\u{0}"))
+        .result()
+        .expect_err("refused");
+    assert!(
+        matches!(rejected, Rejection::InvalidField { field: "name", .. }),
+        "{rejected:?}"
+    );
+    g.when(t(1), account_named("Acme Research")).events();
+}
+
+#[test]
 fn an_empty_project_filter_entry_is_refused() {
     let mut c = default_config();
     c.project_ids = vec![prj("prj_1"), prj(" ")];

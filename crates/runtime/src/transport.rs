@@ -177,19 +177,43 @@ impl HttpsTransport {
                 }
             }
         }
-        let req = match hyper::Request::post(uri)
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, USER_AGENT_VALUE)
-            .header(hallway_domain::signature::HEADER_NAME, &request.signature)
-            .body(Full::new(request.body))
-        {
-            Ok(r) => r,
-            Err(_) => return fail(AttemptError::Connect),
-        };
-        let response = match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => return fail(AttemptError::Timeout),
-            Ok(Err(e)) => return fail(classify(&e)),
-            Ok(Ok(r)) => r,
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+        let response = loop {
+            let mut req = match hyper::Request::post(uri.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header(USER_AGENT, USER_AGENT_VALUE)
+                .header(hallway_domain::signature::HEADER_NAME, &request.signature)
+                .body(Full::new(request.body.clone()))
+            {
+                Ok(r) => r,
+                Err(_) => return fail(AttemptError::Connect),
+            };
+            // A receiver may send 1xx heads before its answer; past a few it is only keeping
+            // the attempt (and a core parsing them) busy until the timeout.
+            let informational = Arc::new(Informational::default());
+            let counter = informational.clone();
+            hyper::ext::on_informational(&mut req, move |_| counter.saw_one());
+            let sent = tokio::select! {
+                r = tokio::time::timeout_at(deadline, self.client.request(req)) => r,
+                _ = informational.too_many.notified() => {
+                    return fail(AttemptError::InvalidResponse);
+                }
+            };
+            match sent {
+                Err(_) => return fail(AttemptError::Timeout),
+                // Out of descriptors is the engine's trouble, not the receiver's: wait for one
+                // within the attempt's time rather than record a connect failure.
+                Ok(Err(e)) if out_of_descriptors(&e) => {
+                    tracing::warn!("out of file descriptors for an attempt; waiting for one");
+                    let pause = tokio::time::Instant::now() + Duration::from_millis(100);
+                    if pause >= deadline {
+                        return fail(AttemptError::Timeout);
+                    }
+                    tokio::time::sleep_until(pause).await;
+                }
+                Ok(Err(e)) => return fail(classify(&e)),
+                Ok(Ok(r)) => break r,
+            }
         };
         let duration = elapsed();
         let status = response.status().as_u16();
@@ -219,6 +243,44 @@ impl Transport for HttpsTransport {
         Box::pin(self.clone().attempt(request, timeout))
     }
 }
+
+/// Informational (1xx) heads a response may have before its final head.
+const MAX_INFORMATIONAL: usize = 8;
+
+/// Counts an attempt's informational heads and says when there were too many.
+#[derive(Default)]
+struct Informational {
+    seen: std::sync::atomic::AtomicUsize,
+    too_many: tokio::sync::Notify,
+}
+
+impl Informational {
+    fn saw_one(&self) {
+        let seen = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if seen > MAX_INFORMATIONAL {
+            // notify_one keeps the permit if the attempt is not waiting yet.
+            self.too_many.notify_one();
+        }
+    }
+}
+
+/// Whether a client error is the process running out of file descriptors (EMFILE, ENFILE).
+fn out_of_descriptors(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = src {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if matches!(io.raw_os_error(), Some(code) if code == EMFILE || code == ENFILE) {
+                return true;
+            }
+        }
+        src = e.source();
+    }
+    false
+}
+
+/// "Too many open files" for the process and for the system, as Linux and the BSDs number them.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
 
 /// Maps a client error to the history's error classes by walking its source chain.
 fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {

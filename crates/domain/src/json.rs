@@ -1,0 +1,141 @@
+//! A strict check of JSON text: what a receiver's strict parser would refuse, and members
+//! repeated in any object, which parsers resolve differently (first wins, last wins, error).
+
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Objects with more members than this check them through a hash set instead of a scan.
+const SCAN_MAX: usize = 16;
+
+/// Checks `raw` as one JSON value: the grammar, nesting depth, number ranges and lone
+/// surrogates (as `serde_json::Value` would) and no repeated member name in any object.
+/// The error names the repeated member and where the parser was.
+pub fn check(raw: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<Strict>(raw)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Any JSON value, parsed as strictly as into a `serde_json::Value` (the parser makes those
+/// checks, not the visitor) but without building it.
+struct Strict;
+
+/// An object member's name, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Strict;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+                while seq.next_element::<Strict>()?.is_some() {}
+                Ok(Strict)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+                let mut few: Vec<Cow<'de, str>> = Vec::new();
+                let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let repeated = if few.len() < SCAN_MAX {
+                        let seen = few.contains(&k);
+                        few.push(k.clone());
+                        seen
+                    } else {
+                        if many.is_empty() {
+                            many.extend(few.iter().cloned());
+                        }
+                        !many.insert(k.clone())
+                    };
+                    if repeated {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "duplicate member `{}`",
+                            crate::types::Echo(&k)
+                        )));
+                    }
+                    map.next_value::<Strict>()?;
+                }
+                Ok(Strict)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+
+    #[test]
+    fn repeated_members_are_refused_at_any_depth() {
+        assert!(check(br#"{"a":1,"b":{"c":[{"d":1,"e":2}]}}"#).is_ok());
+        let top = check(br#"{"id":"acc_d1","id":"acc_d2"}"#).unwrap_err();
+        assert!(top.contains("duplicate member `id`"), "{top}");
+        let nested = check(br#"{"a":{"b":[1,{"x":1,"y":2,"x":3}]}}"#).unwrap_err();
+        assert!(nested.contains("duplicate member `x`"), "{nested}");
+        // An escaped spelling is the same name once decoded.
+        assert!(check(br#"{"a":1,"\u0061":2}"#).is_err());
+        // The same name in sibling objects is fine.
+        assert!(check(br#"[{"a":1},{"a":2}]"#).is_ok());
+    }
+
+    #[test]
+    fn large_objects_are_checked_too() {
+        let members: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", members.join(","));
+        assert!(check(ok.as_bytes()).is_ok());
+        let dup = format!("{{{},\"k7\":0}}", members.join(","));
+        assert!(check(dup.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn what_a_strict_parser_refuses_is_refused() {
+        assert!(check(b"{").is_err());
+        assert!(check(br#"{"a":1} x"#).is_err());
+        assert!(check(br#""\ud800""#).is_err());
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(check(deep.as_bytes()).is_err());
+    }
+}
