@@ -702,10 +702,8 @@ impl Actor {
                 let body = match body {
                     Ok(body) => body,
                     Err((store, read)) => {
-                        // Read in place: a payload read is a sled lookup, nearly always in
-                        // its page cache; a hop to the blocking pool per read cost more than
-                        // the read (measured: 149 vs 108 µs of CPU per delivery when most
-                        // starts read).
+                        // Read in place: a payload read is a lookup nearly always served from
+                        // the store's cache, cheaper than a hop to the blocking pool.
                         let (account, event) = &template.body_key;
                         let found = read
                             .get_or_init(|| async {

@@ -11,9 +11,8 @@ pub use mimalloc::MiMalloc as Allocator;
 /// `mi_option_purge_delay` in mimalloc's option enum (the same index in its v2 and v3).
 const PURGE_DELAY_OPTION: libmimalloc_sys::mi_option_t = 15;
 
-/// How long freed memory stays committed before mimalloc returns it to the OS, in ms.
-/// mimalloc 3's default of one second kept about 45 MiB more resident with a 100,000-retry
-/// backlog; 100 ms measured the same throughput and the resident set of glibc's.
+/// How long freed memory stays committed before mimalloc returns it to the OS, in ms: short,
+/// so a backlog's resident set follows what is live (`docs/decisions.md`, the allocator).
 const PURGE_DELAY_MS: std::os::raw::c_long = 100;
 
 /// Settles the allocator's options; call first thing in `main`.
