@@ -19,7 +19,10 @@ fn doc_block(lang: &str, stop: Option<&str>) -> String {
     let end = block.find("```").expect("the block's end");
     block[..end]
         .lines()
-        .take_while(|l| stop.is_none_or(|s| !l.trim_start().starts_with(s)))
+        .take_while(|l| match stop {
+            Some(s) => !l.trim_start().starts_with(s),
+            None => true,
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
