@@ -12,6 +12,10 @@ test:
 bench *ARGS:
     cargo run --release -p hallway-bench -- {{ARGS}}
 
+# The server and the bench with full debug info, for perf and other profilers.
+profiling:
+    cargo build --profile profiling -p hallway-webhooks -p hallway-bench
+
 # Format check and lints, as CI runs them.
 lint:
     cargo fmt --all -- --check
