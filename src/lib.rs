@@ -27,15 +27,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Or run it as a server: `hallway-webhooks serve` (see [`cli`] and [`api`]).
+//! Or run it as a server: `hallway-webhooks serve` (its HTTP API and command line are the
+//! binary's, not part of this library).
 #![deny(missing_docs)]
-
-pub mod api;
-pub mod cli;
-pub mod fds;
-pub mod listen;
-pub mod server;
-pub mod views;
 
 pub use hallway_domain::{
     signature, AccountId, DeliveryId, DurationMs, EventId, Plan, Policy, Rejection, Timestamp,

@@ -1,7 +1,15 @@
-//! The `hallway-webhooks` command: `serve`, `verify`, `listen`.
+//! The `hallway-webhooks` command: `serve`, `verify`, `listen`. The HTTP API and the command
+//! line live here, in the binary, not in the library embedders link.
+
+mod api;
+mod cli;
+mod fds;
+mod listen;
+mod server;
+mod views;
 
 use clap::Parser;
-use hallway_webhooks::cli::{run, Cli};
+use cli::{run, Cli};
 use std::process::ExitCode;
 
 /// The engine's allocator, as in production (see `hallway_runtime::alloc`).

@@ -343,7 +343,7 @@ fn receive(
         return 400;
     };
     let first = st.seen.insert((path.to_owned(), id.clone()));
-    if first && fnv(&[path, &id]) % 10 == 0 {
+    if first && fnv(&[path, &id]).is_multiple_of(10) {
         return 503;
     }
     if !st.delivered.entry(path.to_owned()).or_default().insert(id) {

@@ -106,7 +106,7 @@ fn write_log(
         turn.clear();
         for (delivery_id, attempt) in std::mem::take(&mut open) {
             outcomes += 1;
-            let status = if attempt == 1 && outcomes % FAIL_ONE_IN == 0 {
+            let status = if attempt == 1 && outcomes.is_multiple_of(FAIL_ONE_IN) {
                 500
             } else {
                 200
@@ -170,7 +170,7 @@ fn write_log(
             snapshot = Some((seq, state.clone()));
             since_snapshot = 0;
         }
-        if records % 64 == 0 {
+        if records.is_multiple_of(64) {
             store.flush()?;
         }
         if events >= target {

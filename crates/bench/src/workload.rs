@@ -58,7 +58,7 @@ pub fn raw_event(n: u32) -> Vec<u8> {
     let mut line = n as usize;
     let mut turn = 0usize;
     while text.len() < 2000 {
-        text.push_str(if turn % 2 == 0 {
+        text.push_str(if turn.is_multiple_of(2) {
             "Interviewer: "
         } else {
             "Respondent: "

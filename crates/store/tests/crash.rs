@@ -139,24 +139,24 @@ fn crash_child() {
         assert_eq!(appended, seq + 1);
         seq = appended;
         previous = deliveries_of(&batch);
-        if seq % 40 == 0 {
+        if seq.is_multiple_of(40) {
             // The state does not matter here; the sequence and the truncation do.
             store
                 .save_snapshot(seq - 10, &empty)
                 .expect("child snapshots");
             // Every other time the appends that follow carry the truncation, so kills land
             // inside those transactions too.
-            if seq % 80 == 0 {
+            if seq.is_multiple_of(80) {
                 store.truncate_log(seq - 10).expect("child truncates");
             } else {
                 store.truncate_log_later(seq - 10).expect("child truncates");
             }
         }
-        if seq % 25 == 0 && seq > PRUNE_LAG {
+        if seq.is_multiple_of(25) && seq > PRUNE_LAG {
             store.prune(at(seq - PRUNE_LAG)).expect("child prunes");
         }
         // Group commit: one flush covers the last 1 to 4 appends.
-        if xorshift(&mut rng) % 4 == 0 {
+        if xorshift(&mut rng).is_multiple_of(4) {
             store.flush().expect("child flushes");
             writeln!(stdout, "ACK {seq}").expect("stdout");
         }
@@ -201,7 +201,7 @@ fn run_and_kill(dir: &Path, seed: u64, rng: &mut u64) -> Vec<Seq> {
     // Half the time kill at a random wall-clock moment (possibly while the child is still
     // opening or recovering); otherwise after a random number of acknowledgements, plus a
     // little, so the kill lands mid-append, mid-flush, mid-prune or mid-truncation.
-    if xorshift(rng) % 2 == 0 {
+    if xorshift(rng).is_multiple_of(2) {
         std::thread::sleep(Duration::from_millis(xorshift(rng) % 400));
     } else {
         let wanted = xorshift(rng) % 150;
