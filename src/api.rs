@@ -500,7 +500,7 @@ async fn create_webhook(
     };
     let (webhook, secret) = state.engine.create_webhook(&acc, input).await?;
     let mut v = views::webhook(&webhook);
-    v["secret"] = Value::String(secret.0);
+    v["secret"] = Value::String(secret.expose().to_owned());
     Ok(respond(StatusCode::CREATED, v))
 }
 
@@ -572,7 +572,10 @@ async fn rotate_secret(
         .engine
         .rotate_secret(&acc, &WebhookId::from(wh))
         .await?;
-    Ok(respond(StatusCode::OK, json!({ "secret": secret.0 })))
+    Ok(respond(
+        StatusCode::OK,
+        json!({ "secret": secret.expose() }),
+    ))
 }
 
 async fn send_test(

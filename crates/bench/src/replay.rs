@@ -15,7 +15,7 @@ use crate::workload::{
 };
 use hallway_domain::{
     decide, envelope, Command, CommandKind, DeliveryId, DurationMs, Event, EventId, Outcome, Plan,
-    Secret, State, Timestamp, WebhookConfig, WebhookId, SESSION_PROCESSING_COMPLETED,
+    SealedSecret, State, Timestamp, WebhookConfig, WebhookId, SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::{Config, Engine};
 use hallway_store::{EventStore, Seq, SledStore, StoreError};
@@ -81,7 +81,7 @@ fn write_log(
         let kind = CommandKind::CreateWebhook {
             account_id: account_id(w / WEBHOOKS_PER_ACCOUNT),
             webhook_id: WebhookId::from(format!("wh_bench_{w:02}")),
-            secret: Secret(format!("whsec_bench_{w:02}")),
+            secret: SealedSecret(format!("whsec_bench_{w:02}")),
             config: WebhookConfig {
                 name: format!("Receiver {w}"),
                 url: url.clone(),

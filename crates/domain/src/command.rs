@@ -5,7 +5,7 @@ use crate::envelope::PreparedEvent;
 use crate::types::{
     AccountId, DeliveryId, EventId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
 };
-use crate::webhook::{Secret, WebhookConfig};
+use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 
 /// One request to the state machine, stamped with the time it is decided at.
@@ -92,7 +92,7 @@ pub enum CommandKind {
         /// A fresh id.
         webhook_id: WebhookId,
         /// A fresh signing secret.
-        secret: Secret,
+        secret: SealedSecret,
         /// What the user filled in.
         config: WebhookConfig,
     },
@@ -119,7 +119,7 @@ pub enum CommandKind {
         /// The webhook.
         webhook_id: WebhookId,
         /// A fresh signing secret.
-        secret: Secret,
+        secret: SealedSecret,
     },
     /// Publish an event: wrap it in the envelope and fan it out to matching webhooks.
     Publish {

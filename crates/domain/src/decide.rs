@@ -10,7 +10,7 @@ use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
     Timestamp, WebhookId,
 };
-use crate::webhook::{Secret, WebhookConfig};
+use crate::webhook::{SealedSecret, WebhookConfig};
 
 /// Longest account name, in characters.
 pub const MAX_ACCOUNT_NAME_CHARS: usize = 200;
@@ -228,7 +228,7 @@ fn handle_create_webhook(
     now: Timestamp,
     account_id: AccountId,
     webhook_id: WebhookId,
-    secret: Secret,
+    secret: SealedSecret,
     config: WebhookConfig,
 ) -> Result<Vec<Event>, Rejection> {
     let account = find_account(state, &account_id)?;

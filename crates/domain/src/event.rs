@@ -5,7 +5,7 @@ use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
     Timestamp, WebhookId,
 };
-use crate::webhook::{Secret, WebhookConfig};
+use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 
 /// A fact, stamped with the time it was decided at.
@@ -44,7 +44,7 @@ pub enum Event {
         /// Its validated configuration.
         config: WebhookConfig,
         /// Its signing secret.
-        secret: Secret,
+        secret: SealedSecret,
         /// When.
         at: Timestamp,
     },
@@ -85,7 +85,7 @@ pub enum Event {
         /// The webhook.
         webhook_id: WebhookId,
         /// The new secret.
-        secret: Secret,
+        secret: SealedSecret,
         /// When.
         at: Timestamp,
     },

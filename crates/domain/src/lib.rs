@@ -56,7 +56,7 @@ pub use types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
     ProjectId, Timestamp, WebhookId,
 };
-pub use webhook::{Secret, WebhookConfig};
+pub use webhook::{SealedSecret, WebhookConfig};
 
 impl State {
     /// Decides `cmd` against this state (see [`decide`]).

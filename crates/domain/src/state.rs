@@ -3,7 +3,7 @@
 use crate::event::Event;
 use crate::policy::Policy;
 use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
-use crate::webhook::{Secret, WebhookConfig};
+use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -36,7 +36,7 @@ pub struct Webhook {
     /// What the user configured.
     pub config: WebhookConfig,
     /// The current signing secret.
-    pub secret: Secret,
+    pub secret: SealedSecret,
     /// Whether real deliveries go to it.
     pub enabled: bool,
     /// Why it is disabled, when it is.

@@ -7,20 +7,15 @@ use crate::types::ProjectId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A webhook's signing secret. Its text's bytes are the HMAC key. Debug output is redacted.
+/// A webhook's signing secret as the engine keeps it: sealed by the runtime before it is
+/// logged (the domain never sees the plaintext, which only signs requests and is shown to the
+/// user once). Debug output is redacted all the same.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Secret(pub String);
+pub struct SealedSecret(pub String);
 
-impl Secret {
-    /// The secret's text (shown to the user once, used as the HMAC key).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
+impl fmt::Debug for SealedSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
+        f.write_str("SealedSecret(..)")
     }
 }
 

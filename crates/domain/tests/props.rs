@@ -160,7 +160,7 @@ struct MWebhook {
     counter: u32,
     /// Bumped on every enable and disable, to know whether an attempt straddled one.
     epoch: u64,
-    secret: Secret,
+    secret: SealedSecret,
     config: WebhookConfig,
 }
 
@@ -821,7 +821,7 @@ impl Sim {
             } => {
                 let account_id = AccountId::from(ACCOUNTS[account as usize % 3]);
                 let webhook_id = WebhookId::from(self.fresh("wh_"));
-                let secret = Secret(self.fresh("whsec_"));
+                let secret = SealedSecret(self.fresh("whsec_"));
                 let live = self
                     .model
                     .webhooks
@@ -910,7 +910,7 @@ impl Sim {
                 let (id, account) = self.pick_webhook(webhook);
                 let expected = self.missing(&id);
                 let old = self.state.webhook(&id).map(|w| w.secret.clone());
-                let new = Secret(self.fresh("whsec_"));
+                let new = SealedSecret(self.fresh("whsec_"));
                 let result = self.exec(CommandKind::RotateSecret {
                     account_id: account,
                     webhook_id: id.clone(),
@@ -925,9 +925,9 @@ impl Sim {
                         // What the new secret signs, the old one does not verify.
                         let old = old.expect("was live");
                         let ts = self.now.as_unix_seconds();
-                        let header = signature::sign(new.expose(), ts, b"{}");
+                        let header = signature::sign(&new.0, ts, b"{}");
                         assert_eq!(
-                            signature::verify(old.expose(), &header, b"{}", ts, 300),
+                            signature::verify(&old.0, &header, b"{}", ts, 300),
                             Err(signature::VerifyError::Mismatch)
                         );
                     }

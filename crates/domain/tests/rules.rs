@@ -712,14 +712,14 @@ fn rotating_the_secret_replaces_it() {
     .when(t(1), rotate_secret("acc_1", "wh_1", "whsec_rotated"))
     .then_events(vec![Event::SecretRotated {
         webhook_id: wh("wh_1"),
-        secret: Secret("whsec_rotated".into()),
+        secret: SealedSecret("whsec_rotated".into()),
         at: t(1),
     }]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
-    assert_eq!(w.secret, Secret("whsec_rotated".into()));
+    assert_eq!(w.secret, SealedSecret("whsec_rotated".into()));
     // The old secret verifies nothing signed from now on.
     let body = b"{\"id\":\"evt_1\"}";
-    let header = signature::sign(w.secret.expose(), 1_768_059_001, body);
+    let header = signature::sign(&w.secret.0, 1_768_059_001, body);
     assert_eq!(
         signature::verify("whsec_wh_1", &header, body, 1_768_059_001, 300),
         Err(signature::VerifyError::Mismatch)

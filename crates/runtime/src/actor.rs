@@ -13,8 +13,8 @@ use crate::transport::{OutgoingRequest, Transport};
 use crate::{Config, EngineError};
 use bytes::Bytes;
 use hallway_domain::{
-    decide, signature, AccountId, Command, CommandKind, DeliveryId, Event, Outcome, Secret, State,
-    Timestamp, WebhookId,
+    decide, signature, AccountId, Command, CommandKind, DeliveryId, Event, Outcome, SealedSecret,
+    State, Timestamp, WebhookId,
 };
 use hallway_store::EventStore;
 use std::collections::HashMap;
@@ -137,7 +137,7 @@ pub(crate) struct Actor {
     reads: SharedReads,
     /// Each webhook's secret as sealed and opened: opening (AES-GCM) once per rotation, not
     /// once per attempt.
-    opened: HashMap<WebhookId, (Secret, Arc<str>)>,
+    opened: HashMap<WebhookId, (SealedSecret, Arc<str>)>,
     events_since_snapshot: u64,
     /// The last snapshot's install, while it runs.
     installing: Option<tokio::task::JoinHandle<()>>,

@@ -26,14 +26,14 @@ pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use secrets::MasterKey;
+pub use secrets::{MasterKey, Secret};
 pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig};
 
 use actor::{Actor, Msg, Reply};
 use hallway_domain::Policy;
 use hallway_domain::{
     envelope, Account, AccountId, CommandKind, DeliveryId, DeliverySummary, DurationMs, Event,
-    EventId, Plan, Rejection, Secret, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
+    EventId, Plan, Rejection, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
 use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
 use limiter::ManualLimiter;
@@ -417,7 +417,7 @@ impl EngineHandle {
         input: NewWebhook,
     ) -> Result<(Webhook, Secret), EngineError> {
         let webhook_id = WebhookId::from(ids::webhook_id());
-        let secret = Secret(ids::secret());
+        let secret = Secret::new(ids::secret());
         let lookup = webhook_id.clone();
         let webhook = self
             .exec(
@@ -502,7 +502,7 @@ impl EngineHandle {
         account: &AccountId,
         webhook: &WebhookId,
     ) -> Result<Secret, EngineError> {
-        let secret = Secret(ids::secret());
+        let secret = Secret::new(ids::secret());
         self.exec(
             CommandKind::RotateSecret {
                 account_id: account.clone(),

@@ -6,12 +6,35 @@
 //! previous key can still be opened and are resealed under the current one at startup.
 
 use crate::EngineError;
-use hallway_domain::Secret;
+use hallway_domain::SealedSecret;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
 const PREFIX: &str = "enc1:";
+
+/// A webhook's signing secret in plain text (`whsec_...`): the HMAC key, shown to the user
+/// once on create and rotate. Debug output is redacted; [`Secret::expose`] says where it leaks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret from its text.
+    pub fn new(text: String) -> Self {
+        Secret(text)
+    }
+
+    /// The secret's text, to show the user or to sign with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
 
 /// A 256-bit master key. Debug output is redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -110,7 +133,7 @@ impl SecretBox {
     }
 
     /// Seals a plaintext secret under the current key.
-    pub(crate) fn seal(&self, plaintext: &str) -> Secret {
+    pub(crate) fn seal(&self, plaintext: &str) -> SealedSecret {
         let (id, key) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce).expect("the operating system's random source failed");
@@ -124,11 +147,11 @@ impl SecretBox {
         .expect("AES-GCM seal");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
-        Secret(format!("{PREFIX}{id}:{}", hex::encode(out)))
+        SealedSecret(format!("{PREFIX}{id}:{}", hex::encode(out)))
     }
 
     /// Opens a stored secret; `None` if no known key opens it.
-    pub(crate) fn open(&self, stored: &Secret) -> Option<(String, Sealing)> {
+    pub(crate) fn open(&self, stored: &SealedSecret) -> Option<(String, Sealing)> {
         let Some(rest) = stored.0.strip_prefix(PREFIX) else {
             // Written before secrets were sealed: readable, to be resealed.
             return Some((stored.0.clone(), Sealing::Stale));
@@ -180,8 +203,8 @@ mod tests {
         let mut tampered = sealed.0.clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == '0' { '1' } else { '0' });
-        assert_eq!(b.open(&Secret(tampered)), None);
-        assert_eq!(b.open(&Secret("enc1:zz".into())), None);
+        assert_eq!(b.open(&SealedSecret(tampered)), None);
+        assert_eq!(b.open(&SealedSecret("enc1:zz".into())), None);
     }
 
     #[test]

@@ -39,8 +39,8 @@ pub fn prj(s: &str) -> ProjectId {
 }
 
 /// The secret the fixtures give webhook `id`.
-pub fn secret_of(id: &str) -> Secret {
-    Secret(format!("whsec_{id}"))
+pub fn secret_of(id: &str) -> SealedSecret {
+    SealedSecret(format!("whsec_{id}"))
 }
 
 /// A valid config subscribed to the product's one event type, for every project.
@@ -135,7 +135,7 @@ pub fn rotate_secret(account: &str, id: &str, secret: &str) -> CommandKind {
     CommandKind::RotateSecret {
         account_id: acc(account),
         webhook_id: wh(id),
-        secret: Secret(secret.to_owned()),
+        secret: SealedSecret(secret.to_owned()),
     }
 }
 

@@ -264,7 +264,7 @@ pub async fn engine_with_webhook(
         )
         .await
         .unwrap();
-    (engine, h, wh.id, secret.0)
+    (engine, h, wh.id, secret.expose().to_owned())
 }
 
 /// A publish body like the spec's example.

@@ -39,7 +39,7 @@ pub fn every_event_kind() -> Vec<Event> {
             webhook_id: wh.clone(),
             account_id: acc.clone(),
             config: config.clone(),
-            secret: Secret("whsec_abc".into()),
+            secret: SealedSecret("whsec_abc".into()),
             at,
         },
         Event::WebhookUpdated {
@@ -65,7 +65,7 @@ pub fn every_event_kind() -> Vec<Event> {
         },
         Event::SecretRotated {
             webhook_id: wh.clone(),
-            secret: Secret("whsec_new".into()),
+            secret: SealedSecret("whsec_new".into()),
             at,
         },
         Event::EventPublished {
@@ -176,7 +176,7 @@ impl Sim {
             events.extend(sim.run(CommandKind::CreateWebhook {
                 account_id: sim.account.clone(),
                 webhook_id: WebhookId::from(format!("wh_{i}")),
-                secret: Secret(format!("whsec_{i}")),
+                secret: SealedSecret(format!("whsec_{i}")),
                 config: WebhookConfig {
                     name: format!("hook {i}"),
                     url: format!("https://hooks{i}.example.com/in"),
