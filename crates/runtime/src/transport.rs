@@ -2,7 +2,7 @@
 //! over rustls (ring) that refuses private targets after DNS and follows no redirects.
 
 use bytes::Bytes;
-use hallway_domain::target::is_refused_ip;
+use hallway_domain::target::{check_host, is_refused_ip, parse_url};
 use hallway_domain::{AttemptError, DurationMs, Outcome};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
@@ -160,23 +160,21 @@ impl HttpsTransport {
             error,
             duration: elapsed(),
         };
-        let uri: hyper::Uri = match request.url.parse() {
-            Ok(u) => u,
+        // The URL is read the way the create and update checks read it (the `url` crate),
+        // so a numeric or IDN host is judged and sent in its canonical form. A stored URL
+        // that no longer parses (rules tightened since) cannot be sent.
+        let target = match parse_url(&request.url) {
+            Ok(t) => t,
             Err(_) => return fail(AttemptError::Connect),
         };
         // Literal addresses skip the resolver, so they are checked here.
-        if !self.allow_private_targets {
-            let host = uri
-                .host()
-                .unwrap_or("")
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                if is_refused_ip(ip) {
-                    return fail(AttemptError::BlockedTarget);
-                }
-            }
+        if check_host(&target.host, self.allow_private_targets).is_err() {
+            return fail(AttemptError::BlockedTarget);
         }
+        let uri: hyper::Uri = match target.normalized.parse() {
+            Ok(u) => u,
+            Err(_) => return fail(AttemptError::Connect),
+        };
         let req = match hyper::Request::post(uri)
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, USER_AGENT_VALUE)
