@@ -261,3 +261,38 @@ fn classify_one(e: &(dyn StdError + 'static)) -> Option<AttemptError> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use tower_service::Service;
+
+    fn resolve(allow_private: bool, name: &str) -> io::Result<Vec<SocketAddr>> {
+        let name = Name::from_str(name).map_err(io::Error::other)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            GuardedResolver { allow_private }
+                .call(name)
+                .await
+                .map(Vec::from_iter)
+        })
+    }
+
+    #[test]
+    fn the_resolver_refuses_a_name_that_resolves_to_a_refused_address() {
+        // `localhost` stands for any name whose DNS answer is private: the transport refuses
+        // the name `localhost` before resolving, so only this test reaches the resolver's
+        // per-address check with it.
+        let err = resolve(false, "localhost").expect_err("refused");
+        let blocked = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<BlockedTarget>())
+            .expect("a BlockedTarget error");
+        assert!(is_refused_ip(blocked.0), "{blocked}");
+        let allowed = resolve(true, "localhost").expect("allowed");
+        assert!(allowed.iter().all(|a| a.ip().is_loopback()), "{allowed:?}");
+    }
+}
