@@ -44,6 +44,32 @@ pub struct ParsedUrl {
 /// Parses a webhook URL strictly: `http(s)://host[:port][/path][?query]`, no credentials,
 /// no whitespace, no fragment, and a path and query the sender sends exactly as written.
 pub fn parse_url(url: &str) -> Result<ParsedUrl, Rejection> {
+    let (parsed, path_and_query, sent) = read(url)?;
+    check_path_and_query(path_and_query)?;
+    // What the parser made of the path and query must be what was written, or the sender
+    // would request another resource than the one the user sees stored.
+    let written = if path_and_query.starts_with('/') {
+        path_and_query.to_owned()
+    } else {
+        format!("/{path_and_query}")
+    };
+    if sent != written {
+        return Err(Rejection::InvalidUrl(format!(
+            "path and query must be in normal form (they would be sent as {sent:?})"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Reads a stored webhook URL the way the sender does: the scheme, host and port rules of
+/// [`parse_url`] without its path rules, so URLs stored before those rules can still be sent
+/// (as the `url` crate serialises them).
+pub fn read_url(url: &str) -> Result<ParsedUrl, Rejection> {
+    read(url).map(|(parsed, _, _)| parsed)
+}
+
+/// [`read_url`], also returning the path and query as written and as they would be sent.
+fn read(url: &str) -> Result<(ParsedUrl, &str, String), Rejection> {
     let bad = |m: &str| Rejection::InvalidUrl(m.to_owned());
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("must not contain whitespace or control characters"));
@@ -76,8 +102,13 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, Rejection> {
     if authority.ends_with(':') {
         return Err(bad("invalid port"));
     }
-    check_path_and_query(path_and_query)?;
-    let parsed = url::Url::parse(url).map_err(|e| Rejection::InvalidUrl(e.to_string()))?;
+    let parsed = url::Url::parse(url).map_err(|e| match e {
+        // The parser names IDNA for any host it cannot map, `<` included.
+        url::ParseError::IdnaError | url::ParseError::InvalidDomainCharacter => {
+            bad("host has invalid characters")
+        }
+        other => Rejection::InvalidUrl(other.to_string()),
+    })?;
     let host = match parsed.host() {
         Some(url::Host::Ipv4(v4)) => TargetHost::Ip(IpAddr::V4(v4)),
         Some(url::Host::Ipv6(v6)) => TargetHost::Ip(IpAddr::V6(v6)),
@@ -96,25 +127,14 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, Rejection> {
         Some(p) if p > 0 => p,
         _ => return Err(bad("invalid port")),
     };
-    // What the parser made of the path and query must be what was written, or the sender
-    // would request another resource than the one the user sees stored.
-    let sent = &parsed[url::Position::BeforePath..];
-    let written = if path_and_query.starts_with('/') {
-        path_and_query.to_owned()
-    } else {
-        format!("/{path_and_query}")
-    };
-    if sent != written {
-        return Err(Rejection::InvalidUrl(format!(
-            "path and query must be in normal form (they would be sent as {sent:?})"
-        )));
-    }
-    Ok(ParsedUrl {
+    let sent = parsed[url::Position::BeforePath..].to_owned();
+    let parsed = ParsedUrl {
         https,
         host,
         port,
         normalized: parsed.as_str().to_owned(),
-    })
+    };
+    Ok((parsed, path_and_query, sent))
 }
 
 /// Refuses characters any HTTP client must percent-encode (RFC 3986 allows only unreserved,

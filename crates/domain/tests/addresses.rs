@@ -1,8 +1,11 @@
 //! The address rules, one table run against the create/update check (`WebhookConfig::validated`
-//! and `validate_url`) and the connect-time check (`is_refused_ip`, which the runtime's
-//! resolver calls on every resolved address and its connector on every literal host).
+//! and `validate_url`), the send-time check (`read_url` + `check_host`, which the transport
+//! calls on a literal host) and the connect-time check (`is_refused_ip`, which the runtime's
+//! resolver calls on every resolved address).
 
-use hallway_domain::target::{is_refused_ip, parse_url, refused_range, validate_url, TargetHost};
+use hallway_domain::target::{
+    check_host, is_refused_ip, parse_url, read_url, refused_range, validate_url, TargetHost,
+};
 use hallway_domain::{Policy, Rejection, WebhookConfig};
 use std::net::IpAddr;
 
@@ -136,7 +139,17 @@ fn create_and_connect_judge_every_spelling_and_range_alike() {
         let parsed = parse_url(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(parsed.host, TargetHost::Ip(ip), "{url}");
         assert_eq!(parsed.port, 8443, "{url}");
-        // Connect time: the function the resolver and connector call on each address.
+        // Send time: the transport reads the stored URL with `read_url` and asks
+        // `check_host` (it refuses literal hosts before connecting).
+        let sent = read_url(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(sent.host, TargetHost::Ip(ip), "{url}");
+        assert_eq!(
+            check_host(&sent.host, false).is_err(),
+            refused,
+            "send {url}"
+        );
+        assert!(check_host(&sent.host, true).is_ok(), "send lax {url}");
+        // Connect time: the function the resolver calls on each address DNS returns.
         assert_eq!(
             is_refused_ip(ip),
             refused,
@@ -245,4 +258,28 @@ fn sendable_urls_are_sent_as_written_up_to_the_host_spelling() {
     let idn = parse_url("https://bücher.example:8443/").unwrap();
     assert_eq!(idn.host, TargetHost::Domain("xn--bcher-kva.example".into()));
     assert_eq!(idn.port, 8443);
+}
+
+#[test]
+fn urls_stored_before_the_path_rules_are_still_sent_as_the_url_crate_writes_them() {
+    for (stored, sent) in [
+        (
+            "https://example.com/{id}|x^",
+            "https://example.com/%7Bid%7D|x^",
+        ),
+        ("https://example.com/a/../b", "https://example.com/b"),
+        ("https://2130706433:8443/é", "https://127.0.0.1:8443/%C3%A9"),
+    ] {
+        assert!(parse_url(stored).is_err(), "{stored} is refused at create");
+        let read = read_url(stored).unwrap_or_else(|e| panic!("{stored}: {e}"));
+        assert_eq!(read.normalized, sent, "{stored}");
+    }
+    // Scheme, credential and host rules hold at send time too.
+    for stored in [
+        "ftp://example.com/",
+        "https://u:p@example.com/",
+        "https://ex<ample.com/",
+    ] {
+        assert!(read_url(stored).is_err(), "{stored}");
+    }
 }

@@ -2,7 +2,7 @@
 //! over rustls (ring) that refuses private targets after DNS and follows no redirects.
 
 use bytes::Bytes;
-use hallway_domain::target::{check_host, is_refused_ip, parse_url};
+use hallway_domain::target::{check_host, is_refused_ip, read_url};
 use hallway_domain::{AttemptError, DurationMs, Outcome};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
@@ -161,9 +161,8 @@ impl HttpsTransport {
             duration: elapsed(),
         };
         // The URL is read the way the create and update checks read it (the `url` crate),
-        // so a numeric or IDN host is judged and sent in its canonical form. A stored URL
-        // that no longer parses (rules tightened since) cannot be sent.
-        let target = match parse_url(&request.url) {
+        // so a numeric or IDN host is judged and sent in its canonical form.
+        let target = match read_url(&request.url) {
             Ok(t) => t,
             Err(_) => return fail(AttemptError::Connect),
         };
