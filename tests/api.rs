@@ -787,6 +787,15 @@ async fn strict_default_refuses_http_and_private_targets() {
         "https://169.254.169.254/latest",
         "https://[::1]/hook",
         "https://0.0.0.0/",
+        // Numeric spellings, special-purpose ranges, IPv4 inside IPv6, unsendable paths.
+        "https://2130706433/hook",
+        "https://0x7f000001/hook",
+        "https://127.1/hook",
+        "https://198.18.0.1/hook",
+        "https://192.0.2.10/hook",
+        "https://[2002:7f00:1::]/hook",
+        "https://[100::1]/hook",
+        "https://hooks.example.com/\u{e9}<>\"{}|^",
     ] {
         let r = server
             .admin(

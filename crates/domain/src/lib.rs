@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod command;
 pub mod decide;
 pub mod envelope;

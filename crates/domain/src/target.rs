@@ -1,26 +1,83 @@
-//! Which URLs a webhook may point at, and which addresses the engine refuses to connect to.
+//! Which URLs a webhook may point at. The address rules themselves live in
+//! [`crate::address`]; this module reads a URL's host the way the sender will (the `url`
+//! crate's WHATWG parser, which canonicalises `2130706433`, `0x7f000001`, `0177.0.0.1`,
+//! `127.1` and IDN hosts) and applies the same rules to it.
 
 use crate::policy::Policy;
 use crate::rejection::Rejection;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+pub use crate::address::{is_refused_ip, refused_range};
+
+/// A webhook URL's host, canonicalised the way the sender connects to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetHost {
+    /// A domain name, lowercase ASCII (IDN hosts in their `xn--` form).
+    Domain(String),
+    /// A literal address, whatever spelling the URL used.
+    Ip(IpAddr),
+}
+
+impl std::fmt::Display for TargetHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetHost::Domain(d) => f.write_str(d),
+            TargetHost::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
 
 /// The parts of a webhook URL the engine needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParsedUrl<'a> {
+pub struct ParsedUrl {
     /// `true` for `https`.
     pub https: bool,
-    /// The host as written (IPv6 literals without brackets).
-    pub host: &'a str,
+    /// The canonical host.
+    pub host: TargetHost,
     /// The port, explicit or the scheme's default.
     pub port: u16,
+    /// The URL as the sender sends it: the `url` crate's serialisation, which differs from
+    /// the text given only in the scheme's and host's spelling and an empty path's `/`.
+    pub normalized: String,
 }
 
 /// Parses a webhook URL strictly: `http(s)://host[:port][/path][?query]`, no credentials,
-/// no whitespace, no fragment.
-pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, Rejection> {
+/// no whitespace, no fragment, and a path and query the sender sends exactly as written.
+pub fn parse_url(url: &str) -> Result<ParsedUrl, Rejection> {
+    let (parsed, path_and_query, sent) = read(url)?;
+    check_path_and_query(path_and_query)?;
+    // What the parser made of the path and query must be what was written, or the sender
+    // would request another resource than the one the user sees stored.
+    let written = if path_and_query.starts_with('/') {
+        path_and_query.to_owned()
+    } else {
+        format!("/{path_and_query}")
+    };
+    if sent != written {
+        return Err(Rejection::InvalidUrl(format!(
+            "path and query must be in normal form (they would be sent as {sent:?})"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Reads a stored webhook URL the way the sender does: the scheme, host and port rules of
+/// [`parse_url`] without its path rules, so URLs stored before those rules can still be sent
+/// (as the `url` crate serialises them).
+pub fn read_url(url: &str) -> Result<ParsedUrl, Rejection> {
+    read(url).map(|(parsed, _, _)| parsed)
+}
+
+/// [`read_url`], also returning the path and query as written and as they would be sent.
+fn read(url: &str) -> Result<(ParsedUrl, &str, String), Rejection> {
     let bad = |m: &str| Rejection::InvalidUrl(m.to_owned());
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("must not contain whitespace or control characters"));
+    }
+    // The WHATWG parser reads `\` as `/` in http(s) URLs; refusing it keeps the text and
+    // the parse in agreement about where the host ends.
+    if url.contains('\\') {
+        return Err(bad("must not contain a backslash"));
     }
     let (https, rest) = if let Some(r) = strip_prefix_ci(url, "https://") {
         (true, r)
@@ -33,50 +90,80 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, Rejection> {
         return Err(bad("must not contain a fragment"));
     }
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
+    let (authority, path_and_query) = rest.split_at(authority_end);
     if authority.contains('@') {
         return Err(bad("must not contain credentials"));
     }
-    let default_port = if https { 443 } else { 80 };
-    let (host, port_text) = if let Some(v6) = authority.strip_prefix('[') {
-        let close = v6.find(']').ok_or_else(|| bad("unclosed IPv6 literal"))?;
-        let after = &v6[close + 1..];
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| bad("bad text after IPv6 literal"))?,
-            ),
-        };
-        let host = &v6[..close];
-        if host.parse::<Ipv6Addr>().is_err() {
-            return Err(bad("invalid IPv6 literal"));
-        }
-        (host, port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
+    // The WHATWG parser skips extra slashes (`https:///x` reads as host `x`), so the
+    // authority's presence is checked on the text.
+    if authority.is_empty() || authority.starts_with(':') {
         return Err(bad("must have a host"));
     }
-    if !authority.starts_with('[')
-        && !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    {
-        return Err(bad("host has invalid characters"));
+    if authority.ends_with(':') {
+        return Err(bad("invalid port"));
     }
-    let port = match port_text {
-        None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(bad("invalid port")),
-        },
+    let parsed = url::Url::parse(url).map_err(|e| match e {
+        // The parser names IDNA for any host it cannot map, `<` included.
+        url::ParseError::IdnaError | url::ParseError::InvalidDomainCharacter => {
+            bad("host has invalid characters")
+        }
+        other => Rejection::InvalidUrl(other.to_string()),
+    })?;
+    let host = match parsed.host() {
+        Some(url::Host::Ipv4(v4)) => TargetHost::Ip(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => TargetHost::Ip(IpAddr::V6(v6)),
+        Some(url::Host::Domain(d)) => {
+            if !d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            {
+                return Err(bad("host has invalid characters"));
+            }
+            TargetHost::Domain(d.to_owned())
+        }
+        None => return Err(bad("must have a host")),
     };
-    Ok(ParsedUrl { https, host, port })
+    let port = match parsed.port_or_known_default() {
+        Some(p) if p > 0 => p,
+        _ => return Err(bad("invalid port")),
+    };
+    let sent = parsed[url::Position::BeforePath..].to_owned();
+    let parsed = ParsedUrl {
+        https,
+        host,
+        port,
+        normalized: parsed.as_str().to_owned(),
+    };
+    Ok((parsed, path_and_query, sent))
+}
+
+/// Refuses characters any HTTP client must percent-encode (RFC 3986 allows only unreserved,
+/// sub-delims, `:@/?` and `%XX` there), so what is stored is exactly what is requested.
+fn check_path_and_query(text: &str) -> Result<(), Rejection> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).unwrap_or(&[]);
+            if hex.len() != 2 || !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(Rejection::InvalidUrl(
+                    "path and query: `%` must start a percent-encoded byte (%XX)".to_owned(),
+                ));
+            }
+            i += 3;
+            continue;
+        }
+        let allowed = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b);
+        if !allowed {
+            let c = text[i..].chars().next().unwrap_or('?');
+            return Err(Rejection::InvalidUrl(format!(
+                "path and query must percent-encode {c:?}"
+            )));
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -85,10 +172,30 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
+/// Refuses `host` when it is in a refused address range or is a `localhost` name, unless
+/// private targets are allowed. Create, update and send all ask this; names are judged
+/// again by address after DNS, at connect time.
+pub fn check_host(host: &TargetHost, allow_private_targets: bool) -> Result<(), Rejection> {
+    if allow_private_targets {
+        return Ok(());
+    }
+    let refused = match host {
+        TargetHost::Ip(ip) => is_refused_ip(*ip),
+        TargetHost::Domain(d) => {
+            let d = d.trim_end_matches('.');
+            d == "localhost" || d.ends_with(".localhost")
+        }
+    };
+    if refused {
+        return Err(Rejection::TargetRefused(host.to_string()));
+    }
+    Ok(())
+}
+
 /// Checks a webhook URL against the policy: parseable, HTTPS unless allowed, and not a
-/// refused literal address or `localhost` unless private targets are allowed.
+/// refused address or `localhost` unless private targets are allowed.
 /// Hostnames are checked again after DNS, at connect time, by the runtime.
-pub fn validate_url(url: &str, policy: &Policy) -> Result<(), Rejection> {
+pub fn validate_url(url: &str, policy: &Policy) -> Result<ParsedUrl, Rejection> {
     if url.len() > policy.max_url_bytes {
         return Err(Rejection::TooLong {
             field: "url",
@@ -99,70 +206,8 @@ pub fn validate_url(url: &str, policy: &Policy) -> Result<(), Rejection> {
     if !parsed.https && policy.require_https {
         return Err(Rejection::HttpsRequired);
     }
-    if !policy.allow_private_targets {
-        let host = parsed.host.trim_end_matches('.').to_ascii_lowercase();
-        if host == "localhost" || host.ends_with(".localhost") {
-            return Err(Rejection::TargetRefused(parsed.host.to_owned()));
-        }
-        if let Ok(ip) = parsed.host.parse::<IpAddr>() {
-            if is_refused_ip(ip) {
-                return Err(Rejection::TargetRefused(parsed.host.to_owned()));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether the engine refuses to connect to `ip` when private targets are not allowed:
-/// loopback, private, shared, link-local, multicast, broadcast, unspecified and reserved
-/// ranges, in IPv4 and IPv6 (IPv4-mapped, -compatible and NAT64 addresses are judged by
-/// the IPv4 address inside).
-pub fn is_refused_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_refused_v4(v4),
-        IpAddr::V6(v6) => is_refused_v6(v6),
-    }
-}
-
-fn is_refused_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, _, _] = ip.octets();
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // shared address space (RFC 6598)
-        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
-        || a >= 240 // reserved
-}
-
-fn is_refused_v6(ip: Ipv6Addr) -> bool {
-    let seg = ip.segments();
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_refused_v4(v4);
-    }
-    // IPv4-compatible (deprecated) and NAT64 well-known prefix carry an IPv4 address.
-    let embedded = Ipv4Addr::new(
-        (seg[6] >> 8) as u8,
-        seg[6] as u8,
-        (seg[7] >> 8) as u8,
-        seg[7] as u8,
-    );
-    if seg[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_unspecified() && !ip.is_loopback() {
-        return is_refused_v4(embedded);
-    }
-    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return is_refused_v4(embedded);
-    }
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (seg[0] & 0xfe00) == 0xfc00 // unique local
-        || (seg[0] & 0xffc0) == 0xfe80 // link-local
-        || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+    check_host(&parsed.host, policy.allow_private_targets)?;
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -182,7 +227,7 @@ mod tests {
             "https://[2606:4700::1111]/x",
             "https://93.184.216.34/",
         ] {
-            assert_eq!(validate_url(url, &strict()), Ok(()), "{url}");
+            assert!(validate_url(url, &strict()).is_ok(), "{url}");
         }
     }
 
@@ -196,7 +241,7 @@ mod tests {
             require_https: false,
             ..Policy::default()
         };
-        assert_eq!(validate_url("http://example.com/", &lax), Ok(()));
+        assert!(validate_url("http://example.com/", &lax).is_ok());
     }
 
     #[test]
@@ -253,7 +298,7 @@ mod tests {
             allow_private_targets: true,
             ..Policy::default()
         };
-        assert_eq!(validate_url("https://127.0.0.1:9000/", &lax), Ok(()));
+        assert!(validate_url("https://127.0.0.1:9000/", &lax).is_ok());
     }
 
     #[test]

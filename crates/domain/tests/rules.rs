@@ -243,6 +243,10 @@ fn a_private_literal_target_is_refused() {
         ("https://169.254.169.254/latest", "169.254.169.254"),
         ("https://[::1]/", "::1"),
         ("https://localhost/", "localhost"),
+        // Numeric spellings are judged by the address they mean, as the sender reads them.
+        ("https://2130706433/", "127.0.0.1"),
+        ("https://0x7f000001:8443/", "127.0.0.1"),
+        ("https://[2002:c0a8:1::]/", "2002:c0a8:1::"),
     ] {
         g.when(t(1), create_webhook("acc_1", "wh_1", config("n", url)))
             .then_rejects(Rejection::TargetRefused(host.into()));
@@ -535,6 +539,14 @@ fn update_webhook_validates_the_merged_config() {
         change(WebhookChanges {
             url: Some("https://192.168.0.10/".into()),
             enabled: Some(false),
+            ..WebhookChanges::default()
+        }),
+    )
+    .then_rejects(Rejection::TargetRefused("192.168.0.10".into()));
+    g.when(
+        t(1),
+        change(WebhookChanges {
+            url: Some("https://0300.0250.0.10/".into()),
             ..WebhookChanges::default()
         }),
     )

@@ -2,7 +2,7 @@
 //! over rustls (ring) that refuses private targets after DNS and follows no redirects.
 
 use bytes::Bytes;
-use hallway_domain::target::is_refused_ip;
+use hallway_domain::target::{check_host, is_refused_ip, read_url};
 use hallway_domain::{AttemptError, DurationMs, Outcome};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
@@ -160,23 +160,20 @@ impl HttpsTransport {
             error,
             duration: elapsed(),
         };
-        let uri: hyper::Uri = match request.url.parse() {
-            Ok(u) => u,
+        // The URL is read the way the create and update checks read it (the `url` crate),
+        // so a numeric or IDN host is judged and sent in its canonical form.
+        let target = match read_url(&request.url) {
+            Ok(t) => t,
             Err(_) => return fail(AttemptError::Connect),
         };
         // Literal addresses skip the resolver, so they are checked here.
-        if !self.allow_private_targets {
-            let host = uri
-                .host()
-                .unwrap_or("")
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                if is_refused_ip(ip) {
-                    return fail(AttemptError::BlockedTarget);
-                }
-            }
+        if check_host(&target.host, self.allow_private_targets).is_err() {
+            return fail(AttemptError::BlockedTarget);
         }
+        let uri: hyper::Uri = match target.normalized.parse() {
+            Ok(u) => u,
+            Err(_) => return fail(AttemptError::Connect),
+        };
         let deadline = tokio::time::Instant::from_std(started + timeout);
         let response = loop {
             let mut req = match hyper::Request::post(uri.clone())
@@ -323,5 +320,40 @@ fn classify_one(e: &(dyn StdError + 'static)) -> Option<AttemptError> {
         Some(AttemptError::Tls)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use tower_service::Service;
+
+    fn resolve(allow_private: bool, name: &str) -> io::Result<Vec<SocketAddr>> {
+        let name = Name::from_str(name).map_err(io::Error::other)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            GuardedResolver { allow_private }
+                .call(name)
+                .await
+                .map(Vec::from_iter)
+        })
+    }
+
+    #[test]
+    fn the_resolver_refuses_a_name_that_resolves_to_a_refused_address() {
+        // `localhost` stands for any name whose DNS answer is private: the transport refuses
+        // the name `localhost` before resolving, so only this test reaches the resolver's
+        // per-address check with it.
+        let err = resolve(false, "localhost").expect_err("refused");
+        let blocked = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<BlockedTarget>())
+            .expect("a BlockedTarget error");
+        assert!(is_refused_ip(blocked.0), "{blocked}");
+        let allowed = resolve(true, "localhost").expect("allowed");
+        assert!(allowed.iter().all(|a| a.ip().is_loopback()), "{allowed:?}");
     }
 }

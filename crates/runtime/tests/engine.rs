@@ -264,6 +264,85 @@ async fn private_targets_are_blocked_at_connect_time_under_the_strict_default() 
 }
 
 #[tokio::test]
+async fn numeric_spellings_of_loopback_are_sent_to_loopback_and_blocked_under_the_strict_default() {
+    // The transport reads hosts the way the create check does (the url crate), so each
+    // spelling reaches 127.0.0.1 while private targets are allowed, and is refused as
+    // `blocked_target` (not `connect`) once they are not.
+    let receiver = Receiver::http(|_| Answer::Status(200)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lax = policy(&[0]);
+    lax.require_https = false;
+    let spellings = [
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "127.1",
+        "127.000.000.001",
+    ];
+    let url = |host: &str| format!("http://{host}:{}/hook", receiver.port);
+    let (engine, h, first, _) = engine_with_webhook(
+        dir.path(),
+        config(lax.clone(), &clock, &receiver),
+        &url(spellings[0]),
+    )
+    .await;
+    let mut webhooks = vec![first];
+    for host in &spellings[1..] {
+        let (wh, _) = h
+            .create_webhook(
+                &"acc_1".into(),
+                hallway_runtime::NewWebhook {
+                    name: (*host).into(),
+                    url: url(host),
+                    description: None,
+                    events: vec![hallway_domain::SESSION_PROCESSING_COMPLETED.into()],
+                    project_ids: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        webhooks.push(wh.id);
+    }
+    h.publish(&"acc_1".into(), &event_body("evt_lax"))
+        .await
+        .unwrap();
+    receiver.wait_for(spellings.len()).await;
+    engine.shutdown().await.unwrap();
+    drop(h);
+
+    let mut strict = lax;
+    strict.allow_private_targets = false;
+    let engine = Engine::open(dir.path(), config(strict, &clock, &receiver))
+        .await
+        .unwrap();
+    let h = engine.handle();
+    h.publish(&"acc_1".into(), &event_body("evt_strict"))
+        .await
+        .unwrap();
+    for (wh, host) in webhooks.iter().zip(spellings) {
+        let d = eventually(|| async {
+            let page = h.deliveries(&"acc_1".into(), wh, 10, None).await.unwrap();
+            page.data
+                .into_iter()
+                .find(|d| d.event_id.as_str() == "evt_strict" && d.status == DeliveryStatus::Failed)
+        })
+        .await;
+        assert_eq!(
+            d.attempts[0].error,
+            Some(AttemptError::BlockedTarget),
+            "{host}"
+        );
+    }
+    assert_eq!(
+        receiver.received().len(),
+        spellings.len(),
+        "nothing more reached loopback"
+    );
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn acknowledged_events_survive_a_crash_with_pending_and_in_flight_deliveries() {
     // Engine 1: the receiver hangs (attempts in flight) or fails (retries pending).
     let receiver = Receiver::https(|i| {
