@@ -33,6 +33,7 @@
 pub mod api;
 pub mod cli;
 pub mod listen;
+pub mod portal;
 pub mod views;
 
 pub use hallway_domain::{

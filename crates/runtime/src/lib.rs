@@ -633,6 +633,16 @@ impl EngineHandle {
             .ok_or_else(|| Rejection::DeliveryNotFound(delivery.clone()).into())
     }
 
+    /// The exact body sent for one of an account's events (every attempt of its deliveries
+    /// sends these bytes), until retention removes it.
+    pub async fn event_body(
+        &self,
+        account: &AccountId,
+        event: &EventId,
+    ) -> Result<Option<Arc<str>>, EngineError> {
+        Ok(self.store.payload(account, event)?)
+    }
+
     /// The time now, by the engine's clock.
     pub fn now(&self) -> hallway_domain::Timestamp {
         self.clock.now()
