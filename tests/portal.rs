@@ -426,6 +426,15 @@ async fn every_flow_of_the_page_in_a_browser() {
     );
     assert!(!b.client.source().await.expect("source").contains(&secret));
 
+    // The three-dots menu opens with its actions and closes with Escape.
+    b.click(&format!("li#{wh} details.menu > summary")).await;
+    b.wait_text(&format!("li#{wh} .menu-items"), "Rotate secret")
+        .await;
+    b.shot("05-menu-open").await;
+    let focused = b.client.active_element().await.expect("focus");
+    focused.send_keys("\u{E00C}").await.expect("Escape");
+    assert!(!b.has("details.menu[open]").await, "Escape closes the menu");
+
     // Send test: the receiver gets `_test: true`, the page shows the result when it arrives.
     open_menu_item(&b, &wh, "Send test").await;
     b.wait_text(".delivery-status", "Succeeded").await;
@@ -433,13 +442,13 @@ async fn every_flow_of_the_page_in_a_browser() {
     assert_eq!(got[0].json()["_test"], Value::Bool(true));
     assert!(signed_by(&got[0], &secret));
     b.wait_text("pre.body", "\"_test\":true").await;
-    b.shot("05-test-delivery").await;
+    b.shot("06-test-delivery").await;
     b.goto(&format!("{base}/portal/webhooks/{wh}/deliveries"))
         .await;
     b.wait_text("table.deliveries", "Test").await;
     b.wait_text("table.deliveries", "Succeeded").await;
     assert!(b.has("svg.chart rect.ok").await);
-    b.shot("06-history").await;
+    b.shot("07-history").await;
 
     // Toggle off and on.
     b.goto(&format!("{base}/portal/")).await;
@@ -454,7 +463,7 @@ async fn every_flow_of_the_page_in_a_browser() {
         server.webhook("acc_a", &wh).await["disabled_reason"],
         "manual"
     );
-    b.shot("07-paused").await;
+    b.shot("08-paused").await;
     b.click(&format!("li#{wh} button.switch")).await;
     b.wait_text(&format!("li#{wh} .badge"), "Active").await;
     assert_eq!(server.webhook("acc_a", &wh).await["enabled"], true);
@@ -462,7 +471,7 @@ async fn every_flow_of_the_page_in_a_browser() {
     // Rotate: confirm, the new secret once; the old one verifies nothing from then on.
     open_menu_item(&b, &wh, "Rotate secret").await;
     b.wait_text("h1", "Rotate the secret").await;
-    b.shot("08-rotate-confirm").await;
+    b.shot("09-rotate-confirm").await;
     b.click("form button.danger").await;
     let rotated = b
         .find("#secret-value")
@@ -474,7 +483,7 @@ async fn every_flow_of_the_page_in_a_browser() {
     assert_ne!(rotated, secret);
     b.wait_text("#secret-title", "New signing secret").await;
     b.client.set_window_size(360, 800).await.expect("narrow");
-    b.shot("09-list-360px").await;
+    b.shot("10-list-360px").await;
     b.client.set_window_size(1100, 900).await.expect("wide");
     let (status, _) = server.publish("acc_a", event("evt_after_rotate")).await;
     assert_eq!(status, 202);
@@ -494,7 +503,7 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.wait_text("table.attempts", "http_status").await;
     b.wait_text("table.attempts", "500").await;
     b.wait_text("pre.body", "evt_failing").await;
-    b.shot("10-failed-delivery").await;
+    b.shot("11-failed-delivery").await;
     rx.set_status(200);
     b.click("form button.primary").await;
     b.wait_text(".delivery-status", "Succeeded").await;
@@ -507,7 +516,7 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.click("form button.danger").await;
     b.wait_text("p.notice", "Webhook deleted.").await;
     b.wait_text("p.empty", "No webhooks yet.").await;
-    b.shot("11-deleted").await;
+    b.shot("12-deleted").await;
     let (status, _) = server
         .admin("GET", &format!("/v1/accounts/acc_a/webhooks/{wh}"), None)
         .await;
@@ -562,7 +571,7 @@ async fn limits_plans_and_auto_disable_in_a_dark_browser() {
         add.attr("disabled").await.expect("attr"),
         Some("true".into())
     );
-    b.shot("12-free-plan-dark").await;
+    b.shot("13-free-plan-dark").await;
 
     // At the limit: Add is disabled with the reason; the auto-disabled webhook says when and why.
     b.goto(&format!("{base}{}", link(&server, "acc_pro").await))
@@ -570,15 +579,15 @@ async fn limits_plans_and_auto_disable_in_a_dark_browser() {
     b.wait_text("#add-reason", "the maximum per account").await;
     b.wait_text(&format!("li#{wh} .badge"), "Auto-disabled")
         .await;
-    b.wait_text(&format!("li#{wh} .alert"), "after 1 consecutive failures")
+    b.wait_text(&format!("li#{wh} .alert"), "after 1 consecutive failure.")
         .await;
     b.wait_text(&format!("li#{wh} .alert"), "http_status").await;
     b.wait_text(&format!("li#{wh} .alert"), "HTTP 503").await;
-    b.shot("13-auto-disabled-dark").await;
+    b.shot("14-auto-disabled-dark").await;
     b.goto(&format!("{base}/portal/webhooks/{wh}/deliveries"))
         .await;
     b.wait_text("table.deliveries", "Failed").await;
-    b.shot("14-history-dark").await;
+    b.shot("15-history-dark").await;
     b.goto(&format!("{base}/portal/")).await;
     b.click(&format!("li#{wh} .alert button")).await;
     b.wait_text(&format!("li#{wh} .badge"), "Active").await;

@@ -90,7 +90,7 @@ pub async fn day_stats(
 
 /// The per-hour bars: succeeded stacked under failed, with the hour labels every 6 hours.
 pub fn hourly_chart(stats: &DayStats) -> Markup {
-    let (w, h, left, bottom, top) = (480.0_f64, 160.0_f64, 36.0, 20.0, 8.0);
+    let (w, h, left, bottom, top) = (720.0_f64, 170.0_f64, 36.0, 20.0, 8.0);
     let plot_h = h - bottom - top;
     let max = stats
         .hours

@@ -2,7 +2,7 @@
 //! (its attempts, the request's headers and the exact body sent, Retry).
 
 use super::charts::{hourly_chart, DayStats, MAX_SCANNED};
-use super::layout::{badge, csrf_field, page, time};
+use super::layout::{badge, count, csrf_field, page, time};
 use super::session::Session;
 use hallway_domain::Webhook;
 use hallway_runtime::transport::USER_AGENT_VALUE;
@@ -124,7 +124,7 @@ fn stats_section(stats: &DayStats) -> Markup {
                     div { dt { "p90" } dd { (p90) " ms" } }
                     div { dt { "p99" } dd { (p99) " ms" } }
                 }
-                p.sub { "Response times of " (stats.attempts) " attempts." }
+                p.sub { "Response times of " (count(stats.attempts as u64, "attempt")) "." }
             }
             @if stats.capped {
                 p.sub { "Counted from the latest " (MAX_SCANNED) " deliveries only." }

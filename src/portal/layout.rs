@@ -77,6 +77,16 @@ pub fn time(t: Timestamp) -> Markup {
     html! { time datetime=(iso) { (shown) } }
 }
 
+/// `n` and the noun, singular for one: "1 attempt", "3 attempts".
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A status word in a coloured pill; the word carries the meaning, the colour only helps.
 pub fn badge(kind: &str, text: &str) -> Markup {
     html! { span class={ "badge " (kind) } { (text) } }
@@ -91,5 +101,12 @@ mod tests {
         let t = time(Timestamp(1_768_059_000_000)).into_string();
         assert!(t.contains("2026-01-10 15:30:00 UTC"), "{t}");
         assert!(t.contains("datetime=\"2026-01-10T15:30:00.000Z\""), "{t}");
+    }
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(count(1u32, "attempt"), "1 attempt");
+        assert_eq!(count(0u32, "attempt"), "0 attempts");
+        assert_eq!(count(5u32, "webhook"), "5 webhooks");
     }
 }

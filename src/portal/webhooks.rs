@@ -2,7 +2,7 @@
 //! Webhook dialog, the edit page and the confirmation pages.
 
 use super::form::{self, FormErrors, WebhookForm};
-use super::layout::{badge, csrf_field, page, time};
+use super::layout::{badge, count, csrf_field, page, time};
 use super::session::{Flash, Session};
 use hallway_domain::{Account, AttemptError, DisabledReason, Plan, Timestamp, Webhook};
 use maud::{html, Markup};
@@ -66,8 +66,8 @@ fn add_blocked(v: &ListView) -> Option<String> {
     }
     if v.webhooks.len() as u32 >= v.max_webhooks {
         return Some(format!(
-            "You have {} webhooks, the maximum per account. Delete one to add another.",
-            v.max_webhooks
+            "You have {}, the maximum per account. Delete one to add another.",
+            count(v.max_webhooks, "webhook")
         ));
     }
     None
@@ -203,7 +203,7 @@ fn card(session: &Session, w: &Webhook, last: Option<&LastError>) -> Markup {
                 div.alert {
                     p {
                         "Auto-disabled at " (time(w.updated_at)) " after "
-                        (w.consecutive_failures) " consecutive failures. Nothing is sent until you re-enable it."
+                        (count(w.consecutive_failures, "consecutive failure")) ". Nothing is sent until you re-enable it."
                     }
                     @if let Some(l) = last {
                         p {
@@ -289,7 +289,7 @@ pub fn confirm_page(session: &Session, w: &Webhook, what: Confirm) -> Markup {
             form method="post" action={ "/portal/webhooks/" (w.id.as_str()) "/" (path) } {
                 (csrf_field(session))
                 div.actions {
-                    button.btn.danger type="submit" autofocus { (button) }
+                    button.btn.danger type="submit" { (button) }
                     a.btn href="/portal/" { "Cancel" }
                 }
             }
