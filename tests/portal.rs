@@ -468,10 +468,29 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.wait_text(&format!("li#{wh} .badge"), "Active").await;
     assert_eq!(server.webhook("acc_a", &wh).await["enabled"], true);
 
+    // Edit: the form holds the current values; a bad URL is refused next to its field.
+    open_menu_item(&b, &wh, "Edit").await;
+    b.wait_text("h1", "Edit webhook").await;
+    let name = b.find("#f-name").await.prop("value").await.expect("value");
+    assert_eq!(name.as_deref(), Some("Local receiver"));
+    b.fill("#f-url", "http://localhost:9/hook").await;
+    b.click("form.webhook-form button[type='submit']").await;
+    b.wait_text("#f-url-error", "Must use https://").await;
+    b.fill("#f-url", &rx.url()).await;
+    b.fill("#f-project_ids", "prj_xyz789, prj_other").await;
+    b.shot("09-edit").await;
+    b.click("form.webhook-form button[type='submit']").await;
+    b.wait_text("p.notice", "Webhook saved.").await;
+    b.wait_text(&format!("li#{wh} dl.facts"), "prj_other").await;
+    assert_eq!(
+        server.webhook("acc_a", &wh).await["project_ids"],
+        json!(["prj_xyz789", "prj_other"])
+    );
+
     // Rotate: confirm, the new secret once; the old one verifies nothing from then on.
     open_menu_item(&b, &wh, "Rotate secret").await;
     b.wait_text("h1", "Rotate the secret").await;
-    b.shot("09-rotate-confirm").await;
+    b.shot("10-rotate-confirm").await;
     b.click("form button.danger").await;
     let rotated = b
         .find("#secret-value")
@@ -483,7 +502,7 @@ async fn every_flow_of_the_page_in_a_browser() {
     assert_ne!(rotated, secret);
     b.wait_text("#secret-title", "New signing secret").await;
     b.client.set_window_size(360, 800).await.expect("narrow");
-    b.shot("10-list-360px").await;
+    b.shot("11-list-360px").await;
     b.client.set_window_size(1100, 900).await.expect("wide");
     let (status, _) = server.publish("acc_a", event("evt_after_rotate")).await;
     assert_eq!(status, 202);
@@ -503,7 +522,7 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.wait_text("table.attempts", "http_status").await;
     b.wait_text("table.attempts", "500").await;
     b.wait_text("pre.body", "evt_failing").await;
-    b.shot("11-failed-delivery").await;
+    b.shot("12-failed-delivery").await;
     rx.set_status(200);
     b.click("form button.primary").await;
     b.wait_text(".delivery-status", "Succeeded").await;
@@ -516,7 +535,7 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.click("form button.danger").await;
     b.wait_text("p.notice", "Webhook deleted.").await;
     b.wait_text("p.empty", "No webhooks yet.").await;
-    b.shot("12-deleted").await;
+    b.shot("13-deleted").await;
     let (status, _) = server
         .admin("GET", &format!("/v1/accounts/acc_a/webhooks/{wh}"), None)
         .await;
@@ -571,7 +590,7 @@ async fn limits_plans_and_auto_disable_in_a_dark_browser() {
         add.attr("disabled").await.expect("attr"),
         Some("true".into())
     );
-    b.shot("13-free-plan-dark").await;
+    b.shot("14-free-plan-dark").await;
 
     // At the limit: Add is disabled with the reason; the auto-disabled webhook says when and why.
     b.goto(&format!("{base}{}", link(&server, "acc_pro").await))
@@ -583,11 +602,11 @@ async fn limits_plans_and_auto_disable_in_a_dark_browser() {
         .await;
     b.wait_text(&format!("li#{wh} .alert"), "http_status").await;
     b.wait_text(&format!("li#{wh} .alert"), "HTTP 503").await;
-    b.shot("14-auto-disabled-dark").await;
+    b.shot("15-auto-disabled-dark").await;
     b.goto(&format!("{base}/portal/webhooks/{wh}/deliveries"))
         .await;
     b.wait_text("table.deliveries", "Failed").await;
-    b.shot("15-history-dark").await;
+    b.shot("16-history-dark").await;
     b.goto(&format!("{base}/portal/")).await;
     b.click(&format!("li#{wh} .alert button")).await;
     b.wait_text(&format!("li#{wh} .badge"), "Active").await;

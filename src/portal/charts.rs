@@ -129,7 +129,9 @@ pub fn hourly_chart(stats: &DayStats) -> Markup {
                 }
             }
             @for i in (0..=HOURS).step_by(6) {
-                text.tick x=(fmt(left + slot * i as f64)) y=(h - 4.0) text-anchor="middle" {
+                // The last label ends at the right edge rather than centring past it.
+                text.tick x=(fmt(left + slot * i as f64)) y=(h - 4.0)
+                    text-anchor=(if i == HOURS { "end" } else { "middle" }) {
                     @if i == HOURS { "now" } @else { "−" (HOURS - i) "h" }
                 }
             }

@@ -83,10 +83,9 @@ impl PortalConfig {
             .collect();
         // Each source goes into a header verbatim: refuse anything that could end the
         // directive or the header.
-        if let Some(bad) = frame_ancestors
-            .iter()
-            .find(|s| s.contains([';', '\'', '"']) || s.chars().any(|c| c.is_control()))
-        {
+        if let Some(bad) = frame_ancestors.iter().find(|s| {
+            *s != "'self'" && (s.contains([';', '\'', '"']) || s.chars().any(|c| c.is_control()))
+        }) {
             return Err(format!(
                 "--portal-frame-ancestors: {bad:?} is not an origin (like https://app.example.com)"
             ));
