@@ -214,6 +214,25 @@ async fn a_post_without_the_csrf_token_is_refused() {
 }
 
 #[tokio::test]
+async fn a_refused_create_says_why_on_the_page() {
+    let home = Home::new();
+    let server = Server::permissive(&home, &[]).await;
+    server.create_account("acc_free", "Free Co", "free").await;
+    let s = sign_in(&server, "acc_free").await;
+    let form = [
+        ("_csrf", s.csrf.as_str()),
+        ("name", "Hook"),
+        ("url", "https://example.com/hook"),
+        ("events", EVENT_TYPE),
+    ];
+    let a = post_form(&server, &s.cookie, "/portal/webhooks", &form).await;
+    assert_eq!(a.status, 422);
+    let page = text(&a);
+    assert!(page.contains("Webhooks require the Pro plan"), "{page}");
+    assert!(page.contains("Pro plan only"), "{page}");
+}
+
+#[tokio::test]
 async fn another_accounts_webhook_is_not_found() {
     let home = Home::new();
     let server = Server::permissive(&home, &[]).await;

@@ -26,7 +26,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
-                title { (title) " · Webhooks" }
+                title { (title) @if title != "Webhooks" { " · Webhooks" } }
                 link rel="stylesheet" href="/portal/assets/portal.css";
                 script src="/portal/assets/portal.js" defer {}
             }

@@ -94,6 +94,14 @@ pub fn list_page(v: ListView) -> Markup {
         @if let Some(n) = v.notice {
             p.notice role="status" { (n) }
         }
+        @if blocked.is_some() {
+            // The dialog is not on the page, so a refused create shows its reason here.
+            @if let Some((_, e)) = &v.rejected_add {
+                @for m in e.general.iter().chain(e.fields.iter().map(|(_, m)| m)) {
+                    p.form-error role="alert" { (m) }
+                }
+            }
+        }
         @if v.account.plan == Plan::Free {
             section.plan aria-labelledby="plan-title" {
                 h2 #plan-title { "Pro plan only" }
