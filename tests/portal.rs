@@ -413,6 +413,25 @@ async fn every_flow_of_the_page_in_a_browser() {
         focused.attr("id").await.expect("id"),
         Some("add-name".into())
     );
+    // Escape closes the dialog and gives focus back to the button that opened it.
+    focused.send_keys("\u{E00C}").await.expect("Escape");
+    assert_ne!(
+        b.find("#add-webhook")
+            .await
+            .prop("open")
+            .await
+            .expect("prop"),
+        Some("true".into())
+    );
+    let back = b.client.active_element().await.expect("focus");
+    assert_eq!(
+        back.attr("data-dialog").await.expect("attr"),
+        Some("add-webhook".into())
+    );
+    back.send_keys("\u{E007}")
+        .await
+        .expect("Enter opens it again");
+    b.wait_text("#add-title", "Add Webhook").await;
     b.fill("#add-name", "Local receiver").await;
     b.fill("#add-url", "http://localhost:9/hook").await;
     b.shot("02-add-dialog").await;
