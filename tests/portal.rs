@@ -541,6 +541,18 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.wait_text("#secret-title", "New signing secret").await;
     b.client.set_window_size(360, 800).await.expect("narrow");
     b.shot("11-list-360px").await;
+    b.client
+        .execute(
+            "document.getElementById(arguments[0]).scrollIntoView()",
+            vec![json!(wh)],
+        )
+        .await
+        .expect("scroll");
+    b.shot("11-card-360px").await;
+    b.goto(&format!("{base}/portal/webhooks/{wh}/deliveries"))
+        .await;
+    b.wait_text("h1", "Delivery history").await;
+    b.shot("11-history-360px").await;
     b.client.set_window_size(1100, 900).await.expect("wide");
     let (status, _) = server.publish("acc_a", event("evt_after_rotate")).await;
     assert_eq!(status, 202);

@@ -88,10 +88,12 @@ pub async fn day_stats(
     Ok(stats)
 }
 
-/// The per-hour bars: succeeded stacked under failed, with the hour labels every 6 hours.
+/// The per-hour bars: succeeded stacked under failed. The SVG holds only the bars and
+/// stretches to the width it is given; the scale and hour labels are HTML text, so they
+/// stay readable at any width (360 px included).
 pub fn hourly_chart(stats: &DayStats) -> Markup {
-    let (w, h, left, bottom, top) = (720.0_f64, 170.0_f64, 36.0, 20.0, 8.0);
-    let plot_h = h - bottom - top;
+    // Each hour is 10 units wide and the tallest bar 100 units high.
+    let (slot, bar, height) = (10.0_f64, 7.0_f64, 100.0_f64);
     let max = stats
         .hours
         .iter()
@@ -99,9 +101,7 @@ pub fn hourly_chart(stats: &DayStats) -> Markup {
         .max()
         .unwrap_or(0)
         .max(1);
-    let slot = (w - left) / HOURS as f64;
-    let bar = slot * 0.7;
-    let y = |n: u32| top + plot_h - plot_h * f64::from(n) / f64::from(max);
+    let y = |n: u32| height - height * f64::from(n) / f64::from(max);
     let (ok_total, bad_total) = stats
         .hours
         .iter()
@@ -110,29 +110,30 @@ pub fn hourly_chart(stats: &DayStats) -> Markup {
         "Last 24 hours: {ok_total} deliveries succeeded, {bad_total} failed; busiest hour {max}."
     );
     html! {
-        svg.chart viewBox={ "0 0 " (w) " " (h) } role="img" aria-label=(summary) {
-            title { (summary) }
-            line.axis x1=(left) y1=(top + plot_h) x2=(w) y2=(top + plot_h) {}
-            text.tick x=(left - 4.0) y=(top + 8.0) text-anchor="end" { (max) }
-            text.tick x=(left - 4.0) y=(top + plot_h) text-anchor="end" { "0" }
-            @for (i, (ok, bad)) in stats.hours.iter().enumerate() {
-                @let x = left + slot * i as f64 + (slot - bar) / 2.0;
-                @if *ok > 0 {
-                    rect.ok x=(fmt(x)) y=(fmt(y(*ok))) width=(fmt(bar)) height=(fmt(top + plot_h - y(*ok))) {
-                        title { (ok) " succeeded" }
+        figure.chart {
+            div.chart-scale aria-hidden="true" { span { (max) } span { "0" } }
+            svg.chart viewBox={ "0 0 " (slot * HOURS as f64) " " (height) }
+                preserveAspectRatio="none" role="img" aria-label=(summary) {
+                title { (summary) }
+                @for (i, (ok, bad)) in stats.hours.iter().enumerate() {
+                    @let x = slot * i as f64 + (slot - bar) / 2.0;
+                    @if *ok > 0 {
+                        rect.ok x=(fmt(x)) y=(fmt(y(*ok))) width=(fmt(bar)) height=(fmt(height - y(*ok))) {
+                            title { (ok) " succeeded" }
+                        }
+                    }
+                    @if *bad > 0 {
+                        rect.bad x=(fmt(x)) y=(fmt(y(ok + bad))) width=(fmt(bar)) height=(fmt(y(*ok) - y(ok + bad))) {
+                            title { (bad) " failed" }
+                        }
                     }
                 }
-                @if *bad > 0 {
-                    rect.bad x=(fmt(x)) y=(fmt(y(ok + bad))) width=(fmt(bar)) height=(fmt(y(*ok) - y(ok + bad))) {
-                        title { (bad) " failed" }
-                    }
-                }
+                line.axis x1="0" y1=(height) x2=(slot * HOURS as f64) y2=(height)
+                    vector-effect="non-scaling-stroke" {}
             }
-            @for i in (0..=HOURS).step_by(6) {
-                // The last label ends at the right edge rather than centring past it.
-                text.tick x=(fmt(left + slot * i as f64)) y=(h - 4.0)
-                    text-anchor=(if i == HOURS { "end" } else { "middle" }) {
-                    @if i == HOURS { "now" } @else { "−" (HOURS - i) "h" }
+            div.chart-hours aria-hidden="true" {
+                @for i in (0..=HOURS).step_by(6) {
+                    span { @if i == HOURS { "now" } @else { "−" (HOURS - i) "h" } }
                 }
             }
         }
