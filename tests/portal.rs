@@ -197,6 +197,39 @@ async fn a_post_without_the_csrf_token_is_refused() {
         .await;
     assert_eq!(list["data"], json!([]), "nothing was created");
 
+    // Script requests may carry the token as a header instead.
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    let by_header = server
+        .http
+        .send_with(
+            "POST",
+            "/portal/webhooks",
+            &[
+                ("cookie", s.cookie.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-csrf-token", s.csrf.as_str()),
+            ],
+            Some(body.into_bytes()),
+        )
+        .await;
+    assert_eq!(by_header.status, 303, "{}", text(&by_header));
+    let (_, list) = server
+        .admin("GET", "/v1/accounts/acc_a/webhooks", None)
+        .await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+    server
+        .admin(
+            "DELETE",
+            &format!(
+                "/v1/accounts/acc_a/webhooks/{}",
+                list["data"][0]["id"].as_str().unwrap_or("")
+            ),
+            None,
+        )
+        .await;
+
     let mut good = fields.to_vec();
     good.push(("_csrf", &s.csrf));
     let created = post_form(&server, &s.cookie, "/portal/webhooks", &good).await;
@@ -567,6 +600,8 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.goto(&format!("{base}/portal/webhooks/{wh}/deliveries"))
         .await;
     b.wait_text("table.deliveries", "Failed").await;
+    b.wait_text("table.deliveries tbody tr:first-child", "http_status")
+        .await;
     b.click("table.deliveries tbody tr:first-child td a").await;
     b.wait_text(".delivery-status", "Failed").await;
     b.wait_text("table.attempts", "http_status").await;
@@ -610,6 +645,8 @@ async fn limits_plans_and_auto_disable_in_a_dark_browser() {
             "1",
             "--max-webhooks-per-account",
             "1",
+            "--portal-billing-url",
+            "https://app.example.com/settings/billing",
         ],
     )
     .await;
@@ -634,7 +671,15 @@ async fn limits_plans_and_auto_disable_in_a_dark_browser() {
         "Webhooks are available exclusively on the Pro plan",
     )
     .await;
-    b.wait_text("section.plan", "Settings → Billing").await;
+    let upgrade = b.find("section.plan a").await;
+    assert_eq!(
+        upgrade.attr("href").await.expect("href").as_deref(),
+        Some("https://app.example.com/settings/billing")
+    );
+    assert_eq!(
+        upgrade.text().await.expect("text"),
+        "Upgrade in Settings → Billing"
+    );
     let add = b.find("div.add button").await;
     assert_eq!(
         add.attr("disabled").await.expect("attr"),
