@@ -156,9 +156,11 @@ pub fn detail_page(v: DetailView) -> Markup {
             (status_badge(d.status))
             @if d.test { " " (badge("test", "Test")) }
             @if !finished {
-                span.live data-poll="1000" aria-live="polite" {
-                    @if let Some(next) = d.next_attempt_at { " Next attempt at " (time(next)) "." }
-                    @else { " Waiting for the endpoint's answer…" }
+                @if let Some(next) = d.next_attempt_at {
+                    // A retry minutes away: look now and then, not every second.
+                    span.live data-poll="5000" aria-live="polite" { " Next attempt at " (time(next)) "." }
+                } @else {
+                    span.live data-poll="1000" aria-live="polite" { " Waiting for the endpoint's answer…" }
                 }
             }
         }
