@@ -245,7 +245,7 @@ async fn authorize(
 }
 
 /// Admin only; an account key gets 404 on other accounts and 403 on its own.
-async fn authorize_admin(
+pub(crate) async fn authorize_admin(
     state: &AppState,
     headers: &HeaderMap,
     acc: Option<&str>,

@@ -30,6 +30,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run a local receiver that verifies and prints each delivery.
     Listen(ListenArgs),
+    /// Print a single-use link that opens an account's webhooks page (asks the running server).
+    PortalLink(crate::portal::cli::PortalLinkArgs),
 }
 
 /// Retry delays, one per attempt.
@@ -137,6 +139,9 @@ pub struct ServeArgs {
     /// Manual retries and test sends one account may ask for per minute (0: unlimited).
     #[arg(long, env = "HALLWAY_MANUAL_ACTIONS_PER_MINUTE", default_value_t = 60)]
     pub manual_actions_per_minute: u32,
+    /// The webhooks page's flags.
+    #[command(flatten)]
+    pub portal: Box<crate::portal::PortalArgs>,
 }
 
 /// Flags of `verify`.
@@ -179,6 +184,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => verify(args),
         Command::Serve(args) => with_runtime(|| serve(args)),
         Command::Listen(args) => with_runtime(|| crate::listen::listen(args)),
+        Command::PortalLink(args) => with_runtime(|| crate::portal::cli::portal_link(args)),
     }
 }
 
@@ -381,14 +387,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let engine = Engine::open(args.data_dir.join("store"), config)
         .await
         .map_err(|e| format!("cannot open {}: {e}", args.data_dir.display()))?;
-    let app = router(AppState {
+    let state = AppState {
         engine: engine.handle(),
         admin_token: token,
-    });
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let portal = crate::portal::PortalConfig::from_args(&args.portal, addr, args.allow_http)?;
+    let app = router(state.clone()).merge(crate::portal::router(crate::portal::Portal::new(
+        state, portal,
+    )));
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "hallway-webhooks serving");
     eprintln!("listening on http://{addr}");
     let limits = crate::server::Limits {

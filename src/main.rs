@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod fds;
 mod listen;
+mod portal;
 mod server;
 mod views;
 

@@ -507,6 +507,8 @@ pub struct Answer {
     pub content_type: String,
     /// The body.
     pub body: Bytes,
+    /// Every header.
+    pub headers: hyper::HeaderMap,
 }
 
 /// A plain-HTTP client for one `host:port`, on hyper-util's legacy client.
@@ -553,6 +555,7 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let headers = resp.headers().clone();
         let body = resp
             .into_body()
             .collect()
@@ -563,6 +566,7 @@ impl Http {
             status,
             content_type,
             body,
+            headers,
         }
     }
 

@@ -656,6 +656,16 @@ impl EngineHandle {
             .map_err(|retry_after_secs| EngineError::RateLimited { retry_after_secs })
     }
 
+    /// The exact body sent for one of an account's events (every attempt of its deliveries
+    /// sends these bytes), until retention removes it.
+    pub async fn event_body(
+        &self,
+        account: &AccountId,
+        event: &EventId,
+    ) -> Result<Option<Arc<str>>, EngineError> {
+        Ok(self.store.payload(account, event)?)
+    }
+
     /// The time now, by the engine's clock.
     pub fn now(&self) -> hallway_domain::Timestamp {
         self.clock.now()
