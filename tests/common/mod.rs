@@ -215,6 +215,8 @@ impl Proc {
             "HALLWAY_SHUTDOWN_GRACE",
             "HALLWAY_MAX_MANUAL_RETRIES",
             "HALLWAY_MANUAL_ACTIONS_PER_MINUTE",
+            "HALLWAY_LOG_FORMAT",
+            "HALLWAY_WEBHOOK_SECRET",
         ] {
             cmd.env_remove(var);
         }
@@ -226,6 +228,8 @@ impl Proc {
         let mut tx = Some(tx);
         let mut find_addr = move |line: &str| {
             if let Some(rest) = line.split("listening on http://").nth(1) {
+                // In a JSON log line the address ends at the closing quote.
+                let rest = rest.split('"').next().unwrap_or(rest);
                 if let Ok(addr) = rest.trim().parse::<SocketAddr>() {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
@@ -507,6 +511,8 @@ pub struct Answer {
     pub content_type: String,
     /// The body.
     pub body: Bytes,
+    /// Every header.
+    pub headers: hyper::HeaderMap,
 }
 
 /// A plain-HTTP client for one `host:port`, on hyper-util's legacy client.
@@ -547,6 +553,7 @@ impl Http {
             .unwrap_or_else(|_| panic!("{method} {path}: no answer within {DEADLINE:?}"))
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let content_type = resp
             .headers()
             .get("content-type")
@@ -563,6 +570,7 @@ impl Http {
             status,
             content_type,
             body,
+            headers,
         }
     }
 
