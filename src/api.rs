@@ -214,7 +214,7 @@ async fn access_log(request: axum::extract::Request, next: axum::middleware::Nex
         method = %method,
         route = route.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1_000.0,
+        duration_ms = started.elapsed().as_micros() as f64 / 1_000.0,
         account = account.as_deref().unwrap_or("-"),
         "request"
     );
