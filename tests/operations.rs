@@ -194,3 +194,19 @@ async fn json_logs_parse_and_every_request_has_an_access_line() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_take_days_and_compounds() {
+    let home = Home::new();
+    let server = Server::start(
+        &home,
+        &["--retry-delays", "0s,1h30m,1d", "--idle-timeout", "2m30s"],
+    )
+    .await;
+    let (status, _) = server.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, 200);
+    // A bare number is still refused: seconds or minutes?
+    let (code, _, err) = run_cli(&["serve", "--retry-delays", "0s,30"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("needs a unit"), "{err}");
+}
