@@ -333,7 +333,7 @@ fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
     let inner = e.into_inner();
     match inner.classify() {
-        // An unknown field is reported at the object holding it; serde's text names it.
+        // Nothing to name at the root: serde's own text says what is wrong.
         Category::Data if path == "." => ApiError::invalid(inner.to_string()),
         Category::Data => ApiError::invalid(format!("{path}: {inner}")),
         Category::Io | Category::Syntax | Category::Eof => {
