@@ -2,7 +2,7 @@
 
 use crate::views;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,9 +11,11 @@ use axum::{Json, Router};
 use hallway_domain::{
     types::Echo, AccountId, DeliveryId, Plan, Rejection, RejectionKind, WebhookChanges, WebhookId,
 };
-use hallway_runtime::{EngineError, EngineHandle, MetricsSnapshot, NewWebhook};
-use serde_json::{json, Map, Value};
-use std::fmt::Write as _;
+use hallway_runtime::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+use hallway_runtime::{EngineError, EngineHandle, NewWebhook};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
 
 /// Largest management request body (everything but publishing), in bytes.
 pub const MAX_MANAGEMENT_BODY_BYTES: usize = 64 * 1024;
@@ -82,6 +84,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Bearer realm="hallway-webhooks""#),
+            );
+        }
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -141,6 +149,7 @@ pub fn error_response(status: StatusCode, code: &'static str, message: &str) -> 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/accounts", post(create_account))
         .route("/v1/accounts/{acc}", get(get_account).patch(update_account))
@@ -180,7 +189,36 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take this method",
             )
         })
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// One `info` line per API request on the `hallway::access` target: method, route (the
+/// matched template, so ids do not multiply log cardinality), status, duration and the
+/// account the path names.
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let account = route
+        .as_deref()
+        .filter(|r| r.starts_with("/v1/accounts/{acc}"))
+        .and_then(|_| request.uri().path().split('/').nth(3))
+        .map(|a| Echo(a).to_string());
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "hallway::access",
+        method = %method,
+        route = route.as_deref().unwrap_or("-"),
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_micros() as f64 / 1_000.0,
+        account = account.as_deref().unwrap_or("-"),
+        "request"
+    );
+    response
 }
 
 /// Path parameters whose rejections (such as non-UTF-8 segments) answer the contract's error
@@ -269,83 +307,161 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     })
 }
 
-/// Reads a management body as a JSON object.
-async fn json_object(body: Body) -> Result<Map<String, Value>, ApiError> {
+/// Reads a management body into `T`, whose fields are all optional so that a missing required
+/// field can answer 422 (`validation_failed`) while a malformed body, a wrong type or an
+/// unknown field answers 400 (`invalid_request`); each message names the field.
+async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let bytes = read_body(body, MAX_MANAGEMENT_BODY_BYTES).await?;
     // serde_json keeps the last of two repeated members; other parsers keep the first.
     hallway_domain::json::check(&bytes)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-    let value: Value = serde_json::from_slice(&bytes)
+    // A derived struct also takes a JSON array of its fields in order; the contract's bodies
+    // are objects only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(body_error)?;
+    de.end()
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::invalid("the body must be a JSON object")),
+    Ok(value)
+}
+
+/// The 400 for a body that does not deserialise, naming the field where serde stopped.
+fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    use serde_json::error::Category;
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    match inner.classify() {
+        // Nothing to name at the root: serde's own text says what is wrong.
+        Category::Data if path == "." => ApiError::invalid(inner.to_string()),
+        Category::Data => ApiError::invalid(format!("{path}: {inner}")),
+        Category::Io | Category::Syntax | Category::Eof => {
+            ApiError::invalid(format!("invalid JSON body: {inner}"))
+        }
     }
 }
 
-/// A string field: `Ok(None)` when absent, 400 for a wrong type.
-fn opt_string(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid(format!("{field}: must be a string"))),
-    }
+/// A field that may be absent but, when present, must hold a `T` (`null` is a wrong type).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
-fn req_string(obj: &Map<String, Value>, field: &str) -> Result<String, ApiError> {
-    opt_string(obj, field)?.ok_or_else(|| ApiError::validation(format!("{field}: is required")))
+/// A nullable field: absent → `None`, `null` → `Some(None)`, a `T` → `Some(Some(t))`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
-/// A nullable string field: absent → `None`, `null` → `Some(None)`.
-fn opt_nullable_string(
-    obj: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<Option<String>>, ApiError> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-        Some(_) => Err(ApiError::invalid(format!(
-            "{field}: must be a string or null"
-        ))),
-    }
+fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::validation(format!("{field}: is required")))
 }
 
-fn opt_string_list(obj: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, ApiError> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(ApiError::invalid(format!(
-                    "{field}: must be a list of strings"
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(ApiError::invalid(format!(
-            "{field}: must be a list of strings"
-        ))),
-    }
-}
-
-fn opt_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::invalid(format!("{field}: must be true or false"))),
-    }
-}
-
-fn opt_plan(obj: &Map<String, Value>) -> Result<Option<Plan>, ApiError> {
-    match opt_string(obj, "plan")?.as_deref() {
+fn plan(value: Option<String>) -> Result<Option<Plan>, ApiError> {
+    match value.as_deref() {
         None => Ok(None),
         Some("free") => Ok(Some(Plan::Free)),
         Some("pro") => Ok(Some(Plan::Pro)),
         Some(other) => Err(ApiError::validation(format!(
             "plan: must be \"free\" or \"pro\", not {other:?}"
         ))),
+    }
+}
+
+/// `POST /v1/accounts`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccountBody {
+    #[serde(default, deserialize_with = "present")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    plan: Option<String>,
+}
+
+/// `PATCH /v1/accounts/{acc}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountChangesBody {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    plan: Option<String>,
+}
+
+/// `POST /v1/accounts/{acc}/webhooks`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhookBody {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    url: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    project_ids: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/accounts/{acc}/webhooks/{wh}`: absent fields keep their value; a `null`
+/// description clears it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookChangesBody {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    url: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    project_ids: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    enabled: Option<bool>,
+}
+
+/// The query of a deliveries page.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// Query parameters whose rejections (an unknown parameter, a wrong type) answer the
+/// contract's error object naming the parameter, rather than axum's plain text.
+struct ApiQuery<T>(T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => {
+                let text = e.body_text();
+                let why = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                Err(ApiError::invalid(format!("invalid query: {why}")))
+            }
+        }
     }
 }
 
@@ -364,79 +480,37 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let text = prometheus_text(&state.engine.metrics());
+/// Readiness: whether the engine takes work; a load balancer sends traffic only on 200.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.engine.is_running() {
+        respond(StatusCode::OK, json!({"status": "ready"}))
+    } else {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable"}),
+        )
+    }
+}
+
+/// Prometheus text by default; OpenMetrics for a scraper that asks for it.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let live = state.engine.live_metrics();
+    let openmetrics = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (content_type, text) = if openmetrics {
+        (OPENMETRICS_CONTENT_TYPE, live.encode_openmetrics())
+    } else {
+        (PROMETHEUS_CONTENT_TYPE, live.encode())
+    };
     (
         StatusCode::OK,
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(axum::http::header::CONTENT_TYPE, content_type)],
         text,
     )
         .into_response()
-}
-
-/// The counters in Prometheus' text format.
-pub fn prometheus_text(m: &MetricsSnapshot) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, v) in lines {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
-    };
-    metric(
-        "hallway_events_published_total",
-        "counter",
-        "Events published (first publishes).",
-        &[(String::new(), m.published)],
-    );
-    metric(
-        "hallway_duplicate_publishes_total",
-        "counter",
-        "Publishes of an already published event id.",
-        &[(String::new(), m.duplicate_publishes)],
-    );
-    let mut attempts = vec![("{outcome=\"succeeded\"}".to_owned(), m.attempts_succeeded)];
-    for (error, n) in &m.attempts_failed {
-        attempts.push((
-            format!("{{outcome=\"failed\",error=\"{}\"}}", error.as_str()),
-            *n,
-        ));
-    }
-    metric(
-        "hallway_attempts_total",
-        "counter",
-        "Delivery attempts by outcome.",
-        &attempts,
-    );
-    metric(
-        "hallway_deliveries_pending",
-        "gauge",
-        "Deliveries not finished.",
-        &[(String::new(), m.pending)],
-    );
-    metric(
-        "hallway_attempts_in_flight",
-        "gauge",
-        "Attempts under way.",
-        &[(String::new(), m.in_flight)],
-    );
-    metric(
-        "hallway_log_batches_total",
-        "counter",
-        "Batches committed to the log.",
-        &[(String::new(), m.batches)],
-    );
-    metric(
-        "hallway_log_events_total",
-        "counter",
-        "Events committed to the log.",
-        &[(String::new(), m.events_logged)],
-    );
-    out
 }
 
 async fn create_account(
@@ -445,10 +519,10 @@ async fn create_account(
     body: Body,
 ) -> ApiResult {
     authorize_admin(&state, &headers, None).await?;
-    let obj = json_object(body).await?;
-    let id = req_string(&obj, "id")?;
-    let name = req_string(&obj, "name")?;
-    let plan = opt_plan(&obj)?.ok_or_else(|| ApiError::validation("plan: is required"))?;
+    let b: NewAccountBody = json_body(body).await?;
+    let id = required(b.id, "id")?;
+    let name = required(b.name, "name")?;
+    let plan = required(plan(b.plan)?, "plan")?;
     let (account, api_key) = state.engine.create_account(&id, &name, plan).await?;
     let mut v = views::account(&account);
     v["api_key"] = Value::String(api_key);
@@ -472,9 +546,9 @@ async fn update_account(
     body: Body,
 ) -> ApiResult {
     authorize_admin(&state, &headers, Some(&acc)).await?;
-    let obj = json_object(body).await?;
-    let name = opt_string(&obj, "name")?;
-    let plan = opt_plan(&obj)?;
+    let b: AccountChangesBody = json_body(body).await?;
+    let name = b.name;
+    let plan = plan(b.plan)?;
     let account = state
         .engine
         .update_account(&AccountId::from(acc), name, plan)
@@ -489,14 +563,13 @@ async fn create_webhook(
     body: Body,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let obj = json_object(body).await?;
+    let b: NewWebhookBody = json_body(body).await?;
     let input = NewWebhook {
-        name: req_string(&obj, "name")?,
-        url: req_string(&obj, "url")?,
-        description: opt_nullable_string(&obj, "description")?.flatten(),
-        events: opt_string_list(&obj, "events")?
-            .ok_or_else(|| ApiError::validation("events: is required"))?,
-        project_ids: opt_string_list(&obj, "project_ids")?.unwrap_or_default(),
+        name: required(b.name, "name")?,
+        url: required(b.url, "url")?,
+        description: b.description.flatten(),
+        events: required(b.events, "events")?,
+        project_ids: b.project_ids.unwrap_or_default(),
     };
     let (webhook, secret) = state.engine.create_webhook(&acc, input).await?;
     let mut v = views::webhook(&webhook);
@@ -532,15 +605,16 @@ async fn update_webhook(
     body: Body,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let obj = json_object(body).await?;
+    let b: WebhookChangesBody = json_body(body).await?;
     let changes = WebhookChanges {
-        name: opt_string(&obj, "name")?,
-        url: opt_string(&obj, "url")?,
-        description: opt_nullable_string(&obj, "description")?,
-        events: opt_string_list(&obj, "events")?,
-        project_ids: opt_string_list(&obj, "project_ids")?
+        name: b.name,
+        url: b.url,
+        description: b.description,
+        events: b.events,
+        project_ids: b
+            .project_ids
             .map(|ps| ps.into_iter().map(Into::into).collect()),
-        enabled: opt_bool(&obj, "enabled")?,
+        enabled: b.enabled,
     };
     let w = state
         .engine
@@ -591,38 +665,25 @@ async fn send_test(
     ))
 }
 
-/// Parses `limit` and `cursor` from the query string.
-fn page_params(query: Option<&str>) -> Result<(usize, Option<String>), ApiError> {
-    let mut limit = PAGE_LIMIT_DEFAULT;
-    let mut cursor = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "limit" => {
-                limit = v
-                    .parse::<usize>()
-                    .map_err(|_| ApiError::invalid("limit: must be an integer"))?;
-                if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-                    return Err(ApiError::validation(format!(
-                        "limit: must be between 1 and {PAGE_LIMIT_MAX}"
-                    )));
-                }
-            }
-            "cursor" if !v.is_empty() => cursor = Some(v.to_owned()),
-            _ => {}
-        }
+/// Checks a page's `limit` and `cursor`: an empty cursor is the first page.
+fn page_params(q: PageQuery) -> Result<(usize, Option<String>), ApiError> {
+    let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "limit: must be between 1 and {PAGE_LIMIT_MAX}"
+        )));
     }
-    Ok((limit, cursor))
+    Ok((limit, q.cursor.filter(|c| !c.is_empty())))
 }
 
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath((acc, wh)): ApiPath<(String, String)>,
-    RawQuery(query): RawQuery,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let (limit, cursor) = page_params(query.as_deref())?;
+    let (limit, cursor) = page_params(query)?;
     let page = state
         .engine
         .deliveries(&acc, &WebhookId::from(wh), limit, cursor.as_deref())
@@ -673,7 +734,13 @@ async fn publish(
     authorize_admin(&state, &headers, Some(&acc)).await?;
     let limit = state.engine.policy().max_payload_bytes;
     let bytes = read_body(body, limit).await?;
+    // Timed from a complete body, so a slow upload does not count as a slow engine.
+    let started = std::time::Instant::now();
     let receipt = state.engine.publish(&AccountId::from(acc), &bytes).await?;
+    state
+        .engine
+        .live_metrics()
+        .observe_publish(started.elapsed());
     let status = if receipt.duplicate {
         StatusCode::OK
     } else {

@@ -19,6 +19,45 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines on stderr look: `text` for people, `json` (one object a line) for
+    /// collectors.
+    #[arg(long, global = true, env = "HALLWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The shape of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The environment variable `verify` and `listen` read the signing secret from: a secret on a
+/// command line shows in `ps` to every user of the machine.
+pub const SECRET_ENV: &str = "HALLWAY_WEBHOOK_SECRET";
+
+/// Set once at startup: whether notices go out as JSON log lines.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a notice for the operator on stderr: plain text, or a log line under `--log-format
+/// json` so that every stderr line parses.
+fn notice(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Prints a fatal error on stderr, as [`notice`] does.
+fn fatal(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
 }
 
 /// The subcommands.
@@ -38,26 +77,17 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delays(pub Vec<DurationMs>);
 
-/// Parses `ms`, `s`, `m` or `h` durations such as `250ms`, `30s`, `2h`.
+/// Parses durations such as `250ms`, `30s`, `5m`, `2h`, `1d` or `1h30m` (humantime's
+/// grammar), to whole milliseconds.
 pub fn parse_duration(s: &str) -> Result<DurationMs, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?}: a duration needs a unit (ms, s, m or h)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a whole number before the unit"))?;
-    let factor = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    n.checked_mul(factor)
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?}: a duration needs a unit (ms, s, m, h or d)"));
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    u64::try_from(d.as_millis())
         .map(DurationMs)
-        .ok_or_else(|| format!("{s:?}: too long"))
+        .map_err(|_| format!("{s:?}: too long"))
 }
 
 /// Parses a comma-separated list of durations, one per attempt.
@@ -147,10 +177,11 @@ pub struct ServeArgs {
 /// Flags of `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The webhook's signing secret.
-    #[arg(long)]
-    pub secret: String,
-    /// The `X-Hallway-Signature` header's value.
+    /// The webhook's signing secret; prefer the environment variable, which `ps` does not show.
+    #[arg(long, env = SECRET_ENV, hide_env_values = true)]
+    pub secret: Option<String>,
+    /// The `X-Hallway-Signature` header's value, or the whole pasted header line
+    /// (`X-Hallway-Signature: t=...,v1=...`).
     #[arg(long)]
     pub header: String,
     /// The raw body; standard input when not given.
@@ -170,57 +201,103 @@ pub struct ListenArgs {
     /// Port to listen on (127.0.0.1).
     #[arg(long)]
     pub port: u16,
-    /// The webhook's signing secret.
-    #[arg(long)]
-    pub secret: String,
+    /// The webhook's signing secret; prefer the environment variable, which `ps` does not show.
+    #[arg(long, env = SECRET_ENV, hide_env_values = true)]
+    pub secret: Option<String>,
     /// Largest accepted signature age, in seconds.
     #[arg(long, default_value_t = 300)]
     pub tolerance_secs: u64,
+    /// Also print each request's headers and its body, pretty-printed when it is JSON.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// The secret from `--secret` or the environment, or how to give one.
+pub fn require_secret(secret: Option<&str>) -> Result<&str, String> {
+    match secret {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(format!(
+            "no signing secret: set {SECRET_ENV} (e.g. `read -rs {SECRET_ENV} && export {SECRET_ENV}`) or pass --secret"
+        )),
+    }
+}
+
+/// The header value from what was pasted: the value alone, or a whole
+/// `X-Hallway-Signature: t=...,v1=...` line (any case, surrounding spaces ignored).
+pub fn header_value(pasted: &str) -> Result<&str, String> {
+    let pasted = pasted.trim();
+    match pasted.split_once(':') {
+        None => Ok(pasted),
+        Some((name, value)) if name.trim().eq_ignore_ascii_case(signature::HEADER_NAME) => {
+            Ok(value.trim())
+        }
+        Some((name, _)) => Err(format!(
+            "--header: {:?} is not the {} header; paste its value (`t=...,v1=...`) or the whole `{}: t=...,v1=...` line",
+            hallway_domain::types::Echo(name.trim()).to_string(),
+            signature::HEADER_NAME,
+            signature::HEADER_NAME
+        )),
+    }
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Verify(args) => verify(args),
-        Command::Serve(args) => with_runtime(|| serve(args)),
-        Command::Listen(args) => with_runtime(|| crate::listen::listen(args)),
-        Command::PortalLink(args) => with_runtime(|| crate::portal::cli::portal_link(args)),
+        Command::Serve(args) => with_runtime(cli.log_format, || serve(args)),
+        Command::Listen(args) => with_runtime(cli.log_format, || crate::listen::listen(args)),
+        Command::PortalLink(args) => {
+            with_runtime(cli.log_format, || crate::portal::cli::portal_link(args))
+        }
     }
 }
 
-fn with_runtime<F, Fut>(f: F) -> ExitCode
+fn with_runtime<F, Fut>(format: LogFormat, f: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    init_logging();
+    init_logging(format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            fatal(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(f()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            fatal(&e);
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Fields at the top level, so collectors index `status` rather than
+            // `fields.status`.
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .try_init()
+        }
+    };
 }
 
 fn now_secs() -> u64 {
@@ -240,6 +317,16 @@ pub fn reason(e: &VerifyError) -> String {
 }
 
 fn verify(args: VerifyArgs) -> ExitCode {
+    // Checked before the body, so a missing secret is not preceded by a wait on stdin.
+    let (secret, header) = match require_secret(args.secret.as_deref())
+        .and_then(|s| header_value(&args.header).map(|h| (s, h)))
+    {
+        Ok(both) => both,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let body = match &args.body_file {
         Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
         None => {
@@ -258,13 +345,19 @@ fn verify(args: VerifyArgs) -> ExitCode {
         }
     };
     let now = args.now.unwrap_or_else(now_secs);
-    match signature::verify(&args.secret, &args.header, &body, now, args.tolerance_secs) {
+    match signature::verify(secret, header, &body, now, args.tolerance_secs) {
         Ok(()) => {
             println!("valid");
             ExitCode::SUCCESS
         }
         Err(e) => {
             println!("invalid: {}", reason(&e));
+            if matches!(e, VerifyError::Malformed(_)) {
+                eprintln!(
+                    "hint: --header takes the header's value, `t=<unix seconds>,v1=<64 hex digits>`, or the whole line as received, `{}: t=...,v1=...`",
+                    signature::HEADER_NAME
+                );
+            }
             ExitCode::FAILURE
         }
     }
@@ -283,7 +376,7 @@ fn admin_token(args: &ServeArgs) -> Result<String, String> {
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_owned();
         if !t.is_empty() {
-            eprintln!("admin token: read from {}", path.display());
+            notice(&format!("admin token: read from {}", path.display()));
             return Ok(t);
         }
     }
@@ -400,7 +493,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         state, portal,
     )));
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "hallway-webhooks serving");
-    eprintln!("listening on http://{addr}");
+    notice(&format!("listening on http://{addr}"));
     let limits = crate::server::Limits {
         max_connections: budget.max_connections,
         header_read_timeout: Duration::from_millis(args.header_read_timeout.0),
@@ -447,10 +540,42 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(DurationMs(30_000)));
         assert_eq!(parse_duration("5m"), Ok(DurationMs(300_000)));
         assert_eq!(parse_duration("2h"), Ok(DurationMs(7_200_000)));
+        assert_eq!(parse_duration("0s"), Ok(DurationMs(0)));
+        assert_eq!(parse_duration("1h30m"), Ok(DurationMs(5_400_000)));
+        assert_eq!(parse_duration("1d"), Ok(DurationMs(86_400_000)));
+        assert_eq!(parse_duration(" 2m 30s "), Ok(DurationMs(150_000)));
         assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert_eq!(parse_duration("1.5s"), Ok(DurationMs(1_500)));
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn a_pasted_header_line_gives_its_value() {
+        assert_eq!(header_value("t=1,v1=ab"), Ok("t=1,v1=ab"));
+        assert_eq!(
+            header_value("X-Hallway-Signature: t=1,v1=ab\r\n"),
+            Ok("t=1,v1=ab")
+        );
+        assert_eq!(
+            header_value("x-hallway-signature:t=1,v1=ab"),
+            Ok("t=1,v1=ab")
+        );
+        let e = header_value("Authorization: Bearer x").unwrap_err();
+        assert!(
+            e.contains("Authorization") && e.contains("X-Hallway-Signature"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_says_where_to_put_it() {
+        assert!(require_secret(None).unwrap_err().contains(SECRET_ENV));
+        assert!(require_secret(Some("")).is_err());
+        assert_eq!(require_secret(Some("whsec_x")), Ok("whsec_x"));
     }
 
     #[test]

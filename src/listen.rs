@@ -1,7 +1,7 @@
 //! `hallway-webhooks listen`: a local receiver for developing an endpoint. It verifies each
 //! delivery's signature, prints one line per request, and answers 200 (valid) or 400.
 
-use crate::cli::{reason, ListenArgs};
+use crate::cli::{reason, require_secret, ListenArgs};
 use bytes::Bytes;
 use hallway_domain::signature;
 use http_body_util::{BodyExt, Full, Limited};
@@ -53,8 +53,34 @@ pub fn summarize(
     (valid, line)
 }
 
+/// The `--verbose` detail of a request: its headers, one a line, then a blank line and the
+/// body, pretty-printed when it is JSON.
+pub fn details(headers: &hyper::HeaderMap, body: &[u8]) -> String {
+    let mut out = String::new();
+    for (name, value) in headers {
+        out.push_str("  ");
+        out.push_str(name.as_str());
+        out.push_str(": ");
+        out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        out.push('\n');
+    }
+    out.push('\n');
+    let pretty = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok());
+    let text = pretty.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    for line in text.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Runs the listener until interrupted.
 pub async fn listen(args: ListenArgs) -> Result<(), String> {
+    let secret = require_secret(args.secret.as_deref())?.to_owned();
+    let verbose = args.verbose;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
@@ -65,14 +91,14 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
             r = listener.accept() => r.map_err(|e| e.to_string())?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let secret = args.secret.clone();
+        let secret = secret.clone();
         let tolerance = args.tolerance_secs;
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let secret = secret.clone();
                 async move {
-                    let header = req
-                        .headers()
+                    let headers = req.headers().clone();
+                    let header = headers
                         .get(signature::HEADER_NAME)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
@@ -89,7 +115,12 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
                         .unwrap_or(0);
                     let (valid, line) =
                         summarize(&secret, header.as_deref(), &body, now, tolerance);
-                    println!("{line}");
+                    if verbose {
+                        // One write, so concurrent requests do not interleave their lines.
+                        println!("{line}\n{}", details(&headers, &body));
+                    } else {
+                        println!("{line}");
+                    }
                     let status = if valid {
                         StatusCode::OK
                     } else {

@@ -984,3 +984,168 @@ async fn generated_admin_token_is_printed_once_and_saved_private() {
         token
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_body_fields_and_query_parameters_are_refused_by_name() {
+    let home = Home::new();
+    let receiver = Receiver::status(200).await;
+    let server = Server::permissive(&home, &[]).await;
+    server.create_account("acc_1", "Acme", "pro").await;
+    let (w, _) = server
+        .create_webhook("acc_1", "Hook", &receiver.url())
+        .await;
+    let wh = w["id"].as_str().expect("id").to_owned();
+    let webhook = format!("/v1/accounts/acc_1/webhooks/{wh}");
+
+    // The secret cannot be set by PATCH: 400 naming it, and nothing changes.
+    let r = server
+        .admin("PATCH", &webhook, Some(json!({"secret": "x"})))
+        .await;
+    let message = assert_error(&r, 400, "invalid_request");
+    assert!(message.contains("secret"), "{message}");
+    let r = server
+        .admin(
+            "PATCH",
+            &webhook,
+            Some(json!({"name": "Renamed", "enabld": false})),
+        )
+        .await;
+    let message = assert_error(&r, 400, "invalid_request");
+    assert!(message.contains("enabld"), "{message}");
+    assert_eq!(server.webhook("acc_1", &wh).await["name"], "Hook");
+
+    // Every other management body too.
+    let url = receiver.url();
+    for (method, path, body, field) in [
+        (
+            "POST",
+            "/v1/accounts".to_owned(),
+            json!({"id": "acc_2", "name": "B", "plan": "pro", "api_key": "k"}),
+            "api_key",
+        ),
+        (
+            "PATCH",
+            "/v1/accounts/acc_1".to_owned(),
+            json!({"name": "Acme", "id": "acc_9"}),
+            "id",
+        ),
+        (
+            "POST",
+            "/v1/accounts/acc_1/webhooks".to_owned(),
+            json!({"name": "H2", "url": url, "events": [EVENT_TYPE], "enabled": false}),
+            "enabled",
+        ),
+    ] {
+        let r = server.admin(method, &path, Some(body)).await;
+        let message = assert_error(&r, 400, "invalid_request");
+        assert!(message.contains(field), "{method} {path}: {message}");
+    }
+    let (_, list) = server
+        .admin("GET", "/v1/accounts/acc_1/webhooks", None)
+        .await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+    let (status, _) = server.admin("GET", "/v1/accounts/acc_2", None).await;
+    assert_eq!(status, 404);
+
+    // The contract's codes stay: a wrong type is 400 naming the field, a missing required
+    // field 422 naming it, and `null` still clears the description.
+    let r = server
+        .admin("PATCH", &webhook, Some(json!({"enabled": "yes"})))
+        .await;
+    let message = assert_error(&r, 400, "invalid_request");
+    assert!(message.starts_with("enabled"), "{message}");
+    let r = server
+        .admin(
+            "POST",
+            "/v1/accounts/acc_1/webhooks",
+            Some(json!({"name": "H3", "url": url})),
+        )
+        .await;
+    assert_validation(&r, "events");
+    let (status, v) = server
+        .admin("PATCH", &webhook, Some(json!({"description": "d"})))
+        .await;
+    assert_eq!((status, &v["description"]), (200, &json!("d")), "{v}");
+    let (status, v) = server.admin("PATCH", &webhook, Some(json!({}))).await;
+    assert_eq!((status, &v["description"]), (200, &json!("d")), "{v}");
+    let (status, v) = server
+        .admin("PATCH", &webhook, Some(json!({"description": null})))
+        .await;
+    assert_eq!((status, &v["description"]), (200, &Value::Null), "{v}");
+
+    // Query parameters: an unknown one is 400 naming it; a bad value names its parameter.
+    let deliveries = format!("{webhook}/deliveries");
+    let r = server
+        .admin("GET", &format!("{deliveries}?limit=5&bogus=1"), None)
+        .await;
+    let message = assert_error(&r, 400, "invalid_request");
+    assert!(message.contains("bogus"), "{message}");
+    let r = server
+        .admin("GET", &format!("{deliveries}?limit=abc"), None)
+        .await;
+    let message = assert_error(&r, 400, "invalid_request");
+    assert!(message.contains("limit"), "{message}");
+    assert_validation(
+        &server
+            .admin("GET", &format!("{deliveries}?limit=0"), None)
+            .await,
+        "limit",
+    );
+    let (status, page) = server
+        .admin("GET", &format!("{deliveries}?limit=5&cursor="), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+
+    // A published event's own fields, unknown to the engine, pass through untouched.
+    let mut e = event("evt_extra");
+    e["custom"] = json!({"nested": [1, "two", null], "secret": "not ours"});
+    let (status, v) = server.publish("acc_1", e).await;
+    assert_eq!(status, 202, "{v}");
+    let got = receiver.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(
+        body["custom"],
+        json!({"nested": [1, "two", null], "secret": "not ours"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_ready_and_401_names_the_scheme() {
+    let home = Home::new();
+    let server = Server::start(&home, &[]).await;
+    let ready = server.call("GET", "/readyz", None, None).await;
+    assert_eq!(ready, (200, json!({"status": "ready"})));
+
+    for token in [None, Some("hwa_wrong")] {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        let r = server
+            .http
+            .send_with("GET", "/v1/accounts/acc_1", &headers, None)
+            .await;
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some(r#"Bearer realm="hallway-webhooks""#),
+            "token {token:?}"
+        );
+    }
+    // Other errors do not carry it.
+    let auth = format!("Bearer {ADMIN}");
+    let r = server
+        .http
+        .send_with(
+            "GET",
+            "/v1/accounts/acc_1",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(r.headers.get("www-authenticate").is_none());
+}

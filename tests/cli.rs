@@ -241,3 +241,105 @@ fn http_addr(proc: &Proc) -> String {
         .find_map(|l| l.strip_prefix("listening on http://").map(str::to_owned))
         .expect("listening line")
 }
+
+#[test]
+fn verify_takes_the_secret_from_the_environment_and_a_pasted_header_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let body_file = dir.path().join("body.json");
+    std::fs::write(&body_file, BODY).expect("write body");
+    let file = arg(&body_file);
+    let header = signature::sign(SECRET, now_secs(), BODY);
+    let env = [("HALLWAY_WEBHOOK_SECRET", SECRET)];
+
+    // The secret from the environment, the header's value alone.
+    let args = ["verify", "--header", &header, "--body-file", &file];
+    let (code, out, err) = run_cli_with_env(&args, None, &env);
+    assert_eq!((code, out.trim()), (0, "valid"), "stderr {err:?}");
+
+    // The whole line as a receiver logged it, in any case, with its line ending.
+    for line in [
+        format!("X-Hallway-Signature: {header}"),
+        format!("x-hallway-signature:{header}\r\n"),
+    ] {
+        let args = ["verify", "--header", &line, "--body-file", &file];
+        let (code, out, err) = run_cli_with_env(&args, None, &env);
+        assert_eq!((code, out.trim()), (0, "valid"), "{line:?}: stderr {err:?}");
+    }
+
+    // Another header's line: an error that says what to paste.
+    let wrong = format!("Authorization: {header}");
+    let args = ["verify", "--header", &wrong, "--body-file", &file];
+    let (code, out, err) = run_cli_with_env(&args, None, &env);
+    assert_eq!(code, 2, "stdout {out:?}");
+    assert!(err.contains("X-Hallway-Signature: t=...,v1=..."), "{err}");
+    // A malformed value: invalid, with a hint on the accepted shapes.
+    let args = ["verify", "--header", "v1=abc", "--body-file", &file];
+    let (code, out, err) = run_cli_with_env(&args, None, &env);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("invalid: malformed"), "{out}");
+    assert!(err.contains("hint:"), "{err}");
+
+    // The flag wins over the environment.
+    let args = [
+        "verify",
+        "--secret",
+        "whsec_other",
+        "--header",
+        &header,
+        "--body-file",
+        &file,
+    ];
+    let (code, out, _) = run_cli_with_env(&args, None, &env);
+    assert_eq!((code, out.trim()), (1, "invalid: mismatch"));
+
+    // No secret at all: a clear error naming the variable, before reading stdin.
+    let args = ["verify", "--header", &header];
+    let (code, out, err) = run_cli_with_env(&args, None, &[]);
+    assert_eq!(code, 2, "stdout {out:?}");
+    assert!(err.contains("HALLWAY_WEBHOOK_SECRET"), "{err}");
+    // The value never shows in help.
+    let (_, help, _) = run_cli_with_env(&["verify", "--help"], None, &env);
+    assert!(help.contains("HALLWAY_WEBHOOK_SECRET"), "{help}");
+    assert!(!help.contains(SECRET), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_takes_the_secret_from_the_environment_and_prints_details_when_verbose() {
+    let (proc, http) =
+        start_listen_with(&["--verbose"], &[("HALLWAY_WEBHOOK_SECRET", SECRET)]).await;
+    let header = signature::sign(SECRET, now_secs(), BODY);
+    let a = http
+        .send_with(
+            "POST",
+            "/hook",
+            &[
+                ("content-type", "application/json"),
+                ("x-hallway-signature", &header),
+            ],
+            Some(BODY.to_vec()),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let text = eventually("the verbose output", || {
+        let text = proc.stdout_text();
+        async move { text.contains("\"api_version\"").then_some(text) }
+    })
+    .await;
+    assert!(
+        text.contains("evt_cli_1 session.processing.completed valid"),
+        "{text}"
+    );
+    assert!(text.contains("  content-type: application/json"), "{text}");
+    assert!(
+        text.contains(&format!("  x-hallway-signature: {header}")),
+        "{text}"
+    );
+    // The body pretty-printed: one member a line.
+    assert!(text.contains("\n    \"id\": \"evt_cli_1\","), "{text}");
+    assert!(text.contains("\n      \"name\": \"Acme\""), "{text}");
+
+    // Without a secret anywhere, listen refuses to start and says how to give one.
+    let (code, _, err) = run_cli_with_env(&["listen", "--port", "0"], None, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("HALLWAY_WEBHOOK_SECRET"), "{err}");
+}

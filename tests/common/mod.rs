@@ -215,8 +215,13 @@ impl Proc {
             "HALLWAY_SHUTDOWN_GRACE",
             "HALLWAY_MAX_MANUAL_RETRIES",
             "HALLWAY_MANUAL_ACTIONS_PER_MINUTE",
+            "HALLWAY_LOG_FORMAT",
+            "HALLWAY_WEBHOOK_SECRET",
         ] {
-            cmd.env_remove(var);
+            // Unset what the test's own environment may hold, but keep what the test set.
+            if !cmd.get_envs().any(|(k, v)| k == var && v.is_some()) {
+                cmd.env_remove(var);
+            }
         }
         cmd.env("RUST_LOG", "info");
         let mut child = cmd.spawn().expect("spawn hallway-webhooks");
@@ -226,6 +231,8 @@ impl Proc {
         let mut tx = Some(tx);
         let mut find_addr = move |line: &str| {
             if let Some(rest) = line.split("listening on http://").nth(1) {
+                // In a JSON log line the address ends at the closing quote.
+                let rest = rest.split('"').next().unwrap_or(rest);
                 if let Ok(addr) = rest.trim().parse::<SocketAddr>() {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
@@ -1007,10 +1014,35 @@ pub async fn start_listen(secret: &str) -> (Proc, Http) {
     (proc, Http::new(addr))
 }
 
+/// `hallway-webhooks listen --port 0 ARGS` with `env` set, once it printed its address.
+pub async fn start_listen_with(args: &[&str], env: &[(&str, &str)]) -> (Proc, Http) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["listen", "--port", "0"]).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (proc, addr) = Proc::spawn_and_wait_for_addr(cmd, false).await;
+    (proc, Http::new(addr))
+}
+
 /// Runs `hallway-webhooks ARGS` to completion with `stdin`; returns the exit code and stdout.
 pub fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    run_cli_with_env(args, stdin, &[])
+}
+
+/// [`run_cli`] with `env` set and `HALLWAY_WEBHOOK_SECRET` unset unless `env` sets it.
+pub fn run_cli_with_env(
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     use std::io::Write;
-    let mut child = Command::new(bin())
+    let mut cmd = Command::new(bin());
+    cmd.env_remove("HALLWAY_WEBHOOK_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()

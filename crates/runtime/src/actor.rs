@@ -596,8 +596,10 @@ impl Actor {
 
     fn count_outcome(&self, e: &Event) {
         match e {
-            Event::AttemptSucceeded { .. } => self.metrics.succeeded(),
-            Event::AttemptFailed { error, .. } => self.metrics.failed(*error),
+            Event::AttemptSucceeded { duration, .. } => self.metrics.succeeded(*duration),
+            Event::AttemptFailed {
+                error, duration, ..
+            } => self.metrics.failed(*error, *duration),
             Event::WebhookDisabled {
                 webhook_id,
                 reason: hallway_domain::DisabledReason::ConsecutiveFailures,

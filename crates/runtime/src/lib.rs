@@ -345,6 +345,11 @@ impl EngineHandle {
         self.metrics.snapshot()
     }
 
+    /// The live metrics, to encode for a scrape or to record what the host measures.
+    pub fn live_metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The policy the engine runs with.
     pub fn policy(&self) -> &Policy {
         &self.policy

@@ -1,20 +1,12 @@
-//! Counters the engine keeps for `/metrics`.
+//! The metrics the engine keeps for `/metrics`, on `prometheus-client`.
 
-use hallway_domain::AttemptError;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Live counters, updated by the actor and read by anyone.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    published: AtomicU64,
-    duplicate_publishes: AtomicU64,
-    succeeded: AtomicU64,
-    failed: [AtomicU64; 6],
-    pending: AtomicU64,
-    in_flight: AtomicU64,
-    batches: AtomicU64,
-    events_logged: AtomicU64,
-}
+use hallway_domain::{AttemptError, DurationMs};
+use prometheus_client::encoding::{prometheus_text, text as openmetrics_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
 /// Every error class, in a fixed order for the `failed` counters.
 pub const ERROR_CLASSES: [AttemptError; 6] = [
@@ -28,6 +20,132 @@ pub const ERROR_CLASSES: [AttemptError; 6] = [
 
 fn error_index(e: AttemptError) -> usize {
     ERROR_CLASSES.iter().position(|c| *c == e).unwrap_or(0)
+}
+
+/// The `Content-Type` of [`Metrics::encode`]'s Prometheus text (format 0.0.4).
+pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The `Content-Type` of [`Metrics::encode_openmetrics`]'s text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of `hallway_attempts_total`: `outcome`, then `error` on failures, in that order.
+type AttemptLabels = Vec<(&'static str, &'static str)>;
+
+fn attempt_labels(error: Option<AttemptError>) -> AttemptLabels {
+    match error {
+        None => vec![("outcome", "succeeded")],
+        Some(e) => vec![("outcome", "failed"), ("error", e.as_str())],
+    }
+}
+
+/// Live metrics, updated by the actor and the API, read by anyone.
+pub struct Metrics {
+    registry: Registry,
+    published: Counter,
+    duplicate_publishes: Counter,
+    succeeded: Counter,
+    failed: [Counter; 6],
+    pending: Gauge,
+    in_flight: Gauge,
+    batches: Counter,
+    events_logged: Counter,
+    attempt_duration: Histogram,
+    publish_duration: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("snapshot", &self.snapshot())
+            .finish()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        // The registry appends `_total` to counters and a period to every help text.
+        let published = Counter::default();
+        registry.register(
+            "hallway_events_published",
+            "Events published (first publishes)",
+            published.clone(),
+        );
+        let duplicate_publishes = Counter::default();
+        registry.register(
+            "hallway_duplicate_publishes",
+            "Publishes of an already published event id",
+            duplicate_publishes.clone(),
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        // Every series exists from the start, so a scrape shows zeros rather than gaps; the
+        // handles kept share the family's counters and spare the hot path its lock.
+        let succeeded = attempts.get_or_create(&attempt_labels(None)).clone();
+        let failed =
+            ERROR_CLASSES.map(|c| attempts.get_or_create(&attempt_labels(Some(c))).clone());
+        registry.register("hallway_attempts", "Delivery attempts by outcome", attempts);
+        let pending = Gauge::default();
+        registry.register(
+            "hallway_deliveries_pending",
+            "Deliveries not finished",
+            pending.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "hallway_attempts_in_flight",
+            "Attempts under way",
+            in_flight.clone(),
+        );
+        let batches = Counter::default();
+        registry.register(
+            "hallway_log_batches",
+            "Batches committed to the log",
+            batches.clone(),
+        );
+        let events_logged = Counter::default();
+        registry.register(
+            "hallway_log_events",
+            "Events committed to the log",
+            events_logged.clone(),
+        );
+        // 5 ms to about 41 s: past the default 30 s attempt timeout.
+        let attempt_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "hallway_attempt_duration_seconds",
+            "Time from sending an attempt to its outcome, in seconds",
+            attempt_duration.clone(),
+        );
+        // 1 ms to about 8 s: a publish waits for one fsync of the log.
+        let publish_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "hallway_publish_duration_seconds",
+            "Time to answer a publish, durable write included, in seconds",
+            publish_duration.clone(),
+        );
+        let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+        build_info
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register(
+            "hallway_build_info",
+            "The running version; always 1",
+            build_info,
+        );
+        Metrics {
+            registry,
+            published,
+            duplicate_publishes,
+            succeeded,
+            failed,
+            pending,
+            in_flight,
+            batches,
+            events_logged,
+            attempt_duration,
+            publish_duration,
+        }
+    }
 }
 
 /// A copy of the counters at one moment.
@@ -51,44 +169,118 @@ pub struct MetricsSnapshot {
     pub events_logged: u64,
 }
 
+fn seconds(d: DurationMs) -> f64 {
+    d.0 as f64 / 1_000.0
+}
+
 impl Metrics {
     pub(crate) fn published(&self) {
-        self.published.fetch_add(1, Ordering::Relaxed);
+        self.published.inc();
     }
     pub(crate) fn duplicate_publish(&self) {
-        self.duplicate_publishes.fetch_add(1, Ordering::Relaxed);
+        self.duplicate_publishes.inc();
     }
-    pub(crate) fn succeeded(&self) {
-        self.succeeded.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn succeeded(&self, duration: DurationMs) {
+        self.succeeded.inc();
+        self.attempt_duration.observe(seconds(duration));
     }
-    pub(crate) fn failed(&self, e: AttemptError) {
-        self.failed[error_index(e)].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn failed(&self, e: AttemptError, duration: DurationMs) {
+        self.failed[error_index(e)].inc();
+        self.attempt_duration.observe(seconds(duration));
     }
     pub(crate) fn committed(&self, events: usize) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.events_logged
-            .fetch_add(events as u64, Ordering::Relaxed);
+        self.batches.inc();
+        self.events_logged.inc_by(events as u64);
     }
     pub(crate) fn gauges(&self, pending: usize, in_flight: usize) {
-        self.pending.store(pending as u64, Ordering::Relaxed);
-        self.in_flight.store(in_flight as u64, Ordering::Relaxed);
+        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    }
+
+    /// Records how long one publish took to answer, as the caller saw it.
+    pub fn observe_publish(&self, elapsed: std::time::Duration) {
+        self.publish_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Every metric in the Prometheus text format (0.0.4), served as
+    /// [`PROMETHEUS_CONTENT_TYPE`].
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would leave a partial scrape.
+        if prometheus_text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Every metric in the OpenMetrics text format, served as [`OPENMETRICS_CONTENT_TYPE`].
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::new();
+        if openmetrics_text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
     }
 
     /// A copy of every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            published: self.published.load(Ordering::Relaxed),
-            duplicate_publishes: self.duplicate_publishes.load(Ordering::Relaxed),
-            attempts_succeeded: self.succeeded.load(Ordering::Relaxed),
+            published: self.published.get(),
+            duplicate_publishes: self.duplicate_publishes.get(),
+            attempts_succeeded: self.succeeded.get(),
             attempts_failed: ERROR_CLASSES
                 .iter()
                 .zip(&self.failed)
-                .map(|(c, n)| (*c, n.load(Ordering::Relaxed)))
+                .map(|(c, n)| (*c, n.get()))
                 .collect(),
-            pending: self.pending.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            batches: self.batches.load(Ordering::Relaxed),
-            events_logged: self.events_logged.load(Ordering::Relaxed),
+            pending: u64::try_from(self.pending.get()).unwrap_or(0),
+            in_flight: u64::try_from(self.in_flight.get()).unwrap_or(0),
+            batches: self.batches.get(),
+            events_logged: self.events_logged.get(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_labels_are_the_documented_ones() {
+        let m = Metrics::default();
+        m.succeeded(DurationMs(20));
+        m.failed(AttemptError::Timeout, DurationMs(30_000));
+        m.observe_publish(std::time::Duration::from_millis(3));
+        let text = m.encode();
+        for line in [
+            "# TYPE hallway_events_published_total counter",
+            "hallway_events_published_total 0",
+            "hallway_duplicate_publishes_total 0",
+            "# TYPE hallway_attempts_total counter",
+            "hallway_attempts_total{outcome=\"succeeded\"} 1",
+            "hallway_attempts_total{outcome=\"failed\",error=\"timeout\"} 1",
+            "hallway_attempts_total{outcome=\"failed\",error=\"invalid_response\"} 0",
+            "hallway_deliveries_pending 0",
+            "hallway_attempts_in_flight 0",
+            "hallway_log_batches_total 0",
+            "hallway_log_events_total 0",
+            "hallway_attempt_duration_seconds_count 2",
+            "hallway_publish_duration_seconds_count 1",
+            "# TYPE hallway_build_info gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in\n{text}"
+            );
+        }
+        assert!(text.contains(&format!(
+            "hallway_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        let s = m.snapshot();
+        assert_eq!(s.attempts_succeeded, 1);
+        assert_eq!(s.attempts_failed[0], (AttemptError::Timeout, 1));
+        assert!(m.encode_openmetrics().ends_with("# EOF\n"));
     }
 }
