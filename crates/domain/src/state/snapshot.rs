@@ -40,7 +40,7 @@ struct WebhookIn {
     consecutive_failures: u32,
     created_at: Timestamp,
     updated_at: Timestamp,
-    /// Rebuilt from the deliveries on load.
+    /// Read to consume its bytes; loading counts open attempts from the deliveries instead.
     #[allow(dead_code)]
     in_flight: u32,
 }
@@ -108,14 +108,18 @@ struct StateOut<'a> {
 /// [`State`]'s own encoding, decoded; see [`StateOut`].
 #[derive(Deserialize)]
 #[serde(rename = "State")]
-#[allow(dead_code)]
 struct StateIn {
     policy: Policy,
     accounts: BTreeMap<AccountId, Account>,
     webhooks: BTreeMap<WebhookId, WebhookIn>,
     deliveries: HashMap<DeliveryId, Delivery>,
+    // The schedule's indexes are read to consume their bytes (the format is not
+    // self-describing, so they cannot be skipped); loading rebuilds them.
+    #[allow(dead_code)]
     queues: Queues,
+    #[allow(dead_code)]
     ready: BTreeSet<(Timestamp, WebhookId)>,
+    #[allow(dead_code)]
     deadlines: BTreeSet<(Timestamp, DeliveryId)>,
     published: HashMap<(AccountId, EventId), Published>,
     published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
