@@ -454,12 +454,14 @@ fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> Vec<Event> {
         if budget == 0 {
             break;
         }
-        let Some(webhook) = state.webhook(webhook_id) else {
-            continue;
-        };
+        // The schedule readies live webhooks only.
+        debug_assert!(
+            state.webhook(webhook_id).is_some(),
+            "{webhook_id} ready but not live"
+        );
         let room = policy
             .max_in_flight_per_webhook
-            .saturating_sub(webhook.in_flight) as usize;
+            .saturating_sub(state.in_flight_of(webhook_id)) as usize;
         for delivery_id in state.queue_due(webhook_id, now).take(room.min(budget)) {
             let Some(d) = state.delivery(delivery_id) else {
                 continue;

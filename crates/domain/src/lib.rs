@@ -38,6 +38,7 @@ pub mod event;
 pub mod json;
 pub mod policy;
 pub mod rejection;
+mod schedule;
 pub mod signature;
 pub mod state;
 pub mod target;

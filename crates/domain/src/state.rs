@@ -2,10 +2,15 @@
 
 use crate::event::Event;
 use crate::policy::Policy;
+use crate::schedule::Schedule;
 use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+mod invariants;
+mod snapshot;
+pub use snapshot::{FromSnapshot, SnapshotForm};
 
 /// An account (tenant).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +31,9 @@ pub struct Account {
     pub webhooks: Vec<WebhookId>,
 }
 
-/// A live (not deleted) webhook.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A live (not deleted) webhook. Its open attempts are counted by the schedule
+/// ([`State::in_flight_of`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Webhook {
     /// Its id.
     pub id: WebhookId,
@@ -47,8 +53,6 @@ pub struct Webhook {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
-    /// Attempts to it that are open right now.
-    pub in_flight: u32,
 }
 
 /// An attempt the engine decided to send and has not recorded an outcome for.
@@ -101,19 +105,16 @@ pub struct Published {
     pub at: Timestamp,
 }
 
-/// The whole state of the engine, built only by [`State::apply`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole state of the engine, built only by [`State::apply`]. Its encodings are in
+/// `state/snapshot.rs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     policy: Policy,
     accounts: BTreeMap<AccountId, Account>,
     webhooks: BTreeMap<WebhookId, Webhook>,
     deliveries: HashMap<DeliveryId, Delivery>,
-    /// Waiting deliveries per webhook, by due time.
-    queues: HashMap<WebhookId, BTreeSet<(Timestamp, DeliveryId)>>,
-    /// The head of each webhook's queue, for webhooks below their in-flight limit.
-    ready: BTreeSet<(Timestamp, WebhookId)>,
-    /// Open attempts by deadline.
-    deadlines: BTreeSet<(Timestamp, DeliveryId)>,
+    /// When each of `deliveries` is next due or times out, and which webhooks can start one.
+    schedule: Schedule,
     published: HashMap<(AccountId, EventId), Published>,
     published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
     /// Accounts by the hash of their API key (keys are random, so the hash is a fine index).
@@ -124,16 +125,14 @@ impl State {
     /// An empty state under `policy`.
     pub fn new(policy: Policy) -> Self {
         State {
-            policy,
             accounts: BTreeMap::new(),
             webhooks: BTreeMap::new(),
             deliveries: HashMap::new(),
-            queues: HashMap::new(),
-            ready: BTreeSet::new(),
-            deadlines: BTreeSet::new(),
+            schedule: Schedule::new(policy.max_in_flight_per_webhook),
             published: HashMap::new(),
             published_order: BTreeSet::new(),
             key_hashes: HashMap::new(),
+            policy,
         }
     }
 
@@ -204,15 +203,17 @@ impl State {
 
     /// The number of open attempts.
     pub fn in_flight_count(&self) -> usize {
-        self.deadlines.len()
+        self.schedule.open_count()
+    }
+
+    /// Open attempts to a live webhook right now (0 for an unknown one).
+    pub fn in_flight_of(&self, webhook: &WebhookId) -> u32 {
+        self.schedule.in_flight(webhook)
     }
 
     /// Open attempts with their deliveries, by deadline.
     pub fn in_flight(&self) -> impl Iterator<Item = (&Delivery, OpenAttempt)> {
-        self.deadlines.iter().filter_map(|(_, id)| {
-            let d = self.deliveries.get(id)?;
-            Some((d, d.open?))
-        })
+        self.open_deliveries().filter_map(|d| Some((d, d.open?)))
     }
 
     /// What an earlier publish of this event id answered, within the idempotency window.
@@ -230,10 +231,9 @@ impl State {
     /// Waiting deliveries whose next attempt is due at `now`, ignoring capacity limits.
     pub fn due_at(&self, now: Timestamp) -> Vec<&Delivery> {
         let mut out: Vec<&Delivery> = self
-            .queues
-            .values()
-            .flat_map(|q| q.iter().take_while(move |(t, _)| *t <= now))
-            .filter_map(|(_, id)| self.deliveries.get(id))
+            .schedule
+            .all_due(now)
+            .filter_map(|id| self.deliveries.get(id))
             .collect();
         out.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
         out
@@ -241,12 +241,12 @@ impl State {
 
     /// The earliest time an attempt can start (a webhook below its in-flight limit has one due).
     pub fn next_start(&self) -> Option<Timestamp> {
-        self.ready.first().map(|(t, _)| *t)
+        self.schedule.next_start()
     }
 
     /// The earliest deadline of an open attempt.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.schedule.next_deadline()
     }
 
     /// When a `Tick` next has work: the sooner of [`State::next_start`] and
@@ -260,10 +260,7 @@ impl State {
 
     /// Ready webhook queue heads due at `now`, in order (used by `decide`).
     pub(crate) fn ready_at(&self, now: Timestamp) -> impl Iterator<Item = &WebhookId> {
-        self.ready
-            .iter()
-            .take_while(move |(t, _)| *t <= now)
-            .map(|(_, w)| w)
+        self.schedule.ready_at(now)
     }
 
     /// A webhook's waiting deliveries due at `now`, in order.
@@ -272,24 +269,14 @@ impl State {
         webhook: &WebhookId,
         now: Timestamp,
     ) -> impl Iterator<Item = &DeliveryId> {
-        self.queues
-            .get(webhook)
-            .into_iter()
-            .flat_map(|q| q.iter())
-            .take_while(move |(t, _)| *t <= now)
-            .map(|(_, d)| d)
+        self.schedule.queue_due(webhook, now)
     }
 
     /// A webhook's unfinished deliveries that are not cancelled already.
     pub(crate) fn live_deliveries_of(&self, webhook: &WebhookId) -> Vec<&Delivery> {
-        let waiting = self
-            .queues
-            .get(webhook)
-            .into_iter()
-            .flat_map(|q| q.iter().map(|(_, id)| id));
-        let open = self.deadlines.iter().map(|(_, id)| id);
+        let waiting = self.schedule.waiting(webhook).map(|(_, id)| id);
         waiting
-            .chain(open)
+            .chain(self.schedule.open())
             .filter_map(|id| self.deliveries.get(id))
             .filter(|d| &d.webhook_id == webhook && !d.cancelled)
             .collect()
@@ -297,18 +284,14 @@ impl State {
 
     /// The first open attempt whose deadline has passed at `now`.
     pub(crate) fn first_expired(&self, now: Timestamp) -> Option<&Delivery> {
-        let (deadline, id) = self.deadlines.first()?;
-        if *deadline > now {
-            return None;
-        }
-        self.deliveries.get(id)
+        self.deliveries.get(self.schedule.first_expired(now)?)
     }
 
-    /// Every open attempt's delivery.
+    /// Every open attempt's delivery, by deadline.
     pub(crate) fn open_deliveries(&self) -> impl Iterator<Item = &Delivery> {
-        self.deadlines
-            .iter()
-            .filter_map(|(_, id)| self.deliveries.get(id))
+        self.schedule
+            .open()
+            .filter_map(|id| self.deliveries.get(id))
     }
 
     /// Applies one fact. Total: it never fails, and the same events always build the same state.
@@ -370,9 +353,9 @@ impl State {
                         consecutive_failures: 0,
                         created_at: *at,
                         updated_at: *at,
-                        in_flight: 0,
                     },
                 );
+                self.schedule.add_webhook(webhook_id);
             }
             Event::WebhookUpdated {
                 webhook_id,
@@ -404,8 +387,10 @@ impl State {
                 }
             }
             Event::WebhookDeleted { webhook_id, .. } => {
-                self.unready(webhook_id);
-                self.queues.remove(webhook_id);
+                // `decide` cancels a webhook's deliveries before deleting it, so none wait.
+                for orphan in self.schedule.remove_webhook(webhook_id) {
+                    self.deliveries.remove(&orphan);
+                }
                 if let Some(w) = self.webhooks.remove(webhook_id) {
                     if let Some(a) = self.accounts.get_mut(&w.account_id) {
                         a.webhooks.retain(|id| id != webhook_id);
@@ -487,28 +472,19 @@ impl State {
                 deadline,
                 at,
             } => {
-                let Some(d) = self.deliveries.get(delivery_id) else {
+                let Some(d) = self.deliveries.get_mut(delivery_id) else {
                     debug_assert!(false, "attempt started for unknown delivery");
                     return;
                 };
-                let (webhook_id, due) = (d.webhook_id.clone(), d.due);
-                self.unready(&webhook_id);
-                if let Some(q) = self.queues.get_mut(&webhook_id) {
-                    q.remove(&(due, delivery_id.clone()));
-                }
-                if let Some(w) = self.webhooks.get_mut(&webhook_id) {
-                    w.in_flight += 1;
-                }
-                self.reready(&webhook_id);
-                if let Some(d) = self.deliveries.get_mut(delivery_id) {
-                    d.attempts_made = *attempt;
-                    d.open = Some(OpenAttempt {
-                        attempt: *attempt,
-                        started_at: *at,
-                        deadline: *deadline,
-                    });
-                }
-                self.deadlines.insert((*deadline, delivery_id.clone()));
+                // Panics if the delivery is not waiting in its queue (one attempt at a time).
+                self.schedule
+                    .start(&d.webhook_id, d.due, delivery_id, *deadline);
+                d.attempts_made = *attempt;
+                d.open = Some(OpenAttempt {
+                    attempt: *attempt,
+                    started_at: *at,
+                    deadline: *deadline,
+                });
             }
             Event::AttemptSucceeded { delivery_id, .. } => {
                 if let Some(d) = self.close_attempt(delivery_id) {
@@ -563,12 +539,7 @@ impl State {
                     d.cancelled = true;
                     return;
                 }
-                let (webhook_id, due) = (d.webhook_id.clone(), d.due);
-                self.unready(&webhook_id);
-                if let Some(q) = self.queues.get_mut(&webhook_id) {
-                    q.remove(&(due, delivery_id.clone()));
-                }
-                self.reready(&webhook_id);
+                self.schedule.dequeue(&d.webhook_id, d.due, delivery_id);
                 self.deliveries.remove(delivery_id);
             }
             Event::DeliveryRetried { delivery, at } => {
@@ -602,18 +573,18 @@ impl State {
 
     /// Inserts a new waiting delivery and queues it.
     fn enqueue_new(&mut self, delivery: Delivery) {
-        let (id, webhook_id, due) = (
-            delivery.id.clone(),
-            delivery.webhook_id.clone(),
-            delivery.due,
-        );
-        self.deliveries.insert(id.clone(), delivery);
-        self.unready(&webhook_id);
-        self.queues
-            .entry(webhook_id.clone())
-            .or_default()
-            .insert((due, id));
-        self.reready(&webhook_id);
+        // Every event that creates a delivery names a live webhook (`decide` checks).
+        if !self
+            .schedule
+            .enqueue(&delivery.webhook_id, delivery.due, &delivery.id)
+        {
+            debug_assert!(false, "delivery {} for a dead webhook", delivery.id);
+            return;
+        }
+        let id = delivery.id.clone();
+        let replaced = self.deliveries.insert(id, delivery);
+        // A replaced delivery would leave its old queue entry or deadline behind.
+        assert!(replaced.is_none(), "a delivery id was created twice");
     }
 
     /// Puts an existing delivery (with no open attempt) back in its queue, due at `due`.
@@ -622,141 +593,26 @@ impl State {
             return;
         };
         d.due = due;
-        let webhook_id = d.webhook_id.clone();
-        self.unready(&webhook_id);
-        self.queues
-            .entry(webhook_id.clone())
-            .or_default()
-            .insert((due, id.clone()));
-        self.reready(&webhook_id);
+        if !self.schedule.enqueue(&d.webhook_id, due, id) {
+            // Deleting a webhook cancels its attempts, so none comes back for a retry.
+            debug_assert!(false, "delivery {id} requeued for a dead webhook");
+            self.deliveries.remove(id);
+        }
     }
 
     /// Closes a delivery's open attempt, returning a copy of the delivery as it was.
     fn close_attempt(&mut self, id: &DeliveryId) -> Option<Delivery> {
         let d = self.deliveries.get_mut(id)?;
         let open = d.open.take()?;
-        let snapshot = d.clone();
-        self.deadlines.remove(&(open.deadline, id.clone()));
-        let webhook_id = snapshot.webhook_id.clone();
-        self.unready(&webhook_id);
-        if let Some(w) = self.webhooks.get_mut(&webhook_id) {
-            w.in_flight = w.in_flight.saturating_sub(1);
-        }
-        self.reready(&webhook_id);
-        Some(snapshot)
+        self.schedule.finish(&d.webhook_id, id, open.deadline);
+        Some(d.clone())
     }
 
-    /// Removes a webhook's entry from the ready set (call before changing its queue or load).
-    fn unready(&mut self, webhook: &WebhookId) {
-        if let Some((due, _)) = self.queues.get(webhook).and_then(|q| q.first()) {
-            self.ready.remove(&(*due, webhook.clone()));
-        }
-    }
-
-    /// Puts a webhook's queue head in the ready set if it has room for another attempt.
-    fn reready(&mut self, webhook: &WebhookId) {
-        let Some(w) = self.webhooks.get(webhook) else {
-            return;
-        };
-        if w.in_flight >= self.policy.max_in_flight_per_webhook {
-            return;
-        }
-        match self.queues.get(webhook).and_then(|q| q.first()) {
-            Some((due, _)) => {
-                self.ready.insert((*due, webhook.clone()));
-            }
-            None => {
-                self.queues.remove(webhook);
-            }
-        }
-    }
-}
-
-impl State {
     /// The same state under another policy (a restart with changed settings): derived
     /// indexes that depend on the policy are rebuilt.
     pub fn with_policy(mut self, policy: Policy) -> State {
+        self.schedule.set_limit(policy.max_in_flight_per_webhook);
         self.policy = policy;
-        self.ready.clear();
-        let webhooks: Vec<WebhookId> = self.queues.keys().cloned().collect();
-        for w in &webhooks {
-            self.reready(w);
-        }
         self
-    }
-}
-
-/// [`State`]'s fields as a snapshot holds them, in order: all but `published_order`, the
-/// index of `published` by time, which loading rebuilds (it was nearly half of a snapshot's
-/// bytes, and a snapshot's encoding pauses the engine).
-type SnapshotFields = (
-    Policy,
-    BTreeMap<AccountId, Account>,
-    BTreeMap<WebhookId, Webhook>,
-    HashMap<DeliveryId, Delivery>,
-    HashMap<WebhookId, BTreeSet<(Timestamp, DeliveryId)>>,
-    BTreeSet<(Timestamp, WebhookId)>,
-    BTreeSet<(Timestamp, DeliveryId)>,
-    HashMap<(AccountId, EventId), Published>,
-    HashMap<String, AccountId>,
-);
-
-/// A state encoded in its snapshot form: smaller than the state's own encoding, which
-/// stays what it was so that older snapshot files still read.
-pub struct SnapshotForm<'a>(pub &'a State);
-
-impl Serialize for SnapshotForm<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let s = self.0;
-        // Borrowed, in the order of [`SnapshotFields`].
-        (
-            &s.policy,
-            &s.accounts,
-            &s.webhooks,
-            &s.deliveries,
-            &s.queues,
-            &s.ready,
-            &s.deadlines,
-            &s.published,
-            &s.key_hashes,
-        )
-            .serialize(serializer)
-    }
-}
-
-/// A state read from its [`SnapshotForm`], with its indexes rebuilt.
-pub struct FromSnapshot(pub State);
-
-impl<'de> Deserialize<'de> for FromSnapshot {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (
-            policy,
-            accounts,
-            webhooks,
-            deliveries,
-            queues,
-            ready,
-            deadlines,
-            published,
-            key_hashes,
-        ) = SnapshotFields::deserialize(deserializer)?;
-        // Publishing an id present in `published` is refused, so each entry has exactly one
-        // place in the order, at its own time.
-        let published_order = published
-            .iter()
-            .map(|((account, event), p)| (p.at, account.clone(), event.clone()))
-            .collect();
-        Ok(FromSnapshot(State {
-            policy,
-            accounts,
-            webhooks,
-            deliveries,
-            queues,
-            ready,
-            deadlines,
-            published,
-            published_order,
-            key_hashes,
-        }))
     }
 }

@@ -632,8 +632,9 @@ impl Model {
             assert_eq!(&s.secret, &w.secret, "{id} secret");
             assert_eq!(&s.config, &w.config, "{id} config");
             let open = open_per_webhook.get(id).copied().unwrap_or(0);
-            assert_eq!(s.in_flight, open, "{id} in flight");
-            assert!(s.in_flight <= p.max_in_flight_per_webhook);
+            let in_flight = state.in_flight_of(id);
+            assert_eq!(in_flight, open, "{id} in flight");
+            assert!(in_flight <= p.max_in_flight_per_webhook);
             // Disabled exactly when the counter reaches the limit (or by hand below it).
             match w.reason {
                 None => assert!(w.enabled && w.counter < p.auto_disable_after),
@@ -772,6 +773,7 @@ impl Sim {
                 self.log.push(e.clone());
             }
             self.model.check_state(&self.state);
+            self.state.check_invariants();
         }
         result
     }
@@ -1291,7 +1293,17 @@ impl Sim {
             bincode::serde::decode_from_slice(&bytes, config).expect("a snapshot decodes");
         // The engine always loads a snapshot under the policy it starts with.
         let back = back.0.with_policy(self.state.policy().clone());
+        back.check_invariants();
         assert!(back == self.state, "snapshot(state) differs from the state");
+        // The state's own encoding (older snapshot files) reads back as the state too.
+        let bytes = bincode::serde::encode_to_vec(&self.state, config).expect("a state encodes");
+        let (back, _): (State, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).expect("a state decodes");
+        let back = back.with_policy(self.state.policy().clone());
+        assert!(
+            back == self.state,
+            "decode(encode(state)) differs from the state"
+        );
     }
 }
 

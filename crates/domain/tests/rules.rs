@@ -1642,7 +1642,12 @@ fn tick_respects_the_in_flight_limit_per_webhook() {
             started(&policy, "dlv_b00", 1, t(0)),
         ]
     );
-    assert_eq!(d.state.webhook(&wh("wh_1")).map(|w| w.in_flight), Some(2));
+    assert_eq!(
+        d.state
+            .webhook(&wh("wh_1"))
+            .map(|w| d.state.in_flight_of(&w.id)),
+        Some(2)
+    );
     // The waiting ones are not "ready": the next wake-up is the open attempts' deadline.
     assert_eq!(d.state.poll_timeout(), Some(deadline(&policy, t(0))));
     d.given().when(t(1), tick(10)).then_no_events();
@@ -1721,7 +1726,12 @@ fn resume_abandons_open_attempts_and_they_restart_with_the_same_number() {
         },
     ]);
     assert_eq!(state.in_flight_count(), 0);
-    assert_eq!(state.webhook(&wh("wh_1")).map(|w| w.in_flight), Some(0));
+    assert_eq!(
+        state
+            .webhook(&wh("wh_1"))
+            .map(|w| state.in_flight_of(&w.id)),
+        Some(0)
+    );
     assert_eq!(state.poll_timeout(), Some(t(5)));
     d.run(t(5), CommandKind::Resume);
     d.given().when(t(5), tick(10)).then_events(vec![

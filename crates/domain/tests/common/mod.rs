@@ -230,6 +230,7 @@ pub fn given_with(policy: Policy, events: impl IntoIterator<Item = Event>) -> Gi
     let mut state = State::new(policy);
     for e in events {
         state.apply(&e);
+        state.check_invariants();
     }
     Given { state }
 }
@@ -303,6 +304,7 @@ impl Then {
 fn apply_all(mut state: State, events: &[Event]) -> State {
     for e in events {
         state.apply(e);
+        state.check_invariants();
     }
     state
 }
@@ -331,6 +333,7 @@ impl Driver {
             Ok(events) => {
                 for e in &events {
                     self.state.apply(e);
+                    self.state.check_invariants();
                 }
                 self.log.extend(events.iter().cloned());
                 events
