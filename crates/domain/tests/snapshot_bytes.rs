@@ -19,7 +19,7 @@ fn histories() -> [Vec<Event>; 2] {
             events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
             project_ids: vec![ProjectId::from("prj_a")],
         },
-        secret: Secret(format!("whsec_{id}")),
+        secret: SealedSecret(format!("whsec_{id}")),
         at: t0,
     };
     let waiting = vec![

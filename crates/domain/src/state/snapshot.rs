@@ -7,7 +7,7 @@ use super::{Account, Delivery, Published, State, Webhook};
 use crate::policy::Policy;
 use crate::schedule::Schedule;
 use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Timestamp, WebhookId};
-use crate::webhook::{Secret, WebhookConfig};
+use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -18,7 +18,7 @@ struct WebhookOut<'a> {
     id: &'a WebhookId,
     account_id: &'a AccountId,
     config: &'a WebhookConfig,
-    secret: &'a Secret,
+    secret: &'a SealedSecret,
     enabled: bool,
     disabled_reason: Option<DisabledReason>,
     consecutive_failures: u32,
@@ -34,7 +34,7 @@ struct WebhookIn {
     id: WebhookId,
     account_id: AccountId,
     config: WebhookConfig,
-    secret: Secret,
+    secret: SealedSecret,
     enabled: bool,
     disabled_reason: Option<DisabledReason>,
     consecutive_failures: u32,
