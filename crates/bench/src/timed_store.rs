@@ -89,7 +89,7 @@ fn thread_runqueue_ns() -> u64 {
     use std::os::unix::fs::FileExt;
     thread_local! {
         // Opened once per thread (`thread-self` names the opener) and read at offset 0: a
-        // reopen per call cost syscalls on the very path being measured.
+        // reopen per call would cost syscalls on the very path being measured.
         static SCHEDSTAT: Option<std::fs::File> =
             std::fs::File::open("/proc/thread-self/schedstat").ok();
     }

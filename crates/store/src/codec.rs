@@ -200,8 +200,9 @@ mod tests {
     }
 
     #[test]
-    fn an_id_encodes_as_the_string_earlier_layouts_wrote() {
-        // Ids became shared strings after data directories existed: the bytes must not move.
+    fn an_id_encodes_as_a_plain_string() {
+        // Ids are shared strings in memory; on disk they are plain strings, as data
+        // directories hold them.
         let id = hallway_domain::DeliveryId::from("dlv_0123");
         let as_id = encode(&id).expect("encodes");
         assert_eq!(as_id, encode(&String::from("dlv_0123")).expect("encodes"));

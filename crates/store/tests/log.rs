@@ -4,7 +4,7 @@ mod common;
 
 use common::{every_event_kind, replay, Sim};
 use hallway_domain::{Event, Policy, State};
-use hallway_store::{codec, EventLog, Seq, SledStore, StoreError, Truncation};
+use hallway_store::{codec, EventLog, Seq, SledStore, SnapshotDraft, StoreError, Truncation};
 use proptest::prelude::*;
 
 fn read_all(store: &SledStore, from: Seq) -> Result<Vec<(Seq, Vec<Event>)>, StoreError> {
@@ -181,6 +181,64 @@ fn snapshot_plus_tail_replay_equals_a_full_replay() {
         }
     }
     assert_eq!(state, full);
+}
+
+#[test]
+fn a_snapshot_draft_installs_only_in_the_backend_that_wrote_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_snapshot(dir.path(), 3, 1);
+    let foreign = SnapshotDraft::new(2, "another backend's draft");
+    assert_eq!(foreign.seq(), 2);
+    match store.install_snapshot(foreign) {
+        Err(StoreError::Invalid(_)) => {}
+        other => panic!("expected an invalid draft, got {other:?}"),
+    }
+    assert_eq!(
+        store.load_snapshot().expect("loads").map(|(seq, _)| seq),
+        Some(1)
+    );
+    let draft = store
+        .write_snapshot(3, &State::new(Policy::default()))
+        .expect("writes");
+    assert_eq!(draft.seq(), 3);
+    store.install_snapshot(draft).expect("installs");
+    assert_eq!(
+        store.load_snapshot().expect("loads").map(|(seq, _)| seq),
+        Some(3)
+    );
+}
+
+#[test]
+fn a_snapshot_file_that_cannot_be_written_is_a_file_error_with_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_snapshot(dir.path(), 3, 1);
+    // A directory where the draft file goes: creating the file fails.
+    std::fs::create_dir(
+        dir.path()
+            .join(format!("{}.2.tmp", hallway_store::SNAPSHOT_FILE)),
+    )
+    .expect("mkdir");
+    let err = store
+        .write_snapshot(2, &State::new(Policy::default()))
+        .expect_err("cannot create the draft");
+    match &err {
+        StoreError::Io { what, .. } => assert!(what.contains(hallway_store::SNAPSHOT_FILE)),
+        other => panic!("expected a file error, got {other:?}"),
+    }
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "keeps the OS error"
+    );
+}
+
+#[test]
+fn truncating_with_the_appends_removes_nothing_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_snapshot(dir.path(), 10, 5);
+    assert_eq!(store.truncate(5, Truncation::WithAppends).expect("asks"), 0);
+    assert_eq!(read_all(&store, 1).expect("reads").len(), 10);
+    store.append(&every_event_kind()[..1]).expect("appends");
+    assert_eq!(first_kept_of(&store), 6);
 }
 
 /// The first record a truncated log still has.

@@ -1,9 +1,9 @@
 //! Event bodies in append-only segment files beside sled.
 //!
 //! sled keeps values inside its B-tree leaves (at most 16 entries each) and rewrites a whole
-//! leaf when it consolidates or splits one, so every 2 KB body was copied and written several
-//! times over; bodies were a third of the cost of an append. Here a body is written once, in
-//! a checksummed frame, and the `payload_refs` tree holds only where it is.
+//! leaf when it consolidates or splits one, so a body kept in a tree is copied and written
+//! several times over (docs/decisions.md has the cost). Here a body is written once, in a
+//! checksummed frame, and the `payload_refs` tree holds only where it is.
 //!
 //! Order makes it crash-safe: an append writes its bodies and syncs them before its sled
 //! transaction, so no committed reference can point at bytes that were not durable first.

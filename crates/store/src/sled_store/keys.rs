@@ -23,7 +23,7 @@ pub(crate) const DELIVERIES: &str = "deliveries";
 pub(crate) const BY_TIME: &str = "bucket_time_chunks";
 
 /// Bytes of a delivery id that name its bucket: `dlv_` and the 80-bit seed a fan-out shares
-/// (the first ids' layout, and test sends').
+/// (ids without a time, as test sends have).
 const BUCKET_KEY_LEN: usize = 4 + 20;
 /// Length of a fan-out's delivery id since seeds start with the time: `dlv_`, 11 hex digits
 /// of ms, 20 of randomness, 2 of index (more past 256). All but the index name the bucket.
@@ -260,7 +260,7 @@ mod tests {
         assert!(bucket_key(&id(5, "ffffffffffffffffffff", 0)) < bucket_key(&id(6, random, 0)));
         let wide = DeliveryId::from(format!("dlv_{:011x}{random}{:02x}", 5, 256));
         assert_eq!(bucket_key(&wide), bucket_key(&id(5, random, 0)));
-        // Ids of the first layout keep the buckets they were stored under.
+        // Ids without a time are bucketed by their seed alone.
         let old = DeliveryId::from(format!("dlv_{random}07"));
         assert_eq!(bucket_key(&old), format!("dlv_{random}").as_bytes());
     }
