@@ -18,7 +18,7 @@ use hallway_domain::{
     SealedSecret, State, Timestamp, WebhookConfig, WebhookId, SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::{Config, Engine};
-use hallway_store::{EventStore, Seq, SledStore, StoreError};
+use hallway_store::{EventLog, Seq, SledStore, StoreError, Truncation};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -247,7 +247,7 @@ pub async fn replay(ctx: &Ctx, target: u64) -> BenchResult<Record> {
             let store = open_when_free(&path)?;
             store.save_snapshot(seq, &state)?;
             store.flush()?;
-            store.truncate_log(seq)?;
+            store.truncate(seq, Truncation::Now)?;
             store.flush()?;
             let mut tail = 0u64;
             for record in store.read_log(seq + 1) {

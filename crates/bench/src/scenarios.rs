@@ -15,7 +15,7 @@ use crate::workload::{
 use bytes::Bytes;
 use hallway_domain::{envelope, AttemptError, DurationMs, EventId, Timestamp};
 use hallway_runtime::{Engine, MetricsSnapshot};
-use hallway_store::{EventStore, SledStore, StoreOptions};
+use hallway_store::{SledStore, StoreOptions};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,10 @@
 
 use crate::util::{now_ns, quantile_ms};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
-use hallway_store::{DeliveryRecord, EventStore, Page, Seq, SledStore, SnapshotDraft, StoreError};
+use hallway_store::{
+    DeliveryRecord, EventLog, LogRecords, Page, ReadModel, Seq, SledStore, SnapshotDraft,
+    StoreError, Truncation,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Every timed call since the last reset.
@@ -86,7 +89,7 @@ fn thread_runqueue_ns() -> u64 {
     use std::os::unix::fs::FileExt;
     thread_local! {
         // Opened once per thread (`thread-self` names the opener) and read at offset 0: a
-        // reopen per call cost syscalls on the very path being measured.
+        // reopen per call would cost syscalls on the very path being measured.
         static SCHEDSTAT: Option<std::fs::File> =
             std::fs::File::open("/proc/thread-self/schedstat").ok();
     }
@@ -203,7 +206,7 @@ impl TimedStore {
     }
 }
 
-impl EventStore for TimedStore {
+impl EventLog for TimedStore {
     fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
         let t = now_ns();
         let cpu = thread_cpu_ns();
@@ -236,14 +239,11 @@ impl EventStore for TimedStore {
         self.inner.last_seq()
     }
 
-    fn read_log(
-        &self,
-        from: Seq,
-    ) -> Box<dyn Iterator<Item = Result<(Seq, Vec<Event>), StoreError>> + '_> {
+    fn read_log(&self, from: Seq) -> LogRecords<'_> {
         self.inner.read_log(from)
     }
 
-    fn replay_log(&self, from: Seq) -> hallway_store::LogRecords<'_> {
+    fn replay_log(&self, from: Seq) -> LogRecords<'_> {
         self.inner.replay_log(from)
     }
 
@@ -270,19 +270,21 @@ impl EventStore for TimedStore {
         self.inner.load_snapshot()
     }
 
-    fn truncate_log(&self, through: Seq) -> Result<u64, StoreError> {
+    /// Timed when it removes records now; with the appends, their times hold its cost.
+    fn truncate(&self, through: Seq, when: Truncation) -> Result<u64, StoreError> {
+        if when == Truncation::WithAppends {
+            return self.inner.truncate(through, when);
+        }
         let t = now_ns();
-        let r = self.inner.truncate_log(through);
+        let r = self.inner.truncate(through, when);
         let mut s = self.samples();
         s.snapshots.push(now_ns() - t);
         s.steps.push(("truncate", t, now_ns() - t));
         r
     }
+}
 
-    fn truncate_log_later(&self, through: Seq) -> Result<(), StoreError> {
-        self.inner.truncate_log_later(through)
-    }
-
+impl ReadModel for TimedStore {
     fn payload(
         &self,
         account: &AccountId,
@@ -313,9 +315,5 @@ impl EventStore for TimedStore {
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune(before)
-    }
-
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner.size_on_disk()
     }
 }

@@ -16,7 +16,7 @@ use hallway_domain::{
     decide, signature, AccountId, Command, CommandKind, DeliveryId, Event, Outcome, SealedSecret,
     State, Timestamp, WebhookId,
 };
-use hallway_store::EventStore;
+use hallway_store::{EventStore, Truncation};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Weak};
@@ -786,15 +786,15 @@ impl Actor {
         // Encoded from the live state, on this thread: a clone for a background thread would
         // double the state's memory at the worst moment (a large backlog). Syncing it runs
         // beside the actor, so commits do not wait for it; the log before it then goes a few
-        // records per append, inside the appends' own transactions: removed all at once
-        // beside them, it contended for sled's locks and slowed their flushes ~2.5x.
+        // records per append, inside the appends' own transactions, so that removing it
+        // never stalls a commit (docs/decisions.md, truncation).
         let draft = self.store.write_snapshot(seq, &self.state)?;
         let store = self.store.clone();
         self.installing = Some(tokio::task::spawn_blocking(move || {
             let done = store
                 .install_snapshot(draft)
                 .and_then(|_| store.flush())
-                .and_then(|_| store.truncate_log_later(seq));
+                .and_then(|_| store.truncate(seq, Truncation::WithAppends));
             if let Err(e) = done {
                 warn!(error = %e, seq, "snapshot failed; the next snapshot retries");
             }
@@ -818,7 +818,9 @@ impl Actor {
         // No appends follow to carry the truncation: the log before the final snapshot goes
         // now, so a stopped engine leaves only what its next start reads.
         tokio::task::spawn_blocking(move || {
-            store.truncate_log(through).and_then(|_| store.flush())
+            store
+                .truncate(through, Truncation::Now)
+                .and_then(|_| store.flush())
         })
         .await
         .map_err(|e| EngineError::Storage(e.to_string()))??;

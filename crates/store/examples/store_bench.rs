@@ -12,7 +12,7 @@ mod common;
 
 use common::Sim;
 use hallway_domain::{CommandKind, DurationMs, Event, Policy, Timestamp};
-use hallway_store::{codec, EventStore, SledStore};
+use hallway_store::{codec, EventLog, ReadModel, SledStore, Truncation};
 use sled::Transactional;
 use std::time::{Duration, Instant};
 
@@ -163,7 +163,7 @@ fn retention_run(rounds: usize) {
                 .prune(Timestamp(sim.now.0 - window.0))
                 .expect("prunes");
             store.save_snapshot(seq, &sim.state).expect("snapshots");
-            store.truncate_log(seq).expect("truncates");
+            store.truncate(seq, Truncation::Now).expect("truncates");
             store.flush().expect("flushes");
         }
         if round % (rounds / 10).max(1) == 0 {

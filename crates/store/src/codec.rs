@@ -26,7 +26,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(&[FORMAT_VERSION, 0, 0, 0, 0]);
     bincode::serde::encode_into_std_write(value, &mut out, config::standard())
-        .map_err(|e| StoreError::Encode(e.to_string()))?;
+        .map_err(encode_error)?;
     seal(&mut out);
     Ok(out)
 }
@@ -52,7 +52,10 @@ pub fn encode_to_file<T: Serialize + ?Sized>(
             self.inner.flush()
         }
     }
-    let io = |e: std::io::Error| StoreError::Encode(e.to_string());
+    let io = |e: std::io::Error| StoreError::Io {
+        what: "write an encoded record to its file".into(),
+        source: e,
+    };
     file.write_all(&[FORMAT_VERSION, 0, 0, 0, 0]).map_err(io)?;
     let crc = {
         // Buffered before the checksum, so both see large chunks, not bincode's many small
@@ -65,13 +68,19 @@ pub fn encode_to_file<T: Serialize + ?Sized>(
             },
         );
         bincode::serde::encode_into_std_write(value, &mut out, config::standard())
-            .map_err(|e| StoreError::Encode(e.to_string()))?;
+            .map_err(encode_error)?;
         out.flush().map_err(io)?;
         out.get_ref().crc.clone().finalize()
     };
     file.seek(SeekFrom::Start(1)).map_err(io)?;
     file.write_all(&crc.to_le_bytes()).map_err(io)?;
     Ok(())
+}
+
+fn encode_error(e: bincode::error::EncodeError) -> StoreError {
+    StoreError::Encode {
+        source: Box::new(e),
+    }
 }
 
 /// Writes the checksum of the body into the header.
@@ -137,48 +146,6 @@ pub fn decode<T: DeserializeOwned>(
     }
 }
 
-/// Checks that `bytes` is a versioned record with an empty body (the value of index trees
-/// whose key is the data).
-pub fn check_marker(
-    tree: &'static str,
-    key: impl FnOnce() -> String,
-    bytes: &[u8],
-) -> Result<(), StoreError> {
-    if bytes == [FORMAT_VERSION] {
-        Ok(())
-    } else {
-        Err(StoreError::Corrupt {
-            tree,
-            key: key(),
-            reason: format!("expected a version-{FORMAT_VERSION} marker, found {bytes:02x?}"),
-        })
-    }
-}
-
-/// The value of index entries whose key is the data: just the version.
-pub fn marker() -> [u8; 1] {
-    [FORMAT_VERSION]
-}
-
-/// Wraps raw bytes (such as another tree's key) as a versioned, checksummed record: the
-/// values of the first layout's delivery index, which a store opening such a directory drops.
-pub fn encode_raw(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + HEADER_LEN);
-    out.extend_from_slice(&[FORMAT_VERSION, 0, 0, 0, 0]);
-    out.extend_from_slice(bytes);
-    seal(&mut out);
-    out
-}
-
-/// Unwraps a record written by [`encode_raw`].
-pub fn decode_raw<'a>(
-    tree: &'static str,
-    key: impl FnOnce() -> String,
-    bytes: &'a [u8],
-) -> Result<&'a [u8], StoreError> {
-    open(tree, key, bytes)
-}
-
 /// CRC-32 (IEEE, as zlib and PNG use it), with the CPU's carry-less multiply where it has one.
 pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
@@ -233,8 +200,9 @@ mod tests {
     }
 
     #[test]
-    fn an_id_encodes_as_the_string_earlier_layouts_wrote() {
-        // Ids became shared strings after data directories existed: the bytes must not move.
+    fn an_id_encodes_as_a_plain_string() {
+        // Ids are shared strings in memory; on disk they are plain strings, as data
+        // directories hold them.
         let id = hallway_domain::DeliveryId::from("dlv_0123");
         let as_id = encode(&id).expect("encodes");
         assert_eq!(as_id, encode(&String::from("dlv_0123")).expect("encodes"));
@@ -328,20 +296,5 @@ mod tests {
         let bytes = encode(&vec![big.clone(), big.clone()]).expect("encodes");
         let back: Vec<String> = decode("t", || "k".into(), &bytes).expect("decodes");
         assert_eq!(back, vec![big.clone(), big]);
-    }
-
-    #[test]
-    fn raw_records_check_their_version() {
-        let bytes = encode_raw(b"abc");
-        assert_eq!(
-            decode_raw("t", || "k".into(), &bytes).expect("decodes"),
-            b"abc"
-        );
-        assert!(decode_raw("t", || "k".into(), &[2, 1]).is_err());
-        let mut damaged = bytes.clone();
-        damaged[6] ^= 4;
-        assert!(decode_raw("t", || "k".into(), &damaged).is_err());
-        assert!(check_marker("t", || "k".into(), &marker()).is_ok());
-        assert!(check_marker("t", || "k".into(), &[1, 0]).is_err());
     }
 }

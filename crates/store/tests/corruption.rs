@@ -5,7 +5,7 @@ mod common;
 
 use common::{every_event_kind, Sim};
 use hallway_domain::{AccountId, DeliveryId, EventId, Policy, WebhookId};
-use hallway_store::{EventStore, SledStore, StoreError};
+use hallway_store::{EventLog, ReadModel, SledStore, StoreError};
 
 /// Flips one bit at `at` (counted from the end if negative) of the value under `key`.
 fn flip(store: &SledStore, tree: &str, key: &[u8], at: isize) {

@@ -19,7 +19,7 @@ mod common;
 
 use common::T0;
 use hallway_domain::*;
-use hallway_store::{DeliveryStatus, EventStore, Seq, SledStore, StoreError};
+use hallway_store::{DeliveryStatus, EventLog, ReadModel, Seq, SledStore, StoreError, Truncation};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -147,9 +147,13 @@ fn crash_child() {
             // Every other time the appends that follow carry the truncation, so kills land
             // inside those transactions too.
             if seq.is_multiple_of(80) {
-                store.truncate_log(seq - 10).expect("child truncates");
+                store
+                    .truncate(seq - 10, Truncation::Now)
+                    .expect("child truncates");
             } else {
-                store.truncate_log_later(seq - 10).expect("child truncates");
+                store
+                    .truncate(seq - 10, Truncation::WithAppends)
+                    .expect("child truncates");
             }
         }
         if seq.is_multiple_of(25) && seq > PRUNE_LAG {

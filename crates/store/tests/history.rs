@@ -5,7 +5,7 @@ mod common;
 use common::{Sim, T0};
 use hallway_domain::*;
 use hallway_store::{
-    AttemptRecord, DeliveryRecord, DeliveryStatus, EventStore, SledStore, StoreError,
+    AttemptRecord, DeliveryRecord, DeliveryStatus, EventLog, ReadModel, SledStore, StoreError,
 };
 use std::collections::HashMap;
 

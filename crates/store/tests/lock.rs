@@ -1,7 +1,7 @@
 //! A data directory is used by one store at a time: a second open fails at once with
 //! `StoreError::Locked`, whether the holder is this process or another one.
 
-use hallway_store::{EventStore, SledStore, StoreError};
+use hallway_store::{EventLog, SledStore, StoreError};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@ mod common;
 
 use common::{every_event_kind, replay, Sim};
 use hallway_domain::{Event, Policy, State};
-use hallway_store::{codec, EventStore, Seq, SledStore, StoreError};
+use hallway_store::{codec, EventLog, Seq, SledStore, SnapshotDraft, StoreError, Truncation};
 use proptest::prelude::*;
 
 fn read_all(store: &SledStore, from: Seq) -> Result<Vec<(Seq, Vec<Event>)>, StoreError> {
@@ -166,7 +166,9 @@ fn snapshot_plus_tail_replay_equals_a_full_replay() {
     }
 
     // Truncating to the snapshot keeps startup working and refuses older reads clearly.
-    let removed = store.truncate_log(snap_seq).expect("truncates");
+    let removed = store
+        .truncate(snap_seq, Truncation::Now)
+        .expect("truncates");
     assert_eq!(removed, snap_seq);
     assert!(matches!(
         read_all(&store, 1),
@@ -182,39 +184,61 @@ fn snapshot_plus_tail_replay_equals_a_full_replay() {
 }
 
 #[test]
-fn a_snapshot_file_of_the_earlier_layout_loads_until_a_new_one_replaces_it() {
+fn a_snapshot_draft_installs_only_in_the_backend_that_wrote_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = Policy::default();
-    let (mut sim, setup) = Sim::new(policy, 3, 5);
-    let store = SledStore::open(dir.path()).expect("opens");
-    store.append(&setup).expect("appends");
-    sim.advance(1_000);
-    let seq = store.append(&sim.batch(0, 200, 20)).expect("appends");
-    store.flush().expect("flushes");
-    // Earlier layouts wrote the state's full encoding to `hallway-snapshot`.
-    let legacy = dir.path().join(hallway_store::LEGACY_SNAPSHOT_FILE);
-    let mut file = std::fs::File::create(&legacy).expect("creates");
-    codec::encode_to_file(&(seq, &sim.state), &mut file).expect("writes");
-    drop(file);
+    let store = store_with_snapshot(dir.path(), 3, 1);
+    let foreign = SnapshotDraft::new(2, "another backend's draft");
+    assert_eq!(foreign.seq(), 2);
+    match store.install_snapshot(foreign) {
+        Err(StoreError::Invalid(_)) => {}
+        other => panic!("expected an invalid draft, got {other:?}"),
+    }
     assert_eq!(
-        store.load_snapshot().expect("loads"),
-        Some((seq, sim.state.clone()))
+        store.load_snapshot().expect("loads").map(|(seq, _)| seq),
+        Some(1)
     );
+    let draft = store
+        .write_snapshot(3, &State::new(Policy::default()))
+        .expect("writes");
+    assert_eq!(draft.seq(), 3);
+    store.install_snapshot(draft).expect("installs");
+    assert_eq!(
+        store.load_snapshot().expect("loads").map(|(seq, _)| seq),
+        Some(3)
+    );
+}
 
-    sim.advance(1_000);
-    let later = store.append(&sim.batch(1, 200, 20)).expect("appends");
-    store.save_snapshot(later, &sim.state).expect("snapshots");
+#[test]
+fn a_snapshot_file_that_cannot_be_written_is_a_file_error_with_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_snapshot(dir.path(), 3, 1);
+    // A directory where the draft file goes: creating the file fails.
+    std::fs::create_dir(
+        dir.path()
+            .join(format!("{}.2.tmp", hallway_store::SNAPSHOT_FILE)),
+    )
+    .expect("mkdir");
+    let err = store
+        .write_snapshot(2, &State::new(Policy::default()))
+        .expect_err("cannot create the draft");
+    match &err {
+        StoreError::Io { what, .. } => assert!(what.contains(hallway_store::SNAPSHOT_FILE)),
+        other => panic!("expected a file error, got {other:?}"),
+    }
     assert!(
-        !legacy.exists(),
-        "the new snapshot replaces the earlier file"
+        std::error::Error::source(&err).is_some(),
+        "keeps the OS error"
     );
-    assert!(dir.path().join(hallway_store::SNAPSHOT_FILE).exists());
-    drop(store);
-    let store = SledStore::open(dir.path()).expect("reopens");
-    assert_eq!(
-        store.load_snapshot().expect("loads"),
-        Some((later, sim.state))
-    );
+}
+
+#[test]
+fn truncating_with_the_appends_removes_nothing_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_snapshot(dir.path(), 10, 5);
+    assert_eq!(store.truncate(5, Truncation::WithAppends).expect("asks"), 0);
+    assert_eq!(read_all(&store, 1).expect("reads").len(), 10);
+    store.append(&every_event_kind()[..1]).expect("appends");
+    assert_eq!(first_kept_of(&store), 6);
 }
 
 /// The first record a truncated log still has.
@@ -243,7 +267,7 @@ fn a_later_truncation_goes_a_few_records_per_append_and_survives_a_reopen() {
     {
         let store = store_with_snapshot(dir.path(), 30, 20);
         // Asked past the snapshot: only up to it, and nothing goes until appends carry it.
-        store.truncate_log_later(25).expect("asks");
+        store.truncate(25, Truncation::WithAppends).expect("asks");
         assert_eq!(read_all(&store, 1).expect("reads").len(), 30);
         let mut first_kept = Vec::new();
         for _ in 0..4 {
@@ -265,7 +289,7 @@ fn a_later_truncation_cut_short_by_a_restart_goes_on_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = store_with_snapshot(dir.path(), 30, 20);
-        store.truncate_log_later(20).expect("asks");
+        store.truncate(20, Truncation::WithAppends).expect("asks");
         store.append(&every_event_kind()[..1]).expect("appends");
         store.flush().expect("flushes");
     }
@@ -287,10 +311,10 @@ fn an_eager_truncation_and_appends_carrying_a_later_one_keep_one_unbroken_log() 
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = store_with_snapshot(dir.path(), 100, 90);
-        store.truncate_log_later(90).expect("asks");
+        store.truncate(90, Truncation::WithAppends).expect("asks");
         store.append(&every_event_kind()[..1]).expect("appends");
         // The append took 1..=8; the eager call takes the rest it is asked for.
-        assert_eq!(store.truncate_log(50).expect("truncates"), 42);
+        assert_eq!(store.truncate(50, Truncation::Now).expect("truncates"), 42);
         store.append(&every_event_kind()[..1]).expect("appends");
         store.flush().expect("flushes");
     }
@@ -312,7 +336,9 @@ fn an_eager_truncation_beside_appends_carrying_a_later_one_leaves_a_marker_that_
             }
             let snapshot = store.last_seq().expect("last");
             store.save_snapshot(snapshot, &state).expect("snapshots");
-            store.truncate_log_later(snapshot).expect("asks");
+            store
+                .truncate(snapshot, Truncation::WithAppends)
+                .expect("asks");
             // Appends run throughout the eager truncation, so some carry the later one
             // while the eager one is mid-chunk.
             let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -326,7 +352,9 @@ fn an_eager_truncation_beside_appends_carrying_a_later_one_leaves_a_marker_that_
                     }
                 })
             };
-            store.truncate_log(snapshot).expect("truncates");
+            store
+                .truncate(snapshot, Truncation::Now)
+                .expect("truncates");
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             appender.join().expect("the appender ends");
             store.flush().expect("flushes");
@@ -354,14 +382,14 @@ fn truncation_never_passes_the_snapshot_and_numbering_survives_an_empty_log() {
             store.append(&every_event_kind()[..1]).expect("appends");
         }
         // No snapshot yet: nothing may go.
-        assert_eq!(store.truncate_log(10).expect("truncates"), 0);
+        assert_eq!(store.truncate(10, Truncation::Now).expect("truncates"), 0);
         store.save_snapshot(6, &state).expect("snapshots");
         // Asked for more than the snapshot covers: only up to it.
-        assert_eq!(store.truncate_log(9).expect("truncates"), 6);
+        assert_eq!(store.truncate(9, Truncation::Now).expect("truncates"), 6);
         assert_eq!(read_all(&store, 7).expect("reads").len(), 4);
-        assert_eq!(store.truncate_log(6).expect("truncates"), 0);
+        assert_eq!(store.truncate(6, Truncation::Now).expect("truncates"), 0);
         store.save_snapshot(10, &state).expect("snapshots");
-        assert_eq!(store.truncate_log(10).expect("truncates"), 4);
+        assert_eq!(store.truncate(10, Truncation::Now).expect("truncates"), 4);
         assert_eq!(read_all(&store, 11).expect("reads"), vec![]);
         // A snapshot may not claim records the log does not have, or ones truncated away.
         assert!(matches!(
@@ -420,7 +448,7 @@ proptest! {
         let snap = snap_at.index(batches.len()) as Seq + 1;
         store.save_snapshot(snap, &State::new(Policy::default())).expect("snapshots");
         let cut = truncate_to.min(snap);
-        prop_assert_eq!(store.truncate_log(truncate_to).expect("truncates"), cut);
+        prop_assert_eq!(store.truncate(truncate_to, Truncation::Now).expect("truncates"), cut);
         let got = read_all(&store, from);
         if from.max(1) <= cut {
             prop_assert!(matches!(got, Err(StoreError::Truncated { .. })), "{:?}", got);

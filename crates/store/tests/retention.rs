@@ -4,7 +4,7 @@ mod common;
 
 use common::Sim;
 use hallway_domain::{CommandKind, DurationMs, Policy};
-use hallway_store::{codec, EventStore, SledStore, StoreOptions};
+use hallway_store::{codec, EventLog, ReadModel, SledStore, StoreOptions, Truncation};
 use std::collections::HashMap;
 
 #[test]
@@ -52,7 +52,7 @@ fn disk_use_plateaus_under_steady_load() {
                 .expect("prunes");
             store.save_snapshot(seq, &sim.state).expect("snapshots");
             store.flush().expect("flushes");
-            store.truncate_log(seq).expect("truncates");
+            store.truncate(seq, Truncation::Now).expect("truncates");
             store.flush().expect("flushes");
         }
         if round % 50 == 0 {

@@ -1,9 +1,9 @@
 //! Event bodies in append-only segment files beside sled.
 //!
 //! sled keeps values inside its B-tree leaves (at most 16 entries each) and rewrites a whole
-//! leaf when it consolidates or splits one, so every 2 KB body was copied and written several
-//! times over; bodies were a third of the cost of an append. Here a body is written once, in
-//! a checksummed frame, and the `payload_refs` tree holds only where it is.
+//! leaf when it consolidates or splits one, so a body kept in a tree is copied and written
+//! several times over (docs/decisions.md has the cost). Here a body is written once, in a
+//! checksummed frame, and the `payload_refs` tree holds only where it is.
 //!
 //! Order makes it crash-safe: an append writes its bodies and syncs them before its sled
 //! transaction, so no committed reference can point at bytes that were not durable first.
@@ -63,8 +63,9 @@ pub(crate) struct BodyFiles {
     readers: Mutex<HashMap<u64, Arc<File>>>,
 }
 
-fn io(e: std::io::Error) -> StoreError {
-    StoreError::Sled(sled::Error::Io(e))
+/// A [`StoreError::Io`] maker for `map_err`, naming the action and the segment.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    StoreError::io(what)
 }
 
 fn segment_name(segment: u64) -> String {
@@ -88,17 +89,18 @@ impl BodyFiles {
         segment_max: u64,
     ) -> Result<BodyFiles, StoreError> {
         let dir = store_dir.join(BODIES_DIR);
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        std::fs::create_dir_all(&dir).map_err(io("create the bodies directory"))?;
         let mut last = referenced.keys().next_back().copied().unwrap_or(0);
-        for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
+        for entry in std::fs::read_dir(&dir).map_err(io("list the bodies directory"))? {
+            let entry = entry.map_err(io("list the bodies directory"))?;
             let name = entry.file_name();
             let Some(segment) = parse_segment_name(&name.to_string_lossy()) else {
                 continue;
             };
             last = last.max(segment);
             if !referenced.contains_key(&segment) {
-                std::fs::remove_file(entry.path()).map_err(io)?;
+                std::fs::remove_file(entry.path())
+                    .map_err(io("remove an unreferenced body segment"))?;
             }
         }
         let active = Self::create(&dir, last + 1, durable)?;
@@ -117,10 +119,12 @@ impl BodyFiles {
             .write(true)
             .create_new(true)
             .open(dir.join(segment_name(segment)))
-            .map_err(io)?;
+            .map_err(io(format!("create body segment {}", segment_name(segment))))?;
         if durable {
             // The new name must be durable before any reference to the file is.
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("sync the bodies directory"))?;
         }
         Ok(Active {
             segment,
@@ -160,9 +164,18 @@ impl BodyFiles {
             buf.extend_from_slice(&crate::codec::crc32(body.as_bytes()).to_le_bytes());
             buf.extend_from_slice(body.as_bytes());
         }
-        active.file.write_all_at(&buf, active.len).map_err(io)?;
+        active
+            .file
+            .write_all_at(&buf, active.len)
+            .map_err(io(format!(
+                "write body segment {}",
+                segment_name(active.segment)
+            )))?;
         if self.durable {
-            active.file.sync_data().map_err(io)?;
+            active.file.sync_data().map_err(io(format!(
+                "sync body segment {}",
+                segment_name(active.segment)
+            )))?;
         }
         active.len += buf.len() as u64;
         Ok(places)
@@ -172,7 +185,10 @@ impl BodyFiles {
         if let Some(file) = lock(&self.readers).get(&segment) {
             return Ok(file.clone());
         }
-        let file = Arc::new(File::open(self.dir.join(segment_name(segment))).map_err(io)?);
+        let file = Arc::new(
+            File::open(self.dir.join(segment_name(segment)))
+                .map_err(io(format!("open body segment {}", segment_name(segment))))?,
+        );
         lock(&self.readers).insert(segment, file.clone());
         Ok(file)
     }
@@ -190,7 +206,7 @@ impl BodyFiles {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 corrupt("the segment ends before the body".into())
             } else {
-                io(e)
+                io(format!("read body segment {}", segment_name(at.segment)))(e)
             }
         })?;
         let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
@@ -218,7 +234,9 @@ impl BodyFiles {
         }
         lock(&self.readers).remove(&segment);
         match std::fs::remove_file(self.dir.join(segment_name(segment))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io(format!("remove body segment {}", segment_name(segment)))(e))
+            }
             _ => Ok(()),
         }
     }
@@ -226,10 +244,16 @@ impl BodyFiles {
     /// The segments on disk, by number, with their sizes.
     pub fn segments(&self) -> Result<BTreeMap<u64, u64>, StoreError> {
         let mut out = BTreeMap::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
+        for entry in std::fs::read_dir(&self.dir).map_err(io("list the bodies directory"))? {
+            let entry = entry.map_err(io("list the bodies directory"))?;
             if let Some(segment) = parse_segment_name(&entry.file_name().to_string_lossy()) {
-                out.insert(segment, entry.metadata().map_err(io)?.len());
+                out.insert(
+                    segment,
+                    entry
+                        .metadata()
+                        .map_err(io("measure a body segment"))?
+                        .len(),
+                );
             }
         }
         Ok(out)

@@ -13,8 +13,6 @@ pub(crate) const LOG: &str = "log";
 pub(crate) const META: &str = "meta";
 /// Where each event's body is (in the body segments, see `bodies`), once per event.
 pub(crate) const PAYLOADS: &str = "payload_refs";
-/// The first layouts' payloads, bodies inline; opening moves them to the body segments.
-pub(crate) const OLD_PAYLOADS: &str = "payloads";
 /// Each webhook's deliveries in chunks, newest first (see [`history_key`]); the records are
 /// in [`DELIVERIES`].
 pub(crate) const HISTORY: &str = "history_chunks";
@@ -23,18 +21,9 @@ pub(crate) const DELIVERIES: &str = "deliveries";
 /// Buckets by creation time in chunks, one per append (see [`time_chunk_key`]), oldest
 /// first, so retention reads only what expired.
 pub(crate) const BY_TIME: &str = "bucket_time_chunks";
-/// The layout before [`BY_TIME`]: one entry per bucket (see [`time_key`]); opening moves it.
-pub(crate) const OLD_BY_TIME: &str = "bucket_times";
-
-/// The first layout's trees: a record per delivery by webhook and time, an index from
-/// delivery id to that key, and a time entry per delivery. Opening moves them to the trees
-/// above (see `migrate`).
-pub(crate) const OLD_HISTORY: &str = "history";
-/// See [`OLD_HISTORY`].
-pub(crate) const OLD_INDEXES: [&str; 2] = ["dlv_index", "by_time"];
 
 /// Bytes of a delivery id that name its bucket: `dlv_` and the 80-bit seed a fan-out shares
-/// (the first ids' layout, and test sends').
+/// (ids without a time, as test sends have).
 const BUCKET_KEY_LEN: usize = 4 + 20;
 /// Length of a fan-out's delivery id since seeds start with the time: `dlv_`, 11 hex digits
 /// of ms, 20 of randomness, 2 of index (more past 256). All but the index name the bucket.
@@ -177,7 +166,7 @@ pub(crate) fn show_time_chunk_key(key: &[u8]) -> String {
     }
 }
 
-/// An old by-time key ([`OLD_BY_TIME`]): the creation time, then the bucket.
+/// One by-time entry as a key, for errors: the creation time, then the bucket.
 pub(crate) fn time_key(created_at: Timestamp, bucket: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + bucket.len());
     out.extend_from_slice(&created_at.0.to_be_bytes());
@@ -271,7 +260,7 @@ mod tests {
         assert!(bucket_key(&id(5, "ffffffffffffffffffff", 0)) < bucket_key(&id(6, random, 0)));
         let wide = DeliveryId::from(format!("dlv_{:011x}{random}{:02x}", 5, 256));
         assert_eq!(bucket_key(&wide), bucket_key(&id(5, random, 0)));
-        // Ids of the first layout keep the buckets they were stored under.
+        // Ids without a time are bucketed by their seed alone.
         let old = DeliveryId::from(format!("dlv_{random}07"));
         assert_eq!(bucket_key(&old), format!("dlv_{random}").as_bytes());
     }

@@ -3,7 +3,7 @@
 
 use super::bodies::{BodyAt, BodyFiles};
 use super::keys;
-use super::Trees;
+use super::{Op, Trees};
 use crate::codec;
 use crate::history::{AttemptRecord, DeliveryRecord, DeliveryStatus};
 use crate::{Seq, StoreError};
@@ -13,17 +13,6 @@ use hallway_domain::{
 use serde::{Deserialize, Serialize};
 use sled::IVec;
 use std::collections::{BTreeMap, HashMap};
-
-/// An event's body, as the first layouts kept it (inline); opening moves these.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct PayloadRecord {
-    /// When the event was published (all its deliveries share this creation time).
-    pub created_at: Timestamp,
-    /// Every delivery that sends this body; the payload lives while one of them is pending.
-    pub deliveries: Vec<DeliveryId>,
-    /// The exact bytes every attempt sends.
-    pub body: String,
-}
 
 /// Where an event's body is, with what retention needs to know about it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -50,7 +39,7 @@ pub(crate) fn load_payload_ref(
     payloads: &sled::Tree,
     key: &[u8],
 ) -> Result<Option<PayloadRef>, StoreError> {
-    match payloads.get(key)? {
+    match payloads.get(key).op("read a payload reference")? {
         Some(bytes) => Ok(Some(codec::decode(
             keys::PAYLOADS,
             || keys::show_payload_key(key),
@@ -168,7 +157,7 @@ pub(crate) struct Projection<'a, 'e> {
 
 /// Reads a bucket, empty if there is none.
 pub(crate) fn load_bucket(trees: &Trees, key: &[u8]) -> Result<Bucket, StoreError> {
-    match trees.deliveries.get(key)? {
+    match trees.deliveries.get(key).op("read a delivery bucket")? {
         Some(bytes) => codec::decode(keys::DELIVERIES, || keys::show_text(key), &bytes),
         None => Ok(Bucket::new()),
     }

@@ -294,7 +294,7 @@ pub fn walk_pages(
     webhook: &WebhookId,
     size: usize,
 ) -> Vec<hallway_store::DeliveryRecord> {
-    use hallway_store::EventStore;
+    use hallway_store::ReadModel;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

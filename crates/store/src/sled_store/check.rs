@@ -1,0 +1,151 @@
+//! The consistency check of the read model: the delivery projections agree with each other,
+//! and every body is whole and counted. For tests and operations, not for hot paths.
+
+use super::open::read_body_refs;
+use super::projection::{Bucket, Chunk, PayloadRef, TimeChunk};
+use super::{keys, Op, SledStore};
+use crate::codec;
+use crate::StoreError;
+use hallway_domain::Timestamp;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+impl SledStore {
+    /// How many entries each tree holds, by tree name (for tests and operations). Each
+    /// count is a full scan of its tree: not for hot paths.
+    pub fn tree_lens(&self) -> Vec<(&'static str, usize)> {
+        let t = &self.trees;
+        vec![
+            (keys::LOG, t.log.len()),
+            (keys::META, t.meta.len()),
+            (keys::PAYLOADS, t.payloads.len()),
+            (keys::HISTORY, t.history.len()),
+            (keys::DELIVERIES, t.deliveries.len()),
+            (keys::BY_TIME, t.by_time.len()),
+        ]
+    }
+
+    /// Checks that the delivery projections agree with each other: every listed delivery
+    /// has its record, every record is listed and has its by-time entry, and every by-time
+    /// entry has a record created at its time; every body reads back whole and each body
+    /// segment's count is its references. Returns how many delivery records there are.
+    /// A full scan of the trees and bodies: for tests and operations, not for hot paths.
+    pub fn check_projections(&self) -> Result<usize, StoreError> {
+        let t = &self.trees;
+        let writer = self.writer();
+        let damage = |tree: &'static str, key: String, reason: String| StoreError::Corrupt {
+            tree,
+            key,
+            reason,
+        };
+        let mut records = 0usize;
+        // Every (creation time, bucket) the by-time chunks list, and those records need.
+        let mut listed_times: HashSet<(Timestamp, Vec<u8>)> = HashSet::new();
+        for item in t.by_time.iter() {
+            let (key, value) = item.op("read the by-time chunks")?;
+            let chunk: TimeChunk =
+                codec::decode(keys::BY_TIME, || keys::show_time_chunk_key(&key), &value)?;
+            if chunk.is_empty() {
+                return Err(damage(
+                    keys::BY_TIME,
+                    keys::show_time_chunk_key(&key),
+                    "empty chunk".into(),
+                ));
+            }
+            listed_times.extend(chunk);
+        }
+        let mut time_keys = HashSet::new();
+        let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
+        for item in t.deliveries.iter() {
+            let (key, value) = item.op("read the delivery buckets")?;
+            let bucket: Bucket = codec::decode(keys::DELIVERIES, || keys::show_text(&key), &value)?;
+            if bucket.is_empty() {
+                return Err(damage(
+                    keys::DELIVERIES,
+                    keys::show_text(&key),
+                    "empty bucket".into(),
+                ));
+            }
+            for stored in &bucket {
+                let r = &stored.record;
+                records += 1;
+                if keys::bucket_key(&r.id) != &key[..] {
+                    return Err(damage(
+                        keys::DELIVERIES,
+                        keys::show_text(&key),
+                        format!("holds {}, of another bucket", r.id),
+                    ));
+                }
+                let listed = keys::history_key(&r.webhook_id, stored.listed);
+                if !chunks.contains_key(&listed) {
+                    let chunk = match t.history.get(&listed).op("read a history chunk")? {
+                        Some(bytes) => codec::decode(
+                            keys::HISTORY,
+                            || keys::show_history_key(&listed),
+                            &bytes,
+                        )?,
+                        None => Chunk::new(),
+                    };
+                    chunks.insert(listed.clone(), chunk);
+                }
+                if !chunks[&listed].contains(&(r.created_at, r.id.clone())) {
+                    return Err(damage(
+                        keys::HISTORY,
+                        keys::show_history_key(&listed),
+                        format!("does not list {}", r.id),
+                    ));
+                }
+                let timed = (r.created_at, key.to_vec());
+                if !listed_times.contains(&timed) {
+                    return Err(damage(
+                        keys::BY_TIME,
+                        keys::show_time_key(&keys::time_key(r.created_at, &key)),
+                        "missing for a record".into(),
+                    ));
+                }
+                time_keys.insert(timed);
+            }
+        }
+        let mut listed = 0usize;
+        for item in t.history.iter() {
+            let (key, value) = item.op("read the history chunks")?;
+            let chunk: Chunk =
+                codec::decode(keys::HISTORY, || keys::show_history_key(&key), &value)?;
+            listed += chunk.len();
+        }
+        if listed != records {
+            return Err(damage(
+                keys::HISTORY,
+                String::new(),
+                format!("{listed} listed, {records} records"),
+            ));
+        }
+        if listed_times.len() != time_keys.len() {
+            return Err(damage(
+                keys::BY_TIME,
+                String::new(),
+                format!("{} entries, {} needed", listed_times.len(), time_keys.len()),
+            ));
+        }
+        // Every body reads back whole, and each segment's count is its references.
+        let mut refs: BTreeMap<u64, u64> = BTreeMap::new();
+        for item in t.payloads.iter() {
+            let (key, value) = item.op("read the payload references")?;
+            let payload: PayloadRef =
+                codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &value)?;
+            self.bodies.read(&payload.body)?;
+            *refs.entry(payload.body.segment).or_default() += 1;
+        }
+        let counted = &writer.body_refs;
+        let stored = read_body_refs(&t.meta)?;
+        if refs != stored || &stored != counted {
+            return Err(damage(
+                keys::META,
+                String::from_utf8_lossy(keys::META_BODY_REFS).into_owned(),
+                format!(
+                    "body segments referenced {refs:?}, counted {stored:?} (in memory {counted:?})"
+                ),
+            ));
+        }
+        Ok(records)
+    }
+}
