@@ -4,7 +4,7 @@
 //! Run it with `cargo run --example embed`. It starts a local receiver on 127.0.0.1 so the
 //! delivery has somewhere to go (plain HTTP to loopback is allowed here for the demo only).
 
-use hallway_webhooks::{Config, Engine, NewWebhook, Plan, Policy};
+use hallway_webhooks::{AccountId, Config, Engine, NewWebhook, Plan, Policy};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let h = engine.handle();
 
     let (account, _api_key) = h
-        .create_account("acc_abc123", "Acme Research", Plan::Pro)
+        .create_account(&AccountId::from("acc_abc123"), "Acme Research", Plan::Pro)
         .await?;
     let (webhook, secret) = h
         .create_webhook(

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hallway_domain::{
-    types::Echo, AccountId, DeliveryId, Plan, Rejection, RejectionKind, WebhookChanges, WebhookId,
+    types::Echo, AccountChanges, AccountId, DeliveryId, Plan, Rejection, RejectionKind,
+    WebhookChanges, WebhookId,
 };
 use hallway_runtime::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use hallway_runtime::{EngineError, EngineHandle, NewWebhook};
@@ -112,8 +113,9 @@ impl From<EngineError> for ApiError {
                 retry_after_secs: Some(retry_after_secs),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
             },
-            EngineError::Storage(m) | EngineError::Config(m) => {
-                tracing::error!(error = %m, "engine failure");
+            // Storage, task and configuration failures, and whatever a later version adds.
+            e => {
+                tracing::error!(error = %e, "engine failure");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -523,7 +525,10 @@ async fn create_account(
     let id = required(b.id, "id")?;
     let name = required(b.name, "name")?;
     let plan = required(plan(b.plan)?, "plan")?;
-    let (account, api_key) = state.engine.create_account(&id, &name, plan).await?;
+    let (account, api_key) = state
+        .engine
+        .create_account(&AccountId::from(id), &name, plan)
+        .await?;
     let mut v = views::account(&account);
     v["api_key"] = Value::String(api_key);
     Ok(respond(StatusCode::CREATED, v))
@@ -547,11 +552,13 @@ async fn update_account(
 ) -> ApiResult {
     authorize_admin(&state, &headers, Some(&acc)).await?;
     let b: AccountChangesBody = json_body(body).await?;
-    let name = b.name;
-    let plan = plan(b.plan)?;
+    let changes = AccountChanges {
+        name: b.name,
+        plan: plan(b.plan)?,
+    };
     let account = state
         .engine
-        .update_account(&AccountId::from(acc), name, plan)
+        .update_account(&AccountId::from(acc), changes)
         .await?;
     Ok(respond(StatusCode::OK, views::account(&account)))
 }

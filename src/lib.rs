@@ -3,12 +3,14 @@
 //! Embed it in a host binary without the HTTP layer:
 //!
 //! ```no_run
-//! use hallway_webhooks::{Config, Engine, NewWebhook, Plan};
+//! use hallway_webhooks::{AccountId, Config, Engine, NewWebhook, Plan};
 //!
 //! # async fn demo() -> Result<(), hallway_webhooks::EngineError> {
 //! let engine = Engine::open("./hallway-data", Config::default()).await?;
 //! let h = engine.handle();
-//! let (account, _api_key) = h.create_account("acc_1", "Acme Research", Plan::Pro).await?;
+//! let (account, _api_key) = h
+//!     .create_account(&AccountId::from("acc_1"), "Acme Research", Plan::Pro)
+//!     .await?;
 //! let (webhook, secret) = h
 //!     .create_webhook(&account.id, NewWebhook {
 //!         name: "Slack".into(),
@@ -32,11 +34,13 @@
 #![deny(missing_docs)]
 
 pub use hallway_domain::{
-    signature, AccountId, DeliveryId, DurationMs, EventId, Plan, Policy, Rejection, Timestamp,
-    WebhookChanges, WebhookId,
+    signature, Account, AccountChanges, AccountId, AttemptError, DeliveryId, DisabledReason,
+    DurationMs, EventId, Outcome, Plan, Policy, ProjectId, Rejection, RejectionKind, Timestamp,
+    Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
 pub use hallway_runtime::{
-    Clock, Config, Engine, EngineError, EngineHandle, ManualClock, MetricsSnapshot, NewWebhook,
-    PublishReceipt, SystemClock, TransportConfig,
+    Clock, Config, ConfigBuilder, Engine, EngineError, EngineHandle, HttpsTransport, ManualClock,
+    MasterKey, MetricsSnapshot, NewWebhook, OutgoingRequest, PublishReceipt, Secret, SystemClock,
+    Transport, TransportConfig,
 };
-pub use hallway_store::{DeliveryRecord, DeliveryStatus, Page};
+pub use hallway_store::{AttemptRecord, DeliveryRecord, DeliveryStatus, Page, StoreError};

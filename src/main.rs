@@ -14,10 +14,12 @@ use cli::{run, Cli};
 use std::process::ExitCode;
 
 /// The engine's allocator, as in production (see `hallway_runtime::alloc`).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: hallway_runtime::alloc::Allocator = hallway_runtime::alloc::Allocator;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
     hallway_runtime::alloc::tune();
     let cli = Cli::parse();
     run(cli)

@@ -132,7 +132,7 @@ pub async fn provision(h: &EngineHandle, urls: &[String]) -> BenchResult<Tenants
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     for a in 0..ACCOUNTS {
         let (account, _key) = h
-            .create_account(account_id(a).as_str(), &account_name(a), Plan::Pro)
+            .create_account(&account_id(a), &account_name(a), Plan::Pro)
             .await?;
         accounts.push(account.id);
     }

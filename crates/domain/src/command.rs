@@ -24,6 +24,15 @@ impl Command {
     }
 }
 
+/// The partial change an account update asks for; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountChanges {
+    /// A new name.
+    pub name: Option<String>,
+    /// A new plan.
+    pub plan: Option<Plan>,
+}
+
 /// The partial change a webhook update asks for; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookChanges {

@@ -45,7 +45,7 @@ pub mod target;
 pub mod types;
 pub mod webhook;
 
-pub use command::{Command, CommandKind, DeliverySummary, WebhookChanges};
+pub use command::{AccountChanges, Command, CommandKind, DeliverySummary, WebhookChanges};
 pub use decide::decide;
 pub use envelope::PreparedEvent;
 pub use event::Event;

@@ -476,7 +476,7 @@ impl Actor {
                 return Err(e);
             }
             Err(e) => {
-                let e = EngineError::Storage(e.to_string());
+                let e = EngineError::from(e);
                 self.fail_pending(c.pending, &e);
                 return Err(e);
             }
@@ -619,7 +619,7 @@ impl Actor {
             (events, result)
         })
         .await
-        .map_err(|e| EngineError::Storage(e.to_string()))?;
+        .map_err(EngineError::from)?;
         self.last_seq = result?;
         self.events_since_snapshot += events.len() as u64;
         self.metrics.committed(events.len());
@@ -823,7 +823,7 @@ impl Actor {
                 .and_then(|_| store.flush())
         })
         .await
-        .map_err(|e| EngineError::Storage(e.to_string()))??;
+        .map_err(EngineError::from)??;
         info!("engine stopped");
         Ok(())
     }

@@ -17,6 +17,7 @@ mod actor;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
 pub mod clock;
+mod config;
 pub mod ids;
 mod limiter;
 pub mod metrics;
@@ -25,6 +26,7 @@ pub mod secrets;
 pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, ConfigBuilder};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use secrets::{MasterKey, Secret};
 pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig};
@@ -32,7 +34,7 @@ pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig}
 use actor::{Actor, Msg, Reply};
 use hallway_domain::Policy;
 use hallway_domain::{
-    envelope, Account, AccountId, CommandKind, DeliveryId, DeliverySummary, DurationMs, Event,
+    envelope, Account, AccountChanges, AccountId, CommandKind, DeliveryId, DeliverySummary, Event,
     EventId, Plan, Rejection, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
 use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
@@ -40,18 +42,21 @@ use limiter::ManualLimiter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Why an engine call failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why an engine call failed. Cloned to every caller of a failed batch, so sources are shared.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The domain refused the command; nothing changed.
     #[error(transparent)]
     Rejected(#[from] Rejection),
     /// The store failed; the engine stops rather than run ahead of its log.
     #[error("storage failure: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<hallway_store::StoreError>),
+    /// A task of the engine's ended abnormally (a panic, or the runtime shutting down).
+    #[error("an engine task failed: {0}")]
+    Task(#[source] Arc<tokio::task::JoinError>),
     /// The engine is shut down (or stopped after a storage failure).
     #[error("the engine is shut down")]
     Closed,
@@ -68,60 +73,13 @@ pub enum EngineError {
 
 impl From<hallway_store::StoreError> for EngineError {
     fn from(e: hallway_store::StoreError) -> Self {
-        EngineError::Storage(e.to_string())
+        EngineError::Storage(Arc::new(e))
     }
 }
 
-/// How the engine runs. `Config::default()` is production: the spec's policy, the system
-/// clock, the HTTPS transport.
-#[derive(Clone)]
-pub struct Config {
-    /// The rules' numbers.
-    pub policy: Policy,
-    /// Attempts under way at once, across all webhooks.
-    pub max_in_flight: usize,
-    /// Options of the default transport (ignored when `transport` is set).
-    pub transport_config: TransportConfig,
-    /// A transport to use instead of the default HTTPS client.
-    pub transport: Option<Arc<dyn Transport>>,
-    /// Where time comes from.
-    pub clock: Arc<dyn Clock>,
-    /// Events logged between snapshots (the log before a snapshot is truncated).
-    pub snapshot_every_events: u64,
-    /// How often retention runs (old deliveries, payloads and idempotency keys removed).
-    pub maintenance_interval: DurationMs,
-    /// How long `shutdown` waits for attempts under way.
-    pub shutdown_grace: Duration,
-    /// Most messages decided in one batch (one log record, one flush).
-    pub max_batch: usize,
-    /// Commands that may wait for the actor before callers are slowed down.
-    pub command_queue: usize,
-    /// Seals webhook secrets at rest. `Engine::open` reads or creates `<dir>/master.key`
-    /// when this is `None`.
-    pub master_key: Option<MasterKey>,
-    /// Earlier master keys: secrets sealed under them are opened and resealed at startup.
-    pub previous_master_keys: Vec<MasterKey>,
-    /// Manual retries and test sends an account may ask for per minute (0: unlimited).
-    pub manual_actions_per_minute: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            policy: Policy::default(),
-            max_in_flight: 1024,
-            transport_config: TransportConfig::default(),
-            transport: None,
-            clock: Arc::new(SystemClock),
-            snapshot_every_events: 200_000,
-            maintenance_interval: DurationMs::from_mins(10),
-            shutdown_grace: Duration::from_secs(10),
-            max_batch: 4096,
-            command_queue: 8192,
-            master_key: None,
-            previous_master_keys: Vec::new(),
-            manual_actions_per_minute: 60,
-        }
+impl From<tokio::task::JoinError> for EngineError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        EngineError::Task(Arc::new(e))
     }
 }
 
@@ -167,7 +125,7 @@ impl Engine {
         }
         let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
             .await
-            .map_err(|e| EngineError::Storage(e.to_string()))??;
+            .map_err(EngineError::from)??;
         Self::with_store(Arc::new(store), config).await
     }
 
@@ -176,16 +134,7 @@ impl Engine {
         store: Arc<dyn EventStore>,
         config: Config,
     ) -> Result<Engine, EngineError> {
-        if config.policy.retry_delays.is_empty() {
-            return Err(EngineError::Config(
-                "at least one retry delay is needed".into(),
-            ));
-        }
-        if config.max_in_flight == 0 || config.max_batch == 0 || config.command_queue == 0 {
-            return Err(EngineError::Config(
-                "max_in_flight, max_batch and command_queue must be positive".into(),
-            ));
-        }
+        config.validate()?;
         let master_key = config.master_key.clone().ok_or_else(|| {
             EngineError::Config("a master key is needed to seal webhook secrets".into())
         })?;
@@ -202,7 +151,7 @@ impl Engine {
         let loader = store.clone();
         let (state, last_seq) = tokio::task::spawn_blocking(move || load_state(&*loader, policy))
             .await
-            .map_err(|e| EngineError::Storage(e.to_string()))??;
+            .map_err(EngineError::from)??;
         let reseal = stale_secrets(&state, &secrets)?;
         let (tx, rx) = mpsc::channel(config.command_queue);
         let metrics = Arc::new(Metrics::default());
@@ -358,12 +307,12 @@ impl EngineHandle {
     /// Creates an account; returns it with its API key, which is shown only this once.
     pub async fn create_account(
         &self,
-        id: &str,
+        id: &AccountId,
         name: &str,
         plan: Plan,
     ) -> Result<(Account, String), EngineError> {
         let key = ids::api_key();
-        let account_id = AccountId::from(id);
+        let account_id = id.clone();
         let lookup = account_id.clone();
         let account = self
             .exec(
@@ -384,15 +333,14 @@ impl EngineHandle {
     pub async fn update_account(
         &self,
         id: &AccountId,
-        name: Option<String>,
-        plan: Option<Plan>,
+        changes: AccountChanges,
     ) -> Result<Account, EngineError> {
         let lookup = id.clone();
         self.exec(
             CommandKind::UpdateAccount {
                 account_id: id.clone(),
-                name,
-                plan,
+                name: changes.name,
+                plan: changes.plan,
             },
             move |_, s| s.account(&lookup).cloned(),
         )

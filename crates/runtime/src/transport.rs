@@ -45,7 +45,7 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// Options of the default transport.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TransportConfig {
     /// Connect to loopback, private and link-local addresses too.
     pub allow_private_targets: bool,

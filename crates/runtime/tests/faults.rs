@@ -700,9 +700,7 @@ async fn every_fault_is_recorded_with_its_error_class() {
         .unwrap();
     let h = engine.handle();
     let acc = AccountId::from("acc_faults");
-    h.create_account(acc.as_str(), "Faults", Plan::Pro)
-        .await
-        .unwrap();
+    h.create_account(&acc, "Faults", Plan::Pro).await.unwrap();
     let mut hooks = Vec::new();
     for r in &receivers {
         hooks.push(add_webhook(&h, &acc, &r.url).await);
@@ -767,9 +765,10 @@ async fn a_thousand_deliveries_to_misbehaving_endpoints_stay_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let sends = Arc::new(Concurrency::default());
     let mut config = engine_config(&pki, MAX_IN_FLIGHT);
+    // The custom transport takes the default one's options: the engine refuses both at once.
     let transport = HttpsTransport::new(TransportConfig {
         allow_private_targets: true,
-        ..config.transport_config.clone()
+        ..std::mem::take(&mut config.transport_config)
     })
     .unwrap();
     config.transport = Some(Arc::new(CountingTransport {
@@ -782,9 +781,7 @@ async fn a_thousand_deliveries_to_misbehaving_endpoints_stay_bounded() {
     let mut hooks: Vec<(AccountId, WebhookId, usize)> = Vec::new();
     for a in 0..ACCOUNTS {
         let acc = AccountId::from(format!("acc_{a}"));
-        h.create_account(acc.as_str(), "Load", Plan::Pro)
-            .await
-            .unwrap();
+        h.create_account(&acc, "Load", Plan::Pro).await.unwrap();
         for w in 0..WEBHOOKS_PER_ACCOUNT {
             let r = (a * WEBHOOKS_PER_ACCOUNT + w) % receivers.len();
             hooks.push((
@@ -941,9 +938,7 @@ async fn tls_failures_are_recorded_as_tls() {
         .unwrap();
     let h = engine.handle();
     let acc = AccountId::from("acc_tls");
-    h.create_account(acc.as_str(), "TLS", Plan::Pro)
-        .await
-        .unwrap();
+    h.create_account(&acc, "TLS", Plan::Pro).await.unwrap();
     let mut hooks = Vec::new();
     for r in &receivers {
         hooks.push(add_webhook(&h, &acc, &r.url).await);
@@ -1086,9 +1081,7 @@ async fn clock_jumps_delay_or_hasten_retries_but_lose_nothing() {
     let engine = Engine::open(dir.path(), config).await.unwrap();
     let h = engine.handle();
     let acc = AccountId::from("acc_clock");
-    h.create_account(acc.as_str(), "Clock", Plan::Pro)
-        .await
-        .unwrap();
+    h.create_account(&acc, "Clock", Plan::Pro).await.unwrap();
     let wh = add_webhook(&h, &acc, &url).await;
 
     // e1's first attempt fails; its retry is due 700 ms later by the clock.

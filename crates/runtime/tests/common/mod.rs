@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use hallway_domain::{Plan, Policy, Timestamp, WebhookId};
+use hallway_domain::{AccountId, Plan, Policy, Timestamp, WebhookId};
 use hallway_runtime::{Config, Engine, EngineHandle, ManualClock, NewWebhook, TransportConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -248,7 +248,7 @@ pub async fn engine_with_webhook(
 ) -> (Engine, EngineHandle, WebhookId, String) {
     let engine = Engine::open(dir, config).await.unwrap();
     let h = engine.handle();
-    h.create_account("acc_1", "Acme Research", Plan::Pro)
+    h.create_account(&AccountId::from("acc_1"), "Acme Research", Plan::Pro)
         .await
         .unwrap();
     let (wh, secret) = h
