@@ -62,6 +62,15 @@ pub struct DeliverySummary {
     pub attempts_made: u32,
 }
 
+/// A delivery a recover may send again, as history shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverCandidate {
+    /// What history says of the delivery.
+    pub delivery: DeliverySummary,
+    /// Whether history shows it succeeded (then it is never sent again).
+    pub succeeded: bool,
+}
+
 /// The things that can be asked of the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandKind {
@@ -168,4 +177,14 @@ pub enum CommandKind {
     Resume,
     /// Forget published event ids older than the retention window.
     ExpireIdempotencyKeys,
+    /// Send again a webhook's paused, failed or cancelled deliveries (one chunk of a recover),
+    /// oldest first, each with a fresh retry schedule.
+    RecoverDeliveries {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// What history holds in the recovered range, oldest first.
+        candidates: Vec<RecoverCandidate>,
+    },
 }

@@ -1,7 +1,7 @@
 //! `decide`: checks a command against the state and the policy and returns the facts it
 //! produces. It reads the state only; the caller persists the events, then applies them.
 
-use crate::command::{Command, CommandKind, DeliverySummary, WebhookChanges};
+use crate::command::{Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges};
 use crate::envelope::{self, PreparedEvent};
 use crate::event::Event;
 use crate::rejection::Rejection;
@@ -122,6 +122,11 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
                 })
             })
             .collect()),
+        CommandKind::RecoverDeliveries {
+            account_id,
+            webhook_id,
+            candidates,
+        } => handle_recover(state, now, &account_id, &webhook_id, candidates),
         CommandKind::ExpireIdempotencyKeys => {
             let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
             Ok(match state.oldest_published() {
@@ -298,7 +303,7 @@ fn handle_update_webhook(
             at: now,
         }),
         Some(false) if webhook.enabled => {
-            events.extend(cancel_all(state, now, webhook_id, false));
+            events.extend(pause_all(state, now, webhook_id));
             events.push(Event::WebhookDisabled {
                 webhook_id: webhook_id.clone(),
                 reason: DisabledReason::Manual,
@@ -327,6 +332,43 @@ fn cancel_where(
     webhook_id: &WebhookId,
     which: impl Fn(&Delivery) -> bool,
 ) -> Vec<Event> {
+    live_ids_where(state, webhook_id, which)
+        .into_iter()
+        .map(|id| Event::DeliveryCancelled {
+            delivery_id: id.clone(),
+            at: now,
+        })
+        .collect()
+}
+
+/// Pauses a webhook's unfinished real deliveries (a disable): they keep their attempts and
+/// wait for a recover. Test sends go on, as they do while disabled.
+fn pause_all(state: &State, now: Timestamp, webhook_id: &WebhookId) -> Vec<Event> {
+    pause_where(state, now, webhook_id, |d| !d.test)
+}
+
+/// Pauses a webhook's unfinished deliveries that `which` selects, in id order.
+fn pause_where(
+    state: &State,
+    now: Timestamp,
+    webhook_id: &WebhookId,
+    which: impl Fn(&Delivery) -> bool,
+) -> Vec<Event> {
+    live_ids_where(state, webhook_id, which)
+        .into_iter()
+        .map(|id| Event::DeliveryPaused {
+            delivery_id: id.clone(),
+            at: now,
+        })
+        .collect()
+}
+
+/// A webhook's unfinished, not cancelled deliveries that `which` selects, in id order.
+fn live_ids_where<'a>(
+    state: &'a State,
+    webhook_id: &WebhookId,
+    which: impl Fn(&Delivery) -> bool,
+) -> Vec<&'a DeliveryId> {
     let mut ids: Vec<&DeliveryId> = state
         .live_deliveries_of(webhook_id)
         .into_iter()
@@ -334,12 +376,7 @@ fn cancel_where(
         .map(|d| &d.id)
         .collect();
     ids.sort();
-    ids.into_iter()
-        .map(|id| Event::DeliveryCancelled {
-            delivery_id: id.clone(),
-            at: now,
-        })
-        .collect()
+    ids
 }
 
 fn handle_publish(
@@ -362,23 +399,29 @@ fn handle_publish(
             deliveries: first.deliveries,
         });
     }
-    let deliveries: Vec<(DeliveryId, WebhookId)> = if account.plan == Plan::Pro {
+    // Disabled webhooks get a paused delivery each: recorded with the body, nothing sent.
+    let (deliveries, paused): (Vec<_>, Vec<_>) = if account.plan == Plan::Pro {
         state
             .webhooks_of(&account_id)
             .into_iter()
-            .filter(|w| w.enabled && w.config.matches(&event.event_type, &event.project_id))
+            .filter(|w| w.config.matches(&event.event_type, &event.project_id))
             .enumerate()
             .map(|(i, w)| {
                 (
-                    DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
-                    w.id.clone(),
+                    w.enabled,
+                    (
+                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
+                        w.id.clone(),
+                    ),
                 )
             })
-            .collect()
+            .partition(|(enabled, _)| *enabled)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
-    let body = if deliveries.is_empty() {
+    let deliveries: Vec<(DeliveryId, WebhookId)> = deliveries.into_iter().map(|(_, d)| d).collect();
+    let paused: Vec<(DeliveryId, WebhookId)> = paused.into_iter().map(|(_, d)| d).collect();
+    let body = if deliveries.is_empty() && paused.is_empty() {
         String::new()
     } else {
         envelope::envelope(
@@ -393,12 +436,66 @@ fn handle_publish(
     // The limit is on what the host posts (checked by `prepare`); the envelope adds at most
     // the engine's own fields on top.
     let first_delay = policy.retry_delays.first().copied().unwrap_or_default();
-    Ok(vec![Event::EventPublished {
-        account_id,
-        event_id,
-        event_type: event.event_type,
+    let mut events = vec![Event::EventPublished {
+        account_id: account_id.clone(),
+        event_id: event_id.clone(),
+        event_type: event.event_type.clone(),
         project_id: event.project_id,
         body,
+        deliveries,
+        first_due: now.plus(first_delay),
+        at: now,
+    }];
+    if !paused.is_empty() {
+        events.push(Event::DeliveriesPaused {
+            account_id,
+            event_id,
+            event_type: event.event_type,
+            deliveries: paused,
+            at: now,
+        });
+    }
+    Ok(events)
+}
+
+/// A recover: every candidate of this webhook that is not a test send, did not succeed and
+/// is not pending already (another recover, or a retry, sends it) is sent again, in the
+/// order given, with a fresh retry schedule. Refused while the webhook is disabled.
+fn handle_recover(
+    state: &State,
+    now: Timestamp,
+    account_id: &AccountId,
+    webhook_id: &WebhookId,
+    candidates: Vec<RecoverCandidate>,
+) -> Result<Vec<Event>, Rejection> {
+    let webhook = find_webhook(state, account_id, webhook_id)?;
+    if !webhook.enabled {
+        return Err(Rejection::WebhookDisabled(webhook_id.clone()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let deliveries: Vec<DeliverySummary> = candidates
+        .into_iter()
+        .filter(|c| {
+            !c.succeeded
+                && !c.delivery.test
+                && &c.delivery.webhook_id == webhook_id
+                && &c.delivery.account_id == account_id
+                && state.delivery(&c.delivery.delivery_id).is_none()
+        })
+        .map(|c| c.delivery)
+        .filter(|d| seen.insert(d.delivery_id.clone()))
+        .collect();
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_delay = state
+        .policy()
+        .retry_delays
+        .first()
+        .copied()
+        .unwrap_or_default();
+    Ok(vec![Event::DeliveriesRecovered {
+        webhook_id: webhook_id.clone(),
         deliveries,
         first_due: now.plus(first_delay),
         at: now,
@@ -529,12 +626,15 @@ fn fail_attempt(
     duration: DurationMs,
 ) -> Vec<Event> {
     let policy = state.policy();
+    // A recovered delivery runs a fresh schedule after the attempts it had: its attempts
+    // before the recover are those beyond the schedule's length.
+    let before_schedule = d.max_attempts.saturating_sub(policy.max_attempts());
     let next_due = if d.cancelled || d.attempts_made >= d.max_attempts {
         None
     } else {
         policy
             .retry_delays
-            .get(d.attempts_made as usize)
+            .get(d.attempts_made.saturating_sub(before_schedule) as usize)
             .map(|delay| now.plus(*delay))
     };
     let open = d.open.map(|o| o.attempt).unwrap_or(d.attempts_made);
@@ -560,7 +660,7 @@ fn fail_attempt(
                 at: now,
             });
             // This delivery too, unless the failure already finished it.
-            events.extend(cancel_where(state, now, &d.webhook_id, |other| {
+            events.extend(pause_where(state, now, &d.webhook_id, |other| {
                 !other.test && (other.id != d.id || next_due.is_some())
             }));
         }

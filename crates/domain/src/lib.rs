@@ -43,7 +43,7 @@ pub mod target;
 pub mod types;
 pub mod webhook;
 
-pub use command::{Command, CommandKind, DeliverySummary, WebhookChanges};
+pub use command::{Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges};
 pub use decide::decide;
 pub use envelope::PreparedEvent;
 pub use event::Event;

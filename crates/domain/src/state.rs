@@ -555,7 +555,10 @@ impl State {
                     }
                 }
             }
-            Event::DeliveryCancelled { delivery_id, .. } => {
+            // A paused delivery leaves the state as a cancelled one does: history keeps it (and
+            // its body) for a recover.
+            Event::DeliveryCancelled { delivery_id, .. }
+            | Event::DeliveryPaused { delivery_id, .. } => {
                 let Some(d) = self.deliveries.get_mut(delivery_id) else {
                     return;
                 };
@@ -586,6 +589,33 @@ impl State {
                     open: None,
                     cancelled: false,
                 });
+            }
+            Event::DeliveriesPaused { .. } => {}
+            Event::DeliveriesRecovered {
+                deliveries,
+                first_due,
+                ..
+            } => {
+                for delivery in deliveries {
+                    // `decide` skips pending ones; a duplicate here must not reset one.
+                    if self.deliveries.contains_key(&delivery.delivery_id) {
+                        continue;
+                    }
+                    self.enqueue_new(Delivery {
+                        id: delivery.delivery_id.clone(),
+                        webhook_id: delivery.webhook_id.clone(),
+                        account_id: delivery.account_id.clone(),
+                        event_id: delivery.event_id.clone(),
+                        event_type: delivery.event_type.clone(),
+                        test: delivery.test,
+                        created_at: delivery.created_at,
+                        attempts_made: delivery.attempts_made,
+                        max_attempts: delivery.attempts_made + self.policy.max_attempts(),
+                        due: *first_due,
+                        open: None,
+                        cancelled: false,
+                    });
+                }
             }
             Event::IdempotencyKeysExpired { before, .. } => {
                 while let Some(first) = self.published_order.first() {

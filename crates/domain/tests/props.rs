@@ -105,6 +105,11 @@ enum Op {
         as_other_account: bool,
     },
     Expire,
+    Recover {
+        webhook: u8,
+        /// Also offer the webhook's live deliveries (which must be skipped).
+        with_live: bool,
+    },
     SetPlan {
         account: u8,
         pro: bool,
@@ -143,6 +148,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Resume),
         2 => (any::<u8>(), prop::bool::weighted(0.2)).prop_map(|(pick, as_other_account)| Op::Retry { pick, as_other_account }),
         1 => Just(Op::Expire),
+        2 => (any::<u8>(), any::<bool>()).prop_map(|(webhook, with_live)| Op::Recover { webhook, with_live }),
         1 => (0u8..3, prop::bool::weighted(0.8)).prop_map(|(account, pro)| Op::SetPlan { account, pro }),
     ]
 }
@@ -197,8 +203,13 @@ struct Model {
     order: Vec<WebhookId>,
     live: BTreeMap<DeliveryId, MDelivery>,
     finished: BTreeMap<DeliveryId, DeliverySummary>,
-    /// Attempts each delivery has made over its whole life, and manual retries it got.
+    /// Attempts each delivery has made over its whole life, and the attempts manual retries
+    /// and recovers added to its schedule.
     lifetime: BTreeMap<DeliveryId, (u32, u32)>,
+    /// Finished deliveries whose last attempt succeeded (history's `succeeded`).
+    succeeded: std::collections::BTreeSet<DeliveryId>,
+    /// Finished deliveries that were paused (history's `paused`).
+    paused: std::collections::BTreeSet<DeliveryId>,
     published: BTreeMap<(AccountId, EventId), (u32, Timestamp)>,
 }
 
@@ -229,6 +240,29 @@ impl Model {
                     && (w.config.project_ids.is_empty() || w.config.project_ids.contains(project))
             })
             .cloned()
+            .collect()
+    }
+
+    /// Every matching webhook (enabled or not), with whether it is enabled, in fan-out order.
+    fn fan_out_all(
+        &self,
+        account: &AccountId,
+        event_type: &str,
+        project: &ProjectId,
+    ) -> Vec<(WebhookId, bool)> {
+        if self.plans.get(account) != Some(&Plan::Pro) {
+            return Vec::new();
+        }
+        self.order
+            .iter()
+            .filter(|id| {
+                let w = &self.webhooks[*id];
+                &w.account == account
+                    && !w.deleted
+                    && w.config.events.iter().any(|e| e == event_type)
+                    && (w.config.project_ids.is_empty() || w.config.project_ids.contains(project))
+            })
+            .map(|id| (id.clone(), self.webhooks[id].enabled))
             .collect()
     }
 
@@ -468,6 +502,10 @@ impl Model {
                     let life = self.lifetime.get_mut(delivery_id).expect("tracked");
                     life.0 += 1;
                     assert!(
+                        !self.paused.contains(delivery_id),
+                        "a paused delivery was sent"
+                    );
+                    assert!(
                         life.0 <= p.max_attempts() + life.1,
                         "{delivery_id}: {} attempts with {} manual retries",
                         life.0,
@@ -497,6 +535,7 @@ impl Model {
                         }
                     }
                     self.finish(delivery_id, *attempt);
+                    self.succeeded.insert(delivery_id.clone());
                 }
                 Event::AttemptFailed {
                     delivery_id,
@@ -510,10 +549,12 @@ impl Model {
                     let open = d.open.expect("failed attempt was open");
                     assert_eq!(open.attempt, *attempt);
                     assert_eq!(open.started_at, *started_at);
+                    // A recovered delivery's schedule starts after the attempts it had before.
+                    let before_schedule = d.max_attempts.saturating_sub(p.max_attempts());
                     let expected_next = if d.cancelled || *attempt >= d.max_attempts {
                         None
                     } else {
-                        Some(at.plus(p.retry_delays[*attempt as usize]))
+                        Some(at.plus(p.retry_delays[(*attempt - before_schedule) as usize]))
                     };
                     assert_eq!(
                         *next_due, expected_next,
@@ -576,9 +617,125 @@ impl Model {
                         self.finish(delivery_id, attempts);
                     }
                 }
+                Event::DeliveryPaused { delivery_id, .. } => {
+                    let d = self
+                        .live
+                        .get_mut(delivery_id)
+                        .expect("paused a live delivery");
+                    assert!(!d.cancelled, "paused twice");
+                    assert!(!d.test, "test sends are never paused");
+                    let webhook = d.webhook.clone();
+                    let disabled_now = batch.iter().any(
+                        |e| matches!(e, Event::WebhookDisabled { webhook_id, .. } if *webhook_id == webhook),
+                    );
+                    assert!(
+                        disabled_now,
+                        "paused {delivery_id} without disabling its webhook"
+                    );
+                    d.cancelled = true;
+                    if d.open.is_none() {
+                        let attempts = d.attempts;
+                        self.finish(delivery_id, attempts);
+                        self.paused.insert(delivery_id.clone());
+                    }
+                }
+                Event::DeliveriesPaused {
+                    account_id,
+                    event_id,
+                    event_type,
+                    deliveries,
+                    at,
+                } => {
+                    let Some(Event::EventPublished {
+                        event_id: published,
+                        project_id,
+                        deliveries: sent,
+                        ..
+                    }) = i.checked_sub(1).map(|j| &batch[j])
+                    else {
+                        panic!("paused deliveries follow their publish: {batch:?}");
+                    };
+                    assert_eq!(published, event_id);
+                    let all = self.fan_out_all(account_id, event_type, project_id);
+                    let disabled: Vec<WebhookId> = all
+                        .iter()
+                        .filter(|(_, enabled)| !enabled)
+                        .map(|(w, _)| w.clone())
+                        .collect();
+                    let targets: Vec<WebhookId> =
+                        deliveries.iter().map(|(_, w)| w.clone()).collect();
+                    assert_eq!(
+                        targets, disabled,
+                        "every disabled match gets a paused delivery"
+                    );
+                    for (d, w) in deliveries {
+                        assert!(
+                            !self.live.contains_key(d)
+                                && !self.finished.contains_key(d)
+                                && !sent.iter().any(|(s, _)| s == d),
+                            "delivery id {d} reused"
+                        );
+                        self.finished.insert(
+                            d.clone(),
+                            DeliverySummary {
+                                delivery_id: d.clone(),
+                                webhook_id: w.clone(),
+                                account_id: account_id.clone(),
+                                event_id: event_id.clone(),
+                                event_type: event_type.clone(),
+                                test: false,
+                                created_at: *at,
+                                attempts_made: 0,
+                            },
+                        );
+                        self.paused.insert(d.clone());
+                        self.lifetime.insert(d.clone(), (0, 0));
+                    }
+                }
+                Event::DeliveriesRecovered {
+                    webhook_id,
+                    deliveries,
+                    first_due,
+                    at,
+                } => {
+                    assert_eq!(*first_due, at.plus(p.retry_delays[0]));
+                    let w = &self.webhooks[webhook_id];
+                    assert!(!w.deleted && w.enabled, "recovered to a disabled webhook");
+                    for delivery in deliveries {
+                        let id = &delivery.delivery_id;
+                        assert!(!self.live.contains_key(id), "recovered a pending delivery");
+                        assert!(
+                            !self.succeeded.contains(id),
+                            "recovered a succeeded delivery"
+                        );
+                        assert!(!delivery.test, "recovered a test send");
+                        assert_eq!(&delivery.webhook_id, webhook_id);
+                        assert_eq!(self.finished.get(id), Some(delivery));
+                        self.paused.remove(id);
+                        self.live.insert(
+                            id.clone(),
+                            MDelivery {
+                                webhook: delivery.webhook_id.clone(),
+                                account: delivery.account_id.clone(),
+                                event_id: delivery.event_id.clone(),
+                                event_type: delivery.event_type.clone(),
+                                test: false,
+                                created_at: delivery.created_at,
+                                attempts: delivery.attempts_made,
+                                max_attempts: delivery.attempts_made + p.max_attempts(),
+                                due: *first_due,
+                                open: None,
+                                cancelled: false,
+                            },
+                        );
+                        self.lifetime.get_mut(id).expect("tracked").1 += p.max_attempts();
+                    }
+                }
                 Event::DeliveryRetried { delivery, at } => {
                     let id = &delivery.delivery_id;
                     assert!(!self.live.contains_key(id), "retried a live delivery");
+                    self.succeeded.remove(id);
+                    self.paused.remove(id);
                     assert_eq!(self.finished.get(id), Some(delivery));
                     let w = &self.webhooks[&delivery.webhook_id];
                     assert!(!w.deleted && (w.enabled || delivery.test));
@@ -1087,6 +1244,101 @@ impl Sim {
                 let before = Timestamp(self.now.0 - self.model.policy.retention.0);
                 assert_eq!(self.state.oldest_published().filter(|t| *t < before), None);
             }
+            Op::Recover { webhook, with_live } => {
+                let (id, account) = self.pick_webhook(webhook);
+                // History's view, oldest first: every finished delivery of the webhook (with
+                // whether it succeeded), and the live ones too when asked.
+                let mut candidates: Vec<RecoverCandidate> = self
+                    .model
+                    .finished
+                    .values()
+                    .filter(|d| d.webhook_id == id)
+                    .map(|d| RecoverCandidate {
+                        delivery: d.clone(),
+                        succeeded: self.model.succeeded.contains(&d.delivery_id),
+                    })
+                    .collect();
+                if with_live {
+                    candidates.extend(self.model.live.iter().filter(|(_, d)| d.webhook == id).map(
+                        |(d_id, d)| RecoverCandidate {
+                            delivery: DeliverySummary {
+                                delivery_id: d_id.clone(),
+                                webhook_id: d.webhook.clone(),
+                                account_id: d.account.clone(),
+                                event_id: d.event_id.clone(),
+                                event_type: d.event_type.clone(),
+                                test: d.test,
+                                created_at: d.created_at,
+                                attempts_made: d.attempts,
+                            },
+                            succeeded: false,
+                        },
+                    ));
+                }
+                candidates.sort_by(|a, b| {
+                    (a.delivery.created_at, &a.delivery.delivery_id)
+                        .cmp(&(b.delivery.created_at, &b.delivery.delivery_id))
+                });
+                let expected: Vec<DeliveryId> = candidates
+                    .iter()
+                    .filter(|c| {
+                        !c.succeeded
+                            && !c.delivery.test
+                            && !self.model.live.contains_key(&c.delivery.delivery_id)
+                    })
+                    .map(|c| c.delivery.delivery_id.clone())
+                    .collect();
+                let refused = match self.missing(&id) {
+                    Some(r) => Some(r),
+                    None if !self.model.webhooks[&id].enabled => {
+                        Some(Rejection::WebhookDisabled(id.clone()))
+                    }
+                    None => None,
+                };
+                let result = self.exec(CommandKind::RecoverDeliveries {
+                    account_id: account,
+                    webhook_id: id.clone(),
+                    candidates,
+                });
+                match refused {
+                    Some(r) => assert_eq!(result, Err(r)),
+                    None => {
+                        let events = result.expect("a recover on an enabled webhook");
+                        let recovered: Vec<DeliveryId> = events
+                            .iter()
+                            .flat_map(|e| match e {
+                                Event::DeliveriesRecovered { deliveries, .. } => {
+                                    deliveries.iter().map(|d| d.delivery_id.clone()).collect()
+                                }
+                                _ => Vec::new(),
+                            })
+                            .collect();
+                        assert_eq!(recovered, expected, "recovered, oldest first");
+                        // A second, overlapping recover sends none of them again.
+                        let again = expected
+                            .iter()
+                            .map(|d| RecoverCandidate {
+                                delivery: DeliverySummary {
+                                    attempts_made: self.model.live[d].attempts,
+                                    ..self.model.finished[d].clone()
+                                },
+                                succeeded: false,
+                            })
+                            .collect();
+                        let (_, account) = self.pick_webhook(webhook);
+                        let twice = self.exec(CommandKind::RecoverDeliveries {
+                            account_id: account,
+                            webhook_id: id,
+                            candidates: again,
+                        });
+                        assert_eq!(
+                            twice,
+                            Ok(Vec::new()),
+                            "an overlapping recover sends nothing twice"
+                        );
+                    }
+                }
+            }
             Op::SetPlan { account, pro } => {
                 let result = self.exec(CommandKind::UpdateAccount {
                     account_id: AccountId::from(ACCOUNTS[account as usize % 3]),
@@ -1385,7 +1637,7 @@ fn scenario_auto_disable_with_queued_retries_and_a_test_send() {
             )
         })
         .expect("auto-disabled");
-    assert!(matches!(log[disabled + 1], Event::DeliveryCancelled { .. }));
+    assert!(matches!(log[disabled + 1], Event::DeliveryPaused { .. }));
     assert!(log[disabled..]
         .iter()
         .any(|e| matches!(e, Event::AttemptSucceeded { delivery_id, .. } if delivery_id.as_str().starts_with("dlv_t"))));

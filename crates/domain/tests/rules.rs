@@ -557,7 +557,7 @@ fn an_empty_update_yields_no_events() {
 // ---------------------------------------------------------------- enable / disable
 
 #[test]
-fn manual_disable_cancels_pending_real_deliveries_and_keeps_test_sends() {
+fn manual_disable_pauses_pending_real_deliveries_and_keeps_test_sends() {
     let mut d = pro_with_webhook(Policy::default());
     d.run(t(1), publish("acc_1", "evt_1", "prj_1", "a"));
     d.run(t(1), publish("acc_1", "evt_2", "prj_1", "b"));
@@ -570,8 +570,8 @@ fn manual_disable_cancels_pending_real_deliveries_and_keeps_test_sends() {
         .given()
         .when(t(2), set_enabled("acc_1", "wh_1", false))
         .then_events(vec![
-            cancelled("dlv_a00", t(2)),
-            cancelled("dlv_b00", t(2)),
+            paused("dlv_a00", t(2)),
+            paused("dlv_b00", t(2)),
             Event::WebhookDisabled {
                 webhook_id: wh("wh_1"),
                 reason: DisabledReason::Manual,
@@ -814,8 +814,8 @@ fn publish_only_reaches_the_publishing_accounts_webhooks() {
 }
 
 #[test]
-fn disabled_webhooks_get_no_deliveries() {
-    let (events, _) = given([
+fn disabled_webhooks_get_a_paused_delivery_and_nothing_sent() {
+    let (events, state) = given([
         account_created("acc_1", Plan::Pro),
         webhook_created("acc_1", "wh_1"),
         webhook_created("acc_1", "wh_2"),
@@ -827,7 +827,30 @@ fn disabled_webhooks_get_no_deliveries() {
     ])
     .when(t(2), publish("acc_1", "evt_1", "prj_1", "s"))
     .events();
-    assert_eq!(deliveries_of(&events), vec![pair("dlv_s00", "wh_2")]);
+    match &events[..] {
+        [Event::EventPublished {
+            deliveries, body, ..
+        }, Event::DeliveriesPaused {
+            deliveries: paused,
+            event_id,
+            ..
+        }] => {
+            assert_eq!(deliveries, &vec![pair("dlv_s01", "wh_2")]);
+            assert_eq!(paused, &vec![pair("dlv_s00", "wh_1")]);
+            assert_eq!(event_id, &evt("evt_1"));
+            assert!(!body.is_empty(), "the body is kept for the paused delivery");
+        }
+        other => panic!("expected a publish and its paused deliveries, got {other:#?}"),
+    }
+    // Only the enabled webhook's delivery waits to be sent; the publish answers 1.
+    assert_eq!(state.pending_count(), 1);
+    assert!(state.delivery(&dlv("dlv_s00")).is_none());
+    assert_eq!(
+        state
+            .published(&acc("acc_1"), &evt("evt_1"))
+            .map(|p| p.deliveries),
+        Some(1)
+    );
 }
 
 #[test]
@@ -1172,7 +1195,7 @@ fn failures_below_the_limit_keep_the_webhook_enabled() {
 }
 
 #[test]
-fn reaching_the_failure_limit_disables_the_webhook_and_cancels_its_real_deliveries_in_one_batch() {
+fn reaching_the_failure_limit_disables_the_webhook_and_pauses_its_real_deliveries_in_one_batch() {
     let mut d = four_open_attempts();
     d.run(t(1), response("dlv_a00", 1, 500, 10));
     d.run(t(1), response("dlv_b00", 1, 500, 10));
@@ -1195,9 +1218,9 @@ fn reaching_the_failure_limit_disables_the_webhook_and_cancels_its_real_deliveri
                 reason: DisabledReason::ConsecutiveFailures,
                 at: t(2),
             },
-            cancelled("dlv_a00", t(2)),
-            cancelled("dlv_b00", t(2)),
-            cancelled("dlv_c00", t(2)),
+            paused("dlv_a00", t(2)),
+            paused("dlv_b00", t(2)),
+            paused("dlv_c00", t(2)),
         ]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
     assert!(!w.enabled);
@@ -1209,7 +1232,7 @@ fn reaching_the_failure_limit_disables_the_webhook_and_cancels_its_real_deliveri
 }
 
 #[test]
-fn an_exhausting_failure_at_the_limit_disables_without_cancelling_its_own_finished_delivery() {
+fn an_exhausting_failure_at_the_limit_disables_without_pausing_its_own_finished_delivery() {
     let policy = Policy {
         auto_disable_after: 2,
         retry_delays: vec![DurationMs(0)],
@@ -1240,7 +1263,7 @@ fn an_exhausting_failure_at_the_limit_disables_without_cancelling_its_own_finish
                 reason: DisabledReason::ConsecutiveFailures,
                 at: t(2),
             },
-            cancelled("dlv_c00", t(2)),
+            paused("dlv_c00", t(2)),
         ]);
     assert_eq!(state.pending_count(), 0);
 }
@@ -1268,9 +1291,9 @@ fn a_timeout_on_tick_counts_towards_the_limit() {
             reason: DisabledReason::ConsecutiveFailures,
             at: dl,
         },
-        cancelled("dlv_a00", dl),
-        cancelled("dlv_b00", dl),
-        cancelled("dlv_c00", dl),
+        paused("dlv_a00", dl),
+        paused("dlv_b00", dl),
+        paused("dlv_c00", dl),
     ]);
     assert!(state.webhook(&wh("wh_1")).is_some_and(|w| !w.enabled));
     // The next tick times out the test attempt, which does not count.
@@ -1881,4 +1904,149 @@ fn the_test_send_sample_is_marked_test() {
     ] {
         assert!(v.get(key).is_some_and(|x| !x.is_null()), "{key}");
     }
+}
+
+// ---------------------------------------------------------------- pausing and recovering
+
+fn recover(webhook: &str, candidates: Vec<RecoverCandidate>) -> CommandKind {
+    CommandKind::RecoverDeliveries {
+        account_id: acc("acc_1"),
+        webhook_id: wh(webhook),
+        candidates,
+    }
+}
+
+fn candidate(summary: DeliverySummary, succeeded: bool) -> RecoverCandidate {
+    RecoverCandidate {
+        delivery: summary,
+        succeeded,
+    }
+}
+
+/// `wh_1` disabled by hand with two paused publishes (`dlv_a00`, `dlv_b00`), then re-enabled.
+fn paused_then_enabled() -> Driver {
+    let mut d = pro_with_webhook(Policy::default());
+    d.run(t(1), set_enabled("acc_1", "wh_1", false));
+    d.run(t(2), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(3), publish("acc_1", "evt_2", "prj_1", "b"));
+    d.run(t(4), set_enabled("acc_1", "wh_1", true));
+    d
+}
+
+#[test]
+fn enabling_leaves_paused_deliveries_paused() {
+    let d = paused_then_enabled();
+    assert_eq!(d.state.pending_count(), 0, "nothing was resent by enabling");
+    assert_eq!(counter(&d.state, "wh_1"), 0);
+}
+
+#[test]
+fn recover_sends_paused_deliveries_again_in_the_order_given_with_a_fresh_schedule() {
+    let d = paused_then_enabled();
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    let b = summary(&d, "dlv_b00", "wh_1", "evt_2", 0);
+    let state = d
+        .given()
+        .when(
+            t(5),
+            recover(
+                "wh_1",
+                vec![candidate(a.clone(), false), candidate(b.clone(), false)],
+            ),
+        )
+        .then_events(vec![Event::DeliveriesRecovered {
+            webhook_id: wh("wh_1"),
+            deliveries: vec![a, b],
+            first_due: t(5),
+            at: t(5),
+        }]);
+    assert_eq!(state.pending_count(), 2);
+    let x = state.delivery(&dlv("dlv_a00")).expect("pending again");
+    assert_eq!((x.attempts_made, x.max_attempts, x.due), (0, 5, t(5)));
+}
+
+#[test]
+fn recover_never_resends_a_succeeded_delivery_or_a_test_send() {
+    let d = paused_then_enabled();
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    let test = DeliverySummary {
+        test: true,
+        ..summary(&d, "dlv_t", "wh_1", "evt_t", 1)
+    };
+    d.given()
+        .when(
+            t(5),
+            recover("wh_1", vec![candidate(a, true), candidate(test, false)]),
+        )
+        .then_no_events();
+}
+
+#[test]
+fn recover_is_refused_while_the_webhook_is_disabled() {
+    let mut d = paused_then_enabled();
+    d.run(t(5), set_enabled("acc_1", "wh_1", false));
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    d.given()
+        .when(t(6), recover("wh_1", vec![candidate(a, false)]))
+        .then_rejects(Rejection::WebhookDisabled(wh("wh_1")));
+}
+
+#[test]
+fn an_overlapping_recover_skips_deliveries_already_pending() {
+    let mut d = paused_then_enabled();
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    let b = summary(&d, "dlv_b00", "wh_1", "evt_2", 0);
+    d.run(t(5), recover("wh_1", vec![candidate(a.clone(), false)]));
+    d.given()
+        .when(
+            t(5),
+            recover(
+                "wh_1",
+                vec![candidate(a, false), candidate(b.clone(), false)],
+            ),
+        )
+        .then_events(vec![Event::DeliveriesRecovered {
+            webhook_id: wh("wh_1"),
+            deliveries: vec![b],
+            first_due: t(5),
+            at: t(5),
+        }]);
+}
+
+#[test]
+fn a_recovered_delivery_keeps_its_attempt_numbers_and_retries_on_a_fresh_schedule() {
+    let policy = Policy::default();
+    let mut d = pro_with_webhook(policy.clone());
+    d.run(t(0), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(0), tick(1));
+    d.run(t(1), response("dlv_a00", 1, 500, 10));
+    // Paused with one attempt made; recovered later.
+    d.run(t(2), set_enabled("acc_1", "wh_1", false));
+    d.run(t(3), set_enabled("acc_1", "wh_1", true));
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 1);
+    d.run(t(4), recover("wh_1", vec![candidate(a, false)]));
+    assert_eq!(
+        d.run(t(4), tick(1)),
+        vec![started(&policy, "dlv_a00", 2, t(4))]
+    );
+    // Its first failure after the recover waits the schedule's second delay, not its third.
+    let (events, _) = d
+        .given()
+        .when(t(5), response("dlv_a00", 2, 500, 10))
+        .events();
+    assert!(matches!(
+        &events[..],
+        [Event::AttemptFailed { next_due: Some(due), .. }] if *due == t(5).plus(policy.retry_delays[1])
+    ));
+}
+
+#[test]
+fn a_delivery_open_when_paused_that_succeeds_does_not_reset_the_counter() {
+    let mut d = pro_with_webhook(Policy::default());
+    d.run(t(0), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(0), tick(1));
+    let events = d.run(t(1), set_enabled("acc_1", "wh_1", false));
+    assert_eq!(events[0], paused("dlv_a00", t(1)));
+    d.run(t(2), response("dlv_a00", 1, 200, 10));
+    assert_eq!(d.state.pending_count(), 0);
 }

@@ -384,3 +384,10 @@ pub fn cancelled(delivery: &str, at: Timestamp) -> Event {
         at,
     }
 }
+
+pub fn paused(delivery: &str, at: Timestamp) -> Event {
+    Event::DeliveryPaused {
+        delivery_id: dlv(delivery),
+        at,
+    }
+}
