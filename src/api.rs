@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hallway_domain::{
-    types::Echo, AccountId, DeliveryId, Plan, Rejection, RejectionKind, WebhookChanges, WebhookId,
+    types::Echo, AccountId, DeliveryId, Plan, Rejection, RejectionKind, Timestamp, WebhookChanges,
+    WebhookId,
 };
 use hallway_runtime::{EngineError, EngineHandle, MetricsSnapshot, NewWebhook};
 use serde_json::{json, Map, Value};
@@ -172,6 +173,10 @@ pub fn router(state: AppState) -> Router {
             post(retry_delivery),
         )
         .route("/v1/accounts/{acc}/events", post(publish))
+        .route(
+            "/v1/accounts/{acc}/webhooks/{wh}/recover",
+            post(recover_deliveries),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -680,4 +685,42 @@ async fn publish(
         status,
         json!({ "id": receipt.event_id.as_str(), "deliveries": receipt.deliveries }),
     ))
+}
+
+/// A required or optional RFC 3339 time field.
+fn opt_time(obj: &Map<String, Value>, field: &str) -> Result<Option<Timestamp>, ApiError> {
+    match opt_string(obj, field)? {
+        None => Ok(None),
+        Some(text) => Timestamp::parse_rfc3339(&text).map(Some).ok_or_else(|| {
+            ApiError::validation(format!(
+                "{field}: must be an RFC 3339 UTC time such as 2026-01-10T15:30:00.000Z"
+            ))
+        }),
+    }
+}
+
+async fn recover_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
+    body: Body,
+) -> ApiResult {
+    let acc = authorize(&state, &headers, &acc).await?;
+    let obj = json_object(body).await?;
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !["since", "until"].contains(&k.as_str()))
+    {
+        return Err(ApiError::validation(format!(
+            "{unknown}: unknown field; a recover takes since and until"
+        )));
+    }
+    let since =
+        opt_time(&obj, "since")?.ok_or_else(|| ApiError::validation("since: is required"))?;
+    let until = opt_time(&obj, "until")?;
+    let n = state
+        .engine
+        .recover(&acc, &WebhookId::from(wh), since, until)
+        .await?;
+    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
 }

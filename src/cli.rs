@@ -137,6 +137,9 @@ pub struct ServeArgs {
     /// Manual retries and test sends one account may ask for per minute (0: unlimited).
     #[arg(long, env = "HALLWAY_MANUAL_ACTIONS_PER_MINUTE", default_value_t = 60)]
     pub manual_actions_per_minute: u32,
+    /// Most deliveries one recover may send again; a range holding more is refused.
+    #[arg(long, env = "HALLWAY_MAX_RECOVER", default_value_t = hallway_runtime::DEFAULT_MAX_RECOVER)]
+    pub max_recover: usize,
 }
 
 /// Flags of `verify`.
@@ -371,6 +374,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         master_key: Some(master_key),
         previous_master_keys,
         manual_actions_per_minute: args.manual_actions_per_minute,
+        max_recover: args.max_recover,
         max_in_flight: budget.max_in_flight,
         transport_config: TransportConfig {
             extra_roots,

@@ -133,6 +133,12 @@ pub enum Rejection {
         /// What is wrong.
         message: String,
     },
+    /// A recover's range holds more deliveries than one recover may send.
+    #[error("the range holds more than {max} deliveries to recover, the most one recover may send; recover a shorter range (set until)")]
+    TooManyToRecover {
+        /// The cap.
+        max: u64,
+    },
     /// The reported attempt is not the delivery's open attempt (late or duplicate report).
     #[error("attempt {attempt} of delivery {} is not open", Echo(delivery_id.as_str()))]
     AttemptNotOpen {
@@ -156,7 +162,9 @@ impl Rejection {
             }
             AttemptNotOpen { .. } => RejectionKind::Conflict,
             PlanRequired(_) => RejectionKind::PlanRequired,
-            LimitReached { .. } | AttemptsExhausted { .. } => RejectionKind::LimitReached,
+            LimitReached { .. } | AttemptsExhausted { .. } | TooManyToRecover { .. } => {
+                RejectionKind::LimitReached
+            }
             EventExists { .. } => RejectionKind::Duplicate,
             PayloadTooLarge { .. } => RejectionKind::PayloadTooLarge,
             InvalidRequest(_) => RejectionKind::InvalidRequest,

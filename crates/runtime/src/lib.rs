@@ -33,9 +33,10 @@ use actor::{Actor, Msg, Reply};
 use hallway_domain::Policy;
 use hallway_domain::{
     envelope, Account, AccountId, CommandKind, DeliveryId, DeliverySummary, DurationMs, Event,
-    EventId, Plan, Rejection, Secret, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
+    EventId, Plan, RecoverCandidate, Rejection, Secret, State, Timestamp, Webhook, WebhookChanges,
+    WebhookConfig, WebhookId,
 };
-use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use hallway_store::{DeliveryRecord, DeliveryStatus, EventStore, Page, SledStore};
 use limiter::ManualLimiter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
@@ -103,6 +104,8 @@ pub struct Config {
     pub previous_master_keys: Vec<MasterKey>,
     /// Manual retries and test sends an account may ask for per minute (0: unlimited).
     pub manual_actions_per_minute: u32,
+    /// Most deliveries one recover may send again; a range holding more is refused.
+    pub max_recover: usize,
 }
 
 impl Default for Config {
@@ -121,9 +124,17 @@ impl Default for Config {
             master_key: None,
             previous_master_keys: Vec::new(),
             manual_actions_per_minute: 60,
+            max_recover: DEFAULT_MAX_RECOVER,
         }
     }
 }
+
+/// Deliveries one recover may send again unless configured.
+pub const DEFAULT_MAX_RECOVER: usize = 100_000;
+
+/// Deliveries one logged decision of a recover carries: each chunk is one log record, so a
+/// large recover never makes one huge record, and the actor answers others between chunks.
+const RECOVER_CHUNK: usize = 5_000;
 
 /// What a publish answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +164,10 @@ pub struct EngineHandle {
     clock: Arc<dyn Clock>,
     secrets: Arc<SecretBox>,
     manual: Arc<ManualLimiter>,
+    /// Held by a recover (and a manual retry) from reading history to deciding: no other
+    /// command makes a finished delivery pending in between, so what it read is still true.
+    resend: Arc<tokio::sync::Mutex<()>>,
+    max_recover: usize,
 }
 
 impl Engine {
@@ -214,6 +229,8 @@ impl Engine {
             clock: config.clock.clone(),
             secrets: secrets.clone(),
             manual: Arc::new(ManualLimiter::new(config.manual_actions_per_minute)),
+            resend: Arc::new(tokio::sync::Mutex::new(())),
+            max_recover: config.max_recover,
         };
         let mut actor = Actor::new(
             state, last_seq, store, transport, secrets, rx, config, metrics,
@@ -593,6 +610,7 @@ impl EngineHandle {
         delivery: &DeliveryId,
     ) -> Result<(), EngineError> {
         self.take_manual(account)?;
+        let _resend = self.resend.lock().await;
         let record = self.delivery(account, webhook, delivery).await?;
         let summary = DeliverySummary {
             delivery_id: record.id,
@@ -612,6 +630,73 @@ impl EngineHandle {
             |_, _| (),
         )
         .await
+    }
+
+    /// Sends again every paused, failed or cancelled (never a succeeded, pending or test)
+    /// delivery of a webhook created in `[since, until)`, oldest first, each with a fresh retry
+    /// schedule. Refused while the webhook is disabled, and when the range holds more than the
+    /// configured maximum. Answers how many deliveries were sent again.
+    ///
+    /// Each chunk of the recover is one logged decision: once this answers, every delivery is
+    /// pending in the log and survives a crash; a crash before leaves a part done, and asking
+    /// again sends the rest (pending and succeeded ones are skipped).
+    pub async fn recover(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        since: Timestamp,
+        until: Option<Timestamp>,
+    ) -> Result<u64, EngineError> {
+        if let Some(until) = until {
+            if until <= since {
+                return Err(Rejection::InvalidField {
+                    field: "until",
+                    message: "must be after since".into(),
+                }
+                .into());
+            }
+        }
+        let _resend = self.resend.lock().await;
+        let w = self.webhook(account, webhook).await?;
+        if !w.enabled {
+            return Err(Rejection::WebhookDisabled(webhook.clone()).into());
+        }
+        let store = self.store.clone();
+        let (webhook_id, max) = (webhook.clone(), self.max_recover);
+        let candidates = tokio::task::spawn_blocking(move || {
+            recover_candidates(&*store, &webhook_id, since, until, max)
+        })
+        .await
+        .map_err(|e| EngineError::Storage(e.to_string()))??;
+        let Some(candidates) = candidates else {
+            return Err(Rejection::TooManyToRecover { max: max as u64 }.into());
+        };
+        let mut sent = 0u64;
+        let mut candidates = candidates.into_iter().peekable();
+        while candidates.peek().is_some() {
+            let chunk: Vec<RecoverCandidate> = candidates.by_ref().take(RECOVER_CHUNK).collect();
+            sent += self
+                .exec(
+                    CommandKind::RecoverDeliveries {
+                        account_id: account.clone(),
+                        webhook_id: webhook.clone(),
+                        candidates: chunk,
+                    },
+                    |events, _| {
+                        events
+                            .iter()
+                            .map(|e| match e {
+                                Event::DeliveriesRecovered { deliveries, .. } => {
+                                    deliveries.len() as u64
+                                }
+                                _ => 0,
+                            })
+                            .sum::<u64>()
+                    },
+                )
+                .await?;
+        }
+        Ok(sent)
     }
 
     /// A webhook's deliveries, newest first.
@@ -660,6 +745,63 @@ impl EngineHandle {
     pub fn now(&self) -> hallway_domain::Timestamp {
         self.clock.now()
     }
+}
+
+/// A webhook's deliveries a recover of `[since, until)` may send again, oldest first; `None`
+/// when there are more than `max`. History lists newest first, so reading stops at the first
+/// delivery created before `since`.
+fn recover_candidates(
+    store: &dyn EventStore,
+    webhook: &WebhookId,
+    since: Timestamp,
+    until: Option<Timestamp>,
+    max: usize,
+) -> Result<Option<Vec<RecoverCandidate>>, EngineError> {
+    let mut out: Vec<RecoverCandidate> = Vec::new();
+    let mut cursor: Option<String> = None;
+    'pages: loop {
+        let page = store.deliveries(webhook, 1024, cursor.as_deref())?;
+        for r in page.data {
+            if r.created_at < since {
+                break 'pages;
+            }
+            if until.is_some_and(|u| r.created_at >= u) || r.test {
+                continue;
+            }
+            let resendable = matches!(
+                r.status,
+                DeliveryStatus::Paused | DeliveryStatus::Failed | DeliveryStatus::Cancelled
+            );
+            if !resendable {
+                continue;
+            }
+            if out.len() == max {
+                return Ok(None);
+            }
+            out.push(RecoverCandidate {
+                succeeded: r.status == DeliveryStatus::Succeeded,
+                delivery: DeliverySummary {
+                    attempts_made: r.attempts.len() as u32,
+                    delivery_id: r.id,
+                    webhook_id: r.webhook_id,
+                    account_id: r.account_id,
+                    event_id: r.event_id,
+                    event_type: r.event_type,
+                    test: r.test,
+                    created_at: r.created_at,
+                },
+            });
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.delivery.created_at, &a.delivery.delivery_id)
+            .cmp(&(b.delivery.created_at, &b.delivery.delivery_id))
+    });
+    Ok(Some(out))
 }
 
 fn find_webhook(
