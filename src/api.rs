@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hallway_domain::{
-    types::Echo, AccountId, DeliveryId, Plan, Rejection, RejectionKind, Timestamp, WebhookChanges,
-    WebhookId,
+    types::Echo, AccountId, DeliveryId, EventId, Plan, Rejection, RejectionKind, Timestamp,
+    WebhookChanges, WebhookId,
 };
 use hallway_runtime::{EngineError, EngineHandle, MetricsSnapshot, NewWebhook};
 use serde_json::{json, Map, Value};
@@ -177,6 +177,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/accounts/{acc}/webhooks/{wh}/recover",
             post(recover_deliveries),
         )
+        .route("/v1/accounts/{acc}/events/{evt}/replay", post(replay_event))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -721,6 +722,28 @@ async fn recover_deliveries(
     let n = state
         .engine
         .recover(&acc, &WebhookId::from(wh), since, until)
+        .await?;
+    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
+}
+
+async fn replay_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((acc, evt)): ApiPath<(String, String)>,
+    body: Body,
+) -> ApiResult {
+    authorize_admin(&state, &headers, Some(&acc)).await?;
+    let obj = json_object(body).await?;
+    if let Some(unknown) = obj.keys().find(|k| k.as_str() != "webhook_ids") {
+        return Err(ApiError::validation(format!(
+            "{unknown}: unknown field; a replay takes webhook_ids"
+        )));
+    }
+    let webhook_ids = opt_string_list(&obj, "webhook_ids")?
+        .map(|ids| ids.into_iter().map(WebhookId::from).collect());
+    let n = state
+        .engine
+        .replay(&AccountId::from(acc), &EventId::from(evt), webhook_ids)
         .await?;
     Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
 }

@@ -214,3 +214,62 @@ async fn a_recover_interrupted_by_sigkill_completes_after_restart_without_double
         .await;
     assert_eq!((status, v), (202, json!({"deliveries": 0})));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_sends_the_same_body_and_event_id_as_new_deliveries() {
+    let home = Home::new();
+    let receiver = Receiver::status(200).await;
+    let server = Server::permissive(&home, &[]).await;
+    let (_, key) = server.create_account("acc_1", "Acme Research", "pro").await;
+    let (w1, _) = server.create_webhook("acc_1", "One", &receiver.url()).await;
+    let (w2, _) = server.create_webhook("acc_1", "Two", &receiver.url()).await;
+    let (wh1, wh2) = (
+        w1["id"].as_str().expect("id"),
+        w2["id"].as_str().expect("id"),
+    );
+    let (status, _) = server.publish("acc_1", event("evt_replay_1")).await;
+    assert_eq!(status, 202);
+    let first = receiver.wait_for(2).await;
+
+    // To every enabled match: both webhooks get the identical body again.
+    let path = "/v1/accounts/acc_1/events/evt_replay_1/replay";
+    let (status, v) = server.admin("POST", path, Some(json!({}))).await;
+    assert_eq!((status, v), (202, json!({"deliveries": 2})));
+    let all = receiver.wait_for(4).await;
+    assert!(all[2..].iter().all(|r| r.body == first[0].body));
+
+    // To one named webhook; a disabled one is refused; an account key may not replay.
+    let (status, v) = server
+        .admin("POST", path, Some(json!({"webhook_ids": [wh2]})))
+        .await;
+    assert_eq!((status, v), (202, json!({"deliveries": 1})));
+    receiver.wait_for(5).await;
+    let (status, _) = server
+        .admin(
+            "PATCH",
+            &format!("/v1/accounts/acc_1/webhooks/{wh1}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let refused = server
+        .admin("POST", path, Some(json!({"webhook_ids": [wh1]})))
+        .await;
+    assert_error(&refused, 409, "conflict");
+    let by_key = server.call("POST", path, Some(&key), Some(json!({}))).await;
+    assert_eq!(by_key.0, 403, "{}", by_key.1);
+    let unknown = server
+        .admin(
+            "POST",
+            "/v1/accounts/acc_1/events/evt_never/replay",
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&unknown, 404, "not_found");
+    // History lists the replayed deliveries as deliveries of the same event.
+    let listed = server.deliveries("acc_1", wh2).await;
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .all(|d| d["event_id"] == json!("evt_replay_1")));
+}

@@ -187,4 +187,20 @@ pub enum CommandKind {
         /// What history holds in the recovered range, oldest first.
         candidates: Vec<RecoverCandidate>,
     },
+    /// Send a published event again, as new deliveries of the same body and event id, to the
+    /// given webhooks or else to every enabled webhook it matches now.
+    ReplayEvent {
+        /// The publishing account.
+        account_id: AccountId,
+        /// The event (its body is in the store; the caller checked it is still there).
+        event_id: EventId,
+        /// Its type, read from its body.
+        event_type: String,
+        /// Its project, read from its body.
+        project_id: ProjectId,
+        /// The webhooks to send it to; `None` for every enabled one it matches.
+        webhook_ids: Option<Vec<WebhookId>>,
+        /// Fresh random text the delivery ids are derived from.
+        delivery_id_seed: String,
+    },
 }

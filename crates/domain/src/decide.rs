@@ -127,6 +127,66 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             webhook_id,
             candidates,
         } => handle_recover(state, now, &account_id, &webhook_id, candidates),
+        CommandKind::ReplayEvent {
+            account_id,
+            event_id,
+            event_type,
+            project_id,
+            webhook_ids,
+            delivery_id_seed,
+        } => {
+            let account = find_account(state, &account_id)?;
+            let targets: Vec<WebhookId> = match webhook_ids {
+                // Named webhooks get it whatever their filters: the host asked for them.
+                Some(ids) => {
+                    let mut out: Vec<WebhookId> = Vec::new();
+                    for id in ids {
+                        let w = find_webhook(state, &account_id, &id)?;
+                        if !w.enabled {
+                            return Err(Rejection::WebhookDisabled(id));
+                        }
+                        if !out.contains(&id) {
+                            out.push(id);
+                        }
+                    }
+                    out
+                }
+                None if account.plan == Plan::Pro => state
+                    .webhooks_of(&account_id)
+                    .into_iter()
+                    .filter(|w| w.enabled && w.config.matches(&event_type, &project_id))
+                    .map(|w| w.id.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
+            if targets.is_empty() {
+                return Ok(Vec::new());
+            }
+            let deliveries = targets
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    (
+                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
+                        w,
+                    )
+                })
+                .collect();
+            let first_delay = state
+                .policy()
+                .retry_delays
+                .first()
+                .copied()
+                .unwrap_or_default();
+            Ok(vec![Event::EventReplayed {
+                account_id,
+                event_id,
+                event_type,
+                deliveries,
+                first_due: now.plus(first_delay),
+                at: now,
+            }])
+        }
         CommandKind::ExpireIdempotencyKeys => {
             let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
             Ok(match state.oldest_published() {

@@ -233,6 +233,21 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A published event was sent again as new deliveries of the same body and event id.
+    EventReplayed {
+        /// The publishing account.
+        account_id: AccountId,
+        /// The event.
+        event_id: EventId,
+        /// Its type.
+        event_type: String,
+        /// One new delivery per webhook it is sent to.
+        deliveries: Vec<(DeliveryId, WebhookId)>,
+        /// The first attempt's due time.
+        first_due: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -259,7 +274,8 @@ impl Event {
             | IdempotencyKeysExpired { at, .. }
             | DeliveriesPaused { at, .. }
             | DeliveryPaused { at, .. }
-            | DeliveriesRecovered { at, .. } => *at,
+            | DeliveriesRecovered { at, .. }
+            | EventReplayed { at, .. } => *at,
         }
     }
 }

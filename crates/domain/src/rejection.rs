@@ -133,6 +133,9 @@ pub enum Rejection {
         /// What is wrong.
         message: String,
     },
+    /// No published event with this id has a body kept (never published, or past retention).
+    #[error("event {} not found (never published, or older than the retention window)", Echo(.0.as_str()))]
+    EventNotFound(EventId),
     /// A recover's range holds more deliveries than one recover may send.
     #[error("the range holds more than {max} deliveries to recover, the most one recover may send; recover a shorter range (set until)")]
     TooManyToRecover {
@@ -154,7 +157,7 @@ impl Rejection {
     pub fn kind(&self) -> RejectionKind {
         use Rejection::*;
         match self {
-            AccountNotFound(_) | WebhookNotFound(_) | DeliveryNotFound(_) => {
+            AccountNotFound(_) | WebhookNotFound(_) | DeliveryNotFound(_) | EventNotFound(_) => {
                 RejectionKind::NotFound
             }
             AccountExists(_) | DeliveryNotFinished(_) | WebhookDisabled(_) => {

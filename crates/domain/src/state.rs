@@ -591,6 +591,31 @@ impl State {
                 });
             }
             Event::DeliveriesPaused { .. } => {}
+            Event::EventReplayed {
+                account_id,
+                event_id,
+                event_type,
+                deliveries,
+                first_due,
+                at,
+            } => {
+                for (delivery_id, webhook_id) in deliveries {
+                    self.enqueue_new(Delivery {
+                        id: delivery_id.clone(),
+                        webhook_id: webhook_id.clone(),
+                        account_id: account_id.clone(),
+                        event_id: event_id.clone(),
+                        event_type: event_type.clone(),
+                        test: false,
+                        created_at: *at,
+                        attempts_made: 0,
+                        max_attempts: self.policy.max_attempts(),
+                        due: *first_due,
+                        open: None,
+                        cancelled: false,
+                    });
+                }
+            }
             Event::DeliveriesRecovered {
                 deliveries,
                 first_due,

@@ -105,6 +105,11 @@ enum Op {
         as_other_account: bool,
     },
     Expire,
+    Replay {
+        pick: u8,
+        /// To the event's first matching webhook by id, instead of to every match.
+        named: bool,
+    },
     Recover {
         webhook: u8,
         /// Also offer the webhook's live deliveries (which must be skipped).
@@ -148,6 +153,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Resume),
         2 => (any::<u8>(), prop::bool::weighted(0.2)).prop_map(|(pick, as_other_account)| Op::Retry { pick, as_other_account }),
         1 => Just(Op::Expire),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(pick, named)| Op::Replay { pick, named }),
         2 => (any::<u8>(), any::<bool>()).prop_map(|(webhook, with_live)| Op::Recover { webhook, with_live }),
         1 => (0u8..3, prop::bool::weighted(0.8)).prop_map(|(account, pro)| Op::SetPlan { account, pro }),
     ]
@@ -692,6 +698,44 @@ impl Model {
                         self.lifetime.insert(d.clone(), (0, 0));
                     }
                 }
+                Event::EventReplayed {
+                    account_id,
+                    event_id,
+                    event_type,
+                    deliveries,
+                    first_due,
+                    at,
+                } => {
+                    assert_eq!(*first_due, at.plus(p.retry_delays[0]));
+                    for (d, w) in deliveries {
+                        let hook = &self.webhooks[w];
+                        assert!(
+                            !hook.deleted && hook.enabled,
+                            "replayed to a disabled webhook"
+                        );
+                        assert!(
+                            !self.live.contains_key(d) && !self.finished.contains_key(d),
+                            "delivery id {d} reused"
+                        );
+                        self.live.insert(
+                            d.clone(),
+                            MDelivery {
+                                webhook: w.clone(),
+                                account: account_id.clone(),
+                                event_id: event_id.clone(),
+                                event_type: event_type.clone(),
+                                test: false,
+                                created_at: *at,
+                                attempts: 0,
+                                max_attempts: p.max_attempts(),
+                                due: *first_due,
+                                open: None,
+                                cancelled: false,
+                            },
+                        );
+                        self.lifetime.insert(d.clone(), (0, 0));
+                    }
+                }
                 Event::DeliveriesRecovered {
                     webhook_id,
                     deliveries,
@@ -873,6 +917,8 @@ struct Sim {
     webhooks: Vec<(WebhookId, AccountId)>,
     /// Every (account, event id) published, for reuse.
     event_ids: Vec<EventId>,
+    /// Every event published, with its account, type and project, for replays.
+    events: Vec<(AccountId, EventId, String, ProjectId)>,
 }
 
 impl Sim {
@@ -889,6 +935,7 @@ impl Sim {
             fresh: 0,
             webhooks: Vec::new(),
             event_ids: Vec::new(),
+            events: Vec::new(),
         };
         for (i, id) in ACCOUNTS.iter().enumerate() {
             let plan = if i < 2 { Plan::Pro } else { Plan::Free };
@@ -1111,6 +1158,12 @@ impl Sim {
                     fields_json: format!(r#","project":{{"id":"{project_id}"}}"#),
                 };
                 let seed = self.fresh("s");
+                let meta = (
+                    account_id.clone(),
+                    event_id.clone(),
+                    event.event_type.clone(),
+                    event.project_id.clone(),
+                );
                 let known = self
                     .model
                     .published
@@ -1137,6 +1190,7 @@ impl Sim {
                     None => {
                         assert!(result.is_ok(), "{result:?}");
                         self.event_ids.push(event_id);
+                        self.events.push(meta);
                     }
                 }
             }
@@ -1243,6 +1297,41 @@ impl Sim {
                 assert!(result.is_ok(), "{result:?}");
                 let before = Timestamp(self.now.0 - self.model.policy.retention.0);
                 assert_eq!(self.state.oldest_published().filter(|t| *t < before), None);
+            }
+            Op::Replay { pick, named } => {
+                if self.events.is_empty() {
+                    return;
+                }
+                let (account, event_id, event_type, project) =
+                    self.events[pick as usize % self.events.len()].clone();
+                let matching = self.model.fan_out(&account, &event_type, &project);
+                let (webhook_ids, expected) = match (named, matching.first()) {
+                    (true, Some(first)) => (Some(vec![first.clone()]), vec![first.clone()]),
+                    _ => (None, matching),
+                };
+                let seed = self.fresh("r");
+                let result = self.exec(CommandKind::ReplayEvent {
+                    account_id: account,
+                    event_id,
+                    event_type,
+                    project_id: project,
+                    webhook_ids,
+                    delivery_id_seed: seed,
+                });
+                let sent: Vec<WebhookId> = result
+                    .expect("a replay to enabled webhooks")
+                    .iter()
+                    .flat_map(|e| match e {
+                        Event::EventReplayed { deliveries, .. } => {
+                            deliveries.iter().map(|(_, w)| w.clone()).collect()
+                        }
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                assert_eq!(
+                    sent, expected,
+                    "replayed to every enabled match, or the named one"
+                );
             }
             Op::Recover { webhook, with_live } => {
                 let (id, account) = self.pick_webhook(webhook);

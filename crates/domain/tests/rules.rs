@@ -2050,3 +2050,38 @@ fn a_delivery_open_when_paused_that_succeeds_does_not_reset_the_counter() {
     d.run(t(2), response("dlv_a00", 1, 200, 10));
     assert_eq!(d.state.pending_count(), 0);
 }
+
+fn replay(event_id: &str, webhook_ids: Option<Vec<&str>>, seed: &str) -> CommandKind {
+    CommandKind::ReplayEvent {
+        account_id: acc("acc_1"),
+        event_id: evt(event_id),
+        event_type: COMPLETED.into(),
+        project_id: prj("prj_1"),
+        webhook_ids: webhook_ids.map(|ids| ids.into_iter().map(wh).collect()),
+        delivery_id_seed: seed.into(),
+    }
+}
+
+#[test]
+fn a_replay_creates_new_deliveries_of_the_same_event_to_enabled_matches_only() {
+    let mut d = pro_with_webhook(Policy::default());
+    d.run(T0, create_webhook("acc_1", "wh_2", default_config()));
+    d.run(t(1), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(2), set_enabled("acc_1", "wh_2", false));
+    d.given()
+        .when(t(3), replay("evt_1", None, "r"))
+        .then_events(vec![Event::EventReplayed {
+            account_id: acc("acc_1"),
+            event_id: evt("evt_1"),
+            event_type: COMPLETED.into(),
+            deliveries: vec![pair("dlv_r00", "wh_1")],
+            first_due: t(3),
+            at: t(3),
+        }]);
+    d.given()
+        .when(t(3), replay("evt_1", Some(vec!["wh_2"]), "r"))
+        .then_rejects(Rejection::WebhookDisabled(wh("wh_2")));
+    d.given()
+        .when(t(3), replay("evt_1", Some(vec!["wh_9"]), "r"))
+        .then_rejects(Rejection::WebhookNotFound(wh("wh_9")));
+}

@@ -699,6 +699,46 @@ impl EngineHandle {
         Ok(sent)
     }
 
+    /// Sends a published event again, as new deliveries of the same body and event id, to
+    /// `webhook_ids` (each must be enabled) or else to every enabled webhook it matches now.
+    /// Answers how many deliveries were created.
+    pub async fn replay(
+        &self,
+        account: &AccountId,
+        event: &EventId,
+        webhook_ids: Option<Vec<WebhookId>>,
+    ) -> Result<u64, EngineError> {
+        let not_found = || EngineError::from(Rejection::EventNotFound(event.clone()));
+        let body = self.store.payload(account, event)?.ok_or_else(not_found)?;
+        // The envelope the engine wrote: its type and project decide the fan-out.
+        let parsed: serde_json::Value = serde_json::from_str(&body).map_err(|_| not_found())?;
+        let event_type = parsed["type"].as_str().ok_or_else(not_found)?.to_owned();
+        let project_id = parsed["project"]["id"].as_str().unwrap_or_default();
+        if parsed.get("_test").is_some() {
+            return Err(not_found());
+        }
+        self.exec(
+            CommandKind::ReplayEvent {
+                account_id: account.clone(),
+                event_id: event.clone(),
+                event_type,
+                project_id: project_id.into(),
+                webhook_ids,
+                delivery_id_seed: ids::delivery_id_seed(self.now()),
+            },
+            |events, _| {
+                events
+                    .iter()
+                    .map(|e| match e {
+                        Event::EventReplayed { deliveries, .. } => deliveries.len() as u64,
+                        _ => 0,
+                    })
+                    .sum::<u64>()
+            },
+        )
+        .await
+    }
+
     /// A webhook's deliveries, newest first.
     pub async fn deliveries(
         &self,

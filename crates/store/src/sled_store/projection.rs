@@ -167,6 +167,8 @@ pub(crate) struct Projection<'a, 'e> {
     /// Bodies of this append's publishes that no enabled webhook receives, for the paused
     /// deliveries that may follow them.
     unsent: HashMap<Vec<u8>, (&'e str, Timestamp)>,
+    /// Stored payloads this append lists more deliveries on, their bodies unchanged.
+    extended: HashMap<Vec<u8>, PayloadRef>,
 }
 
 /// Reads a bucket, empty if there is none.
@@ -200,6 +202,7 @@ impl<'a, 'e> Projection<'a, 'e> {
             chunks: HashMap::new(),
             by_time: Vec::new(),
             unsent: HashMap::new(),
+            extended: HashMap::new(),
         }
     }
 
@@ -382,6 +385,31 @@ impl<'a, 'e> Projection<'a, 'e> {
                     })?;
                 }
             }
+            Event::EventReplayed {
+                account_id,
+                event_id,
+                event_type,
+                deliveries,
+                first_due,
+                at,
+            } => {
+                let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
+                self.extend_payload(account_id, event_id, ids)?;
+                for (delivery_id, webhook_id) in deliveries {
+                    self.create(DeliveryRecord {
+                        id: delivery_id.clone(),
+                        webhook_id: webhook_id.clone(),
+                        account_id: account_id.clone(),
+                        event_id: event_id.clone(),
+                        event_type: event_type.clone(),
+                        test: false,
+                        status: DeliveryStatus::Pending,
+                        created_at: *at,
+                        next_attempt_at: Some(*first_due),
+                        attempts: Vec::new(),
+                    })?;
+                }
+            }
             Event::DeliveryPaused { delivery_id, .. } => {
                 self.update(delivery_id, |r| {
                     if r.status == DeliveryStatus::Pending {
@@ -492,6 +520,35 @@ impl<'a, 'e> Projection<'a, 'e> {
         Ok(())
     }
 
+    /// Lists more deliveries on an event's stored payload without writing its body again (a
+    /// replay), so that retention keeps the body while they are pending.
+    fn extend_payload(
+        &mut self,
+        account: &AccountId,
+        event: &EventId,
+        deliveries: Vec<DeliveryId>,
+    ) -> Result<(), StoreError> {
+        let key = keys::payload_key(account, event);
+        if self.payloads.contains_key(&key) {
+            return self.add_payload_deliveries(account, event, deliveries);
+        }
+        let existing = match self.extended.remove(&key) {
+            Some(r) => Some(r),
+            None => load_payload_ref(&self.trees.payloads, &key)?,
+        };
+        // Gone (retention removed it after the caller checked): the deliveries will find no
+        // body and fail, which history shows.
+        if let Some(mut r) = existing {
+            for d in deliveries {
+                if !r.deliveries.contains(&d) {
+                    r.deliveries.push(d);
+                }
+            }
+            self.extended.insert(key, r);
+        }
+        Ok(())
+    }
+
     /// The batch's view of a bucket, loaded on first touch.
     fn slot(&mut self, key: &[u8]) -> Result<&mut Slot, StoreError> {
         if !self.buckets.contains_key(key) {
@@ -582,6 +639,11 @@ impl<'a, 'e> Projection<'a, 'e> {
                 .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
         }
         writes.body_refs = changed;
+        for (key, record) in self.extended {
+            writes
+                .payloads
+                .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
+        }
         for (webhook, mut chunk) in self.chunks {
             sort_chunk(&mut chunk);
             writes.history.push((
