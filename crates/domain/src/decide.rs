@@ -1,6 +1,7 @@
 //! `decide`: checks a command against the state and the policy and returns the facts it
 //! produces. It reads the state only; the caller persists the events, then applies them.
 
+use crate::alert::{Alert, AlertKind};
 use crate::command::{Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges};
 use crate::envelope::{self, PreparedEvent};
 use crate::event::Event;
@@ -358,10 +359,13 @@ fn handle_update_webhook(
         });
     }
     match changes.enabled {
-        Some(true) if !webhook.enabled => events.push(Event::WebhookEnabled {
-            webhook_id: webhook_id.clone(),
-            at: now,
-        }),
+        Some(true) if !webhook.enabled => {
+            events.push(Event::WebhookEnabled {
+                webhook_id: webhook_id.clone(),
+                at: now,
+            });
+            events.push(alert(webhook, AlertKind::Enabled, None, None, 0, now));
+        }
         Some(false) if webhook.enabled => {
             events.extend(pause_all(state, now, webhook_id));
             events.push(Event::WebhookDisabled {
@@ -369,10 +373,40 @@ fn handle_update_webhook(
                 reason: DisabledReason::Manual,
                 at: now,
             });
+            events.push(alert(
+                webhook,
+                AlertKind::Disabled,
+                Some(DisabledReason::Manual),
+                None,
+                webhook.consecutive_failures,
+                now,
+            ));
         }
         _ => {}
     }
     Ok(events)
+}
+
+/// An alert about `webhook`.
+fn alert(
+    webhook: &crate::state::Webhook,
+    kind: AlertKind,
+    reason: Option<DisabledReason>,
+    last_error: Option<AttemptError>,
+    consecutive_failures: u32,
+    now: Timestamp,
+) -> Event {
+    Event::AlertRaised {
+        alert: Alert {
+            kind,
+            webhook_id: webhook.id.clone(),
+            account_id: webhook.account_id.clone(),
+            reason,
+            last_error,
+            consecutive_failures,
+        },
+        at: now,
+    }
 }
 
 /// Cancels a webhook's unfinished deliveries; test sends too only when `include_tests`.
@@ -654,14 +688,34 @@ fn handle_outcome(
         Outcome::Response { status, duration }
             if (200..300).contains(&status) && duration <= timeout =>
         {
-            vec![Event::AttemptSucceeded {
+            let mut events = vec![Event::AttemptSucceeded {
                 delivery_id: delivery_id.clone(),
                 attempt,
                 status_code: status,
                 duration,
                 started_at: open.started_at,
                 at: now,
-            }]
+            }];
+            // The success that ends a streak the host was warned about.
+            let warn_at = state.policy().failing_alert_after;
+            if let Some(w) = state.webhook(&d.webhook_id) {
+                if !d.test
+                    && !d.cancelled
+                    && w.enabled
+                    && warn_at > 0
+                    && w.consecutive_failures >= warn_at
+                {
+                    events.push(alert(
+                        w,
+                        AlertKind::Recovered,
+                        None,
+                        None,
+                        w.consecutive_failures,
+                        now,
+                    ));
+                }
+            }
+            events
         }
         Outcome::Response { status, duration } => {
             let error = if (200..300).contains(&status) {
@@ -723,6 +777,27 @@ fn fail_attempt(
             events.extend(pause_where(state, now, &d.webhook_id, |other| {
                 !other.test && (other.id != d.id || next_due.is_some())
             }));
+            events.push(alert(
+                webhook,
+                AlertKind::Disabled,
+                Some(DisabledReason::ConsecutiveFailures),
+                Some(error),
+                webhook.consecutive_failures + 1,
+                now,
+            ));
+        } else if counts
+            && webhook.enabled
+            && policy.failing_alert_after > 0
+            && webhook.consecutive_failures + 1 == policy.failing_alert_after
+        {
+            events.push(alert(
+                webhook,
+                AlertKind::Failing,
+                None,
+                Some(error),
+                webhook.consecutive_failures + 1,
+                now,
+            ));
         }
     }
     events

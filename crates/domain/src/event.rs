@@ -1,5 +1,6 @@
 //! Events: the facts the log records. Applying them is the only way state changes.
 
+use crate::alert::Alert;
 use crate::command::DeliverySummary;
 use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
@@ -248,6 +249,13 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// An operational alert for the host, decided with the facts that caused it.
+    AlertRaised {
+        /// The alert.
+        alert: Alert,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -275,7 +283,8 @@ impl Event {
             | DeliveriesPaused { at, .. }
             | DeliveryPaused { at, .. }
             | DeliveriesRecovered { at, .. }
-            | EventReplayed { at, .. } => *at,
+            | EventReplayed { at, .. }
+            | AlertRaised { at, .. } => *at,
         }
     }
 }

@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod command;
 pub mod decide;
 pub mod envelope;
@@ -43,6 +44,7 @@ pub mod target;
 pub mod types;
 pub mod webhook;
 
+pub use alert::{Alert, AlertKind};
 pub use command::{Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges};
 pub use decide::decide;
 pub use envelope::PreparedEvent;

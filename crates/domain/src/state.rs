@@ -590,7 +590,7 @@ impl State {
                     cancelled: false,
                 });
             }
-            Event::DeliveriesPaused { .. } => {}
+            Event::DeliveriesPaused { .. } | Event::AlertRaised { .. } => {}
             Event::EventReplayed {
                 account_id,
                 event_id,

@@ -33,6 +33,7 @@ fn policy() -> Policy {
         max_webhooks_per_account: 2,
         max_in_flight_per_webhook: 2,
         max_manual_retries: 2,
+        failing_alert_after: 2,
         retention: DurationMs::from_mins(20),
         event_types: TYPES.iter().map(|s| s.to_string()).collect(),
         ..Policy::default()
@@ -214,6 +215,8 @@ struct Model {
     lifetime: BTreeMap<DeliveryId, (u32, u32)>,
     /// Finished deliveries whose last attempt succeeded (history's `succeeded`).
     succeeded: std::collections::BTreeSet<DeliveryId>,
+    /// Each webhook's counter before its last reset by a success.
+    reset_from: BTreeMap<WebhookId, u32>,
     /// Finished deliveries that were paused (history's `paused`).
     paused: std::collections::BTreeSet<DeliveryId>,
     published: BTreeMap<(AccountId, EventId), (u32, Timestamp)>,
@@ -537,7 +540,16 @@ impl Model {
                         let counts = !w.deleted && w.enabled && w.epoch == open.epoch;
                         assert_eq!(counts, !d.cancelled);
                         if counts {
+                            let warned =
+                                p.failing_alert_after > 0 && w.counter >= p.failing_alert_after;
+                            let before = w.counter;
                             w.counter = 0;
+                            assert_eq!(
+                                alerts_in(batch, &d.webhook, AlertKind::Recovered),
+                                usize::from(warned),
+                                "webhook.recovered after {before} failures"
+                            );
+                            self.reset_from.insert(d.webhook.clone(), before);
                         }
                     }
                     self.finish(delivery_id, *attempt);
@@ -572,6 +584,18 @@ impl Model {
                         assert_eq!(counts, !d.cancelled);
                         if counts {
                             w.counter += 1;
+                            let warn = w.counter == p.failing_alert_after && w.counter < limit;
+                            assert_eq!(
+                                alerts_in(batch, &d.webhook, AlertKind::Failing),
+                                usize::from(warn),
+                                "webhook.failing at {} failures",
+                                w.counter
+                            );
+                            assert_eq!(
+                                alerts_in(batch, &d.webhook, AlertKind::Disabled),
+                                usize::from(w.counter == limit),
+                                "webhook.disabled at the limit"
+                            );
                         }
                     }
                     match next_due {
@@ -801,6 +825,37 @@ impl Model {
                     );
                     self.lifetime.get_mut(id).expect("tracked").1 += 1;
                 }
+                Event::AlertRaised { alert, .. } => {
+                    let w = self.webhooks[&alert.webhook_id].clone();
+                    assert_eq!(alert.account_id, w.account);
+                    match alert.kind {
+                        AlertKind::Failing => {
+                            assert!(w.enabled);
+                            assert_eq!(alert.consecutive_failures, p.failing_alert_after);
+                            assert_eq!(w.counter, p.failing_alert_after);
+                            assert!(alert.last_error.is_some());
+                        }
+                        AlertKind::Disabled => {
+                            assert!(!w.enabled, "webhook.disabled for an enabled webhook");
+                            assert_eq!(alert.reason, w.reason);
+                            if w.reason == Some(DisabledReason::ConsecutiveFailures) {
+                                assert_eq!(alert.consecutive_failures, limit);
+                                assert!(alert.last_error.is_some());
+                            }
+                        }
+                        AlertKind::Enabled => {
+                            assert!(w.enabled && w.counter == 0);
+                            assert!(batch.iter().any(|e| matches!(e, Event::WebhookEnabled { webhook_id, .. } if *webhook_id == alert.webhook_id)));
+                        }
+                        AlertKind::Recovered => {
+                            assert_eq!(w.counter, 0);
+                            assert_eq!(
+                                Some(&alert.consecutive_failures),
+                                self.reset_from.get(&alert.webhook_id)
+                            );
+                        }
+                    }
+                }
                 Event::IdempotencyKeysExpired { before, at } => {
                     assert_eq!(*before, Timestamp(at.0 - p.retention.0));
                     self.published.retain(|_, (_, t)| *t >= *before);
@@ -903,6 +958,16 @@ impl Model {
             );
         }
     }
+}
+
+/// How many alerts of `kind` about `webhook` a batch raises.
+fn alerts_in(batch: &[Event], webhook: &WebhookId, kind: AlertKind) -> usize {
+    batch
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::AlertRaised { alert, .. } if alert.kind == kind && &alert.webhook_id == webhook)
+        })
+        .count()
 }
 
 // ---------------------------------------------------------------- the simulated runtime
@@ -1588,7 +1653,14 @@ impl Sim {
             (o, e) => panic!("{o:?} was recorded as {e:?}"),
         }
         if matches!(outcome, Reported::Ok) {
-            assert_eq!(events.len(), 1, "a success triggers nothing else");
+            let others = events[1..]
+                .iter()
+                .filter(|e| !matches!(e, Event::AlertRaised { alert, .. } if alert.kind == AlertKind::Recovered))
+                .count();
+            assert_eq!(
+                others, 0,
+                "a success triggers nothing but webhook.recovered"
+            );
         }
     }
 

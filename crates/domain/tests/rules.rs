@@ -577,6 +577,14 @@ fn manual_disable_pauses_pending_real_deliveries_and_keeps_test_sends() {
                 reason: DisabledReason::Manual,
                 at: t(2),
             },
+            alert(
+                AlertKind::Disabled,
+                "wh_1",
+                Some(DisabledReason::Manual),
+                None,
+                0,
+                t(2),
+            ),
         ]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
     assert!(!w.enabled);
@@ -654,10 +662,13 @@ fn enabling_a_webhook_does_not_resurrect_cancelled_deliveries() {
     let state = d
         .given()
         .when(t(3), set_enabled("acc_1", "wh_1", true))
-        .then_events(vec![Event::WebhookEnabled {
-            webhook_id: wh("wh_1"),
-            at: t(3),
-        }]);
+        .then_events(vec![
+            Event::WebhookEnabled {
+                webhook_id: wh("wh_1"),
+                at: t(3),
+            },
+            alert(AlertKind::Enabled, "wh_1", None, None, 0, t(3)),
+        ]);
     assert_eq!(state.pending_count(), 0);
     assert_eq!(state.poll_timeout(), None);
 }
@@ -1024,7 +1035,8 @@ fn the_default_retry_schedule_matches_the_spec_table() {
         starts.push((now.0 - T0.0) / 60_000);
         let failed = d.run(now, response("dlv_a00", attempt, 500, 0));
         match failed.as_slice() {
-            [Event::AttemptFailed { next_due, .. }] => match next_due {
+            // The fifth failure also warns the host (`webhook.failing`).
+            [Event::AttemptFailed { next_due, .. }, ..] => match next_due {
                 Some(next) => now = *next,
                 None => assert_eq!(attempt, 5, "only the last attempt has no successor"),
             },
@@ -1221,6 +1233,14 @@ fn reaching_the_failure_limit_disables_the_webhook_and_pauses_its_real_deliverie
             paused("dlv_a00", t(2)),
             paused("dlv_b00", t(2)),
             paused("dlv_c00", t(2)),
+            alert(
+                AlertKind::Disabled,
+                "wh_1",
+                Some(DisabledReason::ConsecutiveFailures),
+                Some(AttemptError::Connect),
+                3,
+                t(2),
+            ),
         ]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
     assert!(!w.enabled);
@@ -1264,6 +1284,14 @@ fn an_exhausting_failure_at_the_limit_disables_without_pausing_its_own_finished_
                 at: t(2),
             },
             paused("dlv_c00", t(2)),
+            alert(
+                AlertKind::Disabled,
+                "wh_1",
+                Some(DisabledReason::ConsecutiveFailures),
+                Some(AttemptError::HttpStatus),
+                2,
+                t(2),
+            ),
         ]);
     assert_eq!(state.pending_count(), 0);
 }
@@ -1294,6 +1322,14 @@ fn a_timeout_on_tick_counts_towards_the_limit() {
         paused("dlv_a00", dl),
         paused("dlv_b00", dl),
         paused("dlv_c00", dl),
+        alert(
+            AlertKind::Disabled,
+            "wh_1",
+            Some(DisabledReason::ConsecutiveFailures),
+            Some(AttemptError::Timeout),
+            3,
+            dl,
+        ),
     ]);
     assert!(state.webhook(&wh("wh_1")).is_some_and(|w| !w.enabled));
     // The next tick times out the test attempt, which does not count.
@@ -1337,10 +1373,13 @@ fn re_enabling_resets_the_counter_and_the_reason() {
     let state = d
         .given()
         .when(t(5), set_enabled("acc_1", "wh_1", true))
-        .then_events(vec![Event::WebhookEnabled {
-            webhook_id: wh("wh_1"),
-            at: t(5),
-        }]);
+        .then_events(vec![
+            Event::WebhookEnabled {
+                webhook_id: wh("wh_1"),
+                at: t(5),
+            },
+            alert(AlertKind::Enabled, "wh_1", None, None, 0, t(5)),
+        ]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
     assert!(w.enabled);
     assert_eq!(w.disabled_reason, None);
@@ -2084,4 +2123,45 @@ fn a_replay_creates_new_deliveries_of_the_same_event_to_enabled_matches_only() {
     d.given()
         .when(t(3), replay("evt_1", Some(vec!["wh_9"]), "r"))
         .then_rejects(Rejection::WebhookNotFound(wh("wh_9")));
+}
+
+#[test]
+fn the_failing_warning_and_the_recovered_alert_bracket_a_streak() {
+    let policy = Policy {
+        failing_alert_after: 2,
+        auto_disable_after: 3,
+        retry_delays: vec![DurationMs(0), DurationMs(0), DurationMs(0)],
+        ..Policy::default()
+    };
+    let mut d = pro_with_webhook(policy);
+    d.run(t(0), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(0), tick(1));
+    assert_eq!(d.run(t(1), response("dlv_a00", 1, 500, 10)).len(), 1);
+    d.run(t(1), tick(1));
+    let events = d.run(t(2), response("dlv_a00", 2, 500, 10));
+    assert_eq!(
+        events.last(),
+        Some(&alert(
+            AlertKind::Failing,
+            "wh_1",
+            None,
+            Some(AttemptError::HttpStatus),
+            2,
+            t(2)
+        ))
+    );
+    d.run(t(2), tick(1));
+    d.given()
+        .when(t(3), response("dlv_a00", 3, 200, 10))
+        .then_events(vec![
+            Event::AttemptSucceeded {
+                delivery_id: dlv("dlv_a00"),
+                attempt: 3,
+                status_code: 200,
+                duration: DurationMs(10),
+                started_at: t(2),
+                at: t(3),
+            },
+            alert(AlertKind::Recovered, "wh_1", None, None, 2, t(3)),
+        ]);
 }

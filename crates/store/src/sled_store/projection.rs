@@ -455,6 +455,7 @@ impl<'a, 'e> Projection<'a, 'e> {
             // it through the API any more, and deleting it here would make the batch unbounded.
             | Event::WebhookDeleted { .. }
             | Event::SecretRotated { .. }
+            | Event::AlertRaised { .. }
             | Event::IdempotencyKeysExpired { .. } => {}
         }
         Ok(())
