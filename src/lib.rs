@@ -30,6 +30,7 @@
 //! Or run it as a server: `hallway-webhooks serve` (see [`cli`] and [`api`]).
 #![deny(missing_docs)]
 
+pub mod alert_sink;
 pub mod api;
 pub mod cli;
 pub mod fds;

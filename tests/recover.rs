@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use hallway_webhooks::Timestamp;
+use hallway_webhooks::{signature, Timestamp};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -125,11 +125,76 @@ async fn re_enable_and_recover(server: &Server, receiver: &Receiver, wh: &str, s
     assert_eq!(v, json!({"deliveries": DURING}));
 }
 
+const ALERT_SECRET: &str = "whsec_alerts_for_the_host";
+
+/// The alerts the host's receiver got, by type, each checked for its signature; ids repeat
+/// only for a resend after a crash.
+fn alerts_by_type(alerts: &Receiver) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for r in alerts.received() {
+        assert_eq!(
+            signature::verify(ALERT_SECRET, &r.signature, &r.body, now_secs(), 300),
+            Ok(()),
+            "alerts are signed like deliveries"
+        );
+        let v = r.json();
+        let (kind, id) = (
+            v["type"].as_str().expect("type"),
+            v["id"].as_str().expect("id"),
+        );
+        let ids = out.entry(kind.to_owned()).or_default();
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_owned());
+        }
+    }
+    out
+}
+
+/// Checks the alerts of an outage: one `webhook.failing`, one `webhook.disabled` (with its
+/// reason and last error), one `webhook.enabled`.
+async fn assert_outage_alerts(alerts: &Receiver) {
+    eventually("the alerts arrive", || async {
+        let got = alerts_by_type(alerts);
+        ["webhook.failing", "webhook.disabled", "webhook.enabled"]
+            .iter()
+            .all(|k| got.contains_key(*k))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = alerts_by_type(alerts);
+    for kind in ["webhook.failing", "webhook.disabled", "webhook.enabled"] {
+        assert_eq!(got[kind].len(), 1, "{kind} once: {got:?}");
+    }
+    let disabled = alerts
+        .received()
+        .into_iter()
+        .map(|r| r.json())
+        .find(|v| v["type"] == json!("webhook.disabled"))
+        .expect("disabled alert");
+    assert_eq!(disabled["data"]["reason"], json!("consecutive_failures"));
+    assert_eq!(disabled["data"]["last_error"], json!("http_status"));
+    assert_eq!(disabled["data"]["consecutive_failures"], json!(10));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_recovered_and_every_missed_event_arrives_exactly_once() {
     let home = Home::new();
     let receiver = Receiver::status(200).await;
-    let server = Server::permissive(&home, &["--retry-delays", "0s,1m"]).await;
+    let alerts = Receiver::status(204).await;
+    let alert_url = alerts.url();
+    let server = Server::permissive(
+        &home,
+        &[
+            "--retry-delays",
+            "0s,1m",
+            "--alert-url",
+            &alert_url,
+            "--alert-secret",
+            ALERT_SECRET,
+        ],
+    )
+    .await;
     let (wh, since, during) = outage(&server, &receiver).await;
     // Enabling alone sends nothing.
     let received_before = receiver.received().len();
@@ -166,13 +231,25 @@ async fn an_outage_is_recovered_and_every_missed_event_arrives_exactly_once() {
         )
         .await;
     assert_eq!((status, v), (202, json!({"deliveries": 0})));
+    assert_outage_alerts(&alerts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recover_interrupted_by_sigkill_completes_after_restart_without_double_sends() {
     let home = Home::new();
     let receiver = Receiver::status(200).await;
-    let args = ["--retry-delays", "0s,1m", "--max-in-flight", "4"];
+    let alerts = Receiver::status(204).await;
+    let alert_url = alerts.url();
+    let args = [
+        "--retry-delays",
+        "0s,1m",
+        "--max-in-flight",
+        "4",
+        "--alert-url",
+        &alert_url,
+        "--alert-secret",
+        ALERT_SECRET,
+    ];
     let mut server = Server::permissive(&home, &args).await;
     let (wh, since, during) = outage(&server, &receiver).await;
     let received_before = receiver.received().len();
@@ -213,6 +290,8 @@ async fn a_recover_interrupted_by_sigkill_completes_after_restart_without_double
         )
         .await;
     assert_eq!((status, v), (202, json!({"deliveries": 0})));
+    // The restart neither lost nor (beyond a resend of the same id) repeated an alert.
+    assert_outage_alerts(&alerts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

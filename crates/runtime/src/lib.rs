@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod actor;
+pub mod alerts;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
 pub mod clock;
@@ -24,6 +25,7 @@ mod recent;
 pub mod secrets;
 pub mod transport;
 
+pub use alerts::{AlertCursor, AlertRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use secrets::MasterKey;
@@ -168,6 +170,7 @@ pub struct EngineHandle {
     /// command makes a finished delivery pending in between, so what it read is still true.
     resend: Arc<tokio::sync::Mutex<()>>,
     max_recover: usize,
+    alerts: alerts::AlertHub,
 }
 
 impl Engine {
@@ -231,9 +234,18 @@ impl Engine {
             manual: Arc::new(ManualLimiter::new(config.manual_actions_per_minute)),
             resend: Arc::new(tokio::sync::Mutex::new(())),
             max_recover: config.max_recover,
+            alerts: alerts::AlertHub::new(),
         };
         let mut actor = Actor::new(
-            state, last_seq, store, transport, secrets, rx, config, metrics,
+            state,
+            last_seq,
+            store,
+            transport,
+            secrets,
+            rx,
+            config,
+            metrics,
+            handle.alerts.clone(),
         );
         actor.resume(reseal).await?;
         let task = tokio::spawn(actor.run());
@@ -630,6 +642,22 @@ impl EngineHandle {
             |_, _| (),
         )
         .await
+    }
+
+    /// Every alert after `after` (all for `None`), those in the log first, then new ones as
+    /// they commit. Pair with [`EngineHandle::hold_alerts`] so the log keeps what a subscriber
+    /// has not read yet across snapshots and restarts.
+    pub fn alerts(&self, after: Option<AlertCursor>) -> tokio::sync::mpsc::Receiver<AlertRecord> {
+        alerts::subscribe(&self.alerts, self.store.clone(), after)
+    }
+
+    /// Keeps the log from `after`'s record on (every record for `None`): snapshots truncate
+    /// nothing a subscriber has not read. Call again as the subscriber's cursor advances.
+    pub fn hold_alerts(&self, after: Option<AlertCursor>) {
+        let floor = after.map_or(1, |c| c.seq.max(1));
+        self.alerts
+            .floor
+            .store(floor, std::sync::atomic::Ordering::Release);
     }
 
     /// Sends again every paused, failed or cancelled (never a succeeded, pending or test)
