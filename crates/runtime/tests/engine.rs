@@ -132,12 +132,9 @@ async fn webhook_is_auto_disabled_after_the_failure_limit() {
         w.disabled_reason,
         Some(hallway_domain::DisabledReason::ConsecutiveFailures)
     );
-    // Pending retries were cancelled, and new events are not fanned out to it.
+    // Pending retries were paused, and new events are not sent to it (they are paused too).
     let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
-    assert!(page
-        .data
-        .iter()
-        .all(|d| d.status == DeliveryStatus::Cancelled));
+    assert!(page.data.iter().all(|d| d.status == DeliveryStatus::Paused));
     let r = h
         .publish(&"acc_1".into(), &event_body("evt_late"))
         .await
