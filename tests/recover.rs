@@ -98,8 +98,15 @@ async fn outage(server: &Server, receiver: &Receiver) -> (String, String, Vec<St
     (wh, since, during)
 }
 
-/// The endpoint is back: re-enable and recover from the outage's start.
-async fn re_enable_and_recover(server: &Server, receiver: &Receiver, wh: &str, since: &str) {
+/// The endpoint is back: re-enable and recover from the outage's start, with `callers`
+/// overlapping recovers of the same range (which together send each delivery once).
+async fn re_enable_and_recover(
+    server: &Server,
+    receiver: &Receiver,
+    wh: &str,
+    since: &str,
+    callers: usize,
+) {
     receiver.set_status(200);
     // Refused while disabled, with a message that says what to do.
     let path = format!("/v1/accounts/acc_1/webhooks/{wh}/recover");
@@ -118,11 +125,22 @@ async fn re_enable_and_recover(server: &Server, receiver: &Receiver, wh: &str, s
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["consecutive_failures"], json!(0));
-    let (status, v) = server
-        .admin("POST", &path, Some(json!({"since": since})))
-        .await;
-    assert_eq!(status, 202, "{v}");
-    assert_eq!(v, json!({"deliveries": DURING}));
+    let calls: Vec<_> = (0..callers)
+        .map(|_| {
+            let (http, path, body) = (server.http.clone(), path.clone(), json!({"since": since}));
+            tokio::spawn(async move { http.json("POST", &path, Some(ADMIN), Some(body)).await })
+        })
+        .collect();
+    let mut total = 0;
+    for call in calls {
+        let (status, v) = call.await.expect("recover task");
+        assert_eq!(status, 202, "{v}");
+        total += v["deliveries"].as_u64().expect("deliveries");
+    }
+    assert_eq!(
+        total, DURING as u64,
+        "overlapping recovers count each delivery once"
+    );
 }
 
 const ALERT_SECRET: &str = "whsec_alerts_for_the_host";
@@ -198,7 +216,7 @@ async fn an_outage_is_recovered_and_every_missed_event_arrives_exactly_once() {
     let (wh, since, during) = outage(&server, &receiver).await;
     // Enabling alone sends nothing.
     let received_before = receiver.received().len();
-    re_enable_and_recover(&server, &receiver, &wh, &since).await;
+    re_enable_and_recover(&server, &receiver, &wh, &since, 2).await;
 
     eventually("every outage event arrives", || async {
         (successes(&receiver).len() == BEFORE + DURING).then_some(())
@@ -253,7 +271,7 @@ async fn a_recover_interrupted_by_sigkill_completes_after_restart_without_double
     let mut server = Server::permissive(&home, &args).await;
     let (wh, since, during) = outage(&server, &receiver).await;
     let received_before = receiver.received().len();
-    re_enable_and_recover(&server, &receiver, &wh, &since).await;
+    re_enable_and_recover(&server, &receiver, &wh, &since, 1).await;
 
     // SIGKILL while the recovered deliveries are being sent.
     receiver.wait_for(received_before + DURING / 5).await;
