@@ -67,9 +67,35 @@ impl AlertSink {
         Ok(tokio::spawn(self.run(engine, cursor)))
     }
 
-    async fn run(self, engine: EngineHandle, cursor: Option<AlertCursor>) {
+    async fn run(self, engine: EngineHandle, mut cursor: Option<AlertCursor>) {
         let mut alerts = engine.alerts(cursor);
-        while let Some(a) = alerts.recv().await {
+        loop {
+            let a = match alerts.try_recv() {
+                Some(a) => a,
+                None => {
+                    // Nothing in hand: everything through `through` was sent, so an idle
+                    // sender does not keep the log from being truncated.
+                    let through = alerts.caught_up_through();
+                    let a = match alerts.try_recv() {
+                        Some(a) => a,
+                        None => {
+                            // Recorded like a sent alert, so a restart reads on from there.
+                            let idle = AlertCursor::end_of(through);
+                            if through > 0 && cursor.is_none_or(|c| idle > c) {
+                                self.record(&engine, idle);
+                                cursor = Some(idle);
+                            }
+                            match tokio::time::timeout(Duration::from_secs(1), alerts.recv()).await
+                            {
+                                Ok(Some(a)) => a,
+                                Ok(None) => return,
+                                Err(_) => continue,
+                            }
+                        }
+                    };
+                    a
+                }
+            };
             let body = bytes::Bytes::from(alert_body(&a).to_string());
             let mut backoff = Duration::from_millis(200);
             loop {
@@ -88,10 +114,16 @@ impl AlertSink {
                     }
                 }
             }
-            if let Err(e) = write_cursor(&self.cursor_file, a.cursor) {
-                tracing::error!(error = %e, "cannot record the alert cursor; alerts may be sent again");
-            }
-            engine.hold_alerts(Some(a.cursor));
+            self.record(&engine, a.cursor);
+            cursor = Some(a.cursor);
         }
+    }
+
+    /// Records that everything up to `cursor` was sent, and lets the log before it go.
+    fn record(&self, engine: &EngineHandle, cursor: AlertCursor) {
+        if let Err(e) = write_cursor(&self.cursor_file, cursor) {
+            tracing::error!(error = %e, "cannot record the alert cursor; alerts may be sent again");
+        }
+        engine.hold_alerts(Some(cursor));
     }
 }

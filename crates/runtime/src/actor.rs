@@ -494,6 +494,9 @@ impl Actor {
             // Nobody listening is fine: subscribers read the log from their cursor.
             let _ = self.alerts.live.send(alert);
         }
+        self.alerts
+            .committed
+            .store(seq, std::sync::atomic::Ordering::Release);
         for e in &events {
             if let Event::AttemptStarted {
                 delivery_id,

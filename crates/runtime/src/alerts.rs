@@ -26,6 +26,23 @@ impl AlertCursor {
         format!("alt_{:016x}{:08x}", self.seq, self.index)
     }
 
+    /// The place after every alert of record `seq`: a cursor for "read through `seq`".
+    pub fn end_of(seq: u64) -> AlertCursor {
+        AlertCursor {
+            seq,
+            index: u32::MAX,
+        }
+    }
+
+    /// The first log record a reader after this cursor needs.
+    pub fn next_record(self) -> u64 {
+        if self.index == u32::MAX {
+            self.seq.saturating_add(1)
+        } else {
+            self.seq
+        }
+    }
+
     /// Parses an id made by [`AlertCursor::id`].
     pub fn parse(id: &str) -> Option<AlertCursor> {
         let hex = id.strip_prefix("alt_")?;
@@ -77,6 +94,33 @@ pub(crate) struct AlertHub {
     /// The log from this record on is kept for a subscriber that has not read it yet
     /// (`u64::MAX`: nobody holds it).
     pub floor: Arc<AtomicU64>,
+    /// The last record whose alerts are in `live` (stored after they were sent).
+    pub committed: Arc<AtomicU64>,
+}
+
+/// A subscription to alerts: those in the log after a cursor, then new ones.
+pub struct AlertStream {
+    rx: mpsc::Receiver<AlertRecord>,
+    caught_up: Arc<AtomicU64>,
+}
+
+impl AlertStream {
+    /// The next alert; `None` once the engine stopped.
+    pub async fn recv(&mut self) -> Option<AlertRecord> {
+        self.rx.recv().await
+    }
+
+    /// The next alert if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<AlertRecord> {
+        self.rx.try_recv().ok()
+    }
+
+    /// A record through which every alert has been handed to this stream: read this, then
+    /// find nothing waiting, and every alert up to it has been received. A subscriber with
+    /// nothing in hand can hold the log from the record after it.
+    pub fn caught_up_through(&self) -> u64 {
+        self.caught_up.load(Ordering::Acquire)
+    }
 }
 
 impl AlertHub {
@@ -84,6 +128,7 @@ impl AlertHub {
         AlertHub {
             live: broadcast::channel(4096).0,
             floor: Arc::new(AtomicU64::new(u64::MAX)),
+            committed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -99,14 +144,16 @@ pub(crate) fn subscribe(
     hub: &AlertHub,
     store: Arc<dyn EventStore>,
     after: Option<AlertCursor>,
-) -> mpsc::Receiver<AlertRecord> {
+) -> AlertStream {
     let (tx, rx) = mpsc::channel(1024);
     let mut live = hub.live.subscribe();
+    let caught_up = Arc::new(AtomicU64::new(0));
+    let (progress, committed) = (caught_up.clone(), hub.committed.clone());
     tokio::spawn(async move {
         let mut last = after;
         loop {
             // The log first (subscribed before reading, so nothing falls in between).
-            let from = last.map_or(1, |c| c.seq);
+            let from = last.map_or(1, AlertCursor::next_record);
             let store2 = store.clone();
             let read = tokio::task::spawn_blocking(move || read_alerts(&*store2, from)).await;
             let logged = match read {
@@ -127,7 +174,19 @@ pub(crate) fn subscribe(
                 }
             }
             loop {
-                match live.recv().await {
+                // While idle, say how far everything has been handed on: read the committed
+                // record first, then see nothing waiting.
+                let received = tokio::select! {
+                    r = live.recv() => r,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                        let c = committed.load(Ordering::Acquire);
+                        if live.is_empty() {
+                            progress.fetch_max(c, Ordering::AcqRel);
+                        }
+                        continue;
+                    }
+                };
+                match received {
                     Ok(a) => {
                         if last.is_some_and(|l| a.cursor <= l) {
                             continue;
@@ -147,7 +206,7 @@ pub(crate) fn subscribe(
             }
         }
     });
-    rx
+    AlertStream { rx, caught_up }
 }
 
 fn read_alerts(store: &dyn EventStore, from: u64) -> Result<Vec<AlertRecord>, StoreError> {

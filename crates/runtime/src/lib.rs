@@ -25,7 +25,7 @@ mod recent;
 pub mod secrets;
 pub mod transport;
 
-pub use alerts::{AlertCursor, AlertRecord};
+pub use alerts::{AlertCursor, AlertRecord, AlertStream};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use secrets::MasterKey;
@@ -647,17 +647,21 @@ impl EngineHandle {
     /// Every alert after `after` (all for `None`), those in the log first, then new ones as
     /// they commit. Pair with [`EngineHandle::hold_alerts`] so the log keeps what a subscriber
     /// has not read yet across snapshots and restarts.
-    pub fn alerts(&self, after: Option<AlertCursor>) -> tokio::sync::mpsc::Receiver<AlertRecord> {
+    pub fn alerts(&self, after: Option<AlertCursor>) -> alerts::AlertStream {
         alerts::subscribe(&self.alerts, self.store.clone(), after)
     }
 
     /// Keeps the log from `after`'s record on (every record for `None`): snapshots truncate
     /// nothing a subscriber has not read. Call again as the subscriber's cursor advances.
     pub fn hold_alerts(&self, after: Option<AlertCursor>) {
-        let floor = after.map_or(1, |c| c.seq.max(1));
+        self.hold_log_from(after.map_or(1, AlertCursor::next_record));
+    }
+
+    /// Keeps the log from record `seq` on.
+    pub fn hold_log_from(&self, seq: u64) {
         self.alerts
             .floor
-            .store(floor, std::sync::atomic::Ordering::Release);
+            .store(seq.max(1), std::sync::atomic::Ordering::Release);
     }
 
     /// Sends again every paused, failed or cancelled (never a succeeded, pending or test)
