@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hallway_domain::{
-    types::Echo, AccountChanges, AccountId, DeliveryId, Plan, Rejection, RejectionKind,
-    WebhookChanges, WebhookId,
+    types::Echo, AccountChanges, AccountId, DeliveryId, EventId, Plan, Rejection, RejectionKind,
+    Timestamp, WebhookChanges, WebhookId,
 };
 use hallway_runtime::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use hallway_runtime::{EngineError, EngineHandle, NewWebhook};
@@ -183,6 +183,11 @@ pub fn router(state: AppState) -> Router {
             post(retry_delivery),
         )
         .route("/v1/accounts/{acc}/events", post(publish))
+        .route(
+            "/v1/accounts/{acc}/webhooks/{wh}/recover",
+            post(recover_deliveries),
+        )
+        .route("/v1/accounts/{acc}/events/{evt}/replay", post(replay_event))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -757,4 +762,69 @@ async fn publish(
         status,
         json!({ "id": receipt.event_id.as_str(), "deliveries": receipt.deliveries }),
     ))
+}
+
+/// An RFC 3339 time field, 422 naming it when it does not parse.
+fn time(value: Option<String>, field: &str) -> Result<Option<Timestamp>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(text) => Timestamp::parse_rfc3339(&text).map(Some).ok_or_else(|| {
+            ApiError::validation(format!(
+                "{field}: must be an RFC 3339 UTC time such as 2026-01-10T15:30:00.000Z"
+            ))
+        }),
+    }
+}
+
+/// `POST /v1/accounts/{acc}/webhooks/{wh}/recover`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    #[serde(default, deserialize_with = "present")]
+    since: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    until: Option<String>,
+}
+
+/// `POST /v1/accounts/{acc}/events/{evt}/replay`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    #[serde(default, deserialize_with = "present")]
+    webhook_ids: Option<Vec<String>>,
+}
+
+async fn recover_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((acc, wh)): ApiPath<(String, String)>,
+    body: Body,
+) -> ApiResult {
+    let acc = authorize(&state, &headers, &acc).await?;
+    let b: RecoverBody = json_body(body).await?;
+    let since = required(time(b.since, "since")?, "since")?;
+    let until = time(b.until, "until")?;
+    let n = state
+        .engine
+        .recover(&acc, &WebhookId::from(wh), since, until)
+        .await?;
+    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
+}
+
+async fn replay_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((acc, evt)): ApiPath<(String, String)>,
+    body: Body,
+) -> ApiResult {
+    authorize_admin(&state, &headers, Some(&acc)).await?;
+    let b: ReplayBody = json_body(body).await?;
+    let webhook_ids = b
+        .webhook_ids
+        .map(|ids| ids.into_iter().map(WebhookId::from).collect());
+    let n = state
+        .engine
+        .replay(&AccountId::from(acc), &EventId::from(evt), webhook_ids)
+        .await?;
+    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
 }

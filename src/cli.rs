@@ -61,6 +61,8 @@ fn fatal(message: &str) {
 }
 
 /// The subcommands.
+// Parsed once at startup: the size of `serve`'s flags costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API and the delivery engine.
@@ -172,6 +174,18 @@ pub struct ServeArgs {
     /// The webhooks page's flags.
     #[command(flatten)]
     pub portal: Box<crate::portal::PortalArgs>,
+    /// Most deliveries one recover may send again; a range holding more is refused.
+    #[arg(long, env = "HALLWAY_MAX_RECOVER", default_value_t = hallway_runtime::DEFAULT_MAX_RECOVER)]
+    pub max_recover: usize,
+    /// Consecutive failures that raise a `webhook.failing` alert (0: never).
+    #[arg(long, env = "HALLWAY_FAILING_ALERT_AFTER", default_value_t = hallway_domain::policy::DEFAULT_FAILING_ALERT_AFTER)]
+    pub failing_alert_after: u32,
+    /// Where to POST operational alerts (`webhook.disabled`, ...); none are sent without it.
+    #[arg(long, env = "HALLWAY_ALERT_URL")]
+    pub alert_url: Option<String>,
+    /// The secret alerts are signed with (required with --alert-url).
+    #[arg(long, env = "HALLWAY_ALERT_SECRET", hide_env_values = true)]
+    pub alert_secret: Option<String>,
 }
 
 /// Flags of `verify`.
@@ -449,11 +463,27 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         require_https: !args.allow_http,
         allow_private_targets: args.allow_private_targets,
         max_manual_retries: args.max_manual_retries,
+        failing_alert_after: args.failing_alert_after,
         ..Policy::default()
     };
     let extra_roots = match &args.ca_file {
         Some(p) => load_roots(p)?,
         None => Vec::new(),
+    };
+    let alert_transport = match &args.alert_url {
+        Some(url) => {
+            if args.alert_secret.as_deref().unwrap_or("").is_empty() {
+                return Err("--alert-url needs --alert-secret to sign alerts".into());
+            }
+            let tc = TransportConfig {
+                allow_private_targets: args.allow_private_targets,
+                extra_roots: extra_roots.clone(),
+                ..TransportConfig::default()
+            };
+            let t = hallway_runtime::HttpsTransport::new(tc).map_err(|e| e.to_string())?;
+            Some((url.clone(), std::sync::Arc::new(t)))
+        }
+        None => None,
     };
     let key_path = args
         .master_key_file
@@ -470,6 +500,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         master_key: Some(master_key),
         previous_master_keys,
         manual_actions_per_minute: args.manual_actions_per_minute,
+        max_recover: args.max_recover,
         max_in_flight: budget.max_in_flight,
         transport_config: TransportConfig {
             extra_roots,
@@ -480,6 +511,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let engine = Engine::open(args.data_dir.join("store"), config)
         .await
         .map_err(|e| format!("cannot open {}: {e}", args.data_dir.display()))?;
+    if let Some((url, transport)) = alert_transport {
+        crate::alert_sink::AlertSink {
+            url,
+            secret: args.alert_secret.clone().unwrap_or_default(),
+            cursor_file: args.data_dir.join("alerts.cursor"),
+            transport,
+            timeout: Duration::from_millis(args.attempt_timeout.0),
+        }
+        .start(engine.handle())?;
+    }
     let state = AppState {
         engine: engine.handle(),
         admin_token: token,

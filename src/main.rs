@@ -1,6 +1,7 @@
 //! The `hallway-webhooks` command: `serve`, `verify`, `listen`. The HTTP API and the command
 //! line live here, in the binary, not in the library embedders link.
 
+mod alert_sink;
 mod api;
 mod cli;
 mod fds;

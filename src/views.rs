@@ -44,6 +44,7 @@ pub fn delivery(d: &DeliveryRecord) -> Value {
         DeliveryStatus::Succeeded => "succeeded",
         DeliveryStatus::Failed => "failed",
         DeliveryStatus::Cancelled => "cancelled",
+        DeliveryStatus::Paused => "paused",
     };
     json!({
         "id": d.id.as_str(),

@@ -479,7 +479,7 @@ fn history_problems(
     for d in deliveries {
         let id = d["event_id"].as_str().unwrap_or("");
         let status = d["status"].as_str().unwrap_or("");
-        if !["pending", "succeeded", "failed", "cancelled"].contains(&status) {
+        if !["pending", "succeeded", "failed", "cancelled", "paused"].contains(&status) {
             problems.push(format!(
                 "{path}: delivery {} has status {status:?}",
                 d["id"]

@@ -70,7 +70,9 @@ pub async fn day_stats(
                 match d.status {
                     DeliveryStatus::Succeeded => slot.0 += 1,
                     DeliveryStatus::Failed => slot.1 += 1,
-                    DeliveryStatus::Pending | DeliveryStatus::Cancelled => {}
+                    DeliveryStatus::Pending
+                    | DeliveryStatus::Cancelled
+                    | DeliveryStatus::Paused => {}
                 }
             }
             durations.extend(d.attempts.iter().map(|a| a.duration_ms));

@@ -18,6 +18,7 @@ fn status_badge(s: DeliveryStatus) -> Markup {
         DeliveryStatus::Failed => badge("bad", "Failed"),
         DeliveryStatus::Pending => badge("muted", "Pending"),
         DeliveryStatus::Cancelled => badge("muted", "Cancelled"),
+        DeliveryStatus::Paused => badge("muted", "Paused"),
     }
 }
 

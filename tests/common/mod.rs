@@ -721,7 +721,7 @@ pub fn assert_delivery(v: &Value) {
     assert!(
         matches!(
             v["status"].as_str(),
-            Some("pending" | "succeeded" | "failed" | "cancelled")
+            Some("pending" | "succeeded" | "failed" | "cancelled" | "paused")
         ),
         "{v}"
     );

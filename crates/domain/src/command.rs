@@ -71,6 +71,15 @@ pub struct DeliverySummary {
     pub attempts_made: u32,
 }
 
+/// A delivery a recover may send again, as history shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverCandidate {
+    /// What history says of the delivery.
+    pub delivery: DeliverySummary,
+    /// Whether history shows it succeeded (then it is never sent again).
+    pub succeeded: bool,
+}
+
 /// The things that can be asked of the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandKind {
@@ -177,4 +186,30 @@ pub enum CommandKind {
     Resume,
     /// Forget published event ids older than the retention window.
     ExpireIdempotencyKeys,
+    /// Send again a webhook's paused, failed or cancelled deliveries (one chunk of a recover),
+    /// oldest first, each with a fresh retry schedule.
+    RecoverDeliveries {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// What history holds in the recovered range, oldest first.
+        candidates: Vec<RecoverCandidate>,
+    },
+    /// Send a published event again, as new deliveries of the same body and event id, to the
+    /// given webhooks or else to every enabled webhook it matches now.
+    ReplayEvent {
+        /// The publishing account.
+        account_id: AccountId,
+        /// The event (its body is in the store; the caller checked it is still there).
+        event_id: EventId,
+        /// Its type, read from its body.
+        event_type: String,
+        /// Its project, read from its body.
+        project_id: ProjectId,
+        /// The webhooks to send it to; `None` for every enabled one it matches.
+        webhook_ids: Option<Vec<WebhookId>>,
+        /// Fresh random text the delivery ids are derived from.
+        delivery_id_seed: String,
+    },
 }

@@ -1,7 +1,8 @@
 //! `decide`: checks a command against the state and the policy and returns the facts it
 //! produces. It reads the state only; the caller persists the events, then applies them.
 
-use crate::command::{Command, CommandKind, DeliverySummary, WebhookChanges};
+use crate::alert::{Alert, AlertKind};
+use crate::command::{Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges};
 use crate::envelope::{self, PreparedEvent};
 use crate::event::Event;
 use crate::rejection::Rejection;
@@ -122,6 +123,71 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
                 })
             })
             .collect()),
+        CommandKind::RecoverDeliveries {
+            account_id,
+            webhook_id,
+            candidates,
+        } => handle_recover(state, now, &account_id, &webhook_id, candidates),
+        CommandKind::ReplayEvent {
+            account_id,
+            event_id,
+            event_type,
+            project_id,
+            webhook_ids,
+            delivery_id_seed,
+        } => {
+            let account = find_account(state, &account_id)?;
+            let targets: Vec<WebhookId> = match webhook_ids {
+                // Named webhooks get it whatever their filters: the host asked for them.
+                Some(ids) => {
+                    let mut out: Vec<WebhookId> = Vec::new();
+                    for id in ids {
+                        let w = find_webhook(state, &account_id, &id)?;
+                        if !w.enabled {
+                            return Err(Rejection::WebhookDisabled(id));
+                        }
+                        if !out.contains(&id) {
+                            out.push(id);
+                        }
+                    }
+                    out
+                }
+                None if account.plan == Plan::Pro => state
+                    .webhooks_of(&account_id)
+                    .into_iter()
+                    .filter(|w| w.enabled && w.config.matches(&event_type, &project_id))
+                    .map(|w| w.id.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
+            if targets.is_empty() {
+                return Ok(Vec::new());
+            }
+            let deliveries = targets
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    (
+                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
+                        w,
+                    )
+                })
+                .collect();
+            let first_delay = state
+                .policy()
+                .retry_delays
+                .first()
+                .copied()
+                .unwrap_or_default();
+            Ok(vec![Event::EventReplayed {
+                account_id,
+                event_id,
+                event_type,
+                deliveries,
+                first_due: now.plus(first_delay),
+                at: now,
+            }])
+        }
         CommandKind::ExpireIdempotencyKeys => {
             let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
             Ok(match state.oldest_published() {
@@ -293,21 +359,54 @@ fn handle_update_webhook(
         });
     }
     match changes.enabled {
-        Some(true) if !webhook.enabled => events.push(Event::WebhookEnabled {
-            webhook_id: webhook_id.clone(),
-            at: now,
-        }),
+        Some(true) if !webhook.enabled => {
+            events.push(Event::WebhookEnabled {
+                webhook_id: webhook_id.clone(),
+                at: now,
+            });
+            events.push(alert(webhook, AlertKind::Enabled, None, None, 0, now));
+        }
         Some(false) if webhook.enabled => {
-            events.extend(cancel_all(state, now, webhook_id, false));
+            events.extend(pause_all(state, now, webhook_id));
             events.push(Event::WebhookDisabled {
                 webhook_id: webhook_id.clone(),
                 reason: DisabledReason::Manual,
                 at: now,
             });
+            events.push(alert(
+                webhook,
+                AlertKind::Disabled,
+                Some(DisabledReason::Manual),
+                None,
+                webhook.consecutive_failures,
+                now,
+            ));
         }
         _ => {}
     }
     Ok(events)
+}
+
+/// An alert about `webhook`.
+fn alert(
+    webhook: &crate::state::Webhook,
+    kind: AlertKind,
+    reason: Option<DisabledReason>,
+    last_error: Option<AttemptError>,
+    consecutive_failures: u32,
+    now: Timestamp,
+) -> Event {
+    Event::AlertRaised {
+        alert: Alert {
+            kind,
+            webhook_id: webhook.id.clone(),
+            account_id: webhook.account_id.clone(),
+            reason,
+            last_error,
+            consecutive_failures,
+        },
+        at: now,
+    }
 }
 
 /// Cancels a webhook's unfinished deliveries; test sends too only when `include_tests`.
@@ -327,6 +426,43 @@ fn cancel_where(
     webhook_id: &WebhookId,
     which: impl Fn(&Delivery) -> bool,
 ) -> Vec<Event> {
+    live_ids_where(state, webhook_id, which)
+        .into_iter()
+        .map(|id| Event::DeliveryCancelled {
+            delivery_id: id.clone(),
+            at: now,
+        })
+        .collect()
+}
+
+/// Pauses a webhook's unfinished real deliveries (a disable): they keep their attempts and
+/// wait for a recover. Test sends go on, as they do while disabled.
+fn pause_all(state: &State, now: Timestamp, webhook_id: &WebhookId) -> Vec<Event> {
+    pause_where(state, now, webhook_id, |d| !d.test)
+}
+
+/// Pauses a webhook's unfinished deliveries that `which` selects, in id order.
+fn pause_where(
+    state: &State,
+    now: Timestamp,
+    webhook_id: &WebhookId,
+    which: impl Fn(&Delivery) -> bool,
+) -> Vec<Event> {
+    live_ids_where(state, webhook_id, which)
+        .into_iter()
+        .map(|id| Event::DeliveryPaused {
+            delivery_id: id.clone(),
+            at: now,
+        })
+        .collect()
+}
+
+/// A webhook's unfinished, not cancelled deliveries that `which` selects, in id order.
+fn live_ids_where<'a>(
+    state: &'a State,
+    webhook_id: &WebhookId,
+    which: impl Fn(&Delivery) -> bool,
+) -> Vec<&'a DeliveryId> {
     let mut ids: Vec<&DeliveryId> = state
         .live_deliveries_of(webhook_id)
         .into_iter()
@@ -334,12 +470,7 @@ fn cancel_where(
         .map(|d| &d.id)
         .collect();
     ids.sort();
-    ids.into_iter()
-        .map(|id| Event::DeliveryCancelled {
-            delivery_id: id.clone(),
-            at: now,
-        })
-        .collect()
+    ids
 }
 
 fn handle_publish(
@@ -362,23 +493,29 @@ fn handle_publish(
             deliveries: first.deliveries,
         });
     }
-    let deliveries: Vec<(DeliveryId, WebhookId)> = if account.plan == Plan::Pro {
+    // Disabled webhooks get a paused delivery each: recorded with the body, nothing sent.
+    let (deliveries, paused): (Vec<_>, Vec<_>) = if account.plan == Plan::Pro {
         state
             .webhooks_of(&account_id)
             .into_iter()
-            .filter(|w| w.enabled && w.config.matches(&event.event_type, &event.project_id))
+            .filter(|w| w.config.matches(&event.event_type, &event.project_id))
             .enumerate()
             .map(|(i, w)| {
                 (
-                    DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
-                    w.id.clone(),
+                    w.enabled,
+                    (
+                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
+                        w.id.clone(),
+                    ),
                 )
             })
-            .collect()
+            .partition(|(enabled, _)| *enabled)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
-    let body = if deliveries.is_empty() {
+    let deliveries: Vec<(DeliveryId, WebhookId)> = deliveries.into_iter().map(|(_, d)| d).collect();
+    let paused: Vec<(DeliveryId, WebhookId)> = paused.into_iter().map(|(_, d)| d).collect();
+    let body = if deliveries.is_empty() && paused.is_empty() {
         String::new()
     } else {
         envelope::envelope(
@@ -393,12 +530,66 @@ fn handle_publish(
     // The limit is on what the host posts (checked by `prepare`); the envelope adds at most
     // the engine's own fields on top.
     let first_delay = policy.retry_delays.first().copied().unwrap_or_default();
-    Ok(vec![Event::EventPublished {
-        account_id,
-        event_id,
-        event_type: event.event_type,
+    let mut events = vec![Event::EventPublished {
+        account_id: account_id.clone(),
+        event_id: event_id.clone(),
+        event_type: event.event_type.clone(),
         project_id: event.project_id,
         body,
+        deliveries,
+        first_due: now.plus(first_delay),
+        at: now,
+    }];
+    if !paused.is_empty() {
+        events.push(Event::DeliveriesPaused {
+            account_id,
+            event_id,
+            event_type: event.event_type,
+            deliveries: paused,
+            at: now,
+        });
+    }
+    Ok(events)
+}
+
+/// A recover: every candidate of this webhook that is not a test send, did not succeed and
+/// is not pending already (another recover, or a retry, sends it) is sent again, in the
+/// order given, with a fresh retry schedule. Refused while the webhook is disabled.
+fn handle_recover(
+    state: &State,
+    now: Timestamp,
+    account_id: &AccountId,
+    webhook_id: &WebhookId,
+    candidates: Vec<RecoverCandidate>,
+) -> Result<Vec<Event>, Rejection> {
+    let webhook = find_webhook(state, account_id, webhook_id)?;
+    if !webhook.enabled {
+        return Err(Rejection::WebhookDisabled(webhook_id.clone()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let deliveries: Vec<DeliverySummary> = candidates
+        .into_iter()
+        .filter(|c| {
+            !c.succeeded
+                && !c.delivery.test
+                && &c.delivery.webhook_id == webhook_id
+                && &c.delivery.account_id == account_id
+                && state.delivery(&c.delivery.delivery_id).is_none()
+        })
+        .map(|c| c.delivery)
+        .filter(|d| seen.insert(d.delivery_id.clone()))
+        .collect();
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_delay = state
+        .policy()
+        .retry_delays
+        .first()
+        .copied()
+        .unwrap_or_default();
+    Ok(vec![Event::DeliveriesRecovered {
+        webhook_id: webhook_id.clone(),
         deliveries,
         first_due: now.plus(first_delay),
         at: now,
@@ -499,14 +690,34 @@ fn handle_outcome(
         Outcome::Response { status, duration }
             if (200..300).contains(&status) && duration <= timeout =>
         {
-            vec![Event::AttemptSucceeded {
+            let mut events = vec![Event::AttemptSucceeded {
                 delivery_id: delivery_id.clone(),
                 attempt,
                 status_code: status,
                 duration,
                 started_at: open.started_at,
                 at: now,
-            }]
+            }];
+            // The success that ends a streak the host was warned about.
+            let warn_at = state.policy().failing_alert_after;
+            if let Some(w) = state.webhook(&d.webhook_id) {
+                if !d.test
+                    && !d.cancelled
+                    && w.enabled
+                    && warn_at > 0
+                    && w.consecutive_failures >= warn_at
+                {
+                    events.push(alert(
+                        w,
+                        AlertKind::Recovered,
+                        None,
+                        None,
+                        w.consecutive_failures,
+                        now,
+                    ));
+                }
+            }
+            events
         }
         Outcome::Response { status, duration } => {
             let error = if (200..300).contains(&status) {
@@ -531,12 +742,15 @@ fn fail_attempt(
     duration: DurationMs,
 ) -> Vec<Event> {
     let policy = state.policy();
+    // A recovered delivery runs a fresh schedule after the attempts it had: its attempts
+    // before the recover are those beyond the schedule's length.
+    let before_schedule = d.max_attempts.saturating_sub(policy.max_attempts());
     let next_due = if d.cancelled || d.attempts_made >= d.max_attempts {
         None
     } else {
         policy
             .retry_delays
-            .get(d.attempts_made as usize)
+            .get(d.attempts_made.saturating_sub(before_schedule) as usize)
             .map(|delay| now.plus(*delay))
     };
     let open = d.open.map(|o| o.attempt).unwrap_or(d.attempts_made);
@@ -562,9 +776,30 @@ fn fail_attempt(
                 at: now,
             });
             // This delivery too, unless the failure already finished it.
-            events.extend(cancel_where(state, now, &d.webhook_id, |other| {
+            events.extend(pause_where(state, now, &d.webhook_id, |other| {
                 !other.test && (other.id != d.id || next_due.is_some())
             }));
+            events.push(alert(
+                webhook,
+                AlertKind::Disabled,
+                Some(DisabledReason::ConsecutiveFailures),
+                Some(error),
+                webhook.consecutive_failures + 1,
+                now,
+            ));
+        } else if counts
+            && webhook.enabled
+            && policy.failing_alert_after > 0
+            && webhook.consecutive_failures + 1 == policy.failing_alert_after
+        {
+            events.push(alert(
+                webhook,
+                AlertKind::Failing,
+                None,
+                Some(error),
+                webhook.consecutive_failures + 1,
+                now,
+            ));
         }
     }
     events

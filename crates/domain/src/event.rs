@@ -1,5 +1,6 @@
 //! Events: the facts the log records. Applying them is the only way state changes.
 
+use crate::alert::Alert;
 use crate::command::DeliverySummary;
 use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
@@ -199,6 +200,62 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// Deliveries of a publish (logged right after its `EventPublished`) recorded for webhooks
+    /// that are disabled: nothing is sent, and a recover can send them later.
+    DeliveriesPaused {
+        /// The publishing account.
+        account_id: AccountId,
+        /// The event.
+        event_id: EventId,
+        /// Its type.
+        event_type: String,
+        /// One paused delivery per matching disabled webhook.
+        deliveries: Vec<(DeliveryId, WebhookId)>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A pending delivery was paused because its webhook was disabled; it keeps its attempts
+    /// and no further attempts follow until a recover.
+    DeliveryPaused {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Finished or paused deliveries of a webhook were sent again, each with a fresh retry
+    /// schedule whose first attempt is due at `first_due`.
+    DeliveriesRecovered {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The deliveries as history knew them, oldest first.
+        deliveries: Vec<DeliverySummary>,
+        /// The first attempt's due time.
+        first_due: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+    /// A published event was sent again as new deliveries of the same body and event id.
+    EventReplayed {
+        /// The publishing account.
+        account_id: AccountId,
+        /// The event.
+        event_id: EventId,
+        /// Its type.
+        event_type: String,
+        /// One new delivery per webhook it is sent to.
+        deliveries: Vec<(DeliveryId, WebhookId)>,
+        /// The first attempt's due time.
+        first_due: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+    /// An operational alert for the host, decided with the facts that caused it.
+    AlertRaised {
+        /// The alert.
+        alert: Alert,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -222,7 +279,12 @@ impl Event {
             | AttemptAbandoned { at, .. }
             | DeliveryCancelled { at, .. }
             | DeliveryRetried { at, .. }
-            | IdempotencyKeysExpired { at, .. } => *at,
+            | IdempotencyKeysExpired { at, .. }
+            | DeliveriesPaused { at, .. }
+            | DeliveryPaused { at, .. }
+            | DeliveriesRecovered { at, .. }
+            | EventReplayed { at, .. }
+            | AlertRaised { at, .. } => *at,
         }
     }
 }

@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod alert;
 pub mod command;
 pub mod decide;
 pub mod envelope;
@@ -45,7 +46,10 @@ pub mod target;
 pub mod types;
 pub mod webhook;
 
-pub use command::{AccountChanges, Command, CommandKind, DeliverySummary, WebhookChanges};
+pub use alert::{Alert, AlertKind};
+pub use command::{
+    AccountChanges, Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges,
+};
 pub use decide::decide;
 pub use envelope::PreparedEvent;
 pub use event::Event;

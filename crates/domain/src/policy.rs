@@ -49,6 +49,17 @@ pub struct Policy {
     /// snapshots: the policy is always the one the engine starts with.
     #[serde(skip, default = "default_max_manual_retries")]
     pub max_manual_retries: u32,
+    /// Consecutive failures that raise a `webhook.failing` alert (0: never); meaningful below
+    /// `auto_disable_after`. Not in snapshots, like `max_manual_retries`.
+    #[serde(skip, default = "default_failing_alert_after")]
+    pub failing_alert_after: u32,
+}
+
+/// Consecutive failures that raise `webhook.failing` unless configured.
+pub const DEFAULT_FAILING_ALERT_AFTER: u32 = 5;
+
+fn default_failing_alert_after() -> u32 {
+    DEFAULT_FAILING_ALERT_AFTER
 }
 
 /// Manual retries per delivery unless configured: as many again as the spec's schedule.
@@ -84,6 +95,7 @@ impl Default for Policy {
             max_url_bytes: 2048,
             max_project_filters: 100,
             max_manual_retries: DEFAULT_MAX_MANUAL_RETRIES,
+            failing_alert_after: DEFAULT_FAILING_ALERT_AFTER,
         }
     }
 }

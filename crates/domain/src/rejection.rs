@@ -133,6 +133,15 @@ pub enum Rejection {
         /// What is wrong.
         message: String,
     },
+    /// No published event with this id has a body kept (never published, or past retention).
+    #[error("event {} not found (never published, or older than the retention window)", Echo(.0.as_str()))]
+    EventNotFound(EventId),
+    /// A recover's range holds more deliveries than one recover may send.
+    #[error("the range holds more than {max} deliveries to recover, the most one recover may send; recover a shorter range (set until)")]
+    TooManyToRecover {
+        /// The cap.
+        max: u64,
+    },
     /// The reported attempt is not the delivery's open attempt (late or duplicate report).
     #[error("attempt {attempt} of delivery {} is not open", Echo(delivery_id.as_str()))]
     AttemptNotOpen {
@@ -148,7 +157,7 @@ impl Rejection {
     pub fn kind(&self) -> RejectionKind {
         use Rejection::*;
         match self {
-            AccountNotFound(_) | WebhookNotFound(_) | DeliveryNotFound(_) => {
+            AccountNotFound(_) | WebhookNotFound(_) | DeliveryNotFound(_) | EventNotFound(_) => {
                 RejectionKind::NotFound
             }
             AccountExists(_) | DeliveryNotFinished(_) | WebhookDisabled(_) => {
@@ -156,7 +165,9 @@ impl Rejection {
             }
             AttemptNotOpen { .. } => RejectionKind::Conflict,
             PlanRequired(_) => RejectionKind::PlanRequired,
-            LimitReached { .. } | AttemptsExhausted { .. } => RejectionKind::LimitReached,
+            LimitReached { .. } | AttemptsExhausted { .. } | TooManyToRecover { .. } => {
+                RejectionKind::LimitReached
+            }
             EventExists { .. } => RejectionKind::Duplicate,
             PayloadTooLarge { .. } => RejectionKind::PayloadTooLarge,
             InvalidRequest(_) => RejectionKind::InvalidRequest,

@@ -531,7 +531,10 @@ impl State {
                     }
                 }
             }
-            Event::DeliveryCancelled { delivery_id, .. } => {
+            // A paused delivery leaves the state as a cancelled one does: history keeps it (and
+            // its body) for a recover.
+            Event::DeliveryCancelled { delivery_id, .. }
+            | Event::DeliveryPaused { delivery_id, .. } => {
                 let Some(d) = self.deliveries.get_mut(delivery_id) else {
                     return;
                 };
@@ -557,6 +560,58 @@ impl State {
                     open: None,
                     cancelled: false,
                 });
+            }
+            Event::DeliveriesPaused { .. } | Event::AlertRaised { .. } => {}
+            Event::EventReplayed {
+                account_id,
+                event_id,
+                event_type,
+                deliveries,
+                first_due,
+                at,
+            } => {
+                for (delivery_id, webhook_id) in deliveries {
+                    self.enqueue_new(Delivery {
+                        id: delivery_id.clone(),
+                        webhook_id: webhook_id.clone(),
+                        account_id: account_id.clone(),
+                        event_id: event_id.clone(),
+                        event_type: event_type.clone(),
+                        test: false,
+                        created_at: *at,
+                        attempts_made: 0,
+                        max_attempts: self.policy.max_attempts(),
+                        due: *first_due,
+                        open: None,
+                        cancelled: false,
+                    });
+                }
+            }
+            Event::DeliveriesRecovered {
+                deliveries,
+                first_due,
+                ..
+            } => {
+                for delivery in deliveries {
+                    // `decide` skips pending ones; a duplicate here must not reset one.
+                    if self.deliveries.contains_key(&delivery.delivery_id) {
+                        continue;
+                    }
+                    self.enqueue_new(Delivery {
+                        id: delivery.delivery_id.clone(),
+                        webhook_id: delivery.webhook_id.clone(),
+                        account_id: delivery.account_id.clone(),
+                        event_id: delivery.event_id.clone(),
+                        event_type: delivery.event_type.clone(),
+                        test: delivery.test,
+                        created_at: delivery.created_at,
+                        attempts_made: delivery.attempts_made,
+                        max_attempts: delivery.attempts_made + self.policy.max_attempts(),
+                        due: *first_due,
+                        open: None,
+                        cancelled: false,
+                    });
+                }
             }
             Event::IdempotencyKeysExpired { before, .. } => {
                 while let Some(first) = self.published_order.first() {

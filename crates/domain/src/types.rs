@@ -122,6 +122,60 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses RFC 3339 UTC as the API shows times (`2026-01-10T15:30:00.000Z`); the fraction
+    /// is optional (up to milliseconds are kept) and `+00:00` is read as `Z`. `None` for
+    /// anything else, including times before 1970.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+        let (date, time) = s.split_once(['T', 't'])?;
+        let num = |t: &str, len: usize| -> Option<u64> {
+            (t.len() == len && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse().ok())
+                .flatten()
+        };
+        let mut d = date.split('-');
+        let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
+        if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+            return None;
+        }
+        let (hms, frac) = match time.split_once('.') {
+            Some((hms, frac)) => (hms, Some(frac)),
+            None => (time, None),
+        };
+        let mut t = hms.split(':');
+        let (h, mi, sec) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
+        if t.next().is_some() || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let ms = match frac {
+            None => 0,
+            Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+                let padded = format!("{f:0<3}");
+                padded[..3].parse::<u64>().ok()?
+            }
+            Some(_) => return None,
+        };
+        let days = days_from_civil(y as i64, m as u32, day as u32);
+        if days < 0 || civil_from_days(days) != (y as i64, m as u32, day as u32) {
+            return None;
+        }
+        let secs = days as u64 * 86_400 + h * 3600 + mi * 60 + sec;
+        Some(Timestamp(secs * 1000 + ms))
+    }
+}
+
+/// Converts a civil date to days since 1970-01-01 (the inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Converts days since 1970-01-01 to a (year, month, day) civil date
 /// (Howard Hinnant's algorithm, valid for the whole range we can represent).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -259,6 +313,34 @@ pub enum Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parses_what_it_formats_and_refuses_the_rest() {
+        for ms in [0, 951_782_400_123, 1_768_059_000_000, 4_102_444_799_999] {
+            let t = Timestamp(ms);
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-01-10T15:30:00Z"),
+            Some(Timestamp(1_768_059_000_000))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-01-10T15:30:00.5+00:00"),
+            Some(Timestamp(1_768_059_000_500))
+        );
+        for bad in [
+            "",
+            "2026-01-10",
+            "2026-02-30T00:00:00Z",
+            "2026-01-10T15:30:00",
+            "2026-01-10T25:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2026-01-10T15:30:00.Z",
+            "+2026-01-10T15:30:00Z",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {

@@ -33,6 +33,7 @@ fn policy() -> Policy {
         max_webhooks_per_account: 2,
         max_in_flight_per_webhook: 2,
         max_manual_retries: 2,
+        failing_alert_after: 2,
         retention: DurationMs::from_mins(20),
         event_types: TYPES.iter().map(|s| s.to_string()).collect(),
         ..Policy::default()
@@ -105,6 +106,16 @@ enum Op {
         as_other_account: bool,
     },
     Expire,
+    Replay {
+        pick: u8,
+        /// To the event's first matching webhook by id, instead of to every match.
+        named: bool,
+    },
+    Recover {
+        webhook: u8,
+        /// Also offer the webhook's live deliveries (which must be skipped).
+        with_live: bool,
+    },
     SetPlan {
         account: u8,
         pro: bool,
@@ -143,6 +154,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Resume),
         2 => (any::<u8>(), prop::bool::weighted(0.2)).prop_map(|(pick, as_other_account)| Op::Retry { pick, as_other_account }),
         1 => Just(Op::Expire),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(pick, named)| Op::Replay { pick, named }),
+        2 => (any::<u8>(), any::<bool>()).prop_map(|(webhook, with_live)| Op::Recover { webhook, with_live }),
         1 => (0u8..3, prop::bool::weighted(0.8)).prop_map(|(account, pro)| Op::SetPlan { account, pro }),
     ]
 }
@@ -197,8 +210,15 @@ struct Model {
     order: Vec<WebhookId>,
     live: BTreeMap<DeliveryId, MDelivery>,
     finished: BTreeMap<DeliveryId, DeliverySummary>,
-    /// Attempts each delivery has made over its whole life, and manual retries it got.
+    /// Attempts each delivery has made over its whole life, and the attempts manual retries
+    /// and recovers added to its schedule.
     lifetime: BTreeMap<DeliveryId, (u32, u32)>,
+    /// Finished deliveries whose last attempt succeeded (history's `succeeded`).
+    succeeded: std::collections::BTreeSet<DeliveryId>,
+    /// Each webhook's counter before its last reset by a success.
+    reset_from: BTreeMap<WebhookId, u32>,
+    /// Finished deliveries that were paused (history's `paused`).
+    paused: std::collections::BTreeSet<DeliveryId>,
     published: BTreeMap<(AccountId, EventId), (u32, Timestamp)>,
 }
 
@@ -229,6 +249,29 @@ impl Model {
                     && (w.config.project_ids.is_empty() || w.config.project_ids.contains(project))
             })
             .cloned()
+            .collect()
+    }
+
+    /// Every matching webhook (enabled or not), with whether it is enabled, in fan-out order.
+    fn fan_out_all(
+        &self,
+        account: &AccountId,
+        event_type: &str,
+        project: &ProjectId,
+    ) -> Vec<(WebhookId, bool)> {
+        if self.plans.get(account) != Some(&Plan::Pro) {
+            return Vec::new();
+        }
+        self.order
+            .iter()
+            .filter(|id| {
+                let w = &self.webhooks[*id];
+                &w.account == account
+                    && !w.deleted
+                    && w.config.events.iter().any(|e| e == event_type)
+                    && (w.config.project_ids.is_empty() || w.config.project_ids.contains(project))
+            })
+            .map(|id| (id.clone(), self.webhooks[id].enabled))
             .collect()
     }
 
@@ -468,6 +511,10 @@ impl Model {
                     let life = self.lifetime.get_mut(delivery_id).expect("tracked");
                     life.0 += 1;
                     assert!(
+                        !self.paused.contains(delivery_id),
+                        "a paused delivery was sent"
+                    );
+                    assert!(
                         life.0 <= p.max_attempts() + life.1,
                         "{delivery_id}: {} attempts with {} manual retries",
                         life.0,
@@ -493,10 +540,20 @@ impl Model {
                         let counts = !w.deleted && w.enabled && w.epoch == open.epoch;
                         assert_eq!(counts, !d.cancelled);
                         if counts {
+                            let warned =
+                                p.failing_alert_after > 0 && w.counter >= p.failing_alert_after;
+                            let before = w.counter;
                             w.counter = 0;
+                            assert_eq!(
+                                alerts_in(batch, &d.webhook, AlertKind::Recovered),
+                                usize::from(warned),
+                                "webhook.recovered after {before} failures"
+                            );
+                            self.reset_from.insert(d.webhook.clone(), before);
                         }
                     }
                     self.finish(delivery_id, *attempt);
+                    self.succeeded.insert(delivery_id.clone());
                 }
                 Event::AttemptFailed {
                     delivery_id,
@@ -510,10 +567,12 @@ impl Model {
                     let open = d.open.expect("failed attempt was open");
                     assert_eq!(open.attempt, *attempt);
                     assert_eq!(open.started_at, *started_at);
+                    // A recovered delivery's schedule starts after the attempts it had before.
+                    let before_schedule = d.max_attempts.saturating_sub(p.max_attempts());
                     let expected_next = if d.cancelled || *attempt >= d.max_attempts {
                         None
                     } else {
-                        Some(at.plus(p.retry_delays[*attempt as usize]))
+                        Some(at.plus(p.retry_delays[(*attempt - before_schedule) as usize]))
                     };
                     assert_eq!(
                         *next_due, expected_next,
@@ -525,6 +584,18 @@ impl Model {
                         assert_eq!(counts, !d.cancelled);
                         if counts {
                             w.counter += 1;
+                            let warn = w.counter == p.failing_alert_after && w.counter < limit;
+                            assert_eq!(
+                                alerts_in(batch, &d.webhook, AlertKind::Failing),
+                                usize::from(warn),
+                                "webhook.failing at {} failures",
+                                w.counter
+                            );
+                            assert_eq!(
+                                alerts_in(batch, &d.webhook, AlertKind::Disabled),
+                                usize::from(w.counter == limit),
+                                "webhook.disabled at the limit"
+                            );
                         }
                     }
                     match next_due {
@@ -576,9 +647,163 @@ impl Model {
                         self.finish(delivery_id, attempts);
                     }
                 }
+                Event::DeliveryPaused { delivery_id, .. } => {
+                    let d = self
+                        .live
+                        .get_mut(delivery_id)
+                        .expect("paused a live delivery");
+                    assert!(!d.cancelled, "paused twice");
+                    assert!(!d.test, "test sends are never paused");
+                    let webhook = d.webhook.clone();
+                    let disabled_now = batch.iter().any(
+                        |e| matches!(e, Event::WebhookDisabled { webhook_id, .. } if *webhook_id == webhook),
+                    );
+                    assert!(
+                        disabled_now,
+                        "paused {delivery_id} without disabling its webhook"
+                    );
+                    d.cancelled = true;
+                    if d.open.is_none() {
+                        let attempts = d.attempts;
+                        self.finish(delivery_id, attempts);
+                        self.paused.insert(delivery_id.clone());
+                    }
+                }
+                Event::DeliveriesPaused {
+                    account_id,
+                    event_id,
+                    event_type,
+                    deliveries,
+                    at,
+                } => {
+                    let Some(Event::EventPublished {
+                        event_id: published,
+                        project_id,
+                        deliveries: sent,
+                        ..
+                    }) = i.checked_sub(1).map(|j| &batch[j])
+                    else {
+                        panic!("paused deliveries follow their publish: {batch:?}");
+                    };
+                    assert_eq!(published, event_id);
+                    let all = self.fan_out_all(account_id, event_type, project_id);
+                    let disabled: Vec<WebhookId> = all
+                        .iter()
+                        .filter(|(_, enabled)| !enabled)
+                        .map(|(w, _)| w.clone())
+                        .collect();
+                    let targets: Vec<WebhookId> =
+                        deliveries.iter().map(|(_, w)| w.clone()).collect();
+                    assert_eq!(
+                        targets, disabled,
+                        "every disabled match gets a paused delivery"
+                    );
+                    for (d, w) in deliveries {
+                        assert!(
+                            !self.live.contains_key(d)
+                                && !self.finished.contains_key(d)
+                                && !sent.iter().any(|(s, _)| s == d),
+                            "delivery id {d} reused"
+                        );
+                        self.finished.insert(
+                            d.clone(),
+                            DeliverySummary {
+                                delivery_id: d.clone(),
+                                webhook_id: w.clone(),
+                                account_id: account_id.clone(),
+                                event_id: event_id.clone(),
+                                event_type: event_type.clone(),
+                                test: false,
+                                created_at: *at,
+                                attempts_made: 0,
+                            },
+                        );
+                        self.paused.insert(d.clone());
+                        self.lifetime.insert(d.clone(), (0, 0));
+                    }
+                }
+                Event::EventReplayed {
+                    account_id,
+                    event_id,
+                    event_type,
+                    deliveries,
+                    first_due,
+                    at,
+                } => {
+                    assert_eq!(*first_due, at.plus(p.retry_delays[0]));
+                    for (d, w) in deliveries {
+                        let hook = &self.webhooks[w];
+                        assert!(
+                            !hook.deleted && hook.enabled,
+                            "replayed to a disabled webhook"
+                        );
+                        assert!(
+                            !self.live.contains_key(d) && !self.finished.contains_key(d),
+                            "delivery id {d} reused"
+                        );
+                        self.live.insert(
+                            d.clone(),
+                            MDelivery {
+                                webhook: w.clone(),
+                                account: account_id.clone(),
+                                event_id: event_id.clone(),
+                                event_type: event_type.clone(),
+                                test: false,
+                                created_at: *at,
+                                attempts: 0,
+                                max_attempts: p.max_attempts(),
+                                due: *first_due,
+                                open: None,
+                                cancelled: false,
+                            },
+                        );
+                        self.lifetime.insert(d.clone(), (0, 0));
+                    }
+                }
+                Event::DeliveriesRecovered {
+                    webhook_id,
+                    deliveries,
+                    first_due,
+                    at,
+                } => {
+                    assert_eq!(*first_due, at.plus(p.retry_delays[0]));
+                    let w = &self.webhooks[webhook_id];
+                    assert!(!w.deleted && w.enabled, "recovered to a disabled webhook");
+                    for delivery in deliveries {
+                        let id = &delivery.delivery_id;
+                        assert!(!self.live.contains_key(id), "recovered a pending delivery");
+                        assert!(
+                            !self.succeeded.contains(id),
+                            "recovered a succeeded delivery"
+                        );
+                        assert!(!delivery.test, "recovered a test send");
+                        assert_eq!(&delivery.webhook_id, webhook_id);
+                        assert_eq!(self.finished.get(id), Some(delivery));
+                        self.paused.remove(id);
+                        self.live.insert(
+                            id.clone(),
+                            MDelivery {
+                                webhook: delivery.webhook_id.clone(),
+                                account: delivery.account_id.clone(),
+                                event_id: delivery.event_id.clone(),
+                                event_type: delivery.event_type.clone(),
+                                test: false,
+                                created_at: delivery.created_at,
+                                attempts: delivery.attempts_made,
+                                max_attempts: delivery.attempts_made + p.max_attempts(),
+                                due: *first_due,
+                                open: None,
+                                cancelled: false,
+                            },
+                        );
+                        self.lifetime.get_mut(id).expect("tracked").1 += p.max_attempts();
+                    }
+                }
                 Event::DeliveryRetried { delivery, at } => {
                     let id = &delivery.delivery_id;
                     assert!(!self.live.contains_key(id), "retried a live delivery");
+                    self.succeeded.remove(id);
+                    self.paused.remove(id);
                     assert_eq!(self.finished.get(id), Some(delivery));
                     let w = &self.webhooks[&delivery.webhook_id];
                     assert!(!w.deleted && (w.enabled || delivery.test));
@@ -599,6 +824,37 @@ impl Model {
                         },
                     );
                     self.lifetime.get_mut(id).expect("tracked").1 += 1;
+                }
+                Event::AlertRaised { alert, .. } => {
+                    let w = self.webhooks[&alert.webhook_id].clone();
+                    assert_eq!(alert.account_id, w.account);
+                    match alert.kind {
+                        AlertKind::Failing => {
+                            assert!(w.enabled);
+                            assert_eq!(alert.consecutive_failures, p.failing_alert_after);
+                            assert_eq!(w.counter, p.failing_alert_after);
+                            assert!(alert.last_error.is_some());
+                        }
+                        AlertKind::Disabled => {
+                            assert!(!w.enabled, "webhook.disabled for an enabled webhook");
+                            assert_eq!(alert.reason, w.reason);
+                            if w.reason == Some(DisabledReason::ConsecutiveFailures) {
+                                assert_eq!(alert.consecutive_failures, limit);
+                                assert!(alert.last_error.is_some());
+                            }
+                        }
+                        AlertKind::Enabled => {
+                            assert!(w.enabled && w.counter == 0);
+                            assert!(batch.iter().any(|e| matches!(e, Event::WebhookEnabled { webhook_id, .. } if *webhook_id == alert.webhook_id)));
+                        }
+                        AlertKind::Recovered => {
+                            assert_eq!(w.counter, 0);
+                            assert_eq!(
+                                Some(&alert.consecutive_failures),
+                                self.reset_from.get(&alert.webhook_id)
+                            );
+                        }
+                    }
                 }
                 Event::IdempotencyKeysExpired { before, at } => {
                     assert_eq!(*before, Timestamp(at.0 - p.retention.0));
@@ -705,6 +961,16 @@ impl Model {
     }
 }
 
+/// How many alerts of `kind` about `webhook` a batch raises.
+fn alerts_in(batch: &[Event], webhook: &WebhookId, kind: AlertKind) -> usize {
+    batch
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::AlertRaised { alert, .. } if alert.kind == kind && &alert.webhook_id == webhook)
+        })
+        .count()
+}
+
 // ---------------------------------------------------------------- the simulated runtime
 
 struct Sim {
@@ -717,6 +983,8 @@ struct Sim {
     webhooks: Vec<(WebhookId, AccountId)>,
     /// Every (account, event id) published, for reuse.
     event_ids: Vec<EventId>,
+    /// Every event published, with its account, type and project, for replays.
+    events: Vec<(AccountId, EventId, String, ProjectId)>,
 }
 
 impl Sim {
@@ -733,6 +1001,7 @@ impl Sim {
             fresh: 0,
             webhooks: Vec::new(),
             event_ids: Vec::new(),
+            events: Vec::new(),
         };
         for (i, id) in ACCOUNTS.iter().enumerate() {
             let plan = if i < 2 { Plan::Pro } else { Plan::Free };
@@ -956,6 +1225,12 @@ impl Sim {
                     fields_json: format!(r#","project":{{"id":"{project_id}"}}"#),
                 };
                 let seed = self.fresh("s");
+                let meta = (
+                    account_id.clone(),
+                    event_id.clone(),
+                    event.event_type.clone(),
+                    event.project_id.clone(),
+                );
                 let known = self
                     .model
                     .published
@@ -982,6 +1257,7 @@ impl Sim {
                     None => {
                         assert!(result.is_ok(), "{result:?}");
                         self.event_ids.push(event_id);
+                        self.events.push(meta);
                     }
                 }
             }
@@ -1088,6 +1364,136 @@ impl Sim {
                 assert!(result.is_ok(), "{result:?}");
                 let before = Timestamp(self.now.0 - self.model.policy.retention.0);
                 assert_eq!(self.state.oldest_published().filter(|t| *t < before), None);
+            }
+            Op::Replay { pick, named } => {
+                if self.events.is_empty() {
+                    return;
+                }
+                let (account, event_id, event_type, project) =
+                    self.events[pick as usize % self.events.len()].clone();
+                let matching = self.model.fan_out(&account, &event_type, &project);
+                let (webhook_ids, expected) = match (named, matching.first()) {
+                    (true, Some(first)) => (Some(vec![first.clone()]), vec![first.clone()]),
+                    _ => (None, matching),
+                };
+                let seed = self.fresh("r");
+                let result = self.exec(CommandKind::ReplayEvent {
+                    account_id: account,
+                    event_id,
+                    event_type,
+                    project_id: project,
+                    webhook_ids,
+                    delivery_id_seed: seed,
+                });
+                let sent: Vec<WebhookId> = result
+                    .expect("a replay to enabled webhooks")
+                    .iter()
+                    .flat_map(|e| match e {
+                        Event::EventReplayed { deliveries, .. } => {
+                            deliveries.iter().map(|(_, w)| w.clone()).collect()
+                        }
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                assert_eq!(
+                    sent, expected,
+                    "replayed to every enabled match, or the named one"
+                );
+            }
+            Op::Recover { webhook, with_live } => {
+                let (id, account) = self.pick_webhook(webhook);
+                // History's view, oldest first: every finished delivery of the webhook (with
+                // whether it succeeded), and the live ones too when asked.
+                let mut candidates: Vec<RecoverCandidate> = self
+                    .model
+                    .finished
+                    .values()
+                    .filter(|d| d.webhook_id == id)
+                    .map(|d| RecoverCandidate {
+                        delivery: d.clone(),
+                        succeeded: self.model.succeeded.contains(&d.delivery_id),
+                    })
+                    .collect();
+                if with_live {
+                    candidates.extend(self.model.live.iter().filter(|(_, d)| d.webhook == id).map(
+                        |(d_id, d)| RecoverCandidate {
+                            delivery: DeliverySummary {
+                                delivery_id: d_id.clone(),
+                                webhook_id: d.webhook.clone(),
+                                account_id: d.account.clone(),
+                                event_id: d.event_id.clone(),
+                                event_type: d.event_type.clone(),
+                                test: d.test,
+                                created_at: d.created_at,
+                                attempts_made: d.attempts,
+                            },
+                            succeeded: false,
+                        },
+                    ));
+                }
+                candidates.sort_by(|a, b| {
+                    (a.delivery.created_at, &a.delivery.delivery_id)
+                        .cmp(&(b.delivery.created_at, &b.delivery.delivery_id))
+                });
+                let expected: Vec<DeliveryId> = candidates
+                    .iter()
+                    .filter(|c| {
+                        !c.succeeded
+                            && !c.delivery.test
+                            && !self.model.live.contains_key(&c.delivery.delivery_id)
+                    })
+                    .map(|c| c.delivery.delivery_id.clone())
+                    .collect();
+                let refused = match self.missing(&id) {
+                    Some(r) => Some(r),
+                    None if !self.model.webhooks[&id].enabled => {
+                        Some(Rejection::WebhookDisabled(id.clone()))
+                    }
+                    None => None,
+                };
+                let result = self.exec(CommandKind::RecoverDeliveries {
+                    account_id: account,
+                    webhook_id: id.clone(),
+                    candidates,
+                });
+                match refused {
+                    Some(r) => assert_eq!(result, Err(r)),
+                    None => {
+                        let events = result.expect("a recover on an enabled webhook");
+                        let recovered: Vec<DeliveryId> = events
+                            .iter()
+                            .flat_map(|e| match e {
+                                Event::DeliveriesRecovered { deliveries, .. } => {
+                                    deliveries.iter().map(|d| d.delivery_id.clone()).collect()
+                                }
+                                _ => Vec::new(),
+                            })
+                            .collect();
+                        assert_eq!(recovered, expected, "recovered, oldest first");
+                        // A second, overlapping recover sends none of them again.
+                        let again = expected
+                            .iter()
+                            .map(|d| RecoverCandidate {
+                                delivery: DeliverySummary {
+                                    attempts_made: self.model.live[d].attempts,
+                                    ..self.model.finished[d].clone()
+                                },
+                                succeeded: false,
+                            })
+                            .collect();
+                        let (_, account) = self.pick_webhook(webhook);
+                        let twice = self.exec(CommandKind::RecoverDeliveries {
+                            account_id: account,
+                            webhook_id: id,
+                            candidates: again,
+                        });
+                        assert_eq!(
+                            twice,
+                            Ok(Vec::new()),
+                            "an overlapping recover sends nothing twice"
+                        );
+                    }
+                }
             }
             Op::SetPlan { account, pro } => {
                 let result = self.exec(CommandKind::UpdateAccount {
@@ -1249,7 +1655,14 @@ impl Sim {
             (o, e) => panic!("{o:?} was recorded as {e:?}"),
         }
         if matches!(outcome, Reported::Ok) {
-            assert_eq!(events.len(), 1, "a success triggers nothing else");
+            let others = events[1..]
+                .iter()
+                .filter(|e| !matches!(e, Event::AlertRaised { alert, .. } if alert.kind == AlertKind::Recovered))
+                .count();
+            assert_eq!(
+                others, 0,
+                "a success triggers nothing but webhook.recovered"
+            );
         }
     }
 
@@ -1397,7 +1810,7 @@ fn scenario_auto_disable_with_queued_retries_and_a_test_send() {
             )
         })
         .expect("auto-disabled");
-    assert!(matches!(log[disabled + 1], Event::DeliveryCancelled { .. }));
+    assert!(matches!(log[disabled + 1], Event::DeliveryPaused { .. }));
     assert!(log[disabled..]
         .iter()
         .any(|e| matches!(e, Event::AttemptSucceeded { delivery_id, .. } if delivery_id.as_str().starts_with("dlv_t"))));

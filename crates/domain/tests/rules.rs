@@ -569,7 +569,7 @@ fn an_empty_update_yields_no_events() {
 // ---------------------------------------------------------------- enable / disable
 
 #[test]
-fn manual_disable_cancels_pending_real_deliveries_and_keeps_test_sends() {
+fn manual_disable_pauses_pending_real_deliveries_and_keeps_test_sends() {
     let mut d = pro_with_webhook(Policy::default());
     d.run(t(1), publish("acc_1", "evt_1", "prj_1", "a"));
     d.run(t(1), publish("acc_1", "evt_2", "prj_1", "b"));
@@ -582,13 +582,21 @@ fn manual_disable_cancels_pending_real_deliveries_and_keeps_test_sends() {
         .given()
         .when(t(2), set_enabled("acc_1", "wh_1", false))
         .then_events(vec![
-            cancelled("dlv_a00", t(2)),
-            cancelled("dlv_b00", t(2)),
+            paused("dlv_a00", t(2)),
+            paused("dlv_b00", t(2)),
             Event::WebhookDisabled {
                 webhook_id: wh("wh_1"),
                 reason: DisabledReason::Manual,
                 at: t(2),
             },
+            alert(
+                AlertKind::Disabled,
+                "wh_1",
+                Some(DisabledReason::Manual),
+                None,
+                0,
+                t(2),
+            ),
         ]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
     assert!(!w.enabled);
@@ -666,10 +674,13 @@ fn enabling_a_webhook_does_not_resurrect_cancelled_deliveries() {
     let state = d
         .given()
         .when(t(3), set_enabled("acc_1", "wh_1", true))
-        .then_events(vec![Event::WebhookEnabled {
-            webhook_id: wh("wh_1"),
-            at: t(3),
-        }]);
+        .then_events(vec![
+            Event::WebhookEnabled {
+                webhook_id: wh("wh_1"),
+                at: t(3),
+            },
+            alert(AlertKind::Enabled, "wh_1", None, None, 0, t(3)),
+        ]);
     assert_eq!(state.pending_count(), 0);
     assert_eq!(state.poll_timeout(), None);
 }
@@ -826,8 +837,8 @@ fn publish_only_reaches_the_publishing_accounts_webhooks() {
 }
 
 #[test]
-fn disabled_webhooks_get_no_deliveries() {
-    let (events, _) = given([
+fn disabled_webhooks_get_a_paused_delivery_and_nothing_sent() {
+    let (events, state) = given([
         account_created("acc_1", Plan::Pro),
         webhook_created("acc_1", "wh_1"),
         webhook_created("acc_1", "wh_2"),
@@ -839,7 +850,30 @@ fn disabled_webhooks_get_no_deliveries() {
     ])
     .when(t(2), publish("acc_1", "evt_1", "prj_1", "s"))
     .events();
-    assert_eq!(deliveries_of(&events), vec![pair("dlv_s00", "wh_2")]);
+    match &events[..] {
+        [Event::EventPublished {
+            deliveries, body, ..
+        }, Event::DeliveriesPaused {
+            deliveries: paused,
+            event_id,
+            ..
+        }] => {
+            assert_eq!(deliveries, &vec![pair("dlv_s01", "wh_2")]);
+            assert_eq!(paused, &vec![pair("dlv_s00", "wh_1")]);
+            assert_eq!(event_id, &evt("evt_1"));
+            assert!(!body.is_empty(), "the body is kept for the paused delivery");
+        }
+        other => panic!("expected a publish and its paused deliveries, got {other:#?}"),
+    }
+    // Only the enabled webhook's delivery waits to be sent; the publish answers 1.
+    assert_eq!(state.pending_count(), 1);
+    assert!(state.delivery(&dlv("dlv_s00")).is_none());
+    assert_eq!(
+        state
+            .published(&acc("acc_1"), &evt("evt_1"))
+            .map(|p| p.deliveries),
+        Some(1)
+    );
 }
 
 #[test]
@@ -1013,7 +1047,8 @@ fn the_default_retry_schedule_matches_the_spec_table() {
         starts.push((now.0 - T0.0) / 60_000);
         let failed = d.run(now, response("dlv_a00", attempt, 500, 0));
         match failed.as_slice() {
-            [Event::AttemptFailed { next_due, .. }] => match next_due {
+            // The fifth failure also warns the host (`webhook.failing`).
+            [Event::AttemptFailed { next_due, .. }, ..] => match next_due {
                 Some(next) => now = *next,
                 None => assert_eq!(attempt, 5, "only the last attempt has no successor"),
             },
@@ -1184,7 +1219,7 @@ fn failures_below_the_limit_keep_the_webhook_enabled() {
 }
 
 #[test]
-fn reaching_the_failure_limit_disables_the_webhook_and_cancels_its_real_deliveries_in_one_batch() {
+fn reaching_the_failure_limit_disables_the_webhook_and_pauses_its_real_deliveries_in_one_batch() {
     let mut d = four_open_attempts();
     d.run(t(1), response("dlv_a00", 1, 500, 10));
     d.run(t(1), response("dlv_b00", 1, 500, 10));
@@ -1207,9 +1242,17 @@ fn reaching_the_failure_limit_disables_the_webhook_and_cancels_its_real_deliveri
                 reason: DisabledReason::ConsecutiveFailures,
                 at: t(2),
             },
-            cancelled("dlv_a00", t(2)),
-            cancelled("dlv_b00", t(2)),
-            cancelled("dlv_c00", t(2)),
+            paused("dlv_a00", t(2)),
+            paused("dlv_b00", t(2)),
+            paused("dlv_c00", t(2)),
+            alert(
+                AlertKind::Disabled,
+                "wh_1",
+                Some(DisabledReason::ConsecutiveFailures),
+                Some(AttemptError::Connect),
+                3,
+                t(2),
+            ),
         ]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
     assert!(!w.enabled);
@@ -1221,7 +1264,7 @@ fn reaching_the_failure_limit_disables_the_webhook_and_cancels_its_real_deliveri
 }
 
 #[test]
-fn an_exhausting_failure_at_the_limit_disables_without_cancelling_its_own_finished_delivery() {
+fn an_exhausting_failure_at_the_limit_disables_without_pausing_its_own_finished_delivery() {
     let policy = Policy {
         auto_disable_after: 2,
         retry_delays: vec![DurationMs(0)],
@@ -1252,7 +1295,15 @@ fn an_exhausting_failure_at_the_limit_disables_without_cancelling_its_own_finish
                 reason: DisabledReason::ConsecutiveFailures,
                 at: t(2),
             },
-            cancelled("dlv_c00", t(2)),
+            paused("dlv_c00", t(2)),
+            alert(
+                AlertKind::Disabled,
+                "wh_1",
+                Some(DisabledReason::ConsecutiveFailures),
+                Some(AttemptError::HttpStatus),
+                2,
+                t(2),
+            ),
         ]);
     assert_eq!(state.pending_count(), 0);
 }
@@ -1280,9 +1331,17 @@ fn a_timeout_on_tick_counts_towards_the_limit() {
             reason: DisabledReason::ConsecutiveFailures,
             at: dl,
         },
-        cancelled("dlv_a00", dl),
-        cancelled("dlv_b00", dl),
-        cancelled("dlv_c00", dl),
+        paused("dlv_a00", dl),
+        paused("dlv_b00", dl),
+        paused("dlv_c00", dl),
+        alert(
+            AlertKind::Disabled,
+            "wh_1",
+            Some(DisabledReason::ConsecutiveFailures),
+            Some(AttemptError::Timeout),
+            3,
+            dl,
+        ),
     ]);
     assert!(state.webhook(&wh("wh_1")).is_some_and(|w| !w.enabled));
     // The next tick times out the test attempt, which does not count.
@@ -1326,10 +1385,13 @@ fn re_enabling_resets_the_counter_and_the_reason() {
     let state = d
         .given()
         .when(t(5), set_enabled("acc_1", "wh_1", true))
-        .then_events(vec![Event::WebhookEnabled {
-            webhook_id: wh("wh_1"),
-            at: t(5),
-        }]);
+        .then_events(vec![
+            Event::WebhookEnabled {
+                webhook_id: wh("wh_1"),
+                at: t(5),
+            },
+            alert(AlertKind::Enabled, "wh_1", None, None, 0, t(5)),
+        ]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
     assert!(w.enabled);
     assert_eq!(w.disabled_reason, None);
@@ -1903,4 +1965,225 @@ fn the_test_send_sample_is_marked_test() {
     ] {
         assert!(v.get(key).is_some_and(|x| !x.is_null()), "{key}");
     }
+}
+
+// ---------------------------------------------------------------- pausing and recovering
+
+fn recover(webhook: &str, candidates: Vec<RecoverCandidate>) -> CommandKind {
+    CommandKind::RecoverDeliveries {
+        account_id: acc("acc_1"),
+        webhook_id: wh(webhook),
+        candidates,
+    }
+}
+
+fn candidate(summary: DeliverySummary, succeeded: bool) -> RecoverCandidate {
+    RecoverCandidate {
+        delivery: summary,
+        succeeded,
+    }
+}
+
+/// `wh_1` disabled by hand with two paused publishes (`dlv_a00`, `dlv_b00`), then re-enabled.
+fn paused_then_enabled() -> Driver {
+    let mut d = pro_with_webhook(Policy::default());
+    d.run(t(1), set_enabled("acc_1", "wh_1", false));
+    d.run(t(2), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(3), publish("acc_1", "evt_2", "prj_1", "b"));
+    d.run(t(4), set_enabled("acc_1", "wh_1", true));
+    d
+}
+
+#[test]
+fn enabling_leaves_paused_deliveries_paused() {
+    let d = paused_then_enabled();
+    assert_eq!(d.state.pending_count(), 0, "nothing was resent by enabling");
+    assert_eq!(counter(&d.state, "wh_1"), 0);
+}
+
+#[test]
+fn recover_sends_paused_deliveries_again_in_the_order_given_with_a_fresh_schedule() {
+    let d = paused_then_enabled();
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    let b = summary(&d, "dlv_b00", "wh_1", "evt_2", 0);
+    let state = d
+        .given()
+        .when(
+            t(5),
+            recover(
+                "wh_1",
+                vec![candidate(a.clone(), false), candidate(b.clone(), false)],
+            ),
+        )
+        .then_events(vec![Event::DeliveriesRecovered {
+            webhook_id: wh("wh_1"),
+            deliveries: vec![a, b],
+            first_due: t(5),
+            at: t(5),
+        }]);
+    assert_eq!(state.pending_count(), 2);
+    let x = state.delivery(&dlv("dlv_a00")).expect("pending again");
+    assert_eq!((x.attempts_made, x.max_attempts, x.due), (0, 5, t(5)));
+}
+
+#[test]
+fn recover_never_resends_a_succeeded_delivery_or_a_test_send() {
+    let d = paused_then_enabled();
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    let test = DeliverySummary {
+        test: true,
+        ..summary(&d, "dlv_t", "wh_1", "evt_t", 1)
+    };
+    d.given()
+        .when(
+            t(5),
+            recover("wh_1", vec![candidate(a, true), candidate(test, false)]),
+        )
+        .then_no_events();
+}
+
+#[test]
+fn recover_is_refused_while_the_webhook_is_disabled() {
+    let mut d = paused_then_enabled();
+    d.run(t(5), set_enabled("acc_1", "wh_1", false));
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    d.given()
+        .when(t(6), recover("wh_1", vec![candidate(a, false)]))
+        .then_rejects(Rejection::WebhookDisabled(wh("wh_1")));
+}
+
+#[test]
+fn an_overlapping_recover_skips_deliveries_already_pending() {
+    let mut d = paused_then_enabled();
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 0);
+    let b = summary(&d, "dlv_b00", "wh_1", "evt_2", 0);
+    d.run(t(5), recover("wh_1", vec![candidate(a.clone(), false)]));
+    d.given()
+        .when(
+            t(5),
+            recover(
+                "wh_1",
+                vec![candidate(a, false), candidate(b.clone(), false)],
+            ),
+        )
+        .then_events(vec![Event::DeliveriesRecovered {
+            webhook_id: wh("wh_1"),
+            deliveries: vec![b],
+            first_due: t(5),
+            at: t(5),
+        }]);
+}
+
+#[test]
+fn a_recovered_delivery_keeps_its_attempt_numbers_and_retries_on_a_fresh_schedule() {
+    let policy = Policy::default();
+    let mut d = pro_with_webhook(policy.clone());
+    d.run(t(0), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(0), tick(1));
+    d.run(t(1), response("dlv_a00", 1, 500, 10));
+    // Paused with one attempt made; recovered later.
+    d.run(t(2), set_enabled("acc_1", "wh_1", false));
+    d.run(t(3), set_enabled("acc_1", "wh_1", true));
+    let a = summary(&d, "dlv_a00", "wh_1", "evt_1", 1);
+    d.run(t(4), recover("wh_1", vec![candidate(a, false)]));
+    assert_eq!(
+        d.run(t(4), tick(1)),
+        vec![started(&policy, "dlv_a00", 2, t(4))]
+    );
+    // Its first failure after the recover waits the schedule's second delay, not its third.
+    let (events, _) = d
+        .given()
+        .when(t(5), response("dlv_a00", 2, 500, 10))
+        .events();
+    assert!(matches!(
+        &events[..],
+        [Event::AttemptFailed { next_due: Some(due), .. }] if *due == t(5).plus(policy.retry_delays[1])
+    ));
+}
+
+#[test]
+fn a_delivery_open_when_paused_that_succeeds_does_not_reset_the_counter() {
+    let mut d = pro_with_webhook(Policy::default());
+    d.run(t(0), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(0), tick(1));
+    let events = d.run(t(1), set_enabled("acc_1", "wh_1", false));
+    assert_eq!(events[0], paused("dlv_a00", t(1)));
+    d.run(t(2), response("dlv_a00", 1, 200, 10));
+    assert_eq!(d.state.pending_count(), 0);
+}
+
+fn replay(event_id: &str, webhook_ids: Option<Vec<&str>>, seed: &str) -> CommandKind {
+    CommandKind::ReplayEvent {
+        account_id: acc("acc_1"),
+        event_id: evt(event_id),
+        event_type: COMPLETED.into(),
+        project_id: prj("prj_1"),
+        webhook_ids: webhook_ids.map(|ids| ids.into_iter().map(wh).collect()),
+        delivery_id_seed: seed.into(),
+    }
+}
+
+#[test]
+fn a_replay_creates_new_deliveries_of_the_same_event_to_enabled_matches_only() {
+    let mut d = pro_with_webhook(Policy::default());
+    d.run(T0, create_webhook("acc_1", "wh_2", default_config()));
+    d.run(t(1), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(2), set_enabled("acc_1", "wh_2", false));
+    d.given()
+        .when(t(3), replay("evt_1", None, "r"))
+        .then_events(vec![Event::EventReplayed {
+            account_id: acc("acc_1"),
+            event_id: evt("evt_1"),
+            event_type: COMPLETED.into(),
+            deliveries: vec![pair("dlv_r00", "wh_1")],
+            first_due: t(3),
+            at: t(3),
+        }]);
+    d.given()
+        .when(t(3), replay("evt_1", Some(vec!["wh_2"]), "r"))
+        .then_rejects(Rejection::WebhookDisabled(wh("wh_2")));
+    d.given()
+        .when(t(3), replay("evt_1", Some(vec!["wh_9"]), "r"))
+        .then_rejects(Rejection::WebhookNotFound(wh("wh_9")));
+}
+
+#[test]
+fn the_failing_warning_and_the_recovered_alert_bracket_a_streak() {
+    let policy = Policy {
+        failing_alert_after: 2,
+        auto_disable_after: 3,
+        retry_delays: vec![DurationMs(0), DurationMs(0), DurationMs(0)],
+        ..Policy::default()
+    };
+    let mut d = pro_with_webhook(policy);
+    d.run(t(0), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(0), tick(1));
+    assert_eq!(d.run(t(1), response("dlv_a00", 1, 500, 10)).len(), 1);
+    d.run(t(1), tick(1));
+    let events = d.run(t(2), response("dlv_a00", 2, 500, 10));
+    assert_eq!(
+        events.last(),
+        Some(&alert(
+            AlertKind::Failing,
+            "wh_1",
+            None,
+            Some(AttemptError::HttpStatus),
+            2,
+            t(2)
+        ))
+    );
+    d.run(t(2), tick(1));
+    d.given()
+        .when(t(3), response("dlv_a00", 3, 200, 10))
+        .then_events(vec![
+            Event::AttemptSucceeded {
+                delivery_id: dlv("dlv_a00"),
+                attempt: 3,
+                status_code: 200,
+                duration: DurationMs(10),
+                started_at: t(2),
+                at: t(3),
+            },
+            alert(AlertKind::Recovered, "wh_1", None, None, 2, t(3)),
+        ]);
 }

@@ -5,6 +5,7 @@
 //! (group commit), then answers the callers and hands the started attempts to the transport.
 //! It never waits on the network: sends run in their own tasks and report back by channel.
 
+use crate::alerts::AlertHub;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::recent::{BodyKey, RecentBodies};
@@ -143,6 +144,8 @@ pub(crate) struct Actor {
     installing: Option<tokio::task::JoinHandle<()>>,
     next_maintenance: Timestamp,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
+    /// Where committed alerts go, and how much of the log subscribers hold.
+    alerts: AlertHub,
 }
 
 impl Actor {
@@ -157,6 +160,7 @@ impl Actor {
         rx: mpsc::Receiver<Msg>,
         config: Config,
         metrics: Arc<Metrics>,
+        alerts: AlertHub,
     ) -> Self {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let clock = config.clock.clone();
@@ -181,6 +185,7 @@ impl Actor {
             installing: None,
             next_maintenance,
             shutdown: None,
+            alerts,
         }
     }
 
@@ -485,6 +490,13 @@ impl Actor {
         self.events_since_snapshot += events.len() as u64;
         self.metrics.committed(events.len());
         self.answer(c.pending, &events);
+        for alert in crate::alerts::of_record(seq, &events) {
+            // Nobody listening is fine: subscribers read the log from their cursor.
+            let _ = self.alerts.live.send(alert);
+        }
+        self.alerts
+            .committed
+            .store(seq, std::sync::atomic::Ordering::Release);
         for e in &events {
             if let Event::AttemptStarted {
                 delivery_id,
@@ -790,11 +802,12 @@ impl Actor {
         // never stalls a commit (docs/decisions.md, truncation).
         let draft = self.store.write_snapshot(seq, &self.state)?;
         let store = self.store.clone();
+        let through = self.alerts.truncate_through(seq);
         self.installing = Some(tokio::task::spawn_blocking(move || {
             let done = store
                 .install_snapshot(draft)
                 .and_then(|_| store.flush())
-                .and_then(|_| store.truncate(seq, Truncation::WithAppends));
+                .and_then(|_| store.truncate(through, Truncation::WithAppends));
             if let Err(e) = done {
                 warn!(error = %e, seq, "snapshot failed; the next snapshot retries");
             }
@@ -814,7 +827,7 @@ impl Actor {
             let _ = t.await;
         }
         let store = self.store.clone();
-        let through = self.last_seq;
+        let through = self.alerts.truncate_through(self.last_seq);
         // No appends follow to carry the truncation: the log before the final snapshot goes
         // now, so a stopped engine leaves only what its next start reads.
         tokio::task::spawn_blocking(move || {

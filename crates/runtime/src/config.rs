@@ -42,6 +42,8 @@ pub struct Config {
     pub previous_master_keys: Vec<MasterKey>,
     /// Manual retries and test sends an account may ask for per minute (0: unlimited).
     pub manual_actions_per_minute: u32,
+    /// Most deliveries one recover may send again; a range holding more is refused.
+    pub max_recover: usize,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             master_key: None,
             previous_master_keys: Vec::new(),
             manual_actions_per_minute: 60,
+            max_recover: crate::DEFAULT_MAX_RECOVER,
         }
     }
 }
@@ -84,6 +87,7 @@ impl fmt::Debug for Config {
             .field("master_key", &self.master_key)
             .field("previous_master_keys", &self.previous_master_keys)
             .field("manual_actions_per_minute", &self.manual_actions_per_minute)
+            .field("max_recover", &self.max_recover)
             .finish()
     }
 }
@@ -155,6 +159,8 @@ setters! {
     previous_master_keys: Vec<MasterKey>,
     /// Manual retries and test sends per account per minute (0: unlimited).
     manual_actions_per_minute: u32,
+    /// Most deliveries one recover may send again.
+    max_recover: usize,
 }
 
 impl ConfigBuilder {

@@ -132,12 +132,9 @@ async fn webhook_is_auto_disabled_after_the_failure_limit() {
         w.disabled_reason,
         Some(hallway_domain::DisabledReason::ConsecutiveFailures)
     );
-    // Pending retries were cancelled, and new events are not fanned out to it.
+    // Pending retries were paused, and new events are not sent to it (they are paused too).
     let page = h.deliveries(&"acc_1".into(), &wh, 10, None).await.unwrap();
-    assert!(page
-        .data
-        .iter()
-        .all(|d| d.status == DeliveryStatus::Cancelled));
+    assert!(page.data.iter().all(|d| d.status == DeliveryStatus::Paused));
     let r = h
         .publish(&"acc_1".into(), &event_body("evt_late"))
         .await
@@ -489,5 +486,53 @@ async fn an_id_published_again_after_its_window_sends_its_new_body() {
         body.contains("Hello again"),
         "the second publish sends its own body: {body}"
     );
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn alerts_stream_from_the_log_and_then_live_and_an_idle_stream_reports_progress() {
+    let receiver = Receiver::https(|_| Answer::Status(500)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = policy(&[0, 60_000]);
+    p.auto_disable_after = 3;
+    p.failing_alert_after = 2;
+    let (engine, h, wh, _) =
+        engine_with_webhook(dir.path(), config(p, &clock, &receiver), &receiver.url()).await;
+    for i in 0..3 {
+        h.publish(&"acc_1".into(), &event_body(&format!("evt_{i}")))
+            .await
+            .unwrap();
+    }
+    receiver.wait_for(3).await;
+    eventually(|| async {
+        let w = h.webhook(&"acc_1".into(), &wh).await.unwrap();
+        (!w.enabled).then_some(())
+    })
+    .await;
+    // A subscriber from the start reads both alerts from the log, in order.
+    let mut stream = h.alerts(None);
+    let first = stream.recv().await.unwrap();
+    let second = stream.recv().await.unwrap();
+    assert_eq!(first.alert.kind, hallway_domain::AlertKind::Failing);
+    assert_eq!(second.alert.kind, hallway_domain::AlertKind::Disabled);
+    assert!(first.cursor < second.cursor);
+    // A later alert arrives live; one from its cursor on sees only what follows.
+    h.update_webhook(
+        &"acc_1".into(),
+        &wh,
+        WebhookChanges {
+            enabled: Some(true),
+            ..WebhookChanges::default()
+        },
+    )
+    .await
+    .unwrap();
+    let third = stream.recv().await.unwrap();
+    assert_eq!(third.alert.kind, hallway_domain::AlertKind::Enabled);
+    let mut from_second = h.alerts(Some(second.cursor));
+    assert_eq!(from_second.recv().await.unwrap(), third);
+    // Idle, the stream says how far it has handed everything on.
+    eventually(|| async { (stream.caught_up_through() >= third.cursor.seq).then_some(()) }).await;
     engine.shutdown().await.unwrap();
 }

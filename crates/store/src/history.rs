@@ -13,8 +13,10 @@ pub enum DeliveryStatus {
     Succeeded,
     /// Every attempt failed.
     Failed,
-    /// Stopped because the webhook was disabled or deleted.
+    /// Stopped because the webhook was deleted (or, before pausing existed, disabled).
     Cancelled,
+    /// Recorded while its webhook was disabled: nothing more is sent until a recover.
+    Paused,
 }
 
 /// One recorded attempt.

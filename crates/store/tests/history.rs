@@ -641,3 +641,73 @@ fn a_body_segment_goes_only_once_the_prune_that_emptied_it_is_durable() {
     );
     store.check_projections().expect("consistent");
 }
+
+#[test]
+fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    // wh_1 is disabled: its delivery of evt_1 is paused, with nothing sent.
+    store
+        .append(&[
+            published("evt_1", 0, &[]),
+            Event::DeliveriesPaused {
+                account_id: acc(),
+                event_id: EventId::from("evt_1"),
+                event_type: SESSION_PROCESSING_COMPLETED.into(),
+                deliveries: vec![(DeliveryId::from(FAN_A), WebhookId::from("wh_1"))],
+                at: t(0),
+            },
+        ])
+        .expect("appends");
+    let r = record(&store, "wh_1", FAN_A);
+    assert_eq!(r.status, DeliveryStatus::Paused);
+    assert_eq!(r.next_attempt_at, None);
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_1"))
+            .expect("reads")
+            .as_deref(),
+        Some("{\"id\":\"evt_1\"}"),
+        "a paused delivery's body is kept for a recover"
+    );
+
+    // A pending delivery paused by a disable keeps its attempts.
+    store
+        .append(&[published("evt_2", 10, &[(M1, "wh_1")])])
+        .expect("appends");
+    store.append(&[started(M1, 1, 20)]).expect("appends");
+    store
+        .append(&[failed(M1, 1, 20, Some(100))])
+        .expect("appends");
+    store
+        .append(&[Event::DeliveryPaused {
+            delivery_id: DeliveryId::from(M1),
+            at: t(60),
+        }])
+        .expect("appends");
+    let r = record(&store, "wh_1", M1);
+    assert_eq!(r.status, DeliveryStatus::Paused);
+    assert_eq!(r.attempts.len(), 1);
+
+    store
+        .append(&[Event::DeliveriesRecovered {
+            webhook_id: WebhookId::from("wh_1"),
+            deliveries: vec![DeliverySummary {
+                delivery_id: DeliveryId::from(FAN_A),
+                webhook_id: WebhookId::from("wh_1"),
+                account_id: acc(),
+                event_id: EventId::from("evt_1"),
+                event_type: SESSION_PROCESSING_COMPLETED.into(),
+                test: false,
+                created_at: t(0),
+                attempts_made: 0,
+            }],
+            first_due: t(200),
+            at: t(200),
+        }])
+        .expect("appends");
+    let r = record(&store, "wh_1", FAN_A);
+    assert_eq!(r.status, DeliveryStatus::Pending);
+    assert_eq!(r.next_attempt_at, Some(t(200)));
+    store.check_projections().expect("consistent");
+}

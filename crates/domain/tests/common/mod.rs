@@ -387,3 +387,32 @@ pub fn cancelled(delivery: &str, at: Timestamp) -> Event {
         at,
     }
 }
+
+pub fn paused(delivery: &str, at: Timestamp) -> Event {
+    Event::DeliveryPaused {
+        delivery_id: dlv(delivery),
+        at,
+    }
+}
+
+/// An alert about `webhook` of account `acc_1`.
+pub fn alert(
+    kind: AlertKind,
+    webhook: &str,
+    reason: Option<DisabledReason>,
+    last_error: Option<AttemptError>,
+    consecutive_failures: u32,
+    at: Timestamp,
+) -> Event {
+    Event::AlertRaised {
+        alert: Alert {
+            kind,
+            webhook_id: wh(webhook),
+            account_id: acc("acc_1"),
+            reason,
+            last_error,
+            consecutive_failures,
+        },
+        at,
+    }
+}

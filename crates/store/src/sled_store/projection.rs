@@ -153,6 +153,11 @@ pub(crate) struct Projection<'a, 'e> {
     chunks: HashMap<WebhookId, Chunk>,
     /// The buckets this append creates records in, with those records' creation times.
     by_time: TimeChunk,
+    /// Bodies of this append's publishes that no enabled webhook receives, for the paused
+    /// deliveries that may follow them.
+    unsent: HashMap<Vec<u8>, (&'e str, Timestamp)>,
+    /// Stored payloads this append lists more deliveries on, their bodies unchanged.
+    extended: HashMap<Vec<u8>, PayloadRef>,
 }
 
 /// Reads a bucket, empty if there is none.
@@ -185,6 +190,8 @@ impl<'a, 'e> Projection<'a, 'e> {
             payloads: HashMap::new(),
             chunks: HashMap::new(),
             by_time: Vec::new(),
+            unsent: HashMap::new(),
+            extended: HashMap::new(),
         }
     }
 
@@ -201,8 +208,11 @@ impl<'a, 'e> Projection<'a, 'e> {
                 at,
                 ..
             } => {
-                // An event nobody receives needs no body kept: the log has it anyway.
+                // An event nobody receives needs no body kept: the log has it anyway. One with
+                // only paused deliveries keeps it for them, if they follow (`DeliveriesPaused`).
                 if deliveries.is_empty() {
+                    let key = keys::payload_key(account_id, event_id);
+                    self.unsent.insert(key, (body.as_str(), *at));
                     return Ok(());
                 }
                 let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
@@ -265,6 +275,8 @@ impl<'a, 'e> Projection<'a, 'e> {
                         error: None,
                     });
                     r.next_attempt_at = None;
+                    // A paused delivery whose open attempt got through did arrive: a recover
+                    // must not send it again.
                     if r.status != DeliveryStatus::Cancelled {
                         r.status = DeliveryStatus::Succeeded;
                     }
@@ -288,8 +300,8 @@ impl<'a, 'e> Projection<'a, 'e> {
                         status_code: *status_code,
                         error: Some(*error),
                     });
-                    // A cancelled delivery records its open attempt's outcome and stops.
-                    if r.status == DeliveryStatus::Cancelled {
+                    // A cancelled or paused delivery records its open attempt's outcome and stops.
+                    if matches!(r.status, DeliveryStatus::Cancelled | DeliveryStatus::Paused) {
                         r.next_attempt_at = None;
                         return;
                     }
@@ -338,6 +350,90 @@ impl<'a, 'e> Projection<'a, 'e> {
                     })?;
                 }
             }
+            Event::DeliveriesPaused {
+                account_id,
+                event_id,
+                event_type,
+                deliveries,
+                at,
+            } => {
+                let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
+                self.add_payload_deliveries(account_id, event_id, ids)?;
+                for (delivery_id, webhook_id) in deliveries {
+                    self.create(DeliveryRecord {
+                        id: delivery_id.clone(),
+                        webhook_id: webhook_id.clone(),
+                        account_id: account_id.clone(),
+                        event_id: event_id.clone(),
+                        event_type: event_type.clone(),
+                        test: false,
+                        status: DeliveryStatus::Paused,
+                        created_at: *at,
+                        next_attempt_at: None,
+                        attempts: Vec::new(),
+                    })?;
+                }
+            }
+            Event::EventReplayed {
+                account_id,
+                event_id,
+                event_type,
+                deliveries,
+                first_due,
+                at,
+            } => {
+                let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
+                self.extend_payload(account_id, event_id, ids)?;
+                for (delivery_id, webhook_id) in deliveries {
+                    self.create(DeliveryRecord {
+                        id: delivery_id.clone(),
+                        webhook_id: webhook_id.clone(),
+                        account_id: account_id.clone(),
+                        event_id: event_id.clone(),
+                        event_type: event_type.clone(),
+                        test: false,
+                        status: DeliveryStatus::Pending,
+                        created_at: *at,
+                        next_attempt_at: Some(*first_due),
+                        attempts: Vec::new(),
+                    })?;
+                }
+            }
+            Event::DeliveryPaused { delivery_id, .. } => {
+                self.update(delivery_id, |r| {
+                    if r.status == DeliveryStatus::Pending {
+                        r.status = DeliveryStatus::Paused;
+                        r.next_attempt_at = None;
+                    }
+                })?;
+            }
+            Event::DeliveriesRecovered {
+                deliveries,
+                first_due,
+                ..
+            } => {
+                for delivery in deliveries {
+                    let found = self.update(&delivery.delivery_id, |r| {
+                        r.status = DeliveryStatus::Pending;
+                        r.next_attempt_at = Some(*first_due);
+                    })?;
+                    if !found {
+                        // Retention removed the record after the recover read it.
+                        self.create(DeliveryRecord {
+                            id: delivery.delivery_id.clone(),
+                            webhook_id: delivery.webhook_id.clone(),
+                            account_id: delivery.account_id.clone(),
+                            event_id: delivery.event_id.clone(),
+                            event_type: delivery.event_type.clone(),
+                            test: delivery.test,
+                            status: DeliveryStatus::Pending,
+                            created_at: delivery.created_at,
+                            next_attempt_at: Some(*first_due),
+                            attempts: Vec::new(),
+                        })?;
+                    }
+                }
+            }
             Event::AccountCreated { .. }
             | Event::AccountUpdated { .. }
             | Event::WebhookCreated { .. }
@@ -348,6 +444,7 @@ impl<'a, 'e> Projection<'a, 'e> {
             // it through the API any more, and deleting it here would make the batch unbounded.
             | Event::WebhookDeleted { .. }
             | Event::SecretRotated { .. }
+            | Event::AlertRaised { .. }
             | Event::IdempotencyKeysExpired { .. } => {}
         }
         Ok(())
@@ -385,6 +482,60 @@ impl<'a, 'e> Projection<'a, 'e> {
                 replaced,
             },
         );
+        Ok(())
+    }
+
+    /// Lists more deliveries on a payload this batch writes (the publish just before them in
+    /// the same batch), so that retention keeps the body for them too.
+    fn add_payload_deliveries(
+        &mut self,
+        account: &AccountId,
+        event: &EventId,
+        deliveries: Vec<DeliveryId>,
+    ) -> Result<(), StoreError> {
+        let key = keys::payload_key(account, event);
+        if let Some((body, at)) = self.unsent.remove(&key) {
+            return self.put_payload(account, event, at, deliveries, body);
+        }
+        match self.payloads.get_mut(&key) {
+            Some(p) => {
+                for d in deliveries {
+                    if !p.deliveries.contains(&d) {
+                        p.deliveries.push(d);
+                    }
+                }
+            }
+            None => debug_assert!(false, "paused deliveries without their publish's payload"),
+        }
+        Ok(())
+    }
+
+    /// Lists more deliveries on an event's stored payload without writing its body again (a
+    /// replay), so that retention keeps the body while they are pending.
+    fn extend_payload(
+        &mut self,
+        account: &AccountId,
+        event: &EventId,
+        deliveries: Vec<DeliveryId>,
+    ) -> Result<(), StoreError> {
+        let key = keys::payload_key(account, event);
+        if self.payloads.contains_key(&key) {
+            return self.add_payload_deliveries(account, event, deliveries);
+        }
+        let existing = match self.extended.remove(&key) {
+            Some(r) => Some(r),
+            None => load_payload_ref(&self.trees.payloads, &key)?,
+        };
+        // Gone (retention removed it after the caller checked): the deliveries will find no
+        // body and fail, which history shows.
+        if let Some(mut r) = existing {
+            for d in deliveries {
+                if !r.deliveries.contains(&d) {
+                    r.deliveries.push(d);
+                }
+            }
+            self.extended.insert(key, r);
+        }
         Ok(())
     }
 
@@ -478,6 +629,11 @@ impl<'a, 'e> Projection<'a, 'e> {
                 .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
         }
         writes.body_refs = changed;
+        for (key, record) in self.extended {
+            writes
+                .payloads
+                .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
+        }
         for (webhook, mut chunk) in self.chunks {
             sort_chunk(&mut chunk);
             writes.history.push((
