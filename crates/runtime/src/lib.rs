@@ -16,11 +16,11 @@
 mod actor;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
+mod bodies;
 pub mod clock;
 pub mod ids;
 mod limiter;
 pub mod metrics;
-mod recent;
 pub mod secrets;
 pub mod transport;
 
