@@ -55,6 +55,7 @@ pub(crate) enum Msg {
 enum Pending {
     /// A command, with where its events are in the batch (or why it was rejected).
     Reply(Reply, Result<Range<usize>, EngineError>),
+    /// A read of the state after the batch.
     Query(Box<dyn FnOnce(&State) + Send>),
 }
 
@@ -69,6 +70,7 @@ enum Wake {
     Timer,
 }
 
+/// The one owner of the state and the store; see the module documentation.
 pub(crate) struct Actor {
     state: State,
     last_seq: u64,
