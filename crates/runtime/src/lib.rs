@@ -17,12 +17,12 @@ mod actor;
 pub mod alerts;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
+mod bodies;
 pub mod clock;
 mod config;
 pub mod ids;
 mod limiter;
 pub mod metrics;
-mod recent;
 pub mod secrets;
 pub mod transport;
 

@@ -6,12 +6,10 @@
 //! (plain FIFO) would send nearly every start to the store exactly when the engine is
 //! busiest.
 
+use super::BodyKey;
 use bytes::Bytes;
-use hallway_domain::{AccountId, EventId, Timestamp};
+use hallway_domain::Timestamp;
 use std::collections::{HashMap, VecDeque};
-
-/// Which body: an event of an account.
-pub(crate) type BodyKey = (AccountId, EventId);
 
 /// Bytes of recently published bodies kept in memory.
 pub(crate) const RECENT_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -58,9 +56,9 @@ impl RecentBodies {
     }
 
     /// Keeps `body` for `waiting` first attempts if there is room, or room can be made.
-    /// Returns whether it was kept. An id published again (after its idempotency window)
-    /// replaces the body: the latest publish's body is the one every later attempt sends, as
-    /// in the store.
+    /// Returns whether it was kept. A body kept under the same key is replaced, and its
+    /// waiting first attempts carry over (the caller, `Bodies::published`, decides that a
+    /// republished id replaces its body).
     pub(crate) fn insert(
         &mut self,
         key: BodyKey,
@@ -177,6 +175,7 @@ impl RecentBodies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hallway_domain::{AccountId, EventId};
 
     fn key(n: u32) -> BodyKey {
         (AccountId::from("acc"), EventId::from(format!("evt_{n}")))
