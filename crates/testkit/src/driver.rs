@@ -2,14 +2,22 @@
 
 use hallway_domain::{decide, Command, CommandKind, Event, Policy, Rejection, State, Timestamp};
 
+/// Decides `kind` at `now` against `state` and applies the events when accepted.
+pub fn step(state: &mut State, now: Timestamp, kind: CommandKind) -> Result<Vec<Event>, Rejection> {
+    let events = decide(state, Command::new(now, kind))?;
+    for e in &events {
+        state.apply(e);
+    }
+    Ok(events)
+}
+
 /// A state and the log of every event applied to it; invariants checked after each event.
 #[derive(Clone, Debug)]
 pub struct Driver {
     /// The state every logged event has been applied to.
     pub state: State,
-    /// Every event so far, in order (empty for a [`Driver::lean`] one).
+    /// Every event so far, in order.
     pub log: Vec<Event>,
-    lean: bool,
 }
 
 impl Driver {
@@ -18,15 +26,6 @@ impl Driver {
         Driver {
             state: State::new(policy),
             log: Vec::new(),
-            lean: false,
-        }
-    }
-
-    /// A driver for large histories: no log kept, no invariant checks.
-    pub fn lean(policy: Policy) -> Self {
-        Driver {
-            lean: true,
-            ..Driver::new(policy)
         }
     }
 
@@ -35,13 +34,9 @@ impl Driver {
         let events = decide(&self.state, Command::new(now, kind))?;
         for e in &events {
             self.state.apply(e);
-            if !self.lean {
-                self.state.check_invariants();
-            }
+            self.state.check_invariants();
         }
-        if !self.lean {
-            self.log.extend(events.iter().cloned());
-        }
+        self.log.extend(events.iter().cloned());
         Ok(events)
     }
 
@@ -68,7 +63,7 @@ pub fn apply_all<'a>(mut state: State, events: impl IntoIterator<Item = &'a Even
     state
 }
 
-/// Replays `events` onto a fresh state under `policy`.
+/// Replays `events` onto a fresh state under `policy` (no invariant checks: large histories).
 pub fn replay(policy: Policy, events: impl IntoIterator<Item = Event>) -> State {
     let mut state = State::new(policy);
     for e in events {
