@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 pub enum Reply {
     /// Answer this status at once (3xx with `Location: /redirected`).
     Status(u16),
+    /// Answer this status after a pause.
+    After(u16, Duration),
     /// Never answer.
     Hang,
 }
@@ -54,8 +56,8 @@ impl Received {
     }
 }
 
-/// Decides the reply to the n-th request (from 0).
-type Script = Box<dyn FnMut(usize) -> Reply + Send>;
+/// Decides the reply to the n-th request (from 0), given that request.
+type Script = Box<dyn FnMut(usize, &Received) -> Reply + Send>;
 
 /// A local receiver: HTTPS with a `localhost` certificate from [`TestCa::shared`], or HTTP.
 pub struct Receiver {
@@ -72,13 +74,20 @@ pub struct Receiver {
 
 impl Receiver {
     /// An HTTPS receiver replying `script(index of the request)`.
-    pub async fn https(script: impl FnMut(usize) -> Reply + Send + 'static) -> Receiver {
-        Self::start(true, Box::new(script)).await
+    pub async fn https(mut script: impl FnMut(usize) -> Reply + Send + 'static) -> Receiver {
+        Self::start(true, Box::new(move |n, _: &Received| script(n))).await
     }
 
     /// A plain HTTP receiver replying `script(index of the request)`.
-    pub async fn http(script: impl FnMut(usize) -> Reply + Send + 'static) -> Receiver {
-        Self::start(false, Box::new(script)).await
+    pub async fn http(mut script: impl FnMut(usize) -> Reply + Send + 'static) -> Receiver {
+        Self::start(false, Box::new(move |n, _: &Received| script(n))).await
+    }
+
+    /// A plain HTTP receiver replying `answer(the request)`.
+    pub async fn http_answering(
+        mut answer: impl FnMut(&Received) -> Reply + Send + 'static,
+    ) -> Receiver {
+        Self::start(false, Box::new(move |_, r: &Received| answer(r))).await
     }
 
     /// An HTTPS receiver answering `status` to everything.
@@ -144,8 +153,8 @@ impl Receiver {
     }
 
     /// Replaces the script.
-    pub fn set_script(&self, script: impl FnMut(usize) -> Reply + Send + 'static) {
-        *self.script.lock().expect("script lock") = Box::new(script);
+    pub fn set_script(&self, mut script: impl FnMut(usize) -> Reply + Send + 'static) {
+        *self.script.lock().expect("script lock") = Box::new(move |n, _: &Received| script(n));
     }
 
     /// Answers `status` from now on.
@@ -196,33 +205,37 @@ async fn serve(
         header("content-type"),
     );
     let body = req.into_body().collect().await?.to_bytes();
+    let mut request = Received {
+        method,
+        path,
+        signature,
+        user_agent,
+        content_type,
+        body,
+        reply: Reply::Hang,
+    };
     let reply = {
         let mut all = received.lock().expect("received lock");
-        let reply = (script.lock().expect("script lock"))(all.len());
-        all.push(Received {
-            method,
-            path,
-            signature,
-            user_agent,
-            content_type,
-            body,
-            reply,
-        });
-        reply
+        request.reply = (script.lock().expect("script lock"))(all.len(), &request);
+        all.push(request.clone());
+        request.reply
     };
     notify.notify_waiters();
-    match reply {
-        Reply::Status(code) => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
-            *resp.status_mut() = hyper::StatusCode::from_u16(code).expect("a valid status code");
-            if (300..400).contains(&code) {
-                resp.headers_mut().insert(
-                    "location",
-                    hyper::header::HeaderValue::from_static("/redirected"),
-                );
-            }
-            Ok(resp)
+    let code = match reply {
+        Reply::Status(code) => code,
+        Reply::After(code, pause) => {
+            tokio::time::sleep(pause).await;
+            code
         }
         Reply::Hang => std::future::pending().await,
+    };
+    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+    *resp.status_mut() = hyper::StatusCode::from_u16(code).expect("a valid status code");
+    if (300..400).contains(&code) {
+        resp.headers_mut().insert(
+            "location",
+            hyper::header::HeaderValue::from_static("/redirected"),
+        );
     }
+    Ok(resp)
 }
