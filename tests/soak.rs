@@ -9,12 +9,13 @@
 
 use bytes::Bytes;
 use hallway_domain::signature;
+use hallway_testkit::receiver as kit;
+use hallway_testkit::rng::Rng;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::Request;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
@@ -24,7 +25,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const ADMIN: &str = "soak-admin-token-0123456789abcdef";
@@ -38,26 +38,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// xorshift64*: small, seedable, good enough to pick kill moments.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// FNV-1a, to pick which deliveries fail their first attempt, the same way on every run.
@@ -260,47 +240,19 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let secrets: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let state: Arc<Mutex<Received>> = Arc::default();
         let (sec, st) = (secrets.clone(), state.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (sec, st) = (sec.clone(), st.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (sec, st) = (sec.clone(), st.clone());
-                        async move {
-                            let path = req.uri().path().to_owned();
-                            let sig = req
-                                .headers()
-                                .get("x-hallway-signature")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned();
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let status = receive(&sec, &st, &path, &sig, &body);
-                            // Answer after a few milliseconds, so that kills find attempts
-                            // under way (sent again after the restart, under their number).
-                            let pause = fnv(&[&path, &String::from_utf8_lossy(&body)]) % 15;
-                            tokio::time::sleep(Duration::from_millis(pause)).await;
-                            let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
-                            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, hyper::Error>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
+        let kit = kit::Receiver::http_answering(move |req: &kit::Received| {
+            let status = receive(&sec, &st, &req.path, &req.signature, &req.body);
+            // Answer after a few milliseconds, so that kills find attempts
+            // under way (sent again after the restart, under their number).
+            let pause = fnv(&[&req.path, &String::from_utf8_lossy(&req.body)]) % 15;
+            kit::Reply::After(status, Duration::from_millis(pause))
+        })
+        .await;
         Receiver {
-            port,
+            port: kit.port,
             secrets,
             state,
         }

@@ -1,25 +1,21 @@
 //! Shared fixtures of the end-to-end tests: the real `hallway-webhooks` binary as a child
-//! process, a small HTTP client, a local HTTPS receiver with scripted answers, and helpers to
+//! process, a small HTTP client, the kit's HTTPS receiver with scripted answers, and helpers to
 //! check the contract's shapes (`/work/shared/design/HTTP_API.md`).
 #![allow(dead_code)]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::Request;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 /// The admin token every server gets unless a test wants the generated one.
 pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
@@ -27,8 +23,13 @@ pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
 /// The event type the product publishes.
 pub const EVENT_TYPE: &str = "session.processing.completed";
 
-/// How long asynchronous results are waited for.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+// Each test binary uses some of these.
+use hallway_testkit::tls::TestCa;
+#[allow(unused_imports)]
+pub use hallway_testkit::{
+    receiver::{Received, Receiver, Reply},
+    wait::{eventually, DEADLINE},
+};
 
 /// The fields of an account, exactly.
 pub const ACCOUNT_KEYS: &[&str] = &["id", "name", "plan", "created_at"];
@@ -82,45 +83,6 @@ pub fn now_secs() -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// TLS: one test CA per test process, and a leaf certificate for `localhost`.
-
-struct TestCa {
-    pem: String,
-    acceptor: tokio_rustls::TlsAcceptor,
-}
-
-fn test_ca() -> &'static TestCa {
-    static CA: OnceLock<TestCa> = OnceLock::new();
-    CA.get_or_init(|| {
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "hallway e2e test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
-        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-        let leaf_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .expect("leaf cert");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone()], key)
-            .expect("TLS config");
-        TestCa {
-            pem: ca.pem(),
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        }
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // A home for one server: a temp dir with the data dir and the test CA as a PEM file.
 
 /// A temp dir holding `data/` (the server's data dir) and `ca.pem` (the receivers' CA).
@@ -132,7 +94,7 @@ impl Home {
     /// A fresh home with the CA written.
     pub fn new() -> Home {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("ca.pem"), &test_ca().pem).expect("write CA");
+        std::fs::write(dir.path().join("ca.pem"), TestCa::shared().pem()).expect("write CA");
         Home { dir }
     }
 
@@ -805,202 +767,6 @@ pub fn event(id: &str) -> Value {
         "insights": {"count": 8, "objectives_covered": 3},
         "links": {"project": "https://app.hallwayai.com/projects/prj_xyz789"}
     })
-}
-
-/// Polls `f` until it returns `Some` (up to [`DEADLINE`]).
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("never happened within {DEADLINE:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The receiver.
-
-/// What the receiver does with a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reply {
-    /// Answer this status at once.
-    Status(u16),
-    /// Never answer.
-    Hang,
-}
-
-/// One request as the receiver saw it.
-#[derive(Clone, Debug)]
-pub struct Received {
-    /// The method.
-    pub method: String,
-    /// The path.
-    pub path: String,
-    /// `X-Hallway-Signature`.
-    pub signature: String,
-    /// `User-Agent`.
-    pub user_agent: String,
-    /// `Content-Type`.
-    pub content_type: String,
-    /// The raw body.
-    pub body: Bytes,
-    /// What the receiver answered.
-    pub reply: Reply,
-}
-
-impl Received {
-    /// The body as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("the delivered body is JSON")
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8(self.body.to_vec()).expect("the delivered body is UTF-8")
-    }
-}
-
-type Script = Box<dyn FnMut(usize) -> Reply + Send>;
-
-/// An HTTPS receiver on 127.0.0.1 with a certificate for `localhost` from the test CA.
-pub struct Receiver {
-    /// Its port.
-    pub port: u16,
-    received: Arc<Mutex<Vec<Received>>>,
-    notify: Arc<Notify>,
-    script: Arc<Mutex<Script>>,
-}
-
-impl Receiver {
-    /// A receiver answering `status` to everything.
-    pub async fn status(status: u16) -> Receiver {
-        Self::start(Box::new(move |_| Reply::Status(status))).await
-    }
-
-    /// A receiver answering by `script(index of the request)`.
-    pub async fn scripted(script: impl FnMut(usize) -> Reply + Send + 'static) -> Receiver {
-        Self::start(Box::new(script)).await
-    }
-
-    async fn start(script: Script) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let port = listener.local_addr().expect("receiver addr").port();
-        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let notify = Arc::new(Notify::new());
-        let script = Arc::new(Mutex::new(script));
-        let acceptor = test_ca().acceptor.clone();
-        let (r, n, s) = (received.clone(), notify.clone(), script.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (r, n, s, acceptor) = (r.clone(), n.clone(), s.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (r, n, s) = (r.clone(), n.clone(), s.clone());
-                        async move {
-                            let header = |name: &str| {
-                                req.headers()
-                                    .get(name)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("")
-                                    .to_owned()
-                            };
-                            let (method, path) =
-                                (req.method().to_string(), req.uri().path().to_owned());
-                            let (signature, user_agent, content_type) = (
-                                header("x-hallway-signature"),
-                                header("user-agent"),
-                                header("content-type"),
-                            );
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let reply = {
-                                let mut all = r.lock().expect("received lock");
-                                let reply = (s.lock().expect("script lock"))(all.len());
-                                all.push(Received {
-                                    method,
-                                    path,
-                                    signature,
-                                    user_agent,
-                                    content_type,
-                                    body,
-                                    reply,
-                                });
-                                reply
-                            };
-                            n.notify_waiters();
-                            match reply {
-                                Reply::Status(code) => {
-                                    let mut resp =
-                                        Response::new(Full::new(Bytes::from_static(b"ok")));
-                                    *resp.status_mut() = hyper::StatusCode::from_u16(code)
-                                        .expect("a valid status code");
-                                    Ok::<_, hyper::Error>(resp)
-                                }
-                                Reply::Hang => {
-                                    std::future::pending::<()>().await;
-                                    unreachable!("pending never ends")
-                                }
-                            }
-                        }
-                    });
-                    if let Ok(stream) = acceptor.accept(tcp).await {
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    }
-                });
-            }
-        });
-        Receiver {
-            port,
-            received,
-            notify,
-            script,
-        }
-    }
-
-    /// The URL to register (`localhost`, so the certificate's name matches).
-    pub fn url(&self) -> String {
-        format!("https://localhost:{}/hook", self.port)
-    }
-
-    /// Answers `status` from now on.
-    pub fn set_status(&self, status: u16) {
-        *self.script.lock().expect("script lock") = Box::new(move |_| Reply::Status(status));
-    }
-
-    /// Every request so far.
-    pub fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("received lock").clone()
-    }
-
-    /// Waits (up to [`DEADLINE`]) until at least `n` requests arrived.
-    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let notified = self.notify.notified();
-            let all = self.received();
-            if all.len() >= n {
-                return all;
-            }
-            if Instant::now() > deadline {
-                panic!("expected {n} requests at the receiver, got {}", all.len());
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ use hallway_runtime::{
     TransportConfig,
 };
 use hallway_store::{DeliveryRecord, DeliveryStatus};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use hallway_testkit::tls::TestCa;
+use rustls::pki_types::CertificateDer;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -208,45 +209,15 @@ struct Pki {
     wrong_name: tokio_rustls::TlsAcceptor,
 }
 
-fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn acceptor(
-    host: &str,
-    (ca, ca_key): &(rcgen::Certificate, rcgen::KeyPair),
-) -> tokio_rustls::TlsAcceptor {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![host.to_owned()])
-        .unwrap()
-        .signed_by(&key, ca, ca_key)
-        .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
 impl Pki {
     fn new() -> Pki {
-        let trusted = ca("hallway faults trusted CA");
-        let other = ca("hallway faults untrusted CA");
+        let trusted = TestCa::new("hallway faults trusted CA");
+        let other = TestCa::new("hallway faults untrusted CA");
         Pki {
-            trusted_ca: trusted.0.der().clone(),
-            localhost: acceptor("localhost", &trusted),
-            untrusted: acceptor("localhost", &other),
-            wrong_name: acceptor("not-this-host.example", &trusted),
+            trusted_ca: trusted.der(),
+            localhost: trusted.acceptor(),
+            untrusted: other.acceptor(),
+            wrong_name: trusted.acceptor_for("not-this-host.example"),
         }
     }
 }

@@ -20,6 +20,7 @@ mod common;
 use common::T0;
 use hallway_domain::*;
 use hallway_store::{DeliveryStatus, EventLog, ReadModel, Seq, SledStore, StoreError, Truncation};
+use hallway_testkit::rng::Rng;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -34,15 +35,6 @@ const KILLS: usize = 25;
 /// the projections of the batches after that.
 const PRUNE_LAG: u64 = 100;
 const CHECKED_TAIL: u64 = 60;
-
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
-}
 
 fn at(seq: Seq) -> Timestamp {
     Timestamp(T0.0 + seq * 1000)
@@ -64,12 +56,12 @@ fn deliveries_of(batch: &[Event]) -> Vec<DeliveryId> {
 
 /// Batch `seq`: 1 to 6 publishes whose bodies say `{seq}:{i}:{n}:`, each to 1 or 2
 /// webhooks, then the success of every delivery of the batch before.
-fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut u64) -> Vec<Event> {
-    let n = 1 + xorshift(rng) % 6;
+fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut Rng) -> Vec<Event> {
+    let n = 1 + rng.next() % 6;
     let mut events = Vec::new();
     for i in 0..n {
-        let fanout = 1 + xorshift(rng) % 2;
-        let filler = "x".repeat((xorshift(rng) % 1500) as usize);
+        let fanout = 1 + rng.next() % 2;
+        let filler = "x".repeat((rng.next() % 1500) as usize);
         events.push(Event::EventPublished {
             account_id: AccountId::from("acc_1"),
             event_id: EventId::from(format!("evt_{seq}_{i}")),
@@ -107,11 +99,12 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut rng: u64 = std::env::var(SEED_ENV)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        | 1;
+    let mut rng = Rng::new(
+        std::env::var(SEED_ENV)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1),
+    );
     // Small body segments, so kills also land while segments start and retention deletes them.
     let options = hallway_store::StoreOptions {
         body_segment_bytes: 16 * 1024,
@@ -160,7 +153,7 @@ fn crash_child() {
             store.prune(at(seq - PRUNE_LAG)).expect("child prunes");
         }
         // Group commit: one flush covers the last 1 to 4 appends.
-        if xorshift(&mut rng).is_multiple_of(4) {
+        if rng.next().is_multiple_of(4) {
             store.flush().expect("child flushes");
             writeln!(stdout, "ACK {seq}").expect("stdout");
         }
@@ -168,7 +161,7 @@ fn crash_child() {
 }
 
 /// Runs the child until a random moment, kills it, and returns the sequences it acknowledged.
-fn run_and_kill(dir: &Path, seed: u64, rng: &mut u64) -> Vec<Seq> {
+fn run_and_kill(dir: &Path, seed: u64, rng: &mut Rng) -> Vec<Seq> {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
@@ -205,10 +198,10 @@ fn run_and_kill(dir: &Path, seed: u64, rng: &mut u64) -> Vec<Seq> {
     // Half the time kill at a random wall-clock moment (possibly while the child is still
     // opening or recovering); otherwise after a random number of acknowledgements, plus a
     // little, so the kill lands mid-append, mid-flush, mid-prune or mid-truncation.
-    if xorshift(rng).is_multiple_of(2) {
-        std::thread::sleep(Duration::from_millis(xorshift(rng) % 400));
+    if rng.next().is_multiple_of(2) {
+        std::thread::sleep(Duration::from_millis(rng.next() % 400));
     } else {
-        let wanted = xorshift(rng) % 150;
+        let wanted = rng.next() % 150;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = 0;
         while seen < wanted && Instant::now() < deadline {
@@ -216,7 +209,7 @@ fn run_and_kill(dir: &Path, seed: u64, rng: &mut u64) -> Vec<Seq> {
                 seen += 1;
             }
         }
-        std::thread::sleep(Duration::from_micros(xorshift(rng) % 3000));
+        std::thread::sleep(Duration::from_micros(rng.next() % 3000));
     }
     child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
     let status = child.wait().expect("waits");
@@ -353,7 +346,7 @@ fn sigkill_many_times() {
         });
     println!("crash test seed: {seed} (set {SEED_ENV}={seed} to replay the schedule)");
     let dir = tempfile::tempdir().expect("tempdir").keep();
-    let mut rng = seed | 1;
+    let mut rng = Rng::new(seed);
     let mut acked: Seq = 0;
     let mut total_acks = 0;
     for run in 0..KILLS {

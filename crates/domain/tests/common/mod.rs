@@ -1,9 +1,11 @@
 //! Shared fixtures for the domain's integration tests: id and time helpers, command builders,
-//! a `given(events).when(now, cmd).then_events(..)` harness and a tiny runtime (`Driver`) that
+//! a `given(events).when(now, cmd).then_events(..)` harness and the kit's `Driver` that
 //! builds histories by running commands the way the real runtime does (decide, then apply).
 #![allow(dead_code)]
 
 use hallway_domain::*;
+use hallway_testkit::driver::apply_all;
+pub use hallway_testkit::driver::Driver;
 
 /// The spec's example instant, 2026-01-10T15:30:00.000Z.
 pub const T0: Timestamp = Timestamp(1_768_059_000_000);
@@ -301,59 +303,22 @@ impl Then {
     }
 }
 
-fn apply_all(mut state: State, events: &[Event]) -> State {
-    for e in events {
-        state.apply(e);
-        state.check_invariants();
-    }
-    state
-}
-
 // ---- a tiny runtime, to build histories ----
 
-/// Runs commands the way the runtime does (decide, persist, apply) and keeps the log.
-pub struct Driver {
-    pub state: State,
-    pub log: Vec<Event>,
+/// The kit's driver, with the log as the givens of a test.
+pub trait DriverGiven {
+    /// The log so far as the givens of a test (rebuilt from the log, not cloned).
+    fn given(&self) -> Given;
 }
 
-impl Driver {
-    pub fn new(policy: Policy) -> Self {
-        Driver {
-            state: State::new(policy),
-            log: Vec::new(),
-        }
-    }
-
-    /// Runs a command that must be accepted; returns its events.
-    #[track_caller]
-    pub fn run(&mut self, now: Timestamp, kind: CommandKind) -> Vec<Event> {
-        let desc = format!("{kind:?}");
-        match decide(&self.state, Command::new(now, kind)) {
-            Ok(events) => {
-                for e in &events {
-                    self.state.apply(e);
-                    self.state.check_invariants();
-                }
-                self.log.extend(events.iter().cloned());
-                events
-            }
-            Err(r) => panic!("fixture command {desc} was refused: {r:?}"),
-        }
-    }
-
-    /// The log so far as the givens of a test (rebuilt from the log, not cloned).
-    pub fn given(&self) -> Given {
+impl DriverGiven for Driver {
+    fn given(&self) -> Given {
         let g = given_with(self.state.policy().clone(), self.log.iter().cloned());
         assert_eq!(
             g.state, self.state,
             "replaying the fixture log changed the state"
         );
         g
-    }
-
-    pub fn policy(&self) -> Policy {
-        self.state.policy().clone()
     }
 }
 

@@ -4,6 +4,11 @@
 
 use hallway_domain::envelope::prepare;
 use hallway_domain::*;
+// Some test binaries replay histories.
+#[allow(unused_imports)]
+pub use hallway_testkit::driver::replay;
+use hallway_testkit::driver::step;
+use hallway_testkit::rng::Rng;
 
 /// A timestamp near the spec's example date.
 pub const T0: Timestamp = Timestamp(1_768_059_000_000);
@@ -153,7 +158,7 @@ pub struct Sim {
     /// The account every publish is for.
     pub account: AccountId,
     counter: u64,
-    rng: u64,
+    rng: Rng,
 }
 
 impl Sim {
@@ -164,7 +169,7 @@ impl Sim {
             now: T0,
             account: AccountId::from("acc_1"),
             counter: 0,
-            rng: seed | 1,
+            rng: Rng::new(seed),
         };
         let mut events = sim.run(CommandKind::CreateAccount {
             account_id: sim.account.clone(),
@@ -189,25 +194,16 @@ impl Sim {
         (sim, events)
     }
 
-    /// A pseudo-random number (xorshift), deterministic per seed.
+    /// A pseudo-random number, deterministic per seed.
     pub fn next_random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
+        self.rng.next()
     }
 
     /// Decides and applies one command, returning its events (a rejection panics: tests
     /// only send valid commands).
     pub fn run(&mut self, kind: CommandKind) -> Vec<Event> {
-        let events = decide(&self.state, Command::new(self.now, kind.clone()))
-            .unwrap_or_else(|r| panic!("rejected {kind:?}: {r:?}"));
-        for e in &events {
-            self.state.apply(e);
-        }
-        events
+        step(&mut self.state, self.now, kind.clone())
+            .unwrap_or_else(|r| panic!("rejected {kind:?}: {r:?}"))
     }
 
     /// Publishes one event with a body of about `size` bytes.
@@ -277,15 +273,6 @@ impl Sim {
     pub fn advance(&mut self, ms: u64) {
         self.now = Timestamp(self.now.0 + ms);
     }
-}
-
-/// Replays events onto a fresh state.
-pub fn replay(policy: Policy, events: impl IntoIterator<Item = Event>) -> State {
-    let mut state = State::new(policy);
-    for e in events {
-        state.apply(&e);
-    }
-    state
 }
 
 /// Every page of a webhook's history, `size` at a time, following each `next_cursor`.

@@ -1,0 +1,25 @@
+//! Polling for asynchronous results.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long asynchronous results are waited for.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls `f` every 20 ms until it returns `Some` (up to [`DEADLINE`]); panics naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("never happened within {DEADLINE:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
