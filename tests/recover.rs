@@ -72,6 +72,14 @@ async fn outage(server: &Server, receiver: &Receiver) -> (String, String, Vec<St
         (successes(receiver).len() == BEFORE).then_some(())
     })
     .await;
+    // Recorded, not only received: a success the engine has not recorded yet would reset the
+    // failure counter in the middle of the outage and raise `webhook.failing` twice.
+    eventually("the engine records the first events' successes", || async {
+        let recorded = server.deliveries("acc_1", &wh).await;
+        (recorded.len() == BEFORE && recorded.iter().all(|d| d["status"] == json!("succeeded")))
+            .then_some(())
+    })
+    .await;
 
     receiver.set_status(503);
     let during: Vec<String> = (0..DURING).map(|i| format!("evt_outage_{i}")).collect();

@@ -426,22 +426,9 @@ impl State {
                 );
                 self.published_order
                     .insert((*at, account_id.clone(), event_id.clone()));
-                for (delivery_id, webhook_id) in deliveries {
-                    self.enqueue_new(Delivery {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        created_at: *at,
-                        attempts_made: 0,
-                        max_attempts: self.policy.max_attempts(),
-                        due: *first_due,
-                        open: None,
-                        cancelled: false,
-                    });
-                }
+                self.enqueue_fan_out(
+                    account_id, event_id, event_type, deliveries, *at, *first_due,
+                );
             }
             Event::TestDeliveryCreated {
                 delivery_id,
@@ -570,22 +557,9 @@ impl State {
                 first_due,
                 at,
             } => {
-                for (delivery_id, webhook_id) in deliveries {
-                    self.enqueue_new(Delivery {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        created_at: *at,
-                        attempts_made: 0,
-                        max_attempts: self.policy.max_attempts(),
-                        due: *first_due,
-                        open: None,
-                        cancelled: false,
-                    });
-                }
+                self.enqueue_fan_out(
+                    account_id, event_id, event_type, deliveries, *at, *first_due,
+                );
             }
             Event::DeliveriesRecovered {
                 deliveries,
@@ -623,6 +597,34 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// Queues a fresh delivery of an event to each webhook of a fan-out (a publish or a replay).
+    fn enqueue_fan_out(
+        &mut self,
+        account_id: &AccountId,
+        event_id: &EventId,
+        event_type: &str,
+        deliveries: &[(DeliveryId, WebhookId)],
+        at: Timestamp,
+        first_due: Timestamp,
+    ) {
+        for (delivery_id, webhook_id) in deliveries {
+            self.enqueue_new(Delivery {
+                id: delivery_id.clone(),
+                webhook_id: webhook_id.clone(),
+                account_id: account_id.clone(),
+                event_id: event_id.clone(),
+                event_type: event_type.to_owned(),
+                test: false,
+                created_at: at,
+                attempts_made: 0,
+                max_attempts: self.policy.max_attempts(),
+                due: first_due,
+                open: None,
+                cancelled: false,
+            });
         }
     }
 

@@ -8,7 +8,8 @@ use crate::codec;
 use crate::history::{AttemptRecord, DeliveryRecord, DeliveryStatus};
 use crate::{Seq, StoreError};
 use hallway_domain::{
-    AccountId, DeliveryId, Event, EventId, Timestamp, WebhookId, SESSION_PROCESSING_COMPLETED,
+    AccountId, DeliveryId, DeliverySummary, Event, EventId, Timestamp, WebhookId,
+    SESSION_PROCESSING_COMPLETED,
 };
 use serde::{Deserialize, Serialize};
 use sled::IVec;
@@ -328,28 +329,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                     }
                 })?;
             }
-            Event::DeliveryRetried { delivery, at } => {
-                let found = self.update(&delivery.delivery_id, |r| {
-                    r.status = DeliveryStatus::Pending;
-                    r.next_attempt_at = Some(*at);
-                })?;
-                if !found {
-                    // Retention removed the record between the caller reading it and the
-                    // retry being decided: recreate it from what the caller knew.
-                    self.create(DeliveryRecord {
-                        id: delivery.delivery_id.clone(),
-                        webhook_id: delivery.webhook_id.clone(),
-                        account_id: delivery.account_id.clone(),
-                        event_id: delivery.event_id.clone(),
-                        event_type: delivery.event_type.clone(),
-                        test: delivery.test,
-                        status: DeliveryStatus::Pending,
-                        created_at: delivery.created_at,
-                        next_attempt_at: Some(*at),
-                        attempts: Vec::new(),
-                    })?;
-                }
-            }
+            Event::DeliveryRetried { delivery, at } => self.requeue(delivery, *at)?,
             Event::DeliveriesPaused {
                 account_id,
                 event_id,
@@ -413,25 +393,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                 ..
             } => {
                 for delivery in deliveries {
-                    let found = self.update(&delivery.delivery_id, |r| {
-                        r.status = DeliveryStatus::Pending;
-                        r.next_attempt_at = Some(*first_due);
-                    })?;
-                    if !found {
-                        // Retention removed the record after the recover read it.
-                        self.create(DeliveryRecord {
-                            id: delivery.delivery_id.clone(),
-                            webhook_id: delivery.webhook_id.clone(),
-                            account_id: delivery.account_id.clone(),
-                            event_id: delivery.event_id.clone(),
-                            event_type: delivery.event_type.clone(),
-                            test: delivery.test,
-                            status: DeliveryStatus::Pending,
-                            created_at: delivery.created_at,
-                            next_attempt_at: Some(*first_due),
-                            attempts: Vec::new(),
-                        })?;
-                    }
+                    self.requeue(delivery, *first_due)?;
                 }
             }
             Event::AccountCreated { .. }
@@ -558,6 +520,31 @@ impl<'a, 'e> Projection<'a, 'e> {
             Some(slot) => Ok(slot),
             None => unreachable!("inserted above"),
         }
+    }
+
+    /// A finished delivery pending again (a manual retry or a recover), due at `due`. If
+    /// retention removed its record between the caller reading it and the decision, the record
+    /// is made again from what the caller knew.
+    fn requeue(&mut self, delivery: &DeliverySummary, due: Timestamp) -> Result<(), StoreError> {
+        let found = self.update(&delivery.delivery_id, |r| {
+            r.status = DeliveryStatus::Pending;
+            r.next_attempt_at = Some(due);
+        })?;
+        if found {
+            return Ok(());
+        }
+        self.create(DeliveryRecord {
+            id: delivery.delivery_id.clone(),
+            webhook_id: delivery.webhook_id.clone(),
+            account_id: delivery.account_id.clone(),
+            event_id: delivery.event_id.clone(),
+            event_type: delivery.event_type.clone(),
+            test: delivery.test,
+            status: DeliveryStatus::Pending,
+            created_at: delivery.created_at,
+            next_attempt_at: Some(due),
+            attempts: Vec::new(),
+        })
     }
 
     fn create(&mut self, record: DeliveryRecord) -> Result<(), StoreError> {
