@@ -211,7 +211,8 @@ fn card(session: &Session, w: &Webhook, last: Option<&LastError>) -> Markup {
                 div.alert {
                     p {
                         "Auto-disabled at " (time(w.updated_at)) " after "
-                        (count(w.consecutive_failures, "consecutive failure")) ". Nothing is sent until you re-enable it."
+                        (count(w.consecutive_failures, "consecutive failure"))
+                        ". Nothing is sent until you re-enable it; events published meanwhile are kept as paused deliveries in its history."
                     }
                     @if let Some(l) = last {
                         p {
