@@ -47,7 +47,7 @@ pub fn delivery(d: &DeliveryRecord) -> Value {
         DeliveryStatus::Paused => "paused",
     };
     json!({
-        "id": d.id.as_str(),
+        "id": d.id.to_string(),
         "webhook_id": d.webhook_id.as_str(),
         "event_id": d.event_id.as_str(),
         "event_type": d.event_type,

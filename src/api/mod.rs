@@ -506,7 +506,7 @@ async fn send_test(
     let id = state.engine.send_test(&acc, &WebhookId::from(wh)).await?;
     Ok(respond(
         StatusCode::ACCEPTED,
-        json!({ "delivery_id": id.as_str() }),
+        json!({ "delivery_id": id.to_string() }),
     ))
 }
 
@@ -540,16 +540,35 @@ async fn list_deliveries(
     ))
 }
 
+/// The delivery a path names. Text in no form the engine gives ids is not found, after the
+/// webhook, whose absence answers first as it does for any other id.
+async fn path_delivery(
+    state: &AppState,
+    acc: &AccountId,
+    wh: &WebhookId,
+    text: &str,
+) -> Result<DeliveryId, ApiError> {
+    match DeliveryId::parse(text) {
+        Some(id) => Ok(id),
+        None => {
+            state.engine.webhook(acc, wh).await?;
+            Err(ApiError::not_found(format!(
+                "delivery {} not found",
+                Echo(text)
+            )))
+        }
+    }
+}
+
 async fn get_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath((acc, wh, dlv)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let d = state
-        .engine
-        .delivery(&acc, &WebhookId::from(wh), &DeliveryId::from(dlv))
-        .await?;
+    let wh = WebhookId::from(wh);
+    let dlv = path_delivery(&state, &acc, &wh, &dlv).await?;
+    let d = state.engine.delivery(&acc, &wh, &dlv).await?;
     Ok(respond(StatusCode::OK, views::delivery(&d)))
 }
 
@@ -559,14 +578,12 @@ async fn retry_delivery(
     ApiPath((acc, wh, dlv)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let dlv = DeliveryId::from(dlv);
-    state
-        .engine
-        .retry_delivery(&acc, &WebhookId::from(wh), &dlv)
-        .await?;
+    let wh = WebhookId::from(wh);
+    let dlv = path_delivery(&state, &acc, &wh, &dlv).await?;
+    state.engine.retry_delivery(&acc, &wh, &dlv).await?;
     Ok(respond(
         StatusCode::ACCEPTED,
-        json!({ "delivery_id": dlv.as_str(), "status": "pending" }),
+        json!({ "delivery_id": dlv.to_string(), "status": "pending" }),
     ))
 }
 

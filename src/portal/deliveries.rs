@@ -81,7 +81,7 @@ pub fn history_page(v: HistoryView) -> Markup {
                             tr {
                                 td { (status_badge(d.status)) @if d.test { " " (badge("test", "Test")) } }
                                 td {
-                                    a href={ (base(w)) "/deliveries/" (d.id.as_str()) } { code { (d.event_id.as_str()) } }
+                                    a href={ (base(w)) "/deliveries/" (d.id) } { code { (d.event_id.as_str()) } }
                                     br;
                                     span.sub { (d.event_type) }
                                 }
@@ -152,7 +152,7 @@ pub fn detail_page(v: DetailView) -> Markup {
     let finished = !matches!(d.status, DeliveryStatus::Pending);
     let body = html! {
         p.back { a href={ (base(w)) "/deliveries" } { "← Delivery history" } }
-        h1 { "Delivery " code { (d.id.as_str()) } }
+        h1 { "Delivery " code { (d.id) } }
         div.delivery-status {
             (status_badge(d.status))
             @if d.test { " " (badge("test", "Test")) }
@@ -166,7 +166,7 @@ pub fn detail_page(v: DetailView) -> Markup {
             }
         }
         @if finished && d.status != DeliveryStatus::Succeeded {
-            form method="post" action={ (base(w)) "/deliveries/" (d.id.as_str()) "/retry" } {
+            form method="post" action={ (base(w)) "/deliveries/" (d.id) "/retry" } {
                 (csrf_field(v.session))
                 button.btn.primary type="submit" { "Retry" }
             }

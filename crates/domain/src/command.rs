@@ -3,7 +3,7 @@
 
 use crate::envelope::PreparedEvent;
 use crate::types::{
-    AccountId, DeliveryId, EventId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
+    AccountId, DeliveryId, EventId, FanOutId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
 };
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
@@ -147,8 +147,8 @@ pub enum CommandKind {
         event: PreparedEvent,
         /// The id to use when the host gave none.
         fresh_event_id: EventId,
-        /// Fresh random text the delivery ids are derived from.
-        delivery_id_seed: String,
+        /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
+        fan_out: FanOutId,
     },
     /// Send the sample payload (with `"_test": true`) to one webhook, once.
     SendTest {
@@ -209,7 +209,7 @@ pub enum CommandKind {
         project_id: ProjectId,
         /// The webhooks to send it to; `None` for every enabled one it matches.
         webhook_ids: Option<Vec<WebhookId>>,
-        /// Fresh random text the delivery ids are derived from.
-        delivery_id_seed: String,
+        /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
+        fan_out: FanOutId,
     },
 }

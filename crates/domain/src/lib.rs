@@ -59,8 +59,8 @@ pub use state::{
     Account, Delivery, FromSnapshot, OpenAttempt, Published, SnapshotForm, State, Webhook,
 };
 pub use types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
-    ProjectId, Timestamp, WebhookId,
+    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
+    Plan, ProjectId, Timestamp, WebhookId,
 };
 pub use webhook::{SealedSecret, WebhookConfig};
 

@@ -71,13 +71,147 @@ id_type!(
     EventId
 );
 id_type!(
-    /// One delivery of one event to one webhook (`dlv_...`).
-    DeliveryId
-);
-id_type!(
     /// A project of the host, used by webhook project filters.
     ProjectId
 );
+
+/// One fan-out: the deliveries a publish, a replay or a test send creates, each named by
+/// this id and its index. The time it was made comes first (48 bits of milliseconds), then
+/// 80 random bits, so ids sort by creation time and a new fan-out's records land next to the
+/// newest ones in a store ordered by it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FanOutId([u8; 16]);
+
+impl FanOutId {
+    /// The fan-out made at `at` (its milliseconds modulo 2^48, past the year 10000) with
+    /// these random bits.
+    pub fn new(at: Timestamp, random: [u8; 10]) -> FanOutId {
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&at.0.to_be_bytes()[2..]);
+        bytes[6..].copy_from_slice(&random);
+        FanOutId(bytes)
+    }
+
+    /// The id from its 16 bytes (as [`FanOutId::to_bytes`] gives them).
+    pub fn from_bytes(bytes: [u8; 16]) -> FanOutId {
+        FanOutId(bytes)
+    }
+
+    /// Its 16 bytes, time first: their byte order is the ids' order.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+
+    /// Its delivery number `index`.
+    pub fn delivery(self, index: u32) -> DeliveryId {
+        DeliveryId {
+            fan_out: self,
+            index,
+        }
+    }
+}
+
+impl fmt::Display for FanOutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for FanOutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FanOutId({self})")
+    }
+}
+
+/// One delivery of one event to one webhook: its fan-out and its index there. Shown as
+/// `dlv_`, the fan-out's 32 hex digits and the index in at least two hex digits
+/// ([`DeliveryId::parse`] reads exactly that form back). Stores key a fan-out's records by
+/// [`DeliveryId::fan_out`], never by the text.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeliveryId {
+    fan_out: FanOutId,
+    index: u32,
+}
+
+impl DeliveryId {
+    /// Delivery `index` of `fan_out`.
+    pub fn new(fan_out: FanOutId, index: u32) -> DeliveryId {
+        DeliveryId { fan_out, index }
+    }
+
+    /// The fan-out it belongs to.
+    pub fn fan_out(&self) -> FanOutId {
+        self.fan_out
+    }
+
+    /// Its index in its fan-out.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Reads the form [`DeliveryId`]'s `Display` writes; `None` for any other text (so each
+    /// delivery has exactly one spelling).
+    pub fn parse(text: &str) -> Option<DeliveryId> {
+        let hex = text.strip_prefix("dlv_")?;
+        if hex.len() < 34
+            || hex.len() > 40
+            || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        let index_hex = &hex[32..];
+        // One spelling per index: no leading zeros beyond the two-digit minimum.
+        if index_hex.len() > 2 && index_hex.starts_with('0') {
+            return None;
+        }
+        let index = u32::from_str_radix(index_hex, 16).ok()?;
+        Some(FanOutId(bytes).delivery(index))
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dlv_{}{:02x}", self.fan_out, self.index)
+    }
+}
+
+impl fmt::Debug for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeliveryId({self})")
+    }
+}
+
+/// Text formats (JSON) see the id as it is shown; binary ones (the log) see its two fields.
+impl Serialize for DeliveryId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            (self.fan_out, self.index).serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DeliveryId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            DeliveryId::parse(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!("not a delivery id: {}", Echo(&text)))
+            })
+        } else {
+            let (fan_out, index) = <(FanOutId, u32)>::deserialize(deserializer)?;
+            Ok(DeliveryId { fan_out, index })
+        }
+    }
+}
 
 /// A point in time, in milliseconds since the Unix epoch. Never read from a clock here.
 #[derive(
@@ -340,6 +474,38 @@ mod tests {
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn delivery_ids_print_and_parse_back_one_spelling() {
+        let fan_out = FanOutId::new(Timestamp(0x0123_4567_89ab), [0xff; 10]);
+        let id = fan_out.delivery(1);
+        let text = id.to_string();
+        assert_eq!(text, "dlv_0123456789abffffffffffffffffffff01");
+        assert_eq!(DeliveryId::parse(&text), Some(id.clone()));
+        let wide = fan_out.delivery(0x1_0000);
+        assert_eq!(DeliveryId::parse(&wide.to_string()), Some(wide));
+        for bad in [
+            "",
+            "dlv_",
+            "dlv_0123456789abffffffffffffffffffff",
+            "dlv_0123456789abffffffffffffffffffff001",
+            "dlv_0123456789abffffffffffffffffffffGG",
+            "dlv_0123456789ABFFFFFFFFFFFFFFFFFFFF01",
+            "evt_0123456789abffffffffffffffffffff01",
+            "dlv_0123456789abffffffffffffffffffff123456789",
+        ] {
+            assert_eq!(DeliveryId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fan_outs_sort_by_time_first() {
+        let early = FanOutId::new(Timestamp(5), [0xff; 10]);
+        let late = FanOutId::new(Timestamp(6), [0; 10]);
+        assert!(early < late);
+        assert!(early.delivery(9) < late.delivery(0));
+        assert_eq!(FanOutId::from_bytes(late.to_bytes()), late);
     }
 
     #[test]

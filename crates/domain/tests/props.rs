@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::T0;
+use common::{fan, T0};
 use hallway_domain::signature;
 use hallway_domain::*;
 use proptest::prelude::*;
@@ -1224,7 +1224,7 @@ impl Sim {
                     project_id: ProjectId::from(project_id),
                     fields_json: format!(r#","project":{{"id":"{project_id}"}}"#),
                 };
-                let seed = self.fresh("s");
+                let fan_out = fan(&self.fresh("s"));
                 let meta = (
                     account_id.clone(),
                     event_id.clone(),
@@ -1241,7 +1241,7 @@ impl Sim {
                     account_id,
                     event,
                     fresh_event_id: EventId::from("evt_unused"),
-                    delivery_id_seed: seed,
+                    fan_out,
                 });
                 match known {
                     Some(deliveries) => {
@@ -1264,7 +1264,7 @@ impl Sim {
             Op::SendTest { webhook } => {
                 let (id, account) = self.pick_webhook(webhook);
                 let expected = self.missing(&id);
-                let delivery_id = DeliveryId::from(self.fresh("dlv_t"));
+                let delivery_id = fan(&self.fresh("t")).delivery(0);
                 let event_id = EventId::from(self.fresh("evt_t"));
                 let result = self.exec(CommandKind::SendTest {
                     account_id: account,
@@ -1289,7 +1289,7 @@ impl Sim {
                     .map(|(d, o)| (d.id.clone(), o.attempt))
                     .collect();
                 let (id, attempt) = if open.is_empty() {
-                    (DeliveryId::from("dlv_none"), 1)
+                    (fan("none").delivery(0), 1)
                 } else {
                     let (id, a) = open[pick as usize % open.len()].clone();
                     (id, if pick % 2 == 0 { a + 1 } else { a - 1 })
@@ -1376,14 +1376,14 @@ impl Sim {
                     (true, Some(first)) => (Some(vec![first.clone()]), vec![first.clone()]),
                     _ => (None, matching),
                 };
-                let seed = self.fresh("r");
+                let fan_out = fan(&self.fresh("r"));
                 let result = self.exec(CommandKind::ReplayEvent {
                     account_id: account,
                     event_id,
                     event_type,
                     project_id: project,
                     webhook_ids,
-                    delivery_id_seed: seed,
+                    fan_out,
                 });
                 let sent: Vec<WebhookId> = result
                     .expect("a replay to enabled webhooks")
@@ -1811,9 +1811,16 @@ fn scenario_auto_disable_with_queued_retries_and_a_test_send() {
         })
         .expect("auto-disabled");
     assert!(matches!(log[disabled + 1], Event::DeliveryPaused { .. }));
-    assert!(log[disabled..]
+    let test_send = log
         .iter()
-        .any(|e| matches!(e, Event::AttemptSucceeded { delivery_id, .. } if delivery_id.as_str().starts_with("dlv_t"))));
+        .find_map(|e| match e {
+            Event::TestDeliveryCreated { delivery_id, .. } => Some(delivery_id.clone()),
+            _ => None,
+        })
+        .expect("a test send");
+    assert!(log[disabled..].iter().any(
+        |e| matches!(e, Event::AttemptSucceeded { delivery_id, .. } if *delivery_id == test_send)
+    ));
     assert!(log[disabled..]
         .iter()
         .any(|e| matches!(e, Event::WebhookEnabled { .. })));

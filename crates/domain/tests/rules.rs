@@ -953,7 +953,7 @@ fn a_publish_without_an_id_uses_the_fresh_one() {
             account_id: acc("acc_1"),
             event,
             fresh_event_id: evt("evt_generated"),
-            delivery_id_seed: "s".into(),
+            fan_out: fan("s"),
         },
     )
     .events();
@@ -1909,7 +1909,7 @@ fn the_delivered_envelope_puts_the_engines_fields_first() {
             account_id: acc("acc_abc123"),
             event,
             fresh_event_id: evt("evt_unused"),
-            delivery_id_seed: "s".into(),
+            fan_out: fan("s"),
         },
     )
     .events();
@@ -2119,7 +2119,7 @@ fn replay(event_id: &str, webhook_ids: Option<Vec<&str>>, seed: &str) -> Command
         event_type: COMPLETED.into(),
         project_id: prj("prj_1"),
         webhook_ids: webhook_ids.map(|ids| ids.into_iter().map(wh).collect()),
-        delivery_id_seed: seed.into(),
+        fan_out: fan(seed),
     }
 }
 

@@ -1,6 +1,8 @@
-//! Snapshot bytes are a format on disk: states encode exactly as the layout before the
-//! schedule moved into its own type did, and files of that layout decode into equal states.
-//! The fixtures were written by that layout's code from the histories below.
+//! Snapshot bytes are a format on disk: states encode exactly as the fixtures, and the
+//! fixtures decode into equal states. The fixtures pin the current layout (the store's
+//! `LAYOUT`): a change to them is a change of format, which needs that number raised so that
+//! older data directories are refused rather than misread. `HALLWAY_UPDATE_FIXTURES=1`
+//! rewrites them from the histories below.
 
 use hallway_domain::*;
 
@@ -38,14 +40,17 @@ fn histories() -> [Vec<Event>; 2] {
             event_type: SESSION_PROCESSING_COMPLETED.to_owned(),
             project_id: ProjectId::from("prj_a"),
             body: "{}".into(),
-            deliveries: vec![(DeliveryId::from("dlv_a"), WebhookId::from("wh_1"))],
+            deliveries: vec![(
+                FanOutId::from_bytes([0xa; 16]).delivery(0),
+                WebhookId::from("wh_1"),
+            )],
             first_due: Timestamp(t0.0 + 1_000),
             at: t0,
         },
     ];
     let mut open = waiting.clone();
     open.push(Event::AttemptStarted {
-        delivery_id: DeliveryId::from("dlv_a"),
+        delivery_id: FanOutId::from_bytes([0xa; 16]).delivery(0),
         attempt: 1,
         deadline: Timestamp(t0.0 + 61_000),
         at: Timestamp(t0.0 + 1_000),
@@ -77,6 +82,17 @@ const FIXTURES: [(&str, &[u8], &[u8]); 2] = [
 #[test]
 fn states_encode_as_the_fixtures_and_the_fixtures_decode_into_the_states() {
     let config = bincode::config::standard();
+    if std::env::var_os("HALLWAY_UPDATE_FIXTURES").is_some() {
+        for ((name, _, _), events) in FIXTURES.into_iter().zip(histories()) {
+            let state = state_of(&events);
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+            let snapshot = bincode::serde::encode_to_vec(SnapshotForm(&state), config).unwrap();
+            std::fs::write(dir.join(format!("{name}.snapshot.bin")), snapshot).unwrap();
+            let own = bincode::serde::encode_to_vec(&state, config).unwrap();
+            std::fs::write(dir.join(format!("{name}.state.bin")), own).unwrap();
+        }
+        return;
+    }
     for ((name, snapshot, own), events) in FIXTURES.into_iter().zip(histories()) {
         let state = state_of(&events);
         let encoded = bincode::serde::encode_to_vec(SnapshotForm(&state), config).unwrap();

@@ -1,46 +1,51 @@
 //! Fresh ids, secrets and API keys from the operating system's secure random source.
 
-use hallway_domain::Timestamp;
+use hallway_domain::{DeliveryId, FanOutId, Timestamp};
 use sha2::{Digest, Sha256};
 
-/// `n` random bytes as lowercase hex.
-fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
+/// `N` random bytes.
+fn random<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
     // The OS random source failing is not recoverable: ids and secrets must not be guessable.
     getrandom::getrandom(&mut buf).expect("the operating system's random source failed");
-    hex::encode(buf)
+    buf
+}
+
+/// `N` random bytes as lowercase hex.
+fn random_hex<const N: usize>() -> String {
+    hex::encode(random::<N>())
 }
 
 /// A new webhook id (`wh_` + 96 random bits).
 pub fn webhook_id() -> String {
-    format!("wh_{}", random_hex(12))
+    format!("wh_{}", random_hex::<12>())
 }
 
 /// A new event id (`evt_` + 96 random bits).
 pub fn event_id() -> String {
-    format!("evt_{}", random_hex(12))
+    format!("evt_{}", random_hex::<12>())
 }
 
-/// A new delivery id (`dlv_` + 96 random bits).
-pub fn delivery_id() -> String {
-    format!("dlv_{}", random_hex(12))
+/// A new fan-out made `now`: the time, then 80 random bits. Time first, so its records land
+/// next to the newest ones in the store (where its outcomes soon update them), not at a
+/// random place in a large tree.
+pub fn fan_out(now: Timestamp) -> FanOutId {
+    FanOutId::new(now, random())
 }
 
-/// Seed of a fan-out's delivery ids: the time in ms (11 hex digits), then 80 random bits; the
-/// domain appends the index. Time first, so a fan-out's records land next to the newest ones
-/// in the store (where its outcomes soon update them), not at a random place in a large tree.
-pub fn delivery_id_seed(now: Timestamp) -> String {
-    format!("{:011x}{}", now.0, random_hex(10))
+/// A new test send's delivery: the one delivery of a fan-out of its own.
+pub fn test_delivery_id(now: Timestamp) -> DeliveryId {
+    fan_out(now).delivery(0)
 }
 
 /// A new signing secret (`whsec_` + 192 random bits).
 pub fn secret() -> String {
-    format!("whsec_{}", random_hex(24))
+    format!("whsec_{}", random_hex::<24>())
 }
 
 /// A new account API key (`hwk_` + 256 random bits).
 pub fn api_key() -> String {
-    format!("hwk_{}", random_hex(32))
+    format!("hwk_{}", random_hex::<32>())
 }
 
 /// The stored form of an API key: SHA-256, hex. Keys are 256 random bits, so a fast hash is
@@ -60,17 +65,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_seed_starts_with_the_time_so_later_fan_outs_sort_after_earlier_ones() {
+    fn fan_outs_start_with_the_time_so_later_ones_sort_after_earlier_ones() {
         let now = Timestamp(1_790_000_000_000);
-        let a = delivery_id_seed(now);
-        let b = delivery_id_seed(Timestamp(now.0 + 1));
-        assert!(a < b);
+        let a = fan_out(now);
+        assert!(a < fan_out(Timestamp(now.0 + 1)));
         assert_ne!(
-            a[11..],
-            delivery_id_seed(now)[11..],
+            a.to_bytes()[6..],
+            fan_out(now).to_bytes()[6..],
             "80 random bits follow"
         );
-        // The store names a fan-out's bucket by this length (`keys::TIMED_ID_LEN`).
-        assert_eq!(format!("dlv_{a}00").len(), 37);
+        assert_ne!(test_delivery_id(now), test_delivery_id(now));
     }
 }

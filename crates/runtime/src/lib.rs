@@ -502,7 +502,7 @@ impl EngineHandle {
                     account_id: account.clone(),
                     event,
                     fresh_event_id: EventId::from(ids::event_id()),
-                    delivery_id_seed: ids::delivery_id_seed(self.now()),
+                    fan_out: ids::fan_out(self.now()),
                 },
                 |events, _| match events.first() {
                     Some(Event::EventPublished {

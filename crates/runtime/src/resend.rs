@@ -25,7 +25,7 @@ impl EngineHandle {
         webhook: &WebhookId,
     ) -> Result<DeliveryId, EngineError> {
         self.take_manual(account)?;
-        let delivery_id = DeliveryId::from(ids::delivery_id());
+        let delivery_id = ids::test_delivery_id(self.now());
         self.exec(
             CommandKind::SendTest {
                 account_id: account.clone(),
@@ -182,7 +182,7 @@ impl EngineHandle {
                 event_type,
                 project_id: project_id.into(),
                 webhook_ids,
-                delivery_id_seed: ids::delivery_id_seed(self.now()),
+                fan_out: ids::fan_out(self.now()),
             },
             |events, _| {
                 events

@@ -15,8 +15,9 @@ use bincode::config::{self, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format version written in front of every record.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written in front of every record. 2: delivery ids are a fan-out and an
+/// index (see the store's layout number, which refuses a whole directory of older records).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;
@@ -201,12 +202,27 @@ mod tests {
 
     #[test]
     fn an_id_encodes_as_a_plain_string() {
-        // Ids are shared strings in memory; on disk they are plain strings, as data
-        // directories hold them.
-        let id = hallway_domain::DeliveryId::from("dlv_0123");
+        // Ids are shared strings in memory; on disk they are plain strings.
+        let id = hallway_domain::WebhookId::from("wh_0123");
         let as_id = encode(&id).expect("encodes");
-        assert_eq!(as_id, encode(&String::from("dlv_0123")).expect("encodes"));
-        let back: hallway_domain::DeliveryId = decode("t", || "k".into(), &as_id).expect("decodes");
+        assert_eq!(as_id, encode(&String::from("wh_0123")).expect("encodes"));
+        let back: hallway_domain::WebhookId = decode("t", || "k".into(), &as_id).expect("decodes");
+        assert_eq!(back, id);
+    }
+
+    #[test]
+    fn a_delivery_id_encodes_as_its_fan_out_and_index() {
+        use hallway_domain::{FanOutId, Timestamp};
+        let fan_out = FanOutId::new(Timestamp(7), [9; 10]);
+        let id = fan_out.delivery(3);
+        let bytes = encode(&id).expect("encodes");
+        assert_eq!(bytes, encode(&(fan_out.to_bytes(), 3u32)).expect("encodes"));
+        assert_eq!(
+            bytes.len(),
+            HEADER_LEN + 16 + 1,
+            "no text, no length prefix"
+        );
+        let back: hallway_domain::DeliveryId = decode("t", || "k".into(), &bytes).expect("decodes");
         assert_eq!(back, id);
     }
 

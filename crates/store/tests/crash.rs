@@ -71,7 +71,7 @@ fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut Rng) -> Vec<Event> {
             deliveries: (0..fanout)
                 .map(|k| {
                     (
-                        DeliveryId::from(format!("dlv_{seq}_{i}_{k}")),
+                        common::fan_out(at(seq), seq * 8 + i).delivery(k as u32),
                         WebhookId::from(format!("wh_{k}")),
                     )
                 })

@@ -7,14 +7,15 @@ use hallway_domain::*;
 use hallway_store::{
     AttemptRecord, DeliveryRecord, DeliveryStatus, EventLog, ReadModel, SledStore, StoreError,
 };
+use hallway_testkit::ids::dlv;
 use std::collections::HashMap;
 
-/// Two deliveries of one fan-out: `dlv_`, a shared 20-character seed, an index.
-const FAN_A: &str = "dlv_aaaaaaaaaaaaaaaaaaaa00";
-const FAN_B: &str = "dlv_aaaaaaaaaaaaaaaaaaaa01";
+/// Two deliveries of one fan-out (see `hallway_testkit::ids::dlv`).
+const FAN_A: &str = "dlv_aaaa00";
+const FAN_B: &str = "dlv_aaaa01";
 /// Another fan-out's pair, for retention within one bucket.
-const M1: &str = "dlv_mmmmmmmmmmmmmmmmmmmm00";
-const M2: &str = "dlv_mmmmmmmmmmmmmmmmmmmm01";
+const M1: &str = "dlv_mmmm00";
+const M2: &str = "dlv_mmmm01";
 
 fn t(offset_ms: u64) -> Timestamp {
     Timestamp(T0.0 + offset_ms)
@@ -33,7 +34,7 @@ fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
         body: format!("{{\"id\":\"{event}\"}}"),
         deliveries: deliveries
             .iter()
-            .map(|(d, w)| (DeliveryId::from(*d), WebhookId::from(*w)))
+            .map(|(d, w)| (dlv(d), WebhookId::from(*w)))
             .collect(),
         first_due: t(at),
         at: t(at),
@@ -42,7 +43,7 @@ fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
 
 fn started(d: &str, attempt: u32, at: u64) -> Event {
     Event::AttemptStarted {
-        delivery_id: DeliveryId::from(d),
+        delivery_id: dlv(d),
         attempt,
         deadline: t(at + 60_000),
         at: t(at),
@@ -51,7 +52,7 @@ fn started(d: &str, attempt: u32, at: u64) -> Event {
 
 fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
     Event::AttemptSucceeded {
-        delivery_id: DeliveryId::from(d),
+        delivery_id: dlv(d),
         attempt,
         status_code: 200,
         duration: DurationMs(25),
@@ -62,7 +63,7 @@ fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
 
 fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
     Event::AttemptFailed {
-        delivery_id: DeliveryId::from(d),
+        delivery_id: dlv(d),
         attempt,
         status_code: Some(500),
         error: AttemptError::HttpStatus,
@@ -75,7 +76,7 @@ fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
 
 fn record(store: &SledStore, webhook: &str, delivery: &str) -> DeliveryRecord {
     store
-        .delivery(&WebhookId::from(webhook), &DeliveryId::from(delivery))
+        .delivery(&WebhookId::from(webhook), &dlv(delivery))
         .expect("reads")
         .expect("exists")
 }
@@ -132,7 +133,7 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     assert_eq!(
         r,
         DeliveryRecord {
-            id: DeliveryId::from(FAN_B),
+            id: dlv(FAN_B),
             webhook_id: WebhookId::from("wh_2"),
             account_id: acc(),
             event_id: EventId::from("evt_1"),
@@ -147,7 +148,7 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     // A delivery is found only under its own webhook.
     assert_eq!(
         store
-            .delivery(&WebhookId::from("wh_1"), &DeliveryId::from(FAN_B))
+            .delivery(&WebhookId::from("wh_1"), &dlv(FAN_B))
             .expect("reads"),
         None
     );
@@ -187,11 +188,11 @@ fn attempts_and_statuses_follow_the_events() {
             failed("bad", 1, 0, Some(60_000)),
             // Cancelled while its attempt is open: the outcome is recorded, the status stays.
             Event::DeliveryCancelled {
-                delivery_id: DeliveryId::from("cut"),
+                delivery_id: dlv("cut"),
                 at: t(10),
             },
             Event::DeliveryCancelled {
-                delivery_id: DeliveryId::from("gone"),
+                delivery_id: dlv("gone"),
                 at: t(10),
             },
         ])
@@ -239,7 +240,7 @@ fn attempts_and_statuses_follow_the_events() {
     store
         .append(&[Event::DeliveryRetried {
             delivery: DeliverySummary {
-                delivery_id: DeliveryId::from("bad"),
+                delivery_id: dlv("bad"),
                 webhook_id: WebhookId::from("wh_1"),
                 account_id: acc(),
                 event_id: EventId::from("evt_1"),
@@ -262,7 +263,7 @@ fn attempts_and_statuses_follow_the_events() {
         .append(&[
             started("bad", 3, 100_000),
             Event::AttemptAbandoned {
-                delivery_id: DeliveryId::from("bad"),
+                delivery_id: dlv("bad"),
                 attempt: 3,
                 at: t(200_000),
             },
@@ -280,7 +281,7 @@ fn a_test_send_is_recorded_as_a_test_with_its_body() {
     let store = SledStore::open(dir.path()).expect("opens");
     store
         .append(&[Event::TestDeliveryCreated {
-            delivery_id: DeliveryId::from("dlv_t"),
+            delivery_id: dlv("dlv_t"),
             webhook_id: WebhookId::from("wh_1"),
             account_id: acc(),
             event_id: EventId::from("evt_test_1"),
@@ -328,14 +329,17 @@ fn history_pages_newest_first_with_a_cursor() {
         let page = store.deliveries(&wh, 10, cursor.as_deref()).expect("pages");
         pages += 1;
         assert!(page.data.len() <= 10);
-        seen.extend(page.data.iter().map(|r| r.id.to_string()));
+        seen.extend(page.data.iter().map(|r| r.id.clone()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
         }
     }
     assert_eq!(pages, 3);
-    let want: Vec<String> = (0..25).rev().map(|i| format!("dlv_{i:02}_a")).collect();
+    let want: Vec<DeliveryId> = (0..25)
+        .rev()
+        .map(|i| dlv(&format!("dlv_{i:02}_a")))
+        .collect();
     assert_eq!(seen, want);
     // An exact multiple of the page size ends without an empty extra page.
     let page = store
@@ -408,7 +412,7 @@ fn history_agrees_with_the_domain_after_a_realistic_run() {
     let mut statuses: HashMap<DeliveryStatus, usize> = HashMap::new();
     for id in &all {
         let wh = sim_webhook_of(&store, id);
-        let r = record(&store, wh.as_str(), id.as_str());
+        let r = store.delivery(&wh, id).expect("reads").expect("exists");
         *statuses.entry(r.status).or_default() += 1;
         let live = sim.state.delivery(id).is_some();
         assert_eq!(r.status == DeliveryStatus::Pending, live, "{id}: {r:?}");
@@ -482,11 +486,11 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
         .expect("reads")
         .is_some());
     assert!(store
-        .delivery(&WebhookId::from("wh_1"), &DeliveryId::from(M1))
+        .delivery(&WebhookId::from("wh_1"), &dlv(M1))
         .expect("reads")
         .is_none());
     assert!(store
-        .delivery(&WebhookId::from("wh_2"), &DeliveryId::from(M2))
+        .delivery(&WebhookId::from("wh_2"), &dlv(M2))
         .expect("reads")
         .is_some());
 
@@ -568,13 +572,15 @@ fn pages_split_chunks_in_order_and_survive_pruning_mid_walk() {
         store.append(&batch).expect("appends");
     }
     // Newest first, ties by id.
+    let mut want: Vec<(u64, DeliveryId)> =
+        want.into_iter().map(|(at, id)| (at, dlv(&id))).collect();
     want.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let want: Vec<String> = want.into_iter().map(|(_, id)| id).collect();
+    let want: Vec<DeliveryId> = want.into_iter().map(|(_, id)| id).collect();
 
     let wh = WebhookId::from("wh_1");
-    let walk = |store: &SledStore, size: usize| -> Vec<String> {
+    let walk = |store: &SledStore, size: usize| -> Vec<DeliveryId> {
         let records = common::walk_pages(store, &wh, size);
-        records.iter().map(|r| r.id.to_string()).collect()
+        records.iter().map(|r| r.id.clone()).collect()
     };
     for size in [1, 2, 3, 7, 20, 100] {
         assert_eq!(walk(&store, size), want, "page size {size}");
@@ -654,7 +660,7 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
                 account_id: acc(),
                 event_id: EventId::from("evt_1"),
                 event_type: SESSION_PROCESSING_COMPLETED.into(),
-                deliveries: vec![(DeliveryId::from(FAN_A), WebhookId::from("wh_1"))],
+                deliveries: vec![(dlv(FAN_A), WebhookId::from("wh_1"))],
                 at: t(0),
             },
         ])
@@ -681,7 +687,7 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
         .expect("appends");
     store
         .append(&[Event::DeliveryPaused {
-            delivery_id: DeliveryId::from(M1),
+            delivery_id: dlv(M1),
             at: t(60),
         }])
         .expect("appends");
@@ -693,7 +699,7 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
         .append(&[Event::DeliveriesRecovered {
             webhook_id: WebhookId::from("wh_1"),
             deliveries: vec![DeliverySummary {
-                delivery_id: DeliveryId::from(FAN_A),
+                delivery_id: dlv(FAN_A),
                 webhook_id: WebhookId::from("wh_1"),
                 account_id: acc(),
                 event_id: EventId::from("evt_1"),

@@ -12,8 +12,8 @@ use crate::event::Event;
 use crate::rejection::Rejection;
 use crate::state::{Delivery, State};
 use crate::types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
-    Timestamp, WebhookId,
+    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
+    Plan, Timestamp, WebhookId,
 };
 use crate::webhook::{SealedSecret, WebhookConfig};
 
@@ -74,15 +74,8 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             account_id,
             event,
             fresh_event_id,
-            delivery_id_seed,
-        } => handle_publish(
-            state,
-            now,
-            account_id,
-            event,
-            fresh_event_id,
-            &delivery_id_seed,
-        ),
+            fan_out,
+        } => handle_publish(state, now, account_id, event, fresh_event_id, fan_out),
         CommandKind::SendTest {
             account_id,
             webhook_id,
@@ -138,7 +131,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             event_type,
             project_id,
             webhook_ids,
-            delivery_id_seed,
+            fan_out,
         } => {
             let account = find_account(state, &account_id)?;
             let targets: Vec<WebhookId> = match webhook_ids {
@@ -170,12 +163,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             let deliveries = targets
                 .into_iter()
                 .enumerate()
-                .map(|(i, w)| {
-                    (
-                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
-                        w,
-                    )
-                })
+                .map(|(i, w)| (fan_out.delivery(i as u32), w))
                 .collect();
             let first_delay = state
                 .policy()
@@ -483,7 +471,7 @@ fn handle_publish(
     account_id: AccountId,
     event: PreparedEvent,
     fresh_event_id: EventId,
-    delivery_id_seed: &str,
+    fan_out: FanOutId,
 ) -> Result<Vec<Event>, Rejection> {
     let account = find_account(state, &account_id)?;
     let policy = state.policy();
@@ -504,15 +492,7 @@ fn handle_publish(
             .into_iter()
             .filter(|w| w.config.matches(&event.event_type, &event.project_id))
             .enumerate()
-            .map(|(i, w)| {
-                (
-                    w.enabled,
-                    (
-                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
-                        w.id.clone(),
-                    ),
-                )
-            })
+            .map(|(i, w)| (w.enabled, (fan_out.delivery(i as u32), w.id.clone())))
             .partition(|(enabled, _)| *enabled)
     } else {
         (Vec::new(), Vec::new())

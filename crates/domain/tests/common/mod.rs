@@ -6,6 +6,7 @@
 use hallway_domain::*;
 use hallway_testkit::driver::apply_all;
 pub use hallway_testkit::driver::Driver;
+pub use hallway_testkit::ids::fan;
 
 /// The spec's example instant, 2026-01-10T15:30:00.000Z.
 pub const T0: Timestamp = Timestamp(1_768_059_000_000);
@@ -28,8 +29,9 @@ pub fn wh(s: &str) -> WebhookId {
     WebhookId::from(s)
 }
 
+/// The delivery written `dlv_{label}{index:02x}`, as [`publish`]'s fan-outs name theirs.
 pub fn dlv(s: &str) -> DeliveryId {
-    DeliveryId::from(s)
+    hallway_testkit::ids::dlv(s)
 }
 
 pub fn evt(s: &str) -> EventId {
@@ -151,8 +153,9 @@ pub fn prepared(event_id: &str, event_type: &str, project: &str) -> PreparedEven
     }
 }
 
-/// Publishes `session.processing.completed` in `project`; the deliveries are `dlv_{seed}00`,
-/// `dlv_{seed}01`, ... in the order of the account's webhooks.
+/// Publishes `session.processing.completed` in `project` as the fan-out labelled `seed`; the
+/// deliveries are `dlv_{seed}00`, `dlv_{seed}01`, ... (see [`dlv`]) in the order of the
+/// account's webhooks.
 pub fn publish(account: &str, event_id: &str, project: &str, seed: &str) -> CommandKind {
     publish_typed(
         account,
@@ -174,7 +177,7 @@ pub fn publish_typed(
         account_id: acc(account),
         event: prepared(event_id, event_type, project),
         fresh_event_id: evt("evt_fresh_unused"),
-        delivery_id_seed: seed.to_owned(),
+        fan_out: hallway_testkit::ids::fan(seed),
     }
 }
 

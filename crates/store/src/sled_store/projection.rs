@@ -164,7 +164,7 @@ pub(crate) struct Projection<'a, 'e> {
 /// Reads a bucket, empty if there is none.
 pub(crate) fn load_bucket(trees: &Trees, key: &[u8]) -> Result<Bucket, StoreError> {
     match trees.deliveries.get(key).op("read a delivery bucket")? {
-        Some(bytes) => codec::decode(keys::DELIVERIES, || keys::show_text(key), &bytes),
+        Some(bytes) => codec::decode(keys::DELIVERIES, || keys::show_bucket(key), &bytes),
         None => Ok(Bucket::new()),
     }
 }
@@ -174,7 +174,7 @@ pub(crate) fn load_delivery(
     trees: &Trees,
     id: &DeliveryId,
 ) -> Result<Option<DeliveryRecord>, StoreError> {
-    Ok(load_bucket(trees, keys::bucket_key(id))?
+    Ok(load_bucket(trees, &keys::bucket_key(id))?
         .into_iter()
         .find(|s| &s.record.id == id)
         .map(|s| s.record))
@@ -575,7 +575,7 @@ impl<'a, 'e> Projection<'a, 'e> {
         id: &DeliveryId,
         change: impl FnOnce(&mut DeliveryRecord),
     ) -> Result<bool, StoreError> {
-        let slot = self.slot(keys::bucket_key(id))?;
+        let slot = self.slot(&keys::bucket_key(id))?;
         match slot.records.iter_mut().find(|s| &s.record.id == id) {
             Some(stored) => {
                 change(&mut stored.record);

@@ -87,7 +87,7 @@ pub(super) fn deliveries(
             // without its record is damage, not a state to tolerate.
             let record = load_delivery(&store.trees, &id)?.ok_or_else(|| StoreError::Corrupt {
                 tree: keys::DELIVERIES,
-                key: keys::show_text(keys::bucket_key(&id)),
+                key: keys::show_bucket(&keys::bucket_key(&id)),
                 reason: format!("no record of delivery {id}, though {} lists it", show()),
             })?;
             data.push(record);

@@ -4,6 +4,7 @@
 
 use hallway_domain::envelope::prepare;
 use hallway_domain::*;
+use hallway_testkit::ids::dlv;
 // Some test binaries replay histories.
 #[allow(unused_imports)]
 pub use hallway_testkit::driver::replay;
@@ -17,7 +18,7 @@ pub const T0: Timestamp = Timestamp(1_768_059_000_000);
 pub fn every_event_kind() -> Vec<Event> {
     let acc = AccountId::from("acc_1");
     let wh = WebhookId::from("wh_1");
-    let dlv = DeliveryId::from("dlv_1");
+    let one = dlv("dlv_1");
     let config = WebhookConfig {
         name: "CRM sync".into(),
         url: "https://example.com/hooks".into(),
@@ -79,12 +80,12 @@ pub fn every_event_kind() -> Vec<Event> {
             event_type: SESSION_PROCESSING_COMPLETED.into(),
             project_id: ProjectId::from("prj_1"),
             body: "{\"id\":\"evt_1\"}".into(),
-            deliveries: vec![(dlv.clone(), wh.clone())],
+            deliveries: vec![(one.clone(), wh.clone())],
             first_due: at,
             at,
         },
         Event::TestDeliveryCreated {
-            delivery_id: DeliveryId::from("dlv_test"),
+            delivery_id: dlv("dlv_test"),
             webhook_id: wh.clone(),
             account_id: acc.clone(),
             event_id: EventId::from("evt_test"),
@@ -92,13 +93,13 @@ pub fn every_event_kind() -> Vec<Event> {
             at,
         },
         Event::AttemptStarted {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 1,
             deadline: Timestamp(at.0 + 60_000),
             at,
         },
         Event::AttemptFailed {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 1,
             status_code: Some(503),
             error: AttemptError::HttpStatus,
@@ -108,12 +109,12 @@ pub fn every_event_kind() -> Vec<Event> {
             at,
         },
         Event::AttemptAbandoned {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 2,
             at,
         },
         Event::AttemptSucceeded {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 2,
             status_code: 204,
             duration: DurationMs(35),
@@ -121,12 +122,12 @@ pub fn every_event_kind() -> Vec<Event> {
             at,
         },
         Event::DeliveryCancelled {
-            delivery_id: DeliveryId::from("dlv_test"),
+            delivery_id: dlv("dlv_test"),
             at,
         },
         Event::DeliveryRetried {
             delivery: DeliverySummary {
-                delivery_id: dlv,
+                delivery_id: one,
                 webhook_id: wh,
                 account_id: acc,
                 event_id: EventId::from("evt_1"),
@@ -206,7 +207,7 @@ impl Sim {
             .unwrap_or_else(|r| panic!("rejected {kind:?}: {r:?}"))
     }
 
-    /// Publishes one event with a body of about `size` bytes.
+    /// Publishes one event with a body of about `size` bytes, as its own fan-out.
     pub fn publish(&mut self, size: usize) -> Vec<Event> {
         self.counter += 1;
         let id = format!("evt_{:08}", self.counter);
@@ -216,7 +217,7 @@ impl Sim {
             account_id: self.account.clone(),
             event: prepared,
             fresh_event_id: EventId::from(format!("evt_fresh_{}", self.counter)),
-            delivery_id_seed: format!("{:020}", self.counter),
+            fan_out: fan_out(self.now, self.counter),
         })
     }
 
@@ -294,4 +295,11 @@ pub fn walk_pages(
             None => return seen,
         }
     }
+}
+
+/// A fan-out made at `at`, numbered `n` where production ids have random bits.
+pub fn fan_out(at: Timestamp, n: u64) -> FanOutId {
+    let mut random = [0u8; 10];
+    random[2..].copy_from_slice(&n.to_be_bytes());
+    FanOutId::new(at, random)
 }
