@@ -92,6 +92,37 @@ pub fn parse_duration(s: &str) -> Result<DurationMs, String> {
         .map_err(|_| format!("{s:?}: too long"))
 }
 
+/// Parses a size such as `512MiB`, `2GiB`, `300MB` or `64KiB` to bytes. A bare number is
+/// refused, as a duration's is: is `512` bytes or MiB?
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let unit_bytes: u64 = match unit.trim() {
+        "" => {
+            return Err(format!(
+                "{s:?}: a size needs a unit (KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: a size is a whole number and a unit"))?;
+    n.checked_mul(unit_bytes)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
 /// Parses a comma-separated list of durations, one per attempt.
 pub fn parse_delays(s: &str) -> Result<Delays, String> {
     let delays = s
@@ -177,6 +208,10 @@ pub struct ServeArgs {
     /// Most deliveries one recover may send again; a range holding more is refused.
     #[arg(long, env = "HALLWAY_MAX_RECOVER", default_value_t = hallway_runtime::DEFAULT_MAX_RECOVER)]
     pub max_recover: usize,
+    /// The memory the engine plans for (at least 1MiB): an eighth holds each webhook's next
+    /// waiting deliveries, and a backlog beyond that waits in the data directory.
+    #[arg(long, env = "HALLWAY_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_size)]
+    pub memory_budget: u64,
     /// Consecutive failures that raise a `webhook.failing` alert (0: never).
     #[arg(long, env = "HALLWAY_FAILING_ALERT_AFTER", default_value_t = hallway_domain::policy::DEFAULT_FAILING_ALERT_AFTER)]
     pub failing_alert_after: u32,
@@ -501,6 +536,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         previous_master_keys,
         manual_actions_per_minute: args.manual_actions_per_minute,
         max_recover: args.max_recover,
+        memory_budget_bytes: args.memory_budget,
         max_in_flight: budget.max_in_flight,
         transport_config: TransportConfig {
             extra_roots,
@@ -592,6 +628,26 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(DurationMs(1_500)));
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size(" 64 KiB "), Ok(64 << 10));
+        assert_eq!(parse_size("300MB"), Ok(300_000_000));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        for bad in [
+            "512",
+            "",
+            "MiB",
+            "1.5GiB",
+            "-1MiB",
+            "5XB",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -67,6 +67,10 @@ async fn metrics_have_latency_histograms_and_build_info() {
         ("hallway_attempts_in_flight", "gauge"),
         ("hallway_log_batches_total", "counter"),
         ("hallway_log_events_total", "counter"),
+        ("hallway_deliveries_spilled", "gauge"),
+        ("hallway_attempts_started_total", "counter"),
+        ("hallway_attempts_started_late_total", "counter"),
+        ("hallway_attempt_start_delay_seconds", "histogram"),
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} {kind}\n")),
@@ -105,6 +109,11 @@ async fn metrics_have_latency_histograms_and_build_info() {
         Some(0.0)
     );
     assert_eq!(sample(&text, "hallway_events_published_total"), Some(1.0));
+    assert_eq!(sample(&text, "hallway_attempts_started_total"), Some(1.0));
+    assert_eq!(
+        sample(&text, "hallway_attempt_start_delay_seconds_count"),
+        Some(1.0)
+    );
 
     // A scraper that asks for OpenMetrics gets it.
     let a = server

@@ -177,6 +177,7 @@ impl Proc {
             "HALLWAY_SHUTDOWN_GRACE",
             "HALLWAY_MAX_MANUAL_RETRIES",
             "HALLWAY_MANUAL_ACTIONS_PER_MINUTE",
+            "HALLWAY_MEMORY_BUDGET",
             "HALLWAY_LOG_FORMAT",
             "HALLWAY_WEBHOOK_SECRET",
         ] {

@@ -1,14 +1,18 @@
-//! Backlog: a large number of pending retries (receivers failing, a long second delay).
-//! The engine runs in a child process (this binary re-executed) so that the peak RSS it
-//! reports is the engine's: the receivers stay in the parent, and earlier scenarios' memory
-//! is not in the child's high-water mark.
+//! Backlog: a large number of pending retries (receivers failing), in a child process (this
+//! binary re-executed) so that the peak RSS it reports is the engine's: the receivers stay in
+//! the parent, and earlier scenarios' memory is not in the child's high-water mark.
+//!
+//! The child fills the backlog (one failed first attempt per delivery, the second due
+//! `retry_after` later), measures memory, shuts down, reopens (timed), and then waits for the
+//! whole backlog to come due: every second attempt must start within a second of its due
+//! time (the engine's `started_late` counter), at the rate the receivers allow.
 
 use crate::receiver::Receivers;
-use crate::scenarios::{failed_total, Ctx};
+use crate::scenarios::{failed_total, open_store, Ctx};
 use crate::util::{dir_bytes, proc_status_kib, wait_until, BenchError, BenchResult, Record};
 use crate::workload::{
-    bench_policy, provision, publish_closed_loop, PublishTimes, RawBodies, WEBHOOKS,
-    WEBHOOKS_PER_ACCOUNT,
+    bench_policy, provision, publish_closed_loop, raw_event_sized, PublishTimes, RawBodies,
+    WEBHOOKS, WEBHOOKS_PER_ACCOUNT,
 };
 use hallway_domain::DurationMs;
 use std::process::Stdio;
@@ -22,6 +26,15 @@ pub const CHILD_PREFIX_ENV: &str = "HALLWAY_BENCH_CHILD_PREFIX";
 
 /// The hidden flag that gives the child the receivers' ports (one per webhook).
 pub const PORTS_FLAG: &str = "--backlog-ports";
+
+/// Transcript bytes of the backlog's events: bodies of about 1 KiB, as the issue sizes them.
+const TRANSCRIPT_BYTES: usize = 330;
+
+/// The delay of the second attempt unless given: long enough for the fill (at 4,000
+/// deliveries a second or more) to end before the first retries come due.
+pub fn default_retry_after(pending: u32) -> Duration {
+    Duration::from_secs(10 + u64::from(pending) / 4_000)
+}
 
 /// Runs the backlog scenario in a child process, against receivers in this process, and
 /// returns its record.
@@ -37,14 +50,17 @@ pub async fn run_in_child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
         "--publishers".to_owned(),
         ctx.publishers.to_string(),
     ];
-    if let Some(n) = ctx.max_in_flight {
-        args.extend(["--max-in-flight".to_owned(), n.to_string()]);
-    }
-    if let Some(n) = ctx.snapshot_every_events {
-        args.extend(["--snapshot-every-events".to_owned(), n.to_string()]);
-    }
-    if let Some(n) = ctx.sled_cache_mib {
-        args.extend(["--sled-cache-mib".to_owned(), n.to_string()]);
+    let numbers = [
+        ("--max-in-flight", ctx.max_in_flight.map(|n| n as u64)),
+        ("--snapshot-every-events", ctx.snapshot_every_events),
+        ("--sled-cache-mib", ctx.sled_cache_mib),
+        ("--memory-budget-mib", ctx.memory_budget_mib),
+        ("--backlog-retry-after-secs", ctx.backlog_retry_after_secs),
+    ];
+    for (flag, value) in numbers {
+        if let Some(n) = value {
+            args.extend([flag.to_owned(), n.to_string()]);
+        }
     }
     // For profiling the child alone, e.g. `HALLWAY_BENCH_CHILD_PREFIX="valgrind --tool=massif"`.
     let prefix: Vec<String> = std::env::var(CHILD_PREFIX_ENV)
@@ -83,9 +99,20 @@ fn mib(kib: Option<u64>) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// Bytes of resident memory per pending delivery: what the resident set grew by from the
+/// empty engine to `kib`.
+fn per_pending(kib: Option<u64>, base_kib: Option<u64>, pending: u64) -> serde_json::Value {
+    match (kib, base_kib) {
+        (Some(k), Some(b)) if pending > 0 => {
+            serde_json::Value::from((k.saturating_sub(b) * 1024) as f64 / pending as f64)
+        }
+        _ => serde_json::Value::Null,
+    }
+}
+
 /// The child's side: `pending` deliveries (pending / 5 publishes) whose first attempt fails
-/// (the receivers on `ports` answer 500) and whose second is an hour away; then peak RSS, a
-/// clean shutdown and a timed reopen.
+/// (the receivers on `ports` answer 500) and whose second (and last) is due `retry_after`
+/// later; peak RSS, a clean shutdown, a timed reopen, then the whole backlog retried.
 pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record> {
     if ports.len() != WEBHOOKS {
         return Err(BenchError::new(format!(
@@ -98,9 +125,13 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
         .map(|p| format!("http://127.0.0.1:{p}/hook"))
         .collect();
     let dir = tempfile::tempdir()?;
+    let retry_after = ctx
+        .backlog_retry_after_secs
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| default_retry_after(pending));
     let policy = hallway_domain::Policy {
-        retry_delays: vec![DurationMs(0), DurationMs::from_hours(1)],
-        // Every first attempt fails by design; auto-disable would cancel the backlog.
+        retry_delays: vec![DurationMs(0), DurationMs(retry_after.as_millis() as u64)],
+        // Every attempt fails by design; auto-disable would pause the backlog.
         auto_disable_after: u32::MAX,
         ..bench_policy()
     };
@@ -111,21 +142,19 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let h = engine.handle();
     let tenants = provision(&h, &urls).await?;
     let rss_at_open = proc_status_kib("VmRSS");
-    let times = PublishTimes::new(events as usize);
     let started = Instant::now();
     publish_closed_loop(
         &h,
         &tenants.accounts,
         0..events,
-        // Peak memory is what this scenario measures: no prebuilt bodies in it.
-        RawBodies::OnTheFly,
+        // Peak memory is what this scenario measures: no prebuilt bodies, no publish times.
+        RawBodies::OnTheFlySized(TRANSCRIPT_BYTES),
         ctx.publishers,
         WEBHOOKS_PER_ACCOUNT as u32,
-        &times,
+        &PublishTimes::new(0),
     )
     .await?;
-    drop(times);
-    let settled = wait_until(
+    let filled = wait_until(
         || {
             let m = h.metrics();
             failed_total(&m) >= deliveries && m.in_flight == 0 && m.pending >= deliveries
@@ -135,7 +164,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     .await;
     let fill_secs = started.elapsed().as_secs_f64();
     let m = h.metrics();
-    let hwm = proc_status_kib("VmHWM");
+    let hwm_fill = proc_status_kib("VmHWM");
     let rss = proc_status_kib("VmRSS");
     let disk = dir_bytes(dir.path());
     drop(h);
@@ -143,8 +172,11 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     engine.shutdown().await?;
     let shutdown_ms = t.elapsed().as_secs_f64() * 1e3;
 
+    // The store first, then the engine over it (what `Engine::open` does), timed apart.
     let t = Instant::now();
-    let engine = ctx.open_engine(dir.path(), config).await?;
+    let store = open_store(dir.path(), ctx.sled_cache_mib).await?;
+    let reopen_store_ms = t.elapsed().as_secs_f64() * 1e3;
+    let engine = hallway_runtime::Engine::with_store(store, config).await?;
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     let h = engine.handle();
     // The first turn publishes the gauges; the backlog must all be there.
@@ -156,22 +188,59 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let ready_ms = t.elapsed().as_secs_f64() * 1e3;
     let reopen_pending = h.metrics().pending;
     let hwm_after_reopen = proc_status_kib("VmHWM");
+
+    // The retries: each delivery's second attempt, due `retry_after` after its first failed,
+    // fails too and is its last; the backlog is drained when nothing is pending.
+    let due_from = retry_after.as_secs_f64() - started.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let drained = wait_until(
+        || {
+            let m = h.metrics();
+            failed_total(&m) >= deliveries && m.pending == 0
+        },
+        retry_after + Duration::from_secs_f64(fill_secs) + Duration::from_secs(120),
+    )
+    .await;
+    let drain_secs = t.elapsed().as_secs_f64();
+    let after = h.metrics();
+    let hwm_end = proc_status_kib("VmHWM");
     drop(h);
     engine.shutdown().await?;
 
     let mut r = Record::new("backlog");
     r.put("pending_retries", m.pending)
+        .put("spilled", m.spilled)
         .put("attempts_failed", failed_total(&m))
+        .put("body_bytes", raw_event_sized(0, TRANSCRIPT_BYTES).len())
         .put("fill_seconds", fill_secs)
         .put("rss_at_open_mib", mib(rss_at_open))
-        .put("peak_rss_mib", mib(hwm))
+        .put("peak_rss_fill_mib", mib(hwm_fill))
         .put("rss_mib", mib(rss))
+        .put(
+            "bytes_per_pending_peak",
+            per_pending(hwm_fill, rss_at_open, m.pending),
+        )
+        .put(
+            "bytes_per_pending",
+            per_pending(rss, rss_at_open, m.pending),
+        )
         .put("disk_bytes", disk)
         .put("shutdown_ms", shutdown_ms)
         .put("reopen_ms", reopen_ms)
+        .put("reopen_store_ms", reopen_store_ms)
         .put("reopen_ready_ms", ready_ms)
         .put("reopen_pending", reopen_pending)
         .put("peak_rss_after_reopen_mib", mib(hwm_after_reopen))
-        .put("complete", settled && reopened && m.pending == deliveries);
+        .put("retry_after_seconds", retry_after.as_secs_f64())
+        .put("first_due_in_seconds", due_from)
+        .put("drain_seconds", drain_secs)
+        .put("retries_started", after.started)
+        .put("retries_started_late", after.started_late)
+        .put("retry_start_delay_max_ms", after.start_delay_max_ms)
+        .put("peak_rss_mib", mib(hwm_end))
+        .put(
+            "complete",
+            filled && reopened && drained && m.pending == deliveries && after.started >= deliveries,
+        );
     Ok(r)
 }

@@ -27,10 +27,14 @@
 //!   slow publishes up with what ran beside them.
 //! - `retries`: receivers answer 500 on a compressed five-attempt schedule; checks every
 //!   delivery made exactly five attempts, none early.
-//! - `backlog`: pending retries with an hour-long second delay, in a child process (the
-//!   receivers stay in the parent) so `peak_rss_mib` (VmHWM) is the engine's; then a clean
-//!   shutdown and a timed reopen. Set `HALLWAY_BENCH_CHILD_PREFIX` to run the child under a
-//!   profiler, e.g. `"valgrind --tool=massif"`.
+//! - `backlog`: pending retries (1 KiB bodies, 20 webhooks; 1,000,000 by default, 10,000,000
+//!   with `--backlog-pending 10000000` for a person with time) in a child process (the
+//!   receivers stay in the parent) so `peak_rss_mib` (VmHWM) is the engine's:
+//!   `bytes_per_pending` is what the resident set grew by per pending delivery. Then a clean
+//!   shutdown, a timed reopen, and the whole backlog retried when it comes due:
+//!   `retries_started_late` counts second attempts started more than 1 s after they were due.
+//!   Set `HALLWAY_BENCH_CHILD_PREFIX` to run the child under a profiler, e.g.
+//!   `"valgrind --tool=massif"`.
 //! - `replay`: a log written the way the actor writes it (domain decisions appended turn by
 //!   turn to the sled store), then `Engine::open` timed with no snapshot, and again with the
 //!   snapshot a production engine would have taken.
@@ -73,9 +77,16 @@ struct Args {
     /// (4,000 with --quick).
     #[arg(long)]
     throughput_events: Option<u32>,
-    /// Pending retries the backlog scenario builds; default 100,000 (20,000 with --quick).
+    /// Pending retries the backlog scenario builds; default 1,000,000 (20,000 with --quick).
     #[arg(long)]
     backlog_pending: Option<u32>,
+    /// Seconds between the backlog's failed first attempts and their retries; default long
+    /// enough for the fill (10 s plus 1 s per 4,000 pending).
+    #[arg(long)]
+    backlog_retry_after_secs: Option<u64>,
+    /// The engine's memory budget in MiB; default the engine's own (512 MiB).
+    #[arg(long)]
+    memory_budget_mib: Option<u64>,
     /// Events the replay scenario writes; default 1,000,000 (100,000 with --quick).
     #[arg(long)]
     replay_events: Option<u64>,
@@ -158,7 +169,7 @@ impl Sizes {
                 latency_secs: 15.0,
                 latency_warm_secs: 1.0,
                 retries_events: 4_000,
-                backlog_pending: 100_000,
+                backlog_pending: 1_000_000,
                 replay_events: 1_000_000,
             }
         }
@@ -202,6 +213,8 @@ fn main() -> ExitCode {
         max_in_flight: args.max_in_flight.filter(|n| *n > 0),
         snapshot_every_events: args.snapshot_every_events.filter(|n| *n > 0),
         sled_cache_mib: args.sled_cache_mib.filter(|n| *n > 0),
+        memory_budget_mib: args.memory_budget_mib.filter(|n| *n > 0),
+        backlog_retry_after_secs: args.backlog_retry_after_secs,
     };
     let code = main_rt.block_on(async {
         if let Some(pending) = args.backlog_child {
@@ -398,6 +411,13 @@ fn targets(results: &[Record]) -> Record {
         "backlog_reopen_ms",
         find("backlog", "reopen_ms"),
         2000.0,
+        false,
+        backlog_at.clone(),
+    );
+    check(
+        "backlog_retries_started_late",
+        find("backlog", "retries_started_late"),
+        0.0,
         false,
         backlog_at,
     );

@@ -36,6 +36,10 @@ pub struct Ctx {
     pub snapshot_every_events: Option<u64>,
     /// sled's page cache in MiB, when not the store's default (an experiment knob).
     pub sled_cache_mib: Option<u64>,
+    /// The engine's memory budget in MiB, when not its default.
+    pub memory_budget_mib: Option<u64>,
+    /// The backlog's retry delay in seconds, when not the size's default.
+    pub backlog_retry_after_secs: Option<u64>,
 }
 
 impl Ctx {
@@ -47,6 +51,9 @@ impl Ctx {
         }
         if let Some(n) = self.snapshot_every_events {
             config.snapshot_every_events = n;
+        }
+        if let Some(n) = self.memory_budget_mib {
+            config.memory_budget_bytes = n * 1024 * 1024;
         }
         config
     }

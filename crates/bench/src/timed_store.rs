@@ -2,7 +2,9 @@
 //! snapshots), so a run can say how much of the actor's time goes to the store.
 
 use crate::util::{now_ns, quantile_ms};
-use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
+use hallway_domain::{
+    AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
+};
 use hallway_store::{
     DeliveryRecord, EventLog, LogRecords, Page, ReadModel, Seq, SledStore, SnapshotDraft,
     StoreError, Truncation,
@@ -315,5 +317,14 @@ impl ReadModel for TimedStore {
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune(before)
+    }
+
+    fn spilled(
+        &self,
+        webhook: &WebhookId,
+        generation: u32,
+        limit: usize,
+    ) -> Result<Vec<SpilledDelivery>, StoreError> {
+        self.inner.spilled(webhook, generation, limit)
     }
 }

@@ -54,10 +54,15 @@ const LINES: [&str; 12] = [
 /// The raw body a host publishes for event `n`: the spec's example payload's shape with a
 /// transcript of about 2 KB.
 pub fn raw_event(n: u32) -> Vec<u8> {
-    let mut text = String::with_capacity(2300);
+    raw_event_sized(n, 2000)
+}
+
+/// [`raw_event`] with a transcript of about `transcript_bytes` (at least one line).
+pub fn raw_event_sized(n: u32, transcript_bytes: usize) -> Vec<u8> {
+    let mut text = String::with_capacity(transcript_bytes + 300);
     let mut line = n as usize;
     let mut turn = 0usize;
-    while text.len() < 2000 {
+    while text.is_empty() || text.len() < transcript_bytes {
         text.push_str(if turn.is_multiple_of(2) {
             "Interviewer: "
         } else {
@@ -231,6 +236,8 @@ pub enum RawBodies {
     Prebuilt(Arc<Vec<Vec<u8>>>),
     /// Built by each publish.
     OnTheFly,
+    /// Built by each publish, with transcripts of about this many bytes.
+    OnTheFlySized(usize),
 }
 
 impl RawBodies {
@@ -299,6 +306,10 @@ pub async fn publish_closed_loop(
                     }
                     RawBodies::OnTheFly => {
                         publish_one(&h, &accounts, n, &raw_event(n), fanout, &times).await?;
+                    }
+                    RawBodies::OnTheFlySized(bytes) => {
+                        let body = raw_event_sized(n, *bytes);
+                        publish_one(&h, &accounts, n, &body, fanout, &times).await?;
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! fresh secrets, observed outcomes) so that deciding needs nothing else.
 
 use crate::envelope::PreparedEvent;
+use crate::spill::SpilledDelivery;
 use crate::types::{
     AccountId, DeliveryId, EventId, FanOutId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
 };
@@ -167,6 +168,8 @@ pub enum CommandKind {
         account_id: AccountId,
         /// What history says of the delivery.
         delivery: DeliverySummary,
+        /// Whether history shows it pending: a spilled delivery is pending but not in memory.
+        pending: bool,
     },
     /// Start due attempts (at most `max_starts`) and time out attempts past their deadline.
     Tick {
@@ -211,5 +214,33 @@ pub enum CommandKind {
         webhook_ids: Option<Vec<WebhookId>>,
         /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
         fan_out: FanOutId,
+    },
+    /// Move the waiting real deliveries of each webhook beyond the first `keep` of its queue,
+    /// and any that sort after its spilled ones, to the store's spill index.
+    Spill {
+        /// How many waiting deliveries of one webhook memory holds.
+        keep: usize,
+    },
+    /// Load a webhook's first spilled deliveries back into memory, as the store's spill index
+    /// lists them (read while nothing was being committed, so the index was the log's).
+    LoadSpilled {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// Its current spill generation.
+        generation: u32,
+        /// The first spilled deliveries, in order.
+        deliveries: Vec<SpilledDelivery>,
+        /// The key of the one after them, if any is left.
+        next: Option<(Timestamp, DeliveryId)>,
+    },
+    /// Settle a chunk of the spilled deliveries of a webhook's former generation, as the
+    /// store's spill index lists them.
+    SettleSpilled {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The former generation.
+        generation: u32,
+        /// The deliveries, in order.
+        deliveries: Vec<SpilledDelivery>,
     },
 }

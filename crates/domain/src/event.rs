@@ -2,6 +2,7 @@
 
 use crate::alert::Alert;
 use crate::command::DeliverySummary;
+use crate::spill::SpilledDelivery;
 use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
     Timestamp, WebhookId,
@@ -256,6 +257,48 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// Waiting deliveries of a webhook moved from memory to the store's spill index, as the
+    /// tail of its queue (see `spill`), in queue order.
+    DeliveriesSpilled {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// Its spill generation.
+        generation: u32,
+        /// The deliveries, as the store keeps them.
+        deliveries: Vec<SpilledDelivery>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook's first spilled deliveries moved back to memory, in queue order.
+    DeliveriesLoaded {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// Its spill generation.
+        generation: u32,
+        /// The deliveries, as the store kept them.
+        deliveries: Vec<SpilledDelivery>,
+        /// The first delivery still spilled after them (its due time and id), if any.
+        next: Option<(Timestamp, DeliveryId)>,
+        /// When.
+        at: Timestamp,
+    },
+    /// One chunk of the spilled deliveries of a webhook's former generation (from before it
+    /// was disabled or deleted) settled as the disable or delete did those in memory. Keys are
+    /// due time and id, as the spill index orders them.
+    SpilledDeliveriesSettled {
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The former generation.
+        generation: u32,
+        /// Paused (real deliveries of a disabled webhook).
+        paused: Vec<(Timestamp, DeliveryId)>,
+        /// Cancelled (those of a deleted webhook).
+        cancelled: Vec<(Timestamp, DeliveryId)>,
+        /// Test sends of a disabled webhook, which go on: back to memory.
+        kept: Vec<SpilledDelivery>,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -284,7 +327,10 @@ impl Event {
             | DeliveryPaused { at, .. }
             | DeliveriesRecovered { at, .. }
             | EventReplayed { at, .. }
-            | AlertRaised { at, .. } => *at,
+            | AlertRaised { at, .. }
+            | DeliveriesSpilled { at, .. }
+            | DeliveriesLoaded { at, .. }
+            | SpilledDeliveriesSettled { at, .. } => *at,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod policy;
 pub mod rejection;
 mod schedule;
 pub mod signature;
+pub mod spill;
 pub mod state;
 pub mod target;
 pub mod types;
@@ -55,6 +56,7 @@ pub use envelope::PreparedEvent;
 pub use event::Event;
 pub use policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
 pub use rejection::{Rejection, RejectionKind};
+pub use spill::{Settle, Settling, SpillTier, SpilledDelivery};
 pub use state::{
     Account, Delivery, FromSnapshot, OpenAttempt, Published, SnapshotForm, State, Webhook,
 };

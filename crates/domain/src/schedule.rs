@@ -218,6 +218,11 @@ impl Schedule {
             .map(|(_, d)| d)
     }
 
+    /// How many deliveries of a webhook wait in its queue.
+    pub(crate) fn queue_len(&self, webhook: &WebhookId) -> usize {
+        self.queues.get(webhook).map_or(0, |q| q.len())
+    }
+
     /// A webhook's waiting deliveries with their due times, in order.
     pub(crate) fn waiting(
         &self,

@@ -3,6 +3,7 @@
 use crate::event::Event;
 use crate::policy::Policy;
 use crate::schedule::Schedule;
+use crate::spill::{Settle, Spills};
 use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 mod invariants;
 mod snapshot;
+mod spill;
 pub use snapshot::{FromSnapshot, SnapshotForm};
 
 /// An account (tenant).
@@ -119,6 +121,8 @@ pub struct State {
     published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
     /// Accounts by the hash of their API key (keys are random, so the hash is a fine index).
     key_hashes: HashMap<String, AccountId>,
+    /// Waiting deliveries kept in the store rather than in memory (see `crate::spill`).
+    spills: Spills,
 }
 
 impl State {
@@ -132,6 +136,7 @@ impl State {
             published: HashMap::new(),
             published_order: BTreeSet::new(),
             key_hashes: HashMap::new(),
+            spills: Spills::default(),
             policy,
         }
     }
@@ -191,13 +196,18 @@ impl State {
         self.deliveries.get(id)
     }
 
-    /// Every unfinished delivery, in no particular order.
+    /// Every unfinished delivery in memory (not the spilled ones), in no particular order.
     pub fn deliveries(&self) -> impl Iterator<Item = &Delivery> {
         self.deliveries.values()
     }
 
-    /// The number of unfinished deliveries.
+    /// The number of unfinished deliveries, spilled ones included.
     pub fn pending_count(&self) -> usize {
+        self.deliveries.len() + self.spills.total as usize
+    }
+
+    /// The number of unfinished deliveries in memory.
+    pub fn in_memory_count(&self) -> usize {
         self.deliveries.len()
     }
 
@@ -356,6 +366,7 @@ impl State {
                     },
                 );
                 self.schedule.add_webhook(webhook_id);
+                self.spills.add_webhook(webhook_id);
             }
             Event::WebhookUpdated {
                 webhook_id,
@@ -385,8 +396,12 @@ impl State {
                     w.disabled_reason = Some(*reason);
                     w.updated_at = *at;
                 }
+                // Its spilled deliveries are paused too, a chunk at a time.
+                self.spills.retire(webhook_id, Settle::Paused, false);
             }
             Event::WebhookDeleted { webhook_id, .. } => {
+                // Its spilled deliveries are cancelled, a chunk at a time.
+                self.spills.retire(webhook_id, Settle::Cancelled, true);
                 // `decide` cancels a webhook's deliveries before deleting it, so none wait.
                 for orphan in self.schedule.remove_webhook(webhook_id) {
                     self.deliveries.remove(&orphan);
@@ -587,6 +602,32 @@ impl State {
                     });
                 }
             }
+            Event::DeliveriesSpilled {
+                webhook_id,
+                generation,
+                deliveries,
+                ..
+            } => self.apply_spilled(webhook_id, *generation, deliveries),
+            Event::DeliveriesLoaded {
+                webhook_id,
+                generation,
+                deliveries,
+                next,
+                ..
+            } => self.apply_loaded(webhook_id, *generation, deliveries, next),
+            Event::SpilledDeliveriesSettled {
+                webhook_id,
+                generation,
+                paused,
+                cancelled,
+                kept,
+                ..
+            } => self.apply_settled(
+                webhook_id,
+                *generation,
+                paused.len() + cancelled.len(),
+                kept,
+            ),
             Event::IdempotencyKeysExpired { before, .. } => {
                 while let Some(first) = self.published_order.first() {
                     if first.0 >= *before {

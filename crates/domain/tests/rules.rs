@@ -438,6 +438,7 @@ fn another_accounts_webhook_is_not_found() {
                 created_at: T0,
                 attempts_made: 5,
             },
+            pending: false,
         },
     )
     .then_rejects(missing);
@@ -1505,6 +1506,7 @@ fn a_finished_delivery_can_be_retried_by_hand_for_exactly_one_more_attempt() {
             CommandKind::RetryDelivery {
                 account_id: acc("acc_1"),
                 delivery: s.clone(),
+                pending: false,
             },
         )
         .then_events(vec![Event::DeliveryRetried {
@@ -1516,6 +1518,7 @@ fn a_finished_delivery_can_be_retried_by_hand_for_exactly_one_more_attempt() {
         CommandKind::RetryDelivery {
             account_id: acc("acc_1"),
             delivery: s,
+            pending: false,
         },
     );
     assert_eq!(
@@ -1557,6 +1560,7 @@ fn manual_retries_stop_at_the_attempts_cap_even_after_success() {
             attempts_made,
             ..summary(&d, "dlv_a00", "wh_1", "evt_1", 0)
         },
+        pending: false,
     };
     let (two, three) = (retry(2), retry(3));
     // A delivery that succeeded may still be sent again by hand, up to the cap.
@@ -1583,6 +1587,7 @@ fn manual_retries_stop_at_the_attempts_cap_even_after_success() {
             CommandKind::RetryDelivery {
                 account_id: acc("acc_1"),
                 delivery: test,
+                pending: false,
             },
         )
         .then_rejects(Rejection::AttemptsExhausted {
@@ -1610,6 +1615,7 @@ fn retrying_a_pending_delivery_is_refused_as_not_finished() {
             CommandKind::RetryDelivery {
                 account_id: acc("acc_1"),
                 delivery: s,
+                pending: false,
             },
         )
         .then_rejects(Rejection::DeliveryNotFinished(dlv("dlv_a00")));
@@ -1627,6 +1633,7 @@ fn retrying_on_a_disabled_webhook_is_refused_unless_it_is_a_test() {
         CommandKind::RetryDelivery {
             account_id: acc("acc_1"),
             delivery: real.clone(),
+            pending: false,
         },
     )
     .then_rejects(Rejection::WebhookDisabled(wh("wh_1")));
@@ -1641,6 +1648,7 @@ fn retrying_on_a_disabled_webhook_is_refused_unless_it_is_a_test() {
             CommandKind::RetryDelivery {
                 account_id: acc("acc_1"),
                 delivery: test.clone(),
+                pending: false,
             },
         )
         .then_events(vec![Event::DeliveryRetried {
@@ -1662,6 +1670,7 @@ fn retrying_a_delivery_of_another_account_is_not_found() {
             CommandKind::RetryDelivery {
                 account_id: acc("acc_1"),
                 delivery: s,
+                pending: false,
             },
         )
         .then_rejects(Rejection::DeliveryNotFound(dlv("dlv_a00")));

@@ -44,7 +44,20 @@ pub struct Config {
     pub manual_actions_per_minute: u32,
     /// Most deliveries one recover may send again; a range holding more is refused.
     pub max_recover: usize,
+    /// The memory the engine plans for, in bytes: it sets how many waiting deliveries of each
+    /// webhook stay in memory (an eighth of it, shared among the webhooks); the rest of a
+    /// backlog waits in the store. Memory for idempotency keys (one per publish in the
+    /// retention window) comes on top.
+    pub memory_budget_bytes: u64,
 }
+
+/// The default [`Config::memory_budget_bytes`]: 512 MiB.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The smallest [`Config::memory_budget_bytes`] accepted: 1 MiB. A budget below what the
+/// process needs anyway only makes it spill more (down to twice the per-webhook in-flight
+/// limit per webhook).
+pub const MIN_MEMORY_BUDGET_BYTES: u64 = 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -63,6 +76,7 @@ impl Default for Config {
             previous_master_keys: Vec::new(),
             manual_actions_per_minute: 60,
             max_recover: crate::DEFAULT_MAX_RECOVER,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
         }
     }
 }
@@ -88,6 +102,7 @@ impl fmt::Debug for Config {
             .field("previous_master_keys", &self.previous_master_keys)
             .field("manual_actions_per_minute", &self.manual_actions_per_minute)
             .field("max_recover", &self.max_recover)
+            .field("memory_budget_bytes", &self.memory_budget_bytes)
             .finish()
     }
 }
@@ -107,6 +122,9 @@ impl Config {
         }
         if self.max_in_flight == 0 || self.max_batch == 0 || self.command_queue == 0 {
             return bad("max_in_flight, max_batch and command_queue must be positive");
+        }
+        if self.memory_budget_bytes < MIN_MEMORY_BUDGET_BYTES {
+            return bad("memory_budget_bytes must be at least 1 MiB");
         }
         if self.transport.is_some() && self.transport_config != TransportConfig::default() {
             return bad("transport_config configures the default transport only; a custom transport was given");
@@ -161,6 +179,8 @@ setters! {
     manual_actions_per_minute: u32,
     /// Most deliveries one recover may send again.
     max_recover: usize,
+    /// The memory the engine plans for, in bytes.
+    memory_budget_bytes: u64,
 }
 
 impl ConfigBuilder {

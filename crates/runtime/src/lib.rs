@@ -29,7 +29,7 @@ pub mod transport;
 
 pub use alerts::{AlertCursor, AlertRecord, AlertStream};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, ConfigBuilder};
+pub use config::{Config, ConfigBuilder, DEFAULT_MEMORY_BUDGET_BYTES, MIN_MEMORY_BUDGET_BYTES};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use resend::DEFAULT_MAX_RECOVER;
 pub use secrets::{MasterKey, Secret};

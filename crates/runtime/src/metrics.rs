@@ -47,12 +47,22 @@ pub struct Metrics {
     succeeded: Counter,
     failed: [Counter; 6],
     pending: Gauge,
+    spilled: Gauge,
     in_flight: Gauge,
+    started: Counter,
+    started_late: Counter,
     batches: Counter,
     events_logged: Counter,
     attempt_duration: Histogram,
     publish_duration: Histogram,
+    start_delay: Histogram,
+    /// The longest start delay so far, in ms (the histogram's buckets are too coarse to
+    /// say whether every start was on time).
+    start_delay_max_ms: std::sync::atomic::AtomicU64,
 }
+
+/// An attempt that starts later than this after its due time counts as late.
+pub const LATE_START: DurationMs = DurationMs::from_secs(1);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,11 +101,29 @@ impl Default for Metrics {
             "Deliveries not finished",
             pending.clone(),
         );
+        let spilled = Gauge::default();
+        registry.register(
+            "hallway_deliveries_spilled",
+            "Pending deliveries waiting in the store rather than in memory",
+            spilled.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "hallway_attempts_in_flight",
             "Attempts under way",
             in_flight.clone(),
+        );
+        let started = Counter::default();
+        registry.register(
+            "hallway_attempts_started",
+            "Attempts started (resent ones included)",
+            started.clone(),
+        );
+        let started_late = Counter::default();
+        registry.register(
+            "hallway_attempts_started_late",
+            "Attempts started more than 1 s after they were due",
+            started_late.clone(),
         );
         let batches = Counter::default();
         registry.register(
@@ -123,6 +151,13 @@ impl Default for Metrics {
             "Time to answer a publish, durable write included, in seconds",
             publish_duration.clone(),
         );
+        // 1 ms to about 33 s: a due attempt waits for a tick, a free slot or a load.
+        let start_delay = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "hallway_attempt_start_delay_seconds",
+            "Time from an attempt's due time to its start, in seconds",
+            start_delay.clone(),
+        );
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -139,11 +174,16 @@ impl Default for Metrics {
             succeeded,
             failed,
             pending,
+            spilled,
             in_flight,
+            started,
+            started_late,
             batches,
             events_logged,
             attempt_duration,
             publish_duration,
+            start_delay,
+            start_delay_max_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -161,8 +201,16 @@ pub struct MetricsSnapshot {
     pub attempts_failed: Vec<(AttemptError, u64)>,
     /// Unfinished deliveries.
     pub pending: u64,
+    /// Unfinished deliveries waiting in the store rather than in memory.
+    pub spilled: u64,
     /// Attempts under way.
     pub in_flight: u64,
+    /// Attempts started.
+    pub started: u64,
+    /// Attempts started more than [`LATE_START`] after they were due.
+    pub started_late: u64,
+    /// The longest time from an attempt's due time to its start, in ms.
+    pub start_delay_max_ms: u64,
     /// Log records committed.
     pub batches: u64,
     /// Events logged.
@@ -192,10 +240,21 @@ impl Metrics {
         self.batches.inc();
         self.events_logged.inc_by(events as u64);
     }
-    pub(crate) fn gauges(&self, pending: usize, in_flight: usize) {
+    pub(crate) fn gauges(&self, pending: usize, in_flight: usize, spilled: u64) {
         self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        self.spilled.set(i64::try_from(spilled).unwrap_or(i64::MAX));
+    }
+    /// An attempt started `delay` after it was due.
+    pub(crate) fn started(&self, delay: DurationMs) {
+        self.start_delay.observe(seconds(delay));
+        self.started.inc();
+        self.start_delay_max_ms
+            .fetch_max(delay.0, std::sync::atomic::Ordering::Relaxed);
+        if delay > LATE_START {
+            self.started_late.inc();
+        }
     }
 
     /// Records how long one publish took to answer, as the caller saw it.
@@ -235,7 +294,13 @@ impl Metrics {
                 .map(|(c, n)| (*c, n.get()))
                 .collect(),
             pending: u64::try_from(self.pending.get()).unwrap_or(0),
+            spilled: u64::try_from(self.spilled.get()).unwrap_or(0),
             in_flight: u64::try_from(self.in_flight.get()).unwrap_or(0),
+            started: self.started.get(),
+            started_late: self.started_late.get(),
+            start_delay_max_ms: self
+                .start_delay_max_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
             batches: self.batches.get(),
             events_logged: self.events_logged.get(),
         }
@@ -262,7 +327,11 @@ mod tests {
             "hallway_attempts_total{outcome=\"failed\",error=\"timeout\"} 1",
             "hallway_attempts_total{outcome=\"failed\",error=\"invalid_response\"} 0",
             "hallway_deliveries_pending 0",
+            "hallway_deliveries_spilled 0",
             "hallway_attempts_in_flight 0",
+            "hallway_attempts_started_total 0",
+            "hallway_attempts_started_late_total 0",
+            "hallway_attempt_start_delay_seconds_count 0",
             "hallway_log_batches_total 0",
             "hallway_log_events_total 0",
             "hallway_attempt_duration_seconds_count 2",

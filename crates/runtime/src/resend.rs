@@ -50,6 +50,7 @@ impl EngineHandle {
         self.take_manual(account)?;
         let _resend = self.resend.lock().await;
         let record = self.delivery(account, webhook, delivery).await?;
+        let pending = record.status == DeliveryStatus::Pending;
         let summary = DeliverySummary {
             delivery_id: record.id,
             webhook_id: record.webhook_id,
@@ -64,6 +65,7 @@ impl EngineHandle {
             CommandKind::RetryDelivery {
                 account_id: account.clone(),
                 delivery: summary,
+                pending,
             },
             |_, _| (),
         )

@@ -1,7 +1,8 @@
 //! The sled 0.34 backend: one data directory, one process at a time.
 //!
 //! Trees (see [`keys`] for their layouts): `log`, `meta`, `payload_refs`, `history_chunks`,
-//! `deliveries`, `bucket_time_chunks`; event bodies are in segment files beside them (`bodies`).
+//! `deliveries`, `bucket_time_chunks`, `spilled`; event bodies are in segment files beside
+//! them (`bodies`).
 //! An append writes its bodies (durably) first, then its log record and every projection
 //! update in one sled transaction over the data trees and `meta`, so a crash leaves all of
 //! them or none, and nothing committed points at a body that is not on disk.
@@ -11,7 +12,8 @@
 //!
 //! One module per job: [`open`] (opening, options), [`log`] (append, flush, read),
 //! [`truncate`], [`snapshot`], [`retention`], [`reads`] (the read model's queries),
-//! [`check`] (the consistency check), beside [`projection`], [`bodies`] and [`keys`].
+//! [`check`] (the consistency check), beside [`projection`], [`spill`] (the spill index),
+//! [`bodies`] and [`keys`].
 
 mod bodies;
 mod check;
@@ -22,6 +24,7 @@ mod projection;
 mod reads;
 mod retention;
 mod snapshot;
+mod spill;
 mod truncate;
 
 pub use open::StoreOptions;
@@ -30,7 +33,9 @@ pub use snapshot::SNAPSHOT_FILE;
 use crate::history::{DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventLog, LogRecords, ReadModel, Seq, SnapshotDraft, StoreError, Truncation};
 use bodies::BodyFiles;
-use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
+use hallway_domain::{
+    AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
+};
 use projection::{Bucket, BucketCache, BUCKET_CACHE_MAX};
 use sled::transaction::TransactionError;
 use sled::IVec;
@@ -48,6 +53,7 @@ pub(crate) struct Trees {
     history: sled::Tree,
     deliveries: sled::Tree,
     by_time: sled::Tree,
+    spilled: sled::Tree,
 }
 
 /// What only writers change, guarded by one mutex (see [`WriterGuard`]).
@@ -297,5 +303,14 @@ impl ReadModel for SledStore {
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         retention::prune(self, before)
+    }
+
+    fn spilled(
+        &self,
+        webhook: &WebhookId,
+        generation: u32,
+        limit: usize,
+    ) -> Result<Vec<SpilledDelivery>, StoreError> {
+        spill::read(self, webhook, generation, limit)
     }
 }

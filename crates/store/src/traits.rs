@@ -3,7 +3,9 @@
 
 use crate::history::{DeliveryRecord, Page};
 use crate::StoreError;
-use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
+use hallway_domain::{
+    AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
+};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -140,6 +142,17 @@ pub trait ReadModel: Send + Sync + 'static {
     /// Removes finished deliveries and payloads created before `before`; returns how many
     /// deliveries went.
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// The spill index: the first `limit` deliveries the domain spilled for `webhook` in spill
+    /// `generation` (`Event::DeliveriesSpilled`) and has not loaded or settled since, in
+    /// queue order (due time, then id). The index follows the committed log; the runtime
+    /// reads it while nothing is being committed.
+    fn spilled(
+        &self,
+        webhook: &WebhookId,
+        generation: u32,
+        limit: usize,
+    ) -> Result<Vec<SpilledDelivery>, StoreError>;
 }
 
 /// A backend: an event log and its read model. The runtime holds an `Arc<dyn EventStore>`.

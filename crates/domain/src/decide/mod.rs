@@ -2,8 +2,10 @@
 //! produces. It reads the state only; the caller persists the events, then applies them.
 
 mod attempts;
+mod spill;
 
 use attempts::{handle_outcome, handle_tick};
+use spill::{handle_load, handle_settle, handle_spill};
 
 use crate::alert::{Alert, AlertKind};
 use crate::command::{Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges};
@@ -103,7 +105,8 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
         CommandKind::RetryDelivery {
             account_id,
             delivery,
-        } => handle_retry(state, now, &account_id, delivery),
+            pending,
+        } => handle_retry(state, now, &account_id, delivery, pending),
         CommandKind::Tick { max_starts } => Ok(handle_tick(state, now, max_starts)),
         CommandKind::RecordOutcome {
             delivery_id,
@@ -180,6 +183,18 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
                 at: now,
             }])
         }
+        CommandKind::Spill { keep } => Ok(handle_spill(state, now, keep)),
+        CommandKind::LoadSpilled {
+            webhook_id,
+            generation,
+            deliveries,
+            next,
+        } => handle_load(state, now, webhook_id, generation, deliveries, next),
+        CommandKind::SettleSpilled {
+            webhook_id,
+            generation,
+            deliveries,
+        } => handle_settle(state, now, webhook_id, generation, deliveries),
         CommandKind::ExpireIdempotencyKeys => {
             let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
             Ok(match state.oldest_published() {
@@ -585,12 +600,14 @@ fn handle_retry(
     now: Timestamp,
     account_id: &AccountId,
     delivery: DeliverySummary,
+    pending: bool,
 ) -> Result<Vec<Event>, Rejection> {
     let webhook = find_webhook(state, account_id, &delivery.webhook_id)?;
     if &delivery.account_id != account_id {
         return Err(Rejection::DeliveryNotFound(delivery.delivery_id));
     }
-    if state.delivery(&delivery.delivery_id).is_some() {
+    // Pending in history but not in memory: spilled to the store.
+    if pending || state.delivery(&delivery.delivery_id).is_some() {
         return Err(Rejection::DeliveryNotFinished(delivery.delivery_id));
     }
     let cap = state.policy().attempts_cap(delivery.test);

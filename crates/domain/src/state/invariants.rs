@@ -47,6 +47,7 @@ impl State {
                 "published: {account}/{event} ordered at {at:?} but not published then"
             );
         }
+        self.check_spills();
         for (hash, account) in &self.key_hashes {
             let a = self.accounts.get(account);
             assert!(

@@ -6,6 +6,7 @@
 use super::{Account, Delivery, Published, State, Webhook};
 use crate::policy::Policy;
 use crate::schedule::Schedule;
+use crate::spill::Spills;
 use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Timestamp, WebhookId};
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,7 @@ struct StateOut<'a> {
     published: &'a HashMap<(AccountId, EventId), Published>,
     published_order: &'a BTreeSet<(Timestamp, AccountId, EventId)>,
     key_hashes: &'a HashMap<String, AccountId>,
+    spills: &'a Spills,
 }
 
 /// [`State`]'s own encoding, decoded; see [`StateOut`].
@@ -124,6 +126,7 @@ struct StateIn {
     published: HashMap<(AccountId, EventId), Published>,
     published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
     key_hashes: HashMap<String, AccountId>,
+    spills: Spills,
 }
 
 impl Serialize for State {
@@ -139,6 +142,7 @@ impl Serialize for State {
             published: &self.published,
             published_order: &self.published_order,
             key_hashes: &self.key_hashes,
+            spills: &self.spills,
         }
         .serialize(serializer)
     }
@@ -146,46 +150,31 @@ impl Serialize for State {
 
 impl<'de> Deserialize<'de> for State {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = StateIn::deserialize(deserializer)?;
-        Ok(State::loaded(
-            s.policy,
-            s.accounts,
-            s.webhooks,
-            s.deliveries,
-            s.published,
-            s.published_order,
-            s.key_hashes,
-        ))
+        Ok(State::loaded(StateIn::deserialize(deserializer)?))
     }
 }
 
 impl State {
-    /// A decoded state, with the schedule rebuilt from its deliveries.
-    fn loaded(
-        policy: Policy,
-        accounts: BTreeMap<AccountId, Account>,
-        webhooks: BTreeMap<WebhookId, WebhookIn>,
-        deliveries: HashMap<DeliveryId, Delivery>,
-        published: HashMap<(AccountId, EventId), Published>,
-        published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
-        key_hashes: HashMap<String, AccountId>,
-    ) -> State {
+    /// A decoded state, with the schedule rebuilt from its deliveries (the decoded indexes
+    /// are not read).
+    fn loaded(s: StateIn) -> State {
         let webhooks: BTreeMap<WebhookId, Webhook> =
-            webhooks.into_iter().map(|(k, w)| (k, w.into())).collect();
+            s.webhooks.into_iter().map(|(k, w)| (k, w.into())).collect();
         let schedule = Schedule::rebuild(
-            policy.max_in_flight_per_webhook,
+            s.policy.max_in_flight_per_webhook,
             webhooks.keys(),
-            deliveries.values(),
+            s.deliveries.values(),
         );
         State {
-            policy,
-            accounts,
+            policy: s.policy,
+            accounts: s.accounts,
             webhooks,
-            deliveries,
+            deliveries: s.deliveries,
             schedule,
-            published,
-            published_order,
-            key_hashes,
+            published: s.published,
+            published_order: s.published_order,
+            key_hashes: s.key_hashes,
+            spills: s.spills.reindex(),
         }
     }
 }
@@ -203,6 +192,7 @@ type SnapshotFields = (
     BTreeSet<(Timestamp, DeliveryId)>,
     HashMap<(AccountId, EventId), Published>,
     HashMap<String, AccountId>,
+    Spills,
 );
 
 /// A state encoded in its snapshot form: smaller than the state's own encoding, which
@@ -223,6 +213,7 @@ impl Serialize for SnapshotForm<'_> {
             s.schedule.deadlines(),
             &s.published,
             &s.key_hashes,
+            &s.spills,
         )
             .serialize(serializer)
     }
@@ -238,11 +229,12 @@ impl<'de> Deserialize<'de> for FromSnapshot {
             accounts,
             webhooks,
             deliveries,
-            _queues,
-            _ready,
-            _deadlines,
+            queues,
+            ready,
+            deadlines,
             published,
             key_hashes,
+            spills,
         ) = SnapshotFields::deserialize(deserializer)?;
         // Publishing an id present in `published` is refused, so each entry has exactly one
         // place in the order, at its own time.
@@ -250,14 +242,18 @@ impl<'de> Deserialize<'de> for FromSnapshot {
             .iter()
             .map(|((account, event), p)| (p.at, account.clone(), event.clone()))
             .collect();
-        Ok(FromSnapshot(State::loaded(
+        Ok(FromSnapshot(State::loaded(StateIn {
             policy,
             accounts,
             webhooks,
             deliveries,
+            queues,
+            ready,
+            deadlines,
             published,
             published_order,
             key_hashes,
-        )))
+            spills,
+        })))
     }
 }

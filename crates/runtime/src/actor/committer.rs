@@ -39,6 +39,8 @@ pub(crate) struct Committer<P> {
     in_flight: Option<(Arc<Vec<Event>>, Vec<P>)>,
     events_since_snapshot: u64,
     snapshot_every: u64,
+    /// The actor has work that needs a quiet moment (reading the spill index).
+    quiet_wanted: bool,
     /// After a failed commit the store is broken: nothing more is committed.
     failed: bool,
 }
@@ -52,6 +54,7 @@ impl<P> Committer<P> {
             in_flight: None,
             events_since_snapshot: 0,
             snapshot_every,
+            quiet_wanted: false,
             failed: false,
         }
     }
@@ -86,11 +89,16 @@ impl<P> Committer<P> {
         self.events_since_snapshot >= self.snapshot_every
     }
 
-    /// Whether nothing new may be decided: a snapshot is due and a batch commits. The state
-    /// snapshotted must be exactly the state of the log, so the snapshot waits for the commit
-    /// and new decisions wait for the snapshot.
+    /// Asks for (or stops asking for) a quiet moment, as a due snapshot does.
+    pub(crate) fn want_quiet(&mut self, wanted: bool) {
+        self.quiet_wanted = wanted;
+    }
+
+    /// Whether nothing new may be decided: a snapshot is due (or the actor wants a quiet
+    /// moment) and a batch commits. The state snapshotted must be exactly the state of the
+    /// log, so the snapshot waits for the commit and new decisions wait for the snapshot.
     pub(crate) fn is_holding(&self) -> bool {
-        self.snapshot_due() && self.in_flight.is_some()
+        (self.snapshot_due() || self.quiet_wanted) && self.in_flight.is_some()
     }
 
     /// The open batch to commit now, if it has events and no batch is in flight. Batches that
@@ -251,6 +259,25 @@ mod tests {
         assert!(!c.is_holding());
         assert!(c.poll_snapshot());
         assert!(!c.poll_snapshot(), "the count restarted");
+    }
+
+    #[test]
+    fn a_wanted_quiet_moment_holds_decisions_like_a_due_snapshot() {
+        let mut c = Committer::new(1_000);
+        c.push_events([event(1)]);
+        commit(&mut c);
+        assert!(!c.is_holding());
+        c.want_quiet(true);
+        assert!(
+            c.is_holding(),
+            "wanted, and a batch commits: decide nothing"
+        );
+        c.handle_committed::<()>(Ok(1)).expect("committed");
+        assert!(!c.is_holding() && c.is_quiet());
+        c.want_quiet(false);
+        c.push_events([event(2)]);
+        commit(&mut c);
+        assert!(!c.is_holding(), "no longer wanted");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 mod committer;
 mod dispatcher;
 mod housekeeping;
+mod spilling;
 mod timer;
 
 use crate::alerts::AlertHub;
@@ -216,13 +217,30 @@ impl Actor {
             if !self.committer.is_holding() {
                 self.decide_waiting().await;
             }
-            self.metrics
-                .gauges(self.state.pending_count(), self.state.in_flight_count());
+            self.metrics.gauges(
+                self.state.pending_count(),
+                self.state.in_flight_count(),
+                self.state.spilled_count(),
+            );
             // Poll.
             match self.committer.poll_output() {
                 Some(Output::Commit(events)) => self.start_commit(events),
                 Some(Output::Answer(pending)) => self.answer(pending, &[]),
                 None => {}
+            }
+            // Loading and settling spilled deliveries read the store's spill index, which is
+            // the state's only at a quiet moment: hold new decisions until one comes.
+            let spill_work = self.shutdown.is_none() && self.spill_work_wanted();
+            self.committer.want_quiet(spill_work);
+            if spill_work && self.committer.is_quiet() {
+                if let Err(e) = self.load_and_settle(self.clock.now()).await {
+                    self.fail_all(e);
+                    return;
+                }
+                self.committer.want_quiet(false);
+                if let Some(events) = self.committer.poll_commit() {
+                    self.start_commit(events);
+                }
             }
             if let Some((_, deadline)) = &self.shutdown {
                 let quiet = self.committer.is_quiet();
@@ -354,6 +372,7 @@ impl Actor {
             self.committer.push_events(events);
         }
         self.tick(now);
+        self.spill(now);
     }
 
     fn decide_command(&mut self, now: Timestamp, kind: CommandKind, reply: Reply) {
@@ -455,6 +474,11 @@ impl Actor {
                 return;
             }
             for e in &new {
+                if let Event::AttemptStarted { delivery_id, .. } = e {
+                    if let Some(d) = self.state.delivery(delivery_id) {
+                        self.metrics.started(now.since(d.due));
+                    }
+                }
                 self.state.apply(e);
                 self.count_outcome(e);
             }

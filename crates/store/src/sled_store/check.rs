@@ -2,9 +2,10 @@
 //! and every body is whole and counted. For tests and operations, not for hot paths.
 
 use super::open::read_body_refs;
-use super::projection::{Bucket, Chunk, PayloadRef, TimeChunk};
+use super::projection::{load_delivery, Bucket, Chunk, PayloadRef, TimeChunk};
 use super::{keys, Op, SledStore};
 use crate::codec;
+use crate::history::DeliveryStatus;
 use crate::StoreError;
 use hallway_domain::Timestamp;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,13 +22,15 @@ impl SledStore {
             (keys::HISTORY, t.history.len()),
             (keys::DELIVERIES, t.deliveries.len()),
             (keys::BY_TIME, t.by_time.len()),
+            (keys::SPILLED, t.spilled.len()),
         ]
     }
 
     /// Checks that the delivery projections agree with each other: every listed delivery
     /// has its record, every record is listed and has its by-time entry, and every by-time
     /// entry has a record created at its time; every body reads back whole and each body
-    /// segment's count is its references. Returns how many delivery records there are.
+    /// segment's count is its references; every spilled delivery is pending in history and
+    /// due when the spill index says. Returns how many delivery records there are.
     /// A full scan of the trees and bodies: for tests and operations, not for hot paths.
     pub fn check_projections(&self) -> Result<usize, StoreError> {
         let t = &self.trees;
@@ -146,6 +149,22 @@ impl SledStore {
                     "body segments referenced {refs:?}, counted {stored:?} (in memory {counted:?})"
                 ),
             ));
+        }
+        // Every spilled delivery waits in history: pending, due when the index says.
+        for (webhook, id, due) in super::spill::all(self)? {
+            let record = load_delivery(t, &id)?;
+            let waiting = record.as_ref().is_some_and(|r| {
+                r.webhook_id.as_str() == webhook
+                    && r.status == DeliveryStatus::Pending
+                    && r.next_attempt_at == Some(due)
+            });
+            if !waiting {
+                return Err(damage(
+                    keys::SPILLED,
+                    format!("{webhook}/{id}"),
+                    format!("spilled, due at {}, but history has {record:?}", due.0),
+                ));
+            }
         }
         Ok(records)
     }

@@ -21,15 +21,19 @@ pub(crate) const DELIVERIES: &str = "deliveries";
 /// Buckets by creation time in chunks, one per append (see [`time_chunk_key`]), oldest
 /// first, so retention reads only what expired.
 pub(crate) const BY_TIME: &str = "bucket_time_chunks";
+/// Waiting deliveries spilled out of memory, in queue order per webhook and spill generation
+/// (see `spill::key`).
+pub(crate) const SPILLED: &str = "spilled";
 
 /// The meta key of the layout number the directory was created with (see [`LAYOUT`]).
 pub(crate) const META_LAYOUT: &[u8] = b"layout";
 
 /// The layout of the trees, the records and the snapshot this build writes and reads. A
 /// directory of another layout is refused at open ([`crate::StoreError::Layout`]); 0.1 is
-/// unreleased, so no older layout is migrated. 2: delivery ids are a fan-out and an index
-/// (1: text, bucketed by its first characters).
-pub(crate) const LAYOUT: u64 = 2;
+/// unreleased, so no older layout is migrated. 3: waiting deliveries spill to the `spilled`
+/// tree and snapshots hold the spill bookkeeping (2: delivery ids became a fan-out and an
+/// index; 1: they were text, bucketed by their first characters).
+pub(crate) const LAYOUT: u64 = 3;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
@@ -78,7 +82,7 @@ fn push_prefixed(out: &mut Vec<u8>, id: &str) {
 }
 
 /// Splits a length-prefixed id off the front of `key`.
-fn split_prefixed(key: &[u8]) -> Option<(&str, &[u8])> {
+pub(crate) fn split_prefixed(key: &[u8]) -> Option<(&str, &[u8])> {
     let len = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
     let id = key.get(4..4 + len)?;
     Some((std::str::from_utf8(id).ok()?, key.get(4 + len..)?))

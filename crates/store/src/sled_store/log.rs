@@ -1,13 +1,13 @@
 //! The log: appending a batch (with its projection updates), flushing, reading back.
 
 use super::bodies::BodyFiles;
-use super::projection::{body_ref_writes, load_payload_ref, Projection};
+use super::projection::{body_ref_writes, load_payload_ref, Projection, Writes};
 use super::truncate::Cut;
 use super::{keep_committed, keys, lock, put_or_remove, Op, SledStore};
 use crate::codec;
 use crate::{LogRecords, Seq, StoreError};
 use hallway_domain::Event;
-use sled::transaction::{ConflictableTransactionResult, Transactional};
+use sled::transaction::{ConflictableTransactionResult, Transactional, TransactionalTree};
 use sled::IVec;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -46,33 +46,44 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
     if writes.is_empty() && cut.is_none() {
         // One key in one tree is atomic by itself, and cheaper than a transaction.
         t.log.insert(log_key, record).op("append a record")?;
+    } else if writes.spilled.is_empty() {
+        // The spill index joins the transaction only when the batch changes it: the normal
+        // path never does, and every tree in a transaction is locked for it.
+        (
+            &t.log,
+            &t.payloads,
+            &t.history,
+            &t.deliveries,
+            &t.by_time,
+            &t.meta,
+        )
+            .transaction(|(log, payloads, history, deliveries, by_time, meta)| {
+                let trees = [log, payloads, history, deliveries, by_time, meta];
+                write_batch(trees, None, &log_key, &record, &cut, &meta_writes, &writes)
+            })
+            .op("append a record with its projections")?;
     } else {
-        (&t.log, &t.payloads, &t.history, &t.deliveries, &t.by_time, &t.meta)
+        (
+            &t.log,
+            &t.payloads,
+            &t.history,
+            &t.deliveries,
+            &t.by_time,
+            &t.meta,
+            &t.spilled,
+        )
             .transaction(
-                |(log, payloads, history, deliveries, by_time, meta)| -> ConflictableTransactionResult<(), Infallible> {
-                    log.insert_blind(log_key.clone(), record.clone())?;
-                    if let Some(cut) = &cut {
-                        for k in &cut.keys {
-                            log.remove_blind(k.clone())?;
-                        }
-                        meta.insert_blind(keys::META_TRUNCATED_THROUGH, cut.marker.clone())?;
-                    }
-                    for (k, v) in &meta_writes {
-                        put_or_remove(meta, k, v)?;
-                    }
-                    for (k, v) in &writes.payloads {
-                        payloads.insert_blind(k.clone(), v.clone())?;
-                    }
-                    for (k, v) in &writes.history {
-                        history.insert_blind(k.clone(), v.clone())?;
-                    }
-                    for (k, v) in &writes.deliveries {
-                        deliveries.insert_blind(k.clone(), v.clone())?;
-                    }
-                    for (k, v) in &writes.by_time {
-                        by_time.insert_blind(k.clone(), v.clone())?;
-                    }
-                    Ok(())
+                |(log, payloads, history, deliveries, by_time, meta, spilled)| {
+                    let trees = [log, payloads, history, deliveries, by_time, meta];
+                    write_batch(
+                        trees,
+                        Some(spilled),
+                        &log_key,
+                        &record,
+                        &cut,
+                        &meta_writes,
+                        &writes,
+                    )
                 },
             )
             .op("append a record with its projections")?;
@@ -88,6 +99,49 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
     }
     store.committed(&mut writer, counts);
     Ok(seq)
+}
+
+/// The writes of one append inside its transaction: the log record, the truncation it
+/// carries, and every projection update. `trees` are log, payloads, history, deliveries,
+/// by-time and meta, in that order.
+fn write_batch(
+    trees: [&TransactionalTree; 6],
+    spilled: Option<&TransactionalTree>,
+    log_key: &IVec,
+    record: &IVec,
+    cut: &Option<Cut>,
+    meta_writes: &[(IVec, Option<IVec>)],
+    writes: &Writes,
+) -> ConflictableTransactionResult<(), Infallible> {
+    let [log, payloads, history, deliveries, by_time, meta] = trees;
+    log.insert_blind(log_key.clone(), record.clone())?;
+    if let Some(cut) = cut {
+        for k in &cut.keys {
+            log.remove_blind(k.clone())?;
+        }
+        meta.insert_blind(keys::META_TRUNCATED_THROUGH, cut.marker.clone())?;
+    }
+    for (k, v) in meta_writes {
+        put_or_remove(meta, k, v)?;
+    }
+    for (k, v) in &writes.payloads {
+        payloads.insert_blind(k.clone(), v.clone())?;
+    }
+    for (k, v) in &writes.history {
+        history.insert_blind(k.clone(), v.clone())?;
+    }
+    for (k, v) in &writes.deliveries {
+        deliveries.insert_blind(k.clone(), v.clone())?;
+    }
+    for (k, v) in &writes.by_time {
+        by_time.insert_blind(k.clone(), v.clone())?;
+    }
+    if let Some(spilled) = spilled {
+        for (k, v) in &writes.spilled {
+            put_or_remove(spilled, k, v)?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes every committed write durable; concurrent callers share one sync. Then deletes

@@ -176,6 +176,7 @@ impl SledStore {
             history: tree(keys::HISTORY)?,
             deliveries: tree(keys::DELIVERIES)?,
             by_time: tree(keys::BY_TIME)?,
+            spilled: tree(keys::SPILLED)?,
         };
         check_layout(&trees, dir)?;
         let snapshot_seq = read_u64(&trees.meta, keys::META_SNAPSHOT_SEQ)?;

@@ -3,6 +3,7 @@
 
 use super::bodies::{BodyAt, BodyFiles};
 use super::keys;
+use super::spill::SpillWrites;
 use super::{Op, Trees};
 use crate::codec;
 use crate::history::{AttemptRecord, DeliveryRecord, DeliveryStatus};
@@ -114,6 +115,8 @@ pub(crate) struct Writes {
     pub history: Vec<(IVec, IVec)>,
     pub deliveries: Vec<(IVec, IVec)>,
     pub by_time: Vec<(IVec, IVec)>,
+    /// The spill index's changes: a value, or `None` to remove the key.
+    pub spilled: Vec<(IVec, Option<IVec>)>,
 }
 
 impl Writes {
@@ -123,6 +126,7 @@ impl Writes {
             && self.history.is_empty()
             && self.deliveries.is_empty()
             && self.by_time.is_empty()
+            && self.spilled.is_empty()
     }
 }
 
@@ -159,6 +163,8 @@ pub(crate) struct Projection<'a, 'e> {
     unsent: HashMap<Vec<u8>, (&'e str, Timestamp)>,
     /// Stored payloads this append lists more deliveries on, their bodies unchanged.
     extended: HashMap<Vec<u8>, PayloadRef>,
+    /// The spill index's changes.
+    spills: SpillWrites,
 }
 
 /// Reads a bucket, empty if there is none.
@@ -193,6 +199,7 @@ impl<'a, 'e> Projection<'a, 'e> {
             by_time: Vec::new(),
             unsent: HashMap::new(),
             extended: HashMap::new(),
+            spills: SpillWrites::default(),
         }
     }
 
@@ -394,6 +401,53 @@ impl<'a, 'e> Projection<'a, 'e> {
             } => {
                 for delivery in deliveries {
                     self.requeue(delivery, *first_due)?;
+                }
+            }
+            Event::DeliveriesSpilled {
+                webhook_id,
+                generation,
+                deliveries,
+                ..
+            } => {
+                // History already shows them pending and when they are due.
+                for d in deliveries {
+                    self.spills.put(webhook_id, *generation, d);
+                }
+            }
+            Event::DeliveriesLoaded {
+                webhook_id,
+                generation,
+                deliveries,
+                ..
+            } => {
+                for d in deliveries {
+                    self.spills.remove(webhook_id, *generation, d.due, &d.id);
+                }
+            }
+            Event::SpilledDeliveriesSettled {
+                webhook_id,
+                generation,
+                paused,
+                cancelled,
+                kept,
+                ..
+            } => {
+                for (to, list) in [
+                    (DeliveryStatus::Paused, paused),
+                    (DeliveryStatus::Cancelled, cancelled),
+                ] {
+                    for (due, id) in list {
+                        self.spills.remove(webhook_id, *generation, *due, id);
+                        self.update(id, |r| {
+                            if r.status == DeliveryStatus::Pending {
+                                r.status = to;
+                                r.next_attempt_at = None;
+                            }
+                        })?;
+                    }
+                }
+                for d in kept {
+                    self.spills.remove(webhook_id, *generation, d.due, &d.id);
                 }
             }
             Event::AccountCreated { .. }
@@ -616,6 +670,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                 .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
         }
         writes.body_refs = changed;
+        writes.spilled = self.spills.encoded()?;
         for (key, record) in self.extended {
             writes
                 .payloads
