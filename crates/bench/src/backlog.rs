@@ -11,8 +11,8 @@ use crate::receiver::Receivers;
 use crate::scenarios::{failed_total, open_store, Ctx};
 use crate::util::{dir_bytes, proc_status_kib, wait_until, BenchError, BenchResult, Record};
 use crate::workload::{
-    bench_policy, provision, publish_closed_loop, raw_event_sized, PublishTimes, RawBodies,
-    WEBHOOKS, WEBHOOKS_PER_ACCOUNT,
+    bench_policy, provision, publish_closed_loop, publish_fixed_rate, raw_event_sized,
+    PublishTimes, RawBodies, WEBHOOKS, WEBHOOKS_PER_ACCOUNT,
 };
 use hallway_domain::DurationMs;
 use std::process::Stdio;
@@ -30,10 +30,15 @@ pub const PORTS_FLAG: &str = "--backlog-ports";
 /// Transcript bytes of the backlog's events: bodies of about 1 KiB, as the issue sizes them.
 const TRANSCRIPT_BYTES: usize = 330;
 
-/// The delay of the second attempt unless given: long enough for the fill (at 4,000
-/// deliveries a second or more) to end before the first retries come due.
-pub fn default_retry_after(pending: u32) -> Duration {
-    Duration::from_secs(10 + u64::from(pending) / 4_000)
+/// The delay of the second attempt unless given: long enough for the fill (at `rate` events
+/// a second, or at 4,000 deliveries a second or more when unlimited) to end before the
+/// first retries come due.
+pub fn default_retry_after(pending: u32, rate: u32) -> Duration {
+    let fill_secs = match rate {
+        0 => u64::from(pending) / 4_000,
+        r => u64::from(pending.div_ceil(WEBHOOKS_PER_ACCOUNT as u32)) * 11 / 10 / u64::from(r),
+    };
+    Duration::from_secs(10 + fill_secs)
 }
 
 /// Runs the backlog scenario in a child process, against receivers in this process, and
@@ -56,6 +61,7 @@ pub async fn run_in_child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
         ("--sled-cache-mib", ctx.sled_cache_mib),
         ("--memory-budget-mib", ctx.memory_budget_mib),
         ("--backlog-retry-after-secs", ctx.backlog_retry_after_secs),
+        ("--backlog-rate", Some(u64::from(ctx.backlog_rate))),
     ];
     for (flag, value) in numbers {
         if let Some(n) = value {
@@ -128,7 +134,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let retry_after = ctx
         .backlog_retry_after_secs
         .map(Duration::from_secs)
-        .unwrap_or_else(|| default_retry_after(pending));
+        .unwrap_or_else(|| default_retry_after(pending, ctx.backlog_rate));
     let policy = hallway_domain::Policy {
         retry_delays: vec![DurationMs(0), DurationMs(retry_after.as_millis() as u64)],
         // Every attempt fails by design; auto-disable would pause the backlog.
@@ -143,17 +149,39 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let tenants = provision(&h, &urls).await?;
     let rss_at_open = proc_status_kib("VmRSS");
     let started = Instant::now();
-    publish_closed_loop(
-        &h,
-        &tenants.accounts,
-        0..events,
-        // Peak memory is what this scenario measures: no prebuilt bodies, no publish times.
-        RawBodies::OnTheFlySized(TRANSCRIPT_BYTES),
-        ctx.publishers,
-        WEBHOOKS_PER_ACCOUNT as u32,
-        &PublishTimes::new(0),
-    )
-    .await?;
+    // Peak memory is what this scenario measures: no prebuilt bodies, no publish times.
+    let times = PublishTimes::new(0);
+    let fanout = WEBHOOKS_PER_ACCOUNT as u32;
+    match ctx.backlog_rate {
+        0 => {
+            let bodies = RawBodies::OnTheFlySized(TRANSCRIPT_BYTES);
+            let accounts = &tenants.accounts;
+            publish_closed_loop(
+                &h,
+                accounts,
+                0..events,
+                bodies,
+                ctx.publishers,
+                fanout,
+                &times,
+            )
+            .await?
+        }
+        rate => {
+            let accounts = &tenants.accounts;
+            let rate = f64::from(rate);
+            publish_fixed_rate(
+                &h,
+                accounts,
+                0..events,
+                rate,
+                fanout,
+                &times,
+                TRANSCRIPT_BYTES,
+            )
+            .await?
+        }
+    }
     let filled = wait_until(
         || {
             let m = h.metrics();
@@ -173,8 +201,11 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let shutdown_ms = t.elapsed().as_secs_f64() * 1e3;
 
     // The store first, then the engine over it (what `Engine::open` does), timed apart.
+    let cache_mib = ctx.sled_cache_mib.unwrap_or_else(|| {
+        hallway_runtime::store_cache_bytes(config.memory_budget_bytes) / (1024 * 1024)
+    });
     let t = Instant::now();
-    let store = open_store(dir.path(), ctx.sled_cache_mib).await?;
+    let store = open_store(dir.path(), Some(cache_mib)).await?;
     let reopen_store_ms = t.elapsed().as_secs_f64() * 1e3;
     let engine = hallway_runtime::Engine::with_store(store, config).await?;
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -231,6 +262,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
         .put("reopen_ready_ms", ready_ms)
         .put("reopen_pending", reopen_pending)
         .put("peak_rss_after_reopen_mib", mib(hwm_after_reopen))
+        .put("publish_rate", ctx.backlog_rate)
         .put("retry_after_seconds", retry_after.as_secs_f64())
         .put("first_due_in_seconds", due_from)
         .put("drain_seconds", drain_secs)

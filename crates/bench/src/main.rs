@@ -33,6 +33,8 @@
 //!   `bytes_per_pending` is what the resident set grew by per pending delivery. Then a clean
 //!   shutdown, a timed reopen, and the whole backlog retried when it comes due:
 //!   `retries_started_late` counts second attempts started more than 1 s after they were due.
+//!   It publishes 500 events a second (`--backlog-rate`, the example outage), so the
+//!   retries come due at that rate; `--backlog-rate 0` fills as fast as the engine takes it.
 //!   Set `HALLWAY_BENCH_CHILD_PREFIX` to run the child under a profiler, e.g.
 //!   `"valgrind --tool=massif"`.
 //! - `replay`: a log written the way the actor writes it (domain decisions appended turn by
@@ -84,6 +86,11 @@ struct Args {
     /// enough for the fill (10 s plus 1 s per 4,000 pending).
     #[arg(long)]
     backlog_retry_after_secs: Option<u64>,
+    /// Events per second the backlog scenario publishes (its retries come due at that rate
+    /// later); 0: as fast as the engine takes them (closed loop). The example outage
+    /// is 500 events a second.
+    #[arg(long, default_value_t = 500)]
+    backlog_rate: u32,
     /// The engine's memory budget in MiB; default the engine's own (512 MiB).
     #[arg(long)]
     memory_budget_mib: Option<u64>,
@@ -215,6 +222,7 @@ fn main() -> ExitCode {
         sled_cache_mib: args.sled_cache_mib.filter(|n| *n > 0),
         memory_budget_mib: args.memory_budget_mib.filter(|n| *n > 0),
         backlog_retry_after_secs: args.backlog_retry_after_secs,
+        backlog_rate: args.backlog_rate,
     };
     let code = main_rt.block_on(async {
         if let Some(pending) = args.backlog_child {

@@ -40,6 +40,8 @@ pub struct Ctx {
     pub memory_budget_mib: Option<u64>,
     /// The backlog's retry delay in seconds, when not the size's default.
     pub backlog_retry_after_secs: Option<u64>,
+    /// Events per second the backlog is published at (0: as fast as the engine takes them).
+    pub backlog_rate: u32,
 }
 
 impl Ctx {
@@ -396,7 +398,16 @@ pub async fn latency(
             store.reset();
             written_before = process_written_bytes();
         }
-        publish_fixed_rate(&h, &tenants.accounts, range, events_per_sec, FANOUT, &times).await?;
+        publish_fixed_rate(
+            &h,
+            &tenants.accounts,
+            range,
+            events_per_sec,
+            FANOUT,
+            &times,
+            2000,
+        )
+        .await?;
     }
     let deliveries = u64::from(total) * u64::from(FANOUT);
     let complete = receivers

@@ -330,6 +330,7 @@ pub async fn publish_fixed_rate(
     events_per_sec: f64,
     fanout: u32,
     times: &Arc<PublishTimes>,
+    transcript_bytes: usize,
 ) -> BenchResult<()> {
     let interval_ns = (1e9 / events_per_sec.max(1.0)) as u64;
     let origin = tokio::time::Instant::now();
@@ -338,9 +339,10 @@ pub async fn publish_fixed_rate(
         let due = origin + Duration::from_nanos(interval_ns.saturating_mul(i as u64));
         tokio::time::sleep_until(due).await;
         let (h, accounts, times) = (h.clone(), accounts.clone(), times.clone());
-        tasks.spawn(
-            async move { publish_one(&h, &accounts, n, &raw_event(n), fanout, &times).await },
-        );
+        tasks.spawn(async move {
+            let body = raw_event_sized(n, transcript_bytes);
+            publish_one(&h, &accounts, n, &body, fanout, &times).await
+        });
         // Reap finished publishes as we go so errors surface early and memory stays flat.
         while let Some(r) = tasks.try_join_next() {
             r??;

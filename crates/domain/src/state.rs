@@ -4,7 +4,9 @@ use crate::event::Event;
 use crate::policy::Policy;
 use crate::schedule::Schedule;
 use crate::spill::{Settle, Spills};
-use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
+use crate::types::{
+    AccountId, DeliveryId, DisabledReason, EventId, IdempotencyKey, Plan, Timestamp, WebhookId,
+};
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -117,8 +119,10 @@ pub struct State {
     deliveries: HashMap<DeliveryId, Delivery>,
     /// When each of `deliveries` is next due or times out, and which webhooks can start one.
     schedule: Schedule,
-    published: HashMap<(AccountId, EventId), Published>,
-    published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
+    /// Published event ids within the idempotency window, by their key (not the ids: one
+    /// entry per publish, the largest part of a state whose backlog is spilled).
+    published: HashMap<IdempotencyKey, Published>,
+    published_order: BTreeSet<(Timestamp, IdempotencyKey)>,
     /// Accounts by the hash of their API key (keys are random, so the hash is a fine index).
     key_hashes: HashMap<String, AccountId>,
     /// Waiting deliveries kept in the store rather than in memory (see `crate::spill`).
@@ -229,13 +233,13 @@ impl State {
     /// What an earlier publish of this event id answered, within the idempotency window.
     pub fn published(&self, account: &AccountId, event: &EventId) -> Option<Published> {
         self.published
-            .get(&(account.clone(), event.clone()))
+            .get(&IdempotencyKey::of(account, event))
             .copied()
     }
 
     /// The oldest remembered publish time, if any.
     pub fn oldest_published(&self) -> Option<Timestamp> {
-        self.published_order.first().map(|(t, _, _)| *t)
+        self.published_order.first().map(|(t, _)| *t)
     }
 
     /// Waiting deliveries whose next attempt is due at `now`, ignoring capacity limits.
@@ -431,7 +435,7 @@ impl State {
                 at,
                 ..
             } => {
-                let key = (account_id.clone(), event_id.clone());
+                let key = IdempotencyKey::of(account_id, event_id);
                 self.published.insert(
                     key,
                     Published {
@@ -439,8 +443,7 @@ impl State {
                         at: *at,
                     },
                 );
-                self.published_order
-                    .insert((*at, account_id.clone(), event_id.clone()));
+                self.published_order.insert((*at, key));
                 self.enqueue_fan_out(
                     account_id, event_id, event_type, deliveries, *at, *first_due,
                 );
@@ -633,8 +636,8 @@ impl State {
                     if first.0 >= *before {
                         break;
                     }
-                    if let Some((_, acc, evt)) = self.published_order.pop_first() {
-                        self.published.remove(&(acc, evt));
+                    if let Some((_, key)) = self.published_order.pop_first() {
+                        self.published.remove(&key);
                     }
                 }
             }

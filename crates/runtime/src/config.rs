@@ -45,9 +45,10 @@ pub struct Config {
     /// Most deliveries one recover may send again; a range holding more is refused.
     pub max_recover: usize,
     /// The memory the engine plans for, in bytes: it sets how many waiting deliveries of each
-    /// webhook stay in memory (an eighth of it, shared among the webhooks); the rest of a
-    /// backlog waits in the store. Memory for idempotency keys (one per publish in the
-    /// retention window) comes on top.
+    /// webhook stay in memory (an eighth of it, shared among the webhooks; the rest of a
+    /// backlog waits in the store) and, when `Engine::open` opens the store, its page cache
+    /// (a sixteenth, up to 32 MiB). Idempotency keys (one per publish in the retention
+    /// window) and the other caches come on top.
     pub memory_budget_bytes: u64,
 }
 

@@ -41,7 +41,7 @@ use hallway_domain::{
     envelope, Account, AccountChanges, AccountId, CommandKind, DeliveryId, Event, EventId, Plan,
     Rejection, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
-use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use hallway_store::{DeliveryRecord, EventStore, Page, SledStore, StoreOptions};
 use limiter::ManualLimiter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
@@ -132,7 +132,11 @@ impl Engine {
                 .map_err(|e| EngineError::Config(format!("{}: {e}", dir.display())))?;
             config.master_key = Some(MasterKey::load_or_create(&dir.join("master.key"))?);
         }
-        let store = tokio::task::spawn_blocking(move || SledStore::open(&dir))
+        let options = StoreOptions {
+            cache_capacity_bytes: store_cache_bytes(config.memory_budget_bytes),
+            ..StoreOptions::default()
+        };
+        let store = tokio::task::spawn_blocking(move || SledStore::open_with(&dir, &options))
             .await
             .map_err(EngineError::from)??;
         Self::with_store(Arc::new(store), config).await
@@ -213,6 +217,13 @@ impl Engine {
         }
         result
     }
+}
+
+/// The store's page cache under a memory budget: a sixteenth of it, from 4 MiB up to the
+/// store's default (which a 512 MiB budget gets).
+pub fn store_cache_bytes(memory_budget_bytes: u64) -> u64 {
+    let default = StoreOptions::default().cache_capacity_bytes;
+    (memory_budget_bytes / 16).clamp(4 * 1024 * 1024, default.max(4 * 1024 * 1024))
 }
 
 /// Checks that every stored secret opens, and lists those to reseal under the current key.

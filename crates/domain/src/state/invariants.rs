@@ -40,11 +40,11 @@ impl State {
             self.published.len(),
             "published: order and entries differ in size"
         );
-        for (at, account, event) in &self.published_order {
-            let p = self.published.get(&(account.clone(), event.clone()));
+        for (at, key) in &self.published_order {
+            let p = self.published.get(key);
             assert!(
                 p.is_some_and(|p| p.at == *at),
-                "published: {account}/{event} ordered at {at:?} but not published then"
+                "published: {key:?} ordered at {at:?} but not published then"
             );
         }
         self.check_spills();

@@ -7,7 +7,7 @@ use super::{Account, Delivery, Published, State, Webhook};
 use crate::policy::Policy;
 use crate::schedule::Schedule;
 use crate::spill::Spills;
-use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Timestamp, WebhookId};
+use crate::types::{AccountId, DeliveryId, DisabledReason, IdempotencyKey, Timestamp, WebhookId};
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -101,8 +101,8 @@ struct StateOut<'a> {
     queues: &'a Queues,
     ready: &'a BTreeSet<(Timestamp, WebhookId)>,
     deadlines: &'a BTreeSet<(Timestamp, DeliveryId)>,
-    published: &'a HashMap<(AccountId, EventId), Published>,
-    published_order: &'a BTreeSet<(Timestamp, AccountId, EventId)>,
+    published: &'a HashMap<IdempotencyKey, Published>,
+    published_order: &'a BTreeSet<(Timestamp, IdempotencyKey)>,
     key_hashes: &'a HashMap<String, AccountId>,
     spills: &'a Spills,
 }
@@ -123,8 +123,8 @@ struct StateIn {
     ready: BTreeSet<(Timestamp, WebhookId)>,
     #[allow(dead_code)]
     deadlines: BTreeSet<(Timestamp, DeliveryId)>,
-    published: HashMap<(AccountId, EventId), Published>,
-    published_order: BTreeSet<(Timestamp, AccountId, EventId)>,
+    published: HashMap<IdempotencyKey, Published>,
+    published_order: BTreeSet<(Timestamp, IdempotencyKey)>,
     key_hashes: HashMap<String, AccountId>,
     spills: Spills,
 }
@@ -190,7 +190,7 @@ type SnapshotFields = (
     Queues,
     BTreeSet<(Timestamp, WebhookId)>,
     BTreeSet<(Timestamp, DeliveryId)>,
-    HashMap<(AccountId, EventId), Published>,
+    HashMap<IdempotencyKey, Published>,
     HashMap<String, AccountId>,
     Spills,
 );
@@ -238,10 +238,7 @@ impl<'de> Deserialize<'de> for FromSnapshot {
         ) = SnapshotFields::deserialize(deserializer)?;
         // Publishing an id present in `published` is refused, so each entry has exactly one
         // place in the order, at its own time.
-        let published_order = published
-            .iter()
-            .map(|((account, event), p)| (p.at, account.clone(), event.clone()))
-            .collect();
+        let published_order = published.iter().map(|(key, p)| (p.at, *key)).collect();
         Ok(FromSnapshot(State::loaded(StateIn {
             policy,
             accounts,

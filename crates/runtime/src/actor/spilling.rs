@@ -15,7 +15,13 @@ use tracing::{debug, error};
 const SETTLE_CHUNK: usize = 4096;
 
 /// Former generations settled at one quiet moment; the rest wait for the next.
-const SETTLES_PER_QUIET: usize = 4;
+const SETTLES_PER_QUIET: usize = 2;
+
+/// Most deliveries loaded at one quiet moment, the emptiest queues first: a load is one log
+/// record and its deliveries are held twice until it commits (in the state and in the
+/// batch), so loading every webhook's whole room at once made the largest records and the
+/// highest peak of memory.
+const LOADS_PER_QUIET: usize = 8192;
 
 /// What the memory budget counts for one waiting delivery in memory: the state's entry, its
 /// queue entry and its ids (about 350 bytes in the backlog benchmark), rounded up.
@@ -85,7 +91,15 @@ impl Actor {
             self.committer.is_quiet(),
             "the index is the log's only when quiet"
         );
-        let loads = self.state.spill_loads(self.keep());
+        let mut loads = self.state.spill_loads(self.keep());
+        // The emptiest queues (the most room) first, up to the cap.
+        loads.sort_by_key(|l| std::cmp::Reverse(l.2));
+        let mut left = LOADS_PER_QUIET;
+        loads.retain_mut(|(_, _, room)| {
+            *room = (*room).min(left);
+            left -= *room;
+            *room > 0
+        });
         let settles: Vec<(WebhookId, u32)> = self
             .state
             .settling()
