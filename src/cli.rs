@@ -210,7 +210,7 @@ pub struct ServeArgs {
     pub max_recover: usize,
     /// The memory the engine plans for (at least 1MiB): an eighth holds each webhook's next
     /// waiting deliveries, and a backlog beyond that waits in the data directory.
-    #[arg(long, env = "HALLWAY_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_size)]
+    #[arg(long, env = "HALLWAY_MEMORY_BUDGET", default_value = "256MiB", value_parser = parse_size)]
     pub memory_budget: u64,
     /// Consecutive failures that raise a `webhook.failing` alert (0: never).
     #[arg(long, env = "HALLWAY_FAILING_ALERT_AFTER", default_value_t = hallway_domain::policy::DEFAULT_FAILING_ALERT_AFTER)]

@@ -199,6 +199,9 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let t = Instant::now();
     engine.shutdown().await?;
     let shutdown_ms = t.elapsed().as_secs_f64() * 1e3;
+    // What the stopped engine left (freed memory goes back to the system within 100 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_stopped = proc_status_kib("VmRSS");
 
     // The store first, then the engine over it (what `Engine::open` does), timed apart.
     let cache_mib = ctx.sled_cache_mib.unwrap_or_else(|| {
@@ -207,6 +210,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     let t = Instant::now();
     let store = open_store(dir.path(), Some(cache_mib)).await?;
     let reopen_store_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss_store_open = proc_status_kib("VmRSS");
     let engine = hallway_runtime::Engine::with_store(store, config).await?;
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     let h = engine.handle();
@@ -259,6 +263,8 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
         .put("shutdown_ms", shutdown_ms)
         .put("reopen_ms", reopen_ms)
         .put("reopen_store_ms", reopen_store_ms)
+        .put("rss_stopped_mib", mib(rss_stopped))
+        .put("rss_store_open_mib", mib(rss_store_open))
         .put("reopen_ready_ms", ready_ms)
         .put("reopen_pending", reopen_pending)
         .put("peak_rss_after_reopen_mib", mib(hwm_after_reopen))

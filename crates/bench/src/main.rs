@@ -91,7 +91,7 @@ struct Args {
     /// is 500 events a second.
     #[arg(long, default_value_t = 500)]
     backlog_rate: u32,
-    /// The engine's memory budget in MiB; default the engine's own (512 MiB).
+    /// The engine's memory budget in MiB; default the engine's own (256 MiB).
     #[arg(long)]
     memory_budget_mib: Option<u64>,
     /// Events the replay scenario writes; default 1,000,000 (100,000 with --quick).

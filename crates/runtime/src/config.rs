@@ -52,8 +52,8 @@ pub struct Config {
     pub memory_budget_bytes: u64,
 }
 
-/// The default [`Config::memory_budget_bytes`]: 512 MiB.
-pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 * 1024 * 1024;
+/// The default [`Config::memory_budget_bytes`]: 256 MiB.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The smallest [`Config::memory_budget_bytes`] accepted: 1 MiB. A budget below what the
 /// process needs anyway only makes it spill more (down to twice the per-webhook in-flight
