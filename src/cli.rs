@@ -1,4 +1,4 @@
-//! The command line: `serve`, `verify`, `listen`.
+//! The command line: `serve`, `verify`, `listen`, `portal-link`, `openapi`.
 
 use crate::api::{router, AppState};
 use clap::builder::BoolishValueParser;
@@ -73,6 +73,8 @@ pub enum Command {
     Listen(ListenArgs),
     /// Print a single-use link that opens an account's webhooks page (asks the running server).
     PortalLink(crate::portal::cli::PortalLinkArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// Retry delays, one per attempt.
@@ -262,6 +264,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Listen(args) => with_runtime(cli.log_format, || crate::listen::listen(args)),
         Command::PortalLink(args) => {
             with_runtime(cli.log_format, || crate::portal::cli::portal_link(args))
+        }
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::document_json());
+            ExitCode::SUCCESS
         }
     }
 }

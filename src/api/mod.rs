@@ -1,14 +1,14 @@
 //! The HTTP API v1 (the contract in the design's `HTTP_API.md`), on axum.
 
 mod bodies;
+pub mod openapi;
 
-use crate::views;
+use crate::views::*;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use bodies::*;
 use hallway_domain::{
@@ -17,7 +17,9 @@ use hallway_domain::{
 };
 use hallway_runtime::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use hallway_runtime::{EngineError, EngineHandle, NewWebhook};
-use serde_json::{json, Value};
+use openapi::Routes;
+use serde::Serialize;
+use serde_json::json;
 
 /// Largest management request body (everything but publishing), in bytes.
 pub const MAX_MANAGEMENT_BODY_BYTES: usize = 64 * 1024;
@@ -148,47 +150,11 @@ pub fn error_response(status: StatusCode, code: &'static str, message: &str) -> 
     ApiError::new(status, code, message).into_response()
 }
 
-/// The router with every route of the contract.
+/// The router with every route of the JSON API, each at the path and methods its OpenAPI
+/// annotation names (so the document and the routes cannot differ).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/accounts", post(create_account))
-        .route("/v1/accounts/{acc}", get(get_account).patch(update_account))
-        .route(
-            "/v1/accounts/{acc}/webhooks",
-            post(create_webhook).get(list_webhooks),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}",
-            get(get_webhook)
-                .patch(update_webhook)
-                .delete(delete_webhook),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/rotate-secret",
-            post(rotate_secret),
-        )
-        .route("/v1/accounts/{acc}/webhooks/{wh}/test", post(send_test))
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/deliveries",
-            get(list_deliveries),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/deliveries/{dlv}",
-            get(get_delivery),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/deliveries/{dlv}/retry",
-            post(retry_delivery),
-        )
-        .route("/v1/accounts/{acc}/events", post(publish))
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/recover",
-            post(recover_deliveries),
-        )
-        .route("/v1/accounts/{acc}/events/{evt}/replay", post(replay_event))
+    routes()
+        .into_router()
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -199,6 +165,32 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// Every route of the JSON API with its documented operation; the webhooks page's link route
+/// lives with the page but is part of the API.
+pub(crate) fn routes() -> Routes {
+    Routes::new()
+        .add::<__path_healthz, _, _>(healthz)
+        .add::<__path_readyz, _, _>(readyz)
+        .add::<__path_metrics, _, _>(metrics)
+        .add::<openapi::__path_openapi_json, _, _>(openapi::openapi_json)
+        .add::<__path_create_account, _, _>(create_account)
+        .add::<__path_get_account, _, _>(get_account)
+        .add::<__path_update_account, _, _>(update_account)
+        .add::<__path_create_webhook, _, _>(create_webhook)
+        .add::<__path_list_webhooks, _, _>(list_webhooks)
+        .add::<__path_get_webhook, _, _>(get_webhook)
+        .add::<__path_update_webhook, _, _>(update_webhook)
+        .add::<__path_delete_webhook, _, _>(delete_webhook)
+        .add::<__path_rotate_secret, _, _>(rotate_secret)
+        .add::<__path_send_test, _, _>(send_test)
+        .add::<__path_list_deliveries, _, _>(list_deliveries)
+        .add::<__path_get_delivery, _, _>(get_delivery)
+        .add::<__path_retry_delivery, _, _>(retry_delivery)
+        .add::<__path_publish, _, _>(publish)
+        .add::<__path_recover_deliveries, _, _>(recover_deliveries)
+        .add::<__path_replay_event, _, _>(replay_event)
 }
 
 /// One `info` line per API request on the `hallway::access` target: method, route (the
@@ -305,34 +297,75 @@ pub(crate) async fn authorize_admin(
     }
 }
 
-fn respond(status: StatusCode, body: Value) -> Response {
+fn respond(status: StatusCode, body: impl Serialize) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Liveness: whether the engine still takes commands.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The engine runs: `{\"status\":\"ok\"}`", body = Health),
+        (status = 503, description = "The engine stopped: `{\"status\":\"unavailable\"}`", body = Health)
+    )
+)]
 async fn healthz(State(state): State<AppState>) -> Response {
     if state.engine.is_running() {
-        respond(StatusCode::OK, json!({"status": "ok"}))
+        respond(
+            StatusCode::OK,
+            Health {
+                status: "ok".into(),
+            },
+        )
     } else {
         respond(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable"}),
+            Health {
+                status: "unavailable".into(),
+            },
         )
     }
 }
 
 /// Readiness: whether the engine takes work; a load balancer sends traffic only on 200.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: `{\"status\":\"ready\"}`", body = Health),
+        (status = 503, description = "Not taking work: `{\"status\":\"unavailable\"}`", body = Health)
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.engine.is_running() {
-        respond(StatusCode::OK, json!({"status": "ready"}))
+        respond(
+            StatusCode::OK,
+            Health {
+                status: "ready".into(),
+            },
+        )
     } else {
         respond(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable"}),
+            Health {
+                status: "unavailable".into(),
+            },
         )
     }
 }
 
 /// Prometheus text by default; OpenMetrics for a scraper that asks for it.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text 0.0.4, or OpenMetrics when `Accept` asks for `application/openmetrics-text`", content_type = "text/plain")
+    )
+)]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let live = state.engine.live_metrics();
     let openmetrics = headers
@@ -353,6 +386,22 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .into_response()
 }
 
+/// Creates an account; its API key is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body = NewAccountBody,
+    responses(
+        (status = 201, description = "The account and its key (shown once)", body = CreatedAccount),
+        (status = 400, description = "`invalid_request`: malformed JSON, a wrong type or an unknown field", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an account key", body = ErrorBody),
+        (status = 409, description = "`conflict`: the id exists", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: a missing or bad field", body = ErrorBody)
+    )
+)]
 async fn create_account(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -367,11 +416,28 @@ async fn create_account(
         .engine
         .create_account(&AccountId::from(id), &name, plan)
         .await?;
-    let mut v = views::account(&account);
-    v["api_key"] = Value::String(api_key);
-    Ok(respond(StatusCode::CREATED, v))
+    Ok(respond(
+        StatusCode::CREATED,
+        CreatedAccount {
+            account: AccountView::of(&account),
+            api_key,
+        },
+    ))
 }
 
+/// An account.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{acc}",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("acc" = String, Path, description = "The account's id")),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)
+    )
+)]
 async fn get_account(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -379,9 +445,26 @@ async fn get_account(
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let account = state.engine.account(&acc).await?;
-    Ok(respond(StatusCode::OK, views::account(&account)))
+    Ok(respond(StatusCode::OK, AccountView::of(&account)))
 }
 
+/// Changes an account's name or plan (admin).
+#[utoipa::path(
+    patch,
+    path = "/v1/accounts/{acc}",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("acc" = String, Path, description = "The account's id")),
+    request_body = AccountChangesBody,
+    responses(
+        (status = 200, description = "The account now", body = AccountView),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an account key", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`", body = ErrorBody)
+    )
+)]
 async fn update_account(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -398,9 +481,27 @@ async fn update_account(
         .engine
         .update_account(&AccountId::from(acc), changes)
         .await?;
-    Ok(respond(StatusCode::OK, views::account(&account)))
+    Ok(respond(StatusCode::OK, AccountView::of(&account)))
 }
 
+/// Registers a webhook; its signing secret is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/webhooks",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("acc" = String, Path, description = "The account's id")),
+    request_body = NewWebhookBody,
+    responses(
+        (status = 201, description = "The webhook and its secret (shown once)", body = CreatedWebhook),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`plan_required`: the account is on the free plan", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`limit_reached`: the account has the most webhooks it may have", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: a bad or refused URL, an unknown event type, an empty name", body = ErrorBody)
+    )
+)]
 async fn create_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -417,11 +518,28 @@ async fn create_webhook(
         project_ids: b.project_ids.unwrap_or_default(),
     };
     let (webhook, secret) = state.engine.create_webhook(&acc, input).await?;
-    let mut v = views::webhook(&webhook);
-    v["secret"] = Value::String(secret.expose().to_owned());
-    Ok(respond(StatusCode::CREATED, v))
+    Ok(respond(
+        StatusCode::CREATED,
+        CreatedWebhook {
+            webhook: WebhookView::of(&webhook),
+            secret: secret.expose().to_owned(),
+        },
+    ))
 }
 
+/// An account's webhooks, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{acc}/webhooks",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("acc" = String, Path, description = "The account's id")),
+    responses(
+        (status = 200, description = "The webhooks", body = WebhookList),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)
+    )
+)]
 async fn list_webhooks(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -429,10 +547,26 @@ async fn list_webhooks(
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let list = state.engine.list_webhooks(&acc).await?;
-    let data: Vec<Value> = list.iter().map(views::webhook).collect();
-    Ok(respond(StatusCode::OK, json!({ "data": data })))
+    let data = list.iter().map(WebhookView::of).collect();
+    Ok(respond(StatusCode::OK, WebhookList { data }))
 }
 
+/// One webhook.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{acc}/webhooks/{wh}",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id")
+    ),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)
+    )
+)]
 async fn get_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -440,9 +574,28 @@ async fn get_webhook(
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let w = state.engine.webhook(&acc, &WebhookId::from(wh)).await?;
-    Ok(respond(StatusCode::OK, views::webhook(&w)))
+    Ok(respond(StatusCode::OK, WebhookView::of(&w)))
 }
 
+/// Changes a webhook; `"enabled": true` re-enables it and resets its failure counter.
+#[utoipa::path(
+    patch,
+    path = "/v1/accounts/{acc}/webhooks/{wh}",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id")
+    ),
+    request_body = WebhookChangesBody,
+    responses(
+        (status = 200, description = "The webhook now", body = WebhookView),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`", body = ErrorBody)
+    )
+)]
 async fn update_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -465,9 +618,25 @@ async fn update_webhook(
         .engine
         .update_webhook(&acc, &WebhookId::from(wh), changes)
         .await?;
-    Ok(respond(StatusCode::OK, views::webhook(&w)))
+    Ok(respond(StatusCode::OK, WebhookView::of(&w)))
 }
 
+/// Deletes a webhook for good, cancelling what it had pending.
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/{acc}/webhooks/{wh}",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id")
+    ),
+    responses(
+        (status = 204, description = "Deleted; later calls on it answer 404"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)
+    )
+)]
 async fn delete_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -481,6 +650,22 @@ async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Replaces a webhook's secret; the old one signs nothing from then on.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/webhooks/{wh}/rotate-secret",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id")
+    ),
+    responses(
+        (status = 200, description = "The new secret (shown once)", body = SecretView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)
+    )
+)]
 async fn rotate_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -493,10 +678,30 @@ async fn rotate_secret(
         .await?;
     Ok(respond(
         StatusCode::OK,
-        json!({ "secret": secret.expose() }),
+        SecretView {
+            secret: secret.expose().to_owned(),
+        },
     ))
 }
 
+/// Sends the example payload of the webhook's event type, marked `"_test": true`, once (also
+/// while disabled).
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/webhooks/{wh}/test",
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id")
+    ),
+    responses(
+        (status = 202, description = "The test delivery was created", body = TestSent),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many retries and test sends; see `Retry-After`", body = ErrorBody)
+    )
+)]
 async fn send_test(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -506,21 +711,42 @@ async fn send_test(
     let id = state.engine.send_test(&acc, &WebhookId::from(wh)).await?;
     Ok(respond(
         StatusCode::ACCEPTED,
-        json!({ "delivery_id": id.as_str() }),
+        TestSent {
+            delivery_id: id.to_string(),
+        },
     ))
 }
 
 /// Checks a page's `limit` and `cursor`: an empty cursor is the first page.
-fn page_params(q: PageQuery) -> Result<(usize, Option<String>), ApiError> {
+fn page_params(q: &PageQuery) -> Result<(usize, Option<String>), ApiError> {
     let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
     if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::validation(format!(
             "limit: must be between 1 and {PAGE_LIMIT_MAX}"
         )));
     }
-    Ok((limit, q.cursor.filter(|c| !c.is_empty())))
+    Ok((limit, q.cursor.clone().filter(|c| !c.is_empty())))
 }
 
+/// A webhook's deliveries, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{acc}/webhooks/{wh}/deliveries",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id"),
+        PageQuery
+    ),
+    responses(
+        (status = 200, description = "A page of deliveries", body = DeliveryPage),
+        (status = 400, description = "`invalid_request`: an unknown, repeated or mistyped parameter", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: `limit` out of range, or a cursor this list did not hand out", body = ErrorBody)
+    )
+)]
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -528,18 +754,38 @@ async fn list_deliveries(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let (limit, cursor) = page_params(query)?;
+    let (limit, cursor) = page_params(&query)?;
     let page = state
         .engine
         .deliveries(&acc, &WebhookId::from(wh), limit, cursor.as_deref())
         .await?;
-    let data: Vec<Value> = page.data.iter().map(views::delivery).collect();
+    let data = page.data.iter().map(DeliveryView::of).collect();
     Ok(respond(
         StatusCode::OK,
-        json!({ "data": data, "next_cursor": page.next_cursor }),
+        DeliveryPage {
+            data,
+            next_cursor: page.next_cursor,
+        },
     ))
 }
 
+/// One delivery with every attempt.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{acc}/webhooks/{wh}/deliveries/{dlv}",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id"),
+        ("dlv" = String, Path, description = "The delivery's id")
+    ),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)
+    )
+)]
 async fn get_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -550,9 +796,28 @@ async fn get_delivery(
         .engine
         .delivery(&acc, &WebhookId::from(wh), &DeliveryId::from(dlv))
         .await?;
-    Ok(respond(StatusCode::OK, views::delivery(&d)))
+    Ok(respond(StatusCode::OK, DeliveryView::of(&d)))
 }
 
+/// Makes one more attempt of a finished delivery now, recorded in the same delivery.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/webhooks/{wh}/deliveries/{dlv}/retry",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id"),
+        ("dlv" = String, Path, description = "The delivery's id")
+    ),
+    responses(
+        (status = 202, description = "The attempt is under way or due now", body = RetryQueued),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict` while the delivery is pending or its webhook disabled; `limit_reached` past its attempts cap", body = ErrorBody),
+        (status = 429, description = "`rate_limited`; see `Retry-After`", body = ErrorBody)
+    )
+)]
 async fn retry_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -566,10 +831,32 @@ async fn retry_delivery(
         .await?;
     Ok(respond(
         StatusCode::ACCEPTED,
-        json!({ "delivery_id": dlv.as_str(), "status": "pending" }),
+        RetryQueued {
+            delivery_id: dlv.to_string(),
+            status: DeliveryStatusName::Pending,
+        },
     ))
 }
 
+/// Publishes an event (admin): the engine wraps it in the envelope and fans it out.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/events",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("acc" = String, Path, description = "The account's id")),
+    request_body = EventBody,
+    responses(
+        (status = 202, description = "Published and fanned out", body = Published),
+        (status = 200, description = "This `id` was published before with the same body: the first answer, nothing sent again", body = Published),
+        (status = 400, description = "`invalid_request`: malformed JSON or a wrong type", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an account key", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: a missing or unknown `type`, a missing `project.id`, a bad `id`", body = ErrorBody)
+    )
+)]
 async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -593,10 +880,33 @@ async fn publish(
     };
     Ok(respond(
         status,
-        json!({ "id": receipt.event_id.as_str(), "deliveries": receipt.deliveries }),
+        Published {
+            id: receipt.event_id.to_string(),
+            deliveries: receipt.deliveries,
+        },
     ))
 }
 
+/// Sends again every paused, failed or cancelled delivery created in `[since, until)`.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/webhooks/{wh}/recover",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("wh" = String, Path, description = "The webhook's id")
+    ),
+    request_body = RecoverBody,
+    responses(
+        (status = 202, description = "How many deliveries are sent again", body = DeliveryCount),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict` while the webhook is disabled; `limit_reached` past `--max-recover`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: a missing or malformed `since`, or `until` not after it", body = ErrorBody)
+    )
+)]
 async fn recover_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -611,9 +921,32 @@ async fn recover_deliveries(
         .engine
         .recover(&acc, &WebhookId::from(wh), since, until)
         .await?;
-    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
+    Ok(respond(
+        StatusCode::ACCEPTED,
+        DeliveryCount { deliveries: n },
+    ))
 }
 
+/// Sends a published event again (admin), as new deliveries of the same body and event id.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/events/{evt}/replay",
+    tag = "events",
+    security(("bearer" = [])),
+    params(
+        ("acc" = String, Path, description = "The account's id"),
+        ("evt" = String, Path, description = "The event's id")
+    ),
+    request_body = ReplayBody,
+    responses(
+        (status = 202, description = "How many deliveries were created", body = DeliveryCount),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an account key", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such account or webhook, or the event's body is not kept", body = ErrorBody),
+        (status = 409, description = "`conflict`: a named webhook is disabled", body = ErrorBody)
+    )
+)]
 async fn replay_event(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -629,5 +962,8 @@ async fn replay_event(
         .engine
         .replay(&AccountId::from(acc), &EventId::from(evt), webhook_ids)
         .await?;
-    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
+    Ok(respond(
+        StatusCode::ACCEPTED,
+        DeliveryCount { deliveries: n },
+    ))
 }
