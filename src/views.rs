@@ -360,3 +360,47 @@ pub struct ErrorDetail {
     /// A sentence for people; names the field at fault where there is one.
     pub message: String,
 }
+
+/// An event type of the catalog.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventType)]
+pub struct EventTypeView {
+    /// Its name, as events' `type` and webhooks' `events` spell it.
+    pub name: String,
+    /// What it means.
+    pub description: String,
+    /// An example of the event's own fields, as a host publishes them (receivers get them
+    /// inside the envelope: `id`, `type`, `created_at`, `api_version`, `account` first). Test
+    /// sends deliver it.
+    #[schema(value_type = Object)]
+    pub example: RawJson,
+}
+
+/// JSON text serialised as it is (members in their order), not as a string.
+pub struct RawJson(pub String);
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl EventTypeView {
+    /// The view of a catalog entry.
+    pub fn of(t: &hallway_domain::EventType) -> Self {
+        EventTypeView {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            example: RawJson(t.example.clone()),
+        }
+    }
+}
+
+/// The event catalog, in the order declared.
+#[derive(Serialize, ToSchema)]
+pub struct EventTypeList {
+    /// The event types.
+    pub data: Vec<EventTypeView>,
+}

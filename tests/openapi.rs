@@ -474,6 +474,13 @@ async fn every_operation_answers_as_documented() {
         .await;
     c.check("POST", "/v1/accounts/{acc}/portal-sessions", got.0, &got.1);
 
+    let got = server.admin("GET", "/v1/event-types", None).await;
+    c.check("GET", "/v1/event-types", got.0, &got.1);
+    let got = server
+        .call("GET", "/v1/event-types", Some("wrong"), None)
+        .await;
+    c.check("GET", "/v1/event-types", got.0, &got.1);
+
     let got = server.admin("DELETE", &path, None).await;
     c.check("DELETE", "/v1/accounts/{acc}/webhooks/{wh}", got.0, &got.1);
     let got = server.admin("DELETE", &path, None).await;

@@ -91,3 +91,30 @@ pub(super) async fn replay_event(
         DeliveryCount { deliveries: n },
     ))
 }
+
+/// The event catalog: every type webhooks may subscribe to and hosts may publish, with a
+/// description and an example.
+#[utoipa::path(
+    get,
+    path = "/v1/event-types",
+    tag = "events",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The event types, in the order the catalog declares them", body = EventTypeList),
+        (status = 401, description = "`unauthorized`", body = ErrorBody)
+    )
+)]
+pub(super) async fn list_event_types(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult {
+    caller(&state, &headers).await?;
+    let data = state
+        .engine
+        .catalog()
+        .types()
+        .iter()
+        .map(EventTypeView::of)
+        .collect();
+    Ok(respond(StatusCode::OK, EventTypeList { data }))
+}

@@ -196,6 +196,7 @@ pub(crate) fn routes() -> Routes {
         .add::<events::__path_publish, _, _>(events::publish)
         .add::<deliveries::__path_recover_deliveries, _, _>(deliveries::recover_deliveries)
         .add::<events::__path_replay_event, _, _>(events::replay_event)
+        .add::<events::__path_list_event_types, _, _>(events::list_event_types)
 }
 
 /// One `info` line per API request on the `hallway::access` target: method, route (the

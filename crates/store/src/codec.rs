@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format version written in front of every record.
-pub const FORMAT_VERSION: u8 = 1;
+/// 2: test sends record their event type (the event catalog).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;
@@ -99,6 +100,15 @@ fn open<'a>(
     let Some(&version) = bytes.first() else {
         return Err(corrupt(key(), "empty record".into()));
     };
+    if version < FORMAT_VERSION {
+        return Err(corrupt(
+            key(),
+            format!(
+                "format version {version} was written by an older build (this build reads {FORMAT_VERSION}); \
+                 start from an empty data directory"
+            ),
+        ));
+    }
     if version != FORMAT_VERSION {
         return Err(corrupt(
             key(),
