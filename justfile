@@ -26,3 +26,7 @@ lint:
 # `just soak 100 300 400` = 100 kills over 300 s at 400 publishes/s; SOAK_SEED=<n> replays a run.
 soak kills="40" secs="120" rate="200":
     SOAK_KILLS={{kills}} SOAK_SECS={{secs}} SOAK_RATE={{rate}} cargo test --release --test soak -- --nocapture
+
+# Regenerate docs/openapi.json from the code (the OpenAPI test then checks it stays so).
+openapi:
+    UPDATE_OPENAPI=1 cargo test --test openapi

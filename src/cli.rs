@@ -1,10 +1,10 @@
-//! The command line: `serve`, `verify`, `listen`.
+//! The command line: `serve`, `verify`, `listen`, `portal-link`, `openapi`.
 
 use crate::api::{router, AppState};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use hallway_domain::signature::{self, VerifyError};
-use hallway_domain::{DurationMs, Policy};
+use hallway_domain::{Catalog, DurationMs, Policy};
 use hallway_runtime::{Config, Engine, MasterKey, TransportConfig};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -73,6 +73,8 @@ pub enum Command {
     Listen(ListenArgs),
     /// Print a single-use link that opens an account's webhooks page (asks the running server).
     PortalLink(crate::portal::cli::PortalLinkArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// Retry delays, one per attempt.
@@ -186,6 +188,18 @@ pub struct ServeArgs {
     /// The secret alerts are signed with (required with --alert-url).
     #[arg(long, env = "HALLWAY_ALERT_SECRET", hide_env_values = true)]
     pub alert_secret: Option<String>,
+    /// A JSON file declaring the event types: `[{"name","description","example"}]`.
+    /// Without it, the spec's `session.processing.completed` is the one type.
+    #[arg(long, env = "HALLWAY_EVENT_CATALOG")]
+    pub event_catalog: Option<PathBuf>,
+    /// Hallway's plan rule: webhooks only for accounts on the Pro plan (`false` to let every
+    /// account have them).
+    #[arg(long, env = "HALLWAY_REQUIRE_PRO_PLAN", default_value_t = true, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub require_pro_plan: bool,
+    /// Hallway's project rule: every published event names its `project.id` (`false` to make
+    /// it optional; an event without one reaches only webhooks without a project filter).
+    #[arg(long, env = "HALLWAY_REQUIRE_PROJECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub require_project: bool,
 }
 
 /// Flags of `verify`.
@@ -262,6 +276,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Listen(args) => with_runtime(cli.log_format, || crate::listen::listen(args)),
         Command::PortalLink(args) => {
             with_runtime(cli.log_format, || crate::portal::cli::portal_link(args))
+        }
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::document_json());
+            ExitCode::SUCCESS
         }
     }
 }
@@ -464,7 +482,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         allow_private_targets: args.allow_private_targets,
         max_manual_retries: args.max_manual_retries,
         failing_alert_after: args.failing_alert_after,
+        require_pro_plan: args.require_pro_plan,
+        require_project: args.require_project,
         ..Policy::default()
+    };
+    let catalog = match &args.event_catalog {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--event-catalog {}: {e}", path.display()))?;
+            Catalog::from_json(&text, &policy)
+                .map_err(|e| format!("--event-catalog {}: {e}", path.display()))?
+        }
+        None => Catalog::default(),
+    };
+    let policy = Policy {
+        event_types: catalog.names(),
+        ..policy
     };
     let extra_roots = match &args.ca_file {
         Some(p) => load_roots(p)?,
@@ -501,6 +534,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         previous_master_keys,
         manual_actions_per_minute: args.manual_actions_per_minute,
         max_recover: args.max_recover,
+        catalog: std::sync::Arc::new(catalog),
         max_in_flight: budget.max_in_flight,
         transport_config: TransportConfig {
             extra_roots,

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use hallway_domain::{Plan, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use utoipa::{IntoParams, ToSchema};
 
 pub(super) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
@@ -89,68 +90,108 @@ pub(super) fn plan(value: Option<String>) -> Result<Option<Plan>, ApiError> {
     }
 }
 
-/// `POST /v1/accounts`.
-#[derive(Deserialize)]
+/// `POST /v1/accounts`: a new account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewAccount)]
 pub(super) struct NewAccountBody {
+    /// The host's id for it: 1 to 128 letters, digits, `_` or `-`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, nullable = false)]
     pub(super) id: Option<String>,
+    /// Its display name.
     #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, nullable = false)]
     pub(super) name: Option<String>,
+    /// Its plan.
     #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, nullable = false, value_type = crate::views::PlanName)]
     pub(super) plan: Option<String>,
 }
 
-/// `PATCH /v1/accounts/{acc}`.
-#[derive(Deserialize)]
+/// `PATCH /v1/accounts/{acc}`: absent fields keep their value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AccountChanges)]
 pub(super) struct AccountChangesBody {
+    /// A new display name.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) name: Option<String>,
+    /// A new plan.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, value_type = Option<crate::views::PlanName>)]
     pub(super) plan: Option<String>,
 }
 
-/// `POST /v1/accounts/{acc}/webhooks`.
-#[derive(Deserialize)]
+/// `POST /v1/accounts/{acc}/webhooks`: a new webhook.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewWebhook)]
 pub(super) struct NewWebhookBody {
+    /// A friendly name.
     #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, nullable = false)]
     pub(super) name: Option<String>,
+    /// The HTTPS endpoint.
     #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, nullable = false)]
     pub(super) url: Option<String>,
+    /// Optional notes.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub(super) description: Option<Option<String>>,
+    /// Event types to subscribe to (at least one, each in the catalog).
     #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, nullable = false)]
     pub(super) events: Option<Vec<String>>,
+    /// Projects to fire for; absent or empty means every project.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) project_ids: Option<Vec<String>>,
 }
 
 /// `PATCH /v1/accounts/{acc}/webhooks/{wh}`: absent fields keep their value; a `null`
 /// description clears it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookChanges)]
 pub(super) struct WebhookChangesBody {
+    /// A new name.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) name: Option<String>,
+    /// A new endpoint.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) url: Option<String>,
+    /// New notes; `null` clears them.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub(super) description: Option<Option<String>>,
+    /// New subscribed event types.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) events: Option<Vec<String>>,
+    /// A new project filter; empty means every project.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) project_ids: Option<Vec<String>>,
+    /// `true` re-enables (resetting the failure counter); `false` disables by hand.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) enabled: Option<bool>,
 }
 
 /// The query of a deliveries page.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PageQuery {
+    /// Deliveries per page, 1 to 100 (50 by default).
+    #[param(minimum = 1, maximum = 100)]
     pub(super) limit: Option<usize>,
+    /// The previous page's `next_cursor`; absent or empty for the first page.
     pub(super) cursor: Option<String>,
 }
 
@@ -191,20 +232,52 @@ pub(super) fn time(value: Option<String>, field: &str) -> Result<Option<Timestam
     }
 }
 
-/// `POST /v1/accounts/{acc}/webhooks/{wh}/recover`.
-#[derive(Deserialize)]
+/// `POST /v1/accounts/{acc}/webhooks/{wh}/recover`: the range of creation times.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Recover)]
 pub(super) struct RecoverBody {
+    /// From this time (RFC 3339), inclusive.
     #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, nullable = false)]
     pub(super) since: Option<String>,
+    /// Up to this time (RFC 3339), exclusive; absent: up to now.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) until: Option<String>,
 }
 
-/// `POST /v1/accounts/{acc}/events/{evt}/replay`.
-#[derive(Deserialize)]
+/// `POST /v1/accounts/{acc}/events/{evt}/replay`: where to send the event again.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Replay)]
 pub(super) struct ReplayBody {
+    /// These webhooks (each enabled), whatever their filters; absent: every enabled webhook
+    /// the event matches now.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub(super) webhook_ids: Option<Vec<String>>,
+}
+
+/// A published event, as the host posts it: `type` and `project.id` are required, and every
+/// other field goes to receivers as posted (`id`, `created_at`, `api_version` and `account`
+/// are the engine's). Not read through this type: the engine checks the raw body.
+#[derive(ToSchema)]
+#[schema(as = Event)]
+#[allow(dead_code)]
+pub(super) struct EventBody {
+    /// The event type; must be in the catalog (`GET /v1/event-types`).
+    r#type: String,
+    /// The idempotency id: publishing it again answers the first answer and sends nothing.
+    id: Option<String>,
+    /// The project the event belongs to; webhooks' project filters match its `id`.
+    project: EventProject,
+}
+
+/// An event's project.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct EventProject {
+    /// The project's id.
+    id: String,
 }

@@ -150,7 +150,7 @@ pub enum CommandKind {
         /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
         fan_out: FanOutId,
     },
-    /// Send the sample payload (with `"_test": true`) to one webhook, once.
+    /// Send an example event (with `"_test": true`) to one webhook, once.
     SendTest {
         /// The owning account.
         account_id: AccountId,
@@ -160,6 +160,11 @@ pub enum CommandKind {
         delivery_id: DeliveryId,
         /// A fresh event id for the sample.
         event_id: EventId,
+        /// The example's event type: one the webhook subscribes to.
+        event_type: String,
+        /// The example's own fields as the envelope appends them (from the catalog:
+        /// `crate::catalog::EventType::example_fields`).
+        example_fields: String,
     },
     /// Make one more attempt of a finished delivery now.
     RetryDelivery {

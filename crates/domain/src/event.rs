@@ -120,6 +120,8 @@ pub enum Event {
         account_id: AccountId,
         /// The sample event's id.
         event_id: EventId,
+        /// The sample's event type (the webhook's own, from the catalog).
+        event_type: String,
         /// The sample body.
         body: String,
         /// When.

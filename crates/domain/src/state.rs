@@ -435,6 +435,7 @@ impl State {
                 webhook_id,
                 account_id,
                 event_id,
+                event_type,
                 at,
                 ..
             } => {
@@ -443,7 +444,7 @@ impl State {
                     webhook_id: webhook_id.clone(),
                     account_id: account_id.clone(),
                     event_id: event_id.clone(),
-                    event_type: crate::policy::SESSION_PROCESSING_COMPLETED.to_owned(),
+                    event_type: event_type.clone(),
                     test: true,
                     created_at: *at,
                     attempts_made: 0,

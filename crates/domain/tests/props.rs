@@ -455,6 +455,7 @@ impl Model {
                     event_id,
                     body,
                     at,
+                    ..
                 } => {
                     assert!(body.ends_with(r#","_test":true}"#));
                     assert!(!self.webhooks[webhook_id].deleted);
@@ -1266,11 +1267,18 @@ impl Sim {
                 let expected = self.missing(&id);
                 let delivery_id = fan(&self.fresh("t")).delivery(0);
                 let event_id = EventId::from(self.fresh("evt_t"));
+                // The runtime sends the example of the webhook's first type.
+                let event_type = self
+                    .state
+                    .webhook(&id)
+                    .map_or(COMPLETED.to_owned(), |w| w.config.events[0].clone());
                 let result = self.exec(CommandKind::SendTest {
                     account_id: account,
                     webhook_id: id,
                     delivery_id,
                     event_id,
+                    event_type,
+                    example_fields: r#","project":{"id":"prj_example"}"#.to_owned(),
                 });
                 match expected {
                     Some(r) => assert_eq!(result, Err(r)),

@@ -1403,8 +1403,16 @@ fn re_enabling_resets_the_counter_and_the_reason() {
 #[test]
 fn a_test_send_makes_one_attempt_due_now() {
     let mut d = pro_with_webhook(Policy::default());
-    let expected_body =
-        envelope::sample_test_payload(&evt("evt_t"), t(5), &acc("acc_1"), "Account acc_1");
+    let catalog = Catalog::default();
+    let example = &catalog.types()[0];
+    let expected_body = envelope::test_payload(
+        &evt("evt_t"),
+        COMPLETED,
+        t(5),
+        &acc("acc_1"),
+        "Account acc_1",
+        example.example_fields(),
+    );
     d.given()
         .when(t(5), send_test("acc_1", "wh_1", "dlv_t", "evt_t"))
         .then_events(vec![Event::TestDeliveryCreated {
@@ -1412,6 +1420,7 @@ fn a_test_send_makes_one_attempt_due_now() {
             webhook_id: wh("wh_1"),
             account_id: acc("acc_1"),
             event_id: evt("evt_t"),
+            event_type: COMPLETED.to_owned(),
             body: expected_body,
             at: t(5),
         }]);
@@ -2186,4 +2195,143 @@ fn the_failing_warning_and_the_recovered_alert_bracket_a_streak() {
             },
             alert(AlertKind::Recovered, "wh_1", None, None, 2, t(3)),
         ]);
+}
+
+// ---------------------------------------------------------------- the catalog and Hallway's rules
+
+#[test]
+fn a_test_send_delivers_the_example_of_the_type_it_names() {
+    let config = WebhookConfig {
+        events: vec![FAILED_TYPE.to_owned()],
+        ..default_config()
+    };
+    let (events, state) = given_with(
+        two_types(),
+        [
+            account_created("acc_1", Plan::Pro),
+            webhook_created_with("acc_1", "wh_1", config),
+        ],
+    )
+    .when(
+        T0,
+        CommandKind::SendTest {
+            account_id: acc("acc_1"),
+            webhook_id: wh("wh_1"),
+            delivery_id: dlv("dlv_t"),
+            event_id: evt("evt_t"),
+            event_type: FAILED_TYPE.to_owned(),
+            example_fields: r#","project":{"id":"prj_e"},"reason":"audio""#.to_owned(),
+        },
+    )
+    .events();
+    let [Event::TestDeliveryCreated {
+        event_type, body, ..
+    }] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(event_type, FAILED_TYPE);
+    assert!(
+        body.starts_with(r#"{"id":"evt_t","type":"session.processing.failed","#),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(r#""account":{"id":"acc_1","name":"Account acc_1"},"project":{"id":"prj_e"},"reason":"audio","_test":true}"#),
+        "{body}"
+    );
+    assert_eq!(
+        state.delivery(&dlv("dlv_t")).map(|d| d.event_type.as_str()),
+        Some(FAILED_TYPE),
+        "the test delivery carries its own type"
+    );
+}
+
+#[test]
+fn a_test_send_of_a_type_the_webhook_does_not_take_is_refused() {
+    given_with(
+        two_types(),
+        [
+            account_created("acc_1", Plan::Pro),
+            webhook_created("acc_1", "wh_1"),
+        ],
+    )
+    .when(
+        T0,
+        CommandKind::SendTest {
+            account_id: acc("acc_1"),
+            webhook_id: wh("wh_1"),
+            delivery_id: dlv("dlv_t"),
+            event_id: evt("evt_t"),
+            event_type: FAILED_TYPE.to_owned(),
+            example_fields: String::new(),
+        },
+    )
+    .then_rejects(Rejection::InvalidField {
+        field: "event_type",
+        message: format!("the webhook does not subscribe to \"{FAILED_TYPE}\""),
+    });
+}
+
+#[test]
+fn without_the_plan_rule_a_free_account_has_webhooks_and_its_events_fan_out() {
+    let policy = Policy {
+        require_pro_plan: false,
+        ..Policy::default()
+    };
+    let g = given_with(policy.clone(), [account_created("acc_1", Plan::Free)]);
+    g.when(T0, create_webhook("acc_1", "wh_1", default_config()))
+        .result()
+        .expect("a free account may have a webhook");
+    let (events, _) = given_with(
+        policy,
+        [
+            account_created("acc_1", Plan::Free),
+            webhook_created("acc_1", "wh_1"),
+        ],
+    )
+    .when(T0, publish("acc_1", "evt_1", "prj_1", "s"))
+    .events();
+    assert_eq!(deliveries_of(&events), vec![pair("dlv_s00", "wh_1")]);
+    // With the rule (the default), the same account is refused.
+    given([account_created("acc_1", Plan::Free)])
+        .when(T0, create_webhook("acc_1", "wh_1", default_config()))
+        .then_rejects(Rejection::PlanRequired(acc("acc_1")));
+}
+
+#[test]
+fn without_the_project_rule_an_event_without_a_project_reaches_unfiltered_webhooks_only() {
+    let policy = Policy {
+        require_project: false,
+        ..Policy::default()
+    };
+    let raw = br#"{"type":"session.processing.completed","id":"evt_1","n":1}"#;
+    assert_eq!(
+        envelope::prepare(raw, &Policy::default()),
+        Err(Rejection::MissingField("project.id")),
+        "the rule is on by default"
+    );
+    let event = envelope::prepare(raw, &policy).expect("no project needed");
+    let filtered = WebhookConfig {
+        project_ids: vec![prj("prj_a")],
+        ..default_config()
+    };
+    let (events, _) = given_with(
+        policy,
+        [
+            account_created("acc_1", Plan::Pro),
+            webhook_created("acc_1", "wh_all"),
+            webhook_created_with("acc_1", "wh_a", filtered),
+        ],
+    )
+    .when(
+        T0,
+        CommandKind::Publish {
+            account_id: acc("acc_1"),
+            event,
+            fresh_event_id: evt("evt_unused"),
+            fan_out: fan("s"),
+        },
+    )
+    .events();
+    assert_eq!(deliveries_of(&events), vec![pair("dlv_s00", "wh_all")]);
 }

@@ -5,7 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::secrets::MasterKey;
 use crate::transport::{Transport, TransportConfig};
 use crate::EngineError;
-use hallway_domain::{DurationMs, Policy};
+use hallway_domain::{Catalog, DurationMs, Policy};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,9 @@ pub struct Config {
     pub manual_actions_per_minute: u32,
     /// Most deliveries one recover may send again; a range holding more is refused.
     pub max_recover: usize,
+    /// The event types, with descriptions and examples; `policy.event_types` must be its
+    /// names (the builder's `catalog` sets both).
+    pub catalog: Arc<Catalog>,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             previous_master_keys: Vec::new(),
             manual_actions_per_minute: 60,
             max_recover: crate::DEFAULT_MAX_RECOVER,
+            catalog: Arc::new(Catalog::default()),
         }
     }
 }
@@ -88,6 +92,7 @@ impl fmt::Debug for Config {
             .field("previous_master_keys", &self.previous_master_keys)
             .field("manual_actions_per_minute", &self.manual_actions_per_minute)
             .field("max_recover", &self.max_recover)
+            .field("catalog", &self.catalog.names())
             .finish()
     }
 }
@@ -110,6 +115,9 @@ impl Config {
         }
         if self.transport.is_some() && self.transport_config != TransportConfig::default() {
             return bad("transport_config configures the default transport only; a custom transport was given");
+        }
+        if self.policy.event_types != self.catalog.names() {
+            return bad("policy.event_types must be the catalog's names; set the catalog with ConfigBuilder::catalog, which sets both");
         }
         if self.transport_config.allow_private_targets && !self.policy.allow_private_targets {
             return bad("transport_config.allow_private_targets contradicts the policy; set policy.allow_private_targets, which both use");
@@ -167,6 +175,13 @@ impl ConfigBuilder {
     /// A transport to use instead of the default HTTPS client.
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.0.transport = Some(transport);
+        self
+    }
+
+    /// The event catalog, and the policy's event types from it.
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.0.policy.event_types = catalog.names();
+        self.0.catalog = Arc::new(catalog);
         self
     }
 

@@ -120,6 +120,7 @@ pub struct EngineHandle {
     resend: Arc<tokio::sync::Mutex<()>>,
     max_recover: usize,
     alerts: alerts::AlertHub,
+    catalog: Arc<hallway_domain::Catalog>,
 }
 
 impl Engine {
@@ -175,6 +176,7 @@ impl Engine {
             resend: Arc::new(tokio::sync::Mutex::new(())),
             max_recover: config.max_recover,
             alerts: alerts::AlertHub::new(),
+            catalog: config.catalog.clone(),
         };
         let mut actor = Actor::new(
             state,
@@ -322,6 +324,11 @@ impl EngineHandle {
     /// The policy the engine runs with.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The event types, with their descriptions and examples.
+    pub fn catalog(&self) -> &hallway_domain::Catalog {
+        &self.catalog
     }
 
     /// Creates an account; returns it with its API key, which is shown only this once.

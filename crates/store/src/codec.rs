@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format version written in front of every record. 2: delivery ids are a fan-out and an
-/// index (see the store's layout number, which refuses a whole directory of older records).
+/// index (see the store's layout number, which refuses a whole directory of older records),
+/// and test sends record their event type (the event catalog).
 pub const FORMAT_VERSION: u8 = 2;
 
 /// The version byte and the checksum.
@@ -100,6 +101,15 @@ fn open<'a>(
     let Some(&version) = bytes.first() else {
         return Err(corrupt(key(), "empty record".into()));
     };
+    if version < FORMAT_VERSION {
+        return Err(corrupt(
+            key(),
+            format!(
+                "format version {version} was written by an older build (this build reads {FORMAT_VERSION}); \
+                 start from an empty data directory"
+            ),
+        ));
+    }
     if version != FORMAT_VERSION {
         return Err(corrupt(
             key(),

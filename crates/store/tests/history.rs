@@ -285,12 +285,14 @@ fn a_test_send_is_recorded_as_a_test_with_its_body() {
             webhook_id: WebhookId::from("wh_1"),
             account_id: acc(),
             event_id: EventId::from("evt_test_1"),
+            event_type: "invoice.paid".into(),
             body: "{\"_test\":true}".into(),
             at: t(5),
         }])
         .expect("appends");
     let r = record(&store, "wh_1", "dlv_t");
     assert!(r.test);
+    assert_eq!(r.event_type, "invoice.paid", "the sample's own type");
     assert_eq!(
         (r.status, r.next_attempt_at),
         (DeliveryStatus::Pending, Some(t(5)))

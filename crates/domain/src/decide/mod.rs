@@ -81,21 +81,40 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             webhook_id,
             delivery_id,
             event_id,
+            event_type,
+            example_fields,
         } => {
             let account = find_account(state, &account_id)?;
-            find_webhook(state, &account_id, &webhook_id)?;
+            let webhook = find_webhook(state, &account_id, &webhook_id)?;
             if state.delivery(&delivery_id).is_some() {
                 return Err(Rejection::InvalidField {
                     field: "delivery_id",
                     message: "is already in use".into(),
                 });
             }
-            let body = envelope::sample_test_payload(&event_id, now, &account_id, &account.name);
+            if !webhook.config.events.contains(&event_type) {
+                return Err(Rejection::InvalidField {
+                    field: "event_type",
+                    message: format!(
+                        "the webhook does not subscribe to \"{}\"",
+                        crate::types::Echo(&event_type)
+                    ),
+                });
+            }
+            let body = envelope::test_payload(
+                &event_id,
+                &event_type,
+                now,
+                &account_id,
+                &account.name,
+                &example_fields,
+            );
             Ok(vec![Event::TestDeliveryCreated {
                 delivery_id,
                 webhook_id,
                 account_id,
                 event_id,
+                event_type,
                 body,
                 at: now,
             }])
@@ -149,7 +168,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
                     }
                     out
                 }
-                None if account.plan == Plan::Pro => state
+                None if fans_out(state.policy(), account) => state
                     .webhooks_of(&account_id)
                     .into_iter()
                     .filter(|w| w.enabled && w.config.matches(&event_type, &project_id))
@@ -190,6 +209,11 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             })
         }
     }
+}
+
+/// Whether an account's events go to its webhooks: on the Pro plan, or with the plan rule off.
+fn fans_out(policy: &crate::policy::Policy, account: &crate::state::Account) -> bool {
+    !policy.require_pro_plan || account.plan == Plan::Pro
 }
 
 fn find_account<'a>(
@@ -290,7 +314,7 @@ fn handle_create_webhook(
     config: WebhookConfig,
 ) -> Result<Vec<Event>, Rejection> {
     let account = find_account(state, &account_id)?;
-    if account.plan != Plan::Pro {
+    if state.policy().require_pro_plan && account.plan != Plan::Pro {
         return Err(Rejection::PlanRequired(account_id));
     }
     let config = config.validated(state.policy())?;
@@ -486,7 +510,7 @@ fn handle_publish(
         });
     }
     // Disabled webhooks get a paused delivery each: recorded with the body, nothing sent.
-    let (deliveries, paused): (Vec<_>, Vec<_>) = if account.plan == Plan::Pro {
+    let (deliveries, paused): (Vec<_>, Vec<_>) = if fans_out(policy, account) {
         state
             .webhooks_of(&account_id)
             .into_iter()

@@ -181,12 +181,17 @@ pub fn publish_typed(
     }
 }
 
+/// A test send of the default catalog's example (the spec's type).
 pub fn send_test(account: &str, webhook: &str, delivery: &str, event_id: &str) -> CommandKind {
+    let catalog = Catalog::default();
+    let example = &catalog.types()[0];
     CommandKind::SendTest {
         account_id: acc(account),
         webhook_id: wh(webhook),
         delivery_id: dlv(delivery),
         event_id: evt(event_id),
+        event_type: example.name.clone(),
+        example_fields: example.example_fields().to_owned(),
     }
 }
 

@@ -191,6 +191,7 @@ fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
                 webhook_id,
                 account_id,
                 event_id,
+                event_type,
                 body,
                 at,
             } if !body.is_empty() => Cow::Owned(Event::TestDeliveryCreated {
@@ -198,6 +199,7 @@ fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
                 webhook_id: webhook_id.clone(),
                 account_id: account_id.clone(),
                 event_id: event_id.clone(),
+                event_type: event_type.clone(),
                 body: String::new(),
                 at: *at,
             }),

@@ -9,7 +9,6 @@ use crate::history::{AttemptRecord, DeliveryRecord, DeliveryStatus};
 use crate::{Seq, StoreError};
 use hallway_domain::{
     AccountId, DeliveryId, DeliverySummary, Event, EventId, Timestamp, WebhookId,
-    SESSION_PROCESSING_COMPLETED,
 };
 use serde::{Deserialize, Serialize};
 use sled::IVec;
@@ -238,6 +237,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                 webhook_id,
                 account_id,
                 event_id,
+                event_type,
                 body,
                 at,
             } => {
@@ -247,8 +247,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                     webhook_id: webhook_id.clone(),
                     account_id: account_id.clone(),
                     event_id: event_id.clone(),
-                    // Test sends deliver the sample of the one event type the product has.
-                    event_type: SESSION_PROCESSING_COMPLETED.to_owned(),
+                    event_type: event_type.clone(),
                     test: true,
                     status: DeliveryStatus::Pending,
                     created_at: *at,

@@ -89,6 +89,7 @@ pub fn every_event_kind() -> Vec<Event> {
             webhook_id: wh.clone(),
             account_id: acc.clone(),
             event_id: EventId::from("evt_test"),
+            event_type: SESSION_PROCESSING_COMPLETED.into(),
             body: "{\"_test\":true}".into(),
             at,
         },
