@@ -103,7 +103,10 @@ impl AlertSink {
                 let request = OutgoingRequest {
                     url: self.url.clone(),
                     body: body.clone(),
-                    signature: signature::sign(&self.secret, t, &body),
+                    headers: vec![(
+                        signature::HEADER_NAME,
+                        signature::sign(&self.secret, t, &body),
+                    )],
                 };
                 match self.transport.send(request, self.timeout).await {
                     Outcome::Response { status, .. } if (200..300).contains(&status) => break,

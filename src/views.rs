@@ -32,6 +32,7 @@ pub fn webhook(w: &Webhook) -> Value {
         "enabled": w.enabled,
         "disabled_reason": w.disabled_reason.map(|r| r.as_str()),
         "consecutive_failures": w.consecutive_failures,
+        "signature_scheme": w.config.signature_scheme.as_str(),
         "created_at": ts(w.created_at),
         "updated_at": ts(w.updated_at),
     })

@@ -415,6 +415,7 @@ async fn create_webhook(
         description: b.description.flatten(),
         events: required(b.events, "events")?,
         project_ids: b.project_ids.unwrap_or_default(),
+        signature_scheme: scheme(b.signature_scheme)?.unwrap_or_default(),
     };
     let (webhook, secret) = state.engine.create_webhook(&acc, input).await?;
     let mut v = views::webhook(&webhook);
@@ -460,6 +461,7 @@ async fn update_webhook(
             .project_ids
             .map(|ps| ps.into_iter().map(Into::into).collect()),
         enabled: b.enabled,
+        signature_scheme: scheme(b.signature_scheme)?,
     };
     let w = state
         .engine
@@ -485,15 +487,20 @@ async fn rotate_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath((acc, wh)): ApiPath<(String, String)>,
+    body: Body,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let secret = state
+    let b: RotateBody = optional_json_body(body).await?;
+    let (secret, until) = state
         .engine
-        .rotate_secret(&acc, &WebhookId::from(wh))
+        .rotate_secret_with_grace(&acc, &WebhookId::from(wh), grace(b.grace)?)
         .await?;
     Ok(respond(
         StatusCode::OK,
-        json!({ "secret": secret.expose() }),
+        json!({
+            "secret": secret.expose(),
+            "previous_secret_expires_at": until.map(|t| t.to_rfc3339()),
+        }),
     ))
 }
 

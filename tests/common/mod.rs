@@ -45,6 +45,7 @@ pub const WEBHOOK_KEYS: &[&str] = &[
     "enabled",
     "disabled_reason",
     "consecutive_failures",
+    "signature_scheme",
     "created_at",
     "updated_at",
 ];

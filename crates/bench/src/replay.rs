@@ -15,7 +15,8 @@ use crate::workload::{
 };
 use hallway_domain::{
     decide, envelope, Command, CommandKind, DeliveryId, DurationMs, Event, EventId, Outcome, Plan,
-    SealedSecret, State, Timestamp, WebhookConfig, WebhookId, SESSION_PROCESSING_COMPLETED,
+    SealedSecret, SignatureScheme, State, Timestamp, WebhookConfig, WebhookId,
+    SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::{Config, Engine};
 use hallway_store::{EventLog, Seq, SledStore, StoreError, Truncation};
@@ -88,6 +89,7 @@ fn write_log(
                 description: None,
                 events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
                 project_ids: vec![],
+                signature_scheme: SignatureScheme::Hallway,
             },
         };
         step(&mut state, now, kind, &mut turn)?;

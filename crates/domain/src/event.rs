@@ -6,7 +6,7 @@ use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
     Timestamp, WebhookId,
 };
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 
 /// A fact, stamped with the time it was decided at.
@@ -81,12 +81,15 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
-    /// A webhook's secret was replaced.
+    /// A webhook's secret was replaced (or sealed again).
     SecretRotated {
         /// The webhook.
         webhook_id: WebhookId,
         /// The new secret.
         secret: SealedSecret,
+        /// The replaced secret and the end of its grace, if it goes on signing for a while;
+        /// `None`: it signs nothing from now on.
+        previous: Option<PreviousSecret>,
         /// When.
         at: Timestamp,
     },

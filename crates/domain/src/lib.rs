@@ -62,7 +62,7 @@ pub use types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
     ProjectId, Timestamp, WebhookId,
 };
-pub use webhook::{SealedSecret, WebhookConfig};
+pub use webhook::{PreviousSecret, SealedSecret, SignatureScheme, WebhookConfig, MAX_SECRET_GRACE};
 
 impl State {
     /// Decides `cmd` against this state (see [`decide`]).

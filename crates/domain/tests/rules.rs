@@ -736,6 +736,7 @@ fn rotating_the_secret_replaces_it() {
     .then_events(vec![Event::SecretRotated {
         webhook_id: wh("wh_1"),
         secret: SealedSecret("whsec_rotated".into()),
+        previous: None,
         at: t(1),
     }]);
     let w = state.webhook(&wh("wh_1")).expect("kept");

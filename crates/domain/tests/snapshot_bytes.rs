@@ -1,6 +1,7 @@
-//! Snapshot bytes are a format on disk: states encode exactly as the layout before the
-//! schedule moved into its own type did, and files of that layout decode into equal states.
-//! The fixtures were written by that layout's code from the histories below.
+//! Snapshot bytes are a format on disk: states encode exactly as the fixtures, and the
+//! fixtures decode into equal states. The fixtures were written from the histories below by
+//! the layout that added webhooks' signature schemes and previous secrets (store format 2);
+//! a change of layout writes them again (`HALLWAY_WRITE_FIXTURES=1`) with a new store format.
 
 use hallway_domain::*;
 
@@ -18,6 +19,7 @@ fn histories() -> [Vec<Event>; 2] {
             description: Some("notes".into()),
             events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
             project_ids: vec![ProjectId::from("prj_a")],
+            signature_scheme: SignatureScheme::Standard,
         },
         secret: SealedSecret(format!("whsec_{id}")),
         at: t0,
@@ -32,6 +34,15 @@ fn histories() -> [Vec<Event>; 2] {
         },
         webhook("wh_1"),
         webhook("wh_2"),
+        Event::SecretRotated {
+            webhook_id: WebhookId::from("wh_2"),
+            secret: SealedSecret("whsec_wh_2_new".into()),
+            previous: Some(PreviousSecret {
+                secret: SealedSecret("whsec_wh_2".into()),
+                until: Timestamp(t0.0 + 3_600_000),
+            }),
+            at: t0,
+        },
         Event::EventPublished {
             account_id: AccountId::from("acc_1"),
             event_id: EventId::from("evt_1"),
@@ -77,6 +88,24 @@ const FIXTURES: [(&str, &[u8], &[u8]); 2] = [
 #[test]
 fn states_encode_as_the_fixtures_and_the_fixtures_decode_into_the_states() {
     let config = bincode::config::standard();
+    if std::env::var_os("HALLWAY_WRITE_FIXTURES").is_some() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        for ((name, _, _), events) in FIXTURES.into_iter().zip(histories()) {
+            let state = state_of(&events);
+            let write = |kind: &str, bytes: Vec<u8>| {
+                std::fs::write(format!("{dir}/{name}.{kind}.bin"), bytes).expect("writes")
+            };
+            write(
+                "snapshot",
+                bincode::serde::encode_to_vec(SnapshotForm(&state), config).unwrap(),
+            );
+            write(
+                "state",
+                bincode::serde::encode_to_vec(&state, config).unwrap(),
+            );
+        }
+        return;
+    }
     for ((name, snapshot, own), events) in FIXTURES.into_iter().zip(histories()) {
         let state = state_of(&events);
         let encoded = bincode::serde::encode_to_vec(SnapshotForm(&state), config).unwrap();

@@ -33,9 +33,12 @@ pub fn delivery_id_seed(now: Timestamp) -> String {
     format!("{:011x}{}", now.0, random_hex(10))
 }
 
-/// A new signing secret (`whsec_` + 192 random bits).
+/// A new signing secret: `whsec_` and 192 random bits in base64, as Standard Webhooks (and
+/// Svix) show them, so the same secret serves either signature scheme.
 pub fn secret() -> String {
-    format!("whsec_{}", random_hex(24))
+    let mut key = [0u8; 24];
+    getrandom::getrandom(&mut key).expect("the operating system's random source failed");
+    hallway_domain::signature::standard::secret_from_key(&key)
 }
 
 /// A new account API key (`hwk_` + 256 random bits).
@@ -58,6 +61,15 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_whsec_and_24_random_bytes_in_base64() {
+        let (a, b) = (secret(), secret());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "whsec_".len() + 32, "{a}");
+        let key = hallway_domain::signature::standard::key(&a).expect("base64");
+        assert_eq!(key.len(), 24);
+    }
 
     #[test]
     fn a_seed_starts_with_the_time_so_later_fan_outs_sort_after_earlier_ones() {

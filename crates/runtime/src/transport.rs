@@ -33,8 +33,10 @@ pub struct OutgoingRequest {
     pub url: String,
     /// The exact JSON body.
     pub body: Bytes,
-    /// The `X-Hallway-Signature` value, computed at send time.
-    pub signature: String,
+    /// The headers that sign and identify the attempt, computed at send time
+    /// ([`hallway_domain::signature::headers`]); `Content-Type` and `User-Agent` are the
+    /// transport's.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// How attempts leave the engine. Tests, simulations and hosts with special egress plug in
@@ -176,12 +178,13 @@ impl HttpsTransport {
         };
         let deadline = tokio::time::Instant::from_std(started + timeout);
         let response = loop {
-            let mut req = match hyper::Request::post(uri.clone())
+            let mut builder = hyper::Request::post(uri.clone())
                 .header(CONTENT_TYPE, "application/json")
-                .header(USER_AGENT, USER_AGENT_VALUE)
-                .header(hallway_domain::signature::HEADER_NAME, &request.signature)
-                .body(Full::new(request.body.clone()))
-            {
+                .header(USER_AGENT, USER_AGENT_VALUE);
+            for (name, value) in &request.headers {
+                builder = builder.header(*name, value);
+            }
+            let mut req = match builder.body(Full::new(request.body.clone())) {
                 Ok(r) => r,
                 Err(_) => return fail(AttemptError::Connect),
             };

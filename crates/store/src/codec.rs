@@ -15,8 +15,9 @@ use bincode::config::{self, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format version written in front of every record.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written in front of every record. 2: webhooks' signature schemes and
+/// previous secrets. A record of another version is refused (0.1 has no migrations).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;
@@ -99,6 +100,14 @@ fn open<'a>(
     let Some(&version) = bytes.first() else {
         return Err(corrupt(key(), "empty record".into()));
     };
+    if version != FORMAT_VERSION && (1..FORMAT_VERSION).contains(&version) {
+        return Err(corrupt(
+            key(),
+            format!(
+                "written in the older format {version}, which this build (format {FORMAT_VERSION}) does not read: version 0.1 has no migrations; start with a new data directory"
+            ),
+        ));
+    }
     if version != FORMAT_VERSION {
         return Err(corrupt(
             key(),
@@ -217,6 +226,19 @@ mod tests {
         let err = decode::<u64>("log", || "42".into(), &bytes).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("\"log\"") && text.contains("42") && text.contains("version 9"));
+    }
+
+    #[test]
+    fn an_older_format_is_named_as_such() {
+        let mut bytes = encode(&5u64).expect("encodes");
+        bytes[0] = 1;
+        let text = decode::<u64>("log", || "seq 1".into(), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("older format 1") && text.contains("new data directory"),
+            "{text}"
+        );
     }
 
     #[test]

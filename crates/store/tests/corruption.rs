@@ -84,14 +84,20 @@ fn an_unknown_format_version_is_named_as_such() {
         .expect("reads")
         .expect("exists")
         .to_vec();
-    value[0] = 2;
-    log.insert(2u64.to_be_bytes(), value).expect("writes");
+    value[0] = 9;
+    log.insert(2u64.to_be_bytes(), value.clone())
+        .expect("writes");
     let err = store.read_log(1).find_map(|r| r.err()).expect("an error");
     assert_eq!(corrupt_in(&err), ("log", "seq 2".to_owned()));
     assert!(
-        err.to_string().contains("unknown format version 2"),
+        err.to_string().contains("unknown format version 9"),
         "{err}"
     );
+    // A record of an older layout says so, and what to do.
+    value[0] = 1;
+    log.insert(2u64.to_be_bytes(), value).expect("writes");
+    let err = store.read_log(1).find_map(|r| r.err()).expect("an error");
+    assert!(err.to_string().contains("older format 1"), "{err}");
 }
 
 /// A delivery listed under `wh_0`, and its bucket's key (the start of its id).

@@ -53,6 +53,7 @@ pub fn config(name: &str, url: &str) -> WebhookConfig {
         description: None,
         events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
         project_ids: Vec::new(),
+        signature_scheme: SignatureScheme::Hallway,
     }
 }
 
@@ -138,6 +139,22 @@ pub fn rotate_secret(account: &str, id: &str, secret: &str) -> CommandKind {
         account_id: acc(account),
         webhook_id: wh(id),
         secret: SealedSecret(secret.to_owned()),
+        grace: None,
+    }
+}
+
+/// A rotation whose replaced secret goes on signing for `grace`.
+pub fn rotate_secret_with_grace(
+    account: &str,
+    id: &str,
+    secret: &str,
+    grace: DurationMs,
+) -> CommandKind {
+    CommandKind::RotateSecret {
+        account_id: acc(account),
+        webhook_id: wh(id),
+        secret: SealedSecret(secret.to_owned()),
+        grace: Some(grace),
     }
 }
 
@@ -225,6 +242,11 @@ pub struct Given {
 /// The state built by applying `events` under the default policy.
 pub fn given(events: impl IntoIterator<Item = Event>) -> Given {
     given_with(Policy::default(), events)
+}
+
+/// A state built by earlier steps, to decide more commands against.
+pub fn given_state(state: State) -> Given {
+    Given { state }
 }
 
 /// The state built by applying `events` under `policy`.

@@ -24,6 +24,7 @@ pub fn every_event_kind() -> Vec<Event> {
         description: Some("notes \u{1F600}".into()),
         events: vec![SESSION_PROCESSING_COMPLETED.into()],
         project_ids: vec![ProjectId::from("prj_1")],
+        signature_scheme: SignatureScheme::Standard,
     };
     let at = T0;
     vec![
@@ -71,6 +72,10 @@ pub fn every_event_kind() -> Vec<Event> {
         Event::SecretRotated {
             webhook_id: wh.clone(),
             secret: SealedSecret("whsec_new".into()),
+            previous: Some(PreviousSecret {
+                secret: SealedSecret("whsec_abc".into()),
+                until: T0.plus(DurationMs::from_hours(24)),
+            }),
             at,
         },
         Event::EventPublished {
@@ -188,6 +193,7 @@ impl Sim {
                     description: None,
                     events: vec![SESSION_PROCESSING_COMPLETED.into()],
                     project_ids: Vec::new(),
+                    signature_scheme: SignatureScheme::Hallway,
                 },
             }));
         }
