@@ -108,7 +108,7 @@ impl AlertSink {
                         signature::sign(&self.secret, t, &body),
                     )],
                 };
-                match self.transport.send(request, self.timeout).await {
+                match self.transport.send(request, self.timeout).await.outcome {
                     Outcome::Response { status, .. } if (200..300).contains(&status) => break,
                     outcome => {
                         tracing::warn!(alert = %a.cursor.id(), ?outcome, "alert not accepted; retrying");

@@ -41,7 +41,7 @@ pub use hallway_domain::{
 };
 pub use hallway_runtime::{
     Clock, Config, ConfigBuilder, Engine, EngineError, EngineHandle, HttpsTransport, ManualClock,
-    MasterKey, MetricsSnapshot, NewWebhook, OutgoingRequest, PublishReceipt, Secret, SystemClock,
-    Transport, TransportConfig,
+    MasterKey, MetricsSnapshot, NewWebhook, OutgoingRequest, PublishReceipt, Secret, Sent,
+    SystemClock, Transport, TransportConfig,
 };
 pub use hallway_store::{AttemptRecord, DeliveryRecord, DeliveryStatus, Page, StoreError};

@@ -120,6 +120,8 @@ fn write_log(
                     status,
                     duration: DurationMs(3),
                 },
+                // Opening replays the log, which never holds attempt detail.
+                detail: None,
             };
             step(&mut state, now, kind, &mut turn)?;
         }

@@ -1,6 +1,7 @@
 //! Commands: what the outside world asks for, carrying everything it knows (time, fresh ids,
 //! fresh secrets, observed outcomes) so that deciding needs nothing else.
 
+use crate::attempt::AttemptDetail;
 use crate::envelope::PreparedEvent;
 use crate::types::{
     AccountId, DeliveryId, DurationMs, EventId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
@@ -198,6 +199,8 @@ pub enum CommandKind {
         attempt: u32,
         /// What the dispatcher observed.
         outcome: Outcome,
+        /// What was sent and received, for history; deciding never reads it.
+        detail: Option<Box<AttemptDetail>>,
     },
     /// After a restart: attempts open in the log may or may not have been sent; send them again.
     Resume,

@@ -1,6 +1,7 @@
 //! Events: the facts the log records. Applying them is the only way state changes.
 
 use crate::alert::Alert;
+use crate::attempt::AttemptDetail;
 use crate::command::DeliverySummary;
 use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
@@ -151,6 +152,9 @@ pub enum Event {
         duration: DurationMs,
         /// When the attempt started.
         started_at: Timestamp,
+        /// What was sent and received, kept by history only: log records leave it out, so an
+        /// event read back from the log has `None`.
+        detail: Option<Box<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },
@@ -170,6 +174,9 @@ pub enum Event {
         started_at: Timestamp,
         /// When the next attempt is due, if one follows.
         next_due: Option<Timestamp>,
+        /// What was sent and received, kept by history only: log records leave it out, so an
+        /// event read back from the log has `None`. `None` too for an attempt nobody reported.
+        detail: Option<Box<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },

@@ -32,6 +32,7 @@
 
 pub mod address;
 pub mod alert;
+pub mod attempt;
 pub mod command;
 pub mod decide;
 pub mod envelope;
@@ -47,6 +48,7 @@ pub mod types;
 pub mod webhook;
 
 pub use alert::{Alert, AlertKind};
+pub use attempt::AttemptDetail;
 pub use command::{
     AccountChanges, Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges,
 };

@@ -1358,6 +1358,7 @@ impl Sim {
                         status: 200,
                         duration: DurationMs(1),
                     },
+                    detail: None,
                 });
                 assert_eq!(
                     result,
@@ -1646,14 +1647,30 @@ impl Sim {
                 duration: timeout,
             },
         };
+        // What the sender saw rides along into the outcome's event untouched.
+        let detail = pick.is_multiple_of(2).then(|| {
+            Box::new(AttemptDetail {
+                error_message: Some(format!("seen by {id} #{attempt}")),
+                response_body: "ok".into(),
+                ..AttemptDetail::default()
+            })
+        });
         let events = self
             .exec(CommandKind::RecordOutcome {
                 delivery_id: id.clone(),
                 attempt,
                 outcome: sent,
+                detail: detail.clone(),
             })
             .expect("an open attempt's outcome is recorded");
         let first = events.first().expect("an outcome records something");
+        match first {
+            Event::AttemptSucceeded { detail: got, .. }
+            | Event::AttemptFailed { detail: got, .. } => {
+                assert_eq!(got, &detail)
+            }
+            other => panic!("an outcome records its attempt first, not {other:?}"),
+        }
         match (outcome, first) {
             (
                 Reported::Ok,

@@ -33,7 +33,7 @@ pub use config::{Config, ConfigBuilder};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use resend::DEFAULT_MAX_RECOVER;
 pub use secrets::{MasterKey, Secret};
-pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig};
+pub use transport::{HttpsTransport, OutgoingRequest, Sent, Transport, TransportConfig};
 
 use actor::{Actor, Msg, Reply};
 use hallway_domain::Policy;

@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format version written in front of every record. 2: webhooks' signature schemes and
-/// previous secrets. A record of another version is refused (0.1 has no migrations).
-pub const FORMAT_VERSION: u8 = 2;
+/// previous secrets; 3: attempts' detail in history. A record of another version is refused
+/// (0.1 has no migrations).
+pub const FORMAT_VERSION: u8 = 3;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;

@@ -155,7 +155,8 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             delivery_id,
             attempt,
             outcome,
-        } => handle_outcome(state, now, &delivery_id, attempt, outcome),
+            detail,
+        } => handle_outcome(state, now, &delivery_id, attempt, outcome, detail),
         CommandKind::Resume => Ok(state
             .open_deliveries()
             .filter_map(|d| {

@@ -217,6 +217,7 @@ pub fn response(delivery: &str, attempt: u32, status: u16, duration_ms: u64) -> 
             status,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 
@@ -229,6 +230,7 @@ pub fn failure(delivery: &str, attempt: u32, error: AttemptError, duration_ms: u
             error,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 

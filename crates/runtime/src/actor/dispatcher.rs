@@ -4,11 +4,11 @@
 use crate::bodies::{Bodies, Body, BodyKey, BodyRead};
 use crate::clock::Clock;
 use crate::secrets::SecretBox;
-use crate::transport::{OutgoingRequest, Transport};
+use crate::transport::{OutgoingRequest, Sent, Transport, USER_AGENT_VALUE};
 use bytes::Bytes;
 use hallway_domain::{
-    signature, AttemptError, DeliveryId, DurationMs, EventId, Outcome, PreviousSecret,
-    SealedSecret, SignatureScheme, State, Webhook, WebhookId,
+    signature, AttemptDetail, AttemptError, DeliveryId, DurationMs, EventId, Outcome,
+    PreviousSecret, SealedSecret, SignatureScheme, State, Webhook, WebhookId,
 };
 use hallway_store::EventStore;
 use std::collections::HashMap;
@@ -22,6 +22,8 @@ pub(crate) struct Report {
     pub(crate) delivery_id: DeliveryId,
     pub(crate) attempt: u32,
     pub(crate) outcome: Outcome,
+    /// What was sent and received, for history.
+    pub(crate) detail: Option<Box<AttemptDetail>>,
     pub(crate) body_key: BodyKey,
 }
 
@@ -49,12 +51,9 @@ fn reports_capacity(max_in_flight: usize) -> usize {
 }
 
 /// An attempt that could not be sent: closed at once rather than holding an in-flight slot
-/// until its deadline; it fails and retries on schedule.
-fn unsent(error: AttemptError) -> Outcome {
-    Outcome::Error {
-        error,
-        duration: DurationMs(0),
-    }
+/// until its deadline; it fails and retries on schedule. `why` says so in history.
+fn unsent(error: AttemptError, why: &str) -> Sent {
+    Sent::failed(error, DurationMs(0), format!("not sent: {why}"))
 }
 
 impl Dispatcher {
@@ -105,18 +104,25 @@ impl Dispatcher {
     ) -> Option<Report> {
         let d = state.delivery(delivery_id)?;
         let key: BodyKey = (d.account_id.clone(), d.event_id.clone());
-        let report = |outcome| Report {
+        let report = |sent: Sent| Report {
             delivery_id: delivery_id.clone(),
             attempt,
-            outcome,
+            outcome: sent.outcome,
+            detail: Some(Box::new(sent.detail)),
             body_key: key.clone(),
         };
         let Some(w) = state.webhook(&d.webhook_id) else {
             // Deleted while this batch was being committed.
-            return Some(report(unsent(AttemptError::Connect)));
+            return Some(report(unsent(
+                AttemptError::Connect,
+                "the webhook was deleted",
+            )));
         };
         let Some(opened) = self.open_secrets(state, w) else {
-            return Some(report(unsent(AttemptError::InvalidResponse)));
+            return Some(report(unsent(
+                AttemptError::InvalidResponse,
+                "the webhook's secret does not open with the master key",
+            )));
         };
         let signing = Signing {
             scheme: w.config.signature_scheme,
@@ -127,7 +133,16 @@ impl Dispatcher {
         let body = bodies.checkout(&key, attempt == 1);
         let url = w.config.url.clone();
         let timeout = Duration::from_millis(state.policy().attempt_timeout.0);
-        let template = report(unsent(AttemptError::Timeout));
+        let template = Report {
+            delivery_id: delivery_id.clone(),
+            attempt,
+            outcome: Outcome::Error {
+                error: AttemptError::Timeout,
+                duration: DurationMs(0),
+            },
+            detail: None,
+            body_key: key.clone(),
+        };
         let span = tracing::debug_span!("attempt", delivery = %delivery_id, attempt);
         let send = Send {
             transport: self.transport.clone(),
@@ -223,14 +238,11 @@ impl Send {
                 None => {
                     // Without its body the attempt cannot be sent; it fails and retries on
                     // schedule.
-                    let outcome = unsent(AttemptError::InvalidResponse);
-                    let _ = self
-                        .reports
-                        .send(Report {
-                            outcome,
-                            ..template
-                        })
-                        .await;
+                    let sent = unsent(
+                        AttemptError::InvalidResponse,
+                        "the event's body is no longer stored",
+                    );
+                    self.report(template, sent, Vec::new()).await;
                     return;
                 }
             },
@@ -255,24 +267,35 @@ impl Send {
             Err(e) => {
                 // Engine-made secrets are base64; one that is not cannot sign this scheme.
                 error!(error = %e, "webhook secret cannot sign its scheme");
-                let outcome = unsent(AttemptError::InvalidResponse);
-                let _ = self
-                    .reports
-                    .send(Report {
-                        outcome,
-                        ..template
-                    })
-                    .await;
+                let sent = unsent(AttemptError::InvalidResponse, &e.to_string());
+                self.report(template, sent, Vec::new()).await;
                 return;
             }
         };
+        // What history shows as sent: the transport's two headers, then these.
+        let mut sent_headers = Vec::with_capacity(headers.len() + 2);
+        sent_headers.push(("content-type".to_owned(), "application/json".to_owned()));
+        sent_headers.push(("user-agent".to_owned(), USER_AGENT_VALUE.to_owned()));
+        sent_headers.extend(
+            headers
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.clone())),
+        );
         let request = OutgoingRequest { url, body, headers };
-        let outcome = self.transport.send(request, timeout).await;
+        let sent = self.transport.send(request, timeout).await;
+        self.report(template, sent, sent_headers).await;
+    }
+
+    /// Reports what an attempt came to, with the request headers it sent.
+    async fn report(self, template: Report, sent: Sent, request_headers: Vec<(String, String)>) {
+        let mut detail = sent.detail;
+        detail.request_headers = request_headers;
         // The actor may be gone (shut down, or aborted as in a crash); the log has the start.
         let _ = self
             .reports
             .send(Report {
-                outcome,
+                outcome: sent.outcome,
+                detail: Some(Box::new(detail)),
                 ..template
             })
             .await;

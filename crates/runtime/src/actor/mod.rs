@@ -469,6 +469,7 @@ impl Actor {
             delivery_id: report.delivery_id.clone(),
             attempt: report.attempt,
             outcome: report.outcome,
+            detail: report.detail,
         };
         match decide(&self.state, Command::new(now, cmd)) {
             Ok(new) => {

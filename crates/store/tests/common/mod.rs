@@ -111,6 +111,7 @@ pub fn every_event_kind() -> Vec<Event> {
             started_at: at,
             next_due: Some(Timestamp(at.0 + 60_000)),
             at,
+            detail: None,
         },
         Event::AttemptAbandoned {
             delivery_id: dlv.clone(),
@@ -124,6 +125,7 @@ pub fn every_event_kind() -> Vec<Event> {
             duration: DurationMs(35),
             started_at: at,
             at,
+            detail: None,
         },
         Event::DeliveryCancelled {
             delivery_id: DeliveryId::from("dlv_test"),
@@ -259,6 +261,7 @@ impl Sim {
                 delivery_id,
                 attempt,
                 outcome,
+                detail: None,
             }));
         }
         events
