@@ -2,9 +2,10 @@
 //! type the API serialises and the schema the OpenAPI document shows, so the two cannot
 //! differ.
 
-use hallway_domain::{Account, Timestamp, Webhook};
-use hallway_store::{DeliveryRecord, DeliveryStatus};
+use hallway_domain::{Account, AttemptError, Timestamp, Webhook};
+use hallway_store::{AttemptRecord, DeliveryRecord, DeliveryStatus};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// An RFC 3339 UTC time with milliseconds.
@@ -103,6 +104,9 @@ pub struct WebhookView {
     pub disabled_reason: Option<DisabledReasonName>,
     /// Failed attempts since the last success or re-enable.
     pub consecutive_failures: u32,
+    /// How deliveries are signed: `hallway` (`X-Hallway-Signature`) or `standard` (Standard
+    /// Webhooks).
+    pub signature_scheme: String,
     /// When it was created (RFC 3339).
     pub created_at: String,
     /// When it last changed (RFC 3339).
@@ -128,6 +132,7 @@ impl WebhookView {
                 }
             }),
             consecutive_failures: w.consecutive_failures,
+            signature_scheme: w.config.signature_scheme.as_str().to_owned(),
             created_at: ts(w.created_at),
             updated_at: ts(w.updated_at),
         }
@@ -220,6 +225,56 @@ pub struct AttemptView {
     pub status_code: Option<u16>,
     /// How it failed, if it did.
     pub error: Option<AttemptErrorName>,
+    /// Why it failed, in words: what the sender saw, or what its class and status say.
+    pub error_message: Option<String>,
+    /// The request's headers as sent (the signature included); `null` if never reported.
+    pub request_headers: Option<BTreeMap<String, String>>,
+    /// The response's headers; `null` when no response came.
+    pub response_headers: Option<BTreeMap<String, String>>,
+    /// The response body's first 4 KiB (as text, invalid UTF-8 replaced); `null` when no
+    /// response came.
+    pub response_body: Option<String>,
+    /// Whether the response body was longer than what is kept.
+    pub response_body_truncated: bool,
+}
+
+impl AttemptView {
+    /// The view of an attempt: `null` where nothing is known (no response came, or the
+    /// attempt was never reported).
+    pub fn of(a: &AttemptRecord) -> Self {
+        let detail = a.detail.as_deref();
+        let answered = a.status_code.is_some() && detail.is_some();
+        AttemptView {
+            attempt: a.attempt,
+            started_at: ts(a.started_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            error: a.error.map(Into::into),
+            error_message: error_words(a),
+            request_headers: detail
+                .filter(|d| !d.request_headers.is_empty())
+                .map(|d| header_object(&d.request_headers)),
+            response_headers: detail
+                .filter(|_| answered)
+                .map(|d| header_object(&d.response_headers)),
+            response_body: detail.filter(|_| answered).map(|d| d.response_body.clone()),
+            response_body_truncated: detail.is_some_and(|d| answered && d.response_body_truncated),
+        }
+    }
+}
+
+/// Headers as an object; a repeated name's values joined with ", " (as HTTP allows).
+fn header_object(headers: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        out.entry(name.clone())
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
+    }
+    out
 }
 
 /// A delivery with every attempt.
@@ -258,17 +313,7 @@ impl DeliveryView {
             status: d.status.into(),
             created_at: ts(d.created_at),
             next_attempt_at: d.next_attempt_at.map(ts),
-            attempts: d
-                .attempts
-                .iter()
-                .map(|a| AttemptView {
-                    attempt: a.attempt,
-                    started_at: ts(a.started_at),
-                    duration_ms: a.duration_ms,
-                    status_code: a.status_code,
-                    error: a.error.map(Into::into),
-                })
-                .collect(),
+            attempts: d.attempts.iter().map(AttemptView::of).collect(),
         }
     }
 }
@@ -295,6 +340,8 @@ pub struct DeliveryPage {
 pub struct SecretView {
     /// The new secret.
     pub secret: String,
+    /// When a rotation's grace ends and the previous secret stops signing; `null` without one.
+    pub previous_secret_expires_at: Option<String>,
 }
 
 /// The delivery a test send created.
@@ -403,4 +450,38 @@ impl EventTypeView {
 pub struct EventTypeList {
     /// The event types.
     pub data: Vec<EventTypeView>,
+}
+
+/// Why an attempt failed, in words: what the sender saw, or what its class and status say.
+pub fn error_words(a: &AttemptRecord) -> Option<String> {
+    let error = a.error?;
+    if let Some(message) = a.detail.as_deref().and_then(|d| d.error_message.clone()) {
+        return Some(message);
+    }
+    let answered = |code: u16| {
+        let reason = axum::http::StatusCode::from_u16(code)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default();
+        format!("HTTP {code}{reason}")
+    };
+    Some(match (error, a.status_code) {
+        (AttemptError::HttpStatus, Some(code)) => {
+            format!("the endpoint answered {}", answered(code))
+        }
+        (AttemptError::Timeout, Some(code)) => format!(
+            "the endpoint answered {} after {} ms, past the attempt timeout",
+            answered(code),
+            a.duration_ms
+        ),
+        (AttemptError::Timeout, None) => {
+            "no outcome was reported by the attempt's deadline".to_owned()
+        }
+        (AttemptError::HttpStatus, None) => "the endpoint's answer was not 2xx".to_owned(),
+        (AttemptError::Connect, _) => "could not connect to the endpoint".to_owned(),
+        (AttemptError::Tls, _) => "the TLS handshake failed".to_owned(),
+        (AttemptError::BlockedTarget, _) => "the target is a refused address".to_owned(),
+        (AttemptError::InvalidResponse, _) => "the answer was not valid HTTP".to_owned(),
+    })
 }

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use hallway_domain::{Plan, Timestamp};
+use hallway_domain::{DurationMs, Plan, SignatureScheme, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
@@ -27,15 +27,31 @@ pub(super) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
 /// unknown field answers 400 (`invalid_request`); each message names the field.
 pub(super) async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let bytes = read_body(body, MAX_MANAGEMENT_BODY_BYTES).await?;
+    json_bytes(&bytes)
+}
+
+/// Like [`json_body`], for a body that may be left out: none (or only whitespace) is
+/// `T::default()`.
+pub(super) async fn optional_json_body<T: DeserializeOwned + Default>(
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, MAX_MANAGEMENT_BODY_BYTES).await?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    json_bytes(&bytes)
+}
+
+fn json_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde_json keeps the last of two repeated members; other parsers keep the first.
-    hallway_domain::json::check(&bytes)
+    hallway_domain::json::check(bytes)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     // A derived struct also takes a JSON array of its fields in order; the contract's bodies
     // are objects only.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::invalid("the body must be a JSON object"));
     }
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(body_error)?;
     de.end()
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
@@ -88,6 +104,36 @@ pub(super) fn plan(value: Option<String>) -> Result<Option<Plan>, ApiError> {
             "plan: must be \"free\" or \"pro\", not {other:?}"
         ))),
     }
+}
+
+/// A `signature_scheme` field, 422 naming it when it is not one the API knows.
+pub(super) fn scheme(value: Option<String>) -> Result<Option<SignatureScheme>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(text) => SignatureScheme::parse(&text).map(Some).ok_or_else(|| {
+            ApiError::validation(format!(
+                "signature_scheme: must be \"hallway\" or \"standard\", not {:?}",
+                hallway_domain::types::Echo(&text).to_string()
+            ))
+        }),
+    }
+}
+
+/// A rotation's `grace` (`"24h"`, `"90m"`, `"1d"`), 422 naming it when it does not parse;
+/// its cap is the domain's rule.
+pub(super) fn grace(value: Option<String>) -> Result<Option<DurationMs>, ApiError> {
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::validation(format!(
+            "grace: must be a duration such as \"24h\", \"90m\" or \"1d\", not {:?}",
+            hallway_domain::types::Echo(&text).to_string()
+        ))
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|_| bad())?;
+    let ms = u64::try_from(d.as_millis()).map_err(|_| bad())?;
+    Ok(Some(DurationMs(ms)))
 }
 
 /// `POST /v1/accounts`: a new account.
@@ -149,6 +195,11 @@ pub(super) struct NewWebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub(super) project_ids: Option<Vec<String>>,
+    /// How deliveries are signed: `hallway` (`X-Hallway-Signature`, the default) or
+    /// `standard` (Standard Webhooks' `webhook-signature`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub(super) signature_scheme: Option<String>,
 }
 
 /// `PATCH /v1/accounts/{acc}/webhooks/{wh}`: absent fields keep their value; a `null`
@@ -181,6 +232,23 @@ pub(super) struct WebhookChangesBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub(super) enabled: Option<bool>,
+    /// A new signature scheme: `hallway` or `standard`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub(super) signature_scheme: Option<String>,
+}
+
+/// `POST /v1/accounts/{acc}/webhooks/{wh}/rotate-secret`: the body is optional (none, or an
+/// empty one, rotates without a grace).
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RotateSecret)]
+pub(super) struct RotateBody {
+    /// How long the previous secret still signs too (`"24h"`, `"90m"`; at most 7 days);
+    /// absent: the previous secret is invalid at once.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub(super) grace: Option<String>,
 }
 
 /// The query of a deliveries page.

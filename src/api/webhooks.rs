@@ -34,6 +34,7 @@ pub(super) async fn create_webhook(
         description: b.description.flatten(),
         events: required(b.events, "events")?,
         project_ids: b.project_ids.unwrap_or_default(),
+        signature_scheme: scheme(b.signature_scheme)?.unwrap_or_default(),
     };
     let (webhook, secret) = state.engine.create_webhook(&acc, input).await?;
     Ok(respond(
@@ -131,6 +132,7 @@ pub(super) async fn update_webhook(
             .project_ids
             .map(|ps| ps.into_iter().map(Into::into).collect()),
         enabled: b.enabled,
+        signature_scheme: scheme(b.signature_scheme)?,
     };
     let w = state
         .engine
@@ -168,7 +170,8 @@ pub(super) async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Replaces a webhook's secret; the old one signs nothing from then on.
+/// Replaces a webhook's secret; the old one signs nothing from then on, or, with a `grace`,
+/// signs beside the new one until the grace ends.
 #[utoipa::path(
     post,
     path = "/v1/accounts/{acc}/webhooks/{wh}/rotate-secret",
@@ -178,26 +181,32 @@ pub(super) async fn delete_webhook(
         ("acc" = String, Path, description = "The account's id"),
         ("wh" = String, Path, description = "The webhook's id")
     ),
+    request_body(content = Option<RotateBody>, description = "Optional: a grace for the previous secret"),
     responses(
         (status = 200, description = "The new secret (shown once)", body = SecretView),
+        (status = 400, description = "`invalid_request`: an unknown field or bad JSON", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody)
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: a `grace` that does not parse or exceeds 7 days", body = ErrorBody)
     )
 )]
 pub(super) async fn rotate_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath((acc, wh)): ApiPath<(String, String)>,
+    body: Body,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let secret = state
+    let b: RotateBody = optional_json_body(body).await?;
+    let (secret, until) = state
         .engine
-        .rotate_secret(&acc, &WebhookId::from(wh))
+        .rotate_secret_with_grace(&acc, &WebhookId::from(wh), grace(b.grace)?)
         .await?;
     Ok(respond(
         StatusCode::OK,
         SecretView {
             secret: secret.expose().to_owned(),
+            previous_secret_expires_at: until.map(|t| t.to_rfc3339()),
         },
     ))
 }

@@ -1,11 +1,13 @@
 //! Commands: what the outside world asks for, carrying everything it knows (time, fresh ids,
 //! fresh secrets, observed outcomes) so that deciding needs nothing else.
 
+use crate::attempt::AttemptDetail;
 use crate::envelope::PreparedEvent;
 use crate::types::{
-    AccountId, DeliveryId, EventId, FanOutId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
+    AccountId, DeliveryId, DurationMs, EventId, FanOutId, Outcome, Plan, ProjectId, Timestamp,
+    WebhookId,
 };
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{SealedSecret, SignatureScheme, WebhookConfig};
 use serde::{Deserialize, Serialize};
 
 /// One request to the state machine, stamped with the time it is decided at.
@@ -48,6 +50,8 @@ pub struct WebhookChanges {
     pub project_ids: Option<Vec<ProjectId>>,
     /// Enable (resetting the failure counter) or disable (manually).
     pub enabled: Option<bool>,
+    /// A new signature scheme (the secret stays: see [`SignatureScheme`]).
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 /// What the caller knows of a finished delivery it wants retried (loaded from history).
@@ -130,7 +134,8 @@ pub enum CommandKind {
         /// The webhook.
         webhook_id: WebhookId,
     },
-    /// Replace a webhook's secret; the old one signs nothing from then on.
+    /// Replace a webhook's secret. Without a grace the old one signs nothing from then on;
+    /// with one it signs too (after the new one) until `now + grace`.
     RotateSecret {
         /// The owning account.
         account_id: AccountId,
@@ -138,6 +143,20 @@ pub enum CommandKind {
         webhook_id: WebhookId,
         /// A fresh signing secret.
         secret: SealedSecret,
+        /// How long the replaced secret goes on signing; at most [`crate::MAX_SECRET_GRACE`].
+        grace: Option<DurationMs>,
+    },
+    /// Seal a webhook's secrets again (under a new master key): the same secrets, and the
+    /// same grace for the previous one if it is still signing.
+    ResealSecret {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The current secret, sealed again.
+        secret: SealedSecret,
+        /// The previous secret, sealed again, if it has one.
+        previous: Option<SealedSecret>,
     },
     /// Publish an event: wrap it in the envelope and fan it out to matching webhooks.
     Publish {
@@ -186,6 +205,8 @@ pub enum CommandKind {
         attempt: u32,
         /// What the dispatcher observed.
         outcome: Outcome,
+        /// What was sent and received, for history; deciding never reads it.
+        detail: Option<Box<AttemptDetail>>,
     },
     /// After a restart: attempts open in the log may or may not have been sent; send them again.
     Resume,

@@ -1,12 +1,13 @@
 //! Events: the facts the log records. Applying them is the only way state changes.
 
 use crate::alert::Alert;
+use crate::attempt::AttemptDetail;
 use crate::command::DeliverySummary;
 use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
     Timestamp, WebhookId,
 };
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 
 /// A fact, stamped with the time it was decided at.
@@ -81,12 +82,15 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
-    /// A webhook's secret was replaced.
+    /// A webhook's secret was replaced (or sealed again).
     SecretRotated {
         /// The webhook.
         webhook_id: WebhookId,
         /// The new secret.
         secret: SealedSecret,
+        /// The replaced secret and the end of its grace, if it goes on signing for a while;
+        /// `None`: it signs nothing from now on.
+        previous: Option<PreviousSecret>,
         /// When.
         at: Timestamp,
     },
@@ -150,6 +154,9 @@ pub enum Event {
         duration: DurationMs,
         /// When the attempt started.
         started_at: Timestamp,
+        /// What was sent and received, kept by history only: log records leave it out, so an
+        /// event read back from the log has `None`.
+        detail: Option<Box<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },
@@ -169,6 +176,9 @@ pub enum Event {
         started_at: Timestamp,
         /// When the next attempt is due, if one follows.
         next_due: Option<Timestamp>,
+        /// What was sent and received, kept by history only: log records leave it out, so an
+        /// event read back from the log has `None`. `None` too for an attempt nobody reported.
+        detail: Option<Box<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },

@@ -32,6 +32,7 @@
 
 pub mod address;
 pub mod alert;
+pub mod attempt;
 pub mod catalog;
 pub mod command;
 pub mod decide;
@@ -48,6 +49,7 @@ pub mod types;
 pub mod webhook;
 
 pub use alert::{Alert, AlertKind};
+pub use attempt::AttemptDetail;
 pub use catalog::{Catalog, EventType};
 pub use command::{
     AccountChanges, Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges,
@@ -64,7 +66,7 @@ pub use types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
     Plan, ProjectId, Timestamp, WebhookId,
 };
-pub use webhook::{SealedSecret, WebhookConfig};
+pub use webhook::{PreviousSecret, SealedSecret, SignatureScheme, WebhookConfig, MAX_SECRET_GRACE};
 
 impl State {
     /// Decides `cmd` against this state (see [`decide`]).

@@ -1,15 +1,24 @@
-//! `X-Hallway-Signature`: `t={unix seconds},v1={hex HMAC-SHA256(secret, "{t}.{body}")}`.
+//! `X-Hallway-Signature`: `t={unix seconds},v1={hex HMAC-SHA256(secret, "{t}.{body}")}`, the
+//! default scheme, and [`standard`] (Standard Webhooks), the scheme a webhook may choose.
 //!
 //! The HMAC key is the secret string's bytes, exactly as the spec's Node example uses it.
 //! Parsing is total (never panics); verification compares in constant time.
 
+pub mod standard;
+
+use crate::webhook::SignatureScheme;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::borrow::Cow;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// The name of the header deliveries carry.
 pub const HEADER_NAME: &str = "X-Hallway-Signature";
+
+/// The header every delivery carries its event id in, whatever its scheme, so that a
+/// receiver can drop a duplicate before reading the body.
+pub const EVENT_ID_HEADER: &str = "X-Hallway-Event-Id";
 
 /// Longest header accepted by the parser, in bytes; anything longer is malformed.
 pub const MAX_HEADER_BYTES: usize = 4096;
@@ -29,6 +38,9 @@ pub enum VerifyError {
     /// No `v1` signature matches the body and secret.
     #[error("signature mismatch")]
     Mismatch,
+    /// The secret cannot be a Standard Webhooks secret (`whsec_` and base64).
+    #[error("the secret is not whsec_ followed by base64")]
+    InvalidSecret,
 }
 
 /// A parsed header: its timestamp and every `v1` signature in it.
@@ -64,6 +76,70 @@ pub fn compute(secret: &str, timestamp: u64, body: &[u8]) -> String {
 /// The full header value for a body sent at `timestamp` (Unix seconds).
 pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", compute(secret, timestamp, body))
+}
+
+/// The header value signed by the current secret and, during a rotation's grace, the previous
+/// one too: `t=..,v1={current},v1={previous}`. The current secret comes first, so a receiver
+/// that reads only the first `v1` (as the spec's Node example does) passes with the new one.
+pub fn sign_with(current: &str, previous: Option<&str>, timestamp: u64, body: &[u8]) -> String {
+    let mut header = sign(current, timestamp, body);
+    if let Some(previous) = previous {
+        header.push_str(",v1=");
+        header.push_str(&compute(previous, timestamp, body));
+    }
+    header
+}
+
+/// An event id as a header value: every byte outside visible ASCII, and `%` itself, is
+/// percent-encoded (`.` too, when `escape_dot`), so any id the host chose is a valid header
+/// value and reads back exactly. Ids the engine makes (`evt_` and hex) are unchanged.
+pub fn header_id(id: &str, escape_dot: bool) -> Cow<'_, str> {
+    let plain = |b: u8| (0x21..=0x7e).contains(&b) && b != b'%' && !(escape_dot && b == b'.');
+    if id.bytes().all(plain) {
+        return Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(id.len() + 8);
+    for b in id.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The headers that sign and identify one attempt of `event_id`'s body sent at `timestamp`
+/// (Unix seconds) under `scheme`: its signature headers, then [`EVENT_ID_HEADER`]. The
+/// previous secret signs too while a rotation's grace lasts (the caller decides that).
+pub fn headers(
+    scheme: SignatureScheme,
+    event_id: &str,
+    current: &str,
+    previous: Option<&str>,
+    timestamp: u64,
+    body: &[u8],
+) -> Result<Vec<(&'static str, String)>, standard::InvalidSecret> {
+    let mut out = Vec::with_capacity(4);
+    match scheme {
+        SignatureScheme::Hallway => {
+            out.push((HEADER_NAME, sign_with(current, previous, timestamp, body)));
+        }
+        SignatureScheme::Standard => {
+            // The spec asks that the signed id hold no `.`, which separates the signed parts.
+            let msg_id = header_id(event_id, true);
+            let mut signatures = standard::sign(current, &msg_id, timestamp, body)?;
+            if let Some(previous) = previous {
+                signatures.push(' ');
+                signatures.push_str(&standard::sign(previous, &msg_id, timestamp, body)?);
+            }
+            out.push((standard::ID_HEADER, msg_id.into_owned()));
+            out.push((standard::TIMESTAMP_HEADER, timestamp.to_string()));
+            out.push((standard::SIGNATURE_HEADER, signatures));
+        }
+    }
+    out.push((EVENT_ID_HEADER, header_id(event_id, false).into_owned()));
+    Ok(out)
 }
 
 /// Parses a header strictly: exactly one `t=` of decimal digits, one or more `v1=` of 64 hex

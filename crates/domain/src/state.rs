@@ -4,7 +4,7 @@ use crate::event::Event;
 use crate::policy::Policy;
 use crate::schedule::Schedule;
 use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -43,6 +43,10 @@ pub struct Webhook {
     pub config: WebhookConfig,
     /// The current signing secret.
     pub secret: SealedSecret,
+    /// The secret the last rotation replaced, if it gave it a grace; it signs (after the
+    /// current one) only while [`PreviousSecret::signs_at`] the send time, and stays here
+    /// until the next rotation or reseal.
+    pub previous_secret: Option<PreviousSecret>,
     /// Whether real deliveries go to it.
     pub enabled: bool,
     /// Why it is disabled, when it is.
@@ -348,6 +352,7 @@ impl State {
                         account_id: account_id.clone(),
                         config: config.clone(),
                         secret: secret.clone(),
+                        previous_secret: None,
                         enabled: true,
                         disabled_reason: None,
                         consecutive_failures: 0,
@@ -400,10 +405,12 @@ impl State {
             Event::SecretRotated {
                 webhook_id,
                 secret,
+                previous,
                 at,
             } => {
                 if let Some(w) = self.webhooks.get_mut(webhook_id) {
                     w.secret = secret.clone();
+                    w.previous_secret = previous.clone();
                     w.updated_at = *at;
                 }
             }

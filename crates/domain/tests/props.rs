@@ -17,6 +17,8 @@ const TYPES: [&str; 2] = [COMPLETED, "session.processing.failed"];
 const PROJECTS: [&str; 3] = ["prj_a", "prj_b", "prj_c"];
 /// Two Pro accounts and a free one.
 const ACCOUNTS: [&str; 3] = ["acc_a", "acc_b", "acc_free"];
+/// Rotation graces: none (zero), short ones the `Advance` steps cross, the cap and past it.
+const GRACES: [u64; 5] = [0, 1_000, 60_000, MAX_SECRET_GRACE.0, MAX_SECRET_GRACE.0 + 1];
 
 /// A small policy, so the rules trigger often.
 fn policy() -> Policy {
@@ -65,6 +67,8 @@ enum Op {
         types: Option<u8>,
         projects: Option<u8>,
         rename: bool,
+        /// A new signature scheme: Standard Webhooks (`true`) or the spec's.
+        standard: Option<bool>,
     },
     Enable {
         webhook: u8,
@@ -77,6 +81,8 @@ enum Op {
     },
     Rotate {
         webhook: u8,
+        /// Milliseconds the replaced secret goes on signing.
+        grace: Option<u64>,
     },
     Publish {
         account: u8,
@@ -137,12 +143,13 @@ fn reported() -> impl Strategy<Value = Reported> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u8..3, 1u8..4, 0u8..8).prop_map(|(account, types, projects)| Op::CreateWebhook { account, types, projects }),
-        1 => (any::<u8>(), prop::option::of(1u8..4), prop::option::of(0u8..8), any::<bool>())
-            .prop_map(|(webhook, types, projects, rename)| Op::UpdateWebhook { webhook, types, projects, rename }),
+        1 => (any::<u8>(), prop::option::of(1u8..4), prop::option::of(0u8..8), any::<bool>(), prop::option::of(any::<bool>()))
+            .prop_map(|(webhook, types, projects, rename, standard)| Op::UpdateWebhook { webhook, types, projects, rename, standard }),
         2 => any::<u8>().prop_map(|webhook| Op::Enable { webhook }),
         1 => any::<u8>().prop_map(|webhook| Op::Disable { webhook }),
         1 => any::<u8>().prop_map(|webhook| Op::Delete { webhook }),
-        1 => any::<u8>().prop_map(|webhook| Op::Rotate { webhook }),
+        1 => (any::<u8>(), prop::option::of(prop::sample::select(GRACES.to_vec())))
+            .prop_map(|(webhook, grace)| Op::Rotate { webhook, grace }),
         5 => (0u8..3, 0u8..2, 0u8..3, prop::option::weighted(0.2, any::<u8>()))
             .prop_map(|(account, event_type, project, reuse)| Op::Publish { account, event_type, project, reuse }),
         2 => any::<u8>().prop_map(|webhook| Op::SendTest { webhook }),
@@ -174,6 +181,8 @@ struct MWebhook {
     /// Bumped on every enable and disable, to know whether an attempt straddled one.
     epoch: u64,
     secret: SealedSecret,
+    /// The replaced secret and the end of its grace, as the last rotation decided it.
+    previous: Option<(SealedSecret, Timestamp)>,
     config: WebhookConfig,
 }
 
@@ -334,6 +343,7 @@ impl Model {
                             counter: 0,
                             epoch: 0,
                             secret: secret.clone(),
+                            previous: None,
                             config: config.clone(),
                         },
                     );
@@ -396,9 +406,14 @@ impl Model {
                     w.deleted = true;
                 }
                 Event::SecretRotated {
-                    webhook_id, secret, ..
+                    webhook_id,
+                    secret,
+                    previous,
+                    ..
                 } => {
-                    self.webhook(webhook_id).secret = secret.clone();
+                    let w = self.webhook(webhook_id);
+                    w.secret = secret.clone();
+                    w.previous = previous.as_ref().map(|p| (p.secret.clone(), p.until));
                 }
                 Event::EventPublished {
                     account_id,
@@ -887,6 +902,13 @@ impl Model {
                 "{id} consecutive failures"
             );
             assert_eq!(&s.secret, &w.secret, "{id} secret");
+            assert_eq!(
+                s.previous_secret
+                    .as_ref()
+                    .map(|p| (p.secret.clone(), p.until)),
+                w.previous,
+                "{id} previous secret"
+            );
             assert_eq!(&s.config, &w.config, "{id} config");
             let open = open_per_webhook.get(id).copied().unwrap_or(0);
             let in_flight = state.in_flight_of(id);
@@ -1081,6 +1103,7 @@ impl Sim {
                 .filter(|(i, _)| projects & (1 << i) != 0)
                 .map(|(_, p)| ProjectId::from(*p))
                 .collect(),
+            signature_scheme: SignatureScheme::Hallway,
         }
     }
 
@@ -1127,12 +1150,20 @@ impl Sim {
                 types,
                 projects,
                 rename,
+                standard,
             } => {
                 let (id, account) = self.pick_webhook(webhook);
                 let changes = WebhookChanges {
                     name: rename.then(|| "renamed".to_owned()),
                     events: types.map(|t| Self::config(t, 0).events),
                     project_ids: projects.map(|p| Self::config(1, p).project_ids),
+                    signature_scheme: standard.map(|s| {
+                        if s {
+                            SignatureScheme::Standard
+                        } else {
+                            SignatureScheme::Hallway
+                        }
+                    }),
                     ..WebhookChanges::default()
                 };
                 let expected = self.missing(&id);
@@ -1178,30 +1209,56 @@ impl Sim {
                     None => assert!(result.is_ok(), "{result:?}"),
                 }
             }
-            Op::Rotate { webhook } => {
+            Op::Rotate { webhook, grace } => {
                 let (id, account) = self.pick_webhook(webhook);
-                let expected = self.missing(&id);
+                let over_cap = grace.is_some_and(|g| g > MAX_SECRET_GRACE.0);
+                let expected = self.missing(&id).or_else(|| {
+                    over_cap.then(|| Rejection::InvalidField {
+                        field: "grace",
+                        message: "must be at most 168 hours (7 days)".into(),
+                    })
+                });
                 let old = self.state.webhook(&id).map(|w| w.secret.clone());
                 let new = SealedSecret(self.fresh("whsec_"));
                 let result = self.exec(CommandKind::RotateSecret {
                     account_id: account,
                     webhook_id: id.clone(),
                     secret: new.clone(),
+                    grace: grace.map(DurationMs),
                 });
                 match expected {
                     Some(r) => assert_eq!(result, Err(r)),
                     None => {
                         assert!(result.is_ok(), "{result:?}");
-                        let current = self.state.webhook(&id).map(|w| w.secret.clone());
-                        assert_eq!(current.as_ref(), Some(&new));
-                        // What the new secret signs, the old one does not verify.
+                        let w = self.state.webhook(&id).expect("live");
+                        assert_eq!(w.secret, new);
                         let old = old.expect("was live");
-                        let ts = self.now.as_unix_seconds();
-                        let header = signature::sign(&new.0, ts, b"{}");
+                        // The replaced secret keeps signing only for a grace above zero, until
+                        // exactly `now + grace`.
+                        let kept = grace
+                            .filter(|g| *g > 0)
+                            .map(|g| (old.clone(), Timestamp(self.now.0 + g)));
                         assert_eq!(
-                            signature::verify(&old.0, &header, b"{}", ts, 300),
-                            Err(signature::VerifyError::Mismatch)
+                            w.previous_secret
+                                .as_ref()
+                                .map(|p| (p.secret.clone(), p.until)),
+                            kept
                         );
+                        let ts = self.now.as_unix_seconds();
+                        let previous = w
+                            .previous_secret
+                            .as_ref()
+                            .filter(|p| p.signs_at(self.now))
+                            .map(|p| p.secret.0.as_str());
+                        let header = signature::sign_with(&new.0, previous, ts, b"{}");
+                        assert_eq!(signature::verify(&new.0, &header, b"{}", ts, 300), Ok(()));
+                        // The old secret verifies what is sent during the grace, nothing else.
+                        let old_verifies = signature::verify(&old.0, &header, b"{}", ts, 300);
+                        if kept.is_some() {
+                            assert_eq!(old_verifies, Ok(()));
+                        } else {
+                            assert_eq!(old_verifies, Err(signature::VerifyError::Mismatch));
+                        }
                     }
                 }
             }
@@ -1309,6 +1366,7 @@ impl Sim {
                         status: 200,
                         duration: DurationMs(1),
                     },
+                    detail: None,
                 });
                 assert_eq!(
                     result,
@@ -1597,14 +1655,30 @@ impl Sim {
                 duration: timeout,
             },
         };
+        // What the sender saw rides along into the outcome's event untouched.
+        let detail = pick.is_multiple_of(2).then(|| {
+            Box::new(AttemptDetail {
+                error_message: Some(format!("seen by {id} #{attempt}")),
+                response_body: "ok".into(),
+                ..AttemptDetail::default()
+            })
+        });
         let events = self
             .exec(CommandKind::RecordOutcome {
                 delivery_id: id.clone(),
                 attempt,
                 outcome: sent,
+                detail: detail.clone(),
             })
             .expect("an open attempt's outcome is recorded");
         let first = events.first().expect("an outcome records something");
+        match first {
+            Event::AttemptSucceeded { detail: got, .. }
+            | Event::AttemptFailed { detail: got, .. } => {
+                assert_eq!(got, &detail)
+            }
+            other => panic!("an outcome records its attempt first, not {other:?}"),
+        }
         match (outcome, first) {
             (
                 Reported::Ok,

@@ -636,6 +636,7 @@ fn a_cancelled_open_attempt_records_its_outcome_and_stops() {
             started_at: t(0),
             next_due: None,
             at: t(3),
+            detail: None,
         }]);
     assert!(state.delivery(&dlv("dlv_a00")).is_none());
     assert_eq!(state.pending_count(), 0);
@@ -736,6 +737,7 @@ fn rotating_the_secret_replaces_it() {
     .then_events(vec![Event::SecretRotated {
         webhook_id: wh("wh_1"),
         secret: SealedSecret("whsec_rotated".into()),
+        previous: None,
         at: t(1),
     }]);
     let w = state.webhook(&wh("wh_1")).expect("kept");
@@ -1013,6 +1015,7 @@ fn each_failure_schedules_the_next_attempt_after_its_delay() {
             started_at: t(10),
             next_due: Some(t(72)),
             at: t(12),
+            detail: None,
         }]);
     d.run(t(12), response("dlv_a00", 1, 500, 2_000));
     assert_eq!(d.state.poll_timeout(), Some(t(72)));
@@ -1029,6 +1032,7 @@ fn each_failure_schedules_the_next_attempt_after_its_delay() {
             started_at: t(72),
             next_due: Some(t(380)),
             at: t(80),
+            detail: None,
         }]);
 }
 
@@ -1082,6 +1086,7 @@ fn a_2xx_within_the_timeout_succeeds() {
                 duration: DurationMs(duration),
                 started_at: t(0),
                 at: t(31),
+                detail: None,
             }]);
         assert!(state.delivery(&dlv("dlv_a00")).is_none());
         assert_eq!(state.in_flight_count(), 0);
@@ -1103,6 +1108,7 @@ fn a_2xx_after_the_timeout_fails_as_timeout() {
             started_at: t(0),
             next_due: Some(t(91)),
             at: t(31),
+            detail: None,
         }]);
 }
 
@@ -1121,6 +1127,7 @@ fn a_non_2xx_status_fails_as_http_status() {
                 started_at: t(0),
                 next_due: Some(t(61)),
                 at: t(1),
+                detail: None,
             }]);
     }
 }
@@ -1146,6 +1153,7 @@ fn an_error_outcome_fails_with_its_error() {
                 started_at: t(0),
                 next_due: Some(t(61)),
                 at: t(1),
+                detail: None,
             }]);
     }
 }
@@ -1174,6 +1182,7 @@ fn a_delivery_is_exhausted_after_its_last_attempt() {
             started_at: t(1),
             next_due: None,
             at: t(2),
+            detail: None,
         }]);
     assert!(state.delivery(&dlv("dlv_a00")).is_none());
     assert_eq!(state.pending_count(), 0);
@@ -1236,6 +1245,7 @@ fn reaching_the_failure_limit_disables_the_webhook_and_pauses_its_real_deliverie
                 started_at: t(0),
                 next_due: Some(t(12)),
                 at: t(2),
+                detail: None,
             },
             Event::WebhookDisabled {
                 webhook_id: wh("wh_1"),
@@ -1289,6 +1299,7 @@ fn an_exhausting_failure_at_the_limit_disables_without_pausing_its_own_finished_
                 started_at: t(0),
                 next_due: None,
                 at: t(2),
+                detail: None,
             },
             Event::WebhookDisabled {
                 webhook_id: wh("wh_1"),
@@ -1325,6 +1336,7 @@ fn a_timeout_on_tick_counts_towards_the_limit() {
             started_at: t(0),
             next_due: Some(dl.plus(DurationMs::from_secs(10))),
             at: dl,
+            detail: None,
         },
         Event::WebhookDisabled {
             webhook_id: wh("wh_1"),
@@ -1371,6 +1383,7 @@ fn a_success_resets_the_failure_counter() {
             duration: DurationMs(10),
             started_at: t(0),
             at: t(2),
+            detail: None,
         }]);
     assert_eq!(counter(&state, "wh_1"), 0);
 }
@@ -1442,6 +1455,7 @@ fn a_test_send_makes_one_attempt_due_now() {
             started_at: t(5),
             next_due: None,
             at: t(6),
+            detail: None,
         }]);
     assert_eq!(state.pending_count(), 0);
     assert_eq!(counter(&state, "wh_1"), 0);
@@ -1543,6 +1557,7 @@ fn a_finished_delivery_can_be_retried_by_hand_for_exactly_one_more_attempt() {
             started_at: t(100),
             next_due: None,
             at: t(101),
+            detail: None,
         }]);
     assert_eq!(state.pending_count(), 0);
     // Manual retries of real deliveries count like any real attempt.
@@ -1759,6 +1774,7 @@ fn an_open_attempt_past_its_deadline_times_out_on_tick() {
             started_at: t(0),
             next_due: Some(t(120)),
             at: dl,
+            detail: None,
         }]);
     assert_eq!(counter(&state, "wh_1"), 1);
     // The late report of the timed-out attempt is refused.
@@ -2192,6 +2208,7 @@ fn the_failing_warning_and_the_recovered_alert_bracket_a_streak() {
                 duration: DurationMs(10),
                 started_at: t(2),
                 at: t(3),
+                detail: None,
             },
             alert(AlertKind::Recovered, "wh_1", None, None, 2, t(3)),
         ]);

@@ -20,6 +20,7 @@ fn histories() -> [Vec<Event>; 2] {
             description: Some("notes".into()),
             events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
             project_ids: vec![ProjectId::from("prj_a")],
+            signature_scheme: SignatureScheme::Standard,
         },
         secret: SealedSecret(format!("whsec_{id}")),
         at: t0,
@@ -34,6 +35,15 @@ fn histories() -> [Vec<Event>; 2] {
         },
         webhook("wh_1"),
         webhook("wh_2"),
+        Event::SecretRotated {
+            webhook_id: WebhookId::from("wh_2"),
+            secret: SealedSecret("whsec_wh_2_new".into()),
+            previous: Some(PreviousSecret {
+                secret: SealedSecret("whsec_wh_2".into()),
+                until: Timestamp(t0.0 + 3_600_000),
+            }),
+            at: t0,
+        },
         Event::EventPublished {
             account_id: AccountId::from("acc_1"),
             event_id: EventId::from("evt_1"),

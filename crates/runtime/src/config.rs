@@ -221,10 +221,10 @@ mod tests {
         impl Transport for Null {
             fn send(&self, _: crate::OutgoingRequest, _: Duration) -> crate::transport::SendFuture {
                 Box::pin(async {
-                    hallway_domain::Outcome::Response {
+                    crate::Sent::bare(hallway_domain::Outcome::Response {
                         status: 200,
                         duration: DurationMs(1),
-                    }
+                    })
                 })
             }
         }

@@ -38,9 +38,10 @@ pub fn test_delivery_id(now: Timestamp) -> DeliveryId {
     fan_out(now).delivery(0)
 }
 
-/// A new signing secret (`whsec_` + 192 random bits).
+/// A new signing secret: `whsec_` and 192 random bits in base64, as Standard Webhooks (and
+/// Svix) show them, so the same secret serves either signature scheme.
 pub fn secret() -> String {
-    format!("whsec_{}", random_hex::<24>())
+    hallway_domain::signature::standard::secret_from_key(&random::<24>())
 }
 
 /// A new account API key (`hwk_` + 256 random bits).
@@ -63,6 +64,15 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_whsec_and_24_random_bytes_in_base64() {
+        let (a, b) = (secret(), secret());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "whsec_".len() + 32, "{a}");
+        let key = hallway_domain::signature::standard::key(&a).expect("base64");
+        assert_eq!(key.len(), 24);
+    }
 
     #[test]
     fn fan_outs_start_with_the_time_so_later_ones_sort_after_earlier_ones() {

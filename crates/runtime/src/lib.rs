@@ -33,13 +33,14 @@ pub use config::{Config, ConfigBuilder};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use resend::DEFAULT_MAX_RECOVER;
 pub use secrets::{MasterKey, Secret};
-pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig};
+pub use transport::{HttpsTransport, OutgoingRequest, Sent, Transport, TransportConfig};
 
 use actor::{Actor, Msg, Reply};
 use hallway_domain::Policy;
 use hallway_domain::{
-    envelope, Account, AccountChanges, AccountId, CommandKind, DeliveryId, Event, EventId, Plan,
-    Rejection, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
+    envelope, Account, AccountChanges, AccountId, CommandKind, DeliveryId, DurationMs, Event,
+    EventId, Plan, Rejection, SignatureScheme, State, Timestamp, Webhook, WebhookChanges,
+    WebhookConfig, WebhookId,
 };
 use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
 use limiter::ManualLimiter;
@@ -217,25 +218,42 @@ impl Engine {
     }
 }
 
-/// Checks that every stored secret opens, and lists those to reseal under the current key.
-fn stale_secrets(
-    state: &State,
-    secrets: &SecretBox,
-) -> Result<Vec<(AccountId, WebhookId, String)>, EngineError> {
+/// A webhook whose secrets were sealed under an earlier key (or not at all): both in plain
+/// text, to seal again under the current key.
+pub(crate) struct Reseal {
+    pub(crate) account_id: AccountId,
+    pub(crate) webhook_id: WebhookId,
+    pub(crate) current: String,
+    pub(crate) previous: Option<String>,
+}
+
+/// Checks that every stored secret opens, and lists the webhooks to reseal under the current
+/// key.
+fn stale_secrets(state: &State, secrets: &SecretBox) -> Result<Vec<Reseal>, EngineError> {
+    let unopened = |w: &Webhook| {
+        EngineError::Config(format!(
+            "the master key does not open the secret of webhook {}; start with the key this data directory was created with",
+            w.id
+        ))
+    };
     let mut stale = Vec::new();
     for account in state.accounts() {
         for w in state.webhooks_of(&account.id) {
-            match secrets.open(&w.secret) {
-                Some((_, Sealing::Current)) => {}
-                Some((plain, Sealing::Stale)) => {
-                    stale.push((account.id.clone(), w.id.clone(), plain))
-                }
-                None => {
-                    return Err(EngineError::Config(format!(
-                        "the master key does not open the secret of webhook {}; start with the key this data directory was created with",
-                        w.id
-                    )))
-                }
+            let (current, current_sealing) = secrets.open(&w.secret).ok_or_else(|| unopened(w))?;
+            let previous = match &w.previous_secret {
+                Some(p) => Some(secrets.open(&p.secret).ok_or_else(|| unopened(w))?),
+                None => None,
+            };
+            let stale_previous = previous
+                .as_ref()
+                .is_some_and(|(_, sealing)| *sealing == Sealing::Stale);
+            if current_sealing == Sealing::Stale || stale_previous {
+                stale.push(Reseal {
+                    account_id: account.id.clone(),
+                    webhook_id: w.id.clone(),
+                    current,
+                    previous: previous.map(|(plain, _)| plain),
+                });
             }
         }
     }
@@ -271,6 +289,8 @@ pub struct NewWebhook {
     pub events: Vec<String>,
     /// Projects to fire for; empty means all.
     pub project_ids: Vec<String>,
+    /// How its deliveries are signed.
+    pub signature_scheme: SignatureScheme,
 }
 
 impl EngineHandle {
@@ -411,6 +431,7 @@ impl EngineHandle {
                         description: input.description,
                         events: input.events,
                         project_ids: input.project_ids.into_iter().map(Into::into).collect(),
+                        signature_scheme: input.signature_scheme,
                     },
                 },
                 move |_, s| s.webhook(&lookup).cloned(),
@@ -476,23 +497,46 @@ impl EngineHandle {
         .await
     }
 
-    /// Replaces a webhook's secret and returns the new one, shown only this once.
+    /// Replaces a webhook's secret and returns the new one, shown only this once; the old
+    /// one signs nothing from then on.
     pub async fn rotate_secret(
         &self,
         account: &AccountId,
         webhook: &WebhookId,
     ) -> Result<Secret, EngineError> {
+        Ok(self
+            .rotate_secret_with_grace(account, webhook, None)
+            .await?
+            .0)
+    }
+
+    /// Replaces a webhook's secret and returns the new one, shown only this once. With a
+    /// `grace` (at most [`hallway_domain::MAX_SECRET_GRACE`]) the old secret goes on signing
+    /// every attempt too, after the new one, until the returned time.
+    pub async fn rotate_secret_with_grace(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        grace: Option<DurationMs>,
+    ) -> Result<(Secret, Option<Timestamp>), EngineError> {
         let secret = Secret::new(ids::secret());
-        self.exec(
-            CommandKind::RotateSecret {
-                account_id: account.clone(),
-                webhook_id: webhook.clone(),
-                secret: self.secrets.seal(secret.expose()),
-            },
-            |_, _| (),
-        )
-        .await?;
-        Ok(secret)
+        let until = self
+            .exec(
+                CommandKind::RotateSecret {
+                    account_id: account.clone(),
+                    webhook_id: webhook.clone(),
+                    secret: self.secrets.seal(secret.expose()),
+                    grace,
+                },
+                |events, _| {
+                    events.iter().find_map(|e| match e {
+                        Event::SecretRotated { previous, .. } => previous.as_ref().map(|p| p.until),
+                        _ => None,
+                    })
+                },
+            )
+            .await?;
+        Ok((secret, until))
     }
 
     /// Publishes an event (the raw JSON body the host posts). A repeated `id` answers the

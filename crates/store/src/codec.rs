@@ -15,10 +15,11 @@ use bincode::config::{self, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format version written in front of every record. 2: delivery ids are a fan-out and an
+/// The format version written in front of every record. 3: delivery ids are a fan-out and an
 /// index (see the store's layout number, which refuses a whole directory of older records),
-/// and test sends record their event type (the event catalog).
-pub const FORMAT_VERSION: u8 = 2;
+/// test sends record their event type (the event catalog), webhooks have signature schemes and
+/// previous secrets, and attempts keep their detail in history.
+pub const FORMAT_VERSION: u8 = 3;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;
@@ -243,6 +244,20 @@ mod tests {
         let err = decode::<u64>("log", || "42".into(), &bytes).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("\"log\"") && text.contains("42") && text.contains("version 9"));
+    }
+
+    #[test]
+    fn an_older_format_is_named_as_such() {
+        let mut bytes = encode(&5u64).expect("encodes");
+        bytes[0] = 1;
+        let text = decode::<u64>("log", || "seq 1".into(), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("format version 1 was written by an older build")
+                && text.contains("empty data directory"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The delivery history projection's records.
 
-use hallway_domain::{AccountId, AttemptError, DeliveryId, EventId, Timestamp, WebhookId};
+use hallway_domain::{
+    AccountId, AttemptDetail, AttemptError, DeliveryId, EventId, Timestamp, WebhookId,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where a delivery stands, as history shows it.
@@ -32,6 +34,9 @@ pub struct AttemptRecord {
     pub status_code: Option<u16>,
     /// How it failed, if it did.
     pub error: Option<AttemptError>,
+    /// What was sent and received (bounded, see [`hallway_domain::attempt`]); `None` for an
+    /// attempt nobody reported (its deadline passed).
+    pub detail: Option<Box<AttemptDetail>>,
 }
 
 /// A delivery with every attempt, as the history API shows it.

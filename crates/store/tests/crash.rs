@@ -88,6 +88,7 @@ fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut Rng) -> Vec<Event> {
             duration: DurationMs(12),
             started_at: at(seq),
             at: at(seq),
+            detail: None,
         });
     }
     events

@@ -58,6 +58,7 @@ fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
         duration: DurationMs(25),
         started_at: t(at),
         at: t(at + 25),
+        detail: None,
     }
 }
 
@@ -71,6 +72,7 @@ fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
         started_at: t(at),
         next_due: next_due.map(t),
         at: t(at + 30),
+        detail: None,
     }
 }
 
@@ -209,6 +211,7 @@ fn attempts_and_statuses_follow_the_events() {
             duration_ms: 25,
             status_code: Some(200),
             error: None,
+            detail: None,
         }]
     );
     let bad = record(&store, "wh_1", "bad");

@@ -15,7 +15,7 @@ use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
     Plan, Timestamp, WebhookId,
 };
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig, MAX_SECRET_GRACE};
 
 /// Longest account name, in characters.
 pub const MAX_ACCOUNT_NAME_CHARS: usize = 200;
@@ -62,11 +62,50 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             account_id,
             webhook_id,
             secret,
+            grace,
         } => {
-            find_webhook(state, &account_id, &webhook_id)?;
+            let webhook = find_webhook(state, &account_id, &webhook_id)?;
+            if grace.is_some_and(|g| g > MAX_SECRET_GRACE) {
+                return Err(Rejection::InvalidField {
+                    field: "grace",
+                    message: format!(
+                        "must be at most {} hours (7 days)",
+                        MAX_SECRET_GRACE.0 / 3_600_000
+                    ),
+                });
+            }
+            // A zero grace is none; a rotation during a grace replaces the older secret, so at
+            // most two secrets ever sign.
+            let previous = grace.filter(|g| g.0 > 0).map(|g| PreviousSecret {
+                secret: webhook.secret.clone(),
+                until: now.plus(g),
+            });
             Ok(vec![Event::SecretRotated {
                 webhook_id,
                 secret,
+                previous,
+                at: now,
+            }])
+        }
+        CommandKind::ResealSecret {
+            account_id,
+            webhook_id,
+            secret,
+            previous,
+        } => {
+            let webhook = find_webhook(state, &account_id, &webhook_id)?;
+            // An ended grace is dropped here rather than carried on under the new key.
+            let previous = match (&webhook.previous_secret, previous) {
+                (Some(p), Some(sealed)) if p.signs_at(now) => Some(PreviousSecret {
+                    secret: sealed,
+                    until: p.until,
+                }),
+                _ => None,
+            };
+            Ok(vec![Event::SecretRotated {
+                webhook_id,
+                secret,
+                previous,
                 at: now,
             }])
         }
@@ -128,7 +167,8 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             delivery_id,
             attempt,
             outcome,
-        } => handle_outcome(state, now, &delivery_id, attempt, outcome),
+            detail,
+        } => handle_outcome(state, now, &delivery_id, attempt, outcome, detail),
         CommandKind::Resume => Ok(state
             .open_deliveries()
             .filter_map(|d| {
@@ -353,7 +393,8 @@ fn handle_update_webhook(
         || changes.url.is_some()
         || changes.description.is_some()
         || changes.events.is_some()
-        || changes.project_ids.is_some();
+        || changes.project_ids.is_some()
+        || changes.signature_scheme.is_some();
     if config_changed {
         let old = &webhook.config;
         let config = WebhookConfig {
@@ -366,6 +407,7 @@ fn handle_update_webhook(
             project_ids: changes
                 .project_ids
                 .unwrap_or_else(|| old.project_ids.clone()),
+            signature_scheme: changes.signature_scheme.unwrap_or(old.signature_scheme),
         }
         .validated(state.policy())?;
         events.push(Event::WebhookUpdated {

@@ -1,7 +1,8 @@
 //! Shared fixtures for the domain's integration tests: id and time helpers, command builders,
 //! a `given(events).when(now, cmd).then_events(..)` harness and the kit's `Driver` that
 //! builds histories by running commands the way the real runtime does (decide, then apply).
-#![allow(dead_code)]
+// Each test file uses its own part of these (`unused_imports` covers the re-exports).
+#![allow(dead_code, unused_imports)]
 
 use hallway_domain::*;
 use hallway_testkit::driver::apply_all;
@@ -55,6 +56,7 @@ pub fn config(name: &str, url: &str) -> WebhookConfig {
         description: None,
         events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
         project_ids: Vec::new(),
+        signature_scheme: SignatureScheme::Hallway,
     }
 }
 
@@ -140,6 +142,22 @@ pub fn rotate_secret(account: &str, id: &str, secret: &str) -> CommandKind {
         account_id: acc(account),
         webhook_id: wh(id),
         secret: SealedSecret(secret.to_owned()),
+        grace: None,
+    }
+}
+
+/// A rotation whose replaced secret goes on signing for `grace`.
+pub fn rotate_secret_with_grace(
+    account: &str,
+    id: &str,
+    secret: &str,
+    grace: DurationMs,
+) -> CommandKind {
+    CommandKind::RotateSecret {
+        account_id: acc(account),
+        webhook_id: wh(id),
+        secret: SealedSecret(secret.to_owned()),
+        grace: Some(grace),
     }
 }
 
@@ -208,6 +226,7 @@ pub fn response(delivery: &str, attempt: u32, status: u16, duration_ms: u64) -> 
             status,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 
@@ -220,6 +239,7 @@ pub fn failure(delivery: &str, attempt: u32, error: AttemptError, duration_ms: u
             error,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 
@@ -233,6 +253,11 @@ pub struct Given {
 /// The state built by applying `events` under the default policy.
 pub fn given(events: impl IntoIterator<Item = Event>) -> Given {
     given_with(Policy::default(), events)
+}
+
+/// A state built by earlier steps, to decide more commands against.
+pub fn given_state(state: State) -> Given {
+    Given { state }
 }
 
 /// The state built by applying `events` under `policy`.

@@ -25,9 +25,7 @@ use crate::{Config, EngineError};
 use bytes::Bytes;
 use committer::{Committer, Output};
 use dispatcher::{Dispatcher, Report};
-use hallway_domain::{
-    decide, AccountId, Command, CommandKind, Event, Outcome, State, Timestamp, WebhookId,
-};
+use hallway_domain::{decide, Command, CommandKind, Event, Outcome, State, Timestamp};
 use hallway_store::{EventStore, StoreError};
 use housekeeping::Housekeeping;
 use std::ops::Range;
@@ -142,20 +140,18 @@ impl Actor {
 
     /// After a restart: attempts open in the log may not have been sent; reopen them so the
     /// first turn sends them again. Secrets sealed under an old key are resealed.
-    pub(crate) async fn resume(
-        &mut self,
-        reseal: Vec<(AccountId, WebhookId, String)>,
-    ) -> Result<(), EngineError> {
+    pub(crate) async fn resume(&mut self, reseal: Vec<crate::Reseal>) -> Result<(), EngineError> {
         let now = self.clock.now();
         let mut events = decide(&self.state, Command::new(now, CommandKind::Resume))?;
         for e in &events {
             self.state.apply(e);
         }
-        for (account_id, webhook_id, plain) in reseal {
-            let cmd = CommandKind::RotateSecret {
-                account_id,
-                webhook_id,
-                secret: self.secrets.seal(&plain),
+        for r in reseal {
+            let cmd = CommandKind::ResealSecret {
+                account_id: r.account_id,
+                webhook_id: r.webhook_id,
+                secret: self.secrets.seal(&r.current),
+                previous: r.previous.map(|p| self.secrets.seal(&p)),
             };
             let new = decide(&self.state, Command::new(now, cmd))?;
             for e in &new {
@@ -473,6 +469,7 @@ impl Actor {
             delivery_id: report.delivery_id.clone(),
             attempt: report.attempt,
             outcome: report.outcome,
+            detail: report.detail,
         };
         match decide(&self.state, Command::new(now, cmd)) {
             Ok(new) => {

@@ -27,9 +27,10 @@ pub(crate) const META_LAYOUT: &[u8] = b"layout";
 
 /// The layout of the trees, the records and the snapshot this build writes and reads. A
 /// directory of another layout is refused at open ([`crate::StoreError::Layout`]); 0.1 is
-/// unreleased, so no older layout is migrated. 2: delivery ids are a fan-out and an index
-/// (1: text, bucketed by its first characters).
-pub(crate) const LAYOUT: u64 = 2;
+/// unreleased, so no older layout is migrated. 3: webhooks' signature schemes and previous
+/// secrets, attempts' detail, test sends' event types; 2: delivery ids are a fan-out and an
+/// index (1: text, bucketed by its first characters).
+pub(crate) const LAYOUT: u64 = 3;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";

@@ -264,6 +264,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                 status_code,
                 duration,
                 started_at,
+                detail,
                 ..
             } => {
                 self.update(delivery_id, |r| {
@@ -273,6 +274,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                         duration_ms: duration.0,
                         status_code: Some(*status_code),
                         error: None,
+                        detail: detail.clone(),
                     });
                     r.next_attempt_at = None;
                     // A paused delivery whose open attempt got through did arrive: a recover
@@ -290,6 +292,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                 duration,
                 started_at,
                 next_due,
+                detail,
                 ..
             } => {
                 self.update(delivery_id, |r| {
@@ -299,6 +302,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                         duration_ms: duration.0,
                         status_code: *status_code,
                         error: Some(*error),
+                        detail: detail.clone(),
                     });
                     // A cancelled or paused delivery records its open attempt's outcome and stops.
                     if matches!(r.status, DeliveryStatus::Cancelled | DeliveryStatus::Paused) {
