@@ -14,6 +14,10 @@ fn page_params(q: &PageQuery) -> Result<(usize, Option<String>), ApiError> {
 }
 
 /// A webhook's deliveries, newest first.
+///
+/// Optionally filtered by status, event type and creation time. Follow `next_cursor` until
+/// it is `null`: with filters, a page may hold fewer than `limit` deliveries (even none)
+/// when many in a row do not pass.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{acc}/webhooks/{wh}/deliveries",
@@ -26,7 +30,7 @@ fn page_params(q: &PageQuery) -> Result<(usize, Option<String>), ApiError> {
     ),
     responses(
         (status = 200, description = "A page of deliveries", body = DeliveryPage),
-        (status = 400, description = "`invalid_request`: an unknown, repeated or mistyped parameter", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: an unknown, repeated or mistyped parameter, or a bad filter value (named)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: `limit` out of range, or a cursor this list did not hand out", body = ErrorBody)
@@ -40,9 +44,16 @@ pub(super) async fn list_deliveries(
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
     let (limit, cursor) = page_params(&query)?;
+    let filter = query.filter()?;
     let page = state
         .engine
-        .deliveries(&acc, &WebhookId::from(wh), limit, cursor.as_deref())
+        .deliveries_where(
+            &acc,
+            &WebhookId::from(wh),
+            &filter,
+            limit,
+            cursor.as_deref(),
+        )
         .await?;
     let data = page.data.iter().map(DeliveryView::of).collect();
     Ok(respond(

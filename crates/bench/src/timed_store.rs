@@ -304,13 +304,14 @@ impl ReadModel for TimedStore {
         self.inner.delivery(webhook, delivery)
     }
 
-    fn deliveries(
+    fn deliveries_where(
         &self,
         webhook: &WebhookId,
+        filter: &hallway_store::DeliveryFilter,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        self.inner.deliveries(webhook, limit, cursor)
+        self.inner.deliveries_where(webhook, filter, limit, cursor)
     }
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {

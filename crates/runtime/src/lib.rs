@@ -41,7 +41,7 @@ use hallway_domain::{
     envelope, Account, AccountChanges, AccountId, CommandKind, DeliveryId, Event, EventId, Plan,
     Rejection, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
-use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use hallway_store::{DeliveryFilter, DeliveryRecord, EventStore, Page, SledStore};
 use limiter::ManualLimiter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
@@ -551,9 +551,24 @@ impl EngineHandle {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, EngineError> {
+        self.deliveries_where(account, webhook, &DeliveryFilter::default(), limit, cursor)
+            .await
+    }
+
+    /// A webhook's deliveries that pass `filter`, newest first. A page may stop early, with
+    /// fewer than `limit` (even none) and a `next_cursor`, after examining many deliveries that
+    /// do not pass; `next_cursor` is `None` only when nothing further passes.
+    pub async fn deliveries_where(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        filter: &DeliveryFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, EngineError> {
         self.webhook(account, webhook).await?;
         self.store
-            .deliveries(webhook, limit, cursor)
+            .deliveries_where(webhook, filter, limit, cursor)
             .map_err(|e| match e {
                 // A cursor this list did not hand out is the caller's mistake.
                 hallway_store::StoreError::Invalid(_) => {

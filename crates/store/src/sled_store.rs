@@ -27,7 +27,7 @@ mod truncate;
 pub use open::StoreOptions;
 pub use snapshot::SNAPSHOT_FILE;
 
-use crate::history::{DeliveryRecord, DeliveryStatus, Page};
+use crate::history::{DeliveryFilter, DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventLog, LogRecords, ReadModel, Seq, SnapshotDraft, StoreError, Truncation};
 use bodies::BodyFiles;
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
@@ -286,13 +286,14 @@ impl ReadModel for SledStore {
         reads::delivery(self, webhook, delivery)
     }
 
-    fn deliveries(
+    fn deliveries_where(
         &self,
         webhook: &WebhookId,
+        filter: &DeliveryFilter,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        reads::deliveries(self, webhook, limit, cursor)
+        reads::deliveries(self, webhook, filter, limit, cursor)
     }
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
