@@ -19,7 +19,10 @@ async fn walk(server: &Server, wh: &str, query: &str, limit: usize) -> Vec<Strin
         assert_eq!(status, 200, "{path}: {page}");
         let data = page["data"].as_array().expect("data");
         assert!(data.len() <= limit);
-        out.extend(data.iter().map(|d| d["id"].as_str().expect("id").to_owned()));
+        out.extend(
+            data.iter()
+                .map(|d| d["id"].as_str().expect("id").to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = c.to_owned(),
             None => return out,
