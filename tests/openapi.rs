@@ -395,6 +395,10 @@ async fn every_operation_answers_as_documented() {
     c.check("POST", t, got.0, &got.1);
     let got = server.publish("acc_1", event("evt_1")).await;
     c.check("POST", t, got.0, &got.1);
+    let mut changed = event("evt_1");
+    changed["insights"]["count"] = json!(9);
+    let got = server.publish("acc_1", changed).await;
+    c.check("POST", t, got.0, &got.1);
     let got = server
         .publish(
             "acc_1",

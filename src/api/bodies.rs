@@ -322,7 +322,8 @@ pub(super) struct ReplayBody {
 pub(super) struct EventBody {
     /// The event type; must be in the catalog (`GET /v1/event-types`).
     r#type: String,
-    /// The idempotency id: publishing it again answers the first answer and sends nothing.
+    /// The idempotency id: publishing it again with the same body answers the first answer
+    /// and sends nothing; with another body, 409 `conflict`.
     id: Option<String>,
     /// The project the event belongs to; webhooks' project filters match its `id`.
     project: EventProject,

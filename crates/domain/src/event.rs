@@ -3,8 +3,8 @@
 use crate::alert::Alert;
 use crate::command::DeliverySummary;
 use crate::types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
-    Timestamp, WebhookId,
+    AccountId, AttemptError, BodyDigest, DeliveryId, DisabledReason, DurationMs, EventId, Plan,
+    ProjectId, Timestamp, WebhookId,
 };
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
@@ -101,6 +101,8 @@ pub enum Event {
         event_type: String,
         /// Its project.
         project_id: ProjectId,
+        /// What a repeat of its id is compared by.
+        digest: BodyDigest,
         /// The exact body every attempt sends.
         body: String,
         /// One delivery per matching webhook.

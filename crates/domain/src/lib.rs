@@ -61,8 +61,8 @@ pub use state::{
     Account, Delivery, FromSnapshot, OpenAttempt, Published, SnapshotForm, State, Webhook,
 };
 pub use types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
-    ProjectId, Timestamp, WebhookId,
+    AccountId, AttemptError, BodyDigest, DeliveryId, DisabledReason, DurationMs, EventId, Outcome,
+    Plan, ProjectId, Timestamp, WebhookId,
 };
 pub use webhook::{SealedSecret, WebhookConfig};
 

@@ -3,7 +3,9 @@
 use crate::event::Event;
 use crate::policy::Policy;
 use crate::schedule::Schedule;
-use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
+use crate::types::{
+    AccountId, BodyDigest, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId,
+};
 use crate::webhook::{SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -96,13 +98,15 @@ pub struct Delivery {
     pub cancelled: bool,
 }
 
-/// What an earlier publish of an event id answered.
+/// What an earlier publish of an event id answered, and what its body was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     /// Deliveries it scheduled.
     pub deliveries: u32,
     /// When it was published.
     pub at: Timestamp,
+    /// Its body's digest: a repeat with another body is a conflict, not a repeat.
+    pub digest: BodyDigest,
 }
 
 /// The whole state of the engine, built only by [`State::apply`]. Its encodings are in
@@ -413,6 +417,7 @@ impl State {
                 event_type,
                 deliveries,
                 first_due,
+                digest,
                 at,
                 ..
             } => {
@@ -422,6 +427,7 @@ impl State {
                     Published {
                         deliveries: deliveries.len() as u32,
                         at: *at,
+                        digest: *digest,
                     },
                 );
                 self.published_order

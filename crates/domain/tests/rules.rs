@@ -885,6 +885,7 @@ fn a_free_account_publish_is_accepted_with_zero_deliveries() {
             event_id: evt("evt_1"),
             event_type: COMPLETED.into(),
             project_id: prj("prj_1"),
+            digest: prepared("evt_1", COMPLETED, "prj_1").digest,
             body: String::new(),
             deliveries: Vec::new(),
             first_due: t(1),
@@ -926,10 +927,16 @@ fn publish_is_idempotent_by_event_id() {
         deliveries: 2,
     };
     g.when(t(5), publish("acc_1", "evt_1", "prj_1", "b"))
-        .then_rejects(duplicate.clone());
-    // Same id with another project or type is still the same event.
-    g.when(t(6), publish("acc_1", "evt_1", "prj_other", "c"))
         .then_rejects(duplicate);
+    // The same id with another body (here another project) is a conflict, not a repeat:
+    // answering the first answer would tell the host its new content went out.
+    g.when(t(6), publish("acc_1", "evt_1", "prj_other", "c"))
+        .then_rejects(Rejection::EventConflict(evt("evt_1")));
+    g.when(
+        t(6),
+        publish_typed("acc_1", "evt_1", FAILED_TYPE, "prj_1", "c"),
+    )
+    .then_rejects(Rejection::UnknownPublishedType(FAILED_TYPE.into()));
     // Another account may use the same id.
     d.run(t(7), create_account("acc_2", Plan::Free));
     let (events, _) = d
@@ -2334,4 +2341,69 @@ fn without_the_project_rule_an_event_without_a_project_reaches_unfiltered_webhoo
     )
     .events();
     assert_eq!(deliveries_of(&events), vec![pair("dlv_s00", "wh_all")]);
+}
+
+#[test]
+fn a_repeat_is_compared_by_the_body_as_delivered_not_by_its_whitespace() {
+    let policy = Policy::default();
+    let a = envelope::prepare(
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1, 2],"s":"a  b"}"#,
+        &policy,
+    )
+    .expect("prepares");
+    let spaced = envelope::prepare(
+        br#"{ "id" : "evt_1", "type" : "session.processing.completed",
+              "project" : { "id" : "p" }, "n" : [ 1,2 ], "s" : "a  b",
+              "created_at": "ignored: the engine sets it" }"#,
+        &policy,
+    )
+    .expect("prepares");
+    assert_eq!(
+        a.digest, spaced.digest,
+        "whitespace and engine fields do not count"
+    );
+    for other in [
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1,2],"s":"a b"}"#.as_slice(),
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"s":"a  b","n":[1,2]}"#,
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1,2]}"#,
+    ] {
+        let b = envelope::prepare(other, &policy).expect("prepares");
+        assert_ne!(
+            a.digest,
+            b.digest,
+            "{}: what receivers get differs",
+            String::from_utf8_lossy(other)
+        );
+    }
+    // Through decide: the spaced repeat answers the first answer, another body conflicts.
+    let mut d = pro_with_webhook(policy);
+    let publish_of = |event: &PreparedEvent, seed: &str| CommandKind::Publish {
+        account_id: acc("acc_1"),
+        event: event.clone(),
+        fresh_event_id: evt("evt_unused"),
+        delivery_id_seed: seed.into(),
+    };
+    d.run(t(1), publish_of(&a, "a"));
+    d.given()
+        .when(t(2), publish_of(&spaced, "b"))
+        .then_rejects(Rejection::EventExists {
+            event_id: evt("evt_1"),
+            deliveries: 1,
+        });
+    let changed = envelope::prepare(
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1,2,3]}"#,
+        &Policy::default(),
+    )
+    .expect("prepares");
+    d.given()
+        .when(t(2), publish_of(&changed, "c"))
+        .then_rejects(Rejection::EventConflict(evt("evt_1")));
+    // Once the idempotency window has passed, the id is new again.
+    let later = t(1).plus(Policy::default().retention).plus(DurationMs(1));
+    d.run(later, CommandKind::ExpireIdempotencyKeys);
+    assert!(d
+        .given()
+        .when(later, publish_of(&changed, "d"))
+        .result()
+        .is_ok());
 }

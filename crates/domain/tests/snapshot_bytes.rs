@@ -1,6 +1,8 @@
-//! Snapshot bytes are a format on disk: states encode exactly as the layout before the
-//! schedule moved into its own type did, and files of that layout decode into equal states.
-//! The fixtures were written by that layout's code from the histories below.
+//! Snapshot bytes are a format on disk: states encode exactly as the fixtures and the
+//! fixtures decode into equal states. The layout is the one from before the schedule moved
+//! into its own type, plus each remembered event id's body digest (record format 3); a
+//! change of layout bumps the store's format version and rewrites the fixtures from the
+//! histories below (`UPDATE_SNAPSHOT_FIXTURES=1`).
 
 use hallway_domain::*;
 
@@ -37,6 +39,7 @@ fn histories() -> [Vec<Event>; 2] {
             event_id: EventId::from("evt_1"),
             event_type: SESSION_PROCESSING_COMPLETED.to_owned(),
             project_id: ProjectId::from("prj_a"),
+            digest: BodyDigest::default(),
             body: "{}".into(),
             deliveries: vec![(DeliveryId::from("dlv_a"), WebhookId::from("wh_1"))],
             first_due: Timestamp(t0.0 + 1_000),
@@ -77,6 +80,19 @@ const FIXTURES: [(&str, &[u8], &[u8]); 2] = [
 #[test]
 fn states_encode_as_the_fixtures_and_the_fixtures_decode_into_the_states() {
     let config = bincode::config::standard();
+    // A deliberate change of layout comes with a new record format version in the store
+    // (`hallway_store::codec::FORMAT_VERSION`) and new fixtures, written by this switch.
+    if std::env::var_os("UPDATE_SNAPSHOT_FIXTURES").is_some() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for ((name, _, _), events) in FIXTURES.into_iter().zip(histories()) {
+            let state = state_of(&events);
+            let snapshot = bincode::serde::encode_to_vec(SnapshotForm(&state), config).unwrap();
+            let own = bincode::serde::encode_to_vec(&state, config).unwrap();
+            std::fs::write(dir.join(format!("{name}.snapshot.bin")), snapshot).unwrap();
+            std::fs::write(dir.join(format!("{name}.state.bin")), own).unwrap();
+        }
+        return;
+    }
     for ((name, snapshot, own), events) in FIXTURES.into_iter().zip(histories()) {
         let state = state_of(&events);
         let encoded = bincode::serde::encode_to_vec(SnapshotForm(&state), config).unwrap();

@@ -31,6 +31,7 @@ fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
         event_id: EventId::from(event),
         event_type: SESSION_PROCESSING_COMPLETED.into(),
         project_id: ProjectId::from("prj_1"),
+        digest: BodyDigest::default(),
         body: format!("{{\"id\":\"{event}\"}}"),
         deliveries: deliveries
             .iter()

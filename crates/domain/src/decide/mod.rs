@@ -516,6 +516,9 @@ fn handle_publish(
     }
     let event_id = event.event_id.unwrap_or(fresh_event_id);
     if let Some(first) = state.published(&account_id, &event_id) {
+        if first.digest != event.digest {
+            return Err(Rejection::EventConflict(event_id));
+        }
         return Err(Rejection::EventExists {
             event_id,
             deliveries: first.deliveries,
@@ -563,6 +566,7 @@ fn handle_publish(
         event_id: event_id.clone(),
         event_type: event.event_type.clone(),
         project_id: event.project_id,
+        digest: event.digest,
         body,
         deliveries,
         first_due: now.plus(first_delay),
