@@ -42,6 +42,17 @@ pub(super) async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiE
     Ok(value)
 }
 
+/// Reads an optional management body: none (or only whitespace) is `T::default()`.
+pub(super) async fn optional_json_body<T: DeserializeOwned + Default>(
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, MAX_MANAGEMENT_BODY_BYTES).await?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    json_body(Body::from(bytes)).await
+}
+
 /// The 400 for a body that does not deserialise, naming the field where serde stopped.
 pub(super) fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     use serde_json::error::Category;
@@ -181,6 +192,30 @@ pub(super) struct WebhookChangesBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub(super) enabled: Option<bool>,
+}
+
+/// `POST /v1/accounts/{acc}/rotate-key`: an optional grace period for the old key.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RotateKey)]
+pub(super) struct RotateKeyBody {
+    /// How long the old key keeps working (`24h`, `30m`; at most 7 days); absent: it stops
+    /// at once.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub(super) grace: Option<String>,
+}
+
+/// The query of a page of accounts.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AccountsQuery {
+    /// Accounts per page, 1 to 100 (50 by default).
+    #[param(minimum = 1, maximum = 100)]
+    pub(super) limit: Option<usize>,
+    /// The previous page's `next_cursor`; absent or empty for the first page.
+    pub(super) cursor: Option<String>,
 }
 
 /// The query of a deliveries page.

@@ -2,17 +2,6 @@
 
 use super::*;
 
-/// Checks a page's `limit` and `cursor`: an empty cursor is the first page.
-fn page_params(q: &PageQuery) -> Result<(usize, Option<String>), ApiError> {
-    let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::validation(format!(
-            "limit: must be between 1 and {PAGE_LIMIT_MAX}"
-        )));
-    }
-    Ok((limit, q.cursor.clone().filter(|c| !c.is_empty())))
-}
-
 /// A webhook's deliveries, newest first.
 ///
 /// Optionally filtered by status, event type and creation time. Follow `next_cursor` until
@@ -43,7 +32,7 @@ pub(super) async fn list_deliveries(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let (limit, cursor) = page_params(&query)?;
+    let (limit, cursor) = page_params(query.limit, query.cursor.as_ref())?;
     let filter = query.filter()?;
     let page = state
         .engine

@@ -317,4 +317,12 @@ impl ReadModel for TimedStore {
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune(before)
     }
+
+    fn purge_account(
+        &self,
+        account: &hallway_domain::AccountId,
+        webhooks: &[WebhookId],
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_account(account, webhooks)
+    }
 }

@@ -260,6 +260,25 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// An account was given a new API key; the old one works until `previous_valid_until`,
+    /// or stops at once when that is `None`.
+    AccountKeyRotated {
+        /// The account.
+        account_id: AccountId,
+        /// Hash of its new key.
+        api_key_hash: String,
+        /// When the previous key stops working, if a grace period keeps it for a while.
+        previous_valid_until: Option<Timestamp>,
+        /// When.
+        at: Timestamp,
+    },
+    /// An account was deleted, after its webhooks (logged before it in the same batch).
+    AccountDeleted {
+        /// The account.
+        account_id: AccountId,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -288,7 +307,9 @@ impl Event {
             | DeliveryPaused { at, .. }
             | DeliveriesRecovered { at, .. }
             | EventReplayed { at, .. }
-            | AlertRaised { at, .. } => *at,
+            | AlertRaised { at, .. }
+            | AccountKeyRotated { at, .. }
+            | AccountDeleted { at, .. } => *at,
         }
     }
 }

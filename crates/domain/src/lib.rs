@@ -58,7 +58,8 @@ pub use event::Event;
 pub use policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
 pub use rejection::{Rejection, RejectionKind};
 pub use state::{
-    Account, Delivery, FromSnapshot, OpenAttempt, Published, SnapshotForm, State, Webhook,
+    Account, Delivery, FromSnapshot, OpenAttempt, PreviousKey, Published, SnapshotForm, State,
+    Webhook,
 };
 pub use types::{
     AccountId, AttemptError, BodyDigest, DeliveryId, DisabledReason, DurationMs, EventId, Outcome,

@@ -318,6 +318,10 @@ impl Model {
                 } => {
                     self.plans.insert(account_id.clone(), *plan);
                 }
+                // Key rotation and account deletion have rule tests of their own (rules.rs).
+                Event::AccountKeyRotated { .. } | Event::AccountDeleted { .. } => {
+                    panic!("no operation of this test rotates keys or deletes accounts: {e:?}")
+                }
                 Event::WebhookCreated {
                     webhook_id,
                     account_id,

@@ -1,6 +1,7 @@
 //! Snapshot bytes are a format on disk: states encode exactly as the fixtures and the
 //! fixtures decode into equal states. The layout is the one from before the schedule moved
-//! into its own type, plus each remembered event id's body digest (record format 3); a
+//! into its own type, plus each remembered event id's body digest (record format 3) and each
+//! account's previous key (format 4); a
 //! change of layout bumps the store's format version and rewrites the fixtures from the
 //! histories below (`UPDATE_SNAPSHOT_FIXTURES=1`).
 

@@ -18,8 +18,8 @@ use serde::Serialize;
 /// The format version written in front of every record.
 /// 2: test sends record their event type (the event catalog). 3: published events and the
 /// remembered ids in snapshots keep their body's digest (a republish with another body is a
-/// conflict).
-pub const FORMAT_VERSION: u8 = 3;
+/// conflict). 4: accounts keep the key a rotation's grace period still accepts.
+pub const FORMAT_VERSION: u8 = 4;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;

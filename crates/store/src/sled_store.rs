@@ -19,6 +19,7 @@ mod keys;
 mod log;
 mod open;
 mod projection;
+mod purge;
 mod reads;
 mod retention;
 mod snapshot;
@@ -298,5 +299,13 @@ impl ReadModel for SledStore {
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         retention::prune(self, before)
+    }
+
+    fn purge_account(
+        &self,
+        account: &AccountId,
+        webhooks: &[WebhookId],
+    ) -> Result<u64, StoreError> {
+        purge::purge_account(self, account, webhooks)
     }
 }

@@ -155,6 +155,12 @@ pub trait ReadModel: Send + Sync + 'static {
     /// Removes finished deliveries and payloads created before `before`; returns how many
     /// deliveries went.
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Removes a deleted account's data now rather than with retention: the finished
+    /// deliveries of `webhooks` and the bodies of the account's events that no pending
+    /// delivery needs (pending ones are left to retention). Returns how many deliveries went.
+    fn purge_account(&self, account: &AccountId, webhooks: &[WebhookId])
+        -> Result<u64, StoreError>;
 }
 
 /// A backend: an event log and its read model. The runtime holds an `Arc<dyn EventStore>`.

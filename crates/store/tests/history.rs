@@ -856,3 +856,74 @@ fn a_filter_that_passes_little_stops_a_page_early_and_the_cursor_goes_on() {
         .expect("pages");
     assert!(page.data.is_empty());
 }
+
+#[test]
+fn purging_a_deleted_account_removes_its_finished_history_and_bodies_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let other = AccountId::from("acc_2");
+    let e2 = Event::EventPublished {
+        account_id: other.clone(),
+        event_id: EventId::from("evt_9"),
+        event_type: SESSION_PROCESSING_COMPLETED.into(),
+        project_id: ProjectId::from("prj_1"),
+        digest: BodyDigest::default(),
+        body: "{\"id\":\"evt_9\"}".into(),
+        deliveries: vec![(DeliveryId::from(M1), WebhookId::from("wh_9"))],
+        first_due: t(0),
+        at: t(0),
+    };
+    store
+        .append(&[
+            // evt_1 to wh_1 (finishes) and wh_2 (still pending); evt_2 to wh_1 (finishes).
+            published("evt_1", 0, &[(FAN_A, "wh_1"), (FAN_B, "wh_2")]),
+            published("evt_2", 1, &[("dlv_bbbbbbbbbbbbbbbbbbbb00", "wh_1")]),
+            e2,
+            started(FAN_A, 1, 2),
+            succeeded(FAN_A, 1, 2),
+            started("dlv_bbbbbbbbbbbbbbbbbbbb00", 1, 3),
+            failed("dlv_bbbbbbbbbbbbbbbbbbbb00", 1, 3, None),
+            started(M1, 1, 4),
+            succeeded(M1, 1, 4),
+        ])
+        .expect("appends");
+    let removed = store
+        .purge_account(&acc(), &[WebhookId::from("wh_1"), WebhookId::from("wh_2")])
+        .expect("purges");
+    assert_eq!(removed, 2, "the two finished deliveries of the account");
+    assert!(common::walk_pages(&store, &WebhookId::from("wh_1"), 10).is_empty());
+    assert!(store
+        .delivery(&WebhookId::from("wh_1"), &DeliveryId::from(FAN_A))
+        .expect("reads")
+        .is_none());
+    // The pending one stays (its outcome is still to be recorded), with the body it sends.
+    let pending = common::walk_pages(&store, &WebhookId::from("wh_2"), 10);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status, DeliveryStatus::Pending);
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_1"))
+        .expect("reads")
+        .is_some());
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_2"))
+        .expect("reads")
+        .is_none());
+    // Another account is untouched.
+    assert_eq!(
+        common::walk_pages(&store, &WebhookId::from("wh_9"), 10).len(),
+        1
+    );
+    assert!(store
+        .payload(&other, &EventId::from("evt_9"))
+        .expect("reads")
+        .is_some());
+    // The projections still agree with each other (chunks, records, bodies' counts).
+    store.check_projections().expect("consistent after a purge");
+    store.flush().expect("flushes");
+    drop(store);
+    let store = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(
+        common::walk_pages(&store, &WebhookId::from("wh_2"), 10).len(),
+        1
+    );
+}

@@ -90,6 +90,13 @@ pub(crate) fn payload_key(account: &AccountId, event: &EventId) -> Vec<u8> {
     out
 }
 
+/// The prefix of every payload key of an account.
+pub(crate) fn payload_prefix(account: &AccountId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + account.0.len());
+    push_prefixed(&mut out, account.as_str());
+    out
+}
+
 /// Prints a payload key as `account/event`.
 pub(crate) fn show_payload_key(key: &[u8]) -> String {
     match split_prefixed(key).and_then(|(a, rest)| Some((a, std::str::from_utf8(rest).ok()?))) {
