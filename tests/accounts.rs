@@ -209,3 +209,52 @@ async fn deleting_an_account_takes_its_webhooks_keys_and_history() {
     assert_eq!(status, 200, "acc_2 still remembers evt_1");
     assert_eq!(server.deliveries("acc_2", &wh2).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_under_way_when_its_account_goes_is_recorded_and_nothing_breaks() {
+    let home = Home::new();
+    // The receiver answers after a pause, so the attempt is under way during the delete.
+    let receiver =
+        Receiver::scripted(|_| Reply::After(200, std::time::Duration::from_millis(800))).await;
+    let server = Server::permissive(&home, &[]).await;
+    server.create_account("acc_1", "Acme", "pro").await;
+    server
+        .create_webhook("acc_1", "Slow", &receiver.url())
+        .await;
+    let (status, _) = server.publish("acc_1", event("evt_1")).await;
+    assert_eq!(status, 202);
+    receiver.wait_for(1).await;
+    let (status, v) = server.admin("DELETE", "/v1/accounts/acc_1", None).await;
+    assert_eq!(status, 204, "{v}");
+    // The outcome arrives for a delivery whose account is gone: the engine records it and
+    // goes on taking work.
+    eventually("the attempt's outcome is recorded", || async {
+        let text = server.metrics().await;
+        text.contains("hallway_attempts_in_flight 0\n")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(server.call("GET", "/readyz", None, None).await.0, 200);
+    server.create_account("acc_2", "Next", "pro").await;
+    let (w, _) = server.create_webhook("acc_2", "R", &receiver.url()).await;
+    let wh = w["id"].as_str().expect("id").to_owned();
+    let (status, _) = server.publish("acc_2", event("evt_2")).await;
+    assert_eq!(status, 202);
+    let d = server.deliveries("acc_2", &wh).await;
+    let id = d[0]["id"].as_str().expect("id").to_owned();
+    server
+        .wait_delivery("acc_2", &wh, &id, "succeeded", |d| {
+            d["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "the deleted account's attempt was not sent again"
+    );
+    // And the store still opens after a restart.
+    drop(server);
+    let server = Server::permissive(&home, &[]).await;
+    assert_eq!(server.call("GET", "/readyz", None, None).await.0, 200);
+    assert_eq!(server.deliveries("acc_2", &wh).await.len(), 1);
+}
