@@ -44,4 +44,6 @@ pub use hallway_runtime::{
     MasterKey, MetricsSnapshot, NewWebhook, OutgoingRequest, PublishReceipt, Secret, Sent,
     SystemClock, Transport, TransportConfig,
 };
-pub use hallway_store::{AttemptRecord, DeliveryRecord, DeliveryStatus, Page, StoreError};
+pub use hallway_store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Page, StoreError,
+};

@@ -485,3 +485,21 @@ pub fn error_words(a: &AttemptRecord) -> Option<String> {
         (AttemptError::InvalidResponse, _) => "the answer was not valid HTTP".to_owned(),
     })
 }
+
+/// A page of accounts, by id.
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    /// The accounts.
+    pub data: Vec<AccountView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An account's new API key, shown only in this answer.
+#[derive(Serialize, ToSchema)]
+pub struct KeyRotated {
+    /// The new key.
+    pub api_key: String,
+    /// When the previous key stops working (RFC 3339); `null`: it already has.
+    pub previous_key_expires_at: Option<String>,
+}

@@ -395,6 +395,10 @@ async fn every_operation_answers_as_documented() {
     c.check("POST", t, got.0, &got.1);
     let got = server.publish("acc_1", event("evt_1")).await;
     c.check("POST", t, got.0, &got.1);
+    let mut changed = event("evt_1");
+    changed["insights"]["count"] = json!(9);
+    let got = server.publish("acc_1", changed).await;
+    c.check("POST", t, got.0, &got.1);
     let got = server
         .publish(
             "acc_1",
@@ -473,6 +477,36 @@ async fn every_operation_answers_as_documented() {
         )
         .await;
     c.check("POST", "/v1/accounts/{acc}/portal-sessions", got.0, &got.1);
+
+    let got = server.admin("GET", "/v1/accounts?limit=1", None).await;
+    c.check("GET", "/v1/accounts", got.0, &got.1);
+    let got = server.admin("GET", "/v1/accounts?limit=1000", None).await;
+    c.check("GET", "/v1/accounts", got.0, &got.1);
+    let t = "/v1/accounts/{acc}/rotate-key";
+    let got = server
+        .admin("POST", "/v1/accounts/acc_free/rotate-key", None)
+        .await;
+    c.check("POST", t, got.0, &got.1);
+    let got = server
+        .admin(
+            "POST",
+            "/v1/accounts/acc_free/rotate-key",
+            Some(json!({"grace": "1h"})),
+        )
+        .await;
+    c.check("POST", t, got.0, &got.1);
+    let got = server
+        .admin(
+            "POST",
+            "/v1/accounts/acc_free/rotate-key",
+            Some(json!({"grace": "9d"})),
+        )
+        .await;
+    c.check("POST", t, got.0, &got.1);
+    let got = server.admin("DELETE", "/v1/accounts/acc_free", None).await;
+    c.check("DELETE", "/v1/accounts/{acc}", got.0, &got.1);
+    let got = server.admin("DELETE", "/v1/accounts/acc_free", None).await;
+    c.check("DELETE", "/v1/accounts/{acc}", got.0, &got.1);
 
     let got = server.admin("GET", "/v1/event-types", None).await;
     c.check("GET", "/v1/event-types", got.0, &got.1);

@@ -251,6 +251,30 @@ pub(super) struct RotateBody {
     pub(super) grace: Option<String>,
 }
 
+/// `POST /v1/accounts/{acc}/rotate-key`: an optional grace period for the old key.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RotateKey)]
+pub(super) struct RotateKeyBody {
+    /// How long the old key keeps working (`24h`, `30m`; at most 7 days); absent: it stops
+    /// at once.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub(super) grace: Option<String>,
+}
+
+/// The query of a page of accounts.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AccountsQuery {
+    /// Accounts per page, 1 to 100 (50 by default).
+    #[param(minimum = 1, maximum = 100)]
+    pub(super) limit: Option<usize>,
+    /// The previous page's `next_cursor`; absent or empty for the first page.
+    pub(super) cursor: Option<String>,
+}
+
 /// The query of a deliveries page.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -261,6 +285,60 @@ pub(super) struct PageQuery {
     pub(super) limit: Option<usize>,
     /// The previous page's `next_cursor`; absent or empty for the first page.
     pub(super) cursor: Option<String>,
+    /// Only deliveries in this status.
+    #[param(value_type = Option<crate::views::DeliveryStatusName>)]
+    pub(super) status: Option<String>,
+    /// Only deliveries of this event type.
+    pub(super) event_type: Option<String>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    pub(super) since: Option<String>,
+    /// Only deliveries created before this time (RFC 3339).
+    pub(super) until: Option<String>,
+}
+
+impl PageQuery {
+    /// The filter the query asks for; a bad value is 400 naming its parameter.
+    pub(super) fn filter(&self) -> Result<hallway_store::DeliveryFilter, ApiError> {
+        use hallway_store::DeliveryStatus as S;
+        let status = match self.status.as_deref() {
+            None => None,
+            Some("pending") => Some(S::Pending),
+            Some("succeeded") => Some(S::Succeeded),
+            Some("failed") => Some(S::Failed),
+            Some("cancelled") => Some(S::Cancelled),
+            Some("paused") => Some(S::Paused),
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "status: must be pending, succeeded, failed, cancelled or paused, not {:?}",
+                    hallway_domain::types::Echo(other).to_string()
+                )))
+            }
+        };
+        let time = |value: &Option<String>, name: &str| match value.as_deref() {
+            None => Ok(None),
+            Some(text) => Timestamp::parse_rfc3339(text).map(Some).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{name}: must be an RFC 3339 time such as 2026-01-10T15:30:00.000Z"
+                ))
+            }),
+        };
+        let since = time(&self.since, "since")?;
+        let until = time(&self.until, "until")?;
+        if let (Some(s), Some(u)) = (since, until) {
+            if u <= s {
+                return Err(ApiError::invalid("until: must be after since"));
+            }
+        }
+        if self.event_type.as_deref() == Some("") {
+            return Err(ApiError::invalid("event_type: must not be empty"));
+        }
+        Ok(hallway_store::DeliveryFilter {
+            status,
+            event_type: self.event_type.clone(),
+            since,
+            until,
+        })
+    }
 }
 
 /// Query parameters whose rejections (an unknown parameter, a wrong type) answer the
@@ -336,7 +414,8 @@ pub(super) struct ReplayBody {
 pub(super) struct EventBody {
     /// The event type; must be in the catalog (`GET /v1/event-types`).
     r#type: String,
-    /// The idempotency id: publishing it again answers the first answer and sends nothing.
+    /// The idempotency id: publishing it again with the same body answers the first answer
+    /// and sends nothing; with another body, 409 `conflict`.
     id: Option<String>,
     /// The project the event belongs to; webhooks' project filters match its `id`.
     project: EventProject,

@@ -2,17 +2,6 @@
 
 use super::*;
 
-/// Checks a page's `limit` and `cursor`: an empty cursor is the first page.
-fn page_params(q: &PageQuery) -> Result<(usize, Option<String>), ApiError> {
-    let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::validation(format!(
-            "limit: must be between 1 and {PAGE_LIMIT_MAX}"
-        )));
-    }
-    Ok((limit, q.cursor.clone().filter(|c| !c.is_empty())))
-}
-
 /// The delivery a path names. Text in no form the engine gives ids is not found, after the
 /// webhook, whose absence answers first as it does for any other id.
 async fn path_delivery(
@@ -34,6 +23,10 @@ async fn path_delivery(
 }
 
 /// A webhook's deliveries, newest first.
+///
+/// Optionally filtered by status, event type and creation time. Follow `next_cursor` until
+/// it is `null`: with filters, a page may hold fewer than `limit` deliveries (even none)
+/// when many in a row do not pass.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{acc}/webhooks/{wh}/deliveries",
@@ -46,7 +39,7 @@ async fn path_delivery(
     ),
     responses(
         (status = 200, description = "A page of deliveries", body = DeliveryPage),
-        (status = 400, description = "`invalid_request`: an unknown, repeated or mistyped parameter", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: an unknown, repeated or mistyped parameter, or a bad filter value (named)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: `limit` out of range, or a cursor this list did not hand out", body = ErrorBody)
@@ -59,10 +52,17 @@ pub(super) async fn list_deliveries(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult {
     let acc = authorize(&state, &headers, &acc).await?;
-    let (limit, cursor) = page_params(&query)?;
+    let (limit, cursor) = page_params(query.limit, query.cursor.as_ref())?;
+    let filter = query.filter()?;
     let page = state
         .engine
-        .deliveries(&acc, &WebhookId::from(wh), limit, cursor.as_deref())
+        .deliveries_where(
+            &acc,
+            &WebhookId::from(wh),
+            &filter,
+            limit,
+            cursor.as_deref(),
+        )
         .await?;
     let data = page.data.iter().map(DeliveryView::of).collect();
     Ok(respond(

@@ -17,6 +17,7 @@ use super::*;
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: an account key", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: this `id` was published before with a different body; nothing was sent", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: a missing or unknown `type`, a missing `project.id`, a bad `id`", body = ErrorBody)
     )

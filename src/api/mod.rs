@@ -183,6 +183,9 @@ pub(crate) fn routes() -> Routes {
         .add::<accounts::__path_create_account, _, _>(accounts::create_account)
         .add::<accounts::__path_get_account, _, _>(accounts::get_account)
         .add::<accounts::__path_update_account, _, _>(accounts::update_account)
+        .add::<accounts::__path_list_accounts, _, _>(accounts::list_accounts)
+        .add::<accounts::__path_rotate_account_key, _, _>(accounts::rotate_account_key)
+        .add::<accounts::__path_delete_account, _, _>(accounts::delete_account)
         .add::<webhooks::__path_create_webhook, _, _>(webhooks::create_webhook)
         .add::<webhooks::__path_list_webhooks, _, _>(webhooks::list_webhooks)
         .add::<webhooks::__path_get_webhook, _, _>(webhooks::get_webhook)
@@ -301,6 +304,20 @@ pub(crate) async fn authorize_admin(
         )),
         (Caller::Account(_), _) => Err(ApiError::forbidden()),
     }
+}
+
+/// Checks a page's `limit` and `cursor`: an empty cursor is the first page.
+fn page_params(
+    limit: Option<usize>,
+    cursor: Option<&String>,
+) -> Result<(usize, Option<String>), ApiError> {
+    let limit = limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "limit: must be between 1 and {PAGE_LIMIT_MAX}"
+        )));
+    }
+    Ok((limit, cursor.filter(|c| !c.is_empty()).cloned()))
 }
 
 fn respond(status: StatusCode, body: impl Serialize) -> Response {

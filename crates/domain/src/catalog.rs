@@ -114,7 +114,7 @@ impl Default for Catalog {
         let description =
             "An interview session was fully processed: its transcript and insights are ready."
                 .to_owned();
-        let example = minify(SPEC_EXAMPLE);
+        let example = crate::json::minify(SPEC_EXAMPLE);
         // The spec's example publishes (a unit test says so); should it ever not, the type is
         // still declared, with its fields shown and none delivered by test sends.
         let fields = EventType::new(
@@ -134,29 +134,6 @@ impl Default for Catalog {
             }],
         }
     }
-}
-
-/// JSON text without the whitespace between tokens (strings are kept as written).
-fn minify(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in json.chars() {
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl Catalog {
@@ -192,7 +169,7 @@ impl Catalog {
                 return Err(format!("{at}: name is declared twice"));
             }
             // What a host would publish: the example must pass the same checks.
-            let example = minify(e.example.get());
+            let example = crate::json::minify(e.example.get());
             let description = e.description.trim().to_owned();
             let t = EventType::new(e.name, description, example, policy)
                 .map_err(|why| format!("{at}: {why}"))?;

@@ -98,6 +98,21 @@ pub enum CommandKind {
         /// Hash of the account's API key; the key itself is never stored.
         api_key_hash: String,
     },
+    /// Give an account a new API key; the old one stops at once, or after `grace`.
+    RotateAccountKey {
+        /// The account.
+        account_id: AccountId,
+        /// Hash of the new key.
+        api_key_hash: String,
+        /// How long the old key keeps working (zero: not at all).
+        grace: DurationMs,
+    },
+    /// Delete an account with its webhooks (their pending deliveries are cancelled), its
+    /// keys and its remembered event ids.
+    DeleteAccount {
+        /// The account.
+        account_id: AccountId,
+    },
     /// Change an account's name or plan.
     UpdateAccount {
         /// The account.

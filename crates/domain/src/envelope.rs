@@ -26,6 +26,8 @@ pub struct PreparedEvent {
     pub project_id: ProjectId,
     /// The host's other fields, serialised in their original order, each preceded by a comma.
     pub fields_json: String,
+    /// What a repeat of this event's id is compared by.
+    pub digest: crate::types::BodyDigest,
 }
 
 /// A JSON object's members in document order, values kept as raw text.
@@ -135,11 +137,13 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
         fields_json.push(':');
         fields_json.push_str(v.get());
     }
+    let digest = crate::types::BodyDigest::of(&event_type, &fields_json);
     Ok(PreparedEvent {
         event_id,
         event_type,
         project_id,
         fields_json,
+        digest,
     })
 }
 

@@ -4,8 +4,8 @@ use crate::alert::Alert;
 use crate::attempt::AttemptDetail;
 use crate::command::DeliverySummary;
 use crate::types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
-    Timestamp, WebhookId,
+    AccountId, AttemptError, BodyDigest, DeliveryId, DisabledReason, DurationMs, EventId, Plan,
+    ProjectId, Timestamp, WebhookId,
 };
 use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,8 @@ pub enum Event {
         event_type: String,
         /// Its project.
         project_id: ProjectId,
+        /// What a repeat of its id is compared by.
+        digest: BodyDigest,
         /// The exact body every attempt sends.
         body: String,
         /// One delivery per matching webhook.
@@ -268,6 +270,25 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// An account was given a new API key; the old one works until `previous_valid_until`,
+    /// or stops at once when that is `None`.
+    AccountKeyRotated {
+        /// The account.
+        account_id: AccountId,
+        /// Hash of its new key.
+        api_key_hash: String,
+        /// When the previous key stops working, if a grace period keeps it for a while.
+        previous_valid_until: Option<Timestamp>,
+        /// When.
+        at: Timestamp,
+    },
+    /// An account was deleted, after its webhooks (logged before it in the same batch).
+    AccountDeleted {
+        /// The account.
+        account_id: AccountId,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -296,7 +317,9 @@ impl Event {
             | DeliveryPaused { at, .. }
             | DeliveriesRecovered { at, .. }
             | EventReplayed { at, .. }
-            | AlertRaised { at, .. } => *at,
+            | AlertRaised { at, .. }
+            | AccountKeyRotated { at, .. }
+            | AccountDeleted { at, .. } => *at,
         }
     }
 }

@@ -60,11 +60,12 @@ pub use event::Event;
 pub use policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
 pub use rejection::{Rejection, RejectionKind};
 pub use state::{
-    Account, Delivery, FromSnapshot, OpenAttempt, Published, SnapshotForm, State, Webhook,
+    Account, Delivery, FromSnapshot, OpenAttempt, PreviousKey, Published, SnapshotForm, State,
+    Webhook,
 };
 pub use types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
-    Plan, ProjectId, Timestamp, WebhookId,
+    AccountId, AttemptError, BodyDigest, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId,
+    Outcome, Plan, ProjectId, Timestamp, WebhookId,
 };
 pub use webhook::{PreviousSecret, SealedSecret, SignatureScheme, WebhookConfig, MAX_SECRET_GRACE};
 

@@ -3,7 +3,9 @@
 use crate::event::Event;
 use crate::policy::Policy;
 use crate::schedule::Schedule;
-use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId};
+use crate::types::{
+    AccountId, BodyDigest, DeliveryId, DisabledReason, EventId, Plan, Timestamp, WebhookId,
+};
 use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -29,6 +31,17 @@ pub struct Account {
     pub updated_at: Timestamp,
     /// Its live webhooks, oldest first.
     pub webhooks: Vec<WebhookId>,
+    /// The key it had before the last rotation, while a grace period keeps it valid.
+    pub previous_key: Option<PreviousKey>,
+}
+
+/// An account key replaced by a rotation with a grace period: valid until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousKey {
+    /// Its hash.
+    pub hash: String,
+    /// When it stops working.
+    pub until: Timestamp,
 }
 
 /// A live (not deleted) webhook. Its open attempts are counted by the schedule
@@ -100,13 +113,15 @@ pub struct Delivery {
     pub cancelled: bool,
 }
 
-/// What an earlier publish of an event id answered.
+/// What an earlier publish of an event id answered, and what its body was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     /// Deliveries it scheduled.
     pub deliveries: u32,
     /// When it was published.
     pub at: Timestamp,
+    /// Its body's digest: a repeat with another body is a conflict, not a repeat.
+    pub digest: BodyDigest,
 }
 
 /// The whole state of the engine, built only by [`State::apply`]. Its encodings are in
@@ -150,11 +165,16 @@ impl State {
         self.accounts.get(id)
     }
 
-    /// The account whose API key hashes to `hash`.
-    pub fn account_by_key_hash(&self, hash: &str) -> Option<&Account> {
-        self.key_hashes
-            .get(hash)
-            .and_then(|id| self.accounts.get(id))
+    /// The account whose API key hashes to `hash` at `now`: its current key, or the one
+    /// before it while its grace period lasts.
+    pub fn account_by_key_hash(&self, hash: &str, now: Timestamp) -> Option<&Account> {
+        let account = self.accounts.get(self.key_hashes.get(hash)?)?;
+        let valid = account.api_key_hash == hash
+            || account
+                .previous_key
+                .as_ref()
+                .is_some_and(|p| p.hash == hash && now < p.until);
+        valid.then_some(account)
     }
 
     /// Every account, by id.
@@ -320,8 +340,50 @@ impl State {
                         created_at: *at,
                         updated_at: *at,
                         webhooks: Vec::new(),
+                        previous_key: None,
                     },
                 );
+            }
+            Event::AccountKeyRotated {
+                account_id,
+                api_key_hash,
+                previous_valid_until,
+                at,
+            } => {
+                let Some(a) = self.accounts.get_mut(account_id) else {
+                    return;
+                };
+                if let Some(p) = a.previous_key.take() {
+                    self.key_hashes.remove(&p.hash);
+                }
+                let old = std::mem::replace(&mut a.api_key_hash, api_key_hash.clone());
+                match previous_valid_until {
+                    Some(until) => {
+                        a.previous_key = Some(PreviousKey {
+                            hash: old,
+                            until: *until,
+                        })
+                    }
+                    None => {
+                        self.key_hashes.remove(&old);
+                    }
+                }
+                a.updated_at = *at;
+                self.key_hashes
+                    .insert(api_key_hash.clone(), account_id.clone());
+            }
+            Event::AccountDeleted { account_id, .. } => {
+                // `decide` deletes its webhooks (cancelling their deliveries) in the same batch.
+                if let Some(a) = self.accounts.remove(account_id) {
+                    self.key_hashes.remove(&a.api_key_hash);
+                    if let Some(p) = a.previous_key {
+                        self.key_hashes.remove(&p.hash);
+                    }
+                }
+                self.published
+                    .retain(|(account, _), _| account != account_id);
+                self.published_order
+                    .retain(|(_, account, _)| account != account_id);
             }
             Event::AccountUpdated {
                 account_id,
@@ -420,6 +482,7 @@ impl State {
                 event_type,
                 deliveries,
                 first_due,
+                digest,
                 at,
                 ..
             } => {
@@ -429,6 +492,7 @@ impl State {
                     Published {
                         deliveries: deliveries.len() as u32,
                         at: *at,
+                        digest: *digest,
                     },
                 );
                 self.published_order

@@ -228,7 +228,9 @@ struct Model {
     reset_from: BTreeMap<WebhookId, u32>,
     /// Finished deliveries that were paused (history's `paused`).
     paused: std::collections::BTreeSet<DeliveryId>,
-    published: BTreeMap<(AccountId, EventId), (u32, Timestamp)>,
+    /// Each remembered event id: its deliveries, time, type and project (what its body was
+    /// built from, so a repeat with other content is a conflict).
+    published: BTreeMap<(AccountId, EventId), (u32, Timestamp, String, ProjectId)>,
 }
 
 impl Model {
@@ -324,6 +326,10 @@ impl Model {
                     account_id, plan, ..
                 } => {
                     self.plans.insert(account_id.clone(), *plan);
+                }
+                // Key rotation and account deletion have rule tests of their own (rules.rs).
+                Event::AccountKeyRotated { .. } | Event::AccountDeleted { .. } => {
+                    panic!("no operation of this test rotates keys or deletes accounts: {e:?}")
                 }
                 Event::WebhookCreated {
                     webhook_id,
@@ -438,7 +444,15 @@ impl Model {
                         "fan-out of {event_type} in {project_id}"
                     );
                     assert_eq!(*first_due, at.plus(p.retry_delays[0]));
-                    self.published.insert(key, (deliveries.len() as u32, *at));
+                    self.published.insert(
+                        key,
+                        (
+                            deliveries.len() as u32,
+                            *at,
+                            event_type.clone(),
+                            project_id.clone(),
+                        ),
+                    );
                     for (d, w) in deliveries {
                         assert!(
                             !self.live.contains_key(d) && !self.finished.contains_key(d),
@@ -874,7 +888,7 @@ impl Model {
                 }
                 Event::IdempotencyKeysExpired { before, at } => {
                     assert_eq!(*before, Timestamp(at.0 - p.retention.0));
-                    self.published.retain(|_, (_, t)| *t >= *before);
+                    self.published.retain(|_, (_, t, _, _)| *t >= *before);
                 }
             }
         }
@@ -974,7 +988,7 @@ impl Model {
             (a, b) => a.or(b),
         };
         assert_eq!(state.poll_timeout(), expected_timeout, "poll_timeout");
-        for ((account, event), (count, _)) in &self.published {
+        for ((account, event), (count, _, _, _)) in &self.published {
             assert_eq!(
                 state.published(account, event).map(|x| x.deliveries),
                 Some(*count),
@@ -1276,11 +1290,14 @@ impl Sim {
                     _ => EventId::from(self.fresh("evt_")),
                 };
                 let project_id = PROJECTS[project as usize % 3];
+                let event_type = TYPES[event_type as usize % 2];
+                let fields_json = format!(r#","project":{{"id":"{project_id}"}}"#);
                 let event = PreparedEvent {
                     event_id: Some(event_id.clone()),
-                    event_type: TYPES[event_type as usize % 2].to_owned(),
+                    event_type: event_type.to_owned(),
                     project_id: ProjectId::from(project_id),
-                    fields_json: format!(r#","project":{{"id":"{project_id}"}}"#),
+                    digest: BodyDigest::of(event_type, &fields_json),
+                    fields_json,
                 };
                 let fan_out = fan(&self.fresh("s"));
                 let meta = (
@@ -1293,7 +1310,9 @@ impl Sim {
                     .model
                     .published
                     .get(&(account_id.clone(), event_id.clone()))
-                    .map(|(n, _)| *n);
+                    .map(|(n, _, ty, project)| {
+                        (*n, ty == event_type && project.as_str() == project_id)
+                    });
                 let pending_before = self.state.pending_count();
                 let result = self.exec(CommandKind::Publish {
                     account_id,
@@ -1302,7 +1321,8 @@ impl Sim {
                     fan_out,
                 });
                 match known {
-                    Some(deliveries) => {
+                    // The same content again: the first answer.
+                    Some((deliveries, true)) => {
                         assert_eq!(
                             result,
                             Err(Rejection::EventExists {
@@ -1310,6 +1330,11 @@ impl Sim {
                                 deliveries
                             })
                         );
+                        assert_eq!(self.state.pending_count(), pending_before);
+                    }
+                    // Other content under a remembered id: a conflict, nothing scheduled.
+                    Some((_, false)) => {
+                        assert_eq!(result, Err(Rejection::EventConflict(event_id)));
                         assert_eq!(self.state.pending_count(), pending_before);
                     }
                     None => {

@@ -887,6 +887,7 @@ fn a_free_account_publish_is_accepted_with_zero_deliveries() {
             event_id: evt("evt_1"),
             event_type: COMPLETED.into(),
             project_id: prj("prj_1"),
+            digest: prepared("evt_1", COMPLETED, "prj_1").digest,
             body: String::new(),
             deliveries: Vec::new(),
             first_due: t(1),
@@ -928,10 +929,16 @@ fn publish_is_idempotent_by_event_id() {
         deliveries: 2,
     };
     g.when(t(5), publish("acc_1", "evt_1", "prj_1", "b"))
-        .then_rejects(duplicate.clone());
-    // Same id with another project or type is still the same event.
-    g.when(t(6), publish("acc_1", "evt_1", "prj_other", "c"))
         .then_rejects(duplicate);
+    // The same id with another body (here another project) is a conflict, not a repeat:
+    // answering the first answer would tell the host its new content went out.
+    g.when(t(6), publish("acc_1", "evt_1", "prj_other", "c"))
+        .then_rejects(Rejection::EventConflict(evt("evt_1")));
+    g.when(
+        t(6),
+        publish_typed("acc_1", "evt_1", FAILED_TYPE, "prj_1", "c"),
+    )
+    .then_rejects(Rejection::UnknownPublishedType(FAILED_TYPE.into()));
     // Another account may use the same id.
     d.run(t(7), create_account("acc_2", Plan::Free));
     let (events, _) = d
@@ -2351,4 +2358,204 @@ fn without_the_project_rule_an_event_without_a_project_reaches_unfiltered_webhoo
     )
     .events();
     assert_eq!(deliveries_of(&events), vec![pair("dlv_s00", "wh_all")]);
+}
+
+#[test]
+fn a_repeat_is_compared_by_the_body_as_delivered_not_by_its_whitespace() {
+    let policy = Policy::default();
+    let a = envelope::prepare(
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1, 2],"s":"a  b"}"#,
+        &policy,
+    )
+    .expect("prepares");
+    let spaced = envelope::prepare(
+        br#"{ "id" : "evt_1", "type" : "session.processing.completed",
+              "project" : { "id" : "p" }, "n" : [ 1,2 ], "s" : "a  b",
+              "created_at": "ignored: the engine sets it" }"#,
+        &policy,
+    )
+    .expect("prepares");
+    assert_eq!(
+        a.digest, spaced.digest,
+        "whitespace and engine fields do not count"
+    );
+    for other in [
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1,2],"s":"a b"}"#.as_slice(),
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"s":"a  b","n":[1,2]}"#,
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1,2]}"#,
+    ] {
+        let b = envelope::prepare(other, &policy).expect("prepares");
+        assert_ne!(
+            a.digest,
+            b.digest,
+            "{}: what receivers get differs",
+            String::from_utf8_lossy(other)
+        );
+    }
+    // Through decide: the spaced repeat answers the first answer, another body conflicts.
+    let mut d = pro_with_webhook(policy);
+    let publish_of = |event: &PreparedEvent, seed: &str| CommandKind::Publish {
+        account_id: acc("acc_1"),
+        event: event.clone(),
+        fresh_event_id: evt("evt_unused"),
+        fan_out: fan(seed),
+    };
+    d.run(t(1), publish_of(&a, "a"));
+    d.given()
+        .when(t(2), publish_of(&spaced, "b"))
+        .then_rejects(Rejection::EventExists {
+            event_id: evt("evt_1"),
+            deliveries: 1,
+        });
+    let changed = envelope::prepare(
+        br#"{"type":"session.processing.completed","id":"evt_1","project":{"id":"p"},"n":[1,2,3]}"#,
+        &Policy::default(),
+    )
+    .expect("prepares");
+    d.given()
+        .when(t(2), publish_of(&changed, "c"))
+        .then_rejects(Rejection::EventConflict(evt("evt_1")));
+    // Once the idempotency window has passed, the id is new again.
+    let later = t(1).plus(Policy::default().retention).plus(DurationMs(1));
+    d.run(later, CommandKind::ExpireIdempotencyKeys);
+    assert!(d
+        .given()
+        .when(later, publish_of(&changed, "d"))
+        .result()
+        .is_ok());
+}
+
+// ---------------------------------------------------------------- account keys and deletion
+
+fn rotate_key(account: &str, hash: &str, grace: DurationMs) -> CommandKind {
+    CommandKind::RotateAccountKey {
+        account_id: acc(account),
+        api_key_hash: hash.into(),
+        grace,
+    }
+}
+
+#[test]
+fn a_rotated_key_replaces_the_old_one_at_once_without_a_grace() {
+    let mut d = pro_with_webhook(Policy::default());
+    assert!(d.state.account_by_key_hash("hash_acc_1", t(1)).is_some());
+    d.run(t(1), rotate_key("acc_1", "hash_new", DurationMs(0)));
+    assert!(d.state.account_by_key_hash("hash_acc_1", t(1)).is_none());
+    assert_eq!(
+        d.state
+            .account_by_key_hash("hash_new", t(1))
+            .map(|a| a.id.as_str()),
+        Some("acc_1")
+    );
+    d.state.check_invariants();
+}
+
+#[test]
+fn a_grace_keeps_the_old_key_until_it_ends_and_a_second_rotation_drops_it() {
+    let mut d = pro_with_webhook(Policy::default());
+    let events = d.run(
+        t(10),
+        rotate_key("acc_1", "hash_2", DurationMs::from_hours(24)),
+    );
+    let until = t(10).plus(DurationMs::from_hours(24));
+    assert_eq!(
+        events,
+        vec![Event::AccountKeyRotated {
+            account_id: acc("acc_1"),
+            api_key_hash: "hash_2".into(),
+            previous_valid_until: Some(until),
+            at: t(10),
+        }]
+    );
+    let before_end = Timestamp(until.0 - 1);
+    assert!(d
+        .state
+        .account_by_key_hash("hash_acc_1", before_end)
+        .is_some());
+    assert!(d.state.account_by_key_hash("hash_2", before_end).is_some());
+    assert!(d.state.account_by_key_hash("hash_acc_1", until).is_none());
+    d.state.check_invariants();
+    // Another rotation within the grace: the first key stops at once, the second has one.
+    d.run(
+        t(20),
+        rotate_key("acc_1", "hash_3", DurationMs::from_hours(1)),
+    );
+    assert!(d.state.account_by_key_hash("hash_acc_1", t(20)).is_none());
+    assert!(d.state.account_by_key_hash("hash_2", t(20)).is_some());
+    assert!(d.state.account_by_key_hash("hash_3", t(20)).is_some());
+    d.state.check_invariants();
+    // Replayed from the log, the same keys work.
+    let mut replayed = State::new(Policy::default());
+    for e in &d.log {
+        replayed.apply(e);
+    }
+    assert_eq!(replayed, d.state);
+}
+
+#[test]
+fn a_grace_longer_than_seven_days_is_refused() {
+    given([account_created("acc_1", Plan::Pro)])
+        .when(
+            t(1),
+            rotate_key("acc_1", "h", DurationMs::from_hours(24 * 7 + 1)),
+        )
+        .then_rejects(Rejection::InvalidField {
+            field: "grace",
+            message: "must be at most 168 hours".into(),
+        });
+    given([])
+        .when(t(1), rotate_key("acc_x", "h", DurationMs(0)))
+        .then_rejects(Rejection::AccountNotFound(acc("acc_x")));
+}
+
+#[test]
+fn deleting_an_account_deletes_its_webhooks_cancels_their_deliveries_and_forgets_it() {
+    let mut d = pro_with_webhook(Policy::default());
+    d.run(t(0), create_webhook("acc_1", "wh_2", default_config()));
+    d.run(t(0), create_account("acc_2", Plan::Pro));
+    d.run(t(0), create_webhook("acc_2", "wh_other", default_config()));
+    d.run(t(1), publish("acc_1", "evt_1", "prj_1", "a"));
+    d.run(t(1), publish("acc_2", "evt_1", "prj_1", "b"));
+    d.run(t(1), tick(1));
+    assert!(d.state.in_flight_count() > 0, "an attempt is under way");
+    let events = d.run(
+        t(2),
+        CommandKind::DeleteAccount {
+            account_id: acc("acc_1"),
+        },
+    );
+    assert!(matches!(events.last(), Some(Event::AccountDeleted { .. })));
+    let deleted: Vec<&WebhookId> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WebhookDeleted { webhook_id, .. } => Some(webhook_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, [&wh("wh_1"), &wh("wh_2")]);
+    assert!(d.state.account(&acc("acc_1")).is_none());
+    assert!(d.state.webhook(&wh("wh_1")).is_none());
+    assert!(d.state.account_by_key_hash("hash_acc_1", t(2)).is_none());
+    assert!(d.state.published(&acc("acc_1"), &evt("evt_1")).is_none());
+    assert!(
+        d.state
+            .deliveries()
+            .all(|x| x.account_id != acc("acc_1") || x.cancelled),
+        "nothing of the account is sent any more"
+    );
+    // The other account is untouched.
+    assert!(d.state.published(&acc("acc_2"), &evt("evt_1")).is_some());
+    assert!(d.state.webhook(&wh("wh_other")).is_some());
+    d.state.check_invariants();
+    // The id can be taken again, by a new account without the old one's webhooks.
+    d.run(t(3), create_account("acc_1", Plan::Pro));
+    assert!(d.state.webhooks_of(&acc("acc_1")).is_empty());
+    d.given()
+        .when(
+            t(4),
+            CommandKind::DeleteAccount {
+                account_id: acc("acc_9"),
+            },
+        )
+        .then_rejects(Rejection::AccountNotFound(acc("acc_9")));
 }

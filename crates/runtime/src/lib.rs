@@ -42,7 +42,7 @@ use hallway_domain::{
     EventId, Plan, Rejection, SignatureScheme, State, Timestamp, Webhook, WebhookChanges,
     WebhookConfig, WebhookId,
 };
-use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use hallway_store::{DeliveryFilter, DeliveryRecord, EventStore, Page, SledStore};
 use limiter::ManualLimiter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
@@ -403,10 +403,87 @@ impl EngineHandle {
             .ok_or_else(|| Rejection::AccountNotFound(id.clone()).into())
     }
 
+    /// Accounts by id, `limit` at a time after the id `after`; also whether more follow.
+    pub async fn list_accounts(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<Account>, bool), EngineError> {
+        let after = after.map(AccountId::from);
+        self.query(move |s| {
+            let mut page: Vec<Account> = s
+                .accounts()
+                .filter(|a| after.as_ref().is_none_or(|after| &a.id > after))
+                .take(limit + 1)
+                .cloned()
+                .collect();
+            let more = page.len() > limit;
+            page.truncate(limit);
+            (page, more)
+        })
+        .await
+    }
+
+    /// Gives an account a new API key, shown only this once; the old key stops working at
+    /// once, or when `grace` has passed (answered too).
+    pub async fn rotate_account_key(
+        &self,
+        account: &AccountId,
+        grace: hallway_domain::DurationMs,
+    ) -> Result<(String, Option<hallway_domain::Timestamp>), EngineError> {
+        let key = ids::api_key();
+        let until = self
+            .exec(
+                CommandKind::RotateAccountKey {
+                    account_id: account.clone(),
+                    api_key_hash: ids::hash_api_key(&key),
+                    grace,
+                },
+                |events, _| match events.first() {
+                    Some(Event::AccountKeyRotated {
+                        previous_valid_until,
+                        ..
+                    }) => *previous_valid_until,
+                    _ => None,
+                },
+            )
+            .await?;
+        Ok((key, until))
+    }
+
+    /// Deletes an account: its webhooks (their pending deliveries cancelled), its keys and its
+    /// remembered event ids at once, then its history and bodies from the store (deliveries
+    /// still under way are left to retention). Answers how many deliveries were removed.
+    pub async fn delete_account(&self, account: &AccountId) -> Result<u64, EngineError> {
+        let webhooks = self
+            .exec(
+                CommandKind::DeleteAccount {
+                    account_id: account.clone(),
+                },
+                |events, _| {
+                    events
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::WebhookDeleted { webhook_id, .. } => Some(webhook_id.clone()),
+                            _ => None,
+                        })
+                        .collect::<Vec<WebhookId>>()
+                },
+            )
+            .await?;
+        let store = self.store.clone();
+        let account = account.clone();
+        let removed = tokio::task::spawn_blocking(move || store.purge_account(&account, &webhooks))
+            .await
+            .map_err(EngineError::from)??;
+        Ok(removed)
+    }
+
     /// The account an API key belongs to, if any.
     pub async fn authenticate(&self, api_key: &str) -> Result<Option<AccountId>, EngineError> {
         let hash = ids::hash_api_key(api_key);
-        self.query(move |s| s.account_by_key_hash(&hash).map(|a| a.id.clone()))
+        let now = self.now();
+        self.query(move |s| s.account_by_key_hash(&hash, now).map(|a| a.id.clone()))
             .await
     }
 
@@ -595,9 +672,24 @@ impl EngineHandle {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, EngineError> {
+        self.deliveries_where(account, webhook, &DeliveryFilter::default(), limit, cursor)
+            .await
+    }
+
+    /// A webhook's deliveries that pass `filter`, newest first. A page may stop early, with
+    /// fewer than `limit` (even none) and a `next_cursor`, after examining many deliveries that
+    /// do not pass; `next_cursor` is `None` only when nothing further passes.
+    pub async fn deliveries_where(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        filter: &DeliveryFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, EngineError> {
         self.webhook(account, webhook).await?;
         self.store
-            .deliveries(webhook, limit, cursor)
+            .deliveries_where(webhook, filter, limit, cursor)
             .map_err(|e| match e {
                 // A cursor this list did not hand out is the caller's mistake.
                 hallway_store::StoreError::Invalid(_) => {

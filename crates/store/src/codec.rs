@@ -15,11 +15,13 @@ use bincode::config::{self, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format version written in front of every record. 3: delivery ids are a fan-out and an
+/// The format version written in front of every record. 5: delivery ids are a fan-out and an
 /// index (see the store's layout number, which refuses a whole directory of older records),
 /// test sends record their event type (the event catalog), webhooks have signature schemes and
-/// previous secrets, and attempts keep their detail in history.
-pub const FORMAT_VERSION: u8 = 3;
+/// previous secrets, attempts keep their detail in history, published events and remembered
+/// ids keep their body's digest (a republish with another body is a conflict), and accounts
+/// keep the key a rotation's grace still accepts.
+pub const FORMAT_VERSION: u8 = 5;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;

@@ -64,6 +64,41 @@ pub struct DeliveryRecord {
     pub attempts: Vec<AttemptRecord>,
 }
 
+/// Which of a webhook's deliveries a page lists; every field left `None` lists them all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only deliveries in this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries of this event type.
+    pub event_type: Option<String>,
+    /// Only deliveries created at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only deliveries created before this time.
+    pub until: Option<Timestamp>,
+}
+
+impl DeliveryFilter {
+    /// Whether a delivery created at `at` is in the time range.
+    pub fn in_range(&self, at: Timestamp) -> bool {
+        self.since.is_none_or(|s| at >= s) && self.until.is_none_or(|u| at < u)
+    }
+
+    /// Whether the filter reads only creation times (no record needs loading to judge).
+    pub fn by_time_only(&self) -> bool {
+        self.status.is_none() && self.event_type.is_none()
+    }
+
+    /// Whether `record` passes every condition.
+    pub fn matches(&self, record: &DeliveryRecord) -> bool {
+        self.in_range(record.created_at)
+            && self.status.is_none_or(|s| record.status == s)
+            && self
+                .event_type
+                .as_deref()
+                .is_none_or(|t| record.event_type == t)
+    }
+}
+
 /// One page of a webhook's deliveries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {

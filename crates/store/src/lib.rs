@@ -49,6 +49,6 @@ mod sled_store;
 mod traits;
 
 pub use error::StoreError;
-pub use history::{AttemptRecord, DeliveryRecord, DeliveryStatus, Page};
+pub use history::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Page};
 pub use sled_store::{SledStore, StoreOptions, SNAPSHOT_FILE};
 pub use traits::{EventLog, EventStore, LogRecords, ReadModel, Seq, SnapshotDraft, Truncation};

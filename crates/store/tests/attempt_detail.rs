@@ -19,6 +19,7 @@ fn events(detail: &AttemptDetail) -> Vec<Event> {
             event_type: SESSION_PROCESSING_COMPLETED.into(),
             project_id: ProjectId::from("prj_1"),
             body: r#"{"id":"evt_1"}"#.into(),
+            digest: BodyDigest::default(),
             deliveries: vec![(hallway_testkit::ids::dlv(DLV), WebhookId::from("wh_1"))],
             first_due: T0,
             at: T0,

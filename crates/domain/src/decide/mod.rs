@@ -20,6 +20,9 @@ use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig, MAX_SECRET_GRA
 /// Longest account name, in characters.
 pub const MAX_ACCOUNT_NAME_CHARS: usize = 200;
 
+/// Longest grace period an account's old key may keep working after a rotation.
+pub const MAX_KEY_GRACE: DurationMs = DurationMs::from_hours(24 * 7);
+
 /// Decides a command: `Ok(events)` (possibly none, for a spurious tick) or why it is refused.
 pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
     let now = cmd.now;
@@ -35,6 +38,44 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             name,
             plan,
         } => handle_update_account(state, now, account_id, name, plan),
+        CommandKind::RotateAccountKey {
+            account_id,
+            api_key_hash,
+            grace,
+        } => {
+            find_account(state, &account_id)?;
+            if grace > MAX_KEY_GRACE {
+                return Err(Rejection::InvalidField {
+                    field: "grace",
+                    message: format!(
+                        "must be at most {} hours",
+                        MAX_KEY_GRACE.as_millis() / 3_600_000
+                    ),
+                });
+            }
+            Ok(vec![Event::AccountKeyRotated {
+                account_id,
+                api_key_hash,
+                previous_valid_until: (grace.as_millis() > 0).then(|| now.plus(grace)),
+                at: now,
+            }])
+        }
+        CommandKind::DeleteAccount { account_id } => {
+            find_account(state, &account_id)?;
+            let mut events = Vec::new();
+            for w in state.webhooks_of(&account_id) {
+                events.extend(cancel_all(state, now, &w.id, true));
+                events.push(Event::WebhookDeleted {
+                    webhook_id: w.id.clone(),
+                    at: now,
+                });
+            }
+            events.push(Event::AccountDeleted {
+                account_id,
+                at: now,
+            });
+            Ok(events)
+        }
         CommandKind::CreateWebhook {
             account_id,
             webhook_id,
@@ -546,6 +587,9 @@ fn handle_publish(
     }
     let event_id = event.event_id.unwrap_or(fresh_event_id);
     if let Some(first) = state.published(&account_id, &event_id) {
+        if first.digest != event.digest {
+            return Err(Rejection::EventConflict(event_id));
+        }
         return Err(Rejection::EventExists {
             event_id,
             deliveries: first.deliveries,
@@ -585,6 +629,7 @@ fn handle_publish(
         event_id: event_id.clone(),
         event_type: event.event_type.clone(),
         project_id: event.project_id,
+        digest: event.digest,
         body,
         deliveries,
         first_due: now.plus(first_delay),

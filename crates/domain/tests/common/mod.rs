@@ -163,11 +163,13 @@ pub fn rotate_secret_with_grace(
 
 /// A prepared event of `event_type` in `project`, with the host's id `event_id`.
 pub fn prepared(event_id: &str, event_type: &str, project: &str) -> PreparedEvent {
+    let fields_json = format!(r#","project":{{"id":"{project}"}}"#);
     PreparedEvent {
         event_id: Some(evt(event_id)),
         event_type: event_type.to_owned(),
         project_id: prj(project),
-        fields_json: format!(r#","project":{{"id":"{project}"}}"#),
+        digest: BodyDigest::of(event_type, &fields_json),
+        fields_json,
     }
 }
 

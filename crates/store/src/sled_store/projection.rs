@@ -399,8 +399,12 @@ impl<'a, 'e> Projection<'a, 'e> {
                     self.requeue(delivery, *first_due)?;
                 }
             }
+            // A deleted account's history goes with `ReadModel::purge_account`, in steps,
+            // rather than in the append that logs the deletion.
             Event::AccountCreated { .. }
             | Event::AccountUpdated { .. }
+            | Event::AccountKeyRotated { .. }
+            | Event::AccountDeleted { .. }
             | Event::WebhookCreated { .. }
             | Event::WebhookUpdated { .. }
             | Event::WebhookEnabled { .. }

@@ -84,6 +84,7 @@ pub fn every_event_kind() -> Vec<Event> {
             event_id: EventId::from("evt_1"),
             event_type: SESSION_PROCESSING_COMPLETED.into(),
             project_id: ProjectId::from("prj_1"),
+            digest: BodyDigest::default(),
             body: "{\"id\":\"evt_1\"}".into(),
             deliveries: vec![(one.clone(), wh.clone())],
             first_due: at,
