@@ -1,9 +1,10 @@
 //! The command line: `serve`, `verify`, `listen`, `portal-link`, `openapi`.
 
 use crate::api::{router, AppState};
+use crate::check::Signed;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
-use hallway_domain::signature::{self, VerifyError};
+use hallway_domain::signature::{self, standard, VerifyError};
 use hallway_domain::{Catalog, DurationMs, Policy};
 use hallway_runtime::{Config, Engine, MasterKey, TransportConfig};
 use std::io::Read;
@@ -209,9 +210,10 @@ pub struct VerifyArgs {
     #[arg(long, env = SECRET_ENV, hide_env_values = true)]
     pub secret: Option<String>,
     /// The `X-Hallway-Signature` header's value, or the whole pasted header line
-    /// (`X-Hallway-Signature: t=...,v1=...`).
-    #[arg(long)]
-    pub header: String,
+    /// (`X-Hallway-Signature: t=...,v1=...`); for Standard Webhooks, three of these: the
+    /// `webhook-id: ...`, `webhook-timestamp: ...` and `webhook-signature: ...` lines.
+    #[arg(long, required = true)]
+    pub header: Vec<String>,
     /// The raw body; standard input when not given.
     #[arg(long)]
     pub body_file: Option<PathBuf>,
@@ -266,6 +268,40 @@ pub fn header_value(pasted: &str) -> Result<&str, String> {
             signature::HEADER_NAME
         )),
     }
+}
+
+/// The signature headers from what was pasted to `verify`: one `X-Hallway-Signature` value or
+/// line, or Standard Webhooks' three `name: value` lines.
+pub fn pasted_signature(pasted: &[String]) -> Result<Signed<'_>, String> {
+    let standard_names = [
+        standard::ID_HEADER,
+        standard::TIMESTAMP_HEADER,
+        standard::SIGNATURE_HEADER,
+    ];
+    let is_standard = |line: &str| {
+        line.split_once(':').is_some_and(|(n, _)| {
+            standard_names
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(n.trim()))
+        })
+    };
+    if let [one] = pasted {
+        if !is_standard(one) {
+            return header_value(one).map(Signed::Hallway);
+        }
+    }
+    let mut pairs = Vec::with_capacity(pasted.len());
+    for line in pasted {
+        let line = line.trim();
+        let Some((name, value)) = line.split_once(':').filter(|_| is_standard(line)) else {
+            return Err(format!(
+                "--header: {:?} is not a Standard Webhooks header line; for that scheme paste the three lines `webhook-id: ...`, `webhook-timestamp: ...` and `webhook-signature: ...`, each after its own --header",
+                hallway_domain::types::Echo(line).to_string()
+            ));
+        };
+        pairs.push((name.trim(), value.trim()));
+    }
+    Signed::find(&pairs).map_err(|e| format!("--header: {e}"))
 }
 
 /// Runs a parsed command line.
@@ -353,8 +389,8 @@ pub fn reason(e: &VerifyError) -> String {
 
 fn verify(args: VerifyArgs) -> ExitCode {
     // Checked before the body, so a missing secret is not preceded by a wait on stdin.
-    let (secret, header) = match require_secret(args.secret.as_deref())
-        .and_then(|s| header_value(&args.header).map(|h| (s, h)))
+    let (secret, signed) = match require_secret(args.secret.as_deref())
+        .and_then(|s| pasted_signature(&args.header).map(|h| (s, h)))
     {
         Ok(both) => both,
         Err(e) => {
@@ -380,18 +416,22 @@ fn verify(args: VerifyArgs) -> ExitCode {
         }
     };
     let now = args.now.unwrap_or_else(now_secs);
-    match signature::verify(secret, header, &body, now, args.tolerance_secs) {
+    match signed.verify(secret, &body, now, args.tolerance_secs) {
         Ok(()) => {
             println!("valid");
             ExitCode::SUCCESS
         }
         Err(e) => {
             println!("invalid: {}", reason(&e));
-            if matches!(e, VerifyError::Malformed(_)) {
-                eprintln!(
+            match (&e, &signed) {
+                (VerifyError::Malformed(_), Signed::Hallway(_)) => eprintln!(
                     "hint: --header takes the header's value, `t=<unix seconds>,v1=<64 hex digits>`, or the whole line as received, `{}: t=...,v1=...`",
                     signature::HEADER_NAME
-                );
+                ),
+                (VerifyError::Malformed(_), Signed::Standard { .. }) => eprintln!(
+                    "hint: Standard Webhooks' headers read `webhook-id: <id>`, `webhook-timestamp: <unix seconds>` and `webhook-signature: v1,<base64>` (several separated by spaces)"
+                ),
+                _ => {}
             }
             ExitCode::FAILURE
         }
@@ -647,6 +687,32 @@ mod tests {
             e.contains("Authorization") && e.contains("X-Hallway-Signature"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn pasted_standard_webhooks_lines_give_the_three_values() {
+        let lines = |ls: &[&str]| ls.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let three = lines(&[
+            "webhook-id: evt_1",
+            "Webhook-Timestamp: 1768059000",
+            "webhook-signature: v1,abc= v1,def=",
+        ]);
+        assert_eq!(
+            pasted_signature(&three),
+            Ok(Signed::Standard {
+                id: "evt_1",
+                timestamp: "1768059000",
+                signatures: "v1,abc= v1,def="
+            })
+        );
+        assert_eq!(
+            pasted_signature(&lines(&["t=1,v1=ab"])),
+            Ok(Signed::Hallway("t=1,v1=ab"))
+        );
+        let e = pasted_signature(&three[..2]).unwrap_err();
+        assert!(e.contains("missing webhook-signature"), "{e}");
+        let e = pasted_signature(&lines(&["webhook-id: evt_1", "t=1,v1=ab"])).unwrap_err();
+        assert!(e.contains("three lines"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod alert_sink;
 mod api;
+mod check;
 mod cli;
 mod fds;
 mod listen;

@@ -9,6 +9,7 @@ use crate::types::{
 };
 use crate::webhook::{SealedSecret, SignatureScheme, WebhookConfig};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One request to the state machine, stamped with the time it is decided at.
 #[derive(Clone, Debug, PartialEq)]
@@ -221,7 +222,7 @@ pub enum CommandKind {
         /// What the dispatcher observed.
         outcome: Outcome,
         /// What was sent and received, for history; deciding never reads it.
-        detail: Option<Box<AttemptDetail>>,
+        detail: Option<Arc<AttemptDetail>>,
     },
     /// After a restart: attempts open in the log may or may not have been sent; send them again.
     Resume,

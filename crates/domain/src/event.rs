@@ -9,6 +9,7 @@ use crate::types::{
 };
 use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A fact, stamped with the time it was decided at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +159,7 @@ pub enum Event {
         started_at: Timestamp,
         /// What was sent and received, kept by history only: log records leave it out, so an
         /// event read back from the log has `None`.
-        detail: Option<Box<AttemptDetail>>,
+        detail: Option<Arc<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },
@@ -180,7 +181,7 @@ pub enum Event {
         next_due: Option<Timestamp>,
         /// What was sent and received, kept by history only: log records leave it out, so an
         /// event read back from the log has `None`. `None` too for an attempt nobody reported.
-        detail: Option<Box<AttemptDetail>>,
+        detail: Option<Arc<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },

@@ -1682,7 +1682,7 @@ impl Sim {
         };
         // What the sender saw rides along into the outcome's event untouched.
         let detail = pick.is_multiple_of(2).then(|| {
-            Box::new(AttemptDetail {
+            std::sync::Arc::new(AttemptDetail {
                 error_message: Some(format!("seen by {id} #{attempt}")),
                 response_body: "ok".into(),
                 ..AttemptDetail::default()

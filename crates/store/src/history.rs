@@ -4,6 +4,7 @@ use hallway_domain::{
     AccountId, AttemptDetail, AttemptError, DeliveryId, EventId, Timestamp, WebhookId,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Where a delivery stands, as history shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,7 +37,7 @@ pub struct AttemptRecord {
     pub error: Option<AttemptError>,
     /// What was sent and received (bounded, see [`hallway_domain::attempt`]); `None` for an
     /// attempt nobody reported (its deadline passed).
-    pub detail: Option<Box<AttemptDetail>>,
+    pub detail: Option<Arc<AttemptDetail>>,
 }
 
 /// A delivery with every attempt, as the history API shows it.

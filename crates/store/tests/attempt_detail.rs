@@ -38,7 +38,7 @@ fn events(detail: &AttemptDetail) -> Vec<Event> {
             duration: DurationMs(12),
             started_at: T0,
             next_due: None,
-            detail: Some(Box::new(detail.clone())),
+            detail: Some(std::sync::Arc::new(detail.clone())),
             at: T0.plus(DurationMs(12)),
         },
     ]
@@ -125,7 +125,7 @@ fn one_attempt_adds_a_bounded_number_of_bytes_to_its_record() {
         duration_ms: 12,
         status_code: Some(500),
         error: Some(AttemptError::HttpStatus),
-        detail: detail.map(Box::new),
+        detail: detail.map(std::sync::Arc::new),
     };
     let size = |detail| codec::encode(&record(detail)).expect("encodes").len();
     let bare = size(None);

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::attempt::AttemptDetail;
+use std::sync::Arc;
 
 pub(super) fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> Vec<Event> {
     // Timeouts first, one at a time: each may disable a webhook, which changes what follows.
@@ -58,7 +59,7 @@ pub(super) fn handle_outcome(
     delivery_id: &DeliveryId,
     attempt: u32,
     outcome: Outcome,
-    detail: Option<Box<AttemptDetail>>,
+    detail: Option<Arc<AttemptDetail>>,
 ) -> Result<Vec<Event>, Rejection> {
     let not_open = || Rejection::AttemptNotOpen {
         delivery_id: delivery_id.clone(),
@@ -127,7 +128,7 @@ fn fail_attempt(
     status_code: Option<u16>,
     error: AttemptError,
     duration: DurationMs,
-    detail: Option<Box<AttemptDetail>>,
+    detail: Option<Arc<AttemptDetail>>,
 ) -> Vec<Event> {
     let policy = state.policy();
     // A recovered delivery runs a fresh schedule after the attempts it had: its attempts

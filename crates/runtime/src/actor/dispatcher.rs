@@ -23,7 +23,7 @@ pub(crate) struct Report {
     pub(crate) attempt: u32,
     pub(crate) outcome: Outcome,
     /// What was sent and received, for history.
-    pub(crate) detail: Option<Box<AttemptDetail>>,
+    pub(crate) detail: Option<Arc<AttemptDetail>>,
     pub(crate) body_key: BodyKey,
 }
 
@@ -108,7 +108,7 @@ impl Dispatcher {
             delivery_id: delivery_id.clone(),
             attempt,
             outcome: sent.outcome,
-            detail: Some(Box::new(sent.detail)),
+            detail: Some(Arc::new(sent.detail)),
             body_key: key.clone(),
         };
         let Some(w) = state.webhook(&d.webhook_id) else {
@@ -295,7 +295,7 @@ impl Send {
             .reports
             .send(Report {
                 outcome: sent.outcome,
-                detail: Some(Box::new(detail)),
+                detail: Some(Arc::new(detail)),
                 ..template
             })
             .await;
