@@ -1,6 +1,8 @@
 //! What `listen` and `verify` check: a delivery's signature under either scheme, read from
-//! the headers as received (`listen`) or as pasted (`verify`).
+//! the headers as received (`listen`) or as pasted (`verify`), the secret they check with, and
+//! how a failure reads.
 
+use crate::cli::SECRET_ENV;
 use hallway_domain::signature::{self, standard, VerifyError};
 
 /// A delivery's signature headers.
@@ -77,9 +79,38 @@ impl<'a> Signed<'a> {
     }
 }
 
+/// The secret from `--secret` or the environment, or how to give one.
+pub fn require_secret(secret: Option<&str>) -> Result<&str, String> {
+    match secret {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(format!(
+            "no signing secret: set {SECRET_ENV} (e.g. `read -rs {SECRET_ENV} && export {SECRET_ENV}`) or pass --secret"
+        )),
+    }
+}
+
+/// Names a verification failure as `verify` and `listen` print it.
+pub fn reason(e: &VerifyError) -> String {
+    match e {
+        VerifyError::Malformed(why) => format!("malformed ({why})"),
+        VerifyError::Stale { age_s } => format!("stale (timestamp {age_s} s from now)"),
+        VerifyError::Mismatch => "mismatch".to_owned(),
+        VerifyError::InvalidSecret => {
+            "the secret is not whsec_ followed by base64 (Standard Webhooks)".to_owned()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_secret_says_where_to_put_it() {
+        assert!(require_secret(None).unwrap_err().contains(SECRET_ENV));
+        assert!(require_secret(Some("")).is_err());
+        assert_eq!(require_secret(Some("whsec_x")), Ok("whsec_x"));
+    }
 
     #[test]
     fn either_scheme_is_found_and_a_partial_standard_set_names_what_is_missing() {

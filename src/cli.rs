@@ -1,17 +1,14 @@
 //! The command line: `serve`, `verify`, `listen`, `portal-link`, `openapi`.
 
 use crate::api::{router, AppState};
-use crate::check::Signed;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
-use hallway_domain::signature::{self, standard, VerifyError};
 use hallway_domain::{Catalog, DurationMs, Policy};
 use hallway_runtime::{Config, Engine, MasterKey, TransportConfig};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// hallway-webhooks: signed webhook delivery with retries, on an embedded database.
 #[derive(Debug, Parser)]
@@ -242,72 +239,10 @@ pub struct ListenArgs {
     pub verbose: bool,
 }
 
-/// The secret from `--secret` or the environment, or how to give one.
-pub fn require_secret(secret: Option<&str>) -> Result<&str, String> {
-    match secret {
-        Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(format!(
-            "no signing secret: set {SECRET_ENV} (e.g. `read -rs {SECRET_ENV} && export {SECRET_ENV}`) or pass --secret"
-        )),
-    }
-}
-
-/// The header value from what was pasted: the value alone, or a whole
-/// `X-Hallway-Signature: t=...,v1=...` line (any case, surrounding spaces ignored).
-pub fn header_value(pasted: &str) -> Result<&str, String> {
-    let pasted = pasted.trim();
-    match pasted.split_once(':') {
-        None => Ok(pasted),
-        Some((name, value)) if name.trim().eq_ignore_ascii_case(signature::HEADER_NAME) => {
-            Ok(value.trim())
-        }
-        Some((name, _)) => Err(format!(
-            "--header: {:?} is not the {} header; paste its value (`t=...,v1=...`) or the whole `{}: t=...,v1=...` line",
-            hallway_domain::types::Echo(name.trim()).to_string(),
-            signature::HEADER_NAME,
-            signature::HEADER_NAME
-        )),
-    }
-}
-
-/// The signature headers from what was pasted to `verify`: one `X-Hallway-Signature` value or
-/// line, or Standard Webhooks' three `name: value` lines.
-pub fn pasted_signature(pasted: &[String]) -> Result<Signed<'_>, String> {
-    let standard_names = [
-        standard::ID_HEADER,
-        standard::TIMESTAMP_HEADER,
-        standard::SIGNATURE_HEADER,
-    ];
-    let is_standard = |line: &str| {
-        line.split_once(':').is_some_and(|(n, _)| {
-            standard_names
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(n.trim()))
-        })
-    };
-    if let [one] = pasted {
-        if !is_standard(one) {
-            return header_value(one).map(Signed::Hallway);
-        }
-    }
-    let mut pairs = Vec::with_capacity(pasted.len());
-    for line in pasted {
-        let line = line.trim();
-        let Some((name, value)) = line.split_once(':').filter(|_| is_standard(line)) else {
-            return Err(format!(
-                "--header: {:?} is not a Standard Webhooks header line; for that scheme paste the three lines `webhook-id: ...`, `webhook-timestamp: ...` and `webhook-signature: ...`, each after its own --header",
-                hallway_domain::types::Echo(line).to_string()
-            ));
-        };
-        pairs.push((name.trim(), value.trim()));
-    }
-    Signed::find(&pairs).map_err(|e| format!("--header: {e}"))
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Verify(args) => verify(args),
+        Command::Verify(args) => crate::verify::verify(args),
         Command::Serve(args) => with_runtime(cli.log_format, || serve(args)),
         Command::Listen(args) => with_runtime(cli.log_format, || crate::listen::listen(args)),
         Command::PortalLink(args) => {
@@ -366,76 +301,6 @@ fn init_logging(format: LogFormat) {
                 .try_init()
         }
     };
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Names a verification failure as `verify` and `listen` print it.
-pub fn reason(e: &VerifyError) -> String {
-    match e {
-        VerifyError::Malformed(why) => format!("malformed ({why})"),
-        VerifyError::Stale { age_s } => format!("stale (timestamp {age_s} s from now)"),
-        VerifyError::Mismatch => "mismatch".to_owned(),
-        VerifyError::InvalidSecret => {
-            "the secret is not whsec_ followed by base64 (Standard Webhooks)".to_owned()
-        }
-    }
-}
-
-fn verify(args: VerifyArgs) -> ExitCode {
-    // Checked before the body, so a missing secret is not preceded by a wait on stdin.
-    let (secret, signed) = match require_secret(args.secret.as_deref())
-        .and_then(|s| pasted_signature(&args.header).map(|h| (s, h)))
-    {
-        Ok(both) => both,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let body = match &args.body_file {
-        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
-        None => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map(|_| buf)
-                .map_err(|e| format!("stdin: {e}"))
-        }
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: cannot read the body: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let now = args.now.unwrap_or_else(now_secs);
-    match signed.verify(secret, &body, now, args.tolerance_secs) {
-        Ok(()) => {
-            println!("valid");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            println!("invalid: {}", reason(&e));
-            match (&e, &signed) {
-                (VerifyError::Malformed(_), Signed::Hallway(_)) => eprintln!(
-                    "hint: --header takes the header's value, `t=<unix seconds>,v1=<64 hex digits>`, or the whole line as received, `{}: t=...,v1=...`",
-                    signature::HEADER_NAME
-                ),
-                (VerifyError::Malformed(_), Signed::Standard { .. }) => eprintln!(
-                    "hint: Standard Webhooks' headers read `webhook-id: <id>`, `webhook-timestamp: <unix seconds>` and `webhook-signature: v1,<base64>` (several separated by spaces)"
-                ),
-                _ => {}
-            }
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// Reads the admin token from the flag, or from the data dir, or makes and saves a new one
@@ -669,57 +534,6 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(DurationMs(1_500)));
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
-    }
-
-    #[test]
-    fn a_pasted_header_line_gives_its_value() {
-        assert_eq!(header_value("t=1,v1=ab"), Ok("t=1,v1=ab"));
-        assert_eq!(
-            header_value("X-Hallway-Signature: t=1,v1=ab\r\n"),
-            Ok("t=1,v1=ab")
-        );
-        assert_eq!(
-            header_value("x-hallway-signature:t=1,v1=ab"),
-            Ok("t=1,v1=ab")
-        );
-        let e = header_value("Authorization: Bearer x").unwrap_err();
-        assert!(
-            e.contains("Authorization") && e.contains("X-Hallway-Signature"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn pasted_standard_webhooks_lines_give_the_three_values() {
-        let lines = |ls: &[&str]| ls.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let three = lines(&[
-            "webhook-id: evt_1",
-            "Webhook-Timestamp: 1768059000",
-            "webhook-signature: v1,abc= v1,def=",
-        ]);
-        assert_eq!(
-            pasted_signature(&three),
-            Ok(Signed::Standard {
-                id: "evt_1",
-                timestamp: "1768059000",
-                signatures: "v1,abc= v1,def="
-            })
-        );
-        assert_eq!(
-            pasted_signature(&lines(&["t=1,v1=ab"])),
-            Ok(Signed::Hallway("t=1,v1=ab"))
-        );
-        let e = pasted_signature(&three[..2]).unwrap_err();
-        assert!(e.contains("missing webhook-signature"), "{e}");
-        let e = pasted_signature(&lines(&["webhook-id: evt_1", "t=1,v1=ab"])).unwrap_err();
-        assert!(e.contains("three lines"), "{e}");
-    }
-
-    #[test]
-    fn a_missing_secret_says_where_to_put_it() {
-        assert!(require_secret(None).unwrap_err().contains(SECRET_ENV));
-        assert!(require_secret(Some("")).is_err());
-        assert_eq!(require_secret(Some("whsec_x")), Ok("whsec_x"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! (valid) or 400.
 
 use crate::check::Signed;
-use crate::cli::{reason, require_secret, ListenArgs};
+use crate::check::{reason, require_secret};
+use crate::cli::ListenArgs;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;

@@ -9,6 +9,7 @@ mod fds;
 mod listen;
 mod portal;
 mod server;
+mod verify;
 mod views;
 
 use clap::Parser;
