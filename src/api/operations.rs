@@ -13,21 +13,7 @@ use super::*;
     )
 )]
 pub(super) async fn healthz(State(state): State<AppState>) -> Response {
-    if state.engine.is_running() {
-        respond(
-            StatusCode::OK,
-            Health {
-                status: "ok".into(),
-            },
-        )
-    } else {
-        respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Health {
-                status: "unavailable".into(),
-            },
-        )
-    }
+    engine_status(&state, "ok")
 }
 
 /// Readiness: whether the engine takes work; a load balancer sends traffic only on 200.
@@ -41,21 +27,23 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Response {
     )
 )]
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    if state.engine.is_running() {
-        respond(
-            StatusCode::OK,
-            Health {
-                status: "ready".into(),
-            },
-        )
+    engine_status(&state, "ready")
+}
+
+/// 200 with `up` while the engine takes commands, else 503 `unavailable`: the engine has one
+/// way to be unable to work (stopped, or its store failed), so liveness and readiness agree.
+fn engine_status(state: &AppState, up: &str) -> Response {
+    let (code, status) = if state.engine.is_running() {
+        (StatusCode::OK, up)
     } else {
-        respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Health {
-                status: "unavailable".into(),
-            },
-        )
-    }
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    respond(
+        code,
+        Health {
+            status: status.into(),
+        },
+    )
 }
 
 /// Prometheus text by default; OpenMetrics for a scraper that asks for it.
