@@ -25,13 +25,13 @@ impl EngineHandle {
         webhook: &WebhookId,
     ) -> Result<DeliveryId, EngineError> {
         self.take_manual(account)?;
-        let delivery_id = DeliveryId::from(ids::delivery_id());
+        let delivery_id = DeliveryId::from(ids::delivery_id(&*self.random));
         self.exec(
             CommandKind::SendTest {
                 account_id: account.clone(),
                 webhook_id: webhook.clone(),
                 delivery_id: delivery_id.clone(),
-                event_id: EventId::from(ids::event_id()),
+                event_id: EventId::from(ids::event_id(&*self.random)),
             },
             |_, _| (),
         )
@@ -121,7 +121,7 @@ impl EngineHandle {
         }
         let store = self.store.clone();
         let (webhook_id, max) = (webhook.clone(), self.max_recover);
-        let candidates = tokio::task::spawn_blocking(move || {
+        let candidates = crate::store_calls::spawn(&*self.store, move || {
             recover_candidates(&*store, &webhook_id, since, until, max)
         })
         .await
@@ -182,7 +182,7 @@ impl EngineHandle {
                 event_type,
                 project_id: project_id.into(),
                 webhook_ids,
-                delivery_id_seed: ids::delivery_id_seed(self.now()),
+                delivery_id_seed: ids::delivery_id_seed(&*self.random, self.now()),
             },
             |events, _| {
                 events

@@ -40,12 +40,17 @@ use tracing::{debug, error, info, warn};
 /// state after the batch.
 pub(crate) type Reply = Box<dyn FnOnce(Result<&[Event], EngineError>, &State) + Send>;
 
+/// Runs with the state once it is exactly the log through the given sequence.
+pub(crate) type Inspect = Box<dyn FnOnce(&State, u64) + Send>;
+
 /// What the actor receives from handles.
 pub(crate) enum Msg {
     /// Decide a command, answer after commit.
     Exec { kind: CommandKind, reply: Reply },
     /// Read the state after the current batch commits.
     Query(Box<dyn FnOnce(&State) + Send>),
+    /// Run this once the state is exactly the log's (nothing decided and unlogged).
+    Logged(Inspect),
     /// Stop: finish attempts under way, snapshot, flush.
     Shutdown {
         done: oneshot::Sender<Result<(), EngineError>>,
@@ -91,6 +96,8 @@ pub(crate) struct Actor {
     reports: Vec<Report>,
     msgs: Vec<Msg>,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
+    /// Callers waiting for the state to be exactly the log's (`Msg::Logged`).
+    logged: Vec<Inspect>,
     /// Where committed alerts go, and how much of the log subscribers hold.
     alerts: AlertHub,
 }
@@ -136,6 +143,7 @@ impl Actor {
             config,
             metrics,
             shutdown: None,
+            logged: Vec::new(),
             alerts,
         }
     }
@@ -223,6 +231,11 @@ impl Actor {
                 Some(Output::Commit(events)) => self.start_commit(events),
                 Some(Output::Answer(pending)) => self.answer(pending, &[]),
                 None => {}
+            }
+            if !self.logged.is_empty() && self.committer.is_quiet() {
+                for f in std::mem::take(&mut self.logged) {
+                    f(&self.state, self.last_seq);
+                }
             }
             if let Some((_, deadline)) = &self.shutdown {
                 let quiet = self.committer.is_quiet();
@@ -342,6 +355,7 @@ impl Actor {
             match msg {
                 Msg::Exec { kind, reply } => self.decide_command(now, kind, reply),
                 Msg::Query(f) => self.committer.push_pending(Pending::Query(f)),
+                Msg::Logged(f) => self.logged.push(f),
                 Msg::Shutdown { done } => {
                     let grace = self.config.shutdown_grace.as_millis() as u64;
                     let deadline = now.plus(hallway_domain::DurationMs(grace));
@@ -409,7 +423,7 @@ impl Actor {
     /// deciding the next batch meanwhile.
     fn start_commit(&mut self, events: Arc<Vec<Event>>) {
         let store = self.store.clone();
-        self.commit = Some(tokio::task::spawn_blocking(move || {
+        self.commit = Some(crate::store_calls::spawn(&*self.store, move || {
             store
                 .append(&events)
                 .and_then(|seq| store.flush().map(|_| seq))
@@ -526,7 +540,7 @@ impl Actor {
     async fn commit_now(&mut self, events: Vec<Event>) -> Result<(), EngineError> {
         let store = self.store.clone();
         let count = events.len();
-        let seq = tokio::task::spawn_blocking(move || {
+        let seq = crate::store_calls::spawn(&*self.store, move || {
             store
                 .append(&events)
                 .and_then(|seq| store.flush().map(|_| seq))
@@ -559,7 +573,7 @@ impl Actor {
         for msg in waiting.into_iter().chain(queued) {
             match msg {
                 Msg::Exec { reply, .. } => reply(Err(e.clone()), &self.state),
-                Msg::Query(_) => {}
+                Msg::Query(_) | Msg::Logged(_) => {}
                 Msg::Shutdown { done } => {
                     let _ = done.send(Err(e.clone()));
                 }
