@@ -1,13 +1,14 @@
 //! The dispatcher: hands started attempts to the transport, each in its own task, and brings
 //! their outcomes back to the actor over a bounded channel. It never waits on the network.
 
+use super::targets::Targets;
 use crate::bodies::{Bodies, Body, BodyKey, BodyRead};
 use crate::clock::Clock;
 use crate::secrets::SecretBox;
 use crate::transport::{OutgoingRequest, Transport};
 use bytes::Bytes;
 use hallway_domain::{
-    signature, AttemptError, DeliveryId, DurationMs, Outcome, SealedSecret, State, WebhookId,
+    signature, AttemptError, DeliveryId, DurationMs, Event, Outcome, SealedSecret, State, WebhookId,
 };
 use hallway_store::EventStore;
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub(crate) struct Dispatcher {
     /// Each webhook's secret as sealed and opened: opening (AES-GCM) once per rotation, not
     /// once per attempt.
     opened: HashMap<WebhookId, (SealedSecret, Arc<str>)>,
+    /// Each webhook's URL and secret as the durable log has them.
+    targets: Targets,
     reports_tx: mpsc::Sender<Report>,
     reports_rx: mpsc::Receiver<Report>,
 }
@@ -57,8 +60,10 @@ fn unsent(error: AttemptError) -> Outcome {
 }
 
 impl Dispatcher {
-    /// A dispatcher sending through `transport`, at most `max_in_flight` attempts at once.
+    /// A dispatcher sending through `transport`, at most `max_in_flight` attempts at once, to
+    /// the webhooks of `state` (which must be exactly its log).
     pub(crate) fn new(
+        state: &State,
         transport: Arc<dyn Transport>,
         secrets: Arc<SecretBox>,
         clock: Arc<dyn Clock>,
@@ -73,9 +78,15 @@ impl Dispatcher {
             store,
             max_in_flight,
             opened: HashMap::new(),
+            targets: Targets::of(state),
             reports_tx,
             reports_rx,
         }
+    }
+
+    /// Learns the webhooks' URLs and secrets a batch changed, once it is durable.
+    pub(crate) fn learn(&mut self, events: &[Event]) {
+        self.targets.learn(events);
     }
 
     /// How many more attempts may start, with `in_flight` open.
@@ -93,8 +104,9 @@ impl Dispatcher {
         self.reports_rx.try_recv().ok()
     }
 
-    /// Hands one started (and logged) attempt to the transport, signed at send time with the
-    /// current secret. An attempt that cannot be sent is reported back at once.
+    /// Hands one started (and logged) attempt to the transport, to the URL and signed with the
+    /// secret its webhook has in the durable log (the state may hold later, unlogged changes).
+    /// An attempt that cannot be sent is reported back at once.
     pub(crate) fn dispatch(
         &mut self,
         state: &State,
@@ -110,29 +122,30 @@ impl Dispatcher {
             outcome,
             body_key: key.clone(),
         };
-        let Some(w) = state.webhook(&d.webhook_id) else {
-            // Deleted while this batch was being committed.
+        let webhook = &d.webhook_id;
+        let Some(target) = self.targets.get(webhook) else {
+            // Deleted in the same batch.
             return Some(report(unsent(AttemptError::Connect)));
         };
         let body = bodies.checkout(&key, attempt == 1);
-        let secret = match self.opened.get(&w.id) {
-            Some((sealed, plain)) if *sealed == w.secret => plain.clone(),
+        let secret = match self.opened.get(webhook) {
+            Some((sealed, plain)) if *sealed == target.secret => plain.clone(),
             _ => {
-                let Some((plain, _)) = self.secrets.open(&w.secret) else {
-                    error!(webhook = %w.id, "webhook secret does not open with the master key");
+                let Some((plain, _)) = self.secrets.open(&target.secret) else {
+                    error!(%webhook, "webhook secret does not open with the master key");
                     return Some(report(unsent(AttemptError::InvalidResponse)));
                 };
-                if self.opened.len() > state.webhook_count() {
+                if self.opened.len() > self.targets.len() {
                     // Deleted webhooks' entries: start again rather than track deletions.
                     self.opened.clear();
                 }
                 let plain: Arc<str> = Arc::from(plain);
                 self.opened
-                    .insert(w.id.clone(), (w.secret.clone(), plain.clone()));
+                    .insert(webhook.clone(), (target.secret.clone(), plain.clone()));
                 plain
             }
         };
-        let url = w.config.url.clone();
+        let url = target.url.clone();
         let timeout = Duration::from_millis(state.policy().attempt_timeout.0);
         let template = report(unsent(AttemptError::Timeout));
         let span = tracing::debug_span!("attempt", delivery = %delivery_id, attempt);

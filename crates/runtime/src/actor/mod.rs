@@ -13,6 +13,7 @@
 mod committer;
 mod dispatcher;
 mod housekeeping;
+mod targets;
 mod timer;
 
 use crate::alerts::AlertHub;
@@ -118,6 +119,7 @@ impl Actor {
     ) -> Self {
         let clock = config.clock.clone();
         let dispatcher = Dispatcher::new(
+            &state,
             transport,
             secrets.clone(),
             clock.clone(),
@@ -178,7 +180,9 @@ impl Actor {
             events = events.len(),
             "resuming attempts open at the last stop"
         );
-        self.commit_now(events).await
+        self.commit_now(events.clone()).await?;
+        self.dispatcher.learn(&events);
+        Ok(())
     }
 
     /// Runs until shutdown, a storage failure, or every handle is gone.
@@ -310,6 +314,7 @@ impl Actor {
         self.alerts
             .committed
             .store(done.seq, std::sync::atomic::Ordering::Release);
+        self.dispatcher.learn(&done.events);
         for e in done.events.iter() {
             if let Event::AttemptStarted {
                 delivery_id,
