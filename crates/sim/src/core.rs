@@ -32,6 +32,9 @@ pub struct Stats {
     pub ops: u64,
     /// Operations the engine acknowledged.
     pub acked: u64,
+    /// Requests signed with a secret the host never learned (a rotation whose answer a
+    /// crash lost), at the end.
+    pub unverified: u64,
 }
 
 /// A request whose signature no secret known yet verifies: signed with a secret whose

@@ -130,9 +130,17 @@ fn main() {
         .collect();
     drop(tx);
     let (mut ran, mut failed, mut simulated_ms) = (0u64, Vec::new(), 0u64);
+    let mut totals = hallway_sim::core::Stats::default();
     for o in rx {
         ran += 1;
         simulated_ms += o.simulated_ms;
+        totals.records += o.stats.records;
+        totals.requests += o.stats.requests;
+        totals.crashes += o.stats.crashes;
+        totals.restarts += o.stats.restarts;
+        totals.ops += o.stats.ops;
+        totals.acked += o.stats.acked;
+        totals.unverified += o.stats.unverified;
         if o.failure.is_some() {
             report_failure(&o, args.steps);
             failed.push(o.seed);
@@ -146,6 +154,7 @@ fn main() {
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
+    println!("totals: {totals:?}");
     println!(
         "ran {ran} seeds ({} steps each) in {wall:.1} s on {jobs} threads: {:.1} runs/s, {:.0} simulated hours per wall second, {cpu:.1} CPU seconds; {} failed {failed:?}",
         args.steps,

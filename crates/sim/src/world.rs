@@ -49,7 +49,7 @@ pub fn settings(rng: &mut Rng) -> (Policy, Config) {
         snapshot_every_events: rng.range(20, 400),
         maintenance_interval: DurationMs(*rng.pick(&[60_000, 600_000])),
         shutdown_grace: Duration::from_secs(5),
-        max_batch: *rng.pick(&[3, 16, 4096]),
+        max_batch: *rng.pick(&[1, 3, 16, 4096]),
         command_queue: 256,
         manual_actions_per_minute: *rng.pick(&[0, 60]),
         max_recover: *rng.pick(&[5, 100_000]),
@@ -480,10 +480,16 @@ impl World {
                     self.crash_and_restart().await;
                 }
                 8 => self.restart().await,
-                9..=12 => {
-                    // A burst: several publishes at once, committed together.
+                9..=14 => {
+                    // A burst: several operations at once, mostly publishes, decided while
+                    // one another's batches commit.
                     for _ in 0..self.rng.range(2, 8) {
-                        if let Some(op) = self.next_op(99) {
+                        let roll = if self.rng.chance(60) {
+                            99
+                        } else {
+                            self.rng.below(100)
+                        };
+                        if let Some(op) = self.next_op(roll) {
                             self.launch(op);
                         }
                     }
@@ -576,6 +582,7 @@ impl World {
             ));
         }
         let unverified = core.unverified();
+        core.stats.unverified = unverified as u64;
         let ids = core.unverified_ids();
         core.note(format_args!(
             "end: {unverified} requests signed with a secret the host never learned {ids:?}"
