@@ -100,7 +100,19 @@ impl EventLog for SimStore {
     }
 
     fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError> {
-        let _core = self.alive(false)?;
+        let mut core = self.alive(false)?;
+        // A snapshot must be exactly the replay of the durable log through its sequence:
+        // what a restart rebuilds from it.
+        if core.audit.seq != seq {
+            let durable = core.audit.seq;
+            core.violation(format!(
+                "a snapshot at record {seq} while the durable log ends at {durable}"
+            ));
+        } else if core.audit.replica != *state {
+            core.violation(format!(
+                "the snapshot at record {seq} differs from the replay of the log through it"
+            ));
+        }
         self.memory.write_snapshot(seq, state)
     }
 

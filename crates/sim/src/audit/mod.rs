@@ -14,8 +14,11 @@ use hallway_domain::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 mod attempts;
+mod publish;
 #[cfg(test)]
 mod tests;
+
+use publish::Publish;
 
 /// A webhook as the log has it.
 #[derive(Clone, Debug)]
@@ -312,54 +315,14 @@ impl Audit {
                 at,
                 ..
             } => {
-                let key = (account_id.clone(), event_id.clone());
-                if self.published.contains_key(&key) {
-                    v.push(format!(
-                        "{event_id} published twice within its idempotency window"
-                    ));
-                }
-                self.published
-                    .insert(key, (*at, deliveries.len() as u32, seq));
-                let pro = self.accounts.get(account_id) == Some(&Plan::Pro);
-                let matching: Vec<(&WebhookId, bool)> = self
-                    .hooks
-                    .iter()
-                    .filter(|(_, h)| {
-                        pro && h.live
-                            && &h.account == account_id
-                            && h.config.matches(event_type, project_id)
-                    })
-                    .map(|(id, h)| (id, h.enabled))
-                    .collect();
-                let want: BTreeSet<WebhookId> = matching
-                    .iter()
-                    .filter(|(_, enabled)| *enabled)
-                    .map(|(id, _)| (*id).clone())
-                    .collect();
-                let paused: BTreeSet<WebhookId> = matching
-                    .iter()
-                    .filter(|(_, enabled)| !*enabled)
-                    .map(|(id, _)| (*id).clone())
-                    .collect();
-                let got: Vec<WebhookId> = deliveries.iter().map(|(_, w)| w.clone()).collect();
-                let got_set: BTreeSet<WebhookId> = got.iter().cloned().collect();
-                if got_set != want || got.len() != got_set.len() {
-                    v.push(format!(
-                        "{event_id} fanned out to {got:?}; its enabled matching webhooks are {want:?}"
-                    ));
-                }
-                if *first_due != at.plus(self.first_delay()) {
-                    v.push(format!(
-                        "{event_id} first due {first_due:?}, published {at:?}"
-                    ));
-                }
-                for (d, w) in deliveries {
-                    self.create(d, w, account_id, event_id, false, *at, Status::Pending, v);
-                }
-                if !paused.is_empty() {
-                    self.owed_paused = Some((account_id.clone(), event_id.clone(), paused));
-                }
-                self.mark("published", &format!("{account_id}/{event_id}"), seq);
+                let publish = Publish {
+                    account: account_id,
+                    event: event_id,
+                    event_type,
+                    project: project_id,
+                    at: *at,
+                };
+                self.published_event(seq, publish, deliveries, *first_due, v);
             }
             Event::DeliveriesPaused {
                 account_id,
@@ -367,23 +330,7 @@ impl Audit {
                 deliveries,
                 at,
                 ..
-            } => {
-                let owed = self.owed_paused.take();
-                let got: BTreeSet<WebhookId> = deliveries.iter().map(|(_, w)| w.clone()).collect();
-                match owed {
-                    Some((a, ev, want)) if &a == account_id && &ev == event_id => {
-                        if got != want || got.len() != deliveries.len() {
-                            v.push(format!(
-                                "{event_id} paused for {got:?}; its disabled matching webhooks are {want:?}"
-                            ));
-                        }
-                    }
-                    _ => v.push(format!("{event_id} paused deliveries without its publish")),
-                }
-                for (d, w) in deliveries {
-                    self.create(d, w, account_id, event_id, false, *at, Status::Paused, v);
-                }
-            }
+            } => self.paused_deliveries(account_id, event_id, deliveries, *at, v),
             Event::TestDeliveryCreated {
                 delivery_id,
                 webhook_id,
