@@ -295,10 +295,14 @@ impl Core {
 
     /// The ids of unverified requests, for the trace.
     pub fn unverified_ids(&self) -> Vec<usize> {
-        self.unverified
+        let mut ids: Vec<usize> = self
+            .unverified
             .values()
             .flat_map(|l| l.iter().map(|u| u.request))
-            .collect()
+            .collect();
+        // In request order, not the map's (which differs from run to run).
+        ids.sort_unstable();
+        ids
     }
 }
 

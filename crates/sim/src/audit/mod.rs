@@ -146,11 +146,6 @@ impl Audit {
         }
     }
 
-    /// The accounts the log knows, with their plans.
-    pub fn accounts(&self) -> &HashMap<AccountId, Plan> {
-        &self.accounts
-    }
-
     /// The first open, durable attempt of `(webhook, event)` no request has carried yet:
     /// a request must carry one. Marks it carried by `request`.
     pub fn carry(&mut self, webhook: &WebhookId, event: &EventId, request: usize) -> bool {
