@@ -16,6 +16,11 @@ bench *ARGS:
 profiling:
     cargo build --profile profiling -p hallway-webhooks -p hallway-bench
 
+# The deterministic simulation (crates/sim): N seeds of the whole engine under network faults,
+# crashes and simulated hours. A failing seed prints the command that replays it with a trace.
+sim n="1000":
+    cargo run --release -p hallway-sim -- --seeds {{n}}
+
 # Format check and lints, as CI runs them.
 lint:
     cargo fmt --all -- --check

@@ -14,7 +14,7 @@ impl EngineHandle {
         name: &str,
         plan: Plan,
     ) -> Result<(Account, String), EngineError> {
-        let key = ids::api_key();
+        let key = ids::api_key(&*self.random);
         let account_id = id.clone();
         let lookup = account_id.clone();
         let account = self
@@ -87,7 +87,7 @@ impl EngineHandle {
         account: &AccountId,
         grace: hallway_domain::DurationMs,
     ) -> Result<(String, Option<hallway_domain::Timestamp>), EngineError> {
-        let key = ids::api_key();
+        let key = ids::api_key(&*self.random);
         let until = self
             .exec(
                 CommandKind::RotateAccountKey {

@@ -2,6 +2,7 @@
 //! so that no field is silently overridden or ignored.
 
 use crate::clock::{Clock, SystemClock};
+use crate::ids::{OsRandom, RandomSource};
 use crate::secrets::MasterKey;
 use crate::transport::{Transport, TransportConfig};
 use crate::EngineError;
@@ -25,6 +26,9 @@ pub struct Config {
     pub transport: Option<Arc<dyn Transport>>,
     /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// Where fresh ids, secrets, API keys and sealing nonces come from (the operating
+    /// system's secure source by default; a seeded one makes a simulation replay exactly).
+    pub random: Arc<dyn RandomSource>,
     /// Events logged between snapshots (the log before a snapshot is truncated).
     pub snapshot_every_events: u64,
     /// How often retention runs (old deliveries, payloads and idempotency keys removed).
@@ -57,6 +61,7 @@ impl Default for Config {
             transport_config: TransportConfig::default(),
             transport: None,
             clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
             snapshot_every_events: 200_000,
             maintenance_interval: DurationMs::from_mins(10),
             shutdown_grace: Duration::from_secs(10),
@@ -83,6 +88,7 @@ impl fmt::Debug for Config {
                 &self.transport.as_ref().map(|_| "custom").unwrap_or("https"),
             )
             .field("clock", &"..")
+            .field("random", &"..")
             .field("snapshot_every_events", &self.snapshot_every_events)
             .field("maintenance_interval", &self.maintenance_interval)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -153,6 +159,8 @@ setters! {
     transport_config: TransportConfig,
     /// Where time comes from.
     clock: Arc<dyn Clock>,
+    /// Where fresh ids, secrets and nonces come from.
+    random: Arc<dyn RandomSource>,
     /// Events logged between snapshots.
     snapshot_every_events: u64,
     /// How often retention runs.

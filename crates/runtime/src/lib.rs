@@ -26,11 +26,13 @@ mod limiter;
 pub mod metrics;
 mod resend;
 pub mod secrets;
+mod store_calls;
 pub mod transport;
 
 pub use alerts::{AlertCursor, AlertRecord, AlertStream};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigBuilder};
+pub use ids::{OsRandom, RandomSource};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use resend::DEFAULT_MAX_RECOVER;
 pub use secrets::{MasterKey, Secret};
@@ -114,6 +116,7 @@ pub struct EngineHandle {
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
     secrets: Arc<SecretBox>,
     manual: Arc<ManualLimiter>,
     /// Held by a recover (and a manual retry) from reading history to deciding: no other
@@ -149,7 +152,11 @@ impl Engine {
         let master_key = config.master_key.clone().ok_or_else(|| {
             EngineError::Config("a master key is needed to seal webhook secrets".into())
         })?;
-        let secrets = Arc::new(SecretBox::new(&master_key, &config.previous_master_keys));
+        let secrets = Arc::new(SecretBox::new(
+            &master_key,
+            &config.previous_master_keys,
+            config.random.clone(),
+        ));
         let transport: Arc<dyn Transport> = match &config.transport {
             Some(t) => t.clone(),
             None => {
@@ -160,7 +167,7 @@ impl Engine {
         };
         let policy = config.policy.clone();
         let loader = store.clone();
-        let (state, last_seq) = tokio::task::spawn_blocking(move || load_state(&*loader, policy))
+        let (state, last_seq) = store_calls::spawn(&*store, move || load_state(&*loader, policy))
             .await
             .map_err(EngineError::from)??;
         let reseal = stale_secrets(&state, &secrets)?;
@@ -172,6 +179,7 @@ impl Engine {
             metrics: metrics.clone(),
             policy: Arc::new(config.policy.clone()),
             clock: config.clock.clone(),
+            random: config.random.clone(),
             secrets: secrets.clone(),
             manual: Arc::new(ManualLimiter::new(config.manual_actions_per_minute)),
             resend: Arc::new(tokio::sync::Mutex::new(())),
@@ -326,6 +334,21 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Closed)
     }
 
+    /// Runs `f` with the state and the sequence of the last log record, at the next moment the
+    /// state is exactly what the log holds (nothing decided that is not logged yet). For
+    /// simulations and tests that compare the running state with a replay of the log.
+    pub async fn inspect_logged<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State, u64) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Logged(Box::new(move |state, seq| {
+            let _ = tx.send(f(state, seq));
+        })))
+        .await?;
+        rx.await.map_err(|_| EngineError::Closed)
+    }
+
     /// Whether the engine still takes commands (false after shutdown or a storage failure).
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
@@ -357,8 +380,8 @@ impl EngineHandle {
         account: &AccountId,
         input: NewWebhook,
     ) -> Result<(Webhook, Secret), EngineError> {
-        let webhook_id = WebhookId::from(ids::webhook_id());
-        let secret = Secret::new(ids::secret());
+        let webhook_id = WebhookId::from(ids::webhook_id(&*self.random));
+        let secret = Secret::new(ids::secret(&*self.random));
         let lookup = webhook_id.clone();
         let webhook = self
             .exec(
@@ -460,7 +483,7 @@ impl EngineHandle {
         webhook: &WebhookId,
         grace: Option<DurationMs>,
     ) -> Result<(Secret, Option<Timestamp>), EngineError> {
-        let secret = Secret::new(ids::secret());
+        let secret = Secret::new(ids::secret(&*self.random));
         let until = self
             .exec(
                 CommandKind::RotateSecret {
@@ -493,8 +516,8 @@ impl EngineHandle {
                 CommandKind::Publish {
                     account_id: account.clone(),
                     event,
-                    fresh_event_id: EventId::from(ids::event_id()),
-                    fan_out: ids::fan_out(self.now()),
+                    fresh_event_id: EventId::from(ids::event_id(&*self.random)),
+                    fan_out: ids::fan_out(&*self.random, self.now()),
                 },
                 |events, _| match events.first() {
                     Some(Event::EventPublished {

@@ -38,13 +38,13 @@ impl EngineHandle {
                 message: "none of the webhook's event types is in the catalog any more".into(),
             })?;
         self.take_manual(account)?;
-        let delivery_id = ids::test_delivery_id(self.now());
+        let delivery_id = ids::test_delivery_id(&*self.random, self.now());
         self.exec(
             CommandKind::SendTest {
                 account_id: account.clone(),
                 webhook_id: webhook.clone(),
                 delivery_id: delivery_id.clone(),
-                event_id: EventId::from(ids::event_id()),
+                event_id: EventId::from(ids::event_id(&*self.random)),
                 event_type: example.name.clone(),
                 example_fields: example.example_fields().to_owned(),
             },
@@ -136,7 +136,7 @@ impl EngineHandle {
         }
         let store = self.store.clone();
         let (webhook_id, max) = (webhook.clone(), self.max_recover);
-        let candidates = tokio::task::spawn_blocking(move || {
+        let candidates = crate::store_calls::spawn(&*self.store, move || {
             recover_candidates(&*store, &webhook_id, since, until, max)
         })
         .await
@@ -197,7 +197,7 @@ impl EngineHandle {
                 event_type,
                 project_id: project_id.into(),
                 webhook_ids,
-                fan_out: ids::fan_out(self.now()),
+                fan_out: ids::fan_out(&*self.random, self.now()),
             },
             |events, _| {
                 events

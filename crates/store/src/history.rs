@@ -65,6 +65,11 @@ pub struct DeliveryRecord {
     pub attempts: Vec<AttemptRecord>,
 }
 
+/// Deliveries a filtered page examines at most before it stops early (with a cursor to go
+/// on), in every backend: a filter that matches little must not read a whole history in one
+/// request.
+pub(crate) const SCAN_MAX: usize = 10_000;
+
 /// Which of a webhook's deliveries a page lists; every field left `None` lists them all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryFilter {

@@ -15,7 +15,7 @@
 
 mod bodies;
 mod check;
-mod keys;
+pub(crate) mod keys;
 mod log;
 mod open;
 mod projection;

@@ -76,6 +76,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// Makes every record appended so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Whether every call returns at once, never blocking on I/O (an in-memory backend). The
+    /// runtime calls a store that may block on tokio's blocking pool, and one that never
+    /// blocks on its own tasks.
+    fn never_blocks(&self) -> bool {
+        false
+    }
+
     /// The sequence number of the last record, 0 for an empty log.
     fn last_seq(&self) -> Result<Seq, StoreError>;
 

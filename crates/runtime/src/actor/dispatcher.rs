@@ -1,14 +1,15 @@
 //! The dispatcher: hands started attempts to the transport, each in its own task, and brings
 //! their outcomes back to the actor over a bounded channel. It never waits on the network.
 
+use super::targets::{Target, Targets};
 use crate::bodies::{Bodies, Body, BodyKey, BodyRead};
 use crate::clock::Clock;
 use crate::secrets::SecretBox;
 use crate::transport::{OutgoingRequest, Sent, Transport, USER_AGENT_VALUE};
 use bytes::Bytes;
 use hallway_domain::{
-    signature, AttemptDetail, AttemptError, DeliveryId, DurationMs, EventId, Outcome,
-    PreviousSecret, SealedSecret, SignatureScheme, State, Webhook, WebhookId,
+    signature, AttemptDetail, AttemptError, DeliveryId, DurationMs, Event, EventId, Outcome,
+    PreviousSecret, SealedSecret, SignatureScheme, State, WebhookId,
 };
 use hallway_store::EventStore;
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ pub(crate) struct Dispatcher {
     /// Each webhook's secrets as sealed and opened: opening (AES-GCM) once per rotation, not
     /// once per attempt.
     opened: HashMap<WebhookId, Opened>,
+    /// Each webhook's URL and signing as the durable log has them.
+    targets: Targets,
     reports_tx: mpsc::Sender<Report>,
     reports_rx: mpsc::Receiver<Report>,
 }
@@ -57,8 +60,10 @@ fn unsent(error: AttemptError, why: &str) -> Sent {
 }
 
 impl Dispatcher {
-    /// A dispatcher sending through `transport`, at most `max_in_flight` attempts at once.
+    /// A dispatcher sending through `transport`, at most `max_in_flight` attempts at once, to
+    /// the webhooks of `state` (which must be exactly its log).
     pub(crate) fn new(
+        state: &State,
         transport: Arc<dyn Transport>,
         secrets: Arc<SecretBox>,
         clock: Arc<dyn Clock>,
@@ -73,9 +78,15 @@ impl Dispatcher {
             store,
             max_in_flight,
             opened: HashMap::new(),
+            targets: Targets::of(state),
             reports_tx,
             reports_rx,
         }
+    }
+
+    /// Learns the webhooks' URLs and secrets a batch changed, once it is durable.
+    pub(crate) fn learn(&mut self, events: &[Event]) {
+        self.targets.learn(events);
     }
 
     /// How many more attempts may start, with `in_flight` open.
@@ -93,8 +104,9 @@ impl Dispatcher {
         self.reports_rx.try_recv().ok()
     }
 
-    /// Hands one started (and logged) attempt to the transport, signed at send time with the
-    /// current secret. An attempt that cannot be sent is reported back at once.
+    /// Hands one started (and logged) attempt to the transport, to the URL and signed with the
+    /// secret its webhook has in the durable log (the state may hold later, unlogged changes).
+    /// An attempt that cannot be sent is reported back at once.
     pub(crate) fn dispatch(
         &mut self,
         state: &State,
@@ -111,27 +123,28 @@ impl Dispatcher {
             detail: Some(Arc::new(sent.detail)),
             body_key: key.clone(),
         };
-        let Some(w) = state.webhook(&d.webhook_id) else {
-            // Deleted while this batch was being committed.
+        let Some(target) = self.targets.get(&d.webhook_id) else {
+            // Deleted in a durable batch before this one's attempts went out.
             return Some(report(unsent(
                 AttemptError::Connect,
                 "the webhook was deleted",
             )));
         };
-        let Some(opened) = self.open_secrets(state, w) else {
+        let url = target.url.clone();
+        let scheme = target.scheme;
+        let Some(opened) = self.open_secrets(&d.webhook_id) else {
             return Some(report(unsent(
                 AttemptError::InvalidResponse,
                 "the webhook's secret does not open with the master key",
             )));
         };
         let signing = Signing {
-            scheme: w.config.signature_scheme,
+            scheme,
             event_id: d.event_id.clone(),
             current: opened.current.1.clone(),
             previous: opened.previous.clone(),
         };
         let body = bodies.checkout(&key, attempt == 1);
-        let url = w.config.url.clone();
         let timeout = Duration::from_millis(state.policy().attempt_timeout.0);
         let template = Report {
             delivery_id: delivery_id.clone(),
@@ -159,36 +172,38 @@ impl Dispatcher {
         None
     }
 
-    /// A webhook's secrets opened, from the cache while they are unchanged. `None` (logged)
-    /// if the current one does not open; a previous one that does not open signs nothing.
-    fn open_secrets(&mut self, state: &State, w: &Webhook) -> Option<&Opened> {
-        if !self.opened.get(&w.id).is_some_and(|o| o.matches(w)) {
-            let Some((plain, _)) = self.secrets.open(&w.secret) else {
-                error!(webhook = %w.id, "webhook secret does not open with the master key");
+    /// A logged webhook's secrets opened, from the cache while they are unchanged. `None`
+    /// (logged) if the current one does not open; a previous one that does not open signs
+    /// nothing.
+    fn open_secrets(&mut self, webhook: &WebhookId) -> Option<&Opened> {
+        let target = self.targets.get(webhook)?;
+        if !self.opened.get(webhook).is_some_and(|o| o.matches(target)) {
+            let Some((plain, _)) = self.secrets.open(&target.secret) else {
+                error!(%webhook, "webhook secret does not open with the master key");
                 return None;
             };
-            let previous = w.previous_secret.as_ref().and_then(|p| {
+            let previous = target.previous.as_ref().and_then(|p| {
                 let opened = self.secrets.open(&p.secret);
                 if opened.is_none() {
-                    error!(webhook = %w.id, "previous webhook secret does not open with the master key");
+                    error!(%webhook, "previous webhook secret does not open with the master key");
                 }
                 opened.map(|(plain, _)| (p.clone(), Arc::from(plain)))
             });
-            if self.opened.len() > state.webhook_count() {
+            let opened = Opened {
+                current: (target.secret.clone(), Arc::from(plain)),
+                previous,
+            };
+            if self.opened.len() > self.targets.len() {
                 // Deleted webhooks' entries: start again rather than track deletions.
                 self.opened.clear();
             }
-            let opened = Opened {
-                current: (w.secret.clone(), Arc::from(plain)),
-                previous,
-            };
-            self.opened.insert(w.id.clone(), opened);
+            self.opened.insert(webhook.clone(), opened);
         }
-        self.opened.get(&w.id)
+        self.opened.get(webhook)
     }
 }
 
-/// A webhook's secrets, sealed as the state holds them and opened.
+/// A webhook's secrets, sealed as the log holds them and opened.
 struct Opened {
     current: (SealedSecret, Arc<str>),
     previous: Option<(PreviousSecret, Arc<str>)>,
@@ -196,9 +211,8 @@ struct Opened {
 
 impl Opened {
     /// Whether these are the webhook's secrets now (no rotation or reseal since).
-    fn matches(&self, w: &Webhook) -> bool {
-        self.current.0 == w.secret
-            && self.previous.as_ref().map(|(p, _)| p) == w.previous_secret.as_ref()
+    fn matches(&self, t: &Target) -> bool {
+        self.current.0 == t.secret && self.previous.as_ref().map(|(p, _)| p) == t.previous.as_ref()
     }
 }
 

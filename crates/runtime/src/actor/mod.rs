@@ -13,6 +13,7 @@
 mod committer;
 mod dispatcher;
 mod housekeeping;
+mod targets;
 mod timer;
 
 use crate::alerts::AlertHub;
@@ -38,12 +39,17 @@ use tracing::{debug, error, info, warn};
 /// state after the batch.
 pub(crate) type Reply = Box<dyn FnOnce(Result<&[Event], EngineError>, &State) + Send>;
 
+/// Runs with the state once it is exactly the log through the given sequence.
+pub(crate) type Inspect = Box<dyn FnOnce(&State, u64) + Send>;
+
 /// What the actor receives from handles.
 pub(crate) enum Msg {
     /// Decide a command, answer after commit.
     Exec { kind: CommandKind, reply: Reply },
     /// Read the state after the current batch commits.
     Query(Box<dyn FnOnce(&State) + Send>),
+    /// Run this once the state is exactly the log's (nothing decided and unlogged).
+    Logged(Inspect),
     /// Stop: finish attempts under way, snapshot, flush.
     Shutdown {
         done: oneshot::Sender<Result<(), EngineError>>,
@@ -89,6 +95,8 @@ pub(crate) struct Actor {
     reports: Vec<Report>,
     msgs: Vec<Msg>,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
+    /// Callers waiting for the state to be exactly the log's (`Msg::Logged`).
+    logged: Vec<Inspect>,
     /// Where committed alerts go, and how much of the log subscribers hold.
     alerts: AlertHub,
 }
@@ -109,6 +117,7 @@ impl Actor {
     ) -> Self {
         let clock = config.clock.clone();
         let dispatcher = Dispatcher::new(
+            &state,
             transport,
             secrets.clone(),
             clock.clone(),
@@ -134,6 +143,7 @@ impl Actor {
             config,
             metrics,
             shutdown: None,
+            logged: Vec::new(),
             alerts,
         }
     }
@@ -166,7 +176,9 @@ impl Actor {
             events = events.len(),
             "resuming attempts open at the last stop"
         );
-        self.commit_now(events).await
+        self.commit_now(events.clone()).await?;
+        self.dispatcher.learn(&events);
+        Ok(())
     }
 
     /// Runs until shutdown, a storage failure, or every handle is gone.
@@ -219,6 +231,11 @@ impl Actor {
                 Some(Output::Commit(events)) => self.start_commit(events),
                 Some(Output::Answer(pending)) => self.answer(pending, &[]),
                 None => {}
+            }
+            if !self.logged.is_empty() && self.committer.is_quiet() {
+                for f in std::mem::take(&mut self.logged) {
+                    f(&self.state, self.last_seq);
+                }
             }
             if let Some((_, deadline)) = &self.shutdown {
                 let quiet = self.committer.is_quiet();
@@ -293,6 +310,7 @@ impl Actor {
         self.alerts
             .committed
             .store(done.seq, std::sync::atomic::Ordering::Release);
+        self.dispatcher.learn(&done.events);
         for e in done.events.iter() {
             if let Event::AttemptStarted {
                 delivery_id,
@@ -338,6 +356,7 @@ impl Actor {
             match msg {
                 Msg::Exec { kind, reply } => self.decide_command(now, kind, reply),
                 Msg::Query(f) => self.committer.push_pending(Pending::Query(f)),
+                Msg::Logged(f) => self.logged.push(f),
                 Msg::Shutdown { done } => {
                     let grace = self.config.shutdown_grace.as_millis() as u64;
                     let deadline = now.plus(hallway_domain::DurationMs(grace));
@@ -405,7 +424,7 @@ impl Actor {
     /// deciding the next batch meanwhile.
     fn start_commit(&mut self, events: Arc<Vec<Event>>) {
         let store = self.store.clone();
-        self.commit = Some(tokio::task::spawn_blocking(move || {
+        self.commit = Some(crate::store_calls::spawn(&*self.store, move || {
             store
                 .append(&events)
                 .and_then(|seq| store.flush().map(|_| seq))
@@ -523,7 +542,7 @@ impl Actor {
     async fn commit_now(&mut self, events: Vec<Event>) -> Result<(), EngineError> {
         let store = self.store.clone();
         let count = events.len();
-        let seq = tokio::task::spawn_blocking(move || {
+        let seq = crate::store_calls::spawn(&*self.store, move || {
             store
                 .append(&events)
                 .and_then(|seq| store.flush().map(|_| seq))
@@ -556,7 +575,7 @@ impl Actor {
         for msg in waiting.into_iter().chain(queued) {
             match msg {
                 Msg::Exec { reply, .. } => reply(Err(e.clone()), &self.state),
-                Msg::Query(_) => {}
+                Msg::Query(_) | Msg::Logged(_) => {}
                 Msg::Shutdown { done } => {
                     let _ = done.send(Err(e.clone()));
                 }

@@ -3,7 +3,7 @@
 use super::projection::{load_delivery, load_payload_ref, Chunk};
 use super::{keys, Op, SledStore};
 use crate::codec;
-use crate::history::{DeliveryFilter, DeliveryRecord, Page};
+use crate::history::{DeliveryFilter, DeliveryRecord, Page, SCAN_MAX};
 use crate::Seq;
 use crate::StoreError;
 use hallway_domain::{AccountId, DeliveryId, EventId, Timestamp, WebhookId};
@@ -38,10 +38,6 @@ pub(super) fn delivery(
 ) -> Result<Option<DeliveryRecord>, StoreError> {
     Ok(load_delivery(&store.trees, delivery)?.filter(|r| &r.webhook_id == webhook))
 }
-
-/// Deliveries a filtered page examines at most before it stops early (with a cursor to go
-/// on): a filter that matches little must not read a whole history in one request.
-pub(crate) const SCAN_MAX: usize = 10_000;
 
 /// A webhook's deliveries that pass `filter`, newest first, `limit` at a time after `cursor`.
 /// Reading stops at the first delivery created before `filter.since` (history lists newest
