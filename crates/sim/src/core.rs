@@ -7,8 +7,9 @@
 use crate::audit::Audit;
 use crate::clock::SimClock;
 use crate::net::{Fate, Net};
+use crate::signing::Signed;
 use crate::trace::Trace;
-use hallway_domain::{signature, Event, EventId, Outcome, Policy, Timestamp, WebhookId};
+use hallway_domain::{Event, EventId, Outcome, Policy, Timestamp, WebhookId};
 use hallway_runtime::transport::OutgoingRequest;
 use hallway_runtime::Clock;
 use hallway_store::{MemoryStore, Seq};
@@ -41,9 +42,18 @@ pub struct Stats {
 /// create or rotate has not answered yet.
 struct Unverified {
     request: usize,
-    timestamp: u64,
-    header: String,
-    body: Vec<u8>,
+    signed: Signed,
+}
+
+/// A secret as the host learned it.
+#[derive(Clone, Debug)]
+pub struct Learned {
+    /// The secret.
+    pub secret: String,
+    /// When (ms since the start) the host learned it.
+    pub at_ms: u64,
+    /// Until when the secret it replaced goes on signing too (the rotation's grace).
+    pub grace_until: Option<Timestamp>,
 }
 
 /// See the module documentation.
@@ -68,8 +78,8 @@ pub struct Core {
     pub audit: Audit,
     /// The network and what crossed it.
     pub net: Net,
-    /// Each webhook's secrets as the host learned them, with when (ms) it did.
-    pub secrets: HashMap<WebhookId, Vec<(String, u64)>>,
+    /// Each webhook's secrets as the host learned them, oldest first.
+    pub secrets: HashMap<WebhookId, Vec<Learned>>,
     unverified: HashMap<WebhookId, Vec<Unverified>>,
     /// The body each delivery's requests carry, by webhook, event and publish.
     bodies: HashMap<(WebhookId, EventId, u64), [u8; 32]>,
@@ -147,16 +157,30 @@ impl Core {
         self.durable(unflushed.into_iter().take(kept).collect());
     }
 
-    /// The host learned a webhook's secret (a create or a rotate answered).
-    pub fn learn_secret(&mut self, webhook: &WebhookId, secret: String) {
-        let ms = self.ms();
+    /// The host learned a webhook's secret (a create or a rotate answered), and until when
+    /// the one it replaced still signs.
+    pub fn learn_secret(
+        &mut self,
+        webhook: &WebhookId,
+        secret: String,
+        grace_until: Option<Timestamp>,
+    ) {
+        let at_ms = self.ms();
+        if let Some(list) = self.unverified.get_mut(webhook) {
+            list.retain(|u| {
+                u.signed
+                    .signer(0, std::iter::once(secret.as_str()))
+                    .is_none()
+            });
+        }
         self.secrets
             .entry(webhook.clone())
             .or_default()
-            .push((secret.clone(), ms));
-        if let Some(list) = self.unverified.get_mut(webhook) {
-            list.retain(|u| signature::sign(&secret, u.timestamp, &u.body) != u.header);
-        }
+            .push(Learned {
+                secret,
+                at_ms,
+                grace_until,
+            });
     }
 
     /// A request leaves the live engine: checked, recorded, and given its fate.
@@ -215,8 +239,9 @@ impl Core {
         self.note(format_args!("answer #{id} {}", show(&outcome)));
     }
 
-    /// A request must be signed now, with the newest secret the host has learned (or a newer
-    /// one it is about to learn), never with one rotated out.
+    /// A request must be signed now, first with the newest secret the host has learned (or
+    /// a newer one it is about to learn), never with one rotated out; and, while that
+    /// secret's rotation grace runs, also with the secret it replaced, and never after.
     fn check_signature(
         &mut self,
         id: usize,
@@ -224,44 +249,62 @@ impl Core {
         req: &OutgoingRequest,
         now: Timestamp,
     ) {
-        let header = req
-            .headers
-            .iter()
-            .find(|(name, _)| *name == signature::HEADER_NAME)
-            .map_or("", |(_, value)| value.as_str());
-        let Ok(parsed) = signature::parse(header) else {
-            self.violation(format!("request #{id}: malformed signature {header:?}"));
-            return;
+        let signed = match Signed::read(req) {
+            Ok(signed) => signed,
+            Err(why) => return self.violation(format!("request #{id}: {why}")),
         };
-        if parsed.timestamp != now.as_unix_seconds() {
+        if signed.timestamp != now.as_unix_seconds() {
             self.violation(format!(
                 "request #{id} signed for t={}, sent at {}",
-                parsed.timestamp,
+                signed.timestamp,
                 now.as_unix_seconds()
+            ));
+        }
+        if signed.entries.len() > 2 {
+            self.violation(format!(
+                "request #{id} carries {} signatures",
+                signed.entries.len()
             ));
         }
         let ms = self.ms();
         let known = self.secrets.get(webhook).cloned().unwrap_or_default();
-        let signed_with = known
-            .iter()
-            .position(|(s, _)| signature::sign(s, parsed.timestamp, &req.body) == header);
+        let signer = |i| signed.signer(i, known.iter().map(|l| l.secret.as_str()));
         // The newest secret the host learned before this instant.
-        let current = known.iter().rposition(|(_, learned)| *learned < ms);
-        match (signed_with, current) {
-            (Some(used), Some(current)) if used < current => self.violation(format!(
-                "request #{id} to {webhook} signed with secret #{used}, rotated out by #{current}"
-            )),
-            (Some(_), _) => {}
-            (None, _) => self
-                .unverified
+        let current = known.iter().rposition(|l| l.at_ms < ms);
+        let Some(used) = signer(0) else {
+            self.unverified
                 .entry(webhook.clone())
                 .or_default()
                 .push(Unverified {
                     request: id,
-                    timestamp: parsed.timestamp,
-                    header: header.to_owned(),
-                    body: req.body.to_vec(),
-                }),
+                    signed,
+                });
+            return;
+        };
+        if let Some(current) = current.filter(|c| used < *c) {
+            self.violation(format!(
+                "request #{id} to {webhook} signed with secret #{used}, rotated out by #{current}"
+            ));
+        }
+        let grace = known[used].grace_until.filter(|until| now < *until);
+        match (signed.entries.len() > 1, grace) {
+            // A second signature by a secret the host never learned comes from a rotation
+            // whose answer a crash lost: the previous secret is that one.
+            (true, _) => match signer(1) {
+                Some(previous) if previous + 1 != used || grace.is_none() => {
+                    self.violation(format!(
+                        "request #{id} to {webhook} also signed with secret #{previous}, \
+                         outside secret #{used}'s rotation grace"
+                    ))
+                }
+                _ => {}
+            },
+            (false, Some(until)) if Some(used) == current => self.violation(format!(
+                "request #{id} to {webhook} lacks the previous secret's signature during \
+                 the grace (until {})",
+                until.0
+            )),
+            (false, _) => {}
         }
     }
 

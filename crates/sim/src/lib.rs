@@ -24,6 +24,7 @@ pub mod net;
 pub mod ops;
 pub mod random;
 pub mod seams;
+mod signing;
 pub mod trace;
 pub mod world;
 

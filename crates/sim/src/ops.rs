@@ -4,7 +4,7 @@
 
 use crate::core::Core;
 use hallway_domain::{
-    AccountChanges, AccountId, DeliveryId, Plan, ProjectId, SignatureScheme, Timestamp,
+    AccountChanges, AccountId, DeliveryId, DurationMs, Plan, ProjectId, SignatureScheme, Timestamp,
     WebhookChanges, WebhookId, SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::{EngineError, EngineHandle, NewWebhook, PublishReceipt};
@@ -34,6 +34,8 @@ pub enum Op {
         url: String,
         /// Its project filter.
         projects: Vec<String>,
+        /// How it signs.
+        scheme: SignatureScheme,
     },
     /// Change a webhook's URL or filter.
     UpdateWebhook {
@@ -45,6 +47,8 @@ pub enum Op {
         url: Option<String>,
         /// A new filter.
         projects: Option<Vec<String>>,
+        /// A new signing scheme.
+        scheme: Option<SignatureScheme>,
     },
     /// Enable or disable a webhook.
     Toggle {
@@ -61,6 +65,8 @@ pub enum Op {
         account: AccountId,
         /// The webhook.
         webhook: WebhookId,
+        /// How long the replaced secret goes on signing too.
+        grace_ms: Option<u64>,
     },
     /// Delete a webhook.
     Delete {
@@ -116,8 +122,8 @@ pub enum Answer {
     Created(WebhookId, String),
     /// A webhook was changed.
     Updated,
-    /// A secret was rotated: the new one.
-    Rotated(String),
+    /// A secret was rotated: the new one, and the end of the old one's grace.
+    Rotated(String, Option<Timestamp>),
     /// A webhook was deleted.
     Deleted,
     /// A publish's receipt.
@@ -163,6 +169,7 @@ impl Op {
                 account,
                 url,
                 projects,
+                scheme,
             } => h
                 .create_webhook(
                     account,
@@ -172,7 +179,7 @@ impl Op {
                         description: None,
                         events: vec![SESSION_PROCESSING_COMPLETED.into()],
                         project_ids: projects.clone(),
-                        signature_scheme: SignatureScheme::Hallway,
+                        signature_scheme: *scheme,
                     },
                 )
                 .await
@@ -182,6 +189,7 @@ impl Op {
                 webhook,
                 url,
                 projects,
+                scheme,
             } => h
                 .update_webhook(
                     account,
@@ -191,6 +199,7 @@ impl Op {
                         project_ids: projects
                             .as_ref()
                             .map(|p| p.iter().map(|s| ProjectId::from(s.as_str())).collect()),
+                        signature_scheme: *scheme,
                         ..WebhookChanges::default()
                     },
                 )
@@ -211,10 +220,14 @@ impl Op {
                 )
                 .await
                 .map(|_| Answer::Updated),
-            Op::Rotate { account, webhook } => h
-                .rotate_secret(account, webhook)
+            Op::Rotate {
+                account,
+                webhook,
+                grace_ms,
+            } => h
+                .rotate_secret_with_grace(account, webhook, grace_ms.map(DurationMs))
                 .await
-                .map(|s| Answer::Rotated(s.expose().to_owned())),
+                .map(|(s, until)| Answer::Rotated(s.expose().to_owned(), until)),
             Op::Delete { account, webhook } => h
                 .delete_webhook(account, webhook)
                 .await
@@ -260,7 +273,7 @@ impl Core {
         let text = match answer {
             Answer::Error(e) => format!("error: {e}"),
             Answer::Created(w, _) => format!("created {w}"),
-            Answer::Rotated(_) => "rotated".into(),
+            Answer::Rotated(..) => "rotated".into(),
             Answer::Published(r) => format!(
                 "{} {} deliveries{}",
                 r.event_id,
@@ -281,7 +294,7 @@ impl Core {
                 .is_none()
                 .then(|| format!("account {account} acknowledged, not in the durable log")),
             (Op::CreateWebhook { .. }, Answer::Created(w, secret)) => {
-                self.learn_secret(w, secret.clone());
+                self.learn_secret(w, secret.clone(), None);
                 self.audit
                     .marked("created", w.as_str())
                     .is_none()
@@ -291,8 +304,8 @@ impl Core {
                 (!after(self.audit.marked("changed", webhook.as_str())))
                     .then(|| format!("update of {webhook} acknowledged, not in the durable log"))
             }
-            (Op::Rotate { webhook, .. }, Answer::Rotated(secret)) => {
-                self.learn_secret(webhook, secret.clone());
+            (Op::Rotate { webhook, .. }, Answer::Rotated(secret, until)) => {
+                self.learn_secret(webhook, secret.clone(), *until);
                 (!after(self.audit.marked("rotated", webhook.as_str())))
                     .then(|| format!("rotation of {webhook} acknowledged, not durable"))
             }

@@ -6,7 +6,7 @@ use crate::audit::Status;
 use crate::net::Mode;
 use crate::ops::Op;
 use crate::random::Draw;
-use hallway_domain::{AccountId, DurationMs, Policy, Timestamp, WebhookId};
+use hallway_domain::{AccountId, DurationMs, Policy, SignatureScheme, Timestamp, WebhookId};
 use hallway_runtime::{Clock, Config};
 use hallway_testkit::rng::Rng;
 use std::time::Duration;
@@ -93,6 +93,8 @@ impl World {
                         self.counter
                     ),
                     projects,
+                    // Most webhooks sign as the spec does; some as Standard Webhooks.
+                    scheme: scheme(rng.chance(30)),
                 }
             }
             10..=12 => {
@@ -111,11 +113,13 @@ impl World {
                     0 => vec![rng.pick(&PROJECTS).to_string()],
                     _ => Vec::new(),
                 });
+                let scheme = rng.chance(20).then(|| scheme(rng.chance(50)));
                 Op::UpdateWebhook {
                     account,
                     webhook,
                     url,
                     projects,
+                    scheme,
                 }
             }
             13..=18 => {
@@ -135,7 +139,13 @@ impl World {
             }
             19..=22 => {
                 let (webhook, account, _) = hook(rng)?;
-                Op::Rotate { account, webhook }
+                // Half keep the old secret signing too, for a minute to three hours.
+                let grace_ms = rng.chance(50).then(|| rng.range(60_000, 3 * 3_600_000));
+                Op::Rotate {
+                    account,
+                    webhook,
+                    grace_ms,
+                }
             }
             23 => {
                 let (webhook, account, _) = hook(rng)?;
@@ -236,5 +246,14 @@ impl World {
             _ => self.rng.range(600_000, 3_600_000),
         };
         Duration::from_millis(ms)
+    }
+}
+
+/// The spec's scheme, or Standard Webhooks.
+fn scheme(standard: bool) -> SignatureScheme {
+    if standard {
+        SignatureScheme::Standard
+    } else {
+        SignatureScheme::Hallway
     }
 }
