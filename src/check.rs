@@ -95,9 +95,7 @@ pub fn reason(e: &VerifyError) -> String {
         VerifyError::Malformed(why) => format!("malformed ({why})"),
         VerifyError::Stale { age_s } => format!("stale (timestamp {age_s} s from now)"),
         VerifyError::Mismatch => "mismatch".to_owned(),
-        VerifyError::InvalidSecret => {
-            "the secret is not whsec_ followed by base64 (Standard Webhooks)".to_owned()
-        }
+        VerifyError::InvalidSecret(e) => e.to_string(),
     }
 }
 

@@ -39,8 +39,8 @@ pub enum VerifyError {
     #[error("signature mismatch")]
     Mismatch,
     /// The secret cannot be a Standard Webhooks secret (`whsec_` and base64).
-    #[error("the secret is not whsec_ followed by base64")]
-    InvalidSecret,
+    #[error(transparent)]
+    InvalidSecret(#[from] standard::InvalidSecret),
 }
 
 /// A parsed header: its timestamp and every `v1` signature in it.
@@ -55,13 +55,51 @@ pub struct ParsedHeader {
     pub signatures: Vec<[u8; 32]>,
 }
 
-fn mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
+/// The HMAC-SHA256 under `key` of `parts` joined by `.`, as both schemes sign.
+fn mac_of(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut m = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
-    m.update(timestamp.as_bytes());
-    m.update(b".");
-    m.update(body);
+    let mut m = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            m.update(b".");
+        }
+        m.update(part);
+    }
     m
+}
+
+fn mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
+    mac_of(secret.as_bytes(), &[timestamp.as_bytes(), body])
+}
+
+/// A timestamp as both schemes write it: 1 to 19 decimal digits, Unix seconds.
+fn unix_seconds(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
+}
+
+/// The last two steps of either scheme's verification: the time against the tolerance, then
+/// the MAC (built only if the time passes) against every given signature, in constant time.
+fn judge<S: AsRef<[u8]>>(
+    timestamp: u64,
+    now_s: u64,
+    tolerance_s: u64,
+    given: &[S],
+    expected: impl FnOnce() -> Result<HmacSha256, VerifyError>,
+) -> Result<(), VerifyError> {
+    let age_s = now_s.abs_diff(timestamp);
+    if age_s > tolerance_s {
+        return Err(VerifyError::Stale { age_s });
+    }
+    let expected = expected()?;
+    if given
+        .iter()
+        .any(|sig| expected.clone().verify_slice(sig.as_ref()).is_ok())
+    {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
 }
 
 /// The lowercase hex HMAC-SHA256 of `"{timestamp}.{body}"` under `secret`.
@@ -160,15 +198,8 @@ pub fn parse(header: &str) -> Result<ParsedHeader, VerifyError> {
                 if timestamp.is_some() {
                     return Err(VerifyError::Malformed("more than one t="));
                 }
-                if value.is_empty()
-                    || value.len() > 19
-                    || !value.bytes().all(|b| b.is_ascii_digit())
-                {
-                    return Err(VerifyError::Malformed("t= is not a Unix timestamp"));
-                }
-                let parsed = value
-                    .parse::<u64>()
-                    .map_err(|_| VerifyError::Malformed("t= is not a Unix timestamp"))?;
+                let parsed = unix_seconds(value)
+                    .ok_or(VerifyError::Malformed("t= is not a Unix timestamp"))?;
                 timestamp = Some((parsed, value.to_owned()));
             }
             "v1" => {
@@ -203,20 +234,13 @@ pub fn verify(
     tolerance_s: u64,
 ) -> Result<(), VerifyError> {
     let parsed = parse(header)?;
-    let age_s = now_s.abs_diff(parsed.timestamp);
-    if age_s > tolerance_s {
-        return Err(VerifyError::Stale { age_s });
-    }
-    let expected = mac(secret, &parsed.timestamp_text, body);
-    let ok = parsed
-        .signatures
-        .iter()
-        .any(|sig| expected.clone().verify_slice(sig).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    judge(
+        parsed.timestamp,
+        now_s,
+        tolerance_s,
+        &parsed.signatures,
+        || Ok(mac(secret, &parsed.timestamp_text, body)),
+    )
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ fn malformed_headers_and_secrets_are_errors_not_panics() {
             v.timestamp,
             300
         ),
-        Err(VerifyError::InvalidSecret)
+        Err(VerifyError::InvalidSecret(standard::InvalidSecret))
     );
     assert_eq!(
         standard::sign("whsec_", "m", 1, b"{}"),
