@@ -1,6 +1,6 @@
 //! Every number the rules use, with the spec's values as defaults.
 
-use crate::types::DurationMs;
+use crate::types::{DurationMs, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The event type the product publishes today.
@@ -117,6 +117,12 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// When a new delivery's first attempt is due, made `now`: after the schedule's first
+    /// delay (0 in the spec's schedule).
+    pub fn first_due(&self, now: Timestamp) -> Timestamp {
+        now.plus(self.retry_delays.first().copied().unwrap_or_default())
+    }
+
     /// The number of attempts a delivery makes before it is exhausted.
     pub fn max_attempts(&self) -> u32 {
         self.retry_delays.len() as u32

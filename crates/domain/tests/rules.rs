@@ -2501,7 +2501,7 @@ fn a_grace_longer_than_seven_days_is_refused() {
         )
         .then_rejects(Rejection::InvalidField {
             field: "grace",
-            message: "must be at most 168 hours".into(),
+            message: "must be at most 168 hours (7 days)".into(),
         });
     given([])
         .when(t(1), rotate_key("acc_x", "h", DurationMs(0)))

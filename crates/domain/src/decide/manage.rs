@@ -171,3 +171,111 @@ pub(super) fn handle_update_webhook(
     }
     Ok(events)
 }
+
+/// The end of a rotation's grace (keys and secrets alike): none for no grace or a zero one,
+/// refused past [`MAX_SECRET_GRACE`] (Stripe's longest roll expiry).
+fn grace_until(now: Timestamp, grace: Option<DurationMs>) -> Result<Option<Timestamp>, Rejection> {
+    match grace {
+        Some(g) if g > MAX_SECRET_GRACE => Err(Rejection::InvalidField {
+            field: "grace",
+            message: format!(
+                "must be at most {} hours (7 days)",
+                MAX_SECRET_GRACE.as_millis() / 3_600_000
+            ),
+        }),
+        Some(g) if g.as_millis() > 0 => Ok(Some(now.plus(g))),
+        _ => Ok(None),
+    }
+}
+
+pub(super) fn handle_rotate_account_key(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+    api_key_hash: String,
+    grace: DurationMs,
+) -> Result<Vec<Event>, Rejection> {
+    find_account(state, &account_id)?;
+    Ok(vec![Event::AccountKeyRotated {
+        account_id,
+        api_key_hash,
+        previous_valid_until: grace_until(now, Some(grace))?,
+        at: now,
+    }])
+}
+
+/// Deleting an account deletes its webhooks first, in the same decision.
+pub(super) fn handle_delete_account(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+) -> Result<Vec<Event>, Rejection> {
+    find_account(state, &account_id)?;
+    let mut events = Vec::new();
+    for w in state.webhooks_of(&account_id) {
+        events.extend(delete_webhook(state, now, w.id.clone()));
+    }
+    events.push(Event::AccountDeleted {
+        account_id,
+        at: now,
+    });
+    Ok(events)
+}
+
+/// A found webhook's deletion: its waiting deliveries are cancelled first.
+pub(super) fn delete_webhook(state: &State, now: Timestamp, webhook_id: WebhookId) -> Vec<Event> {
+    let mut events = cancel_all(state, now, &webhook_id, true);
+    events.push(Event::WebhookDeleted {
+        webhook_id,
+        at: now,
+    });
+    events
+}
+
+pub(super) fn handle_rotate_secret(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+    webhook_id: WebhookId,
+    secret: SealedSecret,
+    grace: Option<DurationMs>,
+) -> Result<Vec<Event>, Rejection> {
+    let webhook = find_webhook(state, &account_id, &webhook_id)?;
+    // A rotation during a grace replaces the older secret, so at most two secrets ever sign.
+    let previous = grace_until(now, grace)?.map(|until| PreviousSecret {
+        secret: webhook.secret.clone(),
+        until,
+    });
+    Ok(vec![Event::SecretRotated {
+        webhook_id,
+        secret,
+        previous,
+        at: now,
+    }])
+}
+
+/// The same secrets sealed under a new master key; a running grace goes on under it.
+pub(super) fn handle_reseal_secret(
+    state: &State,
+    now: Timestamp,
+    account_id: AccountId,
+    webhook_id: WebhookId,
+    secret: SealedSecret,
+    previous: Option<SealedSecret>,
+) -> Result<Vec<Event>, Rejection> {
+    let webhook = find_webhook(state, &account_id, &webhook_id)?;
+    // An ended grace is dropped here rather than carried on under the new key.
+    let previous = match (&webhook.previous_secret, previous) {
+        (Some(p), Some(sealed)) if p.signs_at(now) => Some(PreviousSecret {
+            secret: sealed,
+            until: p.until,
+        }),
+        _ => None,
+    };
+    Ok(vec![Event::SecretRotated {
+        webhook_id,
+        secret,
+        previous,
+        at: now,
+    }])
+}

@@ -6,7 +6,9 @@ mod manage;
 
 use attempts::{handle_outcome, handle_tick};
 use manage::{
-    handle_create_account, handle_create_webhook, handle_update_account, handle_update_webhook,
+    delete_webhook, handle_create_account, handle_create_webhook, handle_delete_account,
+    handle_reseal_secret, handle_rotate_account_key, handle_rotate_secret, handle_update_account,
+    handle_update_webhook,
 };
 
 use crate::alert::{Alert, AlertKind};
@@ -23,9 +25,6 @@ use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig, MAX_SECRET_GRA
 
 /// Longest account name, in characters.
 pub const MAX_ACCOUNT_NAME_CHARS: usize = 200;
-
-/// Longest grace period an account's old key may keep working after a rotation.
-pub const MAX_KEY_GRACE: DurationMs = DurationMs::from_hours(24 * 7);
 
 /// Decides a command: `Ok(events)` (possibly none, for a spurious tick) or why it is refused.
 pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
@@ -46,40 +45,8 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             account_id,
             api_key_hash,
             grace,
-        } => {
-            find_account(state, &account_id)?;
-            if grace > MAX_KEY_GRACE {
-                return Err(Rejection::InvalidField {
-                    field: "grace",
-                    message: format!(
-                        "must be at most {} hours",
-                        MAX_KEY_GRACE.as_millis() / 3_600_000
-                    ),
-                });
-            }
-            Ok(vec![Event::AccountKeyRotated {
-                account_id,
-                api_key_hash,
-                previous_valid_until: (grace.as_millis() > 0).then(|| now.plus(grace)),
-                at: now,
-            }])
-        }
-        CommandKind::DeleteAccount { account_id } => {
-            find_account(state, &account_id)?;
-            let mut events = Vec::new();
-            for w in state.webhooks_of(&account_id) {
-                events.extend(cancel_all(state, now, &w.id, true));
-                events.push(Event::WebhookDeleted {
-                    webhook_id: w.id.clone(),
-                    at: now,
-                });
-            }
-            events.push(Event::AccountDeleted {
-                account_id,
-                at: now,
-            });
-            Ok(events)
-        }
+        } => handle_rotate_account_key(state, now, account_id, api_key_hash, grace),
+        CommandKind::DeleteAccount { account_id } => handle_delete_account(state, now, account_id),
         CommandKind::CreateWebhook {
             account_id,
             webhook_id,
@@ -96,64 +63,20 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             webhook_id,
         } => {
             find_webhook(state, &account_id, &webhook_id)?;
-            let mut events = cancel_all(state, now, &webhook_id, true);
-            events.push(Event::WebhookDeleted {
-                webhook_id,
-                at: now,
-            });
-            Ok(events)
+            Ok(delete_webhook(state, now, webhook_id))
         }
         CommandKind::RotateSecret {
             account_id,
             webhook_id,
             secret,
             grace,
-        } => {
-            let webhook = find_webhook(state, &account_id, &webhook_id)?;
-            if grace.is_some_and(|g| g > MAX_SECRET_GRACE) {
-                return Err(Rejection::InvalidField {
-                    field: "grace",
-                    message: format!(
-                        "must be at most {} hours (7 days)",
-                        MAX_SECRET_GRACE.0 / 3_600_000
-                    ),
-                });
-            }
-            // A zero grace is none; a rotation during a grace replaces the older secret, so at
-            // most two secrets ever sign.
-            let previous = grace.filter(|g| g.0 > 0).map(|g| PreviousSecret {
-                secret: webhook.secret.clone(),
-                until: now.plus(g),
-            });
-            Ok(vec![Event::SecretRotated {
-                webhook_id,
-                secret,
-                previous,
-                at: now,
-            }])
-        }
+        } => handle_rotate_secret(state, now, account_id, webhook_id, secret, grace),
         CommandKind::ResealSecret {
             account_id,
             webhook_id,
             secret,
             previous,
-        } => {
-            let webhook = find_webhook(state, &account_id, &webhook_id)?;
-            // An ended grace is dropped here rather than carried on under the new key.
-            let previous = match (&webhook.previous_secret, previous) {
-                (Some(p), Some(sealed)) if p.signs_at(now) => Some(PreviousSecret {
-                    secret: sealed,
-                    until: p.until,
-                }),
-                _ => None,
-            };
-            Ok(vec![Event::SecretRotated {
-                webhook_id,
-                secret,
-                previous,
-                at: now,
-            }])
-        }
+        } => handle_reseal_secret(state, now, account_id, webhook_id, secret, previous),
         CommandKind::Publish {
             account_id,
             event,
@@ -269,18 +192,12 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
                 .enumerate()
                 .map(|(i, w)| (fan_out.delivery(i as u32), w))
                 .collect();
-            let first_delay = state
-                .policy()
-                .retry_delays
-                .first()
-                .copied()
-                .unwrap_or_default();
             Ok(vec![Event::EventReplayed {
                 account_id,
                 event_id,
                 event_type,
                 deliveries,
-                first_due: now.plus(first_delay),
+                first_due: state.policy().first_due(now),
                 at: now,
             }])
         }
@@ -458,7 +375,6 @@ fn handle_publish(
     };
     // The limit is on what the host posts (checked by `prepare`); the envelope adds at most
     // the engine's own fields on top.
-    let first_delay = policy.retry_delays.first().copied().unwrap_or_default();
     let mut events = vec![Event::EventPublished {
         account_id: account_id.clone(),
         event_id: event_id.clone(),
@@ -467,7 +383,7 @@ fn handle_publish(
         digest: event.digest,
         body,
         deliveries,
-        first_due: now.plus(first_delay),
+        first_due: policy.first_due(now),
         at: now,
     }];
     if !paused.is_empty() {
@@ -512,16 +428,10 @@ fn handle_recover(
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
-    let first_delay = state
-        .policy()
-        .retry_delays
-        .first()
-        .copied()
-        .unwrap_or_default();
     Ok(vec![Event::DeliveriesRecovered {
         webhook_id: webhook_id.clone(),
         deliveries,
-        first_due: now.plus(first_delay),
+        first_due: state.policy().first_due(now),
         at: now,
     }])
 }
