@@ -2,7 +2,7 @@
 //! same rules as the sled backend's projection, and with what each append changed kept
 //! until it is flushed, so that a simulated crash can take the change back.
 
-use crate::history::{AttemptRecord, DeliveryRecord, DeliveryStatus};
+use crate::history::{rules, DeliveryRecord, DeliveryStatus};
 use crate::Seq;
 use hallway_domain::{
     AccountId, DeliveryId, DeliverySummary, Event, EventId, Timestamp, WebhookId,
@@ -183,14 +183,16 @@ struct Batch<'m> {
 
 impl Batch<'_> {
     fn apply(&mut self, event: &Event) {
+        if let Some(id) = rules::updated(event) {
+            self.update(id, |r| rules::update(r, event));
+            return;
+        }
         match event {
             Event::EventPublished {
                 account_id,
                 event_id,
-                event_type,
                 body,
                 deliveries,
-                first_due,
                 at,
                 ..
             } => {
@@ -201,29 +203,14 @@ impl Batch<'_> {
                 }
                 let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
                 self.put_payload(key, *at, ids, Arc::from(body.as_str()));
-                for (delivery_id, webhook_id) in deliveries {
-                    self.create(DeliveryRecord {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        status: DeliveryStatus::Pending,
-                        created_at: *at,
-                        next_attempt_at: Some(*first_due),
-                        attempts: Vec::new(),
-                    });
-                }
             }
             Event::TestDeliveryCreated {
                 delivery_id,
-                webhook_id,
                 account_id,
                 event_id,
-                event_type,
                 body,
                 at,
+                ..
             } => {
                 let key = (account_id.clone(), event_id.clone());
                 self.put_payload(
@@ -232,98 +219,12 @@ impl Batch<'_> {
                     vec![delivery_id.clone()],
                     Arc::from(body.as_str()),
                 );
-                self.create(DeliveryRecord {
-                    id: delivery_id.clone(),
-                    webhook_id: webhook_id.clone(),
-                    account_id: account_id.clone(),
-                    event_id: event_id.clone(),
-                    event_type: event_type.clone(),
-                    test: true,
-                    status: DeliveryStatus::Pending,
-                    created_at: *at,
-                    next_attempt_at: Some(*at),
-                    attempts: Vec::new(),
-                });
             }
-            Event::AttemptStarted { delivery_id, .. } => {
-                self.update(delivery_id, |r| r.next_attempt_at = None);
-            }
-            Event::AttemptSucceeded {
-                delivery_id,
-                attempt,
-                status_code,
-                duration,
-                started_at,
-                detail,
-                ..
-            } => {
-                self.update(delivery_id, |r| {
-                    r.attempts.push(AttemptRecord {
-                        attempt: *attempt,
-                        started_at: *started_at,
-                        duration_ms: duration.0,
-                        status_code: Some(*status_code),
-                        error: None,
-                        detail: detail.clone(),
-                    });
-                    r.next_attempt_at = None;
-                    if r.status != DeliveryStatus::Cancelled {
-                        r.status = DeliveryStatus::Succeeded;
-                    }
-                });
-            }
-            Event::AttemptFailed {
-                delivery_id,
-                attempt,
-                status_code,
-                error,
-                duration,
-                started_at,
-                next_due,
-                detail,
-                ..
-            } => {
-                self.update(delivery_id, |r| {
-                    r.attempts.push(AttemptRecord {
-                        attempt: *attempt,
-                        started_at: *started_at,
-                        duration_ms: duration.0,
-                        status_code: *status_code,
-                        error: Some(*error),
-                        detail: detail.clone(),
-                    });
-                    if matches!(r.status, DeliveryStatus::Cancelled | DeliveryStatus::Paused) {
-                        r.next_attempt_at = None;
-                        return;
-                    }
-                    r.next_attempt_at = *next_due;
-                    if next_due.is_none() {
-                        r.status = DeliveryStatus::Failed;
-                    }
-                });
-            }
-            Event::AttemptAbandoned {
-                delivery_id, at, ..
-            } => {
-                self.update(delivery_id, |r| {
-                    if r.status == DeliveryStatus::Pending {
-                        r.next_attempt_at = Some(*at);
-                    }
-                });
-            }
-            Event::DeliveryCancelled { delivery_id, .. } => {
-                self.stop(delivery_id, DeliveryStatus::Cancelled);
-            }
-            Event::DeliveryPaused { delivery_id, .. } => {
-                self.stop(delivery_id, DeliveryStatus::Paused);
-            }
-            Event::DeliveryRetried { delivery, at } => self.requeue(delivery, *at),
             Event::DeliveriesPaused {
                 account_id,
                 event_id,
-                event_type,
                 deliveries,
-                at,
+                ..
             } => {
                 let key = (account_id.clone(), event_id.clone());
                 let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
@@ -331,46 +232,17 @@ impl Batch<'_> {
                     Some((body, published)) => self.put_payload(key, published, ids, body),
                     None => self.add_deliveries(key, ids),
                 }
-                for (delivery_id, webhook_id) in deliveries {
-                    self.create(DeliveryRecord {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        status: DeliveryStatus::Paused,
-                        created_at: *at,
-                        next_attempt_at: None,
-                        attempts: Vec::new(),
-                    });
-                }
             }
             Event::EventReplayed {
                 account_id,
                 event_id,
-                event_type,
                 deliveries,
-                first_due,
-                at,
+                ..
             } => {
                 let key = (account_id.clone(), event_id.clone());
                 self.add_deliveries(key, deliveries.iter().map(|(d, _)| d.clone()).collect());
-                for (delivery_id, webhook_id) in deliveries {
-                    self.create(DeliveryRecord {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        status: DeliveryStatus::Pending,
-                        created_at: *at,
-                        next_attempt_at: Some(*first_due),
-                        attempts: Vec::new(),
-                    });
-                }
             }
+            Event::DeliveryRetried { delivery, at } => self.requeue(delivery, *at),
             Event::DeliveriesRecovered {
                 deliveries,
                 first_due,
@@ -380,8 +252,15 @@ impl Batch<'_> {
                     self.requeue(d, *first_due);
                 }
             }
+            // Changes to one record, made above.
+            Event::AttemptStarted { .. }
+            | Event::AttemptSucceeded { .. }
+            | Event::AttemptFailed { .. }
+            | Event::AttemptAbandoned { .. }
+            | Event::DeliveryCancelled { .. }
+            | Event::DeliveryPaused { .. }
             // A deleted webhook's history stays until retention removes it, as in sled.
-            Event::AccountCreated { .. }
+            | Event::AccountCreated { .. }
             | Event::AccountUpdated { .. }
             | Event::AccountKeyRotated { .. }
             | Event::AccountDeleted { .. }
@@ -394,18 +273,12 @@ impl Batch<'_> {
             | Event::AlertRaised { .. }
             | Event::IdempotencyKeysExpired { .. } => {}
         }
+        for record in rules::created(event) {
+            self.create(record);
+        }
     }
 
     /// A pending delivery stops with `status` (a finished one keeps its own).
-    fn stop(&mut self, id: &DeliveryId, status: DeliveryStatus) {
-        self.update(id, |r| {
-            if r.status == DeliveryStatus::Pending {
-                r.status = status;
-                r.next_attempt_at = None;
-            }
-        });
-    }
-
     /// Stores a body for its event (a republish replaces it), listing its deliveries.
     fn put_payload(
         &mut self,
@@ -453,23 +326,8 @@ impl Batch<'_> {
     /// A finished delivery pending again, due at `due`; made again from what the caller
     /// knew if retention removed its record.
     fn requeue(&mut self, d: &DeliverySummary, due: Timestamp) {
-        let found = self.update(&d.delivery_id, |r| {
-            r.status = DeliveryStatus::Pending;
-            r.next_attempt_at = Some(due);
-        });
-        if !found {
-            self.create(DeliveryRecord {
-                id: d.delivery_id.clone(),
-                webhook_id: d.webhook_id.clone(),
-                account_id: d.account_id.clone(),
-                event_id: d.event_id.clone(),
-                event_type: d.event_type.clone(),
-                test: d.test,
-                status: DeliveryStatus::Pending,
-                created_at: d.created_at,
-                next_attempt_at: Some(due),
-                attempts: Vec::new(),
-            });
+        if !self.update(&d.delivery_id, |r| rules::requeue(r, due)) {
+            self.create(rules::recreated(d, due));
         }
     }
 
