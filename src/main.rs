@@ -3,11 +3,13 @@
 
 mod alert_sink;
 mod api;
+mod check;
 mod cli;
 mod fds;
 mod listen;
 mod portal;
 mod server;
+mod verify;
 mod views;
 
 use clap::Parser;

@@ -15,7 +15,7 @@ use crate::workload::{
 };
 use hallway_domain::{
     decide, envelope, Command, CommandKind, DeliveryId, DurationMs, Event, EventId, FanOutId,
-    Outcome, Plan, SealedSecret, State, Timestamp, WebhookConfig, WebhookId,
+    Outcome, Plan, SealedSecret, SignatureScheme, State, Timestamp, WebhookConfig, WebhookId,
     SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::{Config, Engine};
@@ -89,6 +89,7 @@ fn write_log(
                 description: None,
                 events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
                 project_ids: vec![],
+                signature_scheme: SignatureScheme::Hallway,
             },
         };
         step(&mut state, now, kind, &mut turn)?;
@@ -119,6 +120,8 @@ fn write_log(
                     status,
                     duration: DurationMs(3),
                 },
+                // Opening replays the log, which never holds attempt detail.
+                detail: None,
             };
             step(&mut state, now, kind, &mut turn)?;
         }

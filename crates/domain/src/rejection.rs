@@ -71,6 +71,9 @@ pub enum Rejection {
         /// How many deliveries the first publish scheduled.
         deliveries: u32,
     },
+    /// An event with this id was published before with another body; nothing was scheduled.
+    #[error("event {} was already published with a different body; publish a new event under a new id", Echo(.0.as_str()))]
+    EventConflict(EventId),
     /// The payload is over the size limit.
     #[error("payload is {size} bytes; the maximum is {max}")]
     PayloadTooLarge {
@@ -163,7 +166,7 @@ impl Rejection {
             AccountExists(_) | DeliveryNotFinished(_) | WebhookDisabled(_) => {
                 RejectionKind::Conflict
             }
-            AttemptNotOpen { .. } => RejectionKind::Conflict,
+            AttemptNotOpen { .. } | EventConflict(_) => RejectionKind::Conflict,
             PlanRequired(_) => RejectionKind::PlanRequired,
             LimitReached { .. } | AttemptsExhausted { .. } | TooManyToRecover { .. } => {
                 RejectionKind::LimitReached

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::num::NonZeroU8;
 use std::sync::Arc;
+use time::format_description::well_known::{iso8601, Iso8601, Rfc3339};
+use time::OffsetDateTime;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -213,12 +216,16 @@ impl<'de> Deserialize<'de> for DeliveryId {
     }
 }
 
-/// What the state remembers of a published event id, for idempotency: the first 128 bits of
-/// SHA-256 over the account and the event id (length-prefixed, so no two pairs share an
-/// input). A collision needs about 2^64 ids in one retention window; the ids themselves
-/// would cost five times the memory in a state that holds one per publish.
+/// What the state remembers of a published event id, for idempotency: a tag of the account
+/// (the first 64 bits of SHA-256 over its id, so deleting an account can forget its ids) and
+/// the first 128 bits of SHA-256 over the account and the event id (length-prefixed, so no two
+/// pairs share an input). A false repeat needs about 2^64 ids in one retention window; the ids
+/// themselves would cost several times the memory in a state that holds one per publish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct IdempotencyKey([u8; 16]);
+pub struct IdempotencyKey {
+    account: [u8; 8],
+    event: [u8; 16],
+}
 
 impl IdempotencyKey {
     /// The key of `event` published by `account`.
@@ -231,7 +238,24 @@ impl IdempotencyKey {
         let digest = h.finalize();
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
-        IdempotencyKey(key)
+        IdempotencyKey {
+            account: Self::account_tag(account),
+            event: key,
+        }
+    }
+
+    /// Whether this key is of an id published by `account` (up to a 64-bit tag collision,
+    /// which would only make a deleted account's ids be forgotten along with another's).
+    pub fn is_of(&self, account: &AccountId) -> bool {
+        self.account == Self::account_tag(account)
+    }
+
+    fn account_tag(account: &AccountId) -> [u8; 8] {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(account.as_str().as_bytes());
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&digest[..8]);
+        tag
     }
 }
 
@@ -264,87 +288,68 @@ impl Timestamp {
 
     /// RFC 3339 UTC with milliseconds, as the API and payloads show times.
     pub fn to_rfc3339(self) -> String {
-        let ms = self.0 % 1000;
-        let secs = self.0 / 1000;
-        let days = secs / 86_400;
-        let rem = secs % 86_400;
-        let (y, m, d) = civil_from_days(days as i64);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60
-        )
+        // The largest u64 of milliseconds is far past year 9999; such a time only comes from
+        // a broken clock, and the latest time the format can show says so better than a panic.
+        let at = OffsetDateTime::UNIX_EPOCH
+            .checked_add(time::Duration::milliseconds(
+                self.0.min(MAX_RFC3339_MS) as i64
+            ))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        at.format(&RFC3339_MILLIS)
+            .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_owned())
     }
-}
 
-impl Timestamp {
-    /// Parses RFC 3339 UTC as the API shows times (`2026-01-10T15:30:00.000Z`); the fraction
-    /// is optional (up to milliseconds are kept) and `+00:00` is read as `Z`. `None` for
-    /// anything else, including times before 1970.
+    /// Parses an RFC 3339 time (`2026-01-10T15:30:00.000Z`, or with any offset, which is
+    /// converted to UTC); digits past milliseconds are dropped. `None` for anything else,
+    /// including times before 1970.
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
-        let (date, time) = s.split_once(['T', 't'])?;
-        let num = |t: &str, len: usize| -> Option<u64> {
-            (t.len() == len && t.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| t.parse().ok())
-                .flatten()
-        };
-        let mut d = date.split('-');
-        let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
-        if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-            return None;
-        }
-        let (hms, frac) = match time.split_once('.') {
-            Some((hms, frac)) => (hms, Some(frac)),
-            None => (time, None),
-        };
-        let mut t = hms.split(':');
-        let (h, mi, sec) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
-        if t.next().is_some() || h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        let ms = match frac {
-            None => 0,
-            Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
-                let padded = format!("{f:0<3}");
-                padded[..3].parse::<u64>().ok()?
-            }
-            Some(_) => return None,
-        };
-        let days = days_from_civil(y as i64, m as u32, day as u32);
-        if days < 0 || civil_from_days(days) != (y as i64, m as u32, day as u32) {
-            return None;
-        }
-        let secs = days as u64 * 86_400 + h * 3600 + mi * 60 + sec;
-        Some(Timestamp(secs * 1000 + ms))
+        let at = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+        let ms = at.unix_timestamp_nanos().div_euclid(1_000_000);
+        u64::try_from(ms).ok().map(Timestamp)
     }
 }
 
-/// Converts a civil date to days since 1970-01-01 (the inverse of [`civil_from_days`]).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The last millisecond of year 9999, the latest time RFC 3339's four-digit years can show.
+const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// ISO 8601 as RFC 3339 profiles it, with exactly three fraction digits and `Z` for UTC.
+const RFC3339_MILLIS: Iso8601<
+    {
+        iso8601::Config::DEFAULT
+            .set_time_precision(iso8601::TimePrecision::Second {
+                decimal_digits: NonZeroU8::new(3),
+            })
+            .encode()
+    },
+> = Iso8601;
+
+/// What identifies a published event's body for idempotency: the first 128 bits of the
+/// SHA-256 of its type and its own fields as delivered, without the whitespace between
+/// tokens. Kept with each remembered event id, so a repeat is compared without the body.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BodyDigest(pub [u8; 16]);
+
+impl BodyDigest {
+    /// The digest of an event of `event_type` whose own fields are `fields_json` (as the
+    /// envelope appends them).
+    pub fn of(event_type: &str, fields_json: &str) -> BodyDigest {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(event_type.as_bytes());
+        // A separator no type contains, so type and fields cannot run into each other.
+        h.update([0u8]);
+        h.update(crate::json::minify(fields_json).as_bytes());
+        let full = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        BodyDigest(out)
+    }
 }
 
-/// Converts days since 1970-01-01 to a (year, month, day) civil date
-/// (Howard Hinnant's algorithm, valid for the whole range we can represent).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+impl fmt::Debug for BodyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BodyDigest({})", hex::encode(self.0))
+    }
 }
 
 /// A span of time in milliseconds.
@@ -484,6 +489,11 @@ mod tests {
             Timestamp::parse_rfc3339("2026-01-10T15:30:00.5+00:00"),
             Some(Timestamp(1_768_059_000_500))
         );
+        // Another offset is the same instant in UTC; nanoseconds are cut to milliseconds.
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-01-10T17:30:00.123987+02:00"),
+            Some(Timestamp(1_768_059_000_123))
+        );
         for bad in [
             "",
             "2026-01-10",
@@ -493,6 +503,8 @@ mod tests {
             "1969-12-31T23:59:59Z",
             "2026-01-10T15:30:00.Z",
             "+2026-01-10T15:30:00Z",
+            "2026-01-10T15:30Z",
+            "2026-01-10T15:30:00.000Z trailing",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad:?}");
         }
@@ -529,6 +541,8 @@ mod tests {
         assert_ne!(key("acc_1", "evt_1"), key("acc_1", "evt_2"));
         // The account's length is hashed too: moving a character across the pair differs.
         assert_ne!(key("acc_1", "xevt"), key("acc_1x", "evt"));
+        assert!(key("acc_1", "evt_1").is_of(&AccountId::from("acc_1")));
+        assert!(!key("acc_1", "evt_1").is_of(&AccountId::from("acc_2")));
     }
 
     #[test]
@@ -553,5 +567,7 @@ mod tests {
             Timestamp(951_782_400_123).to_rfc3339(),
             "2000-02-29T00:00:00.123Z"
         );
+        // Past year 9999 (only a broken clock gets there) shows the latest time it can.
+        assert_eq!(Timestamp(u64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
     }
 }

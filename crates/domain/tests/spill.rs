@@ -398,6 +398,7 @@ impl Sim {
                         status: if *ok { 200 } else { 500 },
                         duration: DurationMs(10),
                     },
+                    detail: None,
                 });
             }
             Op::Advance(ms) => {
@@ -435,6 +436,8 @@ impl Sim {
                     webhook_id,
                     delivery_id: fan(&format!("t{}", self.tests)).delivery(0),
                     event_id: EventId::from(format!("evt_t{}", self.tests)),
+                    event_type: hallway_domain::policy::SESSION_PROCESSING_COMPLETED.to_owned(),
+                    example_fields: r#","project":{"id":"prj_example"}"#.to_owned(),
                 });
             }
             Op::Recover(w) => {

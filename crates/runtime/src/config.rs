@@ -2,10 +2,11 @@
 //! so that no field is silently overridden or ignored.
 
 use crate::clock::{Clock, SystemClock};
+use crate::ids::{OsRandom, RandomSource};
 use crate::secrets::MasterKey;
 use crate::transport::{Transport, TransportConfig};
 use crate::EngineError;
-use hallway_domain::{DurationMs, Policy};
+use hallway_domain::{Catalog, DurationMs, Policy};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct Config {
     pub transport: Option<Arc<dyn Transport>>,
     /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// Where fresh ids, secrets, API keys and sealing nonces come from (the operating
+    /// system's secure source by default; a seeded one makes a simulation replay exactly).
+    pub random: Arc<dyn RandomSource>,
     /// Events logged between snapshots (the log before a snapshot is truncated).
     pub snapshot_every_events: u64,
     /// How often retention runs (old deliveries, payloads and idempotency keys removed).
@@ -50,6 +54,12 @@ pub struct Config {
     /// (a sixteenth, up to 32 MiB). Idempotency keys (one per publish in the retention
     /// window) and the other caches come on top.
     pub memory_budget_bytes: u64,
+    /// How many waiting deliveries of one webhook memory holds, instead of the budget's
+    /// share (at least one): a simulation or a test reaches spilling with a few deliveries.
+    pub spill_keep: Option<usize>,
+    /// The event types, with descriptions and examples; `policy.event_types` must be its
+    /// names (the builder's `catalog` sets both).
+    pub catalog: Arc<Catalog>,
 }
 
 /// The default [`Config::memory_budget_bytes`]: 256 MiB.
@@ -68,6 +78,7 @@ impl Default for Config {
             transport_config: TransportConfig::default(),
             transport: None,
             clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
             snapshot_every_events: 200_000,
             maintenance_interval: DurationMs::from_mins(10),
             shutdown_grace: Duration::from_secs(10),
@@ -78,6 +89,8 @@ impl Default for Config {
             manual_actions_per_minute: 60,
             max_recover: crate::DEFAULT_MAX_RECOVER,
             memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+            spill_keep: None,
+            catalog: Arc::new(Catalog::default()),
         }
     }
 }
@@ -94,6 +107,7 @@ impl fmt::Debug for Config {
                 &self.transport.as_ref().map(|_| "custom").unwrap_or("https"),
             )
             .field("clock", &"..")
+            .field("random", &"..")
             .field("snapshot_every_events", &self.snapshot_every_events)
             .field("maintenance_interval", &self.maintenance_interval)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -104,6 +118,8 @@ impl fmt::Debug for Config {
             .field("manual_actions_per_minute", &self.manual_actions_per_minute)
             .field("max_recover", &self.max_recover)
             .field("memory_budget_bytes", &self.memory_budget_bytes)
+            .field("spill_keep", &self.spill_keep)
+            .field("catalog", &self.catalog.names())
             .finish()
     }
 }
@@ -129,6 +145,9 @@ impl Config {
         }
         if self.transport.is_some() && self.transport_config != TransportConfig::default() {
             return bad("transport_config configures the default transport only; a custom transport was given");
+        }
+        if self.policy.event_types != self.catalog.names() {
+            return bad("policy.event_types must be the catalog's names; set the catalog with ConfigBuilder::catalog, which sets both");
         }
         if self.transport_config.allow_private_targets && !self.policy.allow_private_targets {
             return bad("transport_config.allow_private_targets contradicts the policy; set policy.allow_private_targets, which both use");
@@ -164,6 +183,8 @@ setters! {
     transport_config: TransportConfig,
     /// Where time comes from.
     clock: Arc<dyn Clock>,
+    /// Where fresh ids, secrets and nonces come from.
+    random: Arc<dyn RandomSource>,
     /// Events logged between snapshots.
     snapshot_every_events: u64,
     /// How often retention runs.
@@ -182,12 +203,21 @@ setters! {
     max_recover: usize,
     /// The memory the engine plans for, in bytes.
     memory_budget_bytes: u64,
+    /// Waiting deliveries of one webhook kept in memory, instead of the budget's share.
+    spill_keep: Option<usize>,
 }
 
 impl ConfigBuilder {
     /// A transport to use instead of the default HTTPS client.
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.0.transport = Some(transport);
+        self
+    }
+
+    /// The event catalog, and the policy's event types from it.
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.0.policy.event_types = catalog.names();
+        self.0.catalog = Arc::new(catalog);
         self
     }
 
@@ -227,10 +257,10 @@ mod tests {
         impl Transport for Null {
             fn send(&self, _: crate::OutgoingRequest, _: Duration) -> crate::transport::SendFuture {
                 Box::pin(async {
-                    hallway_domain::Outcome::Response {
+                    crate::Sent::bare(hallway_domain::Outcome::Response {
                         status: 200,
                         duration: DurationMs(1),
-                    }
+                    })
                 })
             }
         }

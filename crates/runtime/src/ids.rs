@@ -1,51 +1,73 @@
-//! Fresh ids, secrets and API keys from the operating system's secure random source.
+//! Fresh ids, secrets and API keys, from a [`RandomSource`]: the operating system's secure
+//! source unless the engine's `Config::random` names another.
 
 use hallway_domain::{DeliveryId, FanOutId, Timestamp};
 use sha2::{Digest, Sha256};
 
+/// Where fresh ids, secrets, API keys and sealing nonces come from. A seam beside `Clock`:
+/// production reads the operating system ([`OsRandom`]); a deterministic simulation plugs in
+/// a seeded generator so that a run replays exactly. Anything else must be a
+/// cryptographically secure source: secrets and API keys come from it.
+pub trait RandomSource: Send + Sync + 'static {
+    /// Fills `buf` with random bytes.
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// The operating system's secure random source (`getrandom`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsRandom;
+
+impl RandomSource for OsRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        // The OS random source failing is not recoverable: ids and secrets must not be
+        // guessable.
+        getrandom::getrandom(buf).expect("the operating system's random source failed");
+    }
+}
+
 /// `N` random bytes.
-fn random<const N: usize>() -> [u8; N] {
+fn random<const N: usize>(random: &dyn RandomSource) -> [u8; N] {
     let mut buf = [0u8; N];
-    // The OS random source failing is not recoverable: ids and secrets must not be guessable.
-    getrandom::getrandom(&mut buf).expect("the operating system's random source failed");
+    random.fill(&mut buf);
     buf
 }
 
 /// `N` random bytes as lowercase hex.
-fn random_hex<const N: usize>() -> String {
-    hex::encode(random::<N>())
+fn random_hex<const N: usize>(source: &dyn RandomSource) -> String {
+    hex::encode(random::<N>(source))
 }
 
 /// A new webhook id (`wh_` + 96 random bits).
-pub fn webhook_id() -> String {
-    format!("wh_{}", random_hex::<12>())
+pub fn webhook_id(random: &dyn RandomSource) -> String {
+    format!("wh_{}", random_hex::<12>(random))
 }
 
 /// A new event id (`evt_` + 96 random bits).
-pub fn event_id() -> String {
-    format!("evt_{}", random_hex::<12>())
+pub fn event_id(random: &dyn RandomSource) -> String {
+    format!("evt_{}", random_hex::<12>(random))
 }
 
 /// A new fan-out made `now`: the time, then 80 random bits. Time first, so its records land
 /// next to the newest ones in the store (where its outcomes soon update them), not at a
 /// random place in a large tree.
-pub fn fan_out(now: Timestamp) -> FanOutId {
-    FanOutId::new(now, random())
+pub fn fan_out(source: &dyn RandomSource, now: Timestamp) -> FanOutId {
+    FanOutId::new(now, random(source))
 }
 
 /// A new test send's delivery: the one delivery of a fan-out of its own.
-pub fn test_delivery_id(now: Timestamp) -> DeliveryId {
-    fan_out(now).delivery(0)
+pub fn test_delivery_id(random: &dyn RandomSource, now: Timestamp) -> DeliveryId {
+    fan_out(random, now).delivery(0)
 }
 
-/// A new signing secret (`whsec_` + 192 random bits).
-pub fn secret() -> String {
-    format!("whsec_{}", random_hex::<24>())
+/// A new signing secret: `whsec_` and 192 random bits in base64, as Standard Webhooks (and
+/// Svix) show them, so the same secret serves either signature scheme.
+pub fn secret(source: &dyn RandomSource) -> String {
+    hallway_domain::signature::standard::secret_from_key(&random::<24>(source))
 }
 
 /// A new account API key (`hwk_` + 256 random bits).
-pub fn api_key() -> String {
-    format!("hwk_{}", random_hex::<32>())
+pub fn api_key(random: &dyn RandomSource) -> String {
+    format!("hwk_{}", random_hex::<32>(random))
 }
 
 /// The stored form of an API key: SHA-256, hex. Keys are 256 random bits, so a fast hash is
@@ -65,15 +87,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_secret_is_whsec_and_24_random_bytes_in_base64() {
+        let (a, b) = (secret(&OsRandom), secret(&OsRandom));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "whsec_".len() + 32, "{a}");
+        let key = hallway_domain::signature::standard::key(&a).expect("base64");
+        assert_eq!(key.len(), 24);
+    }
+
+    #[test]
     fn fan_outs_start_with_the_time_so_later_ones_sort_after_earlier_ones() {
         let now = Timestamp(1_790_000_000_000);
-        let a = fan_out(now);
-        assert!(a < fan_out(Timestamp(now.0 + 1)));
+        let a = fan_out(&OsRandom, now);
+        assert!(a < fan_out(&OsRandom, Timestamp(now.0 + 1)));
         assert_ne!(
             a.to_bytes()[6..],
-            fan_out(now).to_bytes()[6..],
+            fan_out(&OsRandom, now).to_bytes()[6..],
             "80 random bits follow"
         );
-        assert_ne!(test_delivery_id(now), test_delivery_id(now));
+        assert_ne!(
+            test_delivery_id(&OsRandom, now),
+            test_delivery_id(&OsRandom, now)
+        );
     }
 }

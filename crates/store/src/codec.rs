@@ -15,9 +15,14 @@ use bincode::config::{self, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format version written in front of every record. 2: delivery ids are a fan-out and an
-/// index (see the store's layout number, which refuses a whole directory of older records).
-pub const FORMAT_VERSION: u8 = 2;
+/// The format version written in front of every record. 5: delivery ids are a fan-out and an
+/// index (see the store's layout number, which refuses a whole directory of older records),
+/// test sends record their event type (the event catalog), webhooks have signature schemes and
+/// previous secrets, attempts keep their detail in history, published events and remembered
+/// ids keep their body's digest (a republish with another body is a conflict), and accounts
+/// keep the key a rotation's grace still accepts. 6: spill events (waiting deliveries moved to
+/// the store and back), remembered event ids as hashes, and the state's spill bookkeeping.
+pub const FORMAT_VERSION: u8 = 6;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;
@@ -100,6 +105,15 @@ fn open<'a>(
     let Some(&version) = bytes.first() else {
         return Err(corrupt(key(), "empty record".into()));
     };
+    if version < FORMAT_VERSION {
+        return Err(corrupt(
+            key(),
+            format!(
+                "format version {version} was written by an older build (this build reads {FORMAT_VERSION}); \
+                 start from an empty data directory"
+            ),
+        ));
+    }
     if version != FORMAT_VERSION {
         return Err(corrupt(
             key(),
@@ -233,6 +247,20 @@ mod tests {
         let err = decode::<u64>("log", || "42".into(), &bytes).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("\"log\"") && text.contains("42") && text.contains("version 9"));
+    }
+
+    #[test]
+    fn an_older_format_is_named_as_such() {
+        let mut bytes = encode(&5u64).expect("encodes");
+        bytes[0] = 1;
+        let text = decode::<u64>("log", || "seq 1".into(), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("format version 1 was written by an older build")
+                && text.contains("empty data directory"),
+            "{text}"
+        );
     }
 
     #[test]

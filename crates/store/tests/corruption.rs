@@ -84,12 +84,19 @@ fn an_unknown_format_version_is_named_as_such() {
         .expect("reads")
         .expect("exists")
         .to_vec();
-    value[0] = 9;
-    log.insert(2u64.to_be_bytes(), value).expect("writes");
+    value[0] = hallway_store::codec::FORMAT_VERSION + 1;
+    log.insert(2u64.to_be_bytes(), value.clone())
+        .expect("writes");
     let err = store.read_log(1).find_map(|r| r.err()).expect("an error");
     assert_eq!(corrupt_in(&err), ("log", "seq 2".to_owned()));
+    let newer = format!("unknown format version {}", value[0]);
+    assert!(err.to_string().contains(&newer), "{err}");
+    // A record of an older layout is refused as such, never decoded as this one.
+    value[0] = hallway_store::codec::FORMAT_VERSION - 1;
+    log.insert(2u64.to_be_bytes(), value).expect("writes");
+    let err = store.read_log(1).find_map(|r| r.err()).expect("an error");
     assert!(
-        err.to_string().contains("unknown format version 9"),
+        err.to_string().contains("written by an older build"),
         "{err}"
     );
 }

@@ -5,7 +5,8 @@ mod common;
 use common::{Sim, T0};
 use hallway_domain::*;
 use hallway_store::{
-    AttemptRecord, DeliveryRecord, DeliveryStatus, EventLog, ReadModel, SledStore, StoreError,
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, EventLog, ReadModel, SledStore,
+    StoreError,
 };
 use hallway_testkit::ids::dlv;
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
         event_id: EventId::from(event),
         event_type: SESSION_PROCESSING_COMPLETED.into(),
         project_id: ProjectId::from("prj_1"),
+        digest: BodyDigest::default(),
         body: format!("{{\"id\":\"{event}\"}}"),
         deliveries: deliveries
             .iter()
@@ -58,6 +60,7 @@ fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
         duration: DurationMs(25),
         started_at: t(at),
         at: t(at + 25),
+        detail: None,
     }
 }
 
@@ -71,6 +74,7 @@ fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
         started_at: t(at),
         next_due: next_due.map(t),
         at: t(at + 30),
+        detail: None,
     }
 }
 
@@ -209,6 +213,7 @@ fn attempts_and_statuses_follow_the_events() {
             duration_ms: 25,
             status_code: Some(200),
             error: None,
+            detail: None,
         }]
     );
     let bad = record(&store, "wh_1", "bad");
@@ -285,12 +290,14 @@ fn a_test_send_is_recorded_as_a_test_with_its_body() {
             webhook_id: WebhookId::from("wh_1"),
             account_id: acc(),
             event_id: EventId::from("evt_test_1"),
+            event_type: "invoice.paid".into(),
             body: "{\"_test\":true}".into(),
             at: t(5),
         }])
         .expect("appends");
     let r = record(&store, "wh_1", "dlv_t");
     assert!(r.test);
+    assert_eq!(r.event_type, "invoice.paid", "the sample's own type");
     assert_eq!(
         (r.status, r.next_attempt_at),
         (DeliveryStatus::Pending, Some(t(5)))
@@ -716,4 +723,216 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
     assert_eq!(r.status, DeliveryStatus::Pending);
     assert_eq!(r.next_attempt_at, Some(t(200)));
     store.check_projections().expect("consistent");
+}
+
+/// Every page of `webhook`'s history that passes `filter`, `size` at a time.
+fn walk_filtered(
+    store: &SledStore,
+    webhook: &WebhookId,
+    filter: &DeliveryFilter,
+    size: usize,
+) -> (Vec<DeliveryRecord>, usize) {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .deliveries_where(webhook, filter, size, cursor.as_deref())
+            .expect("pages");
+        pages += 1;
+        assert!(page.data.len() <= size);
+        seen.extend(page.data);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return (seen, pages),
+        }
+    }
+}
+
+#[test]
+fn filtered_pages_list_exactly_what_passes_newest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let (mut sim, setup) = Sim::new(Policy::default(), 2, 7);
+    store.append(&setup).expect("appends");
+    for i in 0..120u64 {
+        sim.advance(40_000);
+        let batch = sim.batch((i % 3) as usize, 200, 50);
+        store.append(&batch).expect("appends");
+    }
+    let wh = WebhookId::from("wh_0");
+    let all = common::walk_pages(&store, &wh, 1000);
+    assert!(all.len() > 100, "{}", all.len());
+    let mid = all[all.len() / 2].created_at;
+    let late = all[all.len() / 5].created_at;
+    let mut filters = vec![
+        DeliveryFilter::default(),
+        DeliveryFilter {
+            event_type: Some(SESSION_PROCESSING_COMPLETED.into()),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            event_type: Some("other.type".into()),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            since: Some(mid),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            until: Some(mid),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            since: Some(mid),
+            until: Some(late),
+            status: Some(DeliveryStatus::Succeeded),
+            ..DeliveryFilter::default()
+        },
+    ];
+    for status in [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed,
+    ] {
+        filters.push(DeliveryFilter {
+            status: Some(status),
+            ..DeliveryFilter::default()
+        });
+    }
+    for filter in &filters {
+        let expected: Vec<&DeliveryId> = all
+            .iter()
+            .filter(|r| filter.matches(r))
+            .map(|r| &r.id)
+            .collect();
+        for size in [1, 7, 100] {
+            let (got, _) = walk_filtered(&store, &wh, filter, size);
+            let got: Vec<&DeliveryId> = got.iter().map(|r| &r.id).collect();
+            assert_eq!(got, expected, "{filter:?} by {size}");
+        }
+    }
+    // Every status the run produced is seen through its filter.
+    let succeeded = DeliveryFilter {
+        status: Some(DeliveryStatus::Succeeded),
+        ..DeliveryFilter::default()
+    };
+    assert!(!walk_filtered(&store, &wh, &succeeded, 50).0.is_empty());
+}
+
+#[test]
+fn a_filter_that_passes_little_stops_a_page_early_and_the_cursor_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let old = "dlv_oooooooo00";
+    store
+        .append(&[published("evt_old", 0, &[(old, "wh_1")])])
+        .expect("appends");
+    // More newer deliveries than one page examines, each in a bucket of its own (as
+    // deliveries of separate publishes are).
+    let ids: Vec<String> = (0..10_050).map(|i| format!("dlv_n{i:013}00")).collect();
+    let pairs: Vec<(&str, &str)> = ids.iter().map(|d| (d.as_str(), "wh_1")).collect();
+    store
+        .append(&[published("evt_new", 1_000, &pairs)])
+        .expect("appends");
+    let wh = WebhookId::from("wh_1");
+    let only_old = DeliveryFilter {
+        until: Some(t(1)),
+        ..DeliveryFilter::default()
+    };
+    let first = store
+        .deliveries_where(&wh, &only_old, 50, None)
+        .expect("pages");
+    assert!(first.data.is_empty(), "stopped before reaching the old one");
+    let cursor = first.next_cursor.expect("a cursor to go on from");
+    let second = store
+        .deliveries_where(&wh, &only_old, 50, Some(&cursor))
+        .expect("pages");
+    let got: Vec<DeliveryId> = second.data.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(got, [dlv(old)]);
+    assert_eq!(second.next_cursor, None, "nothing further passes");
+    // Unfiltered paging is unchanged: full pages, and the end says so.
+    let (all, _) = walk_filtered(&store, &wh, &DeliveryFilter::default(), 100);
+    assert_eq!(all.len(), 10_051);
+    // `since` stops the read at the first older delivery.
+    let only_new = DeliveryFilter {
+        since: Some(t(1)),
+        status: Some(DeliveryStatus::Succeeded),
+        ..DeliveryFilter::default()
+    };
+    let page = store
+        .deliveries_where(&wh, &only_new, 50, None)
+        .expect("pages");
+    assert!(page.data.is_empty());
+}
+
+#[test]
+fn purging_a_deleted_account_removes_its_finished_history_and_bodies_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let other = AccountId::from("acc_2");
+    let e2 = Event::EventPublished {
+        account_id: other.clone(),
+        event_id: EventId::from("evt_9"),
+        event_type: SESSION_PROCESSING_COMPLETED.into(),
+        project_id: ProjectId::from("prj_1"),
+        digest: BodyDigest::default(),
+        body: "{\"id\":\"evt_9\"}".into(),
+        deliveries: vec![(dlv(M1), WebhookId::from("wh_9"))],
+        first_due: t(0),
+        at: t(0),
+    };
+    store
+        .append(&[
+            // evt_1 to wh_1 (finishes) and wh_2 (still pending); evt_2 to wh_1 (finishes).
+            published("evt_1", 0, &[(FAN_A, "wh_1"), (FAN_B, "wh_2")]),
+            published("evt_2", 1, &[("dlv_bbbb00", "wh_1")]),
+            e2,
+            started(FAN_A, 1, 2),
+            succeeded(FAN_A, 1, 2),
+            started("dlv_bbbb00", 1, 3),
+            failed("dlv_bbbb00", 1, 3, None),
+            started(M1, 1, 4),
+            succeeded(M1, 1, 4),
+        ])
+        .expect("appends");
+    let removed = store
+        .purge_account(&acc(), &[WebhookId::from("wh_1"), WebhookId::from("wh_2")])
+        .expect("purges");
+    assert_eq!(removed, 2, "the two finished deliveries of the account");
+    assert!(common::walk_pages(&store, &WebhookId::from("wh_1"), 10).is_empty());
+    assert!(store
+        .delivery(&WebhookId::from("wh_1"), &dlv(FAN_A))
+        .expect("reads")
+        .is_none());
+    // The pending one stays (its outcome is still to be recorded), with the body it sends.
+    let pending = common::walk_pages(&store, &WebhookId::from("wh_2"), 10);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status, DeliveryStatus::Pending);
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_1"))
+        .expect("reads")
+        .is_some());
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_2"))
+        .expect("reads")
+        .is_none());
+    // Another account is untouched.
+    assert_eq!(
+        common::walk_pages(&store, &WebhookId::from("wh_9"), 10).len(),
+        1
+    );
+    assert!(store
+        .payload(&other, &EventId::from("evt_9"))
+        .expect("reads")
+        .is_some());
+    // The projections still agree with each other (chunks, records, bodies' counts).
+    store.check_projections().expect("consistent after a purge");
+    store.flush().expect("flushes");
+    drop(store);
+    let store = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(
+        common::walk_pages(&store, &WebhookId::from("wh_2"), 10).len(),
+        1
+    );
 }

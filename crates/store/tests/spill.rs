@@ -132,6 +132,7 @@ fn a_spilled_delivery_missing_from_history_is_damage() {
                 status_code: 200,
                 duration: DurationMs(5),
                 started_at: sim.now,
+                detail: None,
                 at: sim.now,
             },
         ])

@@ -8,7 +8,7 @@ use crate::policy::Policy;
 use crate::schedule::Schedule;
 use crate::spill::Spills;
 use crate::types::{AccountId, DeliveryId, DisabledReason, IdempotencyKey, Timestamp, WebhookId};
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -20,6 +20,7 @@ struct WebhookOut<'a> {
     account_id: &'a AccountId,
     config: &'a WebhookConfig,
     secret: &'a SealedSecret,
+    previous_secret: &'a Option<PreviousSecret>,
     enabled: bool,
     disabled_reason: Option<DisabledReason>,
     consecutive_failures: u32,
@@ -36,6 +37,7 @@ struct WebhookIn {
     account_id: AccountId,
     config: WebhookConfig,
     secret: SealedSecret,
+    previous_secret: Option<PreviousSecret>,
     enabled: bool,
     disabled_reason: Option<DisabledReason>,
     consecutive_failures: u32,
@@ -53,6 +55,7 @@ impl From<WebhookIn> for Webhook {
             account_id: w.account_id,
             config: w.config,
             secret: w.secret,
+            previous_secret: w.previous_secret,
             enabled: w.enabled,
             disabled_reason: w.disabled_reason,
             consecutive_failures: w.consecutive_failures,
@@ -76,6 +79,7 @@ impl Serialize for Webhooks<'_> {
                 account_id: &w.account_id,
                 config: &w.config,
                 secret: &w.secret,
+                previous_secret: &w.previous_secret,
                 enabled: w.enabled,
                 disabled_reason: w.disabled_reason,
                 consecutive_failures: w.consecutive_failures,

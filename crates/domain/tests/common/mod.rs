@@ -1,7 +1,8 @@
 //! Shared fixtures for the domain's integration tests: id and time helpers, command builders,
 //! a `given(events).when(now, cmd).then_events(..)` harness and the kit's `Driver` that
 //! builds histories by running commands the way the real runtime does (decide, then apply).
-#![allow(dead_code)]
+// Each test file uses its own part of these (`unused_imports` covers the re-exports).
+#![allow(dead_code, unused_imports)]
 
 use hallway_domain::*;
 use hallway_testkit::driver::apply_all;
@@ -55,6 +56,7 @@ pub fn config(name: &str, url: &str) -> WebhookConfig {
         description: None,
         events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
         project_ids: Vec::new(),
+        signature_scheme: SignatureScheme::Hallway,
     }
 }
 
@@ -140,16 +142,34 @@ pub fn rotate_secret(account: &str, id: &str, secret: &str) -> CommandKind {
         account_id: acc(account),
         webhook_id: wh(id),
         secret: SealedSecret(secret.to_owned()),
+        grace: None,
+    }
+}
+
+/// A rotation whose replaced secret goes on signing for `grace`.
+pub fn rotate_secret_with_grace(
+    account: &str,
+    id: &str,
+    secret: &str,
+    grace: DurationMs,
+) -> CommandKind {
+    CommandKind::RotateSecret {
+        account_id: acc(account),
+        webhook_id: wh(id),
+        secret: SealedSecret(secret.to_owned()),
+        grace: Some(grace),
     }
 }
 
 /// A prepared event of `event_type` in `project`, with the host's id `event_id`.
 pub fn prepared(event_id: &str, event_type: &str, project: &str) -> PreparedEvent {
+    let fields_json = format!(r#","project":{{"id":"{project}"}}"#);
     PreparedEvent {
         event_id: Some(evt(event_id)),
         event_type: event_type.to_owned(),
         project_id: prj(project),
-        fields_json: format!(r#","project":{{"id":"{project}"}}"#),
+        digest: BodyDigest::of(event_type, &fields_json),
+        fields_json,
     }
 }
 
@@ -181,12 +201,17 @@ pub fn publish_typed(
     }
 }
 
+/// A test send of the default catalog's example (the spec's type).
 pub fn send_test(account: &str, webhook: &str, delivery: &str, event_id: &str) -> CommandKind {
+    let catalog = Catalog::default();
+    let example = &catalog.types()[0];
     CommandKind::SendTest {
         account_id: acc(account),
         webhook_id: wh(webhook),
         delivery_id: dlv(delivery),
         event_id: evt(event_id),
+        event_type: example.name.clone(),
+        example_fields: example.example_fields().to_owned(),
     }
 }
 
@@ -203,6 +228,7 @@ pub fn response(delivery: &str, attempt: u32, status: u16, duration_ms: u64) -> 
             status,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 
@@ -215,6 +241,7 @@ pub fn failure(delivery: &str, attempt: u32, error: AttemptError, duration_ms: u
             error,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 
@@ -228,6 +255,11 @@ pub struct Given {
 /// The state built by applying `events` under the default policy.
 pub fn given(events: impl IntoIterator<Item = Event>) -> Given {
     given_with(Policy::default(), events)
+}
+
+/// A state built by earlier steps, to decide more commands against.
+pub fn given_state(state: State) -> Given {
+    Given { state }
 }
 
 /// The state built by applying `events` under `policy`.

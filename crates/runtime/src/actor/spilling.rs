@@ -55,6 +55,9 @@ struct Read {
 impl Actor {
     /// Waiting deliveries of one webhook memory holds now.
     fn keep(&self) -> usize {
+        if let Some(keep) = self.config.spill_keep {
+            return keep.max(1);
+        }
         spill_keep(
             self.config.memory_budget_bytes,
             self.state.webhook_count(),
@@ -107,7 +110,7 @@ impl Actor {
             .map(|(w, g, _)| (w.clone(), g))
             .collect();
         let store = self.store.clone();
-        let read = tokio::task::spawn_blocking(move || -> Result<Read, StoreError> {
+        let read = crate::store_calls::spawn(&*self.store, move || -> Result<Read, StoreError> {
             let mut read = Read {
                 loads: Vec::with_capacity(loads.len()),
                 settles: Vec::with_capacity(settles.len()),

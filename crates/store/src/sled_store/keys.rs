@@ -30,10 +30,12 @@ pub(crate) const META_LAYOUT: &[u8] = b"layout";
 
 /// The layout of the trees, the records and the snapshot this build writes and reads. A
 /// directory of another layout is refused at open ([`crate::StoreError::Layout`]); 0.1 is
-/// unreleased, so no older layout is migrated. 3: waiting deliveries spill to the `spilled`
-/// tree and snapshots hold the spill bookkeeping (2: delivery ids became a fan-out and an
-/// index; 1: they were text, bucketed by their first characters).
-pub(crate) const LAYOUT: u64 = 3;
+/// unreleased, so no older layout is migrated. 5: waiting deliveries spill to the `spilled`
+/// tree, snapshots hold the spill bookkeeping and remembered event ids are hashed; 4: body
+/// digests and accounts' previous keys; 3: webhooks' signature schemes and previous secrets,
+/// attempts' detail, test sends' event types; 2: delivery ids are a fan-out and an index (1:
+/// text, bucketed by its first characters).
+pub(crate) const LAYOUT: u64 = 5;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
@@ -93,6 +95,13 @@ pub(crate) fn payload_key(account: &AccountId, event: &EventId) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + account.0.len() + event.0.len());
     push_prefixed(&mut out, account.as_str());
     out.extend_from_slice(event.as_str().as_bytes());
+    out
+}
+
+/// The prefix of every payload key of an account.
+pub(crate) fn payload_prefix(account: &AccountId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + account.0.len());
+    push_prefixed(&mut out, account.as_str());
     out
 }
 

@@ -25,6 +25,7 @@ pub fn every_event_kind() -> Vec<Event> {
         description: Some("notes \u{1F600}".into()),
         events: vec![SESSION_PROCESSING_COMPLETED.into()],
         project_ids: vec![ProjectId::from("prj_1")],
+        signature_scheme: SignatureScheme::Standard,
     };
     let at = T0;
     vec![
@@ -72,6 +73,10 @@ pub fn every_event_kind() -> Vec<Event> {
         Event::SecretRotated {
             webhook_id: wh.clone(),
             secret: SealedSecret("whsec_new".into()),
+            previous: Some(PreviousSecret {
+                secret: SealedSecret("whsec_abc".into()),
+                until: T0.plus(DurationMs::from_hours(24)),
+            }),
             at,
         },
         Event::EventPublished {
@@ -79,6 +84,7 @@ pub fn every_event_kind() -> Vec<Event> {
             event_id: EventId::from("evt_1"),
             event_type: SESSION_PROCESSING_COMPLETED.into(),
             project_id: ProjectId::from("prj_1"),
+            digest: BodyDigest::default(),
             body: "{\"id\":\"evt_1\"}".into(),
             deliveries: vec![(one.clone(), wh.clone())],
             first_due: at,
@@ -89,6 +95,7 @@ pub fn every_event_kind() -> Vec<Event> {
             webhook_id: wh.clone(),
             account_id: acc.clone(),
             event_id: EventId::from("evt_test"),
+            event_type: SESSION_PROCESSING_COMPLETED.into(),
             body: "{\"_test\":true}".into(),
             at,
         },
@@ -107,6 +114,7 @@ pub fn every_event_kind() -> Vec<Event> {
             started_at: at,
             next_due: Some(Timestamp(at.0 + 60_000)),
             at,
+            detail: None,
         },
         Event::AttemptAbandoned {
             delivery_id: one.clone(),
@@ -120,6 +128,7 @@ pub fn every_event_kind() -> Vec<Event> {
             duration: DurationMs(35),
             started_at: at,
             at,
+            detail: None,
         },
         Event::DeliveryCancelled {
             delivery_id: dlv("dlv_test"),
@@ -189,6 +198,7 @@ impl Sim {
                     description: None,
                     events: vec![SESSION_PROCESSING_COMPLETED.into()],
                     project_ids: Vec::new(),
+                    signature_scheme: SignatureScheme::Hallway,
                 },
             }));
         }
@@ -254,6 +264,7 @@ impl Sim {
                 delivery_id,
                 attempt,
                 outcome,
+                detail: None,
             }));
         }
         events
