@@ -200,6 +200,19 @@ async fn a_spilled_backlog_survives_sigkill_and_is_sent_when_due() {
         );
     }
     assert_eq!(restarted.len(), total, "nothing was lost");
+    // The restart rebuilt the spill bookkeeping from the log: memory holds the heads of the
+    // queues again, not the whole backlog.
+    let m = server.metrics().await;
+    assert_eq!(
+        metric(&m, "hallway_deliveries_pending"),
+        Some(total as f64),
+        "{m}"
+    );
+    let spilled_again = metric(&m, "hallway_deliveries_spilled").unwrap_or(0.0);
+    assert!(
+        spilled_again >= (total - WEBHOOKS * 128) as f64,
+        "after the restart most of the backlog still waits in the store: {spilled_again} of {total}"
+    );
 
     // Then each is sent once, when it is due and not before.
     wait_for(

@@ -1,12 +1,13 @@
 //! The spill index: written from the domain's spill events in the same append as their log
 //! record, read back in queue order, emptied by loads and settlements (which also settle the
-//! deliveries' history), and whole again after a reopen.
+//! deliveries' history), and whole again after a reopen. The in-memory backend keeps the same
+//! index, taken back with an unflushed append in a crash.
 
 mod common;
 
 use common::{Sim, T0};
 use hallway_domain::*;
-use hallway_store::{DeliveryStatus, EventLog, ReadModel, SledStore};
+use hallway_store::{DeliveryStatus, EventLog, EventStore, MemoryStore, ReadModel, SledStore};
 
 fn policy() -> Policy {
     Policy {
@@ -16,25 +17,36 @@ fn policy() -> Policy {
     }
 }
 
+/// Appends one batch to each store.
+fn append_all(stores: &[&dyn EventStore], batch: &[Event]) {
+    for store in stores {
+        store.append(batch).expect("appends");
+    }
+}
+
 /// Twelve publishes to two webhooks, every first attempt failed (due again in an hour), then
-/// all but the first two of each webhook's queue spilled.
-fn backlog(store: &SledStore) -> Sim {
+/// all but the first two of each webhook's queue spilled; each batch appended to each store.
+fn backlog_in(stores: &[&dyn EventStore]) -> Sim {
     let (mut sim, setup) = Sim::new(policy(), 2, 7);
-    store.append(&setup).expect("appends");
+    append_all(stores, &setup);
     for _ in 0..12 {
         let mut batch = sim.publish(300);
         batch.extend(sim.tick());
         sim.now = sim.now.plus(DurationMs(10));
         batch.extend(sim.complete_open(100));
-        store.append(&batch).expect("appends");
+        append_all(stores, &batch);
     }
     let spilled = sim.run(CommandKind::Spill { keep: 2 });
     assert_eq!(spilled.len(), 2, "one event per webhook");
-    store.append(&spilled).expect("appends");
+    append_all(stores, &spilled);
     sim
 }
 
-fn read(store: &SledStore, w: &str, g: u32) -> Vec<SpilledDelivery> {
+fn backlog(store: &SledStore) -> Sim {
+    backlog_in(&[store])
+}
+
+fn read(store: &dyn EventStore, w: &str, g: u32) -> Vec<SpilledDelivery> {
     store
         .spilled(&WebhookId::from(w), g, usize::MAX)
         .expect("reads")
@@ -139,4 +151,89 @@ fn a_spilled_delivery_missing_from_history_is_damage() {
         .expect("appends");
     let err = store.check_projections().expect_err("inconsistent");
     assert!(err.to_string().contains("spilled"), "{err}");
+}
+
+#[test]
+fn the_in_memory_store_keeps_the_same_index_and_a_crash_takes_back_what_was_not_flushed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled = SledStore::open(dir.path()).expect("opens");
+    let memory = MemoryStore::new();
+    let mut sim = backlog_in(&[&sled, &memory]);
+    memory.flush().expect("flushes");
+    for w in ["wh_0", "wh_1"] {
+        assert_eq!(read(&memory, w, 0), read(&sled, w, 0), "{w}");
+        assert_eq!(read(&memory, w, 0).len(), 10);
+    }
+    let w0 = WebhookId::from("wh_0");
+    let listed = read(&memory, "wh_0", 0);
+    assert_eq!(
+        memory.spilled(&w0, 0, 3).expect("reads"),
+        listed[..3].to_vec()
+    );
+
+    // A load in an append that was not flushed is lost with it, index and all.
+    let load = sim.run(CommandKind::LoadSpilled {
+        webhook_id: w0.clone(),
+        generation: 0,
+        deliveries: listed[..4].to_vec(),
+        next: Some((listed[4].due, listed[4].id.clone())),
+    });
+    memory.append(&load).expect("appends");
+    assert_eq!(read(&memory, "wh_0", 0), listed[4..].to_vec());
+    memory.crash(0);
+    assert_eq!(
+        read(&memory, "wh_0", 0),
+        listed,
+        "the crash took the load back"
+    );
+    // Flushed, it stays.
+    append_all(&[&sled, &memory], &load);
+    memory.flush().expect("flushes");
+    memory.crash(0);
+    assert_eq!(read(&memory, "wh_0", 0), listed[4..].to_vec());
+    assert_eq!(read(&memory, "wh_0", 0), read(&sled, "wh_0", 0));
+
+    // A delete's settlements cancel the spilled deliveries' history in both backends alike;
+    // an unflushed settlement comes back pending after a crash.
+    let delete = sim.run(CommandKind::DeleteWebhook {
+        account_id: sim.account.clone(),
+        webhook_id: w0.clone(),
+    });
+    append_all(&[&sled, &memory], &delete);
+    memory.flush().expect("flushes");
+    let left = read(&memory, "wh_0", 0);
+    assert_eq!(left.len(), 6);
+    let settle = sim.run(CommandKind::SettleSpilled {
+        webhook_id: w0.clone(),
+        generation: 0,
+        deliveries: left.clone(),
+    });
+    memory.append(&settle).expect("appends");
+    let status = |store: &dyn EventStore, id: &DeliveryId| {
+        store
+            .delivery(&w0, id)
+            .expect("reads")
+            .map(|r| (r.status, r.next_attempt_at))
+    };
+    assert_eq!(
+        status(&memory, &left[0].id),
+        Some((DeliveryStatus::Cancelled, None))
+    );
+    memory.crash(0);
+    assert_eq!(read(&memory, "wh_0", 0), left);
+    assert_eq!(
+        status(&memory, &left[0].id).map(|s| s.0),
+        Some(DeliveryStatus::Pending)
+    );
+    append_all(&[&sled, &memory], &settle);
+    memory.flush().expect("flushes");
+    assert!(read(&memory, "wh_0", 0).is_empty());
+    for d in &left {
+        assert_eq!(status(&memory, &d.id), status(&sled, &d.id), "{}", d.id);
+        assert_eq!(
+            status(&memory, &d.id),
+            Some((DeliveryStatus::Cancelled, None))
+        );
+    }
+    assert_eq!(read(&memory, "wh_1", 0), read(&sled, "wh_1", 0));
 }
