@@ -140,6 +140,10 @@ pub struct ServeArgs {
     /// Attempts under way at once.
     #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
+    /// Requests to one webhook under way at once: one endpoint gets at most this many divided
+    /// by its response time.
+    #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_per_webhook: u32,
     /// Extra trusted root certificates (PEM file), for private CAs and tests.
     #[arg(long, env = "HALLWAY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -464,6 +468,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         allow_private_targets: args.allow_private_targets,
         max_manual_retries: args.max_manual_retries,
         failing_alert_after: args.failing_alert_after,
+        max_in_flight_per_webhook: args.max_in_flight_per_webhook,
         ..Policy::default()
     };
     let extra_roots = match &args.ca_file {

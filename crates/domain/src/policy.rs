@@ -31,7 +31,10 @@ pub struct Policy {
     pub max_payload_bytes: usize,
     /// The event types webhooks may subscribe to and hosts may publish.
     pub event_types: Vec<String>,
-    /// Attempts to one webhook that may be open at once.
+    /// Requests to one webhook that may be under way at once: one endpoint gets at most this
+    /// many divided by its response time (64 at 2 ms: 32,000 a second). The engine keeps up
+    /// to [`Policy::max_open_per_webhook`] attempts started, so the next request leaves as
+    /// soon as one ends rather than after the commit that logs its start.
     pub max_in_flight_per_webhook: u32,
     /// Extra time past the attempt timeout before an unreported attempt counts as timed out.
     pub attempt_deadline_grace: DurationMs,
@@ -111,6 +114,14 @@ impl Policy {
     pub fn attempts_cap(&self, test: bool) -> u32 {
         let automatic = if test { 1 } else { self.max_attempts() };
         automatic.saturating_add(self.max_manual_retries)
+    }
+
+    /// Attempts of one webhook that may be open (started, and their outcome not recorded) at
+    /// once: twice [`Policy::max_in_flight_per_webhook`]. Half are under way, half are logged
+    /// and wait for a request to end, so a receiver's slot is held for its own time, never for
+    /// the commit that logs an attempt's start or its result.
+    pub fn max_open_per_webhook(&self) -> u32 {
+        self.max_in_flight_per_webhook.saturating_mul(2)
     }
 
     /// Whether `event_type` is one hosts may publish and webhooks may subscribe to.

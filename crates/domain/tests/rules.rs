@@ -1688,11 +1688,13 @@ fn tick_starts_at_most_max_starts_attempts() {
 }
 
 #[test]
-fn tick_respects_the_in_flight_limit_per_webhook() {
+fn tick_opens_at_most_twice_the_requests_allowed_under_way_per_webhook() {
+    // One request under way at a time: one more attempt is logged and ready behind it.
     let policy = Policy {
-        max_in_flight_per_webhook: 2,
+        max_in_flight_per_webhook: 1,
         ..Policy::default()
     };
+    assert_eq!(policy.max_open_per_webhook(), 2);
     let mut d = pro_with_webhook(policy.clone());
     for (i, seed) in ["a", "b", "c", "d"].iter().enumerate() {
         d.run(t(0), publish("acc_1", &format!("evt_{i}"), "prj_1", seed));

@@ -32,7 +32,7 @@ pub(super) fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> V
             "{webhook_id} ready but not live"
         );
         let room = policy
-            .max_in_flight_per_webhook
+            .max_open_per_webhook()
             .saturating_sub(state.in_flight_of(webhook_id)) as usize;
         for delivery_id in state.queue_due(webhook_id, now).take(room.min(budget)) {
             let Some(d) = state.delivery(delivery_id) else {

@@ -173,7 +173,7 @@ impl State {
         let webhooks: BTreeMap<WebhookId, Webhook> =
             webhooks.into_iter().map(|(k, w)| (k, w.into())).collect();
         let schedule = Schedule::rebuild(
-            policy.max_in_flight_per_webhook,
+            policy.max_open_per_webhook(),
             webhooks.keys(),
             deliveries.values(),
         );
