@@ -47,6 +47,7 @@ fn notice(message: &str) {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::info!("{message}");
     } else {
+        crate::log_writer::flush();
         eprintln!("{message}");
     }
 }
@@ -56,6 +57,7 @@ fn fatal(message: &str) {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::error!("{message}");
     } else {
+        crate::log_writer::flush();
         eprintln!("error: {message}");
     }
 }
@@ -275,7 +277,8 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    init_logging(format);
+    // Kept to the end: dropping it writes the log lines still gathered.
+    let _logs = init_logging(format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -295,12 +298,13 @@ where
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) -> crate::log_writer::LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = crate::log_writer::start(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -316,6 +320,7 @@ fn init_logging(format: LogFormat) {
                 .try_init()
         }
     };
+    guard
 }
 
 fn now_secs() -> u64 {

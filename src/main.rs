@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod fds;
 mod listen;
+mod log_writer;
 mod portal;
 mod server;
 mod views;
