@@ -24,7 +24,7 @@ pub fn check(raw: &[u8]) -> Result<(), String> {
 struct Strict;
 
 /// An object member's name, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
