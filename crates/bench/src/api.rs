@@ -520,6 +520,8 @@ pub async fn api(ctx: &Ctx, run: &ApiRun) -> BenchResult<Record> {
         .map(|(a, b)| a - b);
     let unidentified = receivers.unidentified();
     let arrivals = arrivals_of(&receivers.take(), &times, 0);
+    // The half-load phase counts its own arrivals.
+    receivers.clear();
     let first = times.first_start(0..events).unwrap_or(started);
     let rate = per_sec(arrivals.count, first, arrivals.last_ns);
     let publish_latencies = times.call_latencies(0..events);
@@ -604,15 +606,19 @@ pub async fn api(ctx: &Ctx, run: &ApiRun) -> BenchResult<Record> {
         "half_load_p99_ms",
         quantile_ms(&half_arrivals.latencies_ns, 0.99),
     );
-    r.put("unidentified", unidentified).put(
-        "complete",
-        complete
-            && recorded
-            && half_complete
-            && stopped_cleanly
-            && arrivals.count == u64::from(events)
-            && half_arrivals.count == u64::from(half_events),
-    );
+    r.put("unidentified", unidentified)
+        .put("results_recorded", recorded)
+        .put("half_load_arrived", half_arrivals.count)
+        .put("stopped_cleanly", stopped_cleanly)
+        .put(
+            "complete",
+            complete
+                && recorded
+                && half_complete
+                && stopped_cleanly
+                && arrivals.count == u64::from(events)
+                && half_arrivals.count == u64::from(half_events),
+        );
     Ok(r)
 }
 
