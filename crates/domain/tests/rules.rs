@@ -1688,15 +1688,15 @@ fn tick_starts_at_most_max_starts_attempts() {
 }
 
 #[test]
-fn tick_opens_at_most_twice_the_requests_allowed_under_way_per_webhook() {
-    // One request under way at a time: one more attempt is logged and ready behind it.
+fn tick_opens_at_most_four_times_the_requests_allowed_under_way_per_webhook() {
+    // One request under way at a time: three more attempts are logged and ready behind it.
     let policy = Policy {
         max_in_flight_per_webhook: 1,
         ..Policy::default()
     };
-    assert_eq!(policy.max_open_per_webhook(), 2);
+    assert_eq!(policy.max_open_per_webhook(), 4);
     let mut d = pro_with_webhook(policy.clone());
-    for (i, seed) in ["a", "b", "c", "d"].iter().enumerate() {
+    for (i, seed) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
         d.run(t(0), publish("acc_1", &format!("evt_{i}"), "prj_1", seed));
     }
     assert_eq!(
@@ -1704,13 +1704,15 @@ fn tick_opens_at_most_twice_the_requests_allowed_under_way_per_webhook() {
         vec![
             started(&policy, "dlv_a00", 1, t(0)),
             started(&policy, "dlv_b00", 1, t(0)),
+            started(&policy, "dlv_c00", 1, t(0)),
+            started(&policy, "dlv_d00", 1, t(0)),
         ]
     );
     assert_eq!(
         d.state
             .webhook(&wh("wh_1"))
             .map(|w| d.state.in_flight_of(&w.id)),
-        Some(2)
+        Some(4)
     );
     // The waiting ones are not "ready": the next wake-up is the open attempts' deadline.
     assert_eq!(d.state.poll_timeout(), Some(deadline(&policy, t(0))));
@@ -1720,7 +1722,7 @@ fn tick_opens_at_most_twice_the_requests_allowed_under_way_per_webhook() {
     assert_eq!(d.state.poll_timeout(), Some(t(0)));
     d.given()
         .when(t(1), tick(10))
-        .then_events(vec![started(&policy, "dlv_c00", 1, t(1))]);
+        .then_events(vec![started(&policy, "dlv_e00", 1, t(1))]);
 }
 
 #[test]

@@ -28,6 +28,8 @@ struct Gated {
     most_under_way: AtomicUsize,
     release: Semaphore,
     panic_next: AtomicBool,
+    /// What the send that panics waits for before it panics.
+    panic_gate: Semaphore,
 }
 
 impl Gated {
@@ -38,6 +40,7 @@ impl Gated {
             most_under_way: AtomicUsize::new(0),
             release: Semaphore::new(0),
             panic_next: AtomicBool::new(false),
+            panic_gate: Semaphore::new(0),
         }
     }
 }
@@ -51,6 +54,7 @@ impl Transport for GatedTransport {
         Box::pin(async move {
             gate.started.fetch_add(1, Ordering::SeqCst);
             if gate.panic_next.swap(false, Ordering::SeqCst) {
+                let _ = gate.panic_gate.acquire().await;
                 panic!("a transport that panics");
             }
             let now = gate.under_way.fetch_add(1, Ordering::SeqCst) + 1;
@@ -204,11 +208,14 @@ async fn publish(engine: &Engine, n: usize) {
 async fn a_freed_slot_goes_to_the_next_logged_attempt_without_waiting_for_a_commit() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, store, gate, _clock) = engine(dir.path(), 2).await;
+    let open = engine.handle().policy().max_open_per_webhook() as usize;
+    assert_eq!(open, 8, "four times the requests allowed under way");
     let h = engine.handle();
-    publish(&engine, 6).await;
-    // Two requests under way, two more attempts logged and waiting behind them.
+    publish(&engine, open + 2).await;
+    // Two requests under way, the other open attempts logged and waiting behind them.
     eventually("lanes", || async {
-        (gate.started.load(Ordering::SeqCst) == 2 && h.metrics().in_flight == 4).then_some(())
+        (gate.started.load(Ordering::SeqCst) == 2 && h.metrics().in_flight == open as u64)
+            .then_some(())
     })
     .await;
     // A query is answered once every batch decided before it is durable (and dispatched).
@@ -220,24 +227,21 @@ async fn a_freed_slot_goes_to_the_next_logged_attempt_without_waiting_for_a_comm
         "a third went out early"
     );
 
-    // No commit can land from now on: the next request still leaves as soon as one ends.
+    // No commit can land from now on: each request that ends lets a logged attempt go.
     store.hold(true);
-    gate.release.add_permits(1);
-    eventually("lanes", || async {
-        (gate.started.load(Ordering::SeqCst) == 3).then_some(())
-    })
-    .await;
-    gate.release.add_permits(1);
-    eventually("lanes", || async {
-        (gate.started.load(Ordering::SeqCst) == 4).then_some(())
-    })
-    .await;
+    for sent in 3..=open {
+        gate.release.add_permits(1);
+        eventually("lanes", || async {
+            (gate.started.load(Ordering::SeqCst) == sent).then_some(())
+        })
+        .await;
+    }
     // The logged attempts are spent; the next ones wait for their start to be committed.
-    gate.release.add_permits(1);
+    gate.release.add_permits(2);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         gate.started.load(Ordering::SeqCst),
-        4,
+        open,
         "sent before its start was logged"
     );
 
@@ -245,10 +249,10 @@ async fn a_freed_slot_goes_to_the_next_logged_attempt_without_waiting_for_a_comm
     gate.release.add_permits(100);
     eventually("lanes", || async {
         let m = h.metrics();
-        (m.attempts_succeeded == 6 && m.in_flight == 0).then_some(())
+        (m.attempts_succeeded == open as u64 + 2 && m.in_flight == 0).then_some(())
     })
     .await;
-    assert_eq!(gate.started.load(Ordering::SeqCst), 6);
+    assert_eq!(gate.started.load(Ordering::SeqCst), open + 2);
     assert_eq!(gate.most_under_way.load(Ordering::SeqCst), 2);
     drop(h);
     engine.shutdown().await.unwrap();
@@ -261,10 +265,17 @@ async fn a_transport_that_panics_loses_its_attempt_but_not_the_webhook_slot() {
     let h = engine.handle();
     gate.panic_next.store(true, Ordering::SeqCst);
     gate.release.add_permits(100);
-    publish(&engine, 3).await;
-    // The panicked send never reports; the two after it still go out through the one slot.
+    publish(&engine, 2).await;
+    // The first send holds the one slot; the second attempt is logged and waits behind it.
     eventually("lanes", || async {
-        (h.metrics().attempts_succeeded == 2).then_some(())
+        (h.metrics().in_flight == 2 && gate.started.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    h.account(&AccountId::from("acc_1")).await.unwrap();
+    // The first send panics: the slot passes to the waiting attempt all the same.
+    gate.panic_gate.add_permits(1);
+    eventually("lanes", || async {
+        (h.metrics().attempts_succeeded == 1).then_some(())
     })
     .await;
     // The lost attempt times out at its deadline and its retry succeeds.
@@ -281,10 +292,10 @@ async fn a_transport_that_panics_loses_its_attempt_but_not_the_webhook_slot() {
     .await;
     clock.advance_ms(61_000);
     eventually("lanes", || async {
-        (h.metrics().attempts_succeeded == 3).then_some(())
+        (h.metrics().attempts_succeeded == 2).then_some(())
     })
     .await;
-    assert_eq!(gate.started.load(Ordering::SeqCst), 4);
+    assert_eq!(gate.started.load(Ordering::SeqCst), 3);
     drop(h);
     engine.shutdown().await.unwrap();
 }

@@ -3,7 +3,7 @@
 //!
 //! Each webhook has a lane: at most the policy's `max_in_flight_per_webhook` requests under
 //! way, the other started attempts waiting in the order they were logged. The domain keeps
-//! up to twice that many attempts open ([`Policy::max_open_per_webhook`]), so when a request
+//! up to four times that many attempts open ([`Policy::max_open_per_webhook`]), so when a request
 //! ends its task takes the next waiting attempt at once: the receiver's slot is held for the
 //! receiver's time, not for the commits that log the next start and this result.
 //!
