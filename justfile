@@ -18,6 +18,11 @@ bench *ARGS:
 profiling:
     cargo build --profile profiling -p hallway-webhooks -p hallway-bench
 
+# The deterministic simulation (crates/sim): N seeds of the whole engine under network faults,
+# crashes and simulated hours. A failing seed prints the command that replays it with a trace.
+sim n="1000":
+    cargo run --release -p hallway-sim -- --seeds {{n}}
+
 # Format check and lints, as CI runs them.
 lint:
     cargo fmt --all -- --check
@@ -28,3 +33,7 @@ lint:
 # `just soak 100 300 400` = 100 kills over 300 s at 400 publishes/s; SOAK_SEED=<n> replays a run.
 soak kills="40" secs="120" rate="200":
     SOAK_KILLS={{kills}} SOAK_SECS={{secs}} SOAK_RATE={{rate}} cargo test --release --test soak -- --nocapture
+
+# Regenerate docs/openapi.json from the code (the OpenAPI test then checks it stays so).
+openapi:
+    UPDATE_OPENAPI=1 cargo test --test openapi

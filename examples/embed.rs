@@ -4,7 +4,7 @@
 //! Run it with `cargo run --example embed`. It starts a local receiver on 127.0.0.1 so the
 //! delivery has somewhere to go (plain HTTP to loopback is allowed here for the demo only).
 
-use hallway_webhooks::{AccountId, Config, Engine, NewWebhook, Plan, Policy};
+use hallway_webhooks::{AccountId, Config, Engine, NewWebhook, Plan, Policy, SignatureScheme};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 description: Some("Posts finished interviews to #research".into()),
                 events: vec!["session.processing.completed".into()],
                 project_ids: vec![],
+                signature_scheme: SignatureScheme::Hallway,
             },
         )
         .await?;

@@ -103,9 +103,12 @@ impl AlertSink {
                 let request = OutgoingRequest {
                     url: self.url.clone(),
                     body: body.clone(),
-                    signature: signature::sign(&self.secret, t, &body),
+                    headers: vec![(
+                        signature::HEADER_NAME,
+                        signature::sign(&self.secret, t, &body),
+                    )],
                 };
-                match self.transport.send(request, self.timeout).await {
+                match self.transport.send(request, self.timeout).await.outcome {
                     Outcome::Response { status, .. } if (200..300).contains(&status) => break,
                     outcome => {
                         tracing::warn!(alert = %a.cursor.id(), ?outcome, "alert not accepted; retrying");

@@ -1,16 +1,14 @@
-//! The command line: `serve`, `verify`, `listen`.
+//! The command line: `serve`, `verify`, `listen`, `portal-link`, `openapi`.
 
 use crate::api::{router, AppState};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
-use hallway_domain::signature::{self, VerifyError};
-use hallway_domain::{DurationMs, Policy};
+use hallway_domain::{Catalog, DurationMs, Policy};
 use hallway_runtime::{Config, Engine, MasterKey, TransportConfig};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// hallway-webhooks: signed webhook delivery with retries, on an embedded database.
 #[derive(Debug, Parser)]
@@ -75,6 +73,8 @@ pub enum Command {
     Listen(ListenArgs),
     /// Print a single-use link that opens an account's webhooks page (asks the running server).
     PortalLink(crate::portal::cli::PortalLinkArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// Retry delays, one per attempt.
@@ -192,6 +192,18 @@ pub struct ServeArgs {
     /// The secret alerts are signed with (required with --alert-url).
     #[arg(long, env = "HALLWAY_ALERT_SECRET", hide_env_values = true)]
     pub alert_secret: Option<String>,
+    /// A JSON file declaring the event types: `[{"name","description","example"}]`.
+    /// Without it, the spec's `session.processing.completed` is the one type.
+    #[arg(long, env = "HALLWAY_EVENT_CATALOG")]
+    pub event_catalog: Option<PathBuf>,
+    /// Hallway's plan rule: webhooks only for accounts on the Pro plan (`false` to let every
+    /// account have them).
+    #[arg(long, env = "HALLWAY_REQUIRE_PRO_PLAN", default_value_t = true, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub require_pro_plan: bool,
+    /// Hallway's project rule: every published event names its `project.id` (`false` to make
+    /// it optional; an event without one reaches only webhooks without a project filter).
+    #[arg(long, env = "HALLWAY_REQUIRE_PROJECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub require_project: bool,
 }
 
 /// Flags of `verify`.
@@ -201,9 +213,10 @@ pub struct VerifyArgs {
     #[arg(long, env = SECRET_ENV, hide_env_values = true)]
     pub secret: Option<String>,
     /// The `X-Hallway-Signature` header's value, or the whole pasted header line
-    /// (`X-Hallway-Signature: t=...,v1=...`).
-    #[arg(long)]
-    pub header: String,
+    /// (`X-Hallway-Signature: t=...,v1=...`); for Standard Webhooks, three of these: the
+    /// `webhook-id: ...`, `webhook-timestamp: ...` and `webhook-signature: ...` lines.
+    #[arg(long, required = true)]
+    pub header: Vec<String>,
     /// The raw body; standard input when not given.
     #[arg(long)]
     pub body_file: Option<PathBuf>,
@@ -232,42 +245,18 @@ pub struct ListenArgs {
     pub verbose: bool,
 }
 
-/// The secret from `--secret` or the environment, or how to give one.
-pub fn require_secret(secret: Option<&str>) -> Result<&str, String> {
-    match secret {
-        Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(format!(
-            "no signing secret: set {SECRET_ENV} (e.g. `read -rs {SECRET_ENV} && export {SECRET_ENV}`) or pass --secret"
-        )),
-    }
-}
-
-/// The header value from what was pasted: the value alone, or a whole
-/// `X-Hallway-Signature: t=...,v1=...` line (any case, surrounding spaces ignored).
-pub fn header_value(pasted: &str) -> Result<&str, String> {
-    let pasted = pasted.trim();
-    match pasted.split_once(':') {
-        None => Ok(pasted),
-        Some((name, value)) if name.trim().eq_ignore_ascii_case(signature::HEADER_NAME) => {
-            Ok(value.trim())
-        }
-        Some((name, _)) => Err(format!(
-            "--header: {:?} is not the {} header; paste its value (`t=...,v1=...`) or the whole `{}: t=...,v1=...` line",
-            hallway_domain::types::Echo(name.trim()).to_string(),
-            signature::HEADER_NAME,
-            signature::HEADER_NAME
-        )),
-    }
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Verify(args) => verify(args),
+        Command::Verify(args) => crate::verify::verify(args),
         Command::Serve(args) => with_runtime(cli.log_format, || serve(args)),
         Command::Listen(args) => with_runtime(cli.log_format, || crate::listen::listen(args)),
         Command::PortalLink(args) => {
             with_runtime(cli.log_format, || crate::portal::cli::portal_link(args))
+        }
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::document_json());
+            ExitCode::SUCCESS
         }
     }
 }
@@ -321,69 +310,6 @@ fn init_logging(format: LogFormat) -> crate::log_writer::LogGuard {
         }
     };
     guard
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Names a verification failure as `verify` and `listen` print it.
-pub fn reason(e: &VerifyError) -> String {
-    match e {
-        VerifyError::Malformed(why) => format!("malformed ({why})"),
-        VerifyError::Stale { age_s } => format!("stale (timestamp {age_s} s from now)"),
-        VerifyError::Mismatch => "mismatch".to_owned(),
-    }
-}
-
-fn verify(args: VerifyArgs) -> ExitCode {
-    // Checked before the body, so a missing secret is not preceded by a wait on stdin.
-    let (secret, header) = match require_secret(args.secret.as_deref())
-        .and_then(|s| header_value(&args.header).map(|h| (s, h)))
-    {
-        Ok(both) => both,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let body = match &args.body_file {
-        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
-        None => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map(|_| buf)
-                .map_err(|e| format!("stdin: {e}"))
-        }
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: cannot read the body: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let now = args.now.unwrap_or_else(now_secs);
-    match signature::verify(secret, header, &body, now, args.tolerance_secs) {
-        Ok(()) => {
-            println!("valid");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            println!("invalid: {}", reason(&e));
-            if matches!(e, VerifyError::Malformed(_)) {
-                eprintln!(
-                    "hint: --header takes the header's value, `t=<unix seconds>,v1=<64 hex digits>`, or the whole line as received, `{}: t=...,v1=...`",
-                    signature::HEADER_NAME
-                );
-            }
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// Reads the admin token from the flag, or from the data dir, or makes and saves a new one
@@ -474,7 +400,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_manual_retries: args.max_manual_retries,
         failing_alert_after: args.failing_alert_after,
         max_in_flight_per_webhook: args.max_in_flight_per_webhook,
+        require_pro_plan: args.require_pro_plan,
+        require_project: args.require_project,
         ..Policy::default()
+    };
+    let catalog = match &args.event_catalog {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--event-catalog {}: {e}", path.display()))?;
+            Catalog::from_json(&text, &policy)
+                .map_err(|e| format!("--event-catalog {}: {e}", path.display()))?
+        }
+        None => Catalog::default(),
+    };
+    let policy = Policy {
+        event_types: catalog.names(),
+        ..policy
     };
     let extra_roots = match &args.ca_file {
         Some(p) => load_roots(p)?,
@@ -511,6 +452,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         previous_master_keys,
         manual_actions_per_minute: args.manual_actions_per_minute,
         max_recover: args.max_recover,
+        catalog: std::sync::Arc::new(catalog),
         max_in_flight: budget.max_in_flight,
         transport_config: TransportConfig {
             extra_roots,
@@ -602,31 +544,6 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(DurationMs(1_500)));
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
-    }
-
-    #[test]
-    fn a_pasted_header_line_gives_its_value() {
-        assert_eq!(header_value("t=1,v1=ab"), Ok("t=1,v1=ab"));
-        assert_eq!(
-            header_value("X-Hallway-Signature: t=1,v1=ab\r\n"),
-            Ok("t=1,v1=ab")
-        );
-        assert_eq!(
-            header_value("x-hallway-signature:t=1,v1=ab"),
-            Ok("t=1,v1=ab")
-        );
-        let e = header_value("Authorization: Bearer x").unwrap_err();
-        assert!(
-            e.contains("Authorization") && e.contains("X-Hallway-Signature"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn a_missing_secret_says_where_to_put_it() {
-        assert!(require_secret(None).unwrap_err().contains(SECRET_ENV));
-        assert!(require_secret(Some("")).is_err());
-        assert_eq!(require_secret(Some("whsec_x")), Ok("whsec_x"));
     }
 
     #[test]

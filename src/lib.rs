@@ -3,7 +3,7 @@
 //! Embed it in a host binary without the HTTP layer:
 //!
 //! ```no_run
-//! use hallway_webhooks::{AccountId, Config, Engine, NewWebhook, Plan};
+//! use hallway_webhooks::{AccountId, Config, Engine, NewWebhook, Plan, SignatureScheme};
 //!
 //! # async fn demo() -> Result<(), hallway_webhooks::EngineError> {
 //! let engine = Engine::open("./hallway-data", Config::default()).await?;
@@ -18,6 +18,7 @@
 //!         description: None,
 //!         events: vec!["session.processing.completed".into()],
 //!         project_ids: vec![],
+//!         signature_scheme: SignatureScheme::Hallway,
 //!     })
 //!     .await?;
 //! let receipt = h
@@ -35,12 +36,14 @@
 
 pub use hallway_domain::{
     signature, Account, AccountChanges, AccountId, AttemptError, DeliveryId, DisabledReason,
-    DurationMs, EventId, Outcome, Plan, Policy, ProjectId, Rejection, RejectionKind, Timestamp,
-    Webhook, WebhookChanges, WebhookConfig, WebhookId,
+    DurationMs, EventId, Outcome, Plan, Policy, PreviousSecret, ProjectId, Rejection,
+    RejectionKind, SignatureScheme, Timestamp, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
 pub use hallway_runtime::{
     Clock, Config, ConfigBuilder, Engine, EngineError, EngineHandle, HttpsTransport, ManualClock,
-    MasterKey, MetricsSnapshot, NewWebhook, OutgoingRequest, PublishReceipt, Secret, SystemClock,
-    Transport, TransportConfig,
+    MasterKey, MetricsSnapshot, NewWebhook, OutgoingRequest, PublishReceipt, Secret, Sent,
+    SystemClock, Transport, TransportConfig,
 };
-pub use hallway_store::{AttemptRecord, DeliveryRecord, DeliveryStatus, Page, StoreError};
+pub use hallway_store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Page, StoreError,
+};

@@ -1,9 +1,11 @@
 //! `hallway-webhooks listen`: a local receiver for developing an endpoint. It verifies each
-//! delivery's signature, prints one line per request, and answers 200 (valid) or 400.
+//! delivery's signature (either scheme), prints one line per request, and answers 200
+//! (valid) or 400.
 
-use crate::cli::{reason, require_secret, ListenArgs};
+use crate::check::Signed;
+use crate::check::{reason, require_secret};
+use crate::cli::ListenArgs;
 use bytes::Bytes;
-use hallway_domain::signature;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -13,10 +15,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Largest body the listener reads.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// The one-line summary of a delivery: event id, type, and valid or why not.
+/// The one-line summary of a delivery: event id, type, and valid or why not. `headers` are
+/// the request's (name, value), the signature's among them.
 pub fn summarize(
     secret: &str,
-    header: Option<&str>,
+    headers: &[(&str, &str)],
     body: &[u8],
     now_s: u64,
     tolerance_s: u64,
@@ -35,10 +38,11 @@ pub fn summarize(
         .and_then(|v| v.get("_test"))
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    let verdict = match header {
-        None => Err("missing X-Hallway-Signature header".to_owned()),
-        Some(h) => signature::verify(secret, h, body, now_s, tolerance_s).map_err(|e| reason(&e)),
-    };
+    let verdict = Signed::find(headers).and_then(|signed| {
+        signed
+            .verify(secret, body, now_s, tolerance_s)
+            .map_err(|e| reason(&e))
+    });
     let valid = verdict.is_ok();
     let line = format!(
         "{} {}{} {}",
@@ -98,10 +102,6 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
                 let secret = secret.clone();
                 async move {
                     let headers = req.headers().clone();
-                    let header = headers
-                        .get(signature::HEADER_NAME)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
                     let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
                         .collect()
                         .await
@@ -113,8 +113,11 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_secs())
                         .unwrap_or(0);
-                    let (valid, line) =
-                        summarize(&secret, header.as_deref(), &body, now, tolerance);
+                    let pairs: Vec<(&str, &str)> = headers
+                        .iter()
+                        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+                        .collect();
+                    let (valid, line) = summarize(&secret, &pairs, &body, now, tolerance);
                     if verbose {
                         // One write, so concurrent requests do not interleave their lines.
                         println!("{line}\n{}", details(&headers, &body));

@@ -3,12 +3,14 @@
 
 mod alert_sink;
 mod api;
+mod check;
 mod cli;
 mod fds;
 mod listen;
 mod log_writer;
 mod portal;
 mod server;
+mod verify;
 mod views;
 
 use clap::Parser;

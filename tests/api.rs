@@ -304,7 +304,8 @@ async fn webhook_routes_and_fields() {
         )
         .await;
     assert_eq!(status, 200, "{rotated}");
-    assert_keys(&rotated, &["secret"]);
+    assert_keys(&rotated, &["secret", "previous_secret_expires_at"]);
+    assert_eq!(rotated["previous_secret_expires_at"], Value::Null);
     assert_ne!(rotated["secret"].as_str(), Some(secret.as_str()));
     assert!(rotated["secret"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(server.webhook("acc_1", &wh).await.get("secret").is_none());

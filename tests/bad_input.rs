@@ -821,8 +821,8 @@ async fn bad_paths_and_headers_get_the_error_object() {
             Some(405),
         ),
         (
-            "a body-less route with a body",
-            request("DELETE", "/v1/accounts/acc_1", Some(b"{}")),
+            "a method the route does not take, with a body",
+            request("DELETE", "/v1/accounts/acc_1/events", Some(b"{}")),
             Some(405),
         ),
         (

@@ -343,3 +343,75 @@ async fn listen_takes_the_secret_from_the_environment_and_prints_details_when_ve
     assert_ne!(code, 0);
     assert!(err.contains("HALLWAY_WEBHOOK_SECRET"), "{err}");
 }
+
+/// A Standard Webhooks secret (the specification's test vector's).
+const STD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_listen_check_standard_webhooks_signatures_too() {
+    use hallway_webhooks::signature::standard;
+    let now = now_secs();
+    let sig = |secret: &str| standard::sign(secret, "evt_cli_1", now, BODY).expect("base64");
+    // A grace's pair: any v1 entry that matches is enough.
+    let both = format!(
+        "{} {}",
+        sig("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+        sig(STD_SECRET)
+    );
+    let lines = |signatures: &str| {
+        [
+            "webhook-id: evt_cli_1".to_owned(),
+            format!("webhook-timestamp: {now}"),
+            format!("webhook-signature: {signatures}"),
+        ]
+    };
+    let verify_with = |lines: &[String], stdin: Option<&[u8]>| {
+        let mut args = vec!["verify", "--secret", STD_SECRET];
+        for l in lines {
+            args.extend(["--header", l.as_str()]);
+        }
+        run_cli(&args, stdin)
+    };
+    let verify = |lines: &[String]| verify_with(lines, Some(BODY));
+    let (code, out, err) = verify(&lines(&both));
+    assert_eq!((code, out.trim()), (0, "valid"), "{err}");
+    let (code, out, _) = verify(&lines(&sig("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")));
+    assert_eq!((code, out.trim()), (1, "invalid: mismatch"));
+    let (code, out, err) = verify(&lines("v1,not-base64!")[..]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("malformed"), "{out}");
+    assert!(err.contains("webhook-signature: v1,<base64>"), "{err}");
+    // Two of the three lines: an error naming the missing one, before reading the body.
+    let (code, _, err) = verify_with(&lines(&both)[..2], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing webhook-signature"), "{err}");
+
+    let (proc, http) = start_listen(STD_SECRET).await;
+    let post = |signatures: String| {
+        let http = http.clone();
+        async move {
+            let ts = now.to_string();
+            let headers = [
+                ("content-type", "application/json"),
+                ("webhook-id", "evt_cli_1"),
+                ("webhook-timestamp", ts.as_str()),
+                ("webhook-signature", signatures.as_str()),
+            ];
+            http.send_with("POST", "/hook", &headers, Some(BODY.to_vec()))
+                .await
+        }
+    };
+    assert_eq!(post(both.clone()).await.status, 200);
+    assert_eq!(
+        post(sig("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"))
+            .await
+            .status,
+        400
+    );
+    let lines = summaries(&proc, 2).await;
+    assert_eq!(lines[0], "evt_cli_1 session.processing.completed valid");
+    assert_eq!(
+        lines[1],
+        "evt_cli_1 session.processing.completed invalid: mismatch"
+    );
+}

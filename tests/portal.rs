@@ -606,6 +606,25 @@ async fn every_flow_of_the_page_in_a_browser() {
     b.wait_text(".delivery-status", "Failed").await;
     b.wait_text("table.attempts", "http_status").await;
     b.wait_text("table.attempts", "500").await;
+    // Each attempt's own detail: the failure in words, the headers it sent (the signature
+    // included) and what came back.
+    b.wait_text(
+        "details.attempt-detail[open] p.error",
+        "the endpoint answered HTTP 500 Internal Server Error",
+    )
+    .await;
+    b.wait_text(
+        "details.attempt-detail[open] pre.request-headers",
+        "x-hallway-signature: t=",
+    )
+    .await;
+    b.wait_text(
+        "details.attempt-detail[open] pre.request-headers",
+        "x-hallway-event-id: evt_failing",
+    )
+    .await;
+    b.wait_text("details.attempt-detail[open] pre.response-body", "ok")
+        .await;
     b.wait_text("pre.body", "evt_failing").await;
     b.shot("12-failed-delivery").await;
     rx.set_status(200);

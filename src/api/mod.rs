@@ -1,14 +1,19 @@
 //! The HTTP API v1 (the contract in the design's `HTTP_API.md`), on axum.
 
+mod accounts;
 mod bodies;
+mod deliveries;
+mod events;
+pub mod openapi;
+mod operations;
+mod webhooks;
 
-use crate::views;
+use crate::views::*;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use bodies::*;
 use hallway_domain::{
@@ -17,7 +22,9 @@ use hallway_domain::{
 };
 use hallway_runtime::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use hallway_runtime::{EngineError, EngineHandle, NewWebhook};
-use serde_json::{json, Value};
+use openapi::Routes;
+use serde::Serialize;
+use serde_json::json;
 
 /// Largest management request body (everything but publishing), in bytes.
 pub const MAX_MANAGEMENT_BODY_BYTES: usize = 64 * 1024;
@@ -148,47 +155,11 @@ pub fn error_response(status: StatusCode, code: &'static str, message: &str) -> 
     ApiError::new(status, code, message).into_response()
 }
 
-/// The router with every route of the contract.
+/// The router with every route of the JSON API, each at the path and methods its OpenAPI
+/// annotation names (so the document and the routes cannot differ).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/accounts", post(create_account))
-        .route("/v1/accounts/{acc}", get(get_account).patch(update_account))
-        .route(
-            "/v1/accounts/{acc}/webhooks",
-            post(create_webhook).get(list_webhooks),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}",
-            get(get_webhook)
-                .patch(update_webhook)
-                .delete(delete_webhook),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/rotate-secret",
-            post(rotate_secret),
-        )
-        .route("/v1/accounts/{acc}/webhooks/{wh}/test", post(send_test))
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/deliveries",
-            get(list_deliveries),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/deliveries/{dlv}",
-            get(get_delivery),
-        )
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/deliveries/{dlv}/retry",
-            post(retry_delivery),
-        )
-        .route("/v1/accounts/{acc}/events", post(publish))
-        .route(
-            "/v1/accounts/{acc}/webhooks/{wh}/recover",
-            post(recover_deliveries),
-        )
-        .route("/v1/accounts/{acc}/events/{evt}/replay", post(replay_event))
+    routes()
+        .into_router()
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -199,6 +170,36 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// Every route of the JSON API with its documented operation; the webhooks page's link route
+/// lives with the page but is part of the API.
+pub(crate) fn routes() -> Routes {
+    Routes::new()
+        .add::<operations::__path_healthz, _, _>(operations::healthz)
+        .add::<operations::__path_readyz, _, _>(operations::readyz)
+        .add::<operations::__path_metrics, _, _>(operations::metrics)
+        .add::<openapi::__path_openapi_json, _, _>(openapi::openapi_json)
+        .add::<accounts::__path_create_account, _, _>(accounts::create_account)
+        .add::<accounts::__path_get_account, _, _>(accounts::get_account)
+        .add::<accounts::__path_update_account, _, _>(accounts::update_account)
+        .add::<accounts::__path_list_accounts, _, _>(accounts::list_accounts)
+        .add::<accounts::__path_rotate_account_key, _, _>(accounts::rotate_account_key)
+        .add::<accounts::__path_delete_account, _, _>(accounts::delete_account)
+        .add::<webhooks::__path_create_webhook, _, _>(webhooks::create_webhook)
+        .add::<webhooks::__path_list_webhooks, _, _>(webhooks::list_webhooks)
+        .add::<webhooks::__path_get_webhook, _, _>(webhooks::get_webhook)
+        .add::<webhooks::__path_update_webhook, _, _>(webhooks::update_webhook)
+        .add::<webhooks::__path_delete_webhook, _, _>(webhooks::delete_webhook)
+        .add::<webhooks::__path_rotate_secret, _, _>(webhooks::rotate_secret)
+        .add::<webhooks::__path_send_test, _, _>(webhooks::send_test)
+        .add::<deliveries::__path_list_deliveries, _, _>(deliveries::list_deliveries)
+        .add::<deliveries::__path_get_delivery, _, _>(deliveries::get_delivery)
+        .add::<deliveries::__path_retry_delivery, _, _>(deliveries::retry_delivery)
+        .add::<events::__path_publish, _, _>(events::publish)
+        .add::<deliveries::__path_recover_deliveries, _, _>(deliveries::recover_deliveries)
+        .add::<events::__path_replay_event, _, _>(events::replay_event)
+        .add::<events::__path_list_event_types, _, _>(events::list_event_types)
 }
 
 /// One `info` line per API request on the `hallway::access` target: method, route (the
@@ -305,337 +306,20 @@ pub(crate) async fn authorize_admin(
     }
 }
 
-fn respond(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
-async fn healthz(State(state): State<AppState>) -> Response {
-    if state.engine.is_running() {
-        respond(StatusCode::OK, json!({"status": "ok"}))
-    } else {
-        respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable"}),
-        )
-    }
-}
-
-/// Readiness: whether the engine takes work; a load balancer sends traffic only on 200.
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.engine.is_running() {
-        respond(StatusCode::OK, json!({"status": "ready"}))
-    } else {
-        respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable"}),
-        )
-    }
-}
-
-/// Prometheus text by default; OpenMetrics for a scraper that asks for it.
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let live = state.engine.live_metrics();
-    let openmetrics = headers
-        .get_all(axum::http::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    let (content_type, text) = if openmetrics {
-        (OPENMETRICS_CONTENT_TYPE, live.encode_openmetrics())
-    } else {
-        (PROMETHEUS_CONTENT_TYPE, live.encode())
-    };
-    (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, content_type)],
-        text,
-    )
-        .into_response()
-}
-
-async fn create_account(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    authorize_admin(&state, &headers, None).await?;
-    let b: NewAccountBody = json_body(body).await?;
-    let id = required(b.id, "id")?;
-    let name = required(b.name, "name")?;
-    let plan = required(plan(b.plan)?, "plan")?;
-    let (account, api_key) = state
-        .engine
-        .create_account(&AccountId::from(id), &name, plan)
-        .await?;
-    let mut v = views::account(&account);
-    v["api_key"] = Value::String(api_key);
-    Ok(respond(StatusCode::CREATED, v))
-}
-
-async fn get_account(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(acc): ApiPath<String>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let account = state.engine.account(&acc).await?;
-    Ok(respond(StatusCode::OK, views::account(&account)))
-}
-
-async fn update_account(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(acc): ApiPath<String>,
-    body: Body,
-) -> ApiResult {
-    authorize_admin(&state, &headers, Some(&acc)).await?;
-    let b: AccountChangesBody = json_body(body).await?;
-    let changes = AccountChanges {
-        name: b.name,
-        plan: plan(b.plan)?,
-    };
-    let account = state
-        .engine
-        .update_account(&AccountId::from(acc), changes)
-        .await?;
-    Ok(respond(StatusCode::OK, views::account(&account)))
-}
-
-async fn create_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(acc): ApiPath<String>,
-    body: Body,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let b: NewWebhookBody = json_body(body).await?;
-    let input = NewWebhook {
-        name: required(b.name, "name")?,
-        url: required(b.url, "url")?,
-        description: b.description.flatten(),
-        events: required(b.events, "events")?,
-        project_ids: b.project_ids.unwrap_or_default(),
-    };
-    let (webhook, secret) = state.engine.create_webhook(&acc, input).await?;
-    let mut v = views::webhook(&webhook);
-    v["secret"] = Value::String(secret.expose().to_owned());
-    Ok(respond(StatusCode::CREATED, v))
-}
-
-async fn list_webhooks(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(acc): ApiPath<String>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let list = state.engine.list_webhooks(&acc).await?;
-    let data: Vec<Value> = list.iter().map(views::webhook).collect();
-    Ok(respond(StatusCode::OK, json!({ "data": data })))
-}
-
-async fn get_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh)): ApiPath<(String, String)>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let w = state.engine.webhook(&acc, &WebhookId::from(wh)).await?;
-    Ok(respond(StatusCode::OK, views::webhook(&w)))
-}
-
-async fn update_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh)): ApiPath<(String, String)>,
-    body: Body,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let b: WebhookChangesBody = json_body(body).await?;
-    let changes = WebhookChanges {
-        name: b.name,
-        url: b.url,
-        description: b.description,
-        events: b.events,
-        project_ids: b
-            .project_ids
-            .map(|ps| ps.into_iter().map(Into::into).collect()),
-        enabled: b.enabled,
-    };
-    let w = state
-        .engine
-        .update_webhook(&acc, &WebhookId::from(wh), changes)
-        .await?;
-    Ok(respond(StatusCode::OK, views::webhook(&w)))
-}
-
-async fn delete_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh)): ApiPath<(String, String)>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    state
-        .engine
-        .delete_webhook(&acc, &WebhookId::from(wh))
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn rotate_secret(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh)): ApiPath<(String, String)>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let secret = state
-        .engine
-        .rotate_secret(&acc, &WebhookId::from(wh))
-        .await?;
-    Ok(respond(
-        StatusCode::OK,
-        json!({ "secret": secret.expose() }),
-    ))
-}
-
-async fn send_test(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh)): ApiPath<(String, String)>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let id = state.engine.send_test(&acc, &WebhookId::from(wh)).await?;
-    Ok(respond(
-        StatusCode::ACCEPTED,
-        json!({ "delivery_id": id.as_str() }),
-    ))
-}
-
 /// Checks a page's `limit` and `cursor`: an empty cursor is the first page.
-fn page_params(q: PageQuery) -> Result<(usize, Option<String>), ApiError> {
-    let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+fn page_params(
+    limit: Option<usize>,
+    cursor: Option<&String>,
+) -> Result<(usize, Option<String>), ApiError> {
+    let limit = limit.unwrap_or(PAGE_LIMIT_DEFAULT);
     if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::validation(format!(
             "limit: must be between 1 and {PAGE_LIMIT_MAX}"
         )));
     }
-    Ok((limit, q.cursor.filter(|c| !c.is_empty())))
+    Ok((limit, cursor.filter(|c| !c.is_empty()).cloned()))
 }
 
-async fn list_deliveries(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh)): ApiPath<(String, String)>,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let (limit, cursor) = page_params(query)?;
-    let page = state
-        .engine
-        .deliveries(&acc, &WebhookId::from(wh), limit, cursor.as_deref())
-        .await?;
-    let data: Vec<Value> = page.data.iter().map(views::delivery).collect();
-    Ok(respond(
-        StatusCode::OK,
-        json!({ "data": data, "next_cursor": page.next_cursor }),
-    ))
-}
-
-async fn get_delivery(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh, dlv)): ApiPath<(String, String, String)>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let d = state
-        .engine
-        .delivery(&acc, &WebhookId::from(wh), &DeliveryId::from(dlv))
-        .await?;
-    Ok(respond(StatusCode::OK, views::delivery(&d)))
-}
-
-async fn retry_delivery(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh, dlv)): ApiPath<(String, String, String)>,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let dlv = DeliveryId::from(dlv);
-    state
-        .engine
-        .retry_delivery(&acc, &WebhookId::from(wh), &dlv)
-        .await?;
-    Ok(respond(
-        StatusCode::ACCEPTED,
-        json!({ "delivery_id": dlv.as_str(), "status": "pending" }),
-    ))
-}
-
-async fn publish(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(acc): ApiPath<String>,
-    body: Body,
-) -> ApiResult {
-    authorize_admin(&state, &headers, Some(&acc)).await?;
-    let limit = state.engine.policy().max_payload_bytes;
-    let bytes = read_body(body, limit).await?;
-    // Timed from a complete body, so a slow upload does not count as a slow engine.
-    let started = std::time::Instant::now();
-    let receipt = state.engine.publish(&AccountId::from(acc), &bytes).await?;
-    state
-        .engine
-        .live_metrics()
-        .observe_publish(started.elapsed());
-    let status = if receipt.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    // The hottest answer of the API, written directly rather than through a `Value`.
-    let body = format!(
-        r#"{{"id":{},"deliveries":{}}}"#,
-        Value::from(receipt.event_id.as_str()),
-        receipt.deliveries
-    );
-    Ok((
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
-}
-
-async fn recover_deliveries(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, wh)): ApiPath<(String, String)>,
-    body: Body,
-) -> ApiResult {
-    let acc = authorize(&state, &headers, &acc).await?;
-    let b: RecoverBody = json_body(body).await?;
-    let since = required(time(b.since, "since")?, "since")?;
-    let until = time(b.until, "until")?;
-    let n = state
-        .engine
-        .recover(&acc, &WebhookId::from(wh), since, until)
-        .await?;
-    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
-}
-
-async fn replay_event(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath((acc, evt)): ApiPath<(String, String)>,
-    body: Body,
-) -> ApiResult {
-    authorize_admin(&state, &headers, Some(&acc)).await?;
-    let b: ReplayBody = json_body(body).await?;
-    let webhook_ids = b
-        .webhook_ids
-        .map(|ids| ids.into_iter().map(WebhookId::from).collect());
-    let n = state
-        .engine
-        .replay(&AccountId::from(acc), &EventId::from(evt), webhook_ids)
-        .await?;
-    Ok(respond(StatusCode::ACCEPTED, json!({ "deliveries": n })))
+fn respond(status: StatusCode, body: impl Serialize) -> Response {
+    (status, Json(body)).into_response()
 }

@@ -1,12 +1,13 @@
 //! Delivery history (newest first, paged, with the 24-hour chart) and one delivery's page
-//! (its attempts, the request's headers and the exact body sent, Retry).
+//! (its attempts, each with the headers it sent and what came back, the exact body sent,
+//! Retry).
 
 use super::charts::{hourly_chart, DayStats, MAX_SCANNED};
 use super::layout::{badge, count, csrf_field, page, time};
 use super::session::Session;
 use hallway_domain::Webhook;
 use hallway_runtime::transport::USER_AGENT_VALUE;
-use hallway_store::{DeliveryRecord, DeliveryStatus, Page};
+use hallway_store::{AttemptRecord, DeliveryRecord, DeliveryStatus, Page};
 use maud::{html, Markup};
 
 /// Longest body shown in full, in bytes; larger ones are cut with a note.
@@ -81,7 +82,7 @@ pub fn history_page(v: HistoryView) -> Markup {
                             tr {
                                 td { (status_badge(d.status)) @if d.test { " " (badge("test", "Test")) } }
                                 td {
-                                    a href={ (base(w)) "/deliveries/" (d.id.as_str()) } { code { (d.event_id.as_str()) } }
+                                    a href={ (base(w)) "/deliveries/" (d.id) } { code { (d.event_id.as_str()) } }
                                     br;
                                     span.sub { (d.event_type) }
                                 }
@@ -152,7 +153,7 @@ pub fn detail_page(v: DetailView) -> Markup {
     let finished = !matches!(d.status, DeliveryStatus::Pending);
     let body = html! {
         p.back { a href={ (base(w)) "/deliveries" } { "← Delivery history" } }
-        h1 { "Delivery " code { (d.id.as_str()) } }
+        h1 { "Delivery " code { (d.id) } }
         div.delivery-status {
             (status_badge(d.status))
             @if d.test { " " (badge("test", "Test")) }
@@ -166,7 +167,7 @@ pub fn detail_page(v: DetailView) -> Markup {
             }
         }
         @if finished && d.status != DeliveryStatus::Succeeded {
-            form method="post" action={ (base(w)) "/deliveries/" (d.id.as_str()) "/retry" } {
+            form method="post" action={ (base(w)) "/deliveries/" (d.id) "/retry" } {
                 (csrf_field(v.session))
                 button.btn.primary type="submit" { "Retry" }
             }
@@ -206,14 +207,22 @@ pub fn detail_page(v: DetailView) -> Markup {
                 }
             }
         }
-        h2 { "Request headers" }
-        pre.code {
-            "POST " (w.config.url) "\n"
-            "Content-Type: application/json\n"
-            "User-Agent: " (USER_AGENT_VALUE) "\n"
-            "X-Hallway-Signature: t=<send time>,v1=<HMAC-SHA256>"
+        @let detailed: Vec<&AttemptRecord> = d.attempts.iter().filter(|a| a.detail.is_some()).collect();
+        @if detailed.is_empty() {
+            h2 { "Request headers" }
+            pre.code {
+                "POST " (w.config.url) "\n"
+                "Content-Type: application/json\n"
+                "User-Agent: " (USER_AGENT_VALUE) "\n"
+                (signature_lines(w))
+            }
+            p.sub { "The signature is computed for each attempt at send time; each attempt's own headers show here once it is made." }
+        } @else {
+            h2 { "Attempt details" }
+            @for (i, a) in detailed.iter().enumerate() {
+                (attempt_detail(w, a, i + 1 == detailed.len()))
+            }
         }
-        p.sub { "The signature is computed for each attempt at send time and is not kept." }
         h2 { "Body" }
         @match v.body {
             Some(b) if b.len() > MAX_BODY_SHOWN => {
@@ -228,6 +237,67 @@ pub fn detail_page(v: DetailView) -> Markup {
         }
     };
     page("Delivery", Some(v.session), body)
+}
+
+/// The signature lines of a webhook's scheme, with placeholders.
+fn signature_lines(w: &Webhook) -> &'static str {
+    match w.config.signature_scheme {
+        hallway_domain::SignatureScheme::Hallway => {
+            "X-Hallway-Signature: t=<send time>,v1=<HMAC-SHA256>\nX-Hallway-Event-Id: <event id>"
+        }
+        hallway_domain::SignatureScheme::Standard => {
+            "webhook-id: <event id>\nwebhook-timestamp: <send time>\nwebhook-signature: v1,<HMAC-SHA256>\nX-Hallway-Event-Id: <event id>"
+        }
+    }
+}
+
+/// Headers one a line, as `Name: value`.
+fn header_lines(headers: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (name, value) in headers {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push('\n');
+    }
+    out
+}
+
+/// One attempt's detail: why it failed, the headers it sent, what came back. The latest is
+/// open.
+fn attempt_detail(w: &Webhook, a: &AttemptRecord, latest: bool) -> Markup {
+    let Some(detail) = a.detail.as_deref() else {
+        return html! {};
+    };
+    let words = crate::views::error_words(a);
+    html! {
+        details.attempt-detail open[latest] {
+            summary {
+                "Attempt " (a.attempt) " · " (time(a.started_at)) " · "
+                @if let Some(c) = a.status_code { (c) } @else { "no response" }
+            }
+            @if let Some(why) = &words {
+                p.error { strong { "Error: " } (why) }
+            }
+            @if !detail.request_headers.is_empty() {
+                h3 { "Request headers" }
+                pre.code.request-headers { "POST " (w.config.url) "\n" (header_lines(&detail.request_headers)) }
+            }
+            @if a.status_code.is_some() {
+                h3 { "Response headers" }
+                pre.code.response-headers { (header_lines(&detail.response_headers)) }
+                h3 { "Response body" }
+                @if detail.response_body.is_empty() {
+                    p.empty { "Empty." }
+                } @else {
+                    pre.code.response-body { (detail.response_body) }
+                }
+                @if detail.response_body_truncated {
+                    p.sub { "Only the first " (hallway_domain::attempt::MAX_RESPONSE_BODY_BYTES / 1024) " KiB of the response body are kept." }
+                }
+            }
+        }
+    }
 }
 
 /// The first [`MAX_BODY_SHOWN`] bytes, cut at a character boundary.

@@ -73,6 +73,7 @@ impl WebhookForm {
             description: self.description(),
             events: self.events.clone(),
             project_ids: self.project_ids(),
+            signature_scheme: hallway_domain::SignatureScheme::Hallway,
         }
     }
 
@@ -85,6 +86,7 @@ impl WebhookForm {
             events: Some(self.events.clone()),
             project_ids: Some(self.project_ids().into_iter().map(Into::into).collect()),
             enabled: None,
+            signature_scheme: None,
         }
     }
 }

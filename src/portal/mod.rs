@@ -23,6 +23,7 @@ use hallway_domain::DurationMs;
 use hallway_runtime::EngineHandle;
 use std::sync::Arc;
 
+pub(crate) use routes::api_routes;
 pub use routes::router;
 
 /// Flags of `serve` for the webhooks page; each has an environment variable.

@@ -45,6 +45,7 @@ pub const WEBHOOK_KEYS: &[&str] = &[
     "enabled",
     "disabled_reason",
     "consecutive_failures",
+    "signature_scheme",
     "created_at",
     "updated_at",
 ];
@@ -67,6 +68,11 @@ pub const ATTEMPT_KEYS: &[&str] = &[
     "duration_ms",
     "status_code",
     "error",
+    "error_message",
+    "request_headers",
+    "response_headers",
+    "response_body",
+    "response_body_truncated",
 ];
 
 /// The binary under test.
@@ -707,6 +713,19 @@ pub fn assert_delivery(v: &Value) {
             a["status_code"].is_null() || a["status_code"].is_u64(),
             "{a}"
         );
+        // The failure in words exactly when it failed; what came back only with a response.
+        assert_eq!(a["error"].is_null(), a["error_message"].is_null(), "{a}");
+        assert!(
+            a["request_headers"].is_null() || a["request_headers"].is_object(),
+            "{a}"
+        );
+        if a["status_code"].is_null() {
+            assert!(
+                a["response_headers"].is_null() && a["response_body"].is_null(),
+                "{a}"
+            );
+        }
+        assert!(a["response_body_truncated"].is_boolean(), "{a}");
         assert!(
             matches!(
                 a["error"].as_str(),

@@ -304,16 +304,25 @@ impl ReadModel for TimedStore {
         self.inner.delivery(webhook, delivery)
     }
 
-    fn deliveries(
+    fn deliveries_where(
         &self,
         webhook: &WebhookId,
+        filter: &hallway_store::DeliveryFilter,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        self.inner.deliveries(webhook, limit, cursor)
+        self.inner.deliveries_where(webhook, filter, limit, cursor)
     }
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune(before)
+    }
+
+    fn purge_account(
+        &self,
+        account: &hallway_domain::AccountId,
+        webhooks: &[WebhookId],
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_account(account, webhooks)
     }
 }

@@ -148,6 +148,7 @@ pub async fn provision(h: &EngineHandle, urls: &[String]) -> BenchResult<Tenants
                     description: None,
                     events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
                     project_ids: vec![],
+                    signature_scheme: hallway_domain::SignatureScheme::Hallway,
                 },
             )
             .await?;

@@ -1,12 +1,15 @@
 //! Commands: what the outside world asks for, carrying everything it knows (time, fresh ids,
 //! fresh secrets, observed outcomes) so that deciding needs nothing else.
 
+use crate::attempt::AttemptDetail;
 use crate::envelope::PreparedEvent;
 use crate::types::{
-    AccountId, DeliveryId, EventId, Outcome, Plan, ProjectId, Timestamp, WebhookId,
+    AccountId, DeliveryId, DurationMs, EventId, FanOutId, Outcome, Plan, ProjectId, Timestamp,
+    WebhookId,
 };
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{SealedSecret, SignatureScheme, WebhookConfig};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One request to the state machine, stamped with the time it is decided at.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +51,8 @@ pub struct WebhookChanges {
     pub project_ids: Option<Vec<ProjectId>>,
     /// Enable (resetting the failure counter) or disable (manually).
     pub enabled: Option<bool>,
+    /// A new signature scheme (the secret stays: see [`SignatureScheme`]).
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 /// What the caller knows of a finished delivery it wants retried (loaded from history).
@@ -94,6 +99,21 @@ pub enum CommandKind {
         /// Hash of the account's API key; the key itself is never stored.
         api_key_hash: String,
     },
+    /// Give an account a new API key; the old one stops at once, or after `grace`.
+    RotateAccountKey {
+        /// The account.
+        account_id: AccountId,
+        /// Hash of the new key.
+        api_key_hash: String,
+        /// How long the old key keeps working (zero: not at all).
+        grace: DurationMs,
+    },
+    /// Delete an account with its webhooks (their pending deliveries are cancelled), its
+    /// keys and its remembered event ids.
+    DeleteAccount {
+        /// The account.
+        account_id: AccountId,
+    },
     /// Change an account's name or plan.
     UpdateAccount {
         /// The account.
@@ -130,7 +150,8 @@ pub enum CommandKind {
         /// The webhook.
         webhook_id: WebhookId,
     },
-    /// Replace a webhook's secret; the old one signs nothing from then on.
+    /// Replace a webhook's secret. Without a grace the old one signs nothing from then on;
+    /// with one it signs too (after the new one) until `now + grace`.
     RotateSecret {
         /// The owning account.
         account_id: AccountId,
@@ -138,6 +159,20 @@ pub enum CommandKind {
         webhook_id: WebhookId,
         /// A fresh signing secret.
         secret: SealedSecret,
+        /// How long the replaced secret goes on signing; at most [`crate::MAX_SECRET_GRACE`].
+        grace: Option<DurationMs>,
+    },
+    /// Seal a webhook's secrets again (under a new master key): the same secrets, and the
+    /// same grace for the previous one if it is still signing.
+    ResealSecret {
+        /// The owning account.
+        account_id: AccountId,
+        /// The webhook.
+        webhook_id: WebhookId,
+        /// The current secret, sealed again.
+        secret: SealedSecret,
+        /// The previous secret, sealed again, if it has one.
+        previous: Option<SealedSecret>,
     },
     /// Publish an event: wrap it in the envelope and fan it out to matching webhooks.
     Publish {
@@ -147,10 +182,10 @@ pub enum CommandKind {
         event: PreparedEvent,
         /// The id to use when the host gave none.
         fresh_event_id: EventId,
-        /// Fresh random text the delivery ids are derived from.
-        delivery_id_seed: String,
+        /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
+        fan_out: FanOutId,
     },
-    /// Send the sample payload (with `"_test": true`) to one webhook, once.
+    /// Send an example event (with `"_test": true`) to one webhook, once.
     SendTest {
         /// The owning account.
         account_id: AccountId,
@@ -160,6 +195,11 @@ pub enum CommandKind {
         delivery_id: DeliveryId,
         /// A fresh event id for the sample.
         event_id: EventId,
+        /// The example's event type: one the webhook subscribes to.
+        event_type: String,
+        /// The example's own fields as the envelope appends them (from the catalog:
+        /// `crate::catalog::EventType::example_fields`).
+        example_fields: String,
     },
     /// Make one more attempt of a finished delivery now.
     RetryDelivery {
@@ -181,6 +221,16 @@ pub enum CommandKind {
         attempt: u32,
         /// What the dispatcher observed.
         outcome: Outcome,
+        /// What was sent and received, for history; deciding never reads it.
+        detail: Option<Arc<AttemptDetail>>,
+    },
+    /// An open attempt the runtime gave up before sending it (it waited for its webhook's
+    /// other requests until its deadline was near): it is started again and counts as none.
+    AbandonAttempt {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt number (1-based) given up.
+        attempt: u32,
     },
     /// After a restart: attempts open in the log may or may not have been sent; send them again.
     Resume,
@@ -209,7 +259,7 @@ pub enum CommandKind {
         project_id: ProjectId,
         /// The webhooks to send it to; `None` for every enabled one it matches.
         webhook_ids: Option<Vec<WebhookId>>,
-        /// Fresh random text the delivery ids are derived from.
-        delivery_id_seed: String,
+        /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
+        fan_out: FanOutId,
     },
 }

@@ -2,7 +2,7 @@
 //! payload of test sends.
 
 use crate::json::Key;
-use crate::policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
+use crate::policy::{Policy, API_VERSION};
 use crate::rejection::Rejection;
 use crate::types::{AccountId, EventId, ProjectId, Timestamp};
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -28,6 +28,8 @@ pub struct PreparedEvent {
     pub project_id: ProjectId,
     /// The host's other fields, serialised in their original order, each preceded by a comma.
     pub fields_json: String,
+    /// What a repeat of this event's id is compared by.
+    pub digest: crate::types::BodyDigest,
 }
 
 /// A JSON object's members in document order, borrowed from the posted text: names as
@@ -107,6 +109,9 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
         }
     };
     let project_id = match field("project") {
+        // Without the project rule, an event without a project matches only webhooks
+        // without a project filter (no filter lists the empty id).
+        None | Some("null") if !policy.require_project => ProjectId::from(""),
         None | Some("null") => return Err(Rejection::MissingField("project.id")),
         Some(v) => {
             #[derive(Deserialize)]
@@ -120,6 +125,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
             })?;
             match p.id {
                 Some(id) if !id.trim().is_empty() => ProjectId::from(id),
+                None if !policy.require_project => ProjectId::from(""),
                 _ => return Err(Rejection::MissingField("project.id")),
             }
         }
@@ -142,11 +148,13 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
         fields_json.push(':');
         fields_json.push_str(v.get());
     }
+    let digest = crate::types::BodyDigest::of(&event_type, &fields_json);
     Ok(PreparedEvent {
         event_id,
         event_type,
         project_id,
         fields_json,
+        digest,
     })
 }
 
@@ -213,67 +221,31 @@ pub fn envelope(
     out
 }
 
-/// The realistic sample a test send delivers, marked `"_test": true`.
-pub fn sample_test_payload(
+/// The body a test send delivers: an example event (its own fields from the catalog) in the
+/// envelope, marked `"_test": true`.
+pub fn test_payload(
     event_id: &EventId,
+    event_type: &str,
     created_at: Timestamp,
     account_id: &AccountId,
     account_name: &str,
+    example_fields: &str,
 ) -> String {
-    let completed = Timestamp(created_at.0.saturating_sub(300_000)).to_rfc3339();
-    let fields = serde_json::json!({
-        "project": {"id": "prj_test_sample", "name": "Customer Discovery Q1", "status": "active"},
-        "session": {
-            "id": "ses_test_sample",
-            "respondent_name": "Jane Doe",
-            "respondent_email": "jane.doe@example.com",
-            "duration_seconds": 342,
-            "completed_at": completed,
-        },
-        "respondent_attributes": [
-            {"category_name": "Department", "option_value": "Engineering"},
-            {"category_name": "Role", "option_value": "Manager"}
-        ],
-        "transcript": {
-            "id": "trx_test_sample",
-            "full_text": "Interviewer: Hello and welcome, thanks for joining today.\n\nRespondent: Thank you for having me.\n\nInterviewer: How do you evaluate new tools today?\n\nRespondent: Mostly through trials with the team and a short write-up.",
-            "word_count": 38,
-        },
-        "insights": {"count": 8, "objectives_covered": 3},
-        "links": {
-            "session": "https://app.hallwayai.com/projects/prj_test_sample/sessions/ses_test_sample",
-            "project": "https://app.hallwayai.com/projects/prj_test_sample",
-        },
-    });
-    // serde_json's map keeps keys sorted without `preserve_order`, so emit in the spec's order.
-    let mut tail = String::new();
-    for key in [
-        "project",
-        "session",
-        "respondent_attributes",
-        "transcript",
-        "insights",
-        "links",
-    ] {
-        tail.push(',');
-        push_json_string(&mut tail, key);
-        tail.push(':');
-        tail.push_str(&fields[key].to_string());
-    }
-    tail.push_str(",\"_test\":true");
+    let fields = format!("{example_fields},\"_test\":true");
     envelope(
         event_id,
-        SESSION_PROCESSING_COMPLETED,
+        event_type,
         created_at,
         account_id,
         account_name,
-        &tail,
+        &fields,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::SESSION_PROCESSING_COMPLETED;
 
     #[test]
     fn json_strings_are_escaped_exactly_as_serde_json_escapes_them() {
@@ -375,12 +347,16 @@ mod tests {
     }
 
     #[test]
-    fn sample_payload_is_marked_test_and_follows_the_spec_shape() {
-        let body = sample_test_payload(
+    fn a_test_payload_is_the_catalog_example_marked_test() {
+        let catalog = crate::catalog::Catalog::default();
+        let t = &catalog.types()[0];
+        let body = test_payload(
             &EventId::from("evt_t"),
+            &t.name,
             Timestamp(1_768_059_000_000),
             &AccountId::from("acc_1"),
             "Acme",
+            t.example_fields(),
         );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["_test"], true);
@@ -398,5 +374,6 @@ mod tests {
             assert!(!v[key].is_null(), "{key}");
         }
         assert!(body.starts_with(r#"{"id":"evt_t","type":"#));
+        assert!(body.ends_with(r#","_test":true}"#));
     }
 }

@@ -1,13 +1,15 @@
 //! Events: the facts the log records. Applying them is the only way state changes.
 
 use crate::alert::Alert;
+use crate::attempt::AttemptDetail;
 use crate::command::DeliverySummary;
 use crate::types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Plan, ProjectId,
-    Timestamp, WebhookId,
+    AccountId, AttemptError, BodyDigest, DeliveryId, DisabledReason, DurationMs, EventId, Plan,
+    ProjectId, Timestamp, WebhookId,
 };
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A fact, stamped with the time it was decided at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,12 +83,15 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
-    /// A webhook's secret was replaced.
+    /// A webhook's secret was replaced (or sealed again).
     SecretRotated {
         /// The webhook.
         webhook_id: WebhookId,
         /// The new secret.
         secret: SealedSecret,
+        /// The replaced secret and the end of its grace, if it goes on signing for a while;
+        /// `None`: it signs nothing from now on.
+        previous: Option<PreviousSecret>,
         /// When.
         at: Timestamp,
     },
@@ -101,6 +106,8 @@ pub enum Event {
         event_type: String,
         /// Its project.
         project_id: ProjectId,
+        /// What a repeat of its id is compared by.
+        digest: BodyDigest,
         /// The exact body every attempt sends.
         body: String,
         /// One delivery per matching webhook.
@@ -120,6 +127,8 @@ pub enum Event {
         account_id: AccountId,
         /// The sample event's id.
         event_id: EventId,
+        /// The sample's event type (the webhook's own, from the catalog).
+        event_type: String,
         /// The sample body.
         body: String,
         /// When.
@@ -148,6 +157,9 @@ pub enum Event {
         duration: DurationMs,
         /// When the attempt started.
         started_at: Timestamp,
+        /// What was sent and received, kept by history only: log records leave it out, so an
+        /// event read back from the log has `None`.
+        detail: Option<Arc<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },
@@ -167,6 +179,9 @@ pub enum Event {
         started_at: Timestamp,
         /// When the next attempt is due, if one follows.
         next_due: Option<Timestamp>,
+        /// What was sent and received, kept by history only: log records leave it out, so an
+        /// event read back from the log has `None`. `None` too for an attempt nobody reported.
+        detail: Option<Arc<AttemptDetail>>,
         /// When.
         at: Timestamp,
     },
@@ -256,6 +271,25 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// An account was given a new API key; the old one works until `previous_valid_until`,
+    /// or stops at once when that is `None`.
+    AccountKeyRotated {
+        /// The account.
+        account_id: AccountId,
+        /// Hash of its new key.
+        api_key_hash: String,
+        /// When the previous key stops working, if a grace period keeps it for a while.
+        previous_valid_until: Option<Timestamp>,
+        /// When.
+        at: Timestamp,
+    },
+    /// An account was deleted, after its webhooks (logged before it in the same batch).
+    AccountDeleted {
+        /// The account.
+        account_id: AccountId,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -284,7 +318,9 @@ impl Event {
             | DeliveryPaused { at, .. }
             | DeliveriesRecovered { at, .. }
             | EventReplayed { at, .. }
-            | AlertRaised { at, .. } => *at,
+            | AlertRaised { at, .. }
+            | AccountKeyRotated { at, .. }
+            | AccountDeleted { at, .. } => *at,
         }
     }
 }

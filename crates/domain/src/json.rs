@@ -19,6 +19,29 @@ pub fn check(raw: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// JSON text without the whitespace between tokens (strings are kept as written).
+pub fn minify(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Any JSON value, parsed as strictly as into a `serde_json::Value` (the parser makes those
 /// checks, not the visitor) but without building it.
 struct Strict;

@@ -32,6 +32,8 @@
 
 pub mod address;
 pub mod alert;
+pub mod attempt;
+pub mod catalog;
 pub mod command;
 pub mod decide;
 pub mod envelope;
@@ -47,6 +49,8 @@ pub mod types;
 pub mod webhook;
 
 pub use alert::{Alert, AlertKind};
+pub use attempt::AttemptDetail;
+pub use catalog::{Catalog, EventType};
 pub use command::{
     AccountChanges, Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges,
 };
@@ -56,13 +60,14 @@ pub use event::Event;
 pub use policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
 pub use rejection::{Rejection, RejectionKind};
 pub use state::{
-    Account, Delivery, FromSnapshot, OpenAttempt, Published, SnapshotForm, State, Webhook,
+    Account, Delivery, FromSnapshot, OpenAttempt, PreviousKey, Published, SnapshotForm, State,
+    Webhook,
 };
 pub use types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
-    ProjectId, Timestamp, WebhookId,
+    AccountId, AttemptError, BodyDigest, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId,
+    Outcome, Plan, ProjectId, Timestamp, WebhookId,
 };
-pub use webhook::{SealedSecret, WebhookConfig};
+pub use webhook::{PreviousSecret, SealedSecret, SignatureScheme, WebhookConfig, MAX_SECRET_GRACE};
 
 impl State {
     /// Decides `cmd` against this state (see [`decide`]).

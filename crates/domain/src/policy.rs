@@ -1,6 +1,6 @@
 //! Every number the rules use, with the spec's values as defaults.
 
-use crate::types::DurationMs;
+use crate::types::{DurationMs, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The event type the product publishes today.
@@ -29,7 +29,8 @@ pub struct Policy {
     pub allow_private_targets: bool,
     /// Largest published event body accepted, in bytes.
     pub max_payload_bytes: usize,
-    /// The event types webhooks may subscribe to and hosts may publish.
+    /// The event types webhooks may subscribe to and hosts may publish: the names of the
+    /// host's event catalog (`crate::catalog::Catalog::names`).
     pub event_types: Vec<String>,
     /// Requests to one webhook that may be under way at once: one endpoint gets at most this
     /// many divided by its response time (64 at 2 ms: 32,000 a second). The engine keeps up
@@ -56,6 +57,19 @@ pub struct Policy {
     /// `auto_disable_after`. Not in snapshots, like `max_manual_retries`.
     #[serde(skip, default = "default_failing_alert_after")]
     pub failing_alert_after: u32,
+    /// Hallway's rule: webhooks are a Pro feature (creating one on a free plan is refused and
+    /// a free account's events fan out to nobody). On by default; not in snapshots.
+    #[serde(skip, default = "on")]
+    pub require_pro_plan: bool,
+    /// Hallway's rule: every published event names its project (`project.id`), which
+    /// webhooks' project filters match. Off, an event without one matches only webhooks
+    /// without a filter. On by default; not in snapshots.
+    #[serde(skip, default = "on")]
+    pub require_project: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// Consecutive failures that raise `webhook.failing` unless configured.
@@ -99,11 +113,19 @@ impl Default for Policy {
             max_project_filters: 100,
             max_manual_retries: DEFAULT_MAX_MANUAL_RETRIES,
             failing_alert_after: DEFAULT_FAILING_ALERT_AFTER,
+            require_pro_plan: true,
+            require_project: true,
         }
     }
 }
 
 impl Policy {
+    /// When a new delivery's first attempt is due, made `now`: after the schedule's first
+    /// delay (0 in the spec's schedule).
+    pub fn first_due(&self, now: Timestamp) -> Timestamp {
+        now.plus(self.retry_delays.first().copied().unwrap_or_default())
+    }
+
     /// The number of attempts a delivery makes before it is exhausted.
     pub fn max_attempts(&self) -> u32 {
         self.retry_delays.len() as u32

@@ -47,13 +47,13 @@ pub enum Rejection {
     #[error("webhook {} not found", Echo(.0.as_str()))]
     WebhookNotFound(WebhookId),
     /// No such delivery for this webhook.
-    #[error("delivery {} not found", Echo(.0.as_str()))]
+    #[error("delivery {0} not found")]
     DeliveryNotFound(DeliveryId),
     /// Only finished deliveries can be retried by hand.
-    #[error("delivery {} is still pending; only finished deliveries can be retried", Echo(.0.as_str()))]
+    #[error("delivery {0} is still pending; only finished deliveries can be retried")]
     DeliveryNotFinished(DeliveryId),
     /// The delivery has had every attempt it may have, manual retries included.
-    #[error("delivery {} has had {max} attempts, the most one delivery may have, and cannot be retried again", Echo(delivery_id.as_str()))]
+    #[error("delivery {delivery_id} has had {max} attempts, the most one delivery may have, and cannot be retried again")]
     AttemptsExhausted {
         /// The delivery.
         delivery_id: DeliveryId,
@@ -71,6 +71,9 @@ pub enum Rejection {
         /// How many deliveries the first publish scheduled.
         deliveries: u32,
     },
+    /// An event with this id was published before with another body; nothing was scheduled.
+    #[error("event {} was already published with a different body; publish a new event under a new id", Echo(.0.as_str()))]
+    EventConflict(EventId),
     /// The payload is over the size limit.
     #[error("payload is {size} bytes; the maximum is {max}")]
     PayloadTooLarge {
@@ -143,7 +146,7 @@ pub enum Rejection {
         max: u64,
     },
     /// The reported attempt is not the delivery's open attempt (late or duplicate report).
-    #[error("attempt {attempt} of delivery {} is not open", Echo(delivery_id.as_str()))]
+    #[error("attempt {attempt} of delivery {delivery_id} is not open")]
     AttemptNotOpen {
         /// The delivery.
         delivery_id: DeliveryId,
@@ -163,7 +166,7 @@ impl Rejection {
             AccountExists(_) | DeliveryNotFinished(_) | WebhookDisabled(_) => {
                 RejectionKind::Conflict
             }
-            AttemptNotOpen { .. } => RejectionKind::Conflict,
+            AttemptNotOpen { .. } | EventConflict(_) => RejectionKind::Conflict,
             PlanRequired(_) => RejectionKind::PlanRequired,
             LimitReached { .. } | AttemptsExhausted { .. } | TooManyToRecover { .. } => {
                 RejectionKind::LimitReached

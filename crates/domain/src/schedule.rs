@@ -371,9 +371,14 @@ mod tests {
     use crate::state::OpenAttempt;
     use crate::types::{AccountId, EventId};
 
+    /// A delivery id named by a one-byte label.
+    fn did(label: &str) -> DeliveryId {
+        crate::types::FanOutId::from_bytes([label.as_bytes()[0]; 16]).delivery(0)
+    }
+
     fn delivery(id: &str, webhook: &WebhookId, due: u64) -> Delivery {
         Delivery {
-            id: DeliveryId::from(id),
+            id: did(id),
             webhook_id: webhook.clone(),
             account_id: AccountId::from("acc"),
             event_id: EventId::from("evt"),
@@ -417,13 +422,13 @@ mod tests {
     fn methods_keep_the_indexes_consistent() {
         let (mut s, w, mut deliveries) = sample();
         s.check_invariants(1, [&w].into_iter(), &deliveries);
-        s.finish(&w, &DeliveryId::from("a"), Timestamp(50));
-        deliveries.remove(&DeliveryId::from("a"));
+        s.finish(&w, &did("a"), Timestamp(50));
+        deliveries.remove(&did("a"));
         assert_eq!(s.next_start(), Some(Timestamp(10)));
         s.check_invariants(1, [&w].into_iter(), &deliveries);
         let rebuilt = Schedule::rebuild(1, [&w].into_iter(), deliveries.values());
         assert_eq!(rebuilt, s);
-        s.dequeue(&w, Timestamp(10), &DeliveryId::from("b"));
+        s.dequeue(&w, Timestamp(10), &did("b"));
         deliveries.clear();
         s.check_invariants(1, [&w].into_iter(), &deliveries);
         assert_eq!(s.remove_webhook(&w), Vec::<DeliveryId>::new());
@@ -459,15 +464,15 @@ mod tests {
     #[should_panic(expected = "is not queued")]
     fn dequeuing_a_delivery_that_is_not_queued_panics() {
         let (mut s, w, _) = sample();
-        s.dequeue(&w, Timestamp(11), &DeliveryId::from("b"));
+        s.dequeue(&w, Timestamp(11), &did("b"));
     }
 
     #[test]
     #[should_panic(expected = "below zero")]
     fn an_in_flight_count_never_goes_below_zero() {
         let (mut s, w, _) = sample();
-        s.deadlines.insert((Timestamp(60), DeliveryId::from("b")));
-        s.finish(&w, &DeliveryId::from("a"), Timestamp(50));
-        s.finish(&w, &DeliveryId::from("b"), Timestamp(60));
+        s.deadlines.insert((Timestamp(60), did("b")));
+        s.finish(&w, &did("a"), Timestamp(50));
+        s.finish(&w, &did("b"), Timestamp(60));
     }
 }

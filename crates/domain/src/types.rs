@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::num::NonZeroU8;
 use std::sync::Arc;
+use time::format_description::well_known::{iso8601, Iso8601, Rfc3339};
+use time::OffsetDateTime;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -71,13 +74,147 @@ id_type!(
     EventId
 );
 id_type!(
-    /// One delivery of one event to one webhook (`dlv_...`).
-    DeliveryId
-);
-id_type!(
     /// A project of the host, used by webhook project filters.
     ProjectId
 );
+
+/// One fan-out: the deliveries a publish, a replay or a test send creates, each named by
+/// this id and its index. The time it was made comes first (48 bits of milliseconds), then
+/// 80 random bits, so ids sort by creation time and a new fan-out's records land next to the
+/// newest ones in a store ordered by it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FanOutId([u8; 16]);
+
+impl FanOutId {
+    /// The fan-out made at `at` (its milliseconds modulo 2^48, past the year 10000) with
+    /// these random bits.
+    pub fn new(at: Timestamp, random: [u8; 10]) -> FanOutId {
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&at.0.to_be_bytes()[2..]);
+        bytes[6..].copy_from_slice(&random);
+        FanOutId(bytes)
+    }
+
+    /// The id from its 16 bytes (as [`FanOutId::to_bytes`] gives them).
+    pub fn from_bytes(bytes: [u8; 16]) -> FanOutId {
+        FanOutId(bytes)
+    }
+
+    /// Its 16 bytes, time first: their byte order is the ids' order.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+
+    /// Its delivery number `index`.
+    pub fn delivery(self, index: u32) -> DeliveryId {
+        DeliveryId {
+            fan_out: self,
+            index,
+        }
+    }
+}
+
+impl fmt::Display for FanOutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for FanOutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FanOutId({self})")
+    }
+}
+
+/// One delivery of one event to one webhook: its fan-out and its index there. Shown as
+/// `dlv_`, the fan-out's 32 hex digits and the index in at least two hex digits
+/// ([`DeliveryId::parse`] reads exactly that form back). Stores key a fan-out's records by
+/// [`DeliveryId::fan_out`], never by the text.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeliveryId {
+    fan_out: FanOutId,
+    index: u32,
+}
+
+impl DeliveryId {
+    /// Delivery `index` of `fan_out`.
+    pub fn new(fan_out: FanOutId, index: u32) -> DeliveryId {
+        DeliveryId { fan_out, index }
+    }
+
+    /// The fan-out it belongs to.
+    pub fn fan_out(&self) -> FanOutId {
+        self.fan_out
+    }
+
+    /// Its index in its fan-out.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Reads the form [`DeliveryId`]'s `Display` writes; `None` for any other text (so each
+    /// delivery has exactly one spelling).
+    pub fn parse(text: &str) -> Option<DeliveryId> {
+        let hex = text.strip_prefix("dlv_")?;
+        if hex.len() < 34
+            || hex.len() > 40
+            || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        let index_hex = &hex[32..];
+        // One spelling per index: no leading zeros beyond the two-digit minimum.
+        if index_hex.len() > 2 && index_hex.starts_with('0') {
+            return None;
+        }
+        let index = u32::from_str_radix(index_hex, 16).ok()?;
+        Some(FanOutId(bytes).delivery(index))
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dlv_{}{:02x}", self.fan_out, self.index)
+    }
+}
+
+impl fmt::Debug for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeliveryId({self})")
+    }
+}
+
+/// Text formats (JSON) see the id as it is shown; binary ones (the log) see its two fields.
+impl Serialize for DeliveryId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            (self.fan_out, self.index).serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DeliveryId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            DeliveryId::parse(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!("not a delivery id: {}", Echo(&text)))
+            })
+        } else {
+            let (fan_out, index) = <(FanOutId, u32)>::deserialize(deserializer)?;
+            Ok(DeliveryId { fan_out, index })
+        }
+    }
+}
 
 /// A point in time, in milliseconds since the Unix epoch. Never read from a clock here.
 #[derive(
@@ -108,87 +245,68 @@ impl Timestamp {
 
     /// RFC 3339 UTC with milliseconds, as the API and payloads show times.
     pub fn to_rfc3339(self) -> String {
-        let ms = self.0 % 1000;
-        let secs = self.0 / 1000;
-        let days = secs / 86_400;
-        let rem = secs % 86_400;
-        let (y, m, d) = civil_from_days(days as i64);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60
-        )
+        // The largest u64 of milliseconds is far past year 9999; such a time only comes from
+        // a broken clock, and the latest time the format can show says so better than a panic.
+        let at = OffsetDateTime::UNIX_EPOCH
+            .checked_add(time::Duration::milliseconds(
+                self.0.min(MAX_RFC3339_MS) as i64
+            ))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        at.format(&RFC3339_MILLIS)
+            .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_owned())
     }
-}
 
-impl Timestamp {
-    /// Parses RFC 3339 UTC as the API shows times (`2026-01-10T15:30:00.000Z`); the fraction
-    /// is optional (up to milliseconds are kept) and `+00:00` is read as `Z`. `None` for
-    /// anything else, including times before 1970.
+    /// Parses an RFC 3339 time (`2026-01-10T15:30:00.000Z`, or with any offset, which is
+    /// converted to UTC); digits past milliseconds are dropped. `None` for anything else,
+    /// including times before 1970.
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
-        let (date, time) = s.split_once(['T', 't'])?;
-        let num = |t: &str, len: usize| -> Option<u64> {
-            (t.len() == len && t.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| t.parse().ok())
-                .flatten()
-        };
-        let mut d = date.split('-');
-        let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
-        if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-            return None;
-        }
-        let (hms, frac) = match time.split_once('.') {
-            Some((hms, frac)) => (hms, Some(frac)),
-            None => (time, None),
-        };
-        let mut t = hms.split(':');
-        let (h, mi, sec) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
-        if t.next().is_some() || h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        let ms = match frac {
-            None => 0,
-            Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
-                let padded = format!("{f:0<3}");
-                padded[..3].parse::<u64>().ok()?
-            }
-            Some(_) => return None,
-        };
-        let days = days_from_civil(y as i64, m as u32, day as u32);
-        if days < 0 || civil_from_days(days) != (y as i64, m as u32, day as u32) {
-            return None;
-        }
-        let secs = days as u64 * 86_400 + h * 3600 + mi * 60 + sec;
-        Some(Timestamp(secs * 1000 + ms))
+        let at = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+        let ms = at.unix_timestamp_nanos().div_euclid(1_000_000);
+        u64::try_from(ms).ok().map(Timestamp)
     }
 }
 
-/// Converts a civil date to days since 1970-01-01 (the inverse of [`civil_from_days`]).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The last millisecond of year 9999, the latest time RFC 3339's four-digit years can show.
+const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// ISO 8601 as RFC 3339 profiles it, with exactly three fraction digits and `Z` for UTC.
+const RFC3339_MILLIS: Iso8601<
+    {
+        iso8601::Config::DEFAULT
+            .set_time_precision(iso8601::TimePrecision::Second {
+                decimal_digits: NonZeroU8::new(3),
+            })
+            .encode()
+    },
+> = Iso8601;
+
+/// What identifies a published event's body for idempotency: the first 128 bits of the
+/// SHA-256 of its type and its own fields as delivered, without the whitespace between
+/// tokens. Kept with each remembered event id, so a repeat is compared without the body.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BodyDigest(pub [u8; 16]);
+
+impl BodyDigest {
+    /// The digest of an event of `event_type` whose own fields are `fields_json` (as the
+    /// envelope appends them).
+    pub fn of(event_type: &str, fields_json: &str) -> BodyDigest {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(event_type.as_bytes());
+        // A separator no type contains, so type and fields cannot run into each other.
+        h.update([0u8]);
+        h.update(crate::json::minify(fields_json).as_bytes());
+        let full = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        BodyDigest(out)
+    }
 }
 
-/// Converts days since 1970-01-01 to a (year, month, day) civil date
-/// (Howard Hinnant's algorithm, valid for the whole range we can represent).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+impl fmt::Debug for BodyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BodyDigest({})", hex::encode(self.0))
+    }
 }
 
 /// A span of time in milliseconds.
@@ -328,6 +446,11 @@ mod tests {
             Timestamp::parse_rfc3339("2026-01-10T15:30:00.5+00:00"),
             Some(Timestamp(1_768_059_000_500))
         );
+        // Another offset is the same instant in UTC; nanoseconds are cut to milliseconds.
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-01-10T17:30:00.123987+02:00"),
+            Some(Timestamp(1_768_059_000_123))
+        );
         for bad in [
             "",
             "2026-01-10",
@@ -337,9 +460,43 @@ mod tests {
             "1969-12-31T23:59:59Z",
             "2026-01-10T15:30:00.Z",
             "+2026-01-10T15:30:00Z",
+            "2026-01-10T15:30Z",
+            "2026-01-10T15:30:00.000Z trailing",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn delivery_ids_print_and_parse_back_one_spelling() {
+        let fan_out = FanOutId::new(Timestamp(0x0123_4567_89ab), [0xff; 10]);
+        let id = fan_out.delivery(1);
+        let text = id.to_string();
+        assert_eq!(text, "dlv_0123456789abffffffffffffffffffff01");
+        assert_eq!(DeliveryId::parse(&text), Some(id.clone()));
+        let wide = fan_out.delivery(0x1_0000);
+        assert_eq!(DeliveryId::parse(&wide.to_string()), Some(wide));
+        for bad in [
+            "",
+            "dlv_",
+            "dlv_0123456789abffffffffffffffffffff",
+            "dlv_0123456789abffffffffffffffffffff001",
+            "dlv_0123456789abffffffffffffffffffffGG",
+            "dlv_0123456789ABFFFFFFFFFFFFFFFFFFFF01",
+            "evt_0123456789abffffffffffffffffffff01",
+            "dlv_0123456789abffffffffffffffffffff123456789",
+        ] {
+            assert_eq!(DeliveryId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fan_outs_sort_by_time_first() {
+        let early = FanOutId::new(Timestamp(5), [0xff; 10]);
+        let late = FanOutId::new(Timestamp(6), [0; 10]);
+        assert!(early < late);
+        assert!(early.delivery(9) < late.delivery(0));
+        assert_eq!(FanOutId::from_bytes(late.to_bytes()), late);
     }
 
     #[test]
@@ -355,5 +512,7 @@ mod tests {
             Timestamp(951_782_400_123).to_rfc3339(),
             "2000-02-29T00:00:00.123Z"
         );
+        // Past year 9999 (only a broken clock gets there) shows the latest time it can.
+        assert_eq!(Timestamp(u64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
     }
 }

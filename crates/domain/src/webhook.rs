@@ -3,7 +3,7 @@
 use crate::policy::Policy;
 use crate::rejection::Rejection;
 use crate::target;
-use crate::types::ProjectId;
+use crate::types::{DurationMs, ProjectId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -16,6 +16,56 @@ pub struct SealedSecret(pub String);
 impl fmt::Debug for SealedSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SealedSecret(..)")
+    }
+}
+
+/// The longest grace a rotation may give the previous secret: a week, as Stripe's longest.
+pub const MAX_SECRET_GRACE: DurationMs = DurationMs::from_hours(7 * 24);
+
+/// The secret a rotation replaced, still signing (after the current one) until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// The replaced secret.
+    pub secret: SealedSecret,
+    /// The end of the grace: an attempt sent at or after it is signed by the current secret
+    /// alone.
+    pub until: Timestamp,
+}
+
+impl PreviousSecret {
+    /// Whether it still signs an attempt sent at `now`.
+    pub fn signs_at(&self, now: Timestamp) -> bool {
+        now < self.until
+    }
+}
+
+/// How a webhook's deliveries are signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// The spec's `X-Hallway-Signature: t=..,v1=<hex>` (the default).
+    #[default]
+    Hallway,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
+    Standard,
+}
+
+impl SignatureScheme {
+    /// The scheme as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::Hallway => "hallway",
+            SignatureScheme::Standard => "standard",
+        }
+    }
+
+    /// The scheme the API spells `text`, if any.
+    pub fn parse(text: &str) -> Option<SignatureScheme> {
+        match text {
+            "hallway" => Some(SignatureScheme::Hallway),
+            "standard" => Some(SignatureScheme::Standard),
+            _ => None,
+        }
     }
 }
 
@@ -32,6 +82,8 @@ pub struct WebhookConfig {
     pub events: Vec<String>,
     /// Projects to fire for; empty means every project.
     pub project_ids: Vec<ProjectId>,
+    /// How its deliveries are signed.
+    pub signature_scheme: SignatureScheme,
 }
 
 impl WebhookConfig {

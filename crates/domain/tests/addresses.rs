@@ -127,6 +127,7 @@ fn config(url: &str) -> WebhookConfig {
         description: None,
         events: vec![hallway_domain::SESSION_PROCESSING_COMPLETED.into()],
         project_ids: vec![],
+        signature_scheme: hallway_domain::SignatureScheme::Hallway,
     }
 }
 

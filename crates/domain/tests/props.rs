@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::T0;
+use common::{fan, T0};
 use hallway_domain::signature;
 use hallway_domain::*;
 use proptest::prelude::*;
@@ -17,6 +17,8 @@ const TYPES: [&str; 2] = [COMPLETED, "session.processing.failed"];
 const PROJECTS: [&str; 3] = ["prj_a", "prj_b", "prj_c"];
 /// Two Pro accounts and a free one.
 const ACCOUNTS: [&str; 3] = ["acc_a", "acc_b", "acc_free"];
+/// Rotation graces: none (zero), short ones the `Advance` steps cross, the cap and past it.
+const GRACES: [u64; 5] = [0, 1_000, 60_000, MAX_SECRET_GRACE.0, MAX_SECRET_GRACE.0 + 1];
 
 /// A small policy, so the rules trigger often.
 fn policy() -> Policy {
@@ -65,6 +67,8 @@ enum Op {
         types: Option<u8>,
         projects: Option<u8>,
         rename: bool,
+        /// A new signature scheme: Standard Webhooks (`true`) or the spec's.
+        standard: Option<bool>,
     },
     Enable {
         webhook: u8,
@@ -77,6 +81,8 @@ enum Op {
     },
     Rotate {
         webhook: u8,
+        /// Milliseconds the replaced secret goes on signing.
+        grace: Option<u64>,
     },
     Publish {
         account: u8,
@@ -137,12 +143,13 @@ fn reported() -> impl Strategy<Value = Reported> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u8..3, 1u8..4, 0u8..8).prop_map(|(account, types, projects)| Op::CreateWebhook { account, types, projects }),
-        1 => (any::<u8>(), prop::option::of(1u8..4), prop::option::of(0u8..8), any::<bool>())
-            .prop_map(|(webhook, types, projects, rename)| Op::UpdateWebhook { webhook, types, projects, rename }),
+        1 => (any::<u8>(), prop::option::of(1u8..4), prop::option::of(0u8..8), any::<bool>(), prop::option::of(any::<bool>()))
+            .prop_map(|(webhook, types, projects, rename, standard)| Op::UpdateWebhook { webhook, types, projects, rename, standard }),
         2 => any::<u8>().prop_map(|webhook| Op::Enable { webhook }),
         1 => any::<u8>().prop_map(|webhook| Op::Disable { webhook }),
         1 => any::<u8>().prop_map(|webhook| Op::Delete { webhook }),
-        1 => any::<u8>().prop_map(|webhook| Op::Rotate { webhook }),
+        1 => (any::<u8>(), prop::option::of(prop::sample::select(GRACES.to_vec())))
+            .prop_map(|(webhook, grace)| Op::Rotate { webhook, grace }),
         5 => (0u8..3, 0u8..2, 0u8..3, prop::option::weighted(0.2, any::<u8>()))
             .prop_map(|(account, event_type, project, reuse)| Op::Publish { account, event_type, project, reuse }),
         2 => any::<u8>().prop_map(|webhook| Op::SendTest { webhook }),
@@ -174,6 +181,8 @@ struct MWebhook {
     /// Bumped on every enable and disable, to know whether an attempt straddled one.
     epoch: u64,
     secret: SealedSecret,
+    /// The replaced secret and the end of its grace, as the last rotation decided it.
+    previous: Option<(SealedSecret, Timestamp)>,
     config: WebhookConfig,
 }
 
@@ -219,7 +228,9 @@ struct Model {
     reset_from: BTreeMap<WebhookId, u32>,
     /// Finished deliveries that were paused (history's `paused`).
     paused: std::collections::BTreeSet<DeliveryId>,
-    published: BTreeMap<(AccountId, EventId), (u32, Timestamp)>,
+    /// Each remembered event id: its deliveries, time, type and project (what its body was
+    /// built from, so a repeat with other content is a conflict).
+    published: BTreeMap<(AccountId, EventId), (u32, Timestamp, String, ProjectId)>,
 }
 
 impl Model {
@@ -316,6 +327,10 @@ impl Model {
                 } => {
                     self.plans.insert(account_id.clone(), *plan);
                 }
+                // Key rotation and account deletion have rule tests of their own (rules.rs).
+                Event::AccountKeyRotated { .. } | Event::AccountDeleted { .. } => {
+                    panic!("no operation of this test rotates keys or deletes accounts: {e:?}")
+                }
                 Event::WebhookCreated {
                     webhook_id,
                     account_id,
@@ -334,6 +349,7 @@ impl Model {
                             counter: 0,
                             epoch: 0,
                             secret: secret.clone(),
+                            previous: None,
                             config: config.clone(),
                         },
                     );
@@ -396,9 +412,14 @@ impl Model {
                     w.deleted = true;
                 }
                 Event::SecretRotated {
-                    webhook_id, secret, ..
+                    webhook_id,
+                    secret,
+                    previous,
+                    ..
                 } => {
-                    self.webhook(webhook_id).secret = secret.clone();
+                    let w = self.webhook(webhook_id);
+                    w.secret = secret.clone();
+                    w.previous = previous.as_ref().map(|p| (p.secret.clone(), p.until));
                 }
                 Event::EventPublished {
                     account_id,
@@ -423,7 +444,15 @@ impl Model {
                         "fan-out of {event_type} in {project_id}"
                     );
                     assert_eq!(*first_due, at.plus(p.retry_delays[0]));
-                    self.published.insert(key, (deliveries.len() as u32, *at));
+                    self.published.insert(
+                        key,
+                        (
+                            deliveries.len() as u32,
+                            *at,
+                            event_type.clone(),
+                            project_id.clone(),
+                        ),
+                    );
                     for (d, w) in deliveries {
                         assert!(
                             !self.live.contains_key(d) && !self.finished.contains_key(d),
@@ -455,6 +484,7 @@ impl Model {
                     event_id,
                     body,
                     at,
+                    ..
                 } => {
                     assert!(body.ends_with(r#","_test":true}"#));
                     assert!(!self.webhooks[webhook_id].deleted);
@@ -858,7 +888,7 @@ impl Model {
                 }
                 Event::IdempotencyKeysExpired { before, at } => {
                     assert_eq!(*before, Timestamp(at.0 - p.retention.0));
-                    self.published.retain(|_, (_, t)| *t >= *before);
+                    self.published.retain(|_, (_, t, _, _)| *t >= *before);
                 }
             }
         }
@@ -886,6 +916,13 @@ impl Model {
                 "{id} consecutive failures"
             );
             assert_eq!(&s.secret, &w.secret, "{id} secret");
+            assert_eq!(
+                s.previous_secret
+                    .as_ref()
+                    .map(|p| (p.secret.clone(), p.until)),
+                w.previous,
+                "{id} previous secret"
+            );
             assert_eq!(&s.config, &w.config, "{id} config");
             let open = open_per_webhook.get(id).copied().unwrap_or(0);
             let in_flight = state.in_flight_of(id);
@@ -951,7 +988,7 @@ impl Model {
             (a, b) => a.or(b),
         };
         assert_eq!(state.poll_timeout(), expected_timeout, "poll_timeout");
-        for ((account, event), (count, _)) in &self.published {
+        for ((account, event), (count, _, _, _)) in &self.published {
             assert_eq!(
                 state.published(account, event).map(|x| x.deliveries),
                 Some(*count),
@@ -1080,6 +1117,7 @@ impl Sim {
                 .filter(|(i, _)| projects & (1 << i) != 0)
                 .map(|(_, p)| ProjectId::from(*p))
                 .collect(),
+            signature_scheme: SignatureScheme::Hallway,
         }
     }
 
@@ -1126,12 +1164,20 @@ impl Sim {
                 types,
                 projects,
                 rename,
+                standard,
             } => {
                 let (id, account) = self.pick_webhook(webhook);
                 let changes = WebhookChanges {
                     name: rename.then(|| "renamed".to_owned()),
                     events: types.map(|t| Self::config(t, 0).events),
                     project_ids: projects.map(|p| Self::config(1, p).project_ids),
+                    signature_scheme: standard.map(|s| {
+                        if s {
+                            SignatureScheme::Standard
+                        } else {
+                            SignatureScheme::Hallway
+                        }
+                    }),
                     ..WebhookChanges::default()
                 };
                 let expected = self.missing(&id);
@@ -1177,30 +1223,56 @@ impl Sim {
                     None => assert!(result.is_ok(), "{result:?}"),
                 }
             }
-            Op::Rotate { webhook } => {
+            Op::Rotate { webhook, grace } => {
                 let (id, account) = self.pick_webhook(webhook);
-                let expected = self.missing(&id);
+                let over_cap = grace.is_some_and(|g| g > MAX_SECRET_GRACE.0);
+                let expected = self.missing(&id).or_else(|| {
+                    over_cap.then(|| Rejection::InvalidField {
+                        field: "grace",
+                        message: "must be at most 168 hours (7 days)".into(),
+                    })
+                });
                 let old = self.state.webhook(&id).map(|w| w.secret.clone());
                 let new = SealedSecret(self.fresh("whsec_"));
                 let result = self.exec(CommandKind::RotateSecret {
                     account_id: account,
                     webhook_id: id.clone(),
                     secret: new.clone(),
+                    grace: grace.map(DurationMs),
                 });
                 match expected {
                     Some(r) => assert_eq!(result, Err(r)),
                     None => {
                         assert!(result.is_ok(), "{result:?}");
-                        let current = self.state.webhook(&id).map(|w| w.secret.clone());
-                        assert_eq!(current.as_ref(), Some(&new));
-                        // What the new secret signs, the old one does not verify.
+                        let w = self.state.webhook(&id).expect("live");
+                        assert_eq!(w.secret, new);
                         let old = old.expect("was live");
-                        let ts = self.now.as_unix_seconds();
-                        let header = signature::sign(&new.0, ts, b"{}");
+                        // The replaced secret keeps signing only for a grace above zero, until
+                        // exactly `now + grace`.
+                        let kept = grace
+                            .filter(|g| *g > 0)
+                            .map(|g| (old.clone(), Timestamp(self.now.0 + g)));
                         assert_eq!(
-                            signature::verify(&old.0, &header, b"{}", ts, 300),
-                            Err(signature::VerifyError::Mismatch)
+                            w.previous_secret
+                                .as_ref()
+                                .map(|p| (p.secret.clone(), p.until)),
+                            kept
                         );
+                        let ts = self.now.as_unix_seconds();
+                        let previous = w
+                            .previous_secret
+                            .as_ref()
+                            .filter(|p| p.signs_at(self.now))
+                            .map(|p| p.secret.0.as_str());
+                        let header = signature::sign_with(&new.0, previous, ts, b"{}");
+                        assert_eq!(signature::verify(&new.0, &header, b"{}", ts, 300), Ok(()));
+                        // The old secret verifies what is sent during the grace, nothing else.
+                        let old_verifies = signature::verify(&old.0, &header, b"{}", ts, 300);
+                        if kept.is_some() {
+                            assert_eq!(old_verifies, Ok(()));
+                        } else {
+                            assert_eq!(old_verifies, Err(signature::VerifyError::Mismatch));
+                        }
                     }
                 }
             }
@@ -1218,13 +1290,16 @@ impl Sim {
                     _ => EventId::from(self.fresh("evt_")),
                 };
                 let project_id = PROJECTS[project as usize % 3];
+                let event_type = TYPES[event_type as usize % 2];
+                let fields_json = format!(r#","project":{{"id":"{project_id}"}}"#);
                 let event = PreparedEvent {
                     event_id: Some(event_id.clone()),
-                    event_type: TYPES[event_type as usize % 2].to_owned(),
+                    event_type: event_type.to_owned(),
                     project_id: ProjectId::from(project_id),
-                    fields_json: format!(r#","project":{{"id":"{project_id}"}}"#),
+                    digest: BodyDigest::of(event_type, &fields_json),
+                    fields_json,
                 };
-                let seed = self.fresh("s");
+                let fan_out = fan(&self.fresh("s"));
                 let meta = (
                     account_id.clone(),
                     event_id.clone(),
@@ -1235,16 +1310,19 @@ impl Sim {
                     .model
                     .published
                     .get(&(account_id.clone(), event_id.clone()))
-                    .map(|(n, _)| *n);
+                    .map(|(n, _, ty, project)| {
+                        (*n, ty == event_type && project.as_str() == project_id)
+                    });
                 let pending_before = self.state.pending_count();
                 let result = self.exec(CommandKind::Publish {
                     account_id,
                     event,
                     fresh_event_id: EventId::from("evt_unused"),
-                    delivery_id_seed: seed,
+                    fan_out,
                 });
                 match known {
-                    Some(deliveries) => {
+                    // The same content again: the first answer.
+                    Some((deliveries, true)) => {
                         assert_eq!(
                             result,
                             Err(Rejection::EventExists {
@@ -1252,6 +1330,11 @@ impl Sim {
                                 deliveries
                             })
                         );
+                        assert_eq!(self.state.pending_count(), pending_before);
+                    }
+                    // Other content under a remembered id: a conflict, nothing scheduled.
+                    Some((_, false)) => {
+                        assert_eq!(result, Err(Rejection::EventConflict(event_id)));
                         assert_eq!(self.state.pending_count(), pending_before);
                     }
                     None => {
@@ -1264,13 +1347,20 @@ impl Sim {
             Op::SendTest { webhook } => {
                 let (id, account) = self.pick_webhook(webhook);
                 let expected = self.missing(&id);
-                let delivery_id = DeliveryId::from(self.fresh("dlv_t"));
+                let delivery_id = fan(&self.fresh("t")).delivery(0);
                 let event_id = EventId::from(self.fresh("evt_t"));
+                // The runtime sends the example of the webhook's first type.
+                let event_type = self
+                    .state
+                    .webhook(&id)
+                    .map_or(COMPLETED.to_owned(), |w| w.config.events[0].clone());
                 let result = self.exec(CommandKind::SendTest {
                     account_id: account,
                     webhook_id: id,
                     delivery_id,
                     event_id,
+                    event_type,
+                    example_fields: r#","project":{"id":"prj_example"}"#.to_owned(),
                 });
                 match expected {
                     Some(r) => assert_eq!(result, Err(r)),
@@ -1289,7 +1379,7 @@ impl Sim {
                     .map(|(d, o)| (d.id.clone(), o.attempt))
                     .collect();
                 let (id, attempt) = if open.is_empty() {
-                    (DeliveryId::from("dlv_none"), 1)
+                    (fan("none").delivery(0), 1)
                 } else {
                     let (id, a) = open[pick as usize % open.len()].clone();
                     (id, if pick % 2 == 0 { a + 1 } else { a - 1 })
@@ -1301,6 +1391,7 @@ impl Sim {
                         status: 200,
                         duration: DurationMs(1),
                     },
+                    detail: None,
                 });
                 assert_eq!(
                     result,
@@ -1376,14 +1467,14 @@ impl Sim {
                     (true, Some(first)) => (Some(vec![first.clone()]), vec![first.clone()]),
                     _ => (None, matching),
                 };
-                let seed = self.fresh("r");
+                let fan_out = fan(&self.fresh("r"));
                 let result = self.exec(CommandKind::ReplayEvent {
                     account_id: account,
                     event_id,
                     event_type,
                     project_id: project,
                     webhook_ids,
-                    delivery_id_seed: seed,
+                    fan_out,
                 });
                 let sent: Vec<WebhookId> = result
                     .expect("a replay to enabled webhooks")
@@ -1589,14 +1680,30 @@ impl Sim {
                 duration: timeout,
             },
         };
+        // What the sender saw rides along into the outcome's event untouched.
+        let detail = pick.is_multiple_of(2).then(|| {
+            std::sync::Arc::new(AttemptDetail {
+                error_message: Some(format!("seen by {id} #{attempt}")),
+                response_body: "ok".into(),
+                ..AttemptDetail::default()
+            })
+        });
         let events = self
             .exec(CommandKind::RecordOutcome {
                 delivery_id: id.clone(),
                 attempt,
                 outcome: sent,
+                detail: detail.clone(),
             })
             .expect("an open attempt's outcome is recorded");
         let first = events.first().expect("an outcome records something");
+        match first {
+            Event::AttemptSucceeded { detail: got, .. }
+            | Event::AttemptFailed { detail: got, .. } => {
+                assert_eq!(got, &detail)
+            }
+            other => panic!("an outcome records its attempt first, not {other:?}"),
+        }
         match (outcome, first) {
             (
                 Reported::Ok,
@@ -1811,9 +1918,16 @@ fn scenario_auto_disable_with_queued_retries_and_a_test_send() {
         })
         .expect("auto-disabled");
     assert!(matches!(log[disabled + 1], Event::DeliveryPaused { .. }));
-    assert!(log[disabled..]
+    let test_send = log
         .iter()
-        .any(|e| matches!(e, Event::AttemptSucceeded { delivery_id, .. } if delivery_id.as_str().starts_with("dlv_t"))));
+        .find_map(|e| match e {
+            Event::TestDeliveryCreated { delivery_id, .. } => Some(delivery_id.clone()),
+            _ => None,
+        })
+        .expect("a test send");
+    assert!(log[disabled..].iter().any(
+        |e| matches!(e, Event::AttemptSucceeded { delivery_id, .. } if *delivery_id == test_send)
+    ));
     assert!(log[disabled..]
         .iter()
         .any(|e| matches!(e, Event::WebhookEnabled { .. })));

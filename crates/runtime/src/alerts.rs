@@ -155,7 +155,8 @@ pub(crate) fn subscribe(
             // The log first (subscribed before reading, so nothing falls in between).
             let from = last.map_or(1, AlertCursor::next_record);
             let store2 = store.clone();
-            let read = tokio::task::spawn_blocking(move || read_alerts(&*store2, from)).await;
+            let read =
+                crate::store_calls::spawn(&*store, move || read_alerts(&*store2, from)).await;
             let logged = match read {
                 Ok(Ok(logged)) => logged,
                 Ok(Err(e)) => {

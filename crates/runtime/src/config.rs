@@ -2,10 +2,11 @@
 //! so that no field is silently overridden or ignored.
 
 use crate::clock::{Clock, SystemClock};
+use crate::ids::{OsRandom, RandomSource};
 use crate::secrets::MasterKey;
 use crate::transport::{Transport, TransportConfig};
 use crate::EngineError;
-use hallway_domain::{DurationMs, Policy};
+use hallway_domain::{Catalog, DurationMs, Policy};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct Config {
     pub transport: Option<Arc<dyn Transport>>,
     /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// Where fresh ids, secrets, API keys and sealing nonces come from (the operating
+    /// system's secure source by default; a seeded one makes a simulation replay exactly).
+    pub random: Arc<dyn RandomSource>,
     /// Events logged between snapshots (the log before a snapshot is truncated).
     pub snapshot_every_events: u64,
     /// How often retention runs (old deliveries, payloads and idempotency keys removed).
@@ -44,6 +48,9 @@ pub struct Config {
     pub manual_actions_per_minute: u32,
     /// Most deliveries one recover may send again; a range holding more is refused.
     pub max_recover: usize,
+    /// The event types, with descriptions and examples; `policy.event_types` must be its
+    /// names (the builder's `catalog` sets both).
+    pub catalog: Arc<Catalog>,
 }
 
 impl Default for Config {
@@ -54,6 +61,7 @@ impl Default for Config {
             transport_config: TransportConfig::default(),
             transport: None,
             clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
             snapshot_every_events: 200_000,
             maintenance_interval: DurationMs::from_mins(10),
             shutdown_grace: Duration::from_secs(10),
@@ -63,6 +71,7 @@ impl Default for Config {
             previous_master_keys: Vec::new(),
             manual_actions_per_minute: 60,
             max_recover: crate::DEFAULT_MAX_RECOVER,
+            catalog: Arc::new(Catalog::default()),
         }
     }
 }
@@ -79,6 +88,7 @@ impl fmt::Debug for Config {
                 &self.transport.as_ref().map(|_| "custom").unwrap_or("https"),
             )
             .field("clock", &"..")
+            .field("random", &"..")
             .field("snapshot_every_events", &self.snapshot_every_events)
             .field("maintenance_interval", &self.maintenance_interval)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -88,6 +98,7 @@ impl fmt::Debug for Config {
             .field("previous_master_keys", &self.previous_master_keys)
             .field("manual_actions_per_minute", &self.manual_actions_per_minute)
             .field("max_recover", &self.max_recover)
+            .field("catalog", &self.catalog.names())
             .finish()
     }
 }
@@ -110,6 +121,9 @@ impl Config {
         }
         if self.transport.is_some() && self.transport_config != TransportConfig::default() {
             return bad("transport_config configures the default transport only; a custom transport was given");
+        }
+        if self.policy.event_types != self.catalog.names() {
+            return bad("policy.event_types must be the catalog's names; set the catalog with ConfigBuilder::catalog, which sets both");
         }
         if self.transport_config.allow_private_targets && !self.policy.allow_private_targets {
             return bad("transport_config.allow_private_targets contradicts the policy; set policy.allow_private_targets, which both use");
@@ -145,6 +159,8 @@ setters! {
     transport_config: TransportConfig,
     /// Where time comes from.
     clock: Arc<dyn Clock>,
+    /// Where fresh ids, secrets and nonces come from.
+    random: Arc<dyn RandomSource>,
     /// Events logged between snapshots.
     snapshot_every_events: u64,
     /// How often retention runs.
@@ -167,6 +183,13 @@ impl ConfigBuilder {
     /// A transport to use instead of the default HTTPS client.
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.0.transport = Some(transport);
+        self
+    }
+
+    /// The event catalog, and the policy's event types from it.
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.0.policy.event_types = catalog.names();
+        self.0.catalog = Arc::new(catalog);
         self
     }
 
@@ -206,10 +229,10 @@ mod tests {
         impl Transport for Null {
             fn send(&self, _: crate::OutgoingRequest, _: Duration) -> crate::transport::SendFuture {
                 Box::pin(async {
-                    hallway_domain::Outcome::Response {
+                    crate::Sent::bare(hallway_domain::Outcome::Response {
                         status: 200,
                         duration: DurationMs(1),
-                    }
+                    })
                 })
             }
         }

@@ -1,72 +1,73 @@
-//! Fresh ids, secrets and API keys from the operating system's secure random source.
+//! Fresh ids, secrets and API keys, from a [`RandomSource`]: the operating system's secure
+//! source unless the engine's `Config::random` names another.
 
-use hallway_domain::Timestamp;
+use hallway_domain::{DeliveryId, FanOutId, Timestamp};
 use sha2::{Digest, Sha256};
-use std::sync::{Mutex, PoisonError};
 
-/// `n` random bytes as lowercase hex, straight from the operating system (secrets and keys).
-fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    // The OS random source failing is not recoverable: ids and secrets must not be guessable.
-    getrandom::getrandom(&mut buf).expect("the operating system's random source failed");
-    hex::encode(buf)
+/// Where fresh ids, secrets, API keys and sealing nonces come from. A seam beside `Clock`:
+/// production reads the operating system ([`OsRandom`]); a deterministic simulation plugs in
+/// a seeded generator so that a run replays exactly. Anything else must be a
+/// cryptographically secure source: secrets and API keys come from it.
+pub trait RandomSource: Send + Sync + 'static {
+    /// Fills `buf` with random bytes.
+    fn fill(&self, buf: &mut [u8]);
 }
 
-/// Random bytes for ids, drawn from the operating system a few kilobytes at a time: a system
-/// call for every publish's ids cost about 1 % of a delivery's CPU. The bytes are the same
-/// secure random ones; ids are not secrets, and secrets and keys still draw their own.
-struct IdBytes {
-    bytes: [u8; 4096],
-    used: usize,
-}
+/// The operating system's secure random source (`getrandom`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsRandom;
 
-static ID_BYTES: Mutex<IdBytes> = Mutex::new(IdBytes {
-    bytes: [0; 4096],
-    used: 4096,
-});
-
-/// `n` (at most 4,096) random bytes for an id, as lowercase hex.
-fn id_hex(n: usize) -> String {
-    let mut pool = ID_BYTES.lock().unwrap_or_else(PoisonError::into_inner);
-    if pool.used + n > pool.bytes.len() {
-        getrandom::getrandom(&mut pool.bytes).expect("the operating system's random source failed");
-        pool.used = 0;
+impl RandomSource for OsRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        // The OS random source failing is not recoverable: ids and secrets must not be
+        // guessable.
+        getrandom::getrandom(buf).expect("the operating system's random source failed");
     }
-    let start = pool.used;
-    pool.used += n;
-    hex::encode(&pool.bytes[start..start + n])
+}
+
+/// `N` random bytes.
+fn random<const N: usize>(random: &dyn RandomSource) -> [u8; N] {
+    let mut buf = [0u8; N];
+    random.fill(&mut buf);
+    buf
+}
+
+/// `N` random bytes as lowercase hex.
+fn random_hex<const N: usize>(source: &dyn RandomSource) -> String {
+    hex::encode(random::<N>(source))
 }
 
 /// A new webhook id (`wh_` + 96 random bits).
-pub fn webhook_id() -> String {
-    format!("wh_{}", id_hex(12))
+pub fn webhook_id(random: &dyn RandomSource) -> String {
+    format!("wh_{}", random_hex::<12>(random))
 }
 
 /// A new event id (`evt_` + 96 random bits).
-pub fn event_id() -> String {
-    format!("evt_{}", id_hex(12))
+pub fn event_id(random: &dyn RandomSource) -> String {
+    format!("evt_{}", random_hex::<12>(random))
 }
 
-/// A new delivery id (`dlv_` + 96 random bits).
-pub fn delivery_id() -> String {
-    format!("dlv_{}", id_hex(12))
+/// A new fan-out made `now`: the time, then 80 random bits. Time first, so its records land
+/// next to the newest ones in the store (where its outcomes soon update them), not at a
+/// random place in a large tree.
+pub fn fan_out(source: &dyn RandomSource, now: Timestamp) -> FanOutId {
+    FanOutId::new(now, random(source))
 }
 
-/// Seed of a fan-out's delivery ids: the time in ms (11 hex digits), then 80 random bits; the
-/// domain appends the index. Time first, so a fan-out's records land next to the newest ones
-/// in the store (where its outcomes soon update them), not at a random place in a large tree.
-pub fn delivery_id_seed(now: Timestamp) -> String {
-    format!("{:011x}{}", now.0, id_hex(10))
+/// A new test send's delivery: the one delivery of a fan-out of its own.
+pub fn test_delivery_id(random: &dyn RandomSource, now: Timestamp) -> DeliveryId {
+    fan_out(random, now).delivery(0)
 }
 
-/// A new signing secret (`whsec_` + 192 random bits).
-pub fn secret() -> String {
-    format!("whsec_{}", random_hex(24))
+/// A new signing secret: `whsec_` and 192 random bits in base64, as Standard Webhooks (and
+/// Svix) show them, so the same secret serves either signature scheme.
+pub fn secret(source: &dyn RandomSource) -> String {
+    hallway_domain::signature::standard::secret_from_key(&random::<24>(source))
 }
 
 /// A new account API key (`hwk_` + 256 random bits).
-pub fn api_key() -> String {
-    format!("hwk_{}", random_hex(32))
+pub fn api_key(random: &dyn RandomSource) -> String {
+    format!("hwk_{}", random_hex::<32>(random))
 }
 
 /// The stored form of an API key: SHA-256, hex. Keys are 256 random bits, so a fast hash is
@@ -86,26 +87,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_drawn_across_refills_are_all_different() {
-        let ids: std::collections::HashSet<String> = (0..2_000).map(|_| event_id()).collect();
-        assert_eq!(ids.len(), 2_000);
-        assert!(ids
-            .iter()
-            .all(|id| id.len() == 28 && id.starts_with("evt_")));
+    fn a_secret_is_whsec_and_24_random_bytes_in_base64() {
+        let (a, b) = (secret(&OsRandom), secret(&OsRandom));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "whsec_".len() + 32, "{a}");
+        let key = hallway_domain::signature::standard::key(&a).expect("base64");
+        assert_eq!(key.len(), 24);
     }
 
     #[test]
-    fn a_seed_starts_with_the_time_so_later_fan_outs_sort_after_earlier_ones() {
+    fn fan_outs_start_with_the_time_so_later_ones_sort_after_earlier_ones() {
         let now = Timestamp(1_790_000_000_000);
-        let a = delivery_id_seed(now);
-        let b = delivery_id_seed(Timestamp(now.0 + 1));
-        assert!(a < b);
+        let a = fan_out(&OsRandom, now);
+        assert!(a < fan_out(&OsRandom, Timestamp(now.0 + 1)));
         assert_ne!(
-            a[11..],
-            delivery_id_seed(now)[11..],
+            a.to_bytes()[6..],
+            fan_out(&OsRandom, now).to_bytes()[6..],
             "80 random bits follow"
         );
-        // The store names a fan-out's bucket by this length (`keys::TIMED_ID_LEN`).
-        assert_eq!(format!("dlv_{a}00").len(), 37);
+        assert_ne!(
+            test_delivery_id(&OsRandom, now),
+            test_delivery_id(&OsRandom, now)
+        );
     }
 }

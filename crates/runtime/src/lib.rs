@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod accounts;
 mod actor;
 pub mod alerts;
 #[cfg(feature = "mimalloc")]
@@ -25,23 +26,25 @@ mod limiter;
 pub mod metrics;
 mod resend;
 pub mod secrets;
+mod store_calls;
 pub mod transport;
 
 pub use alerts::{AlertCursor, AlertRecord, AlertStream};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigBuilder};
+pub use ids::{OsRandom, RandomSource};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use resend::DEFAULT_MAX_RECOVER;
 pub use secrets::{MasterKey, Secret};
-pub use transport::{HttpsTransport, OutgoingRequest, Transport, TransportConfig};
+pub use transport::{HttpsTransport, OutgoingRequest, Sent, Transport, TransportConfig};
 
 use actor::{Actor, Msg, Reply};
 use hallway_domain::Policy;
 use hallway_domain::{
-    envelope, Account, AccountChanges, AccountId, CommandKind, DeliveryId, Event, EventId, Plan,
-    Rejection, State, Webhook, WebhookChanges, WebhookConfig, WebhookId,
+    envelope, AccountId, CommandKind, DeliveryId, DurationMs, Event, EventId, Rejection,
+    SignatureScheme, State, Timestamp, Webhook, WebhookChanges, WebhookConfig, WebhookId,
 };
-use hallway_store::{DeliveryRecord, EventStore, Page, SledStore};
+use hallway_store::{DeliveryFilter, DeliveryRecord, EventStore, Page, SledStore};
 use limiter::ManualLimiter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
@@ -113,6 +116,7 @@ pub struct EngineHandle {
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
     secrets: Arc<SecretBox>,
     manual: Arc<ManualLimiter>,
     /// Held by a recover (and a manual retry) from reading history to deciding: no other
@@ -120,6 +124,7 @@ pub struct EngineHandle {
     resend: Arc<tokio::sync::Mutex<()>>,
     max_recover: usize,
     alerts: alerts::AlertHub,
+    catalog: Arc<hallway_domain::Catalog>,
 }
 
 impl Engine {
@@ -147,7 +152,11 @@ impl Engine {
         let master_key = config.master_key.clone().ok_or_else(|| {
             EngineError::Config("a master key is needed to seal webhook secrets".into())
         })?;
-        let secrets = Arc::new(SecretBox::new(&master_key, &config.previous_master_keys));
+        let secrets = Arc::new(SecretBox::new(
+            &master_key,
+            &config.previous_master_keys,
+            config.random.clone(),
+        ));
         let transport: Arc<dyn Transport> = match &config.transport {
             Some(t) => t.clone(),
             None => {
@@ -158,7 +167,7 @@ impl Engine {
         };
         let policy = config.policy.clone();
         let loader = store.clone();
-        let (state, last_seq) = tokio::task::spawn_blocking(move || load_state(&*loader, policy))
+        let (state, last_seq) = store_calls::spawn(&*store, move || load_state(&*loader, policy))
             .await
             .map_err(EngineError::from)??;
         let reseal = stale_secrets(&state, &secrets)?;
@@ -170,11 +179,13 @@ impl Engine {
             metrics: metrics.clone(),
             policy: Arc::new(config.policy.clone()),
             clock: config.clock.clone(),
+            random: config.random.clone(),
             secrets: secrets.clone(),
             manual: Arc::new(ManualLimiter::new(config.manual_actions_per_minute)),
             resend: Arc::new(tokio::sync::Mutex::new(())),
             max_recover: config.max_recover,
             alerts: alerts::AlertHub::new(),
+            catalog: config.catalog.clone(),
         };
         let mut actor = Actor::new(
             state,
@@ -215,25 +226,42 @@ impl Engine {
     }
 }
 
-/// Checks that every stored secret opens, and lists those to reseal under the current key.
-fn stale_secrets(
-    state: &State,
-    secrets: &SecretBox,
-) -> Result<Vec<(AccountId, WebhookId, String)>, EngineError> {
+/// A webhook whose secrets were sealed under an earlier key (or not at all): both in plain
+/// text, to seal again under the current key.
+pub(crate) struct Reseal {
+    pub(crate) account_id: AccountId,
+    pub(crate) webhook_id: WebhookId,
+    pub(crate) current: String,
+    pub(crate) previous: Option<String>,
+}
+
+/// Checks that every stored secret opens, and lists the webhooks to reseal under the current
+/// key.
+fn stale_secrets(state: &State, secrets: &SecretBox) -> Result<Vec<Reseal>, EngineError> {
+    let unopened = |w: &Webhook| {
+        EngineError::Config(format!(
+            "the master key does not open the secret of webhook {}; start with the key this data directory was created with",
+            w.id
+        ))
+    };
     let mut stale = Vec::new();
     for account in state.accounts() {
         for w in state.webhooks_of(&account.id) {
-            match secrets.open(&w.secret) {
-                Some((_, Sealing::Current)) => {}
-                Some((plain, Sealing::Stale)) => {
-                    stale.push((account.id.clone(), w.id.clone(), plain))
-                }
-                None => {
-                    return Err(EngineError::Config(format!(
-                        "the master key does not open the secret of webhook {}; start with the key this data directory was created with",
-                        w.id
-                    )))
-                }
+            let (current, current_sealing) = secrets.open(&w.secret).ok_or_else(|| unopened(w))?;
+            let previous = match &w.previous_secret {
+                Some(p) => Some(secrets.open(&p.secret).ok_or_else(|| unopened(w))?),
+                None => None,
+            };
+            let stale_previous = previous
+                .as_ref()
+                .is_some_and(|(_, sealing)| *sealing == Sealing::Stale);
+            if current_sealing == Sealing::Stale || stale_previous {
+                stale.push(Reseal {
+                    account_id: account.id.clone(),
+                    webhook_id: w.id.clone(),
+                    current,
+                    previous: previous.map(|(plain, _)| plain),
+                });
             }
         }
     }
@@ -269,6 +297,8 @@ pub struct NewWebhook {
     pub events: Vec<String>,
     /// Projects to fire for; empty means all.
     pub project_ids: Vec<String>,
+    /// How its deliveries are signed.
+    pub signature_scheme: SignatureScheme,
 }
 
 impl EngineHandle {
@@ -304,6 +334,21 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Closed)
     }
 
+    /// Runs `f` with the state and the sequence of the last log record, at the next moment the
+    /// state is exactly what the log holds (nothing decided that is not logged yet). For
+    /// simulations and tests that compare the running state with a replay of the log.
+    pub async fn inspect_logged<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State, u64) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Logged(Box::new(move |state, seq| {
+            let _ = tx.send(f(state, seq));
+        })))
+        .await?;
+        rx.await.map_err(|_| EngineError::Closed)
+    }
+
     /// Whether the engine still takes commands (false after shutdown or a storage failure).
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
@@ -324,63 +369,9 @@ impl EngineHandle {
         &self.policy
     }
 
-    /// Creates an account; returns it with its API key, which is shown only this once.
-    pub async fn create_account(
-        &self,
-        id: &AccountId,
-        name: &str,
-        plan: Plan,
-    ) -> Result<(Account, String), EngineError> {
-        let key = ids::api_key();
-        let account_id = id.clone();
-        let lookup = account_id.clone();
-        let account = self
-            .exec(
-                CommandKind::CreateAccount {
-                    account_id,
-                    name: name.to_owned(),
-                    plan,
-                    api_key_hash: ids::hash_api_key(&key),
-                },
-                move |_, s| s.account(&lookup).cloned(),
-            )
-            .await?
-            .ok_or(EngineError::Closed)?;
-        Ok((account, key))
-    }
-
-    /// Changes an account's name or plan.
-    pub async fn update_account(
-        &self,
-        id: &AccountId,
-        changes: AccountChanges,
-    ) -> Result<Account, EngineError> {
-        let lookup = id.clone();
-        self.exec(
-            CommandKind::UpdateAccount {
-                account_id: id.clone(),
-                name: changes.name,
-                plan: changes.plan,
-            },
-            move |_, s| s.account(&lookup).cloned(),
-        )
-        .await?
-        .ok_or_else(|| Rejection::AccountNotFound(id.clone()).into())
-    }
-
-    /// An account.
-    pub async fn account(&self, id: &AccountId) -> Result<Account, EngineError> {
-        let lookup = id.clone();
-        self.query(move |s| s.account(&lookup).cloned())
-            .await?
-            .ok_or_else(|| Rejection::AccountNotFound(id.clone()).into())
-    }
-
-    /// The account an API key belongs to, if any.
-    pub async fn authenticate(&self, api_key: &str) -> Result<Option<AccountId>, EngineError> {
-        let hash = ids::hash_api_key(api_key);
-        self.query(move |s| s.account_by_key_hash(&hash).map(|a| a.id.clone()))
-            .await
+    /// The event types, with their descriptions and examples.
+    pub fn catalog(&self) -> &hallway_domain::Catalog {
+        &self.catalog
     }
 
     /// Registers a webhook; returns it with its signing secret, shown only this once.
@@ -389,8 +380,8 @@ impl EngineHandle {
         account: &AccountId,
         input: NewWebhook,
     ) -> Result<(Webhook, Secret), EngineError> {
-        let webhook_id = WebhookId::from(ids::webhook_id());
-        let secret = Secret::new(ids::secret());
+        let webhook_id = WebhookId::from(ids::webhook_id(&*self.random));
+        let secret = Secret::new(ids::secret(&*self.random));
         let lookup = webhook_id.clone();
         let webhook = self
             .exec(
@@ -404,6 +395,7 @@ impl EngineHandle {
                         description: input.description,
                         events: input.events,
                         project_ids: input.project_ids.into_iter().map(Into::into).collect(),
+                        signature_scheme: input.signature_scheme,
                     },
                 },
                 move |_, s| s.webhook(&lookup).cloned(),
@@ -469,23 +461,46 @@ impl EngineHandle {
         .await
     }
 
-    /// Replaces a webhook's secret and returns the new one, shown only this once.
+    /// Replaces a webhook's secret and returns the new one, shown only this once; the old
+    /// one signs nothing from then on.
     pub async fn rotate_secret(
         &self,
         account: &AccountId,
         webhook: &WebhookId,
     ) -> Result<Secret, EngineError> {
-        let secret = Secret::new(ids::secret());
-        self.exec(
-            CommandKind::RotateSecret {
-                account_id: account.clone(),
-                webhook_id: webhook.clone(),
-                secret: self.secrets.seal(secret.expose()),
-            },
-            |_, _| (),
-        )
-        .await?;
-        Ok(secret)
+        Ok(self
+            .rotate_secret_with_grace(account, webhook, None)
+            .await?
+            .0)
+    }
+
+    /// Replaces a webhook's secret and returns the new one, shown only this once. With a
+    /// `grace` (at most [`hallway_domain::MAX_SECRET_GRACE`]) the old secret goes on signing
+    /// every attempt too, after the new one, until the returned time.
+    pub async fn rotate_secret_with_grace(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        grace: Option<DurationMs>,
+    ) -> Result<(Secret, Option<Timestamp>), EngineError> {
+        let secret = Secret::new(ids::secret(&*self.random));
+        let until = self
+            .exec(
+                CommandKind::RotateSecret {
+                    account_id: account.clone(),
+                    webhook_id: webhook.clone(),
+                    secret: self.secrets.seal(secret.expose()),
+                    grace,
+                },
+                |events, _| {
+                    events.iter().find_map(|e| match e {
+                        Event::SecretRotated { previous, .. } => previous.as_ref().map(|p| p.until),
+                        _ => None,
+                    })
+                },
+            )
+            .await?;
+        Ok((secret, until))
     }
 
     /// Publishes an event (the raw JSON body the host posts). A repeated `id` answers the
@@ -499,7 +514,7 @@ impl EngineHandle {
         // A fresh id only when the host gave none.
         let fresh_event_id = match &event.event_id {
             Some(id) => id.clone(),
-            None => EventId::from(ids::event_id()),
+            None => EventId::from(ids::event_id(&*self.random)),
         };
         let result = self
             .exec(
@@ -507,7 +522,7 @@ impl EngineHandle {
                     account_id: account.clone(),
                     event,
                     fresh_event_id,
-                    delivery_id_seed: ids::delivery_id_seed(self.now()),
+                    fan_out: ids::fan_out(&*self.random, self.now()),
                 },
                 |events, _| match events.first() {
                     Some(Event::EventPublished {
@@ -549,9 +564,24 @@ impl EngineHandle {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, EngineError> {
+        self.deliveries_where(account, webhook, &DeliveryFilter::default(), limit, cursor)
+            .await
+    }
+
+    /// A webhook's deliveries that pass `filter`, newest first. A page may stop early, with
+    /// fewer than `limit` (even none) and a `next_cursor`, after examining many deliveries that
+    /// do not pass; `next_cursor` is `None` only when nothing further passes.
+    pub async fn deliveries_where(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        filter: &DeliveryFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, EngineError> {
         self.webhook(account, webhook).await?;
         self.store
-            .deliveries(webhook, limit, cursor)
+            .deliveries_where(webhook, filter, limit, cursor)
             .map_err(|e| match e {
                 // A cursor this list did not hand out is the caller's mistake.
                 hallway_store::StoreError::Invalid(_) => {

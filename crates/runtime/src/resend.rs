@@ -18,20 +18,35 @@ pub const DEFAULT_MAX_RECOVER: usize = 100_000;
 const RECOVER_CHUNK: usize = 5_000;
 
 impl EngineHandle {
-    /// Sends the sample payload (`"_test": true`) to a webhook once, also while disabled.
+    /// Sends the catalog's example of the webhook's (first) event type, marked
+    /// `"_test": true`, to a webhook once, also while disabled.
     pub async fn send_test(
         &self,
         account: &AccountId,
         webhook: &WebhookId,
     ) -> Result<DeliveryId, EngineError> {
+        let w = self.webhook(account, webhook).await?;
+        // A webhook subscribes to catalog types only; one whose types all left the catalog
+        // (a restart with another catalog) has no example to send.
+        let example = w
+            .config
+            .events
+            .iter()
+            .find_map(|name| self.catalog.get(name))
+            .ok_or_else(|| Rejection::InvalidField {
+                field: "events",
+                message: "none of the webhook's event types is in the catalog any more".into(),
+            })?;
         self.take_manual(account)?;
-        let delivery_id = DeliveryId::from(ids::delivery_id());
+        let delivery_id = ids::test_delivery_id(&*self.random, self.now());
         self.exec(
             CommandKind::SendTest {
                 account_id: account.clone(),
                 webhook_id: webhook.clone(),
                 delivery_id: delivery_id.clone(),
-                event_id: EventId::from(ids::event_id()),
+                event_id: EventId::from(ids::event_id(&*self.random)),
+                event_type: example.name.clone(),
+                example_fields: example.example_fields().to_owned(),
             },
             |_, _| (),
         )
@@ -121,7 +136,7 @@ impl EngineHandle {
         }
         let store = self.store.clone();
         let (webhook_id, max) = (webhook.clone(), self.max_recover);
-        let candidates = tokio::task::spawn_blocking(move || {
+        let candidates = crate::store_calls::spawn(&*self.store, move || {
             recover_candidates(&*store, &webhook_id, since, until, max)
         })
         .await
@@ -182,7 +197,7 @@ impl EngineHandle {
                 event_type,
                 project_id: project_id.into(),
                 webhook_ids,
-                delivery_id_seed: ids::delivery_id_seed(self.now()),
+                fan_out: ids::fan_out(&*self.random, self.now()),
             },
             |events, _| {
                 events

@@ -5,11 +5,13 @@
 //! four bytes of SHA-256 of the key) says which key sealed it, so secrets sealed under a
 //! previous key can still be opened and are resealed under the current one at startup.
 
+use crate::ids::RandomSource;
 use crate::EngineError;
 use hallway_domain::SealedSecret;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::sync::Arc;
 
 const PREFIX: &str = "enc1:";
 
@@ -107,6 +109,8 @@ impl MasterKey {
 /// Seals and opens secrets: the current key seals, any known key opens.
 pub(crate) struct SecretBox {
     keys: Vec<(String, LessSafeKey)>,
+    /// Where sealing nonces come from.
+    random: Arc<dyn RandomSource>,
 }
 
 /// How a stored secret relates to the keys.
@@ -119,8 +123,12 @@ pub(crate) enum Sealing {
 }
 
 impl SecretBox {
-    /// `current` seals; `previous` keys only open.
-    pub(crate) fn new(current: &MasterKey, previous: &[MasterKey]) -> Self {
+    /// `current` seals; `previous` keys only open; nonces come from `random`.
+    pub(crate) fn new(
+        current: &MasterKey,
+        previous: &[MasterKey],
+        random: Arc<dyn RandomSource>,
+    ) -> Self {
         let keys = std::iter::once(current)
             .chain(previous)
             .map(|k| {
@@ -129,14 +137,14 @@ impl SecretBox {
                 (k.id(), LessSafeKey::new(unbound))
             })
             .collect();
-        SecretBox { keys }
+        SecretBox { keys, random }
     }
 
     /// Seals a plaintext secret under the current key.
     pub(crate) fn seal(&self, plaintext: &str) -> SealedSecret {
         let (id, key) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::getrandom(&mut nonce).expect("the operating system's random source failed");
+        self.random.fill(&mut nonce);
         let mut buf = plaintext.as_bytes().to_vec();
         // Sealing in memory with a valid key and nonce cannot fail.
         key.seal_in_place_append_tag(
@@ -186,16 +194,17 @@ mod tests {
     #[test]
     fn sealed_secrets_open_only_with_a_known_key_and_hide_the_plaintext() {
         let current = MasterKey::generate();
-        let b = SecretBox::new(&current, &[]);
+        let os = || Arc::new(crate::ids::OsRandom);
+        let b = SecretBox::new(&current, &[], os());
         let sealed = b.seal("whsec_plain_text_secret");
         assert!(!sealed.0.contains("whsec_plain_text_secret"));
         assert_eq!(
             b.open(&sealed),
             Some(("whsec_plain_text_secret".to_owned(), Sealing::Current))
         );
-        let other = SecretBox::new(&MasterKey::generate(), &[]);
+        let other = SecretBox::new(&MasterKey::generate(), &[], os());
         assert_eq!(other.open(&sealed), None);
-        let rotated = SecretBox::new(&MasterKey::generate(), &[current]);
+        let rotated = SecretBox::new(&MasterKey::generate(), &[current], os());
         assert_eq!(
             rotated.open(&sealed),
             Some(("whsec_plain_text_secret".to_owned(), Sealing::Stale))

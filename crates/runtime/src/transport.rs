@@ -2,8 +2,9 @@
 //! over rustls (ring) that refuses private targets after DNS and follows no redirects.
 
 use bytes::Bytes;
+use hallway_domain::attempt::{MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES};
 use hallway_domain::target::{check_host, is_refused_ip, read_url};
-use hallway_domain::{AttemptError, DurationMs, Outcome};
+use hallway_domain::{AttemptDetail, AttemptError, DurationMs, Outcome};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper_util::client::legacy::connect::dns::Name;
@@ -24,8 +25,40 @@ use std::time::{Duration, Instant};
 /// The `User-Agent` every attempt carries.
 pub const USER_AGENT_VALUE: &str = "Hallway-Webhooks/1.0";
 
-/// A boxed future of an attempt's outcome.
-pub type SendFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+/// A boxed future of what an attempt came to.
+pub type SendFuture = Pin<Box<dyn Future<Output = Sent> + Send>>;
+
+/// What one attempt came to: the outcome the domain judges, and what history keeps of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sent {
+    /// The classified outcome.
+    pub outcome: Outcome,
+    /// The response's headers and the start of its body, or the failure in words. The
+    /// dispatcher adds the request's headers.
+    pub detail: AttemptDetail,
+}
+
+impl Sent {
+    /// An outcome with nothing more known about it (a transport that sees no more).
+    pub fn bare(outcome: Outcome) -> Sent {
+        Sent {
+            outcome,
+            detail: AttemptDetail::default(),
+        }
+    }
+
+    /// A failure without a usable response, described in `message`.
+    pub fn failed(error: AttemptError, duration: DurationMs, message: String) -> Sent {
+        Sent {
+            outcome: Outcome::Error { error, duration },
+            detail: AttemptDetail {
+                error_message: Some(message),
+                ..AttemptDetail::default()
+            }
+            .bounded(),
+        }
+    }
+}
 
 /// One attempt, ready to go: the body is the same bytes on every attempt of a delivery.
 #[derive(Clone, Debug)]
@@ -34,14 +67,17 @@ pub struct OutgoingRequest {
     pub url: String,
     /// The exact JSON body.
     pub body: Bytes,
-    /// The `X-Hallway-Signature` value, computed at send time.
-    pub signature: String,
+    /// The headers that sign and identify the attempt, computed at send time
+    /// ([`hallway_domain::signature::headers`]); `Content-Type` and `User-Agent` are the
+    /// transport's.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// How attempts leave the engine. Tests, simulations and hosts with special egress plug in
 /// their own; the default is [`HttpsTransport`].
 pub trait Transport: Send + Sync + 'static {
-    /// Sends one attempt and classifies what happened; must finish within about `timeout`.
+    /// Sends one attempt and classifies what happened (with what it saw, for history); must
+    /// finish within about `timeout`.
     fn send(&self, request: OutgoingRequest, timeout: Duration) -> SendFuture;
 }
 
@@ -106,8 +142,11 @@ pub struct HttpsTransport {
     response_body_limit: usize,
     /// Each webhook URL as read for sending (or why it cannot be sent): the same few URLs
     /// come back on every attempt, and reading one cost a URL parse and several allocations.
-    targets: Arc<std::sync::Mutex<HashMap<String, Result<hyper::Uri, AttemptError>>>>,
+    targets: Arc<std::sync::Mutex<HashMap<String, Target>>>,
 }
+
+/// A URL as read for sending, or why it cannot be sent (with the message history shows).
+type Target = Result<hyper::Uri, (AttemptError, String)>;
 
 /// URLs [`HttpsTransport`] remembers before it starts again (webhooks are few per account).
 const TARGETS_MAX: usize = 4096;
@@ -161,8 +200,9 @@ impl HttpsTransport {
         })
     }
 
-    /// The URI an attempt to `url` is sent to, or why none can be.
-    fn target(&self, url: &str) -> Result<hyper::Uri, AttemptError> {
+    /// The URI an attempt to `url` is sent to, or why none can be (with the message the
+    /// attempt's detail shows).
+    fn target(&self, url: &str) -> Target {
         let mut targets = self
             .targets
             .lock()
@@ -178,38 +218,58 @@ impl HttpsTransport {
         target
     }
 
-    fn read_target(url: &str, allow_private_targets: bool) -> Result<hyper::Uri, AttemptError> {
+    fn read_target(url: &str, allow_private_targets: bool) -> Target {
         // The URL is read the way the create and update checks read it (the `url` crate),
         // so a numeric or IDN host is judged and sent in its canonical form.
-        let target = read_url(url).map_err(|_| AttemptError::Connect)?;
+        let target = read_url(url).map_err(|e| {
+            (
+                AttemptError::Connect,
+                format!("the URL cannot be read: {e}"),
+            )
+        })?;
         // Literal addresses skip the resolver, so they are checked here.
         if check_host(&target.host, allow_private_targets).is_err() {
-            return Err(AttemptError::BlockedTarget);
+            return Err((
+                AttemptError::BlockedTarget,
+                format!(
+                    "{} is a refused address (loopback, private or reserved)",
+                    target.host
+                ),
+            ));
         }
-        target.normalized.parse().map_err(|_| AttemptError::Connect)
+        target.normalized.parse().map_err(|e| {
+            (
+                AttemptError::Connect,
+                format!("the URL cannot be sent: {e}"),
+            )
+        })
     }
 
-    async fn attempt(self, request: OutgoingRequest, timeout: Duration) -> Outcome {
+    async fn attempt(self, request: OutgoingRequest, timeout: Duration) -> Sent {
         let started = Instant::now();
         let elapsed = || DurationMs(started.elapsed().as_millis() as u64);
-        let fail = |error| Outcome::Error {
-            error,
-            duration: elapsed(),
-        };
+        let fail = |error, message: String| Sent::failed(error, elapsed(), message);
         let uri = match self.target(&request.url) {
             Ok(uri) => uri,
-            Err(error) => return fail(error),
+            Err((error, message)) => return fail(error, message),
         };
         let deadline = tokio::time::Instant::from_std(started + timeout);
+        let timed_out = || format!("no response within {} ms", timeout.as_millis());
         let response = loop {
-            let mut req = match hyper::Request::post(uri.clone())
+            let mut builder = hyper::Request::post(uri.clone())
                 .header(CONTENT_TYPE, "application/json")
-                .header(USER_AGENT, USER_AGENT_VALUE)
-                .header(hallway_domain::signature::HEADER_NAME, &request.signature)
-                .body(Full::new(request.body.clone()))
-            {
+                .header(USER_AGENT, USER_AGENT_VALUE);
+            for (name, value) in &request.headers {
+                builder = builder.header(*name, value);
+            }
+            let mut req = match builder.body(Full::new(request.body.clone())) {
                 Ok(r) => r,
-                Err(_) => return fail(AttemptError::Connect),
+                Err(e) => {
+                    return fail(
+                        AttemptError::Connect,
+                        format!("the request cannot be built: {e}"),
+                    )
+                }
             };
             // A receiver may send 1xx heads before its answer; past a few it is only keeping
             // the attempt (and a core parsing them) busy until the timeout.
@@ -219,46 +279,105 @@ impl HttpsTransport {
             let sent = tokio::select! {
                 r = tokio::time::timeout_at(deadline, self.client.request(req)) => r,
                 _ = informational.too_many.notified() => {
-                    return fail(AttemptError::InvalidResponse);
+                    return fail(
+                        AttemptError::InvalidResponse,
+                        format!("more than {MAX_INFORMATIONAL} informational (1xx) responses"),
+                    );
                 }
             };
             match sent {
-                Err(_) => return fail(AttemptError::Timeout),
+                Err(_) => return fail(AttemptError::Timeout, timed_out()),
                 // Out of descriptors is the engine's trouble, not the receiver's: wait for one
                 // within the attempt's time rather than record a connect failure.
                 Ok(Err(e)) if out_of_descriptors(&e) => {
                     tracing::warn!("out of file descriptors for an attempt; waiting for one");
                     let pause = tokio::time::Instant::now() + Duration::from_millis(100);
                     if pause >= deadline {
-                        return fail(AttemptError::Timeout);
+                        return fail(AttemptError::Timeout, timed_out());
                     }
                     tokio::time::sleep_until(pause).await;
                 }
-                Ok(Err(e)) => return fail(classify(&e)),
+                Ok(Err(e)) => return fail(classify(&e), describe(&e)),
                 Ok(Ok(r)) => break r,
             }
         };
         let duration = elapsed();
         let status = response.status().as_u16();
+        let mut detail = AttemptDetail {
+            response_headers: response_headers(response.headers()),
+            ..AttemptDetail::default()
+        };
         // Read a bounded prefix so small answers leave the connection reusable; a body that
-        // is larger or slower than allowed is dropped with its connection.
+        // is larger or slower than allowed is dropped with its connection. History keeps its
+        // first bytes.
         let remaining = timeout.saturating_sub(started.elapsed());
         let limit = self.response_body_limit;
         let mut body = response.into_body();
-        let _ = tokio::time::timeout(remaining, async {
-            let mut read = 0usize;
-            while let Some(Ok(frame)) = body.frame().await {
-                if let Some(data) = frame.data_ref() {
-                    read += data.len();
-                    if read > limit {
-                        break;
+        let mut kept: Vec<u8> = Vec::new();
+        let mut read = 0usize;
+        let read_all = tokio::time::timeout(remaining, async {
+            loop {
+                match body.frame().await {
+                    None => return true,
+                    Some(Err(_)) => return false,
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            let room = MAX_RESPONSE_BODY_BYTES.saturating_sub(kept.len());
+                            kept.extend_from_slice(&data[..data.len().min(room)]);
+                            read += data.len();
+                            if read > limit {
+                                return false;
+                            }
+                        }
                     }
                 }
             }
         })
-        .await;
-        Outcome::Response { status, duration }
+        .await
+        .unwrap_or(false);
+        detail.response_body_truncated = !read_all || read > kept.len();
+        detail.response_body = String::from_utf8_lossy(&kept).into_owned();
+        Sent {
+            outcome: Outcome::Response { status, duration },
+            detail: detail.bounded(),
+        }
     }
+}
+
+/// A response's headers for history: names lowercase, values as text, at most
+/// [`MAX_RESPONSE_HEADER_BYTES`] of them.
+fn response_headers(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(headers.len());
+    let mut used = 0;
+    for (name, value) in headers {
+        used += name.as_str().len() + value.len();
+        if used > MAX_RESPONSE_HEADER_BYTES {
+            break;
+        }
+        out.push((
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ));
+    }
+    out
+}
+
+/// A client error in words: each distinct message of its source chain, outermost first.
+fn describe(err: &hyper_util::client::legacy::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = src {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            // As in `classify`: descend into the error an io::Error wraps.
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    parts.join(": ")
 }
 
 impl Transport for HttpsTransport {

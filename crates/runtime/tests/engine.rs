@@ -295,6 +295,7 @@ async fn numeric_spellings_of_loopback_are_sent_to_loopback_and_blocked_under_th
                     description: None,
                     events: vec![hallway_domain::SESSION_PROCESSING_COMPLETED.into()],
                     project_ids: vec![],
+                    signature_scheme: hallway_domain::SignatureScheme::Hallway,
                 },
             )
             .await

@@ -523,6 +523,7 @@ async fn add_webhook(h: &EngineHandle, account: &AccountId, url: &str) -> Webhoo
             description: None,
             events: vec![hallway_domain::SESSION_PROCESSING_COMPLETED.into()],
             project_ids: vec![],
+            signature_scheme: hallway_domain::SignatureScheme::Hallway,
         },
     )
     .await

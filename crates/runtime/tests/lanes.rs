@@ -7,10 +7,10 @@ use hallway_domain::{
     WebhookId, SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::transport::SendFuture;
-use hallway_runtime::{Config, Engine, ManualClock, NewWebhook, OutgoingRequest, Transport};
+use hallway_runtime::{Config, Engine, ManualClock, NewWebhook, OutgoingRequest, Sent, Transport};
 use hallway_store::{
-    DeliveryRecord, EventLog, LogRecords, Page, ReadModel, Seq, SledStore, SnapshotDraft,
-    StoreError, Truncation,
+    DeliveryFilter, DeliveryRecord, EventLog, LogRecords, Page, ReadModel, Seq, SledStore,
+    SnapshotDraft, StoreError, Truncation,
 };
 use hallway_testkit::wait::eventually;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -63,10 +63,10 @@ impl Transport for GatedTransport {
                 permit.forget();
             }
             gate.under_way.fetch_sub(1, Ordering::SeqCst);
-            Outcome::Response {
+            Sent::bare(Outcome::Response {
                 status: 200,
                 duration: DurationMs(1),
-            }
+            })
         })
     }
 }
@@ -132,16 +132,24 @@ impl ReadModel for Held {
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         self.inner.delivery(webhook, delivery)
     }
-    fn deliveries(
+    fn deliveries_where(
         &self,
         webhook: &WebhookId,
+        filter: &DeliveryFilter,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        self.inner.deliveries(webhook, limit, cursor)
+        self.inner.deliveries_where(webhook, filter, limit, cursor)
     }
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune(before)
+    }
+    fn purge_account(
+        &self,
+        account: &AccountId,
+        webhooks: &[WebhookId],
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_account(account, webhooks)
     }
 }
 
@@ -183,6 +191,7 @@ async fn engine(
             description: None,
             events: vec![SESSION_PROCESSING_COMPLETED.into()],
             project_ids: vec![],
+            signature_scheme: hallway_domain::SignatureScheme::Hallway,
         },
     )
     .await

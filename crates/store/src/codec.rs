@@ -15,8 +15,13 @@ use bincode::config::{self, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format version written in front of every record.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written in front of every record. 5: delivery ids are a fan-out and an
+/// index (see the store's layout number, which refuses a whole directory of older records),
+/// test sends record their event type (the event catalog), webhooks have signature schemes and
+/// previous secrets, attempts keep their detail in history, published events and remembered
+/// ids keep their body's digest (a republish with another body is a conflict), and accounts
+/// keep the key a rotation's grace still accepts.
+pub const FORMAT_VERSION: u8 = 5;
 
 /// The version byte and the checksum.
 const HEADER_LEN: usize = 5;
@@ -99,6 +104,15 @@ fn open<'a>(
     let Some(&version) = bytes.first() else {
         return Err(corrupt(key(), "empty record".into()));
     };
+    if version < FORMAT_VERSION {
+        return Err(corrupt(
+            key(),
+            format!(
+                "format version {version} was written by an older build (this build reads {FORMAT_VERSION}); \
+                 start from an empty data directory"
+            ),
+        ));
+    }
     if version != FORMAT_VERSION {
         return Err(corrupt(
             key(),
@@ -201,12 +215,27 @@ mod tests {
 
     #[test]
     fn an_id_encodes_as_a_plain_string() {
-        // Ids are shared strings in memory; on disk they are plain strings, as data
-        // directories hold them.
-        let id = hallway_domain::DeliveryId::from("dlv_0123");
+        // Ids are shared strings in memory; on disk they are plain strings.
+        let id = hallway_domain::WebhookId::from("wh_0123");
         let as_id = encode(&id).expect("encodes");
-        assert_eq!(as_id, encode(&String::from("dlv_0123")).expect("encodes"));
-        let back: hallway_domain::DeliveryId = decode("t", || "k".into(), &as_id).expect("decodes");
+        assert_eq!(as_id, encode(&String::from("wh_0123")).expect("encodes"));
+        let back: hallway_domain::WebhookId = decode("t", || "k".into(), &as_id).expect("decodes");
+        assert_eq!(back, id);
+    }
+
+    #[test]
+    fn a_delivery_id_encodes_as_its_fan_out_and_index() {
+        use hallway_domain::{FanOutId, Timestamp};
+        let fan_out = FanOutId::new(Timestamp(7), [9; 10]);
+        let id = fan_out.delivery(3);
+        let bytes = encode(&id).expect("encodes");
+        assert_eq!(bytes, encode(&(fan_out.to_bytes(), 3u32)).expect("encodes"));
+        assert_eq!(
+            bytes.len(),
+            HEADER_LEN + 16 + 1,
+            "no text, no length prefix"
+        );
+        let back: hallway_domain::DeliveryId = decode("t", || "k".into(), &bytes).expect("decodes");
         assert_eq!(back, id);
     }
 
@@ -217,6 +246,20 @@ mod tests {
         let err = decode::<u64>("log", || "42".into(), &bytes).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("\"log\"") && text.contains("42") && text.contains("version 9"));
+    }
+
+    #[test]
+    fn an_older_format_is_named_as_such() {
+        let mut bytes = encode(&5u64).expect("encodes");
+        bytes[0] = 1;
+        let text = decode::<u64>("log", || "seq 1".into(), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("format version 1 was written by an older build")
+                && text.contains("empty data directory"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub enum StoreError {
         /// The first sequence still in the log.
         first_kept: Seq,
     },
+    /// The data directory was written in another layout than this build's (an earlier build
+    /// of the unreleased 0.1): it is refused whole rather than misread.
+    #[error("data directory {path} has {} and this build reads layout {expected} only; 0.1 is unreleased and migrates no earlier layout, so start with a new data directory (move this one aside)", match found { Some(n) => format!("layout {n}"), None => "an unnumbered layout (from before layouts were numbered)".to_owned() })]
+    Layout {
+        /// The directory.
+        path: String,
+        /// Its layout number, if it has one.
+        found: Option<u64>,
+        /// The layout this build reads.
+        expected: u64,
+    },
     /// The caller passed something the store cannot use (a malformed paging cursor, a
     /// snapshot ahead of the log, another backend's snapshot draft).
     #[error("invalid request: {0}")]

@@ -15,10 +15,11 @@
 
 mod bodies;
 mod check;
-mod keys;
+pub(crate) mod keys;
 mod log;
 mod open;
 mod projection;
+mod purge;
 mod reads;
 mod retention;
 mod snapshot;
@@ -27,7 +28,7 @@ mod truncate;
 pub use open::StoreOptions;
 pub use snapshot::SNAPSHOT_FILE;
 
-use crate::history::{DeliveryRecord, DeliveryStatus, Page};
+use crate::history::{DeliveryFilter, DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventLog, LogRecords, ReadModel, Seq, SnapshotDraft, StoreError, Truncation};
 use bodies::BodyFiles;
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
@@ -286,16 +287,25 @@ impl ReadModel for SledStore {
         reads::delivery(self, webhook, delivery)
     }
 
-    fn deliveries(
+    fn deliveries_where(
         &self,
         webhook: &WebhookId,
+        filter: &DeliveryFilter,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, StoreError> {
-        reads::deliveries(self, webhook, limit, cursor)
+        reads::deliveries(self, webhook, filter, limit, cursor)
     }
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         retention::prune(self, before)
+    }
+
+    fn purge_account(
+        &self,
+        account: &AccountId,
+        webhooks: &[WebhookId],
+    ) -> Result<u64, StoreError> {
+        purge::purge_account(self, account, webhooks)
     }
 }

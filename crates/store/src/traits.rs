@@ -1,7 +1,7 @@
 //! The two traits a backend implements: the event log (the source of truth) and the read
 //! model derived from it. Neither mentions a database, a file or a path.
 
-use crate::history::{DeliveryRecord, Page};
+use crate::history::{DeliveryFilter, DeliveryRecord, Page};
 use crate::StoreError;
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, State, Timestamp, WebhookId};
 use std::any::Any;
@@ -76,6 +76,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// Makes every record appended so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Whether every call returns at once, never blocking on I/O (an in-memory backend). The
+    /// runtime calls a store that may block on tokio's blocking pool, and one that never
+    /// blocks on its own tasks.
+    fn never_blocks(&self) -> bool {
+        false
+    }
+
     /// The sequence number of the last record, 0 for an empty log.
     fn last_seq(&self) -> Result<Seq, StoreError>;
 
@@ -135,11 +142,32 @@ pub trait ReadModel: Send + Sync + 'static {
         webhook: &WebhookId,
         limit: usize,
         cursor: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        self.deliveries_where(webhook, &DeliveryFilter::default(), limit, cursor)
+    }
+
+    /// A webhook's deliveries that pass `filter`, newest first, at most `limit` at a time;
+    /// `cursor` is the previous page's `next_cursor`. A backend may stop a page early after
+    /// examining many deliveries that do not pass (so one page never reads a whole history);
+    /// the page then holds fewer than `limit`, possibly none, and `next_cursor` goes on from
+    /// where it stopped. `next_cursor` is `None` only when nothing further passes.
+    fn deliveries_where(
+        &self,
+        webhook: &WebhookId,
+        filter: &DeliveryFilter,
+        limit: usize,
+        cursor: Option<&str>,
     ) -> Result<Page, StoreError>;
 
     /// Removes finished deliveries and payloads created before `before`; returns how many
     /// deliveries went.
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Removes a deleted account's data now rather than with retention: the finished
+    /// deliveries of `webhooks` and the bodies of the account's events that no pending
+    /// delivery needs (pending ones are left to retention). Returns how many deliveries went.
+    fn purge_account(&self, account: &AccountId, webhooks: &[WebhookId])
+        -> Result<u64, StoreError>;
 }
 
 /// A backend: an event log and its read model. The runtime holds an `Arc<dyn EventStore>`.

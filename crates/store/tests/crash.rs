@@ -67,11 +67,12 @@ fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut Rng) -> Vec<Event> {
             event_id: EventId::from(format!("evt_{seq}_{i}")),
             event_type: SESSION_PROCESSING_COMPLETED.into(),
             project_id: ProjectId::from("prj_1"),
+            digest: BodyDigest::default(),
             body: format!("{seq}:{i}:{n}:{filler}"),
             deliveries: (0..fanout)
                 .map(|k| {
                     (
-                        DeliveryId::from(format!("dlv_{seq}_{i}_{k}")),
+                        common::fan_out(at(seq), seq * 8 + i).delivery(k as u32),
                         WebhookId::from(format!("wh_{k}")),
                     )
                 })
@@ -88,6 +89,7 @@ fn make_batch(seq: Seq, previous: &[DeliveryId], rng: &mut Rng) -> Vec<Event> {
             duration: DurationMs(12),
             started_at: at(seq),
             at: at(seq),
+            detail: None,
         });
     }
     events

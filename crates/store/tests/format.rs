@@ -3,6 +3,7 @@
 
 use hallway_domain::*;
 use hallway_store::DeliveryStatus;
+use hallway_testkit::ids::dlv;
 
 /// The variant index bincode writes first (a one-byte varint below 251).
 fn tag<T: serde::Serialize>(value: &T) -> u8 {
@@ -13,7 +14,7 @@ fn tag<T: serde::Serialize>(value: &T) -> u8 {
 #[test]
 fn new_event_variants_come_after_every_earlier_one() {
     let at = Timestamp(1);
-    let d = || DeliveryId::from("dlv_1");
+    let d = || dlv("dlv_1");
     let w = || WebhookId::from("wh_1");
     assert_eq!(
         tag(&Event::IdempotencyKeysExpired { before: at, at }),
@@ -72,4 +73,64 @@ fn new_event_variants_come_after_every_earlier_one() {
 fn paused_is_a_new_status_after_the_earlier_ones() {
     assert_eq!(tag(&DeliveryStatus::Cancelled), 3);
     assert_eq!(tag(&DeliveryStatus::Paused), 4);
+}
+
+/// A data directory of another layout (an earlier build of the unreleased 0.1) is refused at
+/// open with an error that says what to do, rather than read as garbage; a new one is numbered
+/// and opens again.
+#[test]
+fn a_directory_of_another_layout_is_refused_at_open() {
+    use hallway_store::{codec, EventLog, SledStore, StoreError};
+    /// A directory with one record whose layout number `change` rewrote.
+    fn written(change: impl FnOnce(&sled::Tree)) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("a new directory opens");
+        store
+            .append(&[Event::AccountCreated {
+                account_id: AccountId::from("acc_1"),
+                name: "Acme".into(),
+                plan: Plan::Pro,
+                api_key_hash: "hash".into(),
+                at: Timestamp(1),
+            }])
+            .expect("appends");
+        change(&store.raw_db().open_tree("meta").expect("tree"));
+        store.flush().expect("flushes");
+        dir
+    }
+
+    let dir = written(|_| {});
+    let store = SledStore::open(dir.path()).expect("its own layout opens again");
+    assert_eq!(store.last_seq().expect("last"), 1);
+
+    let dir = written(|meta| {
+        let one = codec::encode(&1u64).expect("encodes");
+        meta.insert("layout", one).expect("writes");
+    });
+    let err = SledStore::open(dir.path()).expect_err("layout 1 is refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::Layout {
+                found: Some(1),
+                expected: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("start with a new data directory"),
+        "{err}"
+    );
+
+    // Data without a layout number predates numbering.
+    let dir = written(|meta| {
+        meta.remove("layout").expect("removes");
+    });
+    let err = SledStore::open(dir.path()).expect_err("an unnumbered layout is refused");
+    assert!(
+        matches!(err, StoreError::Layout { found: None, .. }),
+        "{err:?}"
+    );
 }

@@ -5,16 +5,18 @@ mod common;
 use common::{Sim, T0};
 use hallway_domain::*;
 use hallway_store::{
-    AttemptRecord, DeliveryRecord, DeliveryStatus, EventLog, ReadModel, SledStore, StoreError,
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, EventLog, ReadModel, SledStore,
+    StoreError,
 };
+use hallway_testkit::ids::dlv;
 use std::collections::HashMap;
 
-/// Two deliveries of one fan-out: `dlv_`, a shared 20-character seed, an index.
-const FAN_A: &str = "dlv_aaaaaaaaaaaaaaaaaaaa00";
-const FAN_B: &str = "dlv_aaaaaaaaaaaaaaaaaaaa01";
+/// Two deliveries of one fan-out (see `hallway_testkit::ids::dlv`).
+const FAN_A: &str = "dlv_aaaa00";
+const FAN_B: &str = "dlv_aaaa01";
 /// Another fan-out's pair, for retention within one bucket.
-const M1: &str = "dlv_mmmmmmmmmmmmmmmmmmmm00";
-const M2: &str = "dlv_mmmmmmmmmmmmmmmmmmmm01";
+const M1: &str = "dlv_mmmm00";
+const M2: &str = "dlv_mmmm01";
 
 fn t(offset_ms: u64) -> Timestamp {
     Timestamp(T0.0 + offset_ms)
@@ -30,10 +32,11 @@ fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
         event_id: EventId::from(event),
         event_type: SESSION_PROCESSING_COMPLETED.into(),
         project_id: ProjectId::from("prj_1"),
+        digest: BodyDigest::default(),
         body: format!("{{\"id\":\"{event}\"}}"),
         deliveries: deliveries
             .iter()
-            .map(|(d, w)| (DeliveryId::from(*d), WebhookId::from(*w)))
+            .map(|(d, w)| (dlv(d), WebhookId::from(*w)))
             .collect(),
         first_due: t(at),
         at: t(at),
@@ -42,7 +45,7 @@ fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
 
 fn started(d: &str, attempt: u32, at: u64) -> Event {
     Event::AttemptStarted {
-        delivery_id: DeliveryId::from(d),
+        delivery_id: dlv(d),
         attempt,
         deadline: t(at + 60_000),
         at: t(at),
@@ -51,18 +54,19 @@ fn started(d: &str, attempt: u32, at: u64) -> Event {
 
 fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
     Event::AttemptSucceeded {
-        delivery_id: DeliveryId::from(d),
+        delivery_id: dlv(d),
         attempt,
         status_code: 200,
         duration: DurationMs(25),
         started_at: t(at),
         at: t(at + 25),
+        detail: None,
     }
 }
 
 fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
     Event::AttemptFailed {
-        delivery_id: DeliveryId::from(d),
+        delivery_id: dlv(d),
         attempt,
         status_code: Some(500),
         error: AttemptError::HttpStatus,
@@ -70,12 +74,13 @@ fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
         started_at: t(at),
         next_due: next_due.map(t),
         at: t(at + 30),
+        detail: None,
     }
 }
 
 fn record(store: &SledStore, webhook: &str, delivery: &str) -> DeliveryRecord {
     store
-        .delivery(&WebhookId::from(webhook), &DeliveryId::from(delivery))
+        .delivery(&WebhookId::from(webhook), &dlv(delivery))
         .expect("reads")
         .expect("exists")
 }
@@ -132,7 +137,7 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     assert_eq!(
         r,
         DeliveryRecord {
-            id: DeliveryId::from(FAN_B),
+            id: dlv(FAN_B),
             webhook_id: WebhookId::from("wh_2"),
             account_id: acc(),
             event_id: EventId::from("evt_1"),
@@ -147,7 +152,7 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
     // A delivery is found only under its own webhook.
     assert_eq!(
         store
-            .delivery(&WebhookId::from("wh_1"), &DeliveryId::from(FAN_B))
+            .delivery(&WebhookId::from("wh_1"), &dlv(FAN_B))
             .expect("reads"),
         None
     );
@@ -187,11 +192,11 @@ fn attempts_and_statuses_follow_the_events() {
             failed("bad", 1, 0, Some(60_000)),
             // Cancelled while its attempt is open: the outcome is recorded, the status stays.
             Event::DeliveryCancelled {
-                delivery_id: DeliveryId::from("cut"),
+                delivery_id: dlv("cut"),
                 at: t(10),
             },
             Event::DeliveryCancelled {
-                delivery_id: DeliveryId::from("gone"),
+                delivery_id: dlv("gone"),
                 at: t(10),
             },
         ])
@@ -208,6 +213,7 @@ fn attempts_and_statuses_follow_the_events() {
             duration_ms: 25,
             status_code: Some(200),
             error: None,
+            detail: None,
         }]
     );
     let bad = record(&store, "wh_1", "bad");
@@ -239,7 +245,7 @@ fn attempts_and_statuses_follow_the_events() {
     store
         .append(&[Event::DeliveryRetried {
             delivery: DeliverySummary {
-                delivery_id: DeliveryId::from("bad"),
+                delivery_id: dlv("bad"),
                 webhook_id: WebhookId::from("wh_1"),
                 account_id: acc(),
                 event_id: EventId::from("evt_1"),
@@ -262,7 +268,7 @@ fn attempts_and_statuses_follow_the_events() {
         .append(&[
             started("bad", 3, 100_000),
             Event::AttemptAbandoned {
-                delivery_id: DeliveryId::from("bad"),
+                delivery_id: dlv("bad"),
                 attempt: 3,
                 at: t(200_000),
             },
@@ -280,16 +286,18 @@ fn a_test_send_is_recorded_as_a_test_with_its_body() {
     let store = SledStore::open(dir.path()).expect("opens");
     store
         .append(&[Event::TestDeliveryCreated {
-            delivery_id: DeliveryId::from("dlv_t"),
+            delivery_id: dlv("dlv_t"),
             webhook_id: WebhookId::from("wh_1"),
             account_id: acc(),
             event_id: EventId::from("evt_test_1"),
+            event_type: "invoice.paid".into(),
             body: "{\"_test\":true}".into(),
             at: t(5),
         }])
         .expect("appends");
     let r = record(&store, "wh_1", "dlv_t");
     assert!(r.test);
+    assert_eq!(r.event_type, "invoice.paid", "the sample's own type");
     assert_eq!(
         (r.status, r.next_attempt_at),
         (DeliveryStatus::Pending, Some(t(5)))
@@ -328,14 +336,17 @@ fn history_pages_newest_first_with_a_cursor() {
         let page = store.deliveries(&wh, 10, cursor.as_deref()).expect("pages");
         pages += 1;
         assert!(page.data.len() <= 10);
-        seen.extend(page.data.iter().map(|r| r.id.to_string()));
+        seen.extend(page.data.iter().map(|r| r.id.clone()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
         }
     }
     assert_eq!(pages, 3);
-    let want: Vec<String> = (0..25).rev().map(|i| format!("dlv_{i:02}_a")).collect();
+    let want: Vec<DeliveryId> = (0..25)
+        .rev()
+        .map(|i| dlv(&format!("dlv_{i:02}_a")))
+        .collect();
     assert_eq!(seen, want);
     // An exact multiple of the page size ends without an empty extra page.
     let page = store
@@ -408,7 +419,7 @@ fn history_agrees_with_the_domain_after_a_realistic_run() {
     let mut statuses: HashMap<DeliveryStatus, usize> = HashMap::new();
     for id in &all {
         let wh = sim_webhook_of(&store, id);
-        let r = record(&store, wh.as_str(), id.as_str());
+        let r = store.delivery(&wh, id).expect("reads").expect("exists");
         *statuses.entry(r.status).or_default() += 1;
         let live = sim.state.delivery(id).is_some();
         assert_eq!(r.status == DeliveryStatus::Pending, live, "{id}: {r:?}");
@@ -482,11 +493,11 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
         .expect("reads")
         .is_some());
     assert!(store
-        .delivery(&WebhookId::from("wh_1"), &DeliveryId::from(M1))
+        .delivery(&WebhookId::from("wh_1"), &dlv(M1))
         .expect("reads")
         .is_none());
     assert!(store
-        .delivery(&WebhookId::from("wh_2"), &DeliveryId::from(M2))
+        .delivery(&WebhookId::from("wh_2"), &dlv(M2))
         .expect("reads")
         .is_some());
 
@@ -568,13 +579,15 @@ fn pages_split_chunks_in_order_and_survive_pruning_mid_walk() {
         store.append(&batch).expect("appends");
     }
     // Newest first, ties by id.
+    let mut want: Vec<(u64, DeliveryId)> =
+        want.into_iter().map(|(at, id)| (at, dlv(&id))).collect();
     want.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let want: Vec<String> = want.into_iter().map(|(_, id)| id).collect();
+    let want: Vec<DeliveryId> = want.into_iter().map(|(_, id)| id).collect();
 
     let wh = WebhookId::from("wh_1");
-    let walk = |store: &SledStore, size: usize| -> Vec<String> {
+    let walk = |store: &SledStore, size: usize| -> Vec<DeliveryId> {
         let records = common::walk_pages(store, &wh, size);
-        records.iter().map(|r| r.id.to_string()).collect()
+        records.iter().map(|r| r.id.clone()).collect()
     };
     for size in [1, 2, 3, 7, 20, 100] {
         assert_eq!(walk(&store, size), want, "page size {size}");
@@ -654,7 +667,7 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
                 account_id: acc(),
                 event_id: EventId::from("evt_1"),
                 event_type: SESSION_PROCESSING_COMPLETED.into(),
-                deliveries: vec![(DeliveryId::from(FAN_A), WebhookId::from("wh_1"))],
+                deliveries: vec![(dlv(FAN_A), WebhookId::from("wh_1"))],
                 at: t(0),
             },
         ])
@@ -681,7 +694,7 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
         .expect("appends");
     store
         .append(&[Event::DeliveryPaused {
-            delivery_id: DeliveryId::from(M1),
+            delivery_id: dlv(M1),
             at: t(60),
         }])
         .expect("appends");
@@ -693,7 +706,7 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
         .append(&[Event::DeliveriesRecovered {
             webhook_id: WebhookId::from("wh_1"),
             deliveries: vec![DeliverySummary {
-                delivery_id: DeliveryId::from(FAN_A),
+                delivery_id: dlv(FAN_A),
                 webhook_id: WebhookId::from("wh_1"),
                 account_id: acc(),
                 event_id: EventId::from("evt_1"),
@@ -710,4 +723,216 @@ fn a_paused_delivery_keeps_its_body_and_a_recover_makes_it_pending_again() {
     assert_eq!(r.status, DeliveryStatus::Pending);
     assert_eq!(r.next_attempt_at, Some(t(200)));
     store.check_projections().expect("consistent");
+}
+
+/// Every page of `webhook`'s history that passes `filter`, `size` at a time.
+fn walk_filtered(
+    store: &SledStore,
+    webhook: &WebhookId,
+    filter: &DeliveryFilter,
+    size: usize,
+) -> (Vec<DeliveryRecord>, usize) {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .deliveries_where(webhook, filter, size, cursor.as_deref())
+            .expect("pages");
+        pages += 1;
+        assert!(page.data.len() <= size);
+        seen.extend(page.data);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return (seen, pages),
+        }
+    }
+}
+
+#[test]
+fn filtered_pages_list_exactly_what_passes_newest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let (mut sim, setup) = Sim::new(Policy::default(), 2, 7);
+    store.append(&setup).expect("appends");
+    for i in 0..120u64 {
+        sim.advance(40_000);
+        let batch = sim.batch((i % 3) as usize, 200, 50);
+        store.append(&batch).expect("appends");
+    }
+    let wh = WebhookId::from("wh_0");
+    let all = common::walk_pages(&store, &wh, 1000);
+    assert!(all.len() > 100, "{}", all.len());
+    let mid = all[all.len() / 2].created_at;
+    let late = all[all.len() / 5].created_at;
+    let mut filters = vec![
+        DeliveryFilter::default(),
+        DeliveryFilter {
+            event_type: Some(SESSION_PROCESSING_COMPLETED.into()),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            event_type: Some("other.type".into()),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            since: Some(mid),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            until: Some(mid),
+            ..DeliveryFilter::default()
+        },
+        DeliveryFilter {
+            since: Some(mid),
+            until: Some(late),
+            status: Some(DeliveryStatus::Succeeded),
+            ..DeliveryFilter::default()
+        },
+    ];
+    for status in [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed,
+    ] {
+        filters.push(DeliveryFilter {
+            status: Some(status),
+            ..DeliveryFilter::default()
+        });
+    }
+    for filter in &filters {
+        let expected: Vec<&DeliveryId> = all
+            .iter()
+            .filter(|r| filter.matches(r))
+            .map(|r| &r.id)
+            .collect();
+        for size in [1, 7, 100] {
+            let (got, _) = walk_filtered(&store, &wh, filter, size);
+            let got: Vec<&DeliveryId> = got.iter().map(|r| &r.id).collect();
+            assert_eq!(got, expected, "{filter:?} by {size}");
+        }
+    }
+    // Every status the run produced is seen through its filter.
+    let succeeded = DeliveryFilter {
+        status: Some(DeliveryStatus::Succeeded),
+        ..DeliveryFilter::default()
+    };
+    assert!(!walk_filtered(&store, &wh, &succeeded, 50).0.is_empty());
+}
+
+#[test]
+fn a_filter_that_passes_little_stops_a_page_early_and_the_cursor_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let old = "dlv_oooooooo00";
+    store
+        .append(&[published("evt_old", 0, &[(old, "wh_1")])])
+        .expect("appends");
+    // More newer deliveries than one page examines, each in a bucket of its own (as
+    // deliveries of separate publishes are).
+    let ids: Vec<String> = (0..10_050).map(|i| format!("dlv_n{i:013}00")).collect();
+    let pairs: Vec<(&str, &str)> = ids.iter().map(|d| (d.as_str(), "wh_1")).collect();
+    store
+        .append(&[published("evt_new", 1_000, &pairs)])
+        .expect("appends");
+    let wh = WebhookId::from("wh_1");
+    let only_old = DeliveryFilter {
+        until: Some(t(1)),
+        ..DeliveryFilter::default()
+    };
+    let first = store
+        .deliveries_where(&wh, &only_old, 50, None)
+        .expect("pages");
+    assert!(first.data.is_empty(), "stopped before reaching the old one");
+    let cursor = first.next_cursor.expect("a cursor to go on from");
+    let second = store
+        .deliveries_where(&wh, &only_old, 50, Some(&cursor))
+        .expect("pages");
+    let got: Vec<DeliveryId> = second.data.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(got, [dlv(old)]);
+    assert_eq!(second.next_cursor, None, "nothing further passes");
+    // Unfiltered paging is unchanged: full pages, and the end says so.
+    let (all, _) = walk_filtered(&store, &wh, &DeliveryFilter::default(), 100);
+    assert_eq!(all.len(), 10_051);
+    // `since` stops the read at the first older delivery.
+    let only_new = DeliveryFilter {
+        since: Some(t(1)),
+        status: Some(DeliveryStatus::Succeeded),
+        ..DeliveryFilter::default()
+    };
+    let page = store
+        .deliveries_where(&wh, &only_new, 50, None)
+        .expect("pages");
+    assert!(page.data.is_empty());
+}
+
+#[test]
+fn purging_a_deleted_account_removes_its_finished_history_and_bodies_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let other = AccountId::from("acc_2");
+    let e2 = Event::EventPublished {
+        account_id: other.clone(),
+        event_id: EventId::from("evt_9"),
+        event_type: SESSION_PROCESSING_COMPLETED.into(),
+        project_id: ProjectId::from("prj_1"),
+        digest: BodyDigest::default(),
+        body: "{\"id\":\"evt_9\"}".into(),
+        deliveries: vec![(dlv(M1), WebhookId::from("wh_9"))],
+        first_due: t(0),
+        at: t(0),
+    };
+    store
+        .append(&[
+            // evt_1 to wh_1 (finishes) and wh_2 (still pending); evt_2 to wh_1 (finishes).
+            published("evt_1", 0, &[(FAN_A, "wh_1"), (FAN_B, "wh_2")]),
+            published("evt_2", 1, &[("dlv_bbbb00", "wh_1")]),
+            e2,
+            started(FAN_A, 1, 2),
+            succeeded(FAN_A, 1, 2),
+            started("dlv_bbbb00", 1, 3),
+            failed("dlv_bbbb00", 1, 3, None),
+            started(M1, 1, 4),
+            succeeded(M1, 1, 4),
+        ])
+        .expect("appends");
+    let removed = store
+        .purge_account(&acc(), &[WebhookId::from("wh_1"), WebhookId::from("wh_2")])
+        .expect("purges");
+    assert_eq!(removed, 2, "the two finished deliveries of the account");
+    assert!(common::walk_pages(&store, &WebhookId::from("wh_1"), 10).is_empty());
+    assert!(store
+        .delivery(&WebhookId::from("wh_1"), &dlv(FAN_A))
+        .expect("reads")
+        .is_none());
+    // The pending one stays (its outcome is still to be recorded), with the body it sends.
+    let pending = common::walk_pages(&store, &WebhookId::from("wh_2"), 10);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status, DeliveryStatus::Pending);
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_1"))
+        .expect("reads")
+        .is_some());
+    assert!(store
+        .payload(&acc(), &EventId::from("evt_2"))
+        .expect("reads")
+        .is_none());
+    // Another account is untouched.
+    assert_eq!(
+        common::walk_pages(&store, &WebhookId::from("wh_9"), 10).len(),
+        1
+    );
+    assert!(store
+        .payload(&other, &EventId::from("evt_9"))
+        .expect("reads")
+        .is_some());
+    // The projections still agree with each other (chunks, records, bodies' counts).
+    store.check_projections().expect("consistent after a purge");
+    store.flush().expect("flushes");
+    drop(store);
+    let store = SledStore::open(dir.path()).expect("reopens");
+    assert_eq!(
+        common::walk_pages(&store, &WebhookId::from("wh_2"), 10).len(),
+        1
+    );
 }

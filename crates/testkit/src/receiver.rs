@@ -21,6 +21,9 @@ pub enum Reply {
     Status(u16),
     /// Answer this status after a pause.
     After(u16, Duration),
+    /// Answer this status with this body, as text, and an `x-request-number` header (the
+    /// request's number from 0).
+    WithBody(u16, &'static str),
     /// Never answer.
     Hang,
 }
@@ -38,6 +41,8 @@ pub struct Received {
     pub user_agent: String,
     /// `Content-Type`.
     pub content_type: String,
+    /// Every header, as received (names in lowercase).
+    pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Bytes,
     /// What the receiver answered.
@@ -53,6 +58,24 @@ impl Received {
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8(self.body.to_vec()).expect("the delivered body is UTF-8")
+    }
+
+    /// The values of the header `name` (any case), in order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The one value of the header `name`; panics when it is missing or repeated.
+    #[track_caller]
+    pub fn header(&self, name: &str) -> &str {
+        match self.header_values(name)[..] {
+            [one] => one,
+            ref other => panic!("expected one {name} header, got {other:?}"),
+        }
     }
 }
 
@@ -199,6 +222,16 @@ async fn serve(
             .to_owned()
     };
     let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let (signature, user_agent, content_type) = (
         header("x-hallway-signature"),
         header("user-agent"),
@@ -211,26 +244,40 @@ async fn serve(
         signature,
         user_agent,
         content_type,
+        headers,
         body,
         reply: Reply::Hang,
     };
-    let reply = {
+    let (number, reply) = {
         let mut all = received.lock().expect("received lock");
-        request.reply = (script.lock().expect("script lock"))(all.len(), &request);
+        let number = all.len();
+        request.reply = (script.lock().expect("script lock"))(number, &request);
         all.push(request.clone());
-        request.reply
+        (number, request.reply)
     };
     notify.notify_waiters();
-    let code = match reply {
-        Reply::Status(code) => code,
+    let (code, body) = match reply {
+        Reply::Status(code) => (code, "ok"),
         Reply::After(code, pause) => {
             tokio::time::sleep(pause).await;
-            code
+            (code, "ok")
         }
+        Reply::WithBody(code, body) => (code, body),
         Reply::Hang => std::future::pending().await,
     };
-    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = hyper::StatusCode::from_u16(code).expect("a valid status code");
+    if let Reply::WithBody(..) = reply {
+        let h = resp.headers_mut();
+        h.insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            "x-request-number",
+            hyper::header::HeaderValue::from(number as u64),
+        );
+    }
     if (300..400).contains(&code) {
         resp.headers_mut().insert(
             "location",

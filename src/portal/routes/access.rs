@@ -14,7 +14,21 @@ use axum::Json;
 use hallway_domain::AccountId;
 use serde_json::json;
 
-/// `POST /v1/accounts/{acc}/portal-sessions` (admin): a single-use sign-in link.
+/// A single-use link that signs the account's user in to the webhooks page (admin).
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{acc}/portal-sessions",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("acc" = String, Path, description = "The account's id")),
+    responses(
+        (status = 201, description = "The link and when it expires", body = crate::views::PortalLink),
+        (status = 401, description = "`unauthorized`", body = crate::views::ErrorBody),
+        (status = 403, description = "`forbidden`: an account key", body = crate::views::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::views::ErrorBody),
+        (status = 503, description = "`unavailable`: too many links outstanding", body = crate::views::ErrorBody)
+    )
+)]
 pub(super) async fn create_link(
     State(portal): State<Portal>,
     headers: HeaderMap,
@@ -26,7 +40,10 @@ pub(super) async fn create_link(
     match portal.sessions().issue_link(account.id, now) {
         Ok((token, expires_at)) => {
             let url = format!("{}/portal/login/{token}", portal.config().public_url);
-            let body = json!({"url": url, "expires_at": expires_at.to_rfc3339()});
+            let body = crate::views::PortalLink {
+                url,
+                expires_at: expires_at.to_rfc3339(),
+            };
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         Err(e) => {

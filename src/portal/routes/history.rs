@@ -1,6 +1,6 @@
 //! Deliveries: send a test, the history with its chart, one delivery, retry.
 
-use super::{query_value, see_other, PageResult};
+use super::{query_value, see_other, PageError, PageResult};
 use crate::portal::charts::day_stats;
 use crate::portal::deliveries::{detail_page, history_page, DetailView, HistoryView};
 use crate::portal::guard::read_form;
@@ -26,9 +26,8 @@ pub(super) async fn send_test(
     let wh = WebhookId::from(wh);
     let dlv = portal.engine().send_test(&session.account, &wh).await?;
     Ok(see_other(&format!(
-        "/portal/webhooks/{}/deliveries/{}",
-        wh.as_str(),
-        dlv.as_str()
+        "/portal/webhooks/{}/deliveries/{dlv}",
+        wh.as_str()
     )))
 }
 
@@ -68,7 +67,8 @@ pub(super) async fn detail(
     let w = engine
         .webhook(&session.account, &WebhookId::from(wh))
         .await?;
-    let dlv = DeliveryId::from(dlv);
+    // Text in no form the engine gives delivery ids names no delivery.
+    let dlv = DeliveryId::parse(&dlv).ok_or(PageError::NotFound)?;
     let d = engine.delivery(&session.account, &w.id, &dlv).await?;
     let body = engine.event_body(&session.account, &d.event_id).await?;
     Ok(html(detail_page(DetailView {
@@ -87,14 +87,14 @@ pub(super) async fn retry(
     body: Body,
 ) -> PageResult {
     read_form(&session, &headers, body).await?;
-    let (wh, dlv) = (WebhookId::from(wh), DeliveryId::from(dlv));
+    let wh = WebhookId::from(wh);
+    let dlv = DeliveryId::parse(&dlv).ok_or(PageError::NotFound)?;
     portal
         .engine()
         .retry_delivery(&session.account, &wh, &dlv)
         .await?;
     Ok(see_other(&format!(
-        "/portal/webhooks/{}/deliveries/{}",
-        wh.as_str(),
-        dlv.as_str()
+        "/portal/webhooks/{}/deliveries/{dlv}",
+        wh.as_str()
     )))
 }

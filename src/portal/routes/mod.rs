@@ -7,6 +7,7 @@ mod manage;
 
 use super::guard::{security_headers, PageError};
 use super::{assets, Portal};
+use crate::api::openapi::Routes;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -54,13 +55,12 @@ pub fn router(portal: Portal) -> Router {
             security_headers,
         ))
         .with_state(portal.clone());
-    let links = Router::new()
-        .route(
-            "/v1/accounts/{acc}/portal-sessions",
-            post(access::create_link),
-        )
-        .with_state(portal);
-    pages.merge(links)
+    pages.merge(api_routes().into_router().with_state(portal))
+}
+
+/// The page's route in the JSON API (admin), documented with the API's routes.
+pub(crate) fn api_routes() -> Routes<Portal> {
+    Routes::new().add::<access::__path_create_link, _, _>(access::create_link)
 }
 
 pub(super) fn see_other(to: &str) -> Response {

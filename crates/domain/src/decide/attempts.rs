@@ -2,6 +2,8 @@
 //! failure rule (the retry schedule, the consecutive-failure counter, auto-disable).
 
 use super::*;
+use crate::attempt::AttemptDetail;
+use std::sync::Arc;
 
 pub(super) fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> Vec<Event> {
     // Timeouts first, one at a time: each may disable a webhook, which changes what follows.
@@ -14,6 +16,7 @@ pub(super) fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> V
             None,
             AttemptError::Timeout,
             now.since(started_at),
+            None,
         );
     }
     let policy = state.policy();
@@ -50,12 +53,34 @@ pub(super) fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> V
     events
 }
 
+/// An open attempt given up unsent: started again from the queue, its number free again.
+pub(super) fn handle_abandon(
+    state: &State,
+    now: Timestamp,
+    delivery_id: &DeliveryId,
+    attempt: u32,
+) -> Result<Vec<Event>, Rejection> {
+    let open = state.delivery(delivery_id).and_then(|d| d.open);
+    if open.is_none_or(|o| o.attempt != attempt) {
+        return Err(Rejection::AttemptNotOpen {
+            delivery_id: delivery_id.clone(),
+            attempt,
+        });
+    }
+    Ok(vec![Event::AttemptAbandoned {
+        delivery_id: delivery_id.clone(),
+        attempt,
+        at: now,
+    }])
+}
+
 pub(super) fn handle_outcome(
     state: &State,
     now: Timestamp,
     delivery_id: &DeliveryId,
     attempt: u32,
     outcome: Outcome,
+    detail: Option<Arc<AttemptDetail>>,
 ) -> Result<Vec<Event>, Rejection> {
     let not_open = || Rejection::AttemptNotOpen {
         delivery_id: delivery_id.clone(),
@@ -77,6 +102,7 @@ pub(super) fn handle_outcome(
                 status_code: status,
                 duration,
                 started_at: open.started_at,
+                detail,
                 at: now,
             }];
             // The success that ends a streak the host was warned about.
@@ -106,9 +132,11 @@ pub(super) fn handle_outcome(
             } else {
                 AttemptError::HttpStatus
             };
-            fail_attempt(state, now, d, Some(status), error, duration)
+            fail_attempt(state, now, d, Some(status), error, duration, detail)
         }
-        Outcome::Error { error, duration } => fail_attempt(state, now, d, None, error, duration),
+        Outcome::Error { error, duration } => {
+            fail_attempt(state, now, d, None, error, duration, detail)
+        }
     })
 }
 
@@ -121,6 +149,7 @@ fn fail_attempt(
     status_code: Option<u16>,
     error: AttemptError,
     duration: DurationMs,
+    detail: Option<Arc<AttemptDetail>>,
 ) -> Vec<Event> {
     let policy = state.policy();
     // A recovered delivery runs a fresh schedule after the attempts it had: its attempts
@@ -143,6 +172,7 @@ fn fail_attempt(
         duration,
         started_at: d.open.map(|o| o.started_at).unwrap_or(now),
         next_due,
+        detail,
         at: now,
     }];
     let counts = !d.test && !d.cancelled;

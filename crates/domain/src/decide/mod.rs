@@ -2,8 +2,14 @@
 //! produces. It reads the state only; the caller persists the events, then applies them.
 
 mod attempts;
+mod manage;
 
-use attempts::{handle_outcome, handle_tick};
+use attempts::{handle_abandon, handle_outcome, handle_tick};
+use manage::{
+    delete_webhook, handle_create_account, handle_create_webhook, handle_delete_account,
+    handle_reseal_secret, handle_rotate_account_key, handle_rotate_secret, handle_update_account,
+    handle_update_webhook,
+};
 
 use crate::alert::{Alert, AlertKind};
 use crate::command::{Command, CommandKind, DeliverySummary, RecoverCandidate, WebhookChanges};
@@ -12,10 +18,10 @@ use crate::event::Event;
 use crate::rejection::Rejection;
 use crate::state::{Delivery, State};
 use crate::types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
-    Timestamp, WebhookId,
+    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
+    Plan, Timestamp, WebhookId,
 };
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig, MAX_SECRET_GRACE};
 
 /// Longest account name, in characters.
 pub const MAX_ACCOUNT_NAME_CHARS: usize = 200;
@@ -35,6 +41,12 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             name,
             plan,
         } => handle_update_account(state, now, account_id, name, plan),
+        CommandKind::RotateAccountKey {
+            account_id,
+            api_key_hash,
+            grace,
+        } => handle_rotate_account_key(state, now, account_id, api_key_hash, grace),
+        CommandKind::DeleteAccount { account_id } => handle_delete_account(state, now, account_id),
         CommandKind::CreateWebhook {
             account_id,
             webhook_id,
@@ -51,58 +63,65 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             webhook_id,
         } => {
             find_webhook(state, &account_id, &webhook_id)?;
-            let mut events = cancel_all(state, now, &webhook_id, true);
-            events.push(Event::WebhookDeleted {
-                webhook_id,
-                at: now,
-            });
-            Ok(events)
+            Ok(delete_webhook(state, now, webhook_id))
         }
         CommandKind::RotateSecret {
             account_id,
             webhook_id,
             secret,
-        } => {
-            find_webhook(state, &account_id, &webhook_id)?;
-            Ok(vec![Event::SecretRotated {
-                webhook_id,
-                secret,
-                at: now,
-            }])
-        }
+            grace,
+        } => handle_rotate_secret(state, now, account_id, webhook_id, secret, grace),
+        CommandKind::ResealSecret {
+            account_id,
+            webhook_id,
+            secret,
+            previous,
+        } => handle_reseal_secret(state, now, account_id, webhook_id, secret, previous),
         CommandKind::Publish {
             account_id,
             event,
             fresh_event_id,
-            delivery_id_seed,
-        } => handle_publish(
-            state,
-            now,
-            account_id,
-            event,
-            fresh_event_id,
-            &delivery_id_seed,
-        ),
+            fan_out,
+        } => handle_publish(state, now, account_id, event, fresh_event_id, fan_out),
         CommandKind::SendTest {
             account_id,
             webhook_id,
             delivery_id,
             event_id,
+            event_type,
+            example_fields,
         } => {
             let account = find_account(state, &account_id)?;
-            find_webhook(state, &account_id, &webhook_id)?;
+            let webhook = find_webhook(state, &account_id, &webhook_id)?;
             if state.delivery(&delivery_id).is_some() {
                 return Err(Rejection::InvalidField {
                     field: "delivery_id",
                     message: "is already in use".into(),
                 });
             }
-            let body = envelope::sample_test_payload(&event_id, now, &account_id, &account.name);
+            if !webhook.config.events.contains(&event_type) {
+                return Err(Rejection::InvalidField {
+                    field: "event_type",
+                    message: format!(
+                        "the webhook does not subscribe to \"{}\"",
+                        crate::types::Echo(&event_type)
+                    ),
+                });
+            }
+            let body = envelope::test_payload(
+                &event_id,
+                &event_type,
+                now,
+                &account_id,
+                &account.name,
+                &example_fields,
+            );
             Ok(vec![Event::TestDeliveryCreated {
                 delivery_id,
                 webhook_id,
                 account_id,
                 event_id,
+                event_type,
                 body,
                 at: now,
             }])
@@ -116,7 +135,12 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             delivery_id,
             attempt,
             outcome,
-        } => handle_outcome(state, now, &delivery_id, attempt, outcome),
+            detail,
+        } => handle_outcome(state, now, &delivery_id, attempt, outcome, detail),
+        CommandKind::AbandonAttempt {
+            delivery_id,
+            attempt,
+        } => handle_abandon(state, now, &delivery_id, attempt),
         CommandKind::Resume => Ok(state
             .open_deliveries()
             .filter_map(|d| {
@@ -138,7 +162,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             event_type,
             project_id,
             webhook_ids,
-            delivery_id_seed,
+            fan_out,
         } => {
             let account = find_account(state, &account_id)?;
             let targets: Vec<WebhookId> = match webhook_ids {
@@ -156,7 +180,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
                     }
                     out
                 }
-                None if account.plan == Plan::Pro => state
+                None if fans_out(state.policy(), account) => state
                     .webhooks_of(&account_id)
                     .into_iter()
                     .filter(|w| w.enabled && w.config.matches(&event_type, &project_id))
@@ -170,25 +194,14 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             let deliveries = targets
                 .into_iter()
                 .enumerate()
-                .map(|(i, w)| {
-                    (
-                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
-                        w,
-                    )
-                })
+                .map(|(i, w)| (fan_out.delivery(i as u32), w))
                 .collect();
-            let first_delay = state
-                .policy()
-                .retry_delays
-                .first()
-                .copied()
-                .unwrap_or_default();
             Ok(vec![Event::EventReplayed {
                 account_id,
                 event_id,
                 event_type,
                 deliveries,
-                first_due: now.plus(first_delay),
+                first_due: state.policy().first_due(now),
                 at: now,
             }])
         }
@@ -202,6 +215,11 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             })
         }
     }
+}
+
+/// Whether an account's events go to its webhooks: on the Pro plan, or with the plan rule off.
+fn fans_out(policy: &crate::policy::Policy, account: &crate::state::Account) -> bool {
+    !policy.require_pro_plan || account.plan == Plan::Pro
 }
 
 fn find_account<'a>(
@@ -222,173 +240,6 @@ fn find_webhook<'a>(
     state
         .webhook_of(account_id, webhook_id)
         .ok_or_else(|| Rejection::WebhookNotFound(webhook_id.clone()))
-}
-
-fn validated_account_name(name: &str) -> Result<String, Rejection> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(Rejection::MissingField("name"));
-    }
-    if name.chars().count() > MAX_ACCOUNT_NAME_CHARS {
-        return Err(Rejection::TooLong {
-            field: "name",
-            max: MAX_ACCOUNT_NAME_CHARS,
-        });
-    }
-    crate::webhook::refuse_hidden_chars("name", name, false)?;
-    Ok(name.to_owned())
-}
-
-fn handle_create_account(
-    state: &State,
-    now: Timestamp,
-    account_id: AccountId,
-    name: String,
-    plan: Plan,
-    api_key_hash: String,
-) -> Result<Vec<Event>, Rejection> {
-    if account_id.0.is_empty()
-        || account_id.0.len() > 128
-        || !account_id
-            .0
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(Rejection::InvalidField {
-            field: "id",
-            message: "must be 1 to 128 characters of letters, digits, '_' or '-'".into(),
-        });
-    }
-    let name = validated_account_name(&name)?;
-    if state.account(&account_id).is_some() {
-        return Err(Rejection::AccountExists(account_id));
-    }
-    Ok(vec![Event::AccountCreated {
-        account_id,
-        name,
-        plan,
-        api_key_hash,
-        at: now,
-    }])
-}
-
-fn handle_update_account(
-    state: &State,
-    now: Timestamp,
-    account_id: AccountId,
-    name: Option<String>,
-    plan: Option<Plan>,
-) -> Result<Vec<Event>, Rejection> {
-    let account = find_account(state, &account_id)?;
-    let name = match name {
-        Some(n) => validated_account_name(&n)?,
-        None => account.name.clone(),
-    };
-    let plan = plan.unwrap_or(account.plan);
-    Ok(vec![Event::AccountUpdated {
-        account_id,
-        name,
-        plan,
-        at: now,
-    }])
-}
-
-fn handle_create_webhook(
-    state: &State,
-    now: Timestamp,
-    account_id: AccountId,
-    webhook_id: WebhookId,
-    secret: SealedSecret,
-    config: WebhookConfig,
-) -> Result<Vec<Event>, Rejection> {
-    let account = find_account(state, &account_id)?;
-    if account.plan != Plan::Pro {
-        return Err(Rejection::PlanRequired(account_id));
-    }
-    let config = config.validated(state.policy())?;
-    let max = state.policy().max_webhooks_per_account;
-    if account.webhooks.len() as u32 >= max {
-        return Err(Rejection::LimitReached {
-            account: account_id,
-            max,
-        });
-    }
-    if state.webhook(&webhook_id).is_some() {
-        return Err(Rejection::InvalidField {
-            field: "webhook_id",
-            message: "is already in use".into(),
-        });
-    }
-    Ok(vec![Event::WebhookCreated {
-        webhook_id,
-        account_id,
-        config,
-        secret,
-        at: now,
-    }])
-}
-
-fn handle_update_webhook(
-    state: &State,
-    now: Timestamp,
-    account_id: &AccountId,
-    webhook_id: &WebhookId,
-    changes: WebhookChanges,
-) -> Result<Vec<Event>, Rejection> {
-    let webhook = find_webhook(state, account_id, webhook_id)?;
-    let mut events = Vec::new();
-    let config_changed = changes.name.is_some()
-        || changes.url.is_some()
-        || changes.description.is_some()
-        || changes.events.is_some()
-        || changes.project_ids.is_some();
-    if config_changed {
-        let old = &webhook.config;
-        let config = WebhookConfig {
-            name: changes.name.unwrap_or_else(|| old.name.clone()),
-            url: changes.url.unwrap_or_else(|| old.url.clone()),
-            description: changes
-                .description
-                .unwrap_or_else(|| old.description.clone()),
-            events: changes.events.unwrap_or_else(|| old.events.clone()),
-            project_ids: changes
-                .project_ids
-                .unwrap_or_else(|| old.project_ids.clone()),
-        }
-        .validated(state.policy())?;
-        events.push(Event::WebhookUpdated {
-            webhook_id: webhook_id.clone(),
-            config,
-            at: now,
-        });
-    }
-    match changes.enabled {
-        Some(true) if !webhook.enabled => {
-            events.push(Event::WebhookEnabled {
-                webhook_id: webhook_id.clone(),
-                at: now,
-            });
-            events.push(alert(webhook, AlertKind::Enabled, None, None, 0, now));
-        }
-        Some(false) if webhook.enabled => {
-            events.extend(pause_all(state, now, webhook_id));
-            events.push(Event::WebhookDisabled {
-                webhook_id: webhook_id.clone(),
-                reason: DisabledReason::Manual,
-                at: now,
-            });
-            events.push(alert(
-                webhook,
-                AlertKind::Disabled,
-                Some(DisabledReason::Manual),
-                None,
-                webhook.consecutive_failures,
-                now,
-            ));
-        }
-        _ => {}
-    }
-    Ok(events)
 }
 
 /// An alert about `webhook`.
@@ -483,7 +334,7 @@ fn handle_publish(
     account_id: AccountId,
     event: PreparedEvent,
     fresh_event_id: EventId,
-    delivery_id_seed: &str,
+    fan_out: FanOutId,
 ) -> Result<Vec<Event>, Rejection> {
     let account = find_account(state, &account_id)?;
     let policy = state.policy();
@@ -492,27 +343,22 @@ fn handle_publish(
     }
     let event_id = event.event_id.unwrap_or(fresh_event_id);
     if let Some(first) = state.published(&account_id, &event_id) {
+        if first.digest != event.digest {
+            return Err(Rejection::EventConflict(event_id));
+        }
         return Err(Rejection::EventExists {
             event_id,
             deliveries: first.deliveries,
         });
     }
     // Disabled webhooks get a paused delivery each: recorded with the body, nothing sent.
-    let (deliveries, paused): (Vec<_>, Vec<_>) = if account.plan == Plan::Pro {
+    let (deliveries, paused): (Vec<_>, Vec<_>) = if fans_out(policy, account) {
         state
             .webhooks_of(&account_id)
             .into_iter()
             .filter(|w| w.config.matches(&event.event_type, &event.project_id))
             .enumerate()
-            .map(|(i, w)| {
-                (
-                    w.enabled,
-                    (
-                        DeliveryId::from(format!("dlv_{delivery_id_seed}{i:02x}")),
-                        w.id.clone(),
-                    ),
-                )
-            })
+            .map(|(i, w)| (w.enabled, (fan_out.delivery(i as u32), w.id.clone())))
             .partition(|(enabled, _)| *enabled)
     } else {
         (Vec::new(), Vec::new())
@@ -533,15 +379,15 @@ fn handle_publish(
     };
     // The limit is on what the host posts (checked by `prepare`); the envelope adds at most
     // the engine's own fields on top.
-    let first_delay = policy.retry_delays.first().copied().unwrap_or_default();
     let mut events = vec![Event::EventPublished {
         account_id: account_id.clone(),
         event_id: event_id.clone(),
         event_type: event.event_type.clone(),
         project_id: event.project_id,
+        digest: event.digest,
         body,
         deliveries,
-        first_due: now.plus(first_delay),
+        first_due: policy.first_due(now),
         at: now,
     }];
     if !paused.is_empty() {
@@ -586,16 +432,10 @@ fn handle_recover(
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
-    let first_delay = state
-        .policy()
-        .retry_delays
-        .first()
-        .copied()
-        .unwrap_or_default();
     Ok(vec![Event::DeliveriesRecovered {
         webhook_id: webhook_id.clone(),
         deliveries,
-        first_due: now.plus(first_delay),
+        first_due: state.policy().first_due(now),
         at: now,
     }])
 }

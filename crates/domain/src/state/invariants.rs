@@ -50,8 +50,17 @@ impl State {
         for (hash, account) in &self.key_hashes {
             let a = self.accounts.get(account);
             assert!(
-                a.is_some_and(|a| &a.api_key_hash == hash),
+                a.is_some_and(|a| &a.api_key_hash == hash
+                    || a.previous_key.as_ref().is_some_and(|p| &p.hash == hash)),
                 "key hashes: {account} is not found by its hash"
+            );
+        }
+        for a in self.accounts.values() {
+            assert_eq!(
+                self.key_hashes.get(&a.api_key_hash),
+                Some(&a.id),
+                "key hashes: {} has no entry for its key",
+                a.id
             );
         }
     }

@@ -7,7 +7,7 @@ use super::{Account, Delivery, Published, State, Webhook};
 use crate::policy::Policy;
 use crate::schedule::Schedule;
 use crate::types::{AccountId, DeliveryId, DisabledReason, EventId, Timestamp, WebhookId};
-use crate::webhook::{SealedSecret, WebhookConfig};
+use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -19,6 +19,7 @@ struct WebhookOut<'a> {
     account_id: &'a AccountId,
     config: &'a WebhookConfig,
     secret: &'a SealedSecret,
+    previous_secret: &'a Option<PreviousSecret>,
     enabled: bool,
     disabled_reason: Option<DisabledReason>,
     consecutive_failures: u32,
@@ -35,6 +36,7 @@ struct WebhookIn {
     account_id: AccountId,
     config: WebhookConfig,
     secret: SealedSecret,
+    previous_secret: Option<PreviousSecret>,
     enabled: bool,
     disabled_reason: Option<DisabledReason>,
     consecutive_failures: u32,
@@ -52,6 +54,7 @@ impl From<WebhookIn> for Webhook {
             account_id: w.account_id,
             config: w.config,
             secret: w.secret,
+            previous_secret: w.previous_secret,
             enabled: w.enabled,
             disabled_reason: w.disabled_reason,
             consecutive_failures: w.consecutive_failures,
@@ -75,6 +78,7 @@ impl Serialize for Webhooks<'_> {
                 account_id: &w.account_id,
                 config: &w.config,
                 secret: &w.secret,
+                previous_secret: &w.previous_secret,
                 enabled: w.enabled,
                 disabled_reason: w.disabled_reason,
                 consecutive_failures: w.consecutive_failures,

@@ -1,11 +1,13 @@
 //! Shared fixtures for the domain's integration tests: id and time helpers, command builders,
 //! a `given(events).when(now, cmd).then_events(..)` harness and the kit's `Driver` that
 //! builds histories by running commands the way the real runtime does (decide, then apply).
-#![allow(dead_code)]
+// Each test file uses its own part of these (`unused_imports` covers the re-exports).
+#![allow(dead_code, unused_imports)]
 
 use hallway_domain::*;
 use hallway_testkit::driver::apply_all;
 pub use hallway_testkit::driver::Driver;
+pub use hallway_testkit::ids::fan;
 
 /// The spec's example instant, 2026-01-10T15:30:00.000Z.
 pub const T0: Timestamp = Timestamp(1_768_059_000_000);
@@ -28,8 +30,9 @@ pub fn wh(s: &str) -> WebhookId {
     WebhookId::from(s)
 }
 
+/// The delivery written `dlv_{label}{index:02x}`, as [`publish`]'s fan-outs name theirs.
 pub fn dlv(s: &str) -> DeliveryId {
-    DeliveryId::from(s)
+    hallway_testkit::ids::dlv(s)
 }
 
 pub fn evt(s: &str) -> EventId {
@@ -53,6 +56,7 @@ pub fn config(name: &str, url: &str) -> WebhookConfig {
         description: None,
         events: vec![SESSION_PROCESSING_COMPLETED.to_owned()],
         project_ids: Vec::new(),
+        signature_scheme: SignatureScheme::Hallway,
     }
 }
 
@@ -138,21 +142,40 @@ pub fn rotate_secret(account: &str, id: &str, secret: &str) -> CommandKind {
         account_id: acc(account),
         webhook_id: wh(id),
         secret: SealedSecret(secret.to_owned()),
+        grace: None,
+    }
+}
+
+/// A rotation whose replaced secret goes on signing for `grace`.
+pub fn rotate_secret_with_grace(
+    account: &str,
+    id: &str,
+    secret: &str,
+    grace: DurationMs,
+) -> CommandKind {
+    CommandKind::RotateSecret {
+        account_id: acc(account),
+        webhook_id: wh(id),
+        secret: SealedSecret(secret.to_owned()),
+        grace: Some(grace),
     }
 }
 
 /// A prepared event of `event_type` in `project`, with the host's id `event_id`.
 pub fn prepared(event_id: &str, event_type: &str, project: &str) -> PreparedEvent {
+    let fields_json = format!(r#","project":{{"id":"{project}"}}"#);
     PreparedEvent {
         event_id: Some(evt(event_id)),
         event_type: event_type.to_owned(),
         project_id: prj(project),
-        fields_json: format!(r#","project":{{"id":"{project}"}}"#),
+        digest: BodyDigest::of(event_type, &fields_json),
+        fields_json,
     }
 }
 
-/// Publishes `session.processing.completed` in `project`; the deliveries are `dlv_{seed}00`,
-/// `dlv_{seed}01`, ... in the order of the account's webhooks.
+/// Publishes `session.processing.completed` in `project` as the fan-out labelled `seed`; the
+/// deliveries are `dlv_{seed}00`, `dlv_{seed}01`, ... (see [`dlv`]) in the order of the
+/// account's webhooks.
 pub fn publish(account: &str, event_id: &str, project: &str, seed: &str) -> CommandKind {
     publish_typed(
         account,
@@ -174,16 +197,21 @@ pub fn publish_typed(
         account_id: acc(account),
         event: prepared(event_id, event_type, project),
         fresh_event_id: evt("evt_fresh_unused"),
-        delivery_id_seed: seed.to_owned(),
+        fan_out: hallway_testkit::ids::fan(seed),
     }
 }
 
+/// A test send of the default catalog's example (the spec's type).
 pub fn send_test(account: &str, webhook: &str, delivery: &str, event_id: &str) -> CommandKind {
+    let catalog = Catalog::default();
+    let example = &catalog.types()[0];
     CommandKind::SendTest {
         account_id: acc(account),
         webhook_id: wh(webhook),
         delivery_id: dlv(delivery),
         event_id: evt(event_id),
+        event_type: example.name.clone(),
+        example_fields: example.example_fields().to_owned(),
     }
 }
 
@@ -200,6 +228,7 @@ pub fn response(delivery: &str, attempt: u32, status: u16, duration_ms: u64) -> 
             status,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 
@@ -212,6 +241,7 @@ pub fn failure(delivery: &str, attempt: u32, error: AttemptError, duration_ms: u
             error,
             duration: DurationMs(duration_ms),
         },
+        detail: None,
     }
 }
 
@@ -225,6 +255,11 @@ pub struct Given {
 /// The state built by applying `events` under the default policy.
 pub fn given(events: impl IntoIterator<Item = Event>) -> Given {
     given_with(Policy::default(), events)
+}
+
+/// A state built by earlier steps, to decide more commands against.
+pub fn given_state(state: State) -> Given {
+    Given { state }
 }
 
 /// The state built by applying `events` under `policy`.

@@ -1,64 +1,54 @@
 //! The dispatcher: hands started attempts to the transport and brings their outcomes back to
 //! the actor over a bounded channel. It never waits on the network.
 //!
-//! Each webhook has a lane: at most the policy's `max_in_flight_per_webhook` requests under
-//! way, the other started attempts waiting in the order they were logged. The domain keeps
-//! up to four times that many attempts open ([`Policy::max_open_per_webhook`]), so when a request
-//! ends its task takes the next waiting attempt at once: the receiver's slot is held for the
-//! receiver's time, not for the commits that log the next start and this result.
+//! Each webhook has a lane ([`super::lanes`]): at most the policy's `max_in_flight_per_webhook`
+//! requests under way, the other started attempts waiting in the order they were logged. The
+//! domain keeps up to four times that many attempts open ([`Policy::max_open_per_webhook`]),
+//! so when a request ends its task takes the next waiting attempt at once: the receiver's
+//! slot is held for the receiver's time, not for the commits that log the next start and this
+//! result.
 //!
 //! [`Policy::max_open_per_webhook`]: hallway_domain::Policy::max_open_per_webhook
 
+use super::lanes::Lanes;
+use super::signer::Signer;
 use crate::bodies::{Bodies, Body, BodyKey, BodyRead};
 use crate::clock::Clock;
 use crate::secrets::SecretBox;
-use crate::transport::{OutgoingRequest, Transport};
+use crate::transport::{OutgoingRequest, Sent, Transport, USER_AGENT_VALUE};
 use bytes::Bytes;
 use hallway_domain::{
-    signature, AttemptError, DeliveryId, DurationMs, Outcome, SealedSecret, State, Timestamp,
-    WebhookId,
+    signature, AttemptDetail, AttemptError, DeliveryId, DurationMs, Event, EventId, Outcome, State,
+    Timestamp, WebhookId,
 };
 use hallway_store::EventStore;
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{error, Instrument};
+use tracing::error;
 
 /// What a send reports back.
 pub(crate) struct Report {
     pub(crate) delivery_id: DeliveryId,
     pub(crate) attempt: u32,
     pub(crate) outcome: Outcome,
+    /// What was sent and received, for history.
+    pub(crate) detail: Option<Arc<AttemptDetail>>,
     pub(crate) body_key: BodyKey,
+    /// Not sent: it waited in its webhook's lane until its deadline was near, so it is
+    /// started again rather than failed (the receiver never saw it). `outcome` is unused.
+    pub(crate) abandoned: bool,
 }
 
 /// See the module documentation.
 pub(crate) struct Dispatcher {
-    transport: Arc<dyn Transport>,
-    secrets: Arc<SecretBox>,
-    clock: Arc<dyn Clock>,
+    context: Arc<SendContext>,
+    /// Kept here, not in the context every send holds: a send that hangs must not keep the
+    /// data directory open after the engine stops.
     store: Arc<dyn EventStore>,
     max_in_flight: usize,
-    /// Each webhook's secret as sealed and opened: opening (AES-GCM) once per rotation, not
-    /// once per attempt.
-    opened: HashMap<WebhookId, (SealedSecret, Arc<str>)>,
-    reports_tx: mpsc::Sender<Report>,
     reports_rx: mpsc::Receiver<Report>,
-    /// Each webhook's requests under way and started attempts waiting, shared with the send
-    /// tasks, which hand a freed slot to the next waiting attempt themselves.
-    lanes: Arc<Mutex<HashMap<WebhookId, Lane>>>,
-}
-
-/// One webhook's sends: how many are under way, and the attempts waiting for one to end.
-#[derive(Default)]
-struct Lane {
-    sending: usize,
-    waiting: VecDeque<Job>,
+    lanes: Lanes,
 }
 
 /// An attempt's send must end this long before its deadline (or half the deadline's grace, if
@@ -75,35 +65,40 @@ fn reports_capacity(max_in_flight: usize) -> usize {
 }
 
 /// An attempt that could not be sent: closed at once rather than holding an in-flight slot
-/// until its deadline; it fails and retries on schedule.
-fn unsent(error: AttemptError) -> Outcome {
-    Outcome::Error {
-        error,
-        duration: DurationMs(0),
-    }
+/// until its deadline; it fails and retries on schedule. `why` says so in history.
+fn unsent(error: AttemptError, why: &str) -> Sent {
+    Sent::failed(error, DurationMs(0), format!("not sent: {why}"))
 }
 
 impl Dispatcher {
-    /// A dispatcher sending through `transport`, at most `max_in_flight` attempts at once.
+    /// A dispatcher sending through `transport`, at most `max_in_flight` attempts at once, to
+    /// the webhooks of `state` (which must be exactly its log).
     pub(crate) fn new(
+        state: &State,
         transport: Arc<dyn Transport>,
         secrets: Arc<SecretBox>,
         clock: Arc<dyn Clock>,
         store: Arc<dyn EventStore>,
         max_in_flight: usize,
     ) -> Self {
-        let (reports_tx, reports_rx) = mpsc::channel(reports_capacity(max_in_flight));
+        let (reports, reports_rx) = mpsc::channel(reports_capacity(max_in_flight));
         Dispatcher {
-            transport,
-            secrets,
-            clock,
+            context: Arc::new(SendContext {
+                transport,
+                clock,
+                reports,
+                signer: Mutex::new(Signer::new(state, secrets)),
+            }),
             store,
             max_in_flight,
-            opened: HashMap::new(),
-            reports_tx,
             reports_rx,
-            lanes: Arc::new(Mutex::new(HashMap::new())),
+            lanes: Lanes::default(),
         }
+    }
+
+    /// Learns the webhooks' URLs and secrets a batch changed, once it is durable.
+    pub(crate) fn learn(&mut self, events: &[Event]) {
+        self.context.signer().learn(events);
     }
 
     /// How many more attempts may start, with `in_flight` open.
@@ -111,7 +106,7 @@ impl Dispatcher {
         self.max_in_flight.saturating_sub(in_flight)
     }
 
-    /// The next report (never `None` while the dispatcher lives: it holds a sender).
+    /// The next report (never `None` while the dispatcher lives: its context holds a sender).
     pub(crate) async fn recv(&mut self) -> Option<Report> {
         self.reports_rx.recv().await
     }
@@ -121,9 +116,10 @@ impl Dispatcher {
         self.reports_rx.try_recv().ok()
     }
 
-    /// Hands one started (and logged) attempt to its webhook's lane, to be signed with the
-    /// current secret and sent when the lane has room. An attempt that cannot be sent is
-    /// reported back at once.
+    /// Hands one started (and logged) attempt to its webhook's lane, to be sent to the URL and
+    /// signed with the secret its webhook has in the durable log (the state may hold later,
+    /// unlogged changes) when the lane has room. An attempt that cannot be sent is reported
+    /// back at once.
     pub(crate) fn dispatch(
         &mut self,
         state: &State,
@@ -133,41 +129,29 @@ impl Dispatcher {
     ) -> Option<Report> {
         let d = state.delivery(delivery_id)?;
         let key: BodyKey = (d.account_id.clone(), d.event_id.clone());
-        let report = |outcome| Report {
+        let template = Report {
             delivery_id: delivery_id.clone(),
             attempt,
-            outcome,
+            outcome: Outcome::Error {
+                error: AttemptError::Timeout,
+                duration: DurationMs(0),
+            },
+            detail: None,
             body_key: key.clone(),
+            abandoned: false,
         };
-        let Some(w) = state.webhook(&d.webhook_id) else {
-            // Deleted while this batch was being committed.
-            return Some(report(unsent(AttemptError::Connect)));
-        };
+        if !self.context.signer().knows(&d.webhook_id) {
+            // Deleted in a durable batch before this one's attempts went out.
+            return Some(template.with(unsent(AttemptError::Connect, "the webhook was deleted")));
+        }
         let body = bodies.checkout(&key, attempt == 1);
-        let secret = match self.opened.get(&w.id) {
-            Some((sealed, plain)) if *sealed == w.secret => plain.clone(),
-            _ => {
-                let Some((plain, _)) = self.secrets.open(&w.secret) else {
-                    error!(webhook = %w.id, "webhook secret does not open with the master key");
-                    return Some(report(unsent(AttemptError::InvalidResponse)));
-                };
-                if self.opened.len() > state.webhook_count() {
-                    // Deleted webhooks' entries: start again rather than track deletions.
-                    self.opened.clear();
-                }
-                let plain: Arc<str> = Arc::from(plain);
-                self.opened
-                    .insert(w.id.clone(), (w.secret.clone(), plain.clone()));
-                plain
-            }
-        };
         let job = Job {
-            // Only a send that reads its body holds the store: one that hangs must not keep
-            // the data directory open after the engine stops.
+            // Only a send that reads its body holds the store, and lets go of it before the
+            // request.
             store: matches!(body, Body::Read(_)).then(|| self.store.clone()),
             body,
-            url: w.config.url.clone(),
-            secret,
+            webhook: d.webhook_id.clone(),
+            event_id: d.event_id.clone(),
             timeout: Duration::from_millis(state.policy().attempt_timeout.0),
             // The time the send must end by, which only an attempt that waited long in its
             // lane can reach before its own timeout.
@@ -179,35 +163,51 @@ impl Dispatcher {
                         .saturating_sub(DEADLINE_MARGIN_MS.min(grace / 2)),
                 )
             }),
-            template: report(unsent(AttemptError::Timeout)),
+            template,
         };
         let limit = state.policy().max_in_flight_per_webhook.max(1) as usize;
-        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-        let lane = lanes.entry(w.id.clone()).or_default();
-        if lane.sending >= limit {
-            lane.waiting.push_back(job);
-            return None;
+        if let Some(sender) = self.lanes.enter(&d.webhook_id, job, limit) {
+            tokio::spawn(sender.run(self.context.clone()));
         }
-        lane.sending += 1;
-        drop(lanes);
-        let sender = Sender {
-            transport: self.transport.clone(),
-            clock: self.clock.clone(),
-            reports: self.reports_tx.clone(),
-            lanes: self.lanes.clone(),
-            webhook: w.id.clone(),
-            released: false,
-        };
-        tokio::spawn(sender.run(job));
         None
     }
 }
 
+impl Report {
+    /// This report with what the send came to.
+    fn with(self, sent: Sent) -> Report {
+        Report {
+            outcome: sent.outcome,
+            detail: Some(Arc::new(sent.detail)),
+            ..self
+        }
+    }
+}
+
+/// What every send shares.
+pub(crate) struct SendContext {
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    reports: mpsc::Sender<Report>,
+    signer: Mutex<Signer>,
+}
+
+impl SendContext {
+    fn signer(&self) -> MutexGuard<'_, Signer> {
+        self.signer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the actor is gone (the engine stopped): a lane then starts nothing more.
+    pub(crate) fn stopped(&self) -> bool {
+        self.reports.is_closed()
+    }
+}
+
 /// One started attempt, ready to be sent.
-struct Job {
+pub(crate) struct Job {
     body: Body,
-    url: String,
-    secret: Arc<str>,
+    webhook: WebhookId,
+    event_id: EventId,
     timeout: Duration,
     /// When the send must have ended: a little before the domain times the attempt out.
     send_by: Option<Timestamp>,
@@ -216,69 +216,23 @@ struct Job {
     store: Option<Arc<dyn EventStore>>,
 }
 
-/// A task holding one of a webhook's send slots: it sends an attempt, reports it, and takes
-/// the lane's next waiting attempt until none is left.
-struct Sender {
-    transport: Arc<dyn Transport>,
-    clock: Arc<dyn Clock>,
-    reports: mpsc::Sender<Report>,
-    lanes: Arc<Mutex<HashMap<WebhookId, Lane>>>,
-    webhook: WebhookId,
-    /// Whether the slot went back to the lane; a task dropped mid-send did not give it back.
-    released: bool,
-}
-
-impl Sender {
-    async fn run(mut self, mut job: Job) {
-        loop {
-            let span = tracing::debug_span!(
-                "attempt",
-                delivery = %job.template.delivery_id,
-                attempt = job.template.attempt
-            );
-            // A transport that panics loses its attempt (the domain times it out at its
-            // deadline), not the lane's slot.
-            if Unwinding(Box::pin(self.send(job).instrument(span)))
-                .await
-                .is_err()
-            {
-                error!(webhook = %self.webhook, "an attempt's send panicked");
-            }
-            match self.next_or_release() {
-                Some(next) => job = next,
-                None => return,
-            }
-        }
+impl Job {
+    /// The delivery and attempt, for the send's span.
+    pub(crate) fn attempt(&self) -> (&DeliveryId, u32) {
+        (&self.template.delivery_id, self.template.attempt)
     }
 
-    /// The lane's next waiting attempt, or (none waiting) gives the slot back.
-    fn next_or_release(&mut self) -> Option<Job> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(lane) = lanes.get_mut(&self.webhook) else {
-            self.released = true;
-            return None;
-        };
-        if let Some(next) = lane.waiting.pop_front() {
-            return Some(next);
-        }
-        lane.sending = lane.sending.saturating_sub(1);
-        if lane.sending == 0 {
-            lanes.remove(&self.webhook);
-        }
-        self.released = true;
-        None
-    }
-
-    async fn send(&self, job: Job) {
+    /// Signs, sends and reports this attempt.
+    pub(crate) async fn send(self, cx: &SendContext) {
         let Job {
             body,
-            url,
-            secret,
+            webhook,
+            event_id,
             timeout,
             send_by,
             template,
             mut store,
-        } = job;
+        } = self;
         // A body not in memory is read here, off the actor: under a deep backlog many are,
         // and the actor is everyone's critical path.
         let body = match body {
@@ -288,87 +242,103 @@ impl Sender {
                 None => {
                     // Without its body the attempt cannot be sent; it fails and retries on
                     // schedule.
-                    let outcome = unsent(AttemptError::InvalidResponse);
-                    let _ = self
-                        .reports
-                        .send(Report {
-                            outcome,
-                            ..template
-                        })
-                        .await;
+                    let sent = unsent(
+                        AttemptError::InvalidResponse,
+                        "the event's body is no longer stored",
+                    );
+                    report(cx, template, sent, Vec::new()).await;
                     return;
                 }
             },
         };
-        let now = self.clock.now();
+        let now = cx.clock.now();
         // An attempt that waited in its lane gets the time left before its deadline, so it
         // never outlives it: the domain would have timed it out and scheduled a retry.
         let timeout = match send_by {
             Some(send_by) => {
                 let left = send_by.0.saturating_sub(now.0);
                 if left == 0 {
-                    let _ = self.reports.send(template).await;
+                    let abandoned = Report {
+                        abandoned: true,
+                        ..template
+                    };
+                    // The actor may be gone; the log has the start, resumed on the next one.
+                    let _ = cx.reports.send(abandoned).await;
                     return;
                 }
                 timeout.min(Duration::from_millis(left))
             }
             None => timeout,
         };
-        let signature = signature::sign(&secret, now.as_unix_seconds(), &body);
-        let request = OutgoingRequest {
-            url,
-            body,
-            signature,
+        let resolved = cx.signer().resolve(&webhook);
+        let signing = match resolved {
+            Ok(resolved) => resolved,
+            Err((error, why)) => {
+                report(cx, template, unsent(error, why), Vec::new()).await;
+                return;
+            }
         };
-        let outcome = self.transport.send(request, timeout).await;
-        // The actor may be gone (shut down, or aborted as in a crash); the log has the start.
-        let _ = self
-            .reports
-            .send(Report {
-                outcome,
-                ..template
-            })
-            .await;
+        // The grace ends at a time the log holds; an attempt sent from then on carries the
+        // current secret's signature alone.
+        let previous = signing
+            .previous
+            .as_ref()
+            .filter(|(p, _)| p.signs_at(now))
+            .map(|(_, plain)| &**plain);
+        let headers = match signature::headers(
+            signing.scheme,
+            event_id.as_str(),
+            &signing.current,
+            previous,
+            now.as_unix_seconds(),
+            &body,
+        ) {
+            Ok(headers) => headers,
+            Err(e) => {
+                // Engine-made secrets are base64; one that is not cannot sign this scheme.
+                error!(error = %e, "webhook secret cannot sign its scheme");
+                let sent = unsent(AttemptError::InvalidResponse, &e.to_string());
+                report(cx, template, sent, Vec::new()).await;
+                return;
+            }
+        };
+        // What history shows as sent: the transport's two headers, then these.
+        let mut sent_headers = Vec::with_capacity(headers.len() + 2);
+        sent_headers.push(("content-type".to_owned(), "application/json".to_owned()));
+        sent_headers.push(("user-agent".to_owned(), USER_AGENT_VALUE.to_owned()));
+        sent_headers.extend(
+            headers
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.clone())),
+        );
+        let request = OutgoingRequest {
+            url: signing.url,
+            body,
+            headers,
+        };
+        let sent = cx.transport.send(request, timeout).await;
+        report(cx, template, sent, sent_headers).await;
     }
 }
 
-impl Drop for Sender {
-    /// A task dropped mid-send (the runtime shutting down) gives its slot back; what waits in
-    /// its lane is in the log and is sent again on the next start.
-    fn drop(&mut self) {
-        if !self.released {
-            let _ = self.give_back();
-        }
-    }
-}
-
-impl Sender {
-    /// Gives the slot back without taking the next attempt.
-    fn give_back(&mut self) -> Option<()> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-        let lane = lanes.get_mut(&self.webhook)?;
-        lane.sending = lane.sending.saturating_sub(1);
-        if lane.sending == 0 && lane.waiting.is_empty() {
-            lanes.remove(&self.webhook);
-        }
-        self.released = true;
-        Some(())
-    }
-}
-
-/// A future that turns a panic while polling into `Err`, like `catch_unwind` for closures.
-struct Unwinding<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for Unwinding<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(poll) => poll.map(Ok),
-            Err(_) => Poll::Ready(Err(())),
-        }
-    }
+/// Reports what an attempt came to, with the request headers it sent.
+async fn report(
+    cx: &SendContext,
+    template: Report,
+    sent: Sent,
+    request_headers: Vec<(String, String)>,
+) {
+    let mut detail = sent.detail;
+    detail.request_headers = request_headers;
+    // The actor may be gone (shut down, or aborted as in a crash); the log has the start.
+    let _ = cx
+        .reports
+        .send(Report {
+            outcome: sent.outcome,
+            detail: Some(Arc::new(detail)),
+            ..template
+        })
+        .await;
 }
 
 /// Reads a body through the shared read, and lets go of the store before the send.

@@ -49,7 +49,7 @@ impl Housekeeping {
         }
         let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.prune(before)).await {
+        match crate::store_calls::spawn(&*self.store, move || store.prune(before)).await {
             Ok(Ok(n)) if n > 0 => info!(deliveries = n, "retention pruned old deliveries"),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => warn!(error = %e, "retention failed"),
@@ -78,7 +78,7 @@ impl Housekeeping {
         // never stalls a commit (docs/decisions.md, truncation).
         let draft = self.store.write_snapshot(seq, state)?;
         let store = self.store.clone();
-        self.installing = Some(tokio::task::spawn_blocking(move || {
+        self.installing = Some(crate::store_calls::spawn(&*self.store, move || {
             let done = store
                 .install_snapshot(draft)
                 .and_then(|_| store.flush())
@@ -111,7 +111,7 @@ impl Housekeeping {
         let store = self.store.clone();
         // No appends follow to carry the truncation: the log before the final snapshot goes
         // now, so a stopped engine leaves only what its next start reads.
-        tokio::task::spawn_blocking(move || {
+        crate::store_calls::spawn(&*self.store, move || {
             store
                 .truncate(through, Truncation::Now)
                 .and_then(|_| store.flush())

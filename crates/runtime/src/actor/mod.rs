@@ -13,6 +13,9 @@
 mod committer;
 mod dispatcher;
 mod housekeeping;
+mod lanes;
+mod signer;
+mod targets;
 mod timer;
 
 use crate::alerts::AlertHub;
@@ -25,9 +28,7 @@ use crate::{Config, EngineError};
 use bytes::Bytes;
 use committer::{Committer, Output};
 use dispatcher::{Dispatcher, Report};
-use hallway_domain::{
-    decide, AccountId, Command, CommandKind, Event, Outcome, State, Timestamp, WebhookId,
-};
+use hallway_domain::{decide, Command, CommandKind, Event, Outcome, State, Timestamp};
 use hallway_store::{EventStore, StoreError};
 use housekeeping::Housekeeping;
 use std::ops::Range;
@@ -40,12 +41,17 @@ use tracing::{debug, error, info, warn};
 /// state after the batch.
 pub(crate) type Reply = Box<dyn FnOnce(Result<&[Event], EngineError>, &State) + Send>;
 
+/// Runs with the state once it is exactly the log through the given sequence.
+pub(crate) type Inspect = Box<dyn FnOnce(&State, u64) + Send>;
+
 /// What the actor receives from handles.
 pub(crate) enum Msg {
     /// Decide a command, answer after commit.
     Exec { kind: CommandKind, reply: Reply },
     /// Read the state after the current batch commits.
     Query(Box<dyn FnOnce(&State) + Send>),
+    /// Run this once the state is exactly the log's (nothing decided and unlogged).
+    Logged(Inspect),
     /// Stop: finish attempts under way, snapshot, flush.
     Shutdown {
         done: oneshot::Sender<Result<(), EngineError>>,
@@ -91,6 +97,8 @@ pub(crate) struct Actor {
     reports: Vec<Report>,
     msgs: Vec<Msg>,
     shutdown: Option<(oneshot::Sender<Result<(), EngineError>>, Timestamp)>,
+    /// Callers waiting for the state to be exactly the log's (`Msg::Logged`).
+    logged: Vec<Inspect>,
     /// Where committed alerts go, and how much of the log subscribers hold.
     alerts: AlertHub,
 }
@@ -111,6 +119,7 @@ impl Actor {
     ) -> Self {
         let clock = config.clock.clone();
         let dispatcher = Dispatcher::new(
+            &state,
             transport,
             secrets.clone(),
             clock.clone(),
@@ -136,26 +145,25 @@ impl Actor {
             config,
             metrics,
             shutdown: None,
+            logged: Vec::new(),
             alerts,
         }
     }
 
     /// After a restart: attempts open in the log may not have been sent; reopen them so the
     /// first turn sends them again. Secrets sealed under an old key are resealed.
-    pub(crate) async fn resume(
-        &mut self,
-        reseal: Vec<(AccountId, WebhookId, String)>,
-    ) -> Result<(), EngineError> {
+    pub(crate) async fn resume(&mut self, reseal: Vec<crate::Reseal>) -> Result<(), EngineError> {
         let now = self.clock.now();
         let mut events = decide(&self.state, Command::new(now, CommandKind::Resume))?;
         for e in &events {
             self.state.apply(e);
         }
-        for (account_id, webhook_id, plain) in reseal {
-            let cmd = CommandKind::RotateSecret {
-                account_id,
-                webhook_id,
-                secret: self.secrets.seal(&plain),
+        for r in reseal {
+            let cmd = CommandKind::ResealSecret {
+                account_id: r.account_id,
+                webhook_id: r.webhook_id,
+                secret: self.secrets.seal(&r.current),
+                previous: r.previous.map(|p| self.secrets.seal(&p)),
             };
             let new = decide(&self.state, Command::new(now, cmd))?;
             for e in &new {
@@ -170,7 +178,9 @@ impl Actor {
             events = events.len(),
             "resuming attempts open at the last stop"
         );
-        self.commit_now(events).await
+        self.commit_now(events.clone()).await?;
+        self.dispatcher.learn(&events);
+        Ok(())
     }
 
     /// Runs until shutdown, a storage failure, or every handle is gone.
@@ -223,6 +233,11 @@ impl Actor {
                 Some(Output::Commit(events)) => self.start_commit(events),
                 Some(Output::Answer(pending)) => self.answer(pending, &[]),
                 None => {}
+            }
+            if !self.logged.is_empty() && self.committer.is_quiet() {
+                for f in std::mem::take(&mut self.logged) {
+                    f(&self.state, self.last_seq);
+                }
             }
             if let Some((_, deadline)) = &self.shutdown {
                 let quiet = self.committer.is_quiet();
@@ -297,6 +312,7 @@ impl Actor {
         self.alerts
             .committed
             .store(done.seq, std::sync::atomic::Ordering::Release);
+        self.dispatcher.learn(&done.events);
         for e in done.events.iter() {
             if let Event::AttemptStarted {
                 delivery_id,
@@ -342,6 +358,7 @@ impl Actor {
             match msg {
                 Msg::Exec { kind, reply } => self.decide_command(now, kind, reply),
                 Msg::Query(f) => self.committer.push_pending(Pending::Query(f)),
+                Msg::Logged(f) => self.logged.push(f),
                 Msg::Shutdown { done } => {
                     let grace = self.config.shutdown_grace.as_millis() as u64;
                     let deadline = now.plus(hallway_domain::DurationMs(grace));
@@ -409,7 +426,7 @@ impl Actor {
     /// deciding the next batch meanwhile.
     fn start_commit(&mut self, events: Arc<Vec<Event>>) {
         let store = self.store.clone();
-        self.commit = Some(tokio::task::spawn_blocking(move || {
+        self.commit = Some(crate::store_calls::spawn(&*self.store, move || {
             store
                 .append(&events)
                 .and_then(|seq| store.flush().map(|_| seq))
@@ -469,10 +486,25 @@ impl Actor {
             .delivery(&report.delivery_id)
             .map(|d| d.webhook_id.to_string())
             .unwrap_or_default();
+        if report.abandoned {
+            let cmd = CommandKind::AbandonAttempt {
+                delivery_id: report.delivery_id.clone(),
+                attempt: report.attempt,
+            };
+            if let Ok(new) = decide(&self.state, Command::new(now, cmd)) {
+                debug!(delivery = %report.delivery_id, attempt = report.attempt, "attempt given up unsent, to start again");
+                for e in &new {
+                    self.state.apply(e);
+                }
+                self.committer.push_events(new);
+            }
+            return;
+        }
         let cmd = CommandKind::RecordOutcome {
             delivery_id: report.delivery_id.clone(),
             attempt: report.attempt,
             outcome: report.outcome,
+            detail: report.detail,
         };
         match decide(&self.state, Command::new(now, cmd)) {
             Ok(new) => {
@@ -526,7 +558,7 @@ impl Actor {
     async fn commit_now(&mut self, events: Vec<Event>) -> Result<(), EngineError> {
         let store = self.store.clone();
         let count = events.len();
-        let seq = tokio::task::spawn_blocking(move || {
+        let seq = crate::store_calls::spawn(&*self.store, move || {
             store
                 .append(&events)
                 .and_then(|seq| store.flush().map(|_| seq))
@@ -559,7 +591,7 @@ impl Actor {
         for msg in waiting.into_iter().chain(queued) {
             match msg {
                 Msg::Exec { reply, .. } => reply(Err(e.clone()), &self.state),
-                Msg::Query(_) => {}
+                Msg::Query(_) | Msg::Logged(_) => {}
                 Msg::Shutdown { done } => {
                     let _ = done.send(Err(e.clone()));
                 }

@@ -56,6 +56,7 @@ pub async fn engine_with_webhook(
                 description: None,
                 events: vec![hallway_domain::SESSION_PROCESSING_COMPLETED.into()],
                 project_ids: vec![],
+                signature_scheme: hallway_domain::SignatureScheme::Hallway,
             },
         )
         .await

@@ -57,21 +57,22 @@ impl SledStore {
         let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
         for item in t.deliveries.iter() {
             let (key, value) = item.op("read the delivery buckets")?;
-            let bucket: Bucket = codec::decode(keys::DELIVERIES, || keys::show_text(&key), &value)?;
+            let bucket: Bucket =
+                codec::decode(keys::DELIVERIES, || keys::show_bucket(&key), &value)?;
             if bucket.is_empty() {
                 return Err(damage(
                     keys::DELIVERIES,
-                    keys::show_text(&key),
+                    keys::show_bucket(&key),
                     "empty bucket".into(),
                 ));
             }
             for stored in &bucket {
                 let r = &stored.record;
                 records += 1;
-                if keys::bucket_key(&r.id) != &key[..] {
+                if keys::bucket_key(&r.id) != key[..] {
                     return Err(damage(
                         keys::DELIVERIES,
-                        keys::show_text(&key),
+                        keys::show_bucket(&key),
                         format!("holds {}, of another bucket", r.id),
                     ));
                 }

@@ -5,7 +5,7 @@
 //! big-endian so that sled's byte order is numeric order.
 
 use crate::Seq;
-use hallway_domain::{AccountId, DeliveryId, EventId, Timestamp, WebhookId};
+use hallway_domain::{AccountId, DeliveryId, EventId, FanOutId, Timestamp, WebhookId};
 
 /// One versioned, encoded batch of events per sequence number.
 pub(crate) const LOG: &str = "log";
@@ -16,18 +16,22 @@ pub(crate) const PAYLOADS: &str = "payload_refs";
 /// Each webhook's deliveries in chunks, newest first (see [`history_key`]); the records are
 /// in [`DELIVERIES`].
 pub(crate) const HISTORY: &str = "history_chunks";
-/// Delivery records in buckets (see [`bucket_key`]): one value per publish's fan-out.
+/// Delivery records in buckets (see [`bucket_key`]): one value per fan-out.
 pub(crate) const DELIVERIES: &str = "deliveries";
 /// Buckets by creation time in chunks, one per append (see [`time_chunk_key`]), oldest
 /// first, so retention reads only what expired.
 pub(crate) const BY_TIME: &str = "bucket_time_chunks";
 
-/// Bytes of a delivery id that name its bucket: `dlv_` and the 80-bit seed a fan-out shares
-/// (ids without a time, as test sends have).
-const BUCKET_KEY_LEN: usize = 4 + 20;
-/// Length of a fan-out's delivery id since seeds start with the time: `dlv_`, 11 hex digits
-/// of ms, 20 of randomness, 2 of index (more past 256). All but the index name the bucket.
-const TIMED_ID_LEN: usize = 4 + 11 + 20 + 2;
+/// The meta key of the layout number the directory was created with (see [`LAYOUT`]).
+pub(crate) const META_LAYOUT: &[u8] = b"layout";
+
+/// The layout of the trees, the records and the snapshot this build writes and reads. A
+/// directory of another layout is refused at open ([`crate::StoreError::Layout`]); 0.1 is
+/// unreleased, so no older layout is migrated. 4: body digests and accounts' previous keys;
+/// 3: webhooks' signature schemes and previous secrets, attempts' detail, test sends' event
+/// types; 2: delivery ids are a fan-out and an index (1: text, bucketed by its first
+/// characters).
+pub(crate) const LAYOUT: u64 = 4;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
@@ -90,6 +94,13 @@ pub(crate) fn payload_key(account: &AccountId, event: &EventId) -> Vec<u8> {
     out
 }
 
+/// The prefix of every payload key of an account.
+pub(crate) fn payload_prefix(account: &AccountId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + account.0.len());
+    push_prefixed(&mut out, account.as_str());
+    out
+}
+
 /// Prints a payload key as `account/event`.
 pub(crate) fn show_payload_key(key: &[u8]) -> String {
     match split_prefixed(key).and_then(|(a, rest)| Some((a, std::str::from_utf8(rest).ok()?))) {
@@ -130,20 +141,20 @@ pub(crate) fn show_history_key(key: &[u8]) -> String {
     }
 }
 
-/// The key of a delivery's bucket: the start of its id. One publish's deliveries are
-/// `dlv_{seed}{index}` with a shared seed, so its whole fan-out is one value, written
-/// once per batch however many of its deliveries change (the store's cost is per write). A
-/// test send's id is all random, a bucket of its own. Ids that happen to share a bucket stay
-/// correct: a bucket is a list of whole records.
-pub(crate) fn bucket_key(delivery: &DeliveryId) -> &[u8] {
-    let id = delivery.as_str().as_bytes();
-    // Longer: a fan-out of more than 256 deliveries, whose index has more digits.
-    if id.len() >= TIMED_ID_LEN {
-        // Time-ordered seeds: a fan-out's bucket sorts after older ones, so new records go
-        // where the tree is already being written and read.
-        return &id[..TIMED_ID_LEN - 2];
+/// The key of a delivery's bucket: its fan-out, so a publish's whole fan-out is one value,
+/// written once per batch however many of its deliveries change (the store's cost is per
+/// write). A fan-out's id starts with its time, so a new bucket sorts after older ones and
+/// new records go where the tree is already being written and read.
+pub(crate) fn bucket_key(delivery: &DeliveryId) -> [u8; 16] {
+    delivery.fan_out().to_bytes()
+}
+
+/// Prints a bucket key as its fan-out.
+pub(crate) fn show_bucket(key: &[u8]) -> String {
+    match <[u8; 16]>::try_from(key) {
+        Ok(bytes) => format!("fan-out {}", FanOutId::from_bytes(bytes)),
+        Err(_) => format!("{key:02x?}"),
     }
-    &id[..id.len().min(BUCKET_KEY_LEN)]
 }
 
 /// A by-time chunk's key: the earliest creation time it lists, then the append's sequence.
@@ -174,21 +185,15 @@ pub(crate) fn time_key(created_at: Timestamp, bucket: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A by-time key's parts.
-pub(crate) fn parse_time_key(key: &[u8]) -> Option<(Timestamp, &str)> {
-    let at = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-    Some((Timestamp(at), std::str::from_utf8(key.get(8..)?).ok()?))
-}
-
 /// Prints a by-time key as `created_at/bucket`.
 pub(crate) fn show_time_key(key: &[u8]) -> String {
-    match parse_time_key(key) {
-        Some((at, bucket)) => format!("{}/{bucket}", at.0),
+    match key.get(..8).and_then(|at| <[u8; 8]>::try_from(at).ok()) {
+        Some(at) => format!("{}/{}", u64::from_be_bytes(at), show_bucket(&key[8..])),
         None => format!("{key:02x?}"),
     }
 }
 
-/// Prints a key that is text (delivery ids, meta keys).
+/// Prints a key that is text (meta keys).
 pub(crate) fn show_text(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }
@@ -208,13 +213,10 @@ pub(crate) fn parse_cursor(cursor: &str) -> Option<(Seq, Timestamp, DeliveryId)>
     };
     let (seq, rest) = cursor.split_once('.')?;
     let (at, delivery) = rest.split_once('.')?;
-    if delivery.is_empty() {
-        return None;
-    }
     Some((
         number(seq)?,
         Timestamp(number(at)?),
-        DeliveryId::from(delivery),
+        DeliveryId::parse(delivery)?,
     ))
 }
 
@@ -235,34 +237,21 @@ mod tests {
     }
 
     #[test]
-    fn a_fan_out_shares_a_bucket_and_a_test_send_has_its_own() {
-        let seed = "0123456789abcdef0123";
-        let first = DeliveryId::from(format!("dlv_{seed}00"));
-        let second = DeliveryId::from(format!("dlv_{seed}01"));
-        assert_eq!(bucket_key(&first), bucket_key(&second));
-        assert_eq!(bucket_key(&first), format!("dlv_{seed}").as_bytes());
-        let test = DeliveryId::from("dlv_ffffffffffffffffffffffff");
-        assert_ne!(bucket_key(&test), bucket_key(&first));
-        assert_eq!(bucket_key(&DeliveryId::from("d")), b"d");
-    }
-
-    #[test]
-    fn a_time_ordered_fan_out_shares_a_bucket_that_sorts_by_time() {
-        let id = |ms: u64, random: &str, i: u8| {
-            DeliveryId::from(format!("dlv_{ms:011x}{random}{i:02x}"))
-        };
-        let random = "0123456789abcdef0123";
-        assert_eq!(bucket_key(&id(5, random, 0)), bucket_key(&id(5, random, 1)));
+    fn a_fan_out_is_one_bucket_that_sorts_by_time() {
+        let fan_out = |ms: u64, random: u8| FanOutId::new(Timestamp(ms), [random; 10]);
+        let a = fan_out(5, 1);
+        assert_eq!(bucket_key(&a.delivery(0)), bucket_key(&a.delivery(300)));
         assert_ne!(
-            bucket_key(&id(5, random, 0)),
-            bucket_key(&id(5, "0123456789abcdef0124", 0))
+            bucket_key(&a.delivery(0)),
+            bucket_key(&fan_out(5, 2).delivery(0))
         );
-        assert!(bucket_key(&id(5, "ffffffffffffffffffff", 0)) < bucket_key(&id(6, random, 0)));
-        let wide = DeliveryId::from(format!("dlv_{:011x}{random}{:02x}", 5, 256));
-        assert_eq!(bucket_key(&wide), bucket_key(&id(5, random, 0)));
-        // Ids without a time are bucketed by their seed alone.
-        let old = DeliveryId::from(format!("dlv_{random}07"));
-        assert_eq!(bucket_key(&old), format!("dlv_{random}").as_bytes());
+        assert!(bucket_key(&fan_out(5, 0xff).delivery(0)) < bucket_key(&fan_out(6, 0).delivery(0)));
+        assert_eq!(
+            show_bucket(&bucket_key(&a.delivery(0))),
+            format!("fan-out {a}")
+        );
+        let timed = time_key(Timestamp(9), &bucket_key(&a.delivery(0)));
+        assert_eq!(show_time_key(&timed), format!("9/fan-out {a}"));
     }
 
     #[test]
@@ -275,11 +264,9 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let c = cursor(9, Timestamp(42), &DeliveryId::from("dlv_x.y"));
-        assert_eq!(
-            parse_cursor(&c),
-            Some((9, Timestamp(42), DeliveryId::from("dlv_x.y")))
-        );
+        let id = FanOutId::new(Timestamp(42), [7; 10]).delivery(3);
+        let c = cursor(9, Timestamp(42), &id);
+        assert_eq!(parse_cursor(&c), Some((9, Timestamp(42), id)));
         for bad in [
             "",
             ".",
@@ -290,6 +277,7 @@ mod tests {
             "x1.2.dlv",
             "1.-1.dlv",
             "1.99999999999999999999999.d",
+            "1.42.dlv_x",
         ] {
             assert_eq!(parse_cursor(bad), None, "{bad:?}");
         }

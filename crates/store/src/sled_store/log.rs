@@ -159,9 +159,11 @@ pub(super) fn read(store: &SledStore, from: Seq, with_bodies: bool) -> LogRecord
 }
 
 /// The events as the log records them: bodies, which the payloads tree holds (written in the
-/// same transaction), are left out, so log records stay small to write, replay and truncate.
-/// Only events with a body are copied; the rest are borrowed (serde encodes a `Cow` as what
-/// it holds, so the record's bytes are those of a `Vec<Event>`).
+/// same transaction), are left out, and so is attempt detail, which only history keeps (in
+/// the same transaction too) and which reading the log does not put back: log records stay
+/// small to write, replay and truncate. Only events with a body or a detail are copied; the
+/// rest are borrowed (serde encodes a `Cow` as what it holds, so the record's bytes are
+/// those of a `Vec<Event>`).
 fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
     use std::borrow::Cow;
     events
@@ -172,6 +174,7 @@ fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
                 event_id,
                 event_type,
                 project_id,
+                digest,
                 body,
                 deliveries,
                 first_due,
@@ -181,6 +184,7 @@ fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
                 event_id: event_id.clone(),
                 event_type: event_type.clone(),
                 project_id: project_id.clone(),
+                digest: *digest,
                 body: String::new(),
                 deliveries: deliveries.clone(),
                 first_due: *first_due,
@@ -191,6 +195,7 @@ fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
                 webhook_id,
                 account_id,
                 event_id,
+                event_type,
                 body,
                 at,
             } if !body.is_empty() => Cow::Owned(Event::TestDeliveryCreated {
@@ -198,7 +203,46 @@ fn log_form(events: &[Event]) -> Vec<std::borrow::Cow<'_, Event>> {
                 webhook_id: webhook_id.clone(),
                 account_id: account_id.clone(),
                 event_id: event_id.clone(),
+                event_type: event_type.clone(),
                 body: String::new(),
+                at: *at,
+            }),
+            Event::AttemptSucceeded {
+                delivery_id,
+                attempt,
+                status_code,
+                duration,
+                started_at,
+                detail: Some(_),
+                at,
+            } => Cow::Owned(Event::AttemptSucceeded {
+                delivery_id: delivery_id.clone(),
+                attempt: *attempt,
+                status_code: *status_code,
+                duration: *duration,
+                started_at: *started_at,
+                detail: None,
+                at: *at,
+            }),
+            Event::AttemptFailed {
+                delivery_id,
+                attempt,
+                status_code,
+                error,
+                duration,
+                started_at,
+                next_due,
+                detail: Some(_),
+                at,
+            } => Cow::Owned(Event::AttemptFailed {
+                delivery_id: delivery_id.clone(),
+                attempt: *attempt,
+                status_code: *status_code,
+                error: *error,
+                duration: *duration,
+                started_at: *started_at,
+                next_due: *next_due,
+                detail: None,
                 at: *at,
             }),
             other => Cow::Borrowed(other),

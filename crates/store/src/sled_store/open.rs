@@ -111,6 +111,38 @@ fn remove_unused_drafts(dir: &Path) {
     }
 }
 
+/// Refuses a directory of another layout than this build's ([`keys::LAYOUT`]) and numbers a
+/// new one. A directory with data but no number predates numbering.
+fn check_layout(trees: &Trees, dir: &Path) -> Result<(), StoreError> {
+    let refuse = |found| StoreError::Layout {
+        path: dir.display().to_string(),
+        found,
+        expected: keys::LAYOUT,
+    };
+    if let Some(bytes) = trees.meta.get(keys::META_LAYOUT).op("read the layout")? {
+        // Any encoding this build cannot read is a layout it does not know either.
+        let found: u64 = codec::decode(keys::META, || keys::show_text(keys::META_LAYOUT), &bytes)
+            .map_err(|_| refuse(None))?;
+        return match found {
+            keys::LAYOUT => Ok(()),
+            other => Err(refuse(Some(other))),
+        };
+    }
+    let has_data = !trees.log.is_empty()
+        || !trees.meta.is_empty()
+        || !trees.deliveries.is_empty()
+        || !trees.payloads.is_empty()
+        || dir.join(SNAPSHOT_FILE).exists();
+    if has_data {
+        return Err(refuse(None));
+    }
+    trees
+        .meta
+        .insert(keys::META_LAYOUT, codec::encode(&keys::LAYOUT)?)
+        .op("record the layout")?;
+    Ok(())
+}
+
 impl SledStore {
     /// Opens (creating if needed) the store in `dir` with default options.
     ///
@@ -120,7 +152,8 @@ impl SledStore {
         Self::open_with(dir, &StoreOptions::default())
     }
 
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`. A directory of another layout than
+    /// this build's is [`StoreError::Layout`].
     pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<SledStore, StoreError> {
         let config = sled::Config::new()
             .path(dir)
@@ -144,6 +177,7 @@ impl SledStore {
             deliveries: tree(keys::DELIVERIES)?,
             by_time: tree(keys::BY_TIME)?,
         };
+        check_layout(&trees, dir)?;
         let snapshot_seq = read_u64(&trees.meta, keys::META_SNAPSHOT_SEQ)?;
         let truncated_through = read_u64(&trees.meta, keys::META_TRUNCATED_THROUGH)?;
         // After truncating everything up to the snapshot the log can be empty; numbering

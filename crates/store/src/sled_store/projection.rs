@@ -5,11 +5,10 @@ use super::bodies::{BodyAt, BodyFiles};
 use super::keys;
 use super::{Op, Trees};
 use crate::codec;
-use crate::history::{AttemptRecord, DeliveryRecord, DeliveryStatus};
+use crate::history::{rules, DeliveryRecord};
 use crate::{Seq, StoreError};
 use hallway_domain::{
     AccountId, DeliveryId, DeliverySummary, Event, EventId, Timestamp, WebhookId,
-    SESSION_PROCESSING_COMPLETED,
 };
 use serde::{Deserialize, Serialize};
 use sled::IVec;
@@ -164,7 +163,7 @@ pub(crate) struct Projection<'a, 'e> {
 /// Reads a bucket, empty if there is none.
 pub(crate) fn load_bucket(trees: &Trees, key: &[u8]) -> Result<Bucket, StoreError> {
     match trees.deliveries.get(key).op("read a delivery bucket")? {
-        Some(bytes) => codec::decode(keys::DELIVERIES, || keys::show_text(key), &bytes),
+        Some(bytes) => codec::decode(keys::DELIVERIES, || keys::show_bucket(key), &bytes),
         None => Ok(Bucket::new()),
     }
 }
@@ -174,7 +173,7 @@ pub(crate) fn load_delivery(
     trees: &Trees,
     id: &DeliveryId,
 ) -> Result<Option<DeliveryRecord>, StoreError> {
-    Ok(load_bucket(trees, keys::bucket_key(id))?
+    Ok(load_bucket(trees, &keys::bucket_key(id))?
         .into_iter()
         .find(|s| &s.record.id == id)
         .map(|s| s.record))
@@ -198,14 +197,16 @@ impl<'a, 'e> Projection<'a, 'e> {
 
     /// Folds one event's effect on the projections into the pending updates.
     pub fn apply(&mut self, event: &'e Event) -> Result<(), StoreError> {
+        if let Some(id) = rules::updated(event) {
+            self.update(id, |r| rules::update(r, event))?;
+            return Ok(());
+        }
         match event {
             Event::EventPublished {
                 account_id,
                 event_id,
-                event_type,
                 body,
                 deliveries,
-                first_due,
                 at,
                 ..
             } => {
@@ -218,175 +219,36 @@ impl<'a, 'e> Projection<'a, 'e> {
                 }
                 let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
                 self.put_payload(account_id, event_id, *at, ids, body)?;
-                for (delivery_id, webhook_id) in deliveries {
-                    self.create(DeliveryRecord {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        status: DeliveryStatus::Pending,
-                        created_at: *at,
-                        next_attempt_at: Some(*first_due),
-                        attempts: Vec::new(),
-                    })?;
-                }
             }
             Event::TestDeliveryCreated {
                 delivery_id,
-                webhook_id,
                 account_id,
                 event_id,
                 body,
                 at,
+                ..
             } => {
                 self.put_payload(account_id, event_id, *at, vec![delivery_id.clone()], body)?;
-                self.create(DeliveryRecord {
-                    id: delivery_id.clone(),
-                    webhook_id: webhook_id.clone(),
-                    account_id: account_id.clone(),
-                    event_id: event_id.clone(),
-                    // Test sends deliver the sample of the one event type the product has.
-                    event_type: SESSION_PROCESSING_COMPLETED.to_owned(),
-                    test: true,
-                    status: DeliveryStatus::Pending,
-                    created_at: *at,
-                    next_attempt_at: Some(*at),
-                    attempts: Vec::new(),
-                })?;
             }
-            Event::AttemptStarted { delivery_id, .. } => {
-                self.update(delivery_id, |r| r.next_attempt_at = None)?;
-            }
-            Event::AttemptSucceeded {
-                delivery_id,
-                attempt,
-                status_code,
-                duration,
-                started_at,
-                ..
-            } => {
-                self.update(delivery_id, |r| {
-                    r.attempts.push(AttemptRecord {
-                        attempt: *attempt,
-                        started_at: *started_at,
-                        duration_ms: duration.0,
-                        status_code: Some(*status_code),
-                        error: None,
-                    });
-                    r.next_attempt_at = None;
-                    // A paused delivery whose open attempt got through did arrive: a recover
-                    // must not send it again.
-                    if r.status != DeliveryStatus::Cancelled {
-                        r.status = DeliveryStatus::Succeeded;
-                    }
-                })?;
-            }
-            Event::AttemptFailed {
-                delivery_id,
-                attempt,
-                status_code,
-                error,
-                duration,
-                started_at,
-                next_due,
-                ..
-            } => {
-                self.update(delivery_id, |r| {
-                    r.attempts.push(AttemptRecord {
-                        attempt: *attempt,
-                        started_at: *started_at,
-                        duration_ms: duration.0,
-                        status_code: *status_code,
-                        error: Some(*error),
-                    });
-                    // A cancelled or paused delivery records its open attempt's outcome and stops.
-                    if matches!(r.status, DeliveryStatus::Cancelled | DeliveryStatus::Paused) {
-                        r.next_attempt_at = None;
-                        return;
-                    }
-                    r.next_attempt_at = *next_due;
-                    if next_due.is_none() {
-                        r.status = DeliveryStatus::Failed;
-                    }
-                })?;
-            }
-            Event::AttemptAbandoned {
-                delivery_id, at, ..
-            } => {
-                self.update(delivery_id, |r| {
-                    if r.status == DeliveryStatus::Pending {
-                        r.next_attempt_at = Some(*at);
-                    }
-                })?;
-            }
-            Event::DeliveryCancelled { delivery_id, .. } => {
-                self.update(delivery_id, |r| {
-                    if r.status == DeliveryStatus::Pending {
-                        r.status = DeliveryStatus::Cancelled;
-                        r.next_attempt_at = None;
-                    }
-                })?;
-            }
-            Event::DeliveryRetried { delivery, at } => self.requeue(delivery, *at)?,
             Event::DeliveriesPaused {
                 account_id,
                 event_id,
-                event_type,
                 deliveries,
-                at,
+                ..
             } => {
                 let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
                 self.add_payload_deliveries(account_id, event_id, ids)?;
-                for (delivery_id, webhook_id) in deliveries {
-                    self.create(DeliveryRecord {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        status: DeliveryStatus::Paused,
-                        created_at: *at,
-                        next_attempt_at: None,
-                        attempts: Vec::new(),
-                    })?;
-                }
             }
             Event::EventReplayed {
                 account_id,
                 event_id,
-                event_type,
                 deliveries,
-                first_due,
-                at,
+                ..
             } => {
                 let ids = deliveries.iter().map(|(d, _)| d.clone()).collect();
                 self.extend_payload(account_id, event_id, ids)?;
-                for (delivery_id, webhook_id) in deliveries {
-                    self.create(DeliveryRecord {
-                        id: delivery_id.clone(),
-                        webhook_id: webhook_id.clone(),
-                        account_id: account_id.clone(),
-                        event_id: event_id.clone(),
-                        event_type: event_type.clone(),
-                        test: false,
-                        status: DeliveryStatus::Pending,
-                        created_at: *at,
-                        next_attempt_at: Some(*first_due),
-                        attempts: Vec::new(),
-                    })?;
-                }
             }
-            Event::DeliveryPaused { delivery_id, .. } => {
-                self.update(delivery_id, |r| {
-                    if r.status == DeliveryStatus::Pending {
-                        r.status = DeliveryStatus::Paused;
-                        r.next_attempt_at = None;
-                    }
-                })?;
-            }
+            Event::DeliveryRetried { delivery, at } => self.requeue(delivery, *at)?,
             Event::DeliveriesRecovered {
                 deliveries,
                 first_due,
@@ -396,8 +258,19 @@ impl<'a, 'e> Projection<'a, 'e> {
                     self.requeue(delivery, *first_due)?;
                 }
             }
-            Event::AccountCreated { .. }
+            // Changes to one record, made above.
+            Event::AttemptStarted { .. }
+            | Event::AttemptSucceeded { .. }
+            | Event::AttemptFailed { .. }
+            | Event::AttemptAbandoned { .. }
+            | Event::DeliveryCancelled { .. }
+            | Event::DeliveryPaused { .. }
+            // A deleted account's history goes with `ReadModel::purge_account`, in steps,
+            // rather than in the append that logs the deletion.
+            | Event::AccountCreated { .. }
             | Event::AccountUpdated { .. }
+            | Event::AccountKeyRotated { .. }
+            | Event::AccountDeleted { .. }
             | Event::WebhookCreated { .. }
             | Event::WebhookUpdated { .. }
             | Event::WebhookEnabled { .. }
@@ -408,6 +281,9 @@ impl<'a, 'e> Projection<'a, 'e> {
             | Event::SecretRotated { .. }
             | Event::AlertRaised { .. }
             | Event::IdempotencyKeysExpired { .. } => {}
+        }
+        for record in rules::created(event) {
+            self.create(record)?;
         }
         Ok(())
     }
@@ -526,25 +402,10 @@ impl<'a, 'e> Projection<'a, 'e> {
     /// retention removed its record between the caller reading it and the decision, the record
     /// is made again from what the caller knew.
     fn requeue(&mut self, delivery: &DeliverySummary, due: Timestamp) -> Result<(), StoreError> {
-        let found = self.update(&delivery.delivery_id, |r| {
-            r.status = DeliveryStatus::Pending;
-            r.next_attempt_at = Some(due);
-        })?;
-        if found {
+        if self.update(&delivery.delivery_id, |r| rules::requeue(r, due))? {
             return Ok(());
         }
-        self.create(DeliveryRecord {
-            id: delivery.delivery_id.clone(),
-            webhook_id: delivery.webhook_id.clone(),
-            account_id: delivery.account_id.clone(),
-            event_id: delivery.event_id.clone(),
-            event_type: delivery.event_type.clone(),
-            test: delivery.test,
-            status: DeliveryStatus::Pending,
-            created_at: delivery.created_at,
-            next_attempt_at: Some(due),
-            attempts: Vec::new(),
-        })
+        self.create(rules::recreated(delivery, due))
     }
 
     fn create(&mut self, record: DeliveryRecord) -> Result<(), StoreError> {
@@ -575,7 +436,7 @@ impl<'a, 'e> Projection<'a, 'e> {
         id: &DeliveryId,
         change: impl FnOnce(&mut DeliveryRecord),
     ) -> Result<bool, StoreError> {
-        let slot = self.slot(keys::bucket_key(id))?;
+        let slot = self.slot(&keys::bucket_key(id))?;
         match slot.records.iter_mut().find(|s| &s.record.id == id) {
             Some(stored) => {
                 change(&mut stored.record);

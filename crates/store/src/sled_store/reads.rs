@@ -3,9 +3,10 @@
 use super::projection::{load_delivery, load_payload_ref, Chunk};
 use super::{keys, Op, SledStore};
 use crate::codec;
-use crate::history::{DeliveryRecord, Page};
+use crate::history::{DeliveryFilter, DeliveryRecord, Page, SCAN_MAX};
+use crate::Seq;
 use crate::StoreError;
-use hallway_domain::{AccountId, DeliveryId, EventId, WebhookId};
+use hallway_domain::{AccountId, DeliveryId, EventId, Timestamp, WebhookId};
 use std::sync::Arc;
 
 /// The body of an event, stored once per event.
@@ -38,10 +39,13 @@ pub(super) fn delivery(
     Ok(load_delivery(&store.trees, delivery)?.filter(|r| &r.webhook_id == webhook))
 }
 
-/// A webhook's deliveries, newest first, `limit` at a time after `cursor`.
+/// A webhook's deliveries that pass `filter`, newest first, `limit` at a time after `cursor`.
+/// Reading stops at the first delivery created before `filter.since` (history lists newest
+/// first), and after [`SCAN_MAX`] deliveries that do not pass.
 pub(super) fn deliveries(
     store: &SledStore,
     webhook: &WebhookId,
+    filter: &DeliveryFilter,
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<Page, StoreError> {
@@ -56,8 +60,12 @@ pub(super) fn deliveries(
         None => (prefix.clone(), None),
     };
     let mut data: Vec<DeliveryRecord> = Vec::with_capacity(limit.min(1024));
-    let mut last_seq = 0;
+    // The last entry put on the page, and the last one examined (where an early stop resumes).
+    let mut last_listed: Option<(Seq, Timestamp, DeliveryId)> = None;
+    let mut last_examined: Option<(Seq, Timestamp, DeliveryId)> = None;
+    let mut examined = 0usize;
     let mut more = false;
+    let mut stopped_early = false;
     'chunks: for item in store.trees.history.range(start..) {
         let (key, value) = item.op("read a webhook's history")?;
         if !key.starts_with(&prefix) {
@@ -79,24 +87,53 @@ pub(super) fn deliveries(
                     continue;
                 }
             }
-            if data.len() == limit {
+            if filter.since.is_some_and(|since| at < since) {
+                break 'chunks;
+            }
+            if examined == SCAN_MAX {
+                stopped_early = true;
+                break 'chunks;
+            }
+            examined += 1;
+            let passes_time = filter.in_range(at);
+            if passes_time && data.len() == limit && filter.by_time_only() {
                 more = true;
                 break 'chunks;
             }
-            // The chunk and the record are written and removed together, so an entry
-            // without its record is damage, not a state to tolerate.
-            let record = load_delivery(&store.trees, &id)?.ok_or_else(|| StoreError::Corrupt {
-                tree: keys::DELIVERIES,
-                key: keys::show_text(keys::bucket_key(&id)),
-                reason: format!("no record of delivery {id}, though {} lists it", show()),
-            })?;
-            data.push(record);
-            last_seq = seq;
+            let record = if passes_time {
+                // The chunk and the record are written and removed together, so an entry
+                // without its record is damage, not a state to tolerate.
+                let record =
+                    load_delivery(&store.trees, &id)?.ok_or_else(|| StoreError::Corrupt {
+                        tree: keys::DELIVERIES,
+                        key: keys::show_bucket(&keys::bucket_key(&id)),
+                        reason: format!("no record of delivery {id}, though {} lists it", show()),
+                    })?;
+                Some(record).filter(|r| filter.matches(r))
+            } else {
+                None
+            };
+            match record {
+                Some(_) if data.len() == limit => {
+                    more = true;
+                    break 'chunks;
+                }
+                Some(record) => {
+                    last_listed = Some((seq, at, id.clone()));
+                    data.push(record);
+                }
+                None => {}
+            }
+            last_examined = Some((seq, at, id));
         }
     }
-    let next_cursor = match data.last() {
-        Some(last) if more => Some(keys::cursor(last_seq, last.created_at, &last.id)),
-        _ => None,
+    let resume = if more {
+        last_listed
+    } else if stopped_early {
+        last_examined
+    } else {
+        None
     };
+    let next_cursor = resume.map(|(seq, at, id)| keys::cursor(seq, at, &id));
     Ok(Page { data, next_cursor })
 }

@@ -139,7 +139,7 @@ fn prune_chunk(
             if removed_ids.contains(d) {
                 continue;
             }
-            let pending = match buckets.get(keys::bucket_key(d)) {
+            let pending = match buckets.get(&keys::bucket_key(d)[..]) {
                 Some((records, _)) => records
                     .iter()
                     .any(|s| &s.record.id == d && s.record.status == DeliveryStatus::Pending),

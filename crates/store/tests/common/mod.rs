@@ -4,6 +4,7 @@
 
 use hallway_domain::envelope::prepare;
 use hallway_domain::*;
+use hallway_testkit::ids::dlv;
 // Some test binaries replay histories.
 #[allow(unused_imports)]
 pub use hallway_testkit::driver::replay;
@@ -17,13 +18,14 @@ pub const T0: Timestamp = Timestamp(1_768_059_000_000);
 pub fn every_event_kind() -> Vec<Event> {
     let acc = AccountId::from("acc_1");
     let wh = WebhookId::from("wh_1");
-    let dlv = DeliveryId::from("dlv_1");
+    let one = dlv("dlv_1");
     let config = WebhookConfig {
         name: "CRM sync".into(),
         url: "https://example.com/hooks".into(),
         description: Some("notes \u{1F600}".into()),
         events: vec![SESSION_PROCESSING_COMPLETED.into()],
         project_ids: vec![ProjectId::from("prj_1")],
+        signature_scheme: SignatureScheme::Standard,
     };
     let at = T0;
     vec![
@@ -71,6 +73,10 @@ pub fn every_event_kind() -> Vec<Event> {
         Event::SecretRotated {
             webhook_id: wh.clone(),
             secret: SealedSecret("whsec_new".into()),
+            previous: Some(PreviousSecret {
+                secret: SealedSecret("whsec_abc".into()),
+                until: T0.plus(DurationMs::from_hours(24)),
+            }),
             at,
         },
         Event::EventPublished {
@@ -78,27 +84,29 @@ pub fn every_event_kind() -> Vec<Event> {
             event_id: EventId::from("evt_1"),
             event_type: SESSION_PROCESSING_COMPLETED.into(),
             project_id: ProjectId::from("prj_1"),
+            digest: BodyDigest::default(),
             body: "{\"id\":\"evt_1\"}".into(),
-            deliveries: vec![(dlv.clone(), wh.clone())],
+            deliveries: vec![(one.clone(), wh.clone())],
             first_due: at,
             at,
         },
         Event::TestDeliveryCreated {
-            delivery_id: DeliveryId::from("dlv_test"),
+            delivery_id: dlv("dlv_test"),
             webhook_id: wh.clone(),
             account_id: acc.clone(),
             event_id: EventId::from("evt_test"),
+            event_type: SESSION_PROCESSING_COMPLETED.into(),
             body: "{\"_test\":true}".into(),
             at,
         },
         Event::AttemptStarted {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 1,
             deadline: Timestamp(at.0 + 60_000),
             at,
         },
         Event::AttemptFailed {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 1,
             status_code: Some(503),
             error: AttemptError::HttpStatus,
@@ -106,27 +114,29 @@ pub fn every_event_kind() -> Vec<Event> {
             started_at: at,
             next_due: Some(Timestamp(at.0 + 60_000)),
             at,
+            detail: None,
         },
         Event::AttemptAbandoned {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 2,
             at,
         },
         Event::AttemptSucceeded {
-            delivery_id: dlv.clone(),
+            delivery_id: one.clone(),
             attempt: 2,
             status_code: 204,
             duration: DurationMs(35),
             started_at: at,
             at,
+            detail: None,
         },
         Event::DeliveryCancelled {
-            delivery_id: DeliveryId::from("dlv_test"),
+            delivery_id: dlv("dlv_test"),
             at,
         },
         Event::DeliveryRetried {
             delivery: DeliverySummary {
-                delivery_id: dlv,
+                delivery_id: one,
                 webhook_id: wh,
                 account_id: acc,
                 event_id: EventId::from("evt_1"),
@@ -188,6 +198,7 @@ impl Sim {
                     description: None,
                     events: vec![SESSION_PROCESSING_COMPLETED.into()],
                     project_ids: Vec::new(),
+                    signature_scheme: SignatureScheme::Hallway,
                 },
             }));
         }
@@ -206,7 +217,7 @@ impl Sim {
             .unwrap_or_else(|r| panic!("rejected {kind:?}: {r:?}"))
     }
 
-    /// Publishes one event with a body of about `size` bytes.
+    /// Publishes one event with a body of about `size` bytes, as its own fan-out.
     pub fn publish(&mut self, size: usize) -> Vec<Event> {
         self.counter += 1;
         let id = format!("evt_{:08}", self.counter);
@@ -216,7 +227,7 @@ impl Sim {
             account_id: self.account.clone(),
             event: prepared,
             fresh_event_id: EventId::from(format!("evt_fresh_{}", self.counter)),
-            delivery_id_seed: format!("{:020}", self.counter),
+            fan_out: fan_out(self.now, self.counter),
         })
     }
 
@@ -253,6 +264,7 @@ impl Sim {
                 delivery_id,
                 attempt,
                 outcome,
+                detail: None,
             }));
         }
         events
@@ -294,4 +306,11 @@ pub fn walk_pages(
             None => return seen,
         }
     }
+}
+
+/// A fan-out made at `at`, numbered `n` where production ids have random bits.
+pub fn fan_out(at: Timestamp, n: u64) -> FanOutId {
+    let mut random = [0u8; 10];
+    random[2..].copy_from_slice(&n.to_be_bytes());
+    FanOutId::new(at, random)
 }
