@@ -8,8 +8,10 @@ run:
 test:
     cargo test --workspace
 
-# Run the benchmark harness (JSON lines with --json).
+# Run the benchmark harness (JSON lines with --json); the api scenario runs the server binary,
+# so it is built first.
 bench *ARGS:
+    cargo build --release -p hallway-webhooks
     cargo run --release -p hallway-bench -- {{ARGS}}
 
 # The server and the bench with full debug info, for perf and other profilers.

@@ -45,6 +45,7 @@ fn notice(message: &str) {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::info!("{message}");
     } else {
+        crate::log_writer::flush();
         eprintln!("{message}");
     }
 }
@@ -54,6 +55,7 @@ fn fatal(message: &str) {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::error!("{message}");
     } else {
+        crate::log_writer::flush();
         eprintln!("error: {message}");
     }
 }
@@ -171,6 +173,10 @@ pub struct ServeArgs {
     /// Attempts under way at once.
     #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
+    /// Requests to one webhook under way at once: one endpoint gets at most this many divided
+    /// by its response time.
+    #[arg(long, env = "HALLWAY_MAX_IN_FLIGHT_PER_WEBHOOK", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_per_webhook: u32,
     /// Extra trusted root certificates (PEM file), for private CAs and tests.
     #[arg(long, env = "HALLWAY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -295,7 +301,8 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    init_logging(format);
+    // Kept to the end: dropping it writes the log lines still gathered.
+    let _logs = init_logging(format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -315,12 +322,13 @@ where
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) -> crate::log_writer::LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = crate::log_writer::start(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -336,6 +344,7 @@ fn init_logging(format: LogFormat) {
                 .try_init()
         }
     };
+    guard
 }
 
 /// Reads the admin token from the flag, or from the data dir, or makes and saves a new one
@@ -425,6 +434,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         allow_private_targets: args.allow_private_targets,
         max_manual_retries: args.max_manual_retries,
         failing_alert_after: args.failing_alert_after,
+        max_in_flight_per_webhook: args.max_in_flight_per_webhook,
         require_pro_plan: args.require_pro_plan,
         require_project: args.require_project,
         ..Policy::default()

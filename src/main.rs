@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod fds;
 mod listen;
+mod log_writer;
 mod portal;
 mod server;
 mod verify;

@@ -21,6 +21,14 @@
 //!   actor decides nothing. `written_bytes_per_delivery` (throughput and latency) is what the
 //!   process sent to storage (`/proc/self/io`) per delivery: sled rewrites pages, so it is
 //!   several times `disk_bytes_per_delivery`.
+//! - `api`: the server binary in a child process, publishes POSTed to its HTTP API over
+//!   keep-alive connections by `--publishers` closed-loop producers, `--api-accounts` accounts
+//!   (1, 4 and 16 by default; 4 and 1 with --quick) with one webhook each, ~2 KB events;
+//!   the ceiling is an ack-then-forward hyper proxy (a child too) right before and after.
+//!   `server_cpu_us_per_delivery` is the server process's CPU (every thread) from the first
+//!   publish to the last result recorded, per delivery; `half_load_publish_p99_ms` is the
+//!   publish latency at a fixed rate of half the achieved one. `HALLWAY_BENCH_PERF="-g -o
+//!   <file>"` profiles the server over its closed loop with `perf record`.
 //! - `latency`: a fixed (open-loop) offered load at half the measured throughput. With
 //!   `HALLWAY_BENCH_TRACE=<dir>` it writes every publish (`publish.trace`) and every store
 //!   call (`store.trace`) of the window as `kind start_ns duration_ns events` lines, to line
@@ -43,8 +51,10 @@
 //!
 //! The last line, `targets`, lists each target of the issue with the value measured here.
 
+mod api;
 mod backlog;
 mod ceiling;
+mod proxy;
 mod receiver;
 mod replay;
 mod scenarios;
@@ -55,6 +65,7 @@ mod workload;
 use clap::{Parser, ValueEnum};
 use scenarios::{failed_record, Ctx};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use util::{BenchError, BenchResult, Record};
@@ -111,6 +122,23 @@ struct Args {
     /// measuring it first (to compare builds at one load).
     #[arg(long)]
     latency_of_throughput: Option<f64>,
+    /// Accounts (one webhook each) of the api scenario's runs; default 1,4,16 (4,1 with
+    /// --quick).
+    #[arg(long, value_delimiter = ',')]
+    api_accounts: Vec<usize>,
+    /// Events each api run publishes in its closed loop; default 40,000 (5,000 with --quick).
+    #[arg(long)]
+    api_events: Option<u32>,
+    /// The server binary the api scenario runs; default `hallway-webhooks` next to this
+    /// binary (build both: `cargo build --release -p hallway-webhooks -p hallway-bench`).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Internal: run the api scenario's proxy in this process.
+    #[arg(long = "proxy-child", hide = true)]
+    proxy_child: bool,
+    /// Internal: the proxy's receivers, by account index.
+    #[arg(long = "proxy-targets", hide = true, value_delimiter = ',')]
+    proxy_targets: Vec<String>,
     /// Internal: run the backlog scenario in this process with this many pending retries.
     #[arg(long = "backlog-child", hide = true)]
     backlog_child: Option<u32>,
@@ -126,6 +154,8 @@ enum Scenario {
     Throughput,
     /// Publish-to-arrival latency at half of the measured throughput.
     Latency,
+    /// The server's HTTP API next to an ack-then-forward proxy.
+    Api,
     /// Attempts per second and exact attempt counts with failing receivers.
     Retries,
     /// Peak RSS and reopen time with many pending retries.
@@ -139,6 +169,7 @@ impl Scenario {
         match self {
             Scenario::Throughput => "throughput",
             Scenario::Latency => "latency",
+            Scenario::Api => "api",
             Scenario::Retries => "retries",
             Scenario::Backlog => "backlog",
             Scenario::Replay => "replay",
@@ -155,6 +186,9 @@ struct Sizes {
     retries_events: u32,
     backlog_pending: u32,
     replay_events: u64,
+    api_accounts: Vec<usize>,
+    api_events: u32,
+    api_half_load_secs: f64,
 }
 
 impl Sizes {
@@ -168,6 +202,9 @@ impl Sizes {
                 retries_events: 1_000,
                 backlog_pending: 20_000,
                 replay_events: 100_000,
+                api_accounts: vec![4, 1],
+                api_events: 5_000,
+                api_half_load_secs: 2.0,
             }
         } else {
             Sizes {
@@ -178,6 +215,9 @@ impl Sizes {
                 retries_events: 4_000,
                 backlog_pending: 1_000_000,
                 replay_events: 1_000_000,
+                api_accounts: vec![1, 4, 16],
+                api_events: 40_000,
+                api_half_load_secs: 5.0,
             }
         }
     }
@@ -225,6 +265,16 @@ fn main() -> ExitCode {
         backlog_rate: args.backlog_rate,
     };
     let code = main_rt.block_on(async {
+        if args.proxy_child {
+            let concurrency = args.max_in_flight.filter(|n| *n > 0).unwrap_or(1024);
+            return match proxy::child(args.proxy_targets.clone(), concurrency).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hallway-bench: proxy: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         if let Some(pending) = args.backlog_child {
             let ports = &args.backlog_ports;
             return match backlog::child(&ctx, pending, ports).await {
@@ -265,9 +315,16 @@ async fn run(args: &Args, ctx: &Ctx) -> ExitCode {
     if let Some(n) = args.replay_events {
         sizes.replay_events = n.max(1);
     }
+    if !args.api_accounts.is_empty() {
+        sizes.api_accounts = args.api_accounts.iter().map(|n| (*n).max(1)).collect();
+    }
+    if let Some(n) = args.api_events {
+        sizes.api_events = n.max(1);
+    }
     let all = [
         Scenario::Throughput,
         Scenario::Latency,
+        Scenario::Api,
         Scenario::Retries,
         Scenario::Backlog,
         Scenario::Replay,
@@ -281,6 +338,14 @@ async fn run(args: &Args, ctx: &Ctx) -> ExitCode {
     let mut throughput_dps: Option<f64> = args.latency_of_throughput;
     let mut failed = false;
     for s in chosen {
+        if s == Scenario::Api {
+            for record in api_runs(args, ctx, &sizes, &started).await {
+                failed |= record.get("error").is_some();
+                emit(args, &record);
+                results.push(record);
+            }
+            continue;
+        }
         eprintln!(
             "hallway-bench: {} ({:.1} s so far)",
             s.name(),
@@ -316,6 +381,8 @@ async fn run(args: &Args, ctx: &Ctx) -> ExitCode {
                 }
             }
             Scenario::Retries => scenarios::retries(ctx, sizes.retries_events).await,
+            // Run above, one record per number of accounts.
+            Scenario::Api => continue,
             Scenario::Backlog => backlog::run_in_child(ctx, sizes.backlog_pending).await,
             Scenario::Replay => replay::replay(ctx, sizes.replay_events).await,
         };
@@ -344,6 +411,43 @@ async fn run(args: &Args, ctx: &Ctx) -> ExitCode {
     }
 }
 
+/// The api scenario, once per number of accounts.
+async fn api_runs(args: &Args, ctx: &Ctx, sizes: &Sizes, started: &Instant) -> Vec<Record> {
+    let server_bin = match args
+        .server_bin
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(api::default_server_bin)
+    {
+        Ok(p) => p,
+        Err(e) => return vec![failed_record("api", &e)],
+    };
+    let mut out = Vec::new();
+    for &accounts in &sizes.api_accounts {
+        eprintln!(
+            "hallway-bench: api, {accounts} accounts ({:.1} s so far)",
+            started.elapsed().as_secs_f64()
+        );
+        let run = api::ApiRun {
+            accounts,
+            events: sizes.api_events,
+            half_load_secs: sizes.api_half_load_secs,
+            server_bin: server_bin.clone(),
+        };
+        let record = match api::api(ctx, &run).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("hallway-bench: api ({accounts} accounts) failed: {e}");
+                let mut r = failed_record("api", &e);
+                r.put("accounts", accounts as u64);
+                r
+            }
+        };
+        out.push(record);
+    }
+    out
+}
+
 /// Each target of the issue, as measured in this run: `{value, target, met, at}`, where
 /// `at` says the size it was measured at (smaller with `--quick`).
 fn targets(results: &[Record]) -> Record {
@@ -351,6 +455,15 @@ fn targets(results: &[Record]) -> Record {
         results
             .iter()
             .find(|r| r.get("scenario").and_then(Value::as_str) == Some(scenario))
+            .and_then(|r| r.number(key))
+    };
+    let api = |accounts: u64, key: &str| {
+        results
+            .iter()
+            .find(|r| {
+                r.get("scenario").and_then(Value::as_str) == Some("api")
+                    && r.number("accounts") == Some(accounts as f64)
+            })
             .and_then(|r| r.number(key))
     };
     let mut out = Record::new("targets");
@@ -403,6 +516,38 @@ fn targets(results: &[Record]) -> Record {
         10.0,
         false,
         format!("{tp_at}, saturated"),
+    );
+    let api_at = |accounts: u64| {
+        format!(
+            "{accounts} accounts, {} producers, {} deliveries",
+            num(api(accounts, "producers")),
+            num(api(accounts, "deliveries"))
+        )
+    };
+    check("api_4_ratio", api(4, "ratio"), 0.5, true, api_at(4));
+    check(
+        "api_4_server_cpu_us_per_delivery",
+        api(4, "server_cpu_us_per_delivery"),
+        40.0,
+        false,
+        api_at(4),
+    );
+    check(
+        "api_4_half_load_publish_p99_ms",
+        api(4, "half_load_publish_p99_ms"),
+        10.0,
+        false,
+        format!(
+            "{} publishes/s offered, 4 accounts",
+            num(api(4, "half_load_offered_per_sec"))
+        ),
+    );
+    check(
+        "api_1_deliveries_per_sec",
+        api(1, "deliveries_per_sec"),
+        20_000.0,
+        true,
+        api_at(1),
     );
     let backlog_at = format!(
         "{} pending retries",

@@ -130,13 +130,17 @@ fn envelope_bodies(events: u32) -> BenchResult<Vec<Bytes>> {
 }
 
 /// Arrival statistics of a run: latencies from publish accepted to arrival, sorted.
-struct Arrivals {
-    latencies_ns: Vec<u64>,
-    count: u64,
-    last_ns: u64,
+pub(crate) struct Arrivals {
+    pub(crate) latencies_ns: Vec<u64>,
+    pub(crate) count: u64,
+    pub(crate) last_ns: u64,
 }
 
-fn arrivals_of(per_receiver: &[Vec<(u32, u64)>], times: &PublishTimes, from: u32) -> Arrivals {
+pub(crate) fn arrivals_of(
+    per_receiver: &[Vec<(u32, u64)>],
+    times: &PublishTimes,
+    from: u32,
+) -> Arrivals {
     let mut latencies_ns = Vec::new();
     let mut last_ns = 0;
     let mut count = 0;
@@ -159,7 +163,7 @@ fn arrivals_of(per_receiver: &[Vec<(u32, u64)>], times: &PublishTimes, from: u32
     }
 }
 
-fn per_sec(count: u64, from_ns: u64, to_ns: u64) -> f64 {
+pub(crate) fn per_sec(count: u64, from_ns: u64, to_ns: u64) -> f64 {
     let secs = to_ns.saturating_sub(from_ns) as f64 / 1e9;
     if secs > 0.0 {
         count as f64 / secs
@@ -168,7 +172,7 @@ fn per_sec(count: u64, from_ns: u64, to_ns: u64) -> f64 {
     }
 }
 
-fn put_ms(r: &mut Record, key: &str, v: Option<f64>) {
+pub(crate) fn put_ms(r: &mut Record, key: &str, v: Option<f64>) {
     match v {
         Some(v) => r.put(key, v),
         None => r.put(key, serde_json::Value::Null),

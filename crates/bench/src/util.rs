@@ -123,7 +123,16 @@ pub fn proc_status_kib(field: &str) -> Option<u64> {
 /// CPU time (user + system) this process has used, in seconds, from `/proc/self/stat`
 /// (Linux's clock tick is 100 Hz on every mainstream architecture).
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// CPU time (user + system, every thread) process `pid` has used, in seconds.
+pub fn pid_cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_seconds_of(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_seconds_of(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -52,7 +52,8 @@ const LINES: [&str; 12] = [
 ];
 
 /// The raw body a host publishes for event `n`: the spec's example payload's shape with a
-/// transcript of about 2 KB.
+/// transcript of about 2 KB. Its `id` comes first, as in the envelope, so receivers identify
+/// a body forwarded as posted (the `api` scenario's proxy) the way they identify the engine's.
 pub fn raw_event(n: u32) -> Vec<u8> {
     raw_event_sized(n, 2000)
 }
@@ -79,7 +80,7 @@ pub fn raw_event_sized(n: u32, transcript_bytes: usize) -> Vec<u8> {
     let id = event_id(n);
     format!(
         concat!(
-            r#"{{"type":"{ty}","id":"{id}","#,
+            r#"{{"id":"{id}","type":"{ty}","#,
             r#""project":{{"id":"prj_{project:04}","name":"Customer Discovery Q{q}","status":"active"}},"#,
             r#""session":{{"id":"ses_{n:08}","respondent_name":"Jane Doe","respondent_email":"jane.doe@example.com","duration_seconds":{dur},"completed_at":"2026-01-10T15:25:00.000Z"}},"#,
             r#""respondent_attributes":[{{"category_name":"Department","option_value":"Engineering"}},{{"category_name":"Role","option_value":"Manager"}}],"#,
@@ -179,7 +180,8 @@ impl PublishTimes {
         })
     }
 
-    fn record(&self, n: u32, start: u64, accepted: u64) {
+    /// Records event `n`'s publish: started at `start`, answered at `accepted` (ns).
+    pub(crate) fn record(&self, n: u32, start: u64, accepted: u64) {
         if let (Some(s), Some(a)) = (self.start.get(n as usize), self.accepted.get(n as usize)) {
             s.store(start, Ordering::Relaxed);
             a.store(accepted, Ordering::Relaxed);

@@ -227,6 +227,14 @@ pub enum CommandKind {
         /// What was sent and received, for history; deciding never reads it.
         detail: Option<Arc<AttemptDetail>>,
     },
+    /// An open attempt the runtime gave up before sending it (it waited for its webhook's
+    /// other requests until its deadline was near): it is started again and counts as none.
+    AbandonAttempt {
+        /// The delivery.
+        delivery_id: DeliveryId,
+        /// The attempt number (1-based) given up.
+        attempt: u32,
+    },
     /// After a restart: attempts open in the log may or may not have been sent; send them again.
     Resume,
     /// Forget published event ids older than the retention window.

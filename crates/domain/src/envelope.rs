@@ -1,12 +1,14 @@
 //! The delivered payload: the host's event wrapped in the spec's envelope, and the sample
 //! payload of test sends.
 
+use crate::json::Key;
 use crate::policy::{Policy, API_VERSION};
 use crate::rejection::Rejection;
 use crate::types::{AccountId, EventId, ProjectId, Timestamp};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Longest event id a host may give, in bytes.
@@ -30,21 +32,22 @@ pub struct PreparedEvent {
     pub digest: crate::types::BodyDigest,
 }
 
-/// A JSON object's members in document order, values kept as raw text.
-struct OrderedObject(Vec<(String, Box<RawValue>)>);
+/// A JSON object's members in document order, borrowed from the posted text: names as
+/// written when they have no escapes, values as raw text (a transcript is not copied).
+struct OrderedObject<'a>(Vec<(Key<'a>, &'a RawValue)>);
 
-impl<'de> Deserialize<'de> for OrderedObject {
+impl<'de> Deserialize<'de> for OrderedObject<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = OrderedObject;
+            type Value = OrderedObject<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 // `json::check` has refused repeated members before this runs.
-                let mut out: Vec<(String, Box<RawValue>)> = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                let mut out: Vec<(Key<'de>, &'de RawValue)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     out.push((k, v));
                 }
                 Ok(OrderedObject(out))
@@ -76,7 +79,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
         object
             .0
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k.0 == name)
             .map(|(_, v)| v.get())
     };
     let event_type: String = match field("type") {
@@ -129,11 +132,19 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
     };
     let mut fields_json = String::with_capacity(raw.len() + 16);
     for (k, v) in &object.0 {
-        if ENGINE_FIELDS.contains(&k.as_str()) {
+        if ENGINE_FIELDS.contains(&k.0.as_ref()) {
             continue;
         }
         fields_json.push(',');
-        push_json_string(&mut fields_json, k);
+        match &k.0 {
+            // Borrowed means written without escapes: the posted text is already its JSON.
+            Cow::Borrowed(name) => {
+                fields_json.push('"');
+                fields_json.push_str(name);
+                fields_json.push('"');
+            }
+            Cow::Owned(name) => push_json_string(&mut fields_json, name),
+        }
         fields_json.push(':');
         fields_json.push_str(v.get());
     }
@@ -152,9 +163,33 @@ fn string_field(raw: &str, name: &'static str) -> Result<String, Rejection> {
         .map_err(|_| Rejection::InvalidRequest(format!("{name}: must be a string")))
 }
 
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it (quotes,
+/// backslashes and control characters; nothing else).
 fn push_json_string(out: &mut String, s: &str) {
-    // Serialising a &str cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 /// The body delivered for an event: `id`, `type`, `created_at`, `api_version`, `account`,
@@ -211,6 +246,17 @@ pub fn test_payload(
 mod tests {
     use super::*;
     use crate::policy::SESSION_PROCESSING_COMPLETED;
+
+    #[test]
+    fn json_strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut every_control: String = (0u8..0x20).map(char::from).collect();
+        every_control.push_str("\"\\/é\u{7f}\u{2028}😀 plain");
+        for s in ["", "plain", "a\"b", "\\", every_control.as_str()] {
+            let mut out = String::new();
+            push_json_string(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
 
     #[test]
     fn envelope_puts_engine_fields_first_and_keeps_host_order() {

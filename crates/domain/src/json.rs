@@ -21,25 +21,40 @@ pub fn check(raw: &[u8]) -> Result<(), String> {
 
 /// JSON text without the whitespace between tokens (strings are kept as written).
 pub fn minify(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
+    let mut out = Vec::with_capacity(json.len());
+    minified_runs(json, |run| out.extend_from_slice(run));
+    // Only ASCII whitespace outside strings is left out, so the runs join into UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Hands `json` to `sink` in runs of bytes that leave out the whitespace between tokens,
+/// so that a digest of the minified text needs no copy of it. Bytes are scanned, not
+/// characters: a multi-byte UTF-8 sequence never holds a quote, a backslash or ASCII
+/// whitespace, and valid JSON has no other whitespace between tokens.
+pub fn minified_runs(json: &str, mut sink: impl FnMut(&[u8])) {
+    let bytes = json.as_bytes();
     let (mut in_string, mut escaped) = (false, false);
-    for c in json.chars() {
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
-            out.push(c);
-            match (escaped, c) {
+            match (escaped, b) {
                 (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
                 _ => {}
             }
-        } else if c == '"' {
+        } else if b == b'"' {
             in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
-            out.push(c);
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            if start < i {
+                sink(&bytes[start..i]);
+            }
+            start = i + 1;
         }
     }
-    out
+    if start < bytes.len() {
+        sink(&bytes[start..]);
+    }
 }
 
 /// Any JSON value, parsed as strictly as into a `serde_json::Value` (the parser makes those
@@ -47,7 +62,7 @@ pub fn minify(json: &str) -> String {
 struct Strict;
 
 /// An object member's name, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -129,7 +144,20 @@ impl<'de> Deserialize<'de> for Strict {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, minified_runs, minify};
+
+    #[test]
+    fn minifying_drops_whitespace_between_tokens_and_keeps_strings_as_written() {
+        let pretty =
+            "{\n  \"a\" : [ 1 ,\t2 ],\r\n  \"b\": \"x \\\" y\\\\\",\n  \"é\": \" ü \"\n}\n";
+        let compact = r#"{"a":[1,2],"b":"x \" y\\","é":" ü "}"#;
+        assert_eq!(minify(pretty), compact);
+        assert_eq!(minify(compact), compact);
+        let mut runs = Vec::new();
+        minified_runs(pretty, |r| runs.push(r.to_vec()));
+        assert_eq!(runs.concat(), compact.as_bytes());
+        assert!(runs.len() > 1, "whitespace splits the text into runs");
+    }
 
     #[test]
     fn repeated_members_are_refused_at_any_depth() {

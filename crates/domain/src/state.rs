@@ -156,7 +156,7 @@ impl State {
             accounts: BTreeMap::new(),
             webhooks: BTreeMap::new(),
             deliveries: HashMap::new(),
-            schedule: Schedule::new(policy.max_in_flight_per_webhook),
+            schedule: Schedule::new(policy.max_open_per_webhook()),
             published: HashMap::new(),
             published_order: BTreeSet::new(),
             key_hashes: HashMap::new(),
@@ -336,7 +336,7 @@ impl State {
     /// The same state under another policy (a restart with changed settings): derived
     /// indexes that depend on the policy are rebuilt.
     pub fn with_policy(mut self, policy: Policy) -> State {
-        self.schedule.set_limit(policy.max_in_flight_per_webhook);
+        self.schedule.set_limit(policy.max_open_per_webhook());
         self.policy = policy;
         self
     }

@@ -338,7 +338,7 @@ impl BodyDigest {
         h.update(event_type.as_bytes());
         // A separator no type contains, so type and fields cannot run into each other.
         h.update([0u8]);
-        h.update(crate::json::minify(fields_json).as_bytes());
+        crate::json::minified_runs(fields_json, |run| h.update(run));
         let full = h.finalize();
         let mut out = [0u8; 16];
         out.copy_from_slice(&full[..16]);

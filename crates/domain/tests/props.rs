@@ -934,7 +934,7 @@ impl Model {
             let open = open_per_webhook.get(id).copied().unwrap_or(0);
             let in_flight = state.in_flight_of(id);
             assert_eq!(in_flight, open, "{id} in flight");
-            assert!(in_flight <= p.max_in_flight_per_webhook);
+            assert!(in_flight <= p.max_open_per_webhook());
             // Disabled exactly when the counter reaches the limit (or by hand below it).
             match w.reason {
                 None => assert!(w.enabled && w.counter < p.auto_disable_after),
@@ -975,7 +975,7 @@ impl Model {
                 (None, None) => {
                     assert_eq!(s.due, d.due, "{id} due");
                     let room = open_per_webhook.get(&d.webhook).copied().unwrap_or(0)
-                        < p.max_in_flight_per_webhook;
+                        < p.max_open_per_webhook();
                     if room {
                         next_start = Some(next_start.map_or(d.due, |t| t.min(d.due)));
                     }
@@ -1627,7 +1627,7 @@ impl Sim {
             }
         }
         for (open, due) in per_webhook.values() {
-            startable += (p.max_in_flight_per_webhook.saturating_sub(*open) as usize).min(*due);
+            startable += (p.max_open_per_webhook().saturating_sub(*open) as usize).min(*due);
         }
         let result = self.exec(CommandKind::Tick { max_starts: budget });
         let events = result.expect("a tick is never refused");

@@ -1728,13 +1728,15 @@ fn tick_starts_at_most_max_starts_attempts() {
 }
 
 #[test]
-fn tick_respects_the_in_flight_limit_per_webhook() {
+fn tick_opens_at_most_four_times_the_requests_allowed_under_way_per_webhook() {
+    // One request under way at a time: three more attempts are logged and ready behind it.
     let policy = Policy {
-        max_in_flight_per_webhook: 2,
+        max_in_flight_per_webhook: 1,
         ..Policy::default()
     };
+    assert_eq!(policy.max_open_per_webhook(), 4);
     let mut d = pro_with_webhook(policy.clone());
-    for (i, seed) in ["a", "b", "c", "d"].iter().enumerate() {
+    for (i, seed) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
         d.run(t(0), publish("acc_1", &format!("evt_{i}"), "prj_1", seed));
     }
     assert_eq!(
@@ -1742,13 +1744,15 @@ fn tick_respects_the_in_flight_limit_per_webhook() {
         vec![
             started(&policy, "dlv_a00", 1, t(0)),
             started(&policy, "dlv_b00", 1, t(0)),
+            started(&policy, "dlv_c00", 1, t(0)),
+            started(&policy, "dlv_d00", 1, t(0)),
         ]
     );
     assert_eq!(
         d.state
             .webhook(&wh("wh_1"))
             .map(|w| d.state.in_flight_of(&w.id)),
-        Some(2)
+        Some(4)
     );
     // The waiting ones are not "ready": the next wake-up is the open attempts' deadline.
     assert_eq!(d.state.poll_timeout(), Some(deadline(&policy, t(0))));
@@ -1758,7 +1762,7 @@ fn tick_respects_the_in_flight_limit_per_webhook() {
     assert_eq!(d.state.poll_timeout(), Some(t(0)));
     d.given()
         .when(t(1), tick(10))
-        .then_events(vec![started(&policy, "dlv_c00", 1, t(1))]);
+        .then_events(vec![started(&policy, "dlv_e00", 1, t(1))]);
 }
 
 #[test]
@@ -1848,6 +1852,40 @@ fn resume_abandons_open_attempts_and_they_restart_with_the_same_number() {
             delivery_id: dlv("dlv_a00"),
             attempt: 2,
         });
+}
+
+#[test]
+fn an_attempt_given_up_unsent_restarts_with_its_number_and_counts_no_failure() {
+    let policy = Policy {
+        retry_delays: vec![DurationMs(0), DurationMs::from_secs(1)],
+        ..Policy::default()
+    };
+    let mut d = one_open_attempt(policy.clone());
+    let abandon = |attempt| CommandKind::AbandonAttempt {
+        delivery_id: dlv("dlv_a00"),
+        attempt,
+    };
+    // Only the open attempt can be given up.
+    d.given()
+        .when(t(50), abandon(2))
+        .then_rejects(Rejection::AttemptNotOpen {
+            delivery_id: dlv("dlv_a00"),
+            attempt: 2,
+        });
+    let state = d
+        .given()
+        .when(t(50), abandon(1))
+        .then_events(vec![Event::AttemptAbandoned {
+            delivery_id: dlv("dlv_a00"),
+            attempt: 1,
+            at: t(50),
+        }]);
+    assert_eq!(state.in_flight_count(), 0);
+    assert_eq!(counter(&state, "wh_1"), 0, "the receiver never saw it");
+    d.run(t(50), abandon(1));
+    d.given()
+        .when(t(50), tick(10))
+        .then_events(vec![started(&policy, "dlv_a00", 1, t(50))]);
 }
 
 #[test]

@@ -522,12 +522,17 @@ impl EngineHandle {
         raw_json: &[u8],
     ) -> Result<PublishReceipt, EngineError> {
         let event = envelope::prepare(raw_json, &self.policy)?;
+        // A fresh id only when the host gave none.
+        let fresh_event_id = match &event.event_id {
+            Some(id) => id.clone(),
+            None => EventId::from(ids::event_id(&*self.random)),
+        };
         let result = self
             .exec(
                 CommandKind::Publish {
                     account_id: account.clone(),
                     event,
-                    fresh_event_id: EventId::from(ids::event_id(&*self.random)),
+                    fresh_event_id,
                     fan_out: ids::fan_out(&*self.random, self.now()),
                 },
                 |events, _| match events.first() {

@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
@@ -139,7 +140,16 @@ pub struct HttpsTransport {
     client: HttpsClient,
     allow_private_targets: bool,
     response_body_limit: usize,
+    /// Each webhook URL as read for sending (or why it cannot be sent): the same few URLs
+    /// come back on every attempt, and reading one cost a URL parse and several allocations.
+    targets: Arc<std::sync::Mutex<HashMap<String, Target>>>,
 }
+
+/// A URL as read for sending, or why it cannot be sent (with the message history shows).
+type Target = Result<hyper::Uri, (AttemptError, String)>;
+
+/// URLs [`HttpsTransport`] remembers before it starts again (webhooks are few per account).
+const TARGETS_MAX: usize = 4096;
 
 impl HttpsTransport {
     /// Builds the client. Fails only if the TLS configuration cannot be built.
@@ -180,6 +190,7 @@ impl HttpsTransport {
             .build(connector);
         Ok(HttpsTransport {
             client,
+            targets: Arc::default(),
             allow_private_targets: config.allow_private_targets,
             response_body_limit: if config.response_body_limit == 0 {
                 16 * 1024
@@ -189,39 +200,58 @@ impl HttpsTransport {
         })
     }
 
-    async fn attempt(self, request: OutgoingRequest, timeout: Duration) -> Sent {
-        let started = Instant::now();
-        let elapsed = || DurationMs(started.elapsed().as_millis() as u64);
-        let fail = |error, message: String| Sent::failed(error, elapsed(), message);
+    /// The URI an attempt to `url` is sent to, or why none can be (with the message the
+    /// attempt's detail shows).
+    fn target(&self, url: &str) -> Target {
+        let mut targets = self
+            .targets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = targets.get(url) {
+            return known.clone();
+        }
+        let target = Self::read_target(url, self.allow_private_targets);
+        if targets.len() >= TARGETS_MAX {
+            targets.clear();
+        }
+        targets.insert(url.to_owned(), target.clone());
+        target
+    }
+
+    fn read_target(url: &str, allow_private_targets: bool) -> Target {
         // The URL is read the way the create and update checks read it (the `url` crate),
         // so a numeric or IDN host is judged and sent in its canonical form.
-        let target = match read_url(&request.url) {
-            Ok(t) => t,
-            Err(e) => {
-                return fail(
-                    AttemptError::Connect,
-                    format!("the URL cannot be read: {e}"),
-                )
-            }
-        };
+        let target = read_url(url).map_err(|e| {
+            (
+                AttemptError::Connect,
+                format!("the URL cannot be read: {e}"),
+            )
+        })?;
         // Literal addresses skip the resolver, so they are checked here.
-        if check_host(&target.host, self.allow_private_targets).is_err() {
-            return fail(
+        if check_host(&target.host, allow_private_targets).is_err() {
+            return Err((
                 AttemptError::BlockedTarget,
                 format!(
                     "{} is a refused address (loopback, private or reserved)",
                     target.host
                 ),
-            );
+            ));
         }
-        let uri: hyper::Uri = match target.normalized.parse() {
-            Ok(u) => u,
-            Err(e) => {
-                return fail(
-                    AttemptError::Connect,
-                    format!("the URL cannot be sent: {e}"),
-                )
-            }
+        target.normalized.parse().map_err(|e| {
+            (
+                AttemptError::Connect,
+                format!("the URL cannot be sent: {e}"),
+            )
+        })
+    }
+
+    async fn attempt(self, request: OutgoingRequest, timeout: Duration) -> Sent {
+        let started = Instant::now();
+        let elapsed = || DurationMs(started.elapsed().as_millis() as u64);
+        let fail = |error, message: String| Sent::failed(error, elapsed(), message);
+        let uri = match self.target(&request.url) {
+            Ok(uri) => uri,
+            Err((error, message)) => return fail(error, message),
         };
         let deadline = tokio::time::Instant::from_std(started + timeout);
         let timed_out = || format!("no response within {} ms", timeout.as_millis());

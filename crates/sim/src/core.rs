@@ -83,6 +83,9 @@ pub struct Core {
     unverified: HashMap<WebhookId, Vec<Unverified>>,
     /// The body each delivery's requests carry, by webhook, event and publish.
     bodies: HashMap<(WebhookId, EventId, u64), [u8; 32]>,
+    /// Requests under way, by id, and how many each incarnation's webhooks have.
+    under_way: HashMap<usize, (u64, WebhookId)>,
+    under_way_per_hook: HashMap<(u64, WebhookId), u32>,
     /// The first violation, which ends the run.
     pub failure: Option<String>,
     /// Counts for the report.
@@ -106,6 +109,8 @@ impl Core {
             secrets: HashMap::new(),
             unverified: HashMap::new(),
             bodies: HashMap::new(),
+            under_way: HashMap::new(),
+            under_way_per_hook: HashMap::new(),
             failure: None,
             stats: Stats::default(),
         }
@@ -213,6 +218,7 @@ impl Core {
         }
         self.check_signature(id, &webhook, req, now);
         self.check_body(&webhook, &event, &req.body);
+        self.check_under_way(id, &webhook);
         let endpoint = crate::net::Net::endpoint_of(&req.url).unwrap_or(usize::MAX);
         let fate = self.net.fate(endpoint, timeout.as_millis() as u64);
         self.net.requests.push(crate::net::Request {
@@ -233,6 +239,11 @@ impl Core {
     }
 
     pub(crate) fn on_answer(&mut self, id: usize, outcome: Outcome) {
+        if let Some(key) = self.under_way.remove(&id) {
+            if let Some(n) = self.under_way_per_hook.get_mut(&key) {
+                *n = n.saturating_sub(1);
+            }
+        }
         if let Some(r) = self.net.requests.get_mut(id) {
             r.result = Some(outcome);
         }
@@ -305,6 +316,23 @@ impl Core {
                 until.0
             )),
             (false, _) => {}
+        }
+    }
+
+    /// A webhook never has more requests under way than its limit, however many of its
+    /// attempts are open (the rest wait in its lane).
+    fn check_under_way(&mut self, id: usize, webhook: &WebhookId) {
+        let limit = self.policy.max_in_flight_per_webhook.max(1);
+        // An earlier process's requests hold none of this one's slots.
+        let key = (self.incarnation, webhook.clone());
+        let n = self.under_way_per_hook.entry(key.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        self.under_way.insert(id, key);
+        if n > limit {
+            self.violation(format!(
+                "request #{id}: {webhook} has {n} requests under way, over its limit of {limit}"
+            ));
         }
     }
 

@@ -61,3 +61,25 @@ fn seeds_151_to_225_keep_every_rule() {
 fn seeds_226_to_300_keep_every_rule() {
     check(226..301);
 }
+
+/// Seeds that once found a real bug, at the length that found it (add each as it is fixed).
+const FOUND_BUGS: &[u64] = &[
+    // An id published again after its window, its deliveries paused (see below).
+    1902,
+];
+
+/// Seeds that once found a real bug keep every rule. 1902: an id published again
+/// after its idempotency window, its deliveries all paused, left the earlier body in the
+/// runtime's cache while the store kept the new one, so a recovered delivery sent other bytes
+/// after a restart than before it.
+#[test]
+fn seeds_that_found_bugs_keep_every_rule() {
+    let options = Options {
+        steps: 300,
+        trace: false,
+    };
+    for &seed in FOUND_BUGS {
+        let o = run_seed(seed, &options);
+        assert!(o.failure.is_none(), "seed {seed}: {:?}", o.failure);
+    }
+}

@@ -35,7 +35,7 @@ pub(super) fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> V
             "{webhook_id} ready but not live"
         );
         let room = policy
-            .max_in_flight_per_webhook
+            .max_open_per_webhook()
             .saturating_sub(state.in_flight_of(webhook_id)) as usize;
         for delivery_id in state.queue_due(webhook_id, now).take(room.min(budget)) {
             let Some(d) = state.delivery(delivery_id) else {
@@ -51,6 +51,27 @@ pub(super) fn handle_tick(state: &State, now: Timestamp, max_starts: usize) -> V
         }
     }
     events
+}
+
+/// An open attempt given up unsent: started again from the queue, its number free again.
+pub(super) fn handle_abandon(
+    state: &State,
+    now: Timestamp,
+    delivery_id: &DeliveryId,
+    attempt: u32,
+) -> Result<Vec<Event>, Rejection> {
+    let open = state.delivery(delivery_id).and_then(|d| d.open);
+    if open.is_none_or(|o| o.attempt != attempt) {
+        return Err(Rejection::AttemptNotOpen {
+            delivery_id: delivery_id.clone(),
+            attempt,
+        });
+    }
+    Ok(vec![Event::AttemptAbandoned {
+        delivery_id: delivery_id.clone(),
+        attempt,
+        at: now,
+    }])
 }
 
 pub(super) fn handle_outcome(

@@ -5,7 +5,7 @@ mod attempts;
 mod manage;
 mod spill;
 
-use attempts::{handle_outcome, handle_tick};
+use attempts::{handle_abandon, handle_outcome, handle_tick};
 use manage::{
     delete_webhook, handle_create_account, handle_create_webhook, handle_delete_account,
     handle_reseal_secret, handle_rotate_account_key, handle_rotate_secret, handle_update_account,
@@ -140,6 +140,10 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             outcome,
             detail,
         } => handle_outcome(state, now, &delivery_id, attempt, outcome, detail),
+        CommandKind::AbandonAttempt {
+            delivery_id,
+            attempt,
+        } => handle_abandon(state, now, &delivery_id, attempt),
         CommandKind::Resume => Ok(state
             .open_deliveries()
             .filter_map(|d| {

@@ -8,7 +8,7 @@ impl State {
     /// publishes). Costs O(size of the state): for tests, which call it after every step.
     pub fn check_invariants(&self) {
         self.schedule.check_invariants(
-            self.policy.max_in_flight_per_webhook,
+            self.policy.max_open_per_webhook(),
             self.webhooks.keys(),
             &self.deliveries,
         );

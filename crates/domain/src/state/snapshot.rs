@@ -165,7 +165,7 @@ impl State {
         let webhooks: BTreeMap<WebhookId, Webhook> =
             s.webhooks.into_iter().map(|(k, w)| (k, w.into())).collect();
         let schedule = Schedule::rebuild(
-            s.policy.max_in_flight_per_webhook,
+            s.policy.max_open_per_webhook(),
             webhooks.keys(),
             s.deliveries.values(),
         );

@@ -1,22 +1,31 @@
-//! The dispatcher: hands started attempts to the transport, each in its own task, and brings
-//! their outcomes back to the actor over a bounded channel. It never waits on the network.
+//! The dispatcher: hands started attempts to the transport and brings their outcomes back to
+//! the actor over a bounded channel. It never waits on the network.
+//!
+//! Each webhook has a lane ([`super::lanes`]): at most the policy's `max_in_flight_per_webhook`
+//! requests under way, the other started attempts waiting in the order they were logged. The
+//! domain keeps up to four times that many attempts open ([`Policy::max_open_per_webhook`]),
+//! so when a request ends its task takes the next waiting attempt at once: the receiver's
+//! slot is held for the receiver's time, not for the commits that log the next start and this
+//! result.
+//!
+//! [`Policy::max_open_per_webhook`]: hallway_domain::Policy::max_open_per_webhook
 
-use super::targets::{Target, Targets};
+use super::lanes::Lanes;
+use super::signer::Signer;
 use crate::bodies::{Bodies, Body, BodyKey, BodyRead};
 use crate::clock::Clock;
 use crate::secrets::SecretBox;
 use crate::transport::{OutgoingRequest, Sent, Transport, USER_AGENT_VALUE};
 use bytes::Bytes;
 use hallway_domain::{
-    signature, AttemptDetail, AttemptError, DeliveryId, DurationMs, Event, EventId, Outcome,
-    PreviousSecret, SealedSecret, SignatureScheme, State, WebhookId,
+    signature, AttemptDetail, AttemptError, DeliveryId, DurationMs, Event, EventId, Outcome, State,
+    Timestamp, WebhookId,
 };
 use hallway_store::EventStore;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{error, Instrument};
+use tracing::error;
 
 /// What a send reports back.
 pub(crate) struct Report {
@@ -26,23 +35,25 @@ pub(crate) struct Report {
     /// What was sent and received, for history.
     pub(crate) detail: Option<Arc<AttemptDetail>>,
     pub(crate) body_key: BodyKey,
+    /// Not sent: it waited in its webhook's lane until its deadline was near, so it is
+    /// started again rather than failed (the receiver never saw it). `outcome` is unused.
+    pub(crate) abandoned: bool,
 }
 
 /// See the module documentation.
 pub(crate) struct Dispatcher {
-    transport: Arc<dyn Transport>,
-    secrets: Arc<SecretBox>,
-    clock: Arc<dyn Clock>,
+    context: Arc<SendContext>,
+    /// Kept here, not in the context every send holds: a send that hangs must not keep the
+    /// data directory open after the engine stops.
     store: Arc<dyn EventStore>,
     max_in_flight: usize,
-    /// Each webhook's secrets as sealed and opened: opening (AES-GCM) once per rotation, not
-    /// once per attempt.
-    opened: HashMap<WebhookId, Opened>,
-    /// Each webhook's URL and signing as the durable log has them.
-    targets: Targets,
-    reports_tx: mpsc::Sender<Report>,
     reports_rx: mpsc::Receiver<Report>,
+    lanes: Lanes,
 }
+
+/// An attempt's send must end this long before its deadline (or half the deadline's grace, if
+/// shorter), so that its report reaches the actor before the deadline times it out.
+const DEADLINE_MARGIN_MS: u64 = 1_000;
 
 /// Room in the reports channel: each send task reports once, and the domain keeps at most
 /// `max_in_flight` attempts open, so twice that covers attempts whose deadline passed while
@@ -70,23 +81,24 @@ impl Dispatcher {
         store: Arc<dyn EventStore>,
         max_in_flight: usize,
     ) -> Self {
-        let (reports_tx, reports_rx) = mpsc::channel(reports_capacity(max_in_flight));
+        let (reports, reports_rx) = mpsc::channel(reports_capacity(max_in_flight));
         Dispatcher {
-            transport,
-            secrets,
-            clock,
+            context: Arc::new(SendContext {
+                transport,
+                clock,
+                reports,
+                signer: Mutex::new(Signer::new(state, secrets)),
+            }),
             store,
             max_in_flight,
-            opened: HashMap::new(),
-            targets: Targets::of(state),
-            reports_tx,
             reports_rx,
+            lanes: Lanes::default(),
         }
     }
 
     /// Learns the webhooks' URLs and secrets a batch changed, once it is durable.
     pub(crate) fn learn(&mut self, events: &[Event]) {
-        self.targets.learn(events);
+        self.context.signer().learn(events);
     }
 
     /// How many more attempts may start, with `in_flight` open.
@@ -94,7 +106,7 @@ impl Dispatcher {
         self.max_in_flight.saturating_sub(in_flight)
     }
 
-    /// The next report (never `None` while the dispatcher lives: it holds a sender).
+    /// The next report (never `None` while the dispatcher lives: its context holds a sender).
     pub(crate) async fn recv(&mut self) -> Option<Report> {
         self.reports_rx.recv().await
     }
@@ -104,9 +116,10 @@ impl Dispatcher {
         self.reports_rx.try_recv().ok()
     }
 
-    /// Hands one started (and logged) attempt to the transport, to the URL and signed with the
-    /// secret its webhook has in the durable log (the state may hold later, unlogged changes).
-    /// An attempt that cannot be sent is reported back at once.
+    /// Hands one started (and logged) attempt to its webhook's lane, to be sent to the URL and
+    /// signed with the secret its webhook has in the durable log (the state may hold later,
+    /// unlogged changes) when the lane has room. An attempt that cannot be sent is reported
+    /// back at once.
     pub(crate) fn dispatch(
         &mut self,
         state: &State,
@@ -116,36 +129,6 @@ impl Dispatcher {
     ) -> Option<Report> {
         let d = state.delivery(delivery_id)?;
         let key: BodyKey = (d.account_id.clone(), d.event_id.clone());
-        let report = |sent: Sent| Report {
-            delivery_id: delivery_id.clone(),
-            attempt,
-            outcome: sent.outcome,
-            detail: Some(Arc::new(sent.detail)),
-            body_key: key.clone(),
-        };
-        let Some(target) = self.targets.get(&d.webhook_id) else {
-            // Deleted in a durable batch before this one's attempts went out.
-            return Some(report(unsent(
-                AttemptError::Connect,
-                "the webhook was deleted",
-            )));
-        };
-        let url = target.url.clone();
-        let scheme = target.scheme;
-        let Some(opened) = self.open_secrets(&d.webhook_id) else {
-            return Some(report(unsent(
-                AttemptError::InvalidResponse,
-                "the webhook's secret does not open with the master key",
-            )));
-        };
-        let signing = Signing {
-            scheme,
-            event_id: d.event_id.clone(),
-            current: opened.current.1.clone(),
-            previous: opened.previous.clone(),
-        };
-        let body = bodies.checkout(&key, attempt == 1);
-        let timeout = Duration::from_millis(state.policy().attempt_timeout.0);
         let template = Report {
             delivery_id: delivery_id.clone(),
             attempt,
@@ -155,99 +138,106 @@ impl Dispatcher {
             },
             detail: None,
             body_key: key.clone(),
+            abandoned: false,
         };
-        let span = tracing::debug_span!("attempt", delivery = %delivery_id, attempt);
-        let send = Send {
-            transport: self.transport.clone(),
-            clock: self.clock.clone(),
-            // Only a send that reads its body holds the store: one that hangs must not keep
-            // the data directory open after the engine stops.
+        if !self.context.signer().knows(&d.webhook_id) {
+            // Deleted in a durable batch before this one's attempts went out.
+            return Some(template.with(unsent(AttemptError::Connect, "the webhook was deleted")));
+        }
+        let body = bodies.checkout(&key, attempt == 1);
+        let job = Job {
+            // Only a send that reads its body holds the store, and lets go of it before the
+            // request.
             store: matches!(body, Body::Read(_)).then(|| self.store.clone()),
-            reports: self.reports_tx.clone(),
+            body,
+            webhook: d.webhook_id.clone(),
+            event_id: d.event_id.clone(),
+            timeout: Duration::from_millis(state.policy().attempt_timeout.0),
+            // The time the send must end by, which only an attempt that waited long in its
+            // lane can reach before its own timeout.
+            send_by: d.open.map(|o| {
+                let grace = state.policy().attempt_deadline_grace.0;
+                Timestamp(
+                    o.deadline
+                        .0
+                        .saturating_sub(DEADLINE_MARGIN_MS.min(grace / 2)),
+                )
+            }),
+            template,
         };
-        tokio::spawn(
-            send.run(body, url, signing, timeout, template)
-                .instrument(span),
-        );
+        let limit = state.policy().max_in_flight_per_webhook.max(1) as usize;
+        if let Some(sender) = self.lanes.enter(&d.webhook_id, job, limit) {
+            tokio::spawn(sender.run(self.context.clone()));
+        }
         None
     }
+}
 
-    /// A logged webhook's secrets opened, from the cache while they are unchanged. `None`
-    /// (logged) if the current one does not open; a previous one that does not open signs
-    /// nothing.
-    fn open_secrets(&mut self, webhook: &WebhookId) -> Option<&Opened> {
-        let target = self.targets.get(webhook)?;
-        if !self.opened.get(webhook).is_some_and(|o| o.matches(target)) {
-            let Some((plain, _)) = self.secrets.open(&target.secret) else {
-                error!(%webhook, "webhook secret does not open with the master key");
-                return None;
-            };
-            let previous = target.previous.as_ref().and_then(|p| {
-                let opened = self.secrets.open(&p.secret);
-                if opened.is_none() {
-                    error!(%webhook, "previous webhook secret does not open with the master key");
-                }
-                opened.map(|(plain, _)| (p.clone(), Arc::from(plain)))
-            });
-            let opened = Opened {
-                current: (target.secret.clone(), Arc::from(plain)),
-                previous,
-            };
-            if self.opened.len() > self.targets.len() {
-                // Deleted webhooks' entries: start again rather than track deletions.
-                self.opened.clear();
-            }
-            self.opened.insert(webhook.clone(), opened);
+impl Report {
+    /// This report with what the send came to.
+    fn with(self, sent: Sent) -> Report {
+        Report {
+            outcome: sent.outcome,
+            detail: Some(Arc::new(sent.detail)),
+            ..self
         }
-        self.opened.get(webhook)
     }
 }
 
-/// A webhook's secrets, sealed as the log holds them and opened.
-struct Opened {
-    current: (SealedSecret, Arc<str>),
-    previous: Option<(PreviousSecret, Arc<str>)>,
-}
-
-impl Opened {
-    /// Whether these are the webhook's secrets now (no rotation or reseal since).
-    fn matches(&self, t: &Target) -> bool {
-        self.current.0 == t.secret && self.previous.as_ref().map(|(p, _)| p) == t.previous.as_ref()
-    }
-}
-
-/// How an attempt is signed: its scheme, the event id its headers carry, and the secrets.
-struct Signing {
-    scheme: SignatureScheme,
-    event_id: EventId,
-    current: Arc<str>,
-    /// The previous secret, while a rotation's grace may still be running; whether it signs
-    /// is decided at the send's time.
-    previous: Option<(PreviousSecret, Arc<str>)>,
-}
-
-/// What a send task needs besides its attempt.
-struct Send {
+/// What every send shares.
+pub(crate) struct SendContext {
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
-    store: Option<Arc<dyn EventStore>>,
     reports: mpsc::Sender<Report>,
+    signer: Mutex<Signer>,
 }
 
-impl Send {
-    async fn run(
-        mut self,
-        body: Body,
-        url: String,
-        signing: Signing,
-        timeout: Duration,
-        template: Report,
-    ) {
+impl SendContext {
+    fn signer(&self) -> MutexGuard<'_, Signer> {
+        self.signer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the actor is gone (the engine stopped): a lane then starts nothing more.
+    pub(crate) fn stopped(&self) -> bool {
+        self.reports.is_closed()
+    }
+}
+
+/// One started attempt, ready to be sent.
+pub(crate) struct Job {
+    body: Body,
+    webhook: WebhookId,
+    event_id: EventId,
+    timeout: Duration,
+    /// When the send must have ended: a little before the domain times the attempt out.
+    send_by: Option<Timestamp>,
+    /// The report, with the outcome to fill in.
+    template: Report,
+    store: Option<Arc<dyn EventStore>>,
+}
+
+impl Job {
+    /// The delivery and attempt, for the send's span.
+    pub(crate) fn attempt(&self) -> (&DeliveryId, u32) {
+        (&self.template.delivery_id, self.template.attempt)
+    }
+
+    /// Signs, sends and reports this attempt.
+    pub(crate) async fn send(self, cx: &SendContext) {
+        let Job {
+            body,
+            webhook,
+            event_id,
+            timeout,
+            send_by,
+            template,
+            mut store,
+        } = self;
         // A body not in memory is read here, off the actor: under a deep backlog many are,
         // and the actor is everyone's critical path.
         let body = match body {
             Body::Ready(body) => body,
-            Body::Read(read) => match read_body(self.store.take(), read, &template).await {
+            Body::Read(read) => match read_body(store.take(), read, &template).await {
                 Some(body) => body,
                 None => {
                     // Without its body the attempt cannot be sent; it fails and retries on
@@ -256,12 +246,38 @@ impl Send {
                         AttemptError::InvalidResponse,
                         "the event's body is no longer stored",
                     );
-                    self.report(template, sent, Vec::new()).await;
+                    report(cx, template, sent, Vec::new()).await;
                     return;
                 }
             },
         };
-        let now = self.clock.now();
+        let now = cx.clock.now();
+        // An attempt that waited in its lane gets the time left before its deadline, so it
+        // never outlives it: the domain would have timed it out and scheduled a retry.
+        let timeout = match send_by {
+            Some(send_by) => {
+                let left = send_by.0.saturating_sub(now.0);
+                if left == 0 {
+                    let abandoned = Report {
+                        abandoned: true,
+                        ..template
+                    };
+                    // The actor may be gone; the log has the start, resumed on the next one.
+                    let _ = cx.reports.send(abandoned).await;
+                    return;
+                }
+                timeout.min(Duration::from_millis(left))
+            }
+            None => timeout,
+        };
+        let resolved = cx.signer().resolve(&webhook);
+        let signing = match resolved {
+            Ok(resolved) => resolved,
+            Err((error, why)) => {
+                report(cx, template, unsent(error, why), Vec::new()).await;
+                return;
+            }
+        };
         // The grace ends at a time the log holds; an attempt sent from then on carries the
         // current secret's signature alone.
         let previous = signing
@@ -271,7 +287,7 @@ impl Send {
             .map(|(_, plain)| &**plain);
         let headers = match signature::headers(
             signing.scheme,
-            signing.event_id.as_str(),
+            event_id.as_str(),
             &signing.current,
             previous,
             now.as_unix_seconds(),
@@ -282,7 +298,7 @@ impl Send {
                 // Engine-made secrets are base64; one that is not cannot sign this scheme.
                 error!(error = %e, "webhook secret cannot sign its scheme");
                 let sent = unsent(AttemptError::InvalidResponse, &e.to_string());
-                self.report(template, sent, Vec::new()).await;
+                report(cx, template, sent, Vec::new()).await;
                 return;
             }
         };
@@ -295,25 +311,34 @@ impl Send {
                 .iter()
                 .map(|(name, value)| (name.to_ascii_lowercase(), value.clone())),
         );
-        let request = OutgoingRequest { url, body, headers };
-        let sent = self.transport.send(request, timeout).await;
-        self.report(template, sent, sent_headers).await;
+        let request = OutgoingRequest {
+            url: signing.url,
+            body,
+            headers,
+        };
+        let sent = cx.transport.send(request, timeout).await;
+        report(cx, template, sent, sent_headers).await;
     }
+}
 
-    /// Reports what an attempt came to, with the request headers it sent.
-    async fn report(self, template: Report, sent: Sent, request_headers: Vec<(String, String)>) {
-        let mut detail = sent.detail;
-        detail.request_headers = request_headers;
-        // The actor may be gone (shut down, or aborted as in a crash); the log has the start.
-        let _ = self
-            .reports
-            .send(Report {
-                outcome: sent.outcome,
-                detail: Some(Arc::new(detail)),
-                ..template
-            })
-            .await;
-    }
+/// Reports what an attempt came to, with the request headers it sent.
+async fn report(
+    cx: &SendContext,
+    template: Report,
+    sent: Sent,
+    request_headers: Vec<(String, String)>,
+) {
+    let mut detail = sent.detail;
+    detail.request_headers = request_headers;
+    // The actor may be gone (shut down, or aborted as in a crash); the log has the start.
+    let _ = cx
+        .reports
+        .send(Report {
+            outcome: sent.outcome,
+            detail: Some(Arc::new(detail)),
+            ..template
+        })
+        .await;
 }
 
 /// Reads a body through the shared read, and lets go of the store before the send.

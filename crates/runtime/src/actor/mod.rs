@@ -13,6 +13,8 @@
 mod committer;
 mod dispatcher;
 mod housekeeping;
+mod lanes;
+mod signer;
 mod spilling;
 mod targets;
 mod timer;
@@ -395,12 +397,12 @@ impl Actor {
         match decide(&self.state, Command::new(now, kind)) {
             Ok(new) => {
                 let start = self.committer.open_len();
-                for e in &new {
+                for (i, e) in new.iter().enumerate() {
                     self.state.apply(e);
                     if matches!(e, Event::EventPublished { .. }) {
                         self.metrics.published();
                     }
-                    self.remember_body(now, e);
+                    self.remember_body(now, e, &new[i + 1..]);
                 }
                 self.committer.push_events(new);
                 let range = start..self.committer.open_len();
@@ -416,7 +418,8 @@ impl Actor {
     }
 
     /// Keeps a body just published for the attempts this batch (or one soon after) starts.
-    fn remember_body(&mut self, now: Timestamp, e: &Event) {
+    /// `after` is what the same command decided after `e`.
+    fn remember_body(&mut self, now: Timestamp, e: &Event, after: &[Event]) {
         let (key, body, waiting) = match e {
             Event::EventPublished {
                 account_id,
@@ -424,7 +427,26 @@ impl Actor {
                 body,
                 deliveries,
                 ..
-            } if !deliveries.is_empty() => ((account_id, event_id), body, deliveries.len()),
+            } if deliveries.is_empty() => {
+                // The store keeps a republished id's new body for its paused deliveries, and
+                // from then on for the earlier publish's too: so must the cache.
+                let paused = after.iter().any(|n| {
+                    matches!(n, Event::DeliveriesPaused { account_id: a, event_id: v, .. }
+                        if a == account_id && v == event_id)
+                });
+                if paused {
+                    let key = (account_id.clone(), event_id.clone());
+                    self.bodies.replaced(&key, Bytes::from(body.clone()));
+                }
+                return;
+            }
+            Event::EventPublished {
+                account_id,
+                event_id,
+                body,
+                deliveries,
+                ..
+            } => ((account_id, event_id), body, deliveries.len()),
             Event::TestDeliveryCreated {
                 account_id,
                 event_id,
@@ -508,6 +530,20 @@ impl Actor {
             .delivery(&report.delivery_id)
             .map(|d| d.webhook_id.to_string())
             .unwrap_or_default();
+        if report.abandoned {
+            let cmd = CommandKind::AbandonAttempt {
+                delivery_id: report.delivery_id.clone(),
+                attempt: report.attempt,
+            };
+            if let Ok(new) = decide(&self.state, Command::new(now, cmd)) {
+                debug!(delivery = %report.delivery_id, attempt = report.attempt, "attempt given up unsent, to start again");
+                for e in &new {
+                    self.state.apply(e);
+                }
+                self.committer.push_events(new);
+            }
+            return;
+        }
         let cmd = CommandKind::RecordOutcome {
             delivery_id: report.delivery_id.clone(),
             attempt: report.attempt,

@@ -61,6 +61,16 @@ impl Bodies {
         self.recent.insert(key, body, waiting, now);
     }
 
+    /// An id published again whose new body the store keeps though nothing sends it now (its
+    /// deliveries are paused): attempts of the earlier publish send it from now on too.
+    pub(crate) fn replaced(&mut self, key: &BodyKey, body: Bytes) {
+        if let Some((in_use, _)) = self.in_use.get_mut(key) {
+            *in_use = body;
+        }
+        // Read from the store when next needed, where the new body is once this is durable.
+        self.recent.forget(key);
+    }
+
     /// The body for an attempt that starts now; `release` it when the attempt reports.
     pub(crate) fn checkout(&mut self, key: &BodyKey, first_attempt: bool) -> Body {
         if first_attempt {
@@ -165,6 +175,21 @@ mod tests {
         // A retry of the earlier publish's attempt under way, and a new first attempt.
         assert_eq!(ready(b.checkout(&key(0), false)), "new");
         assert_eq!(ready(b.checkout(&key(0), true)), "new");
+    }
+
+    #[test]
+    fn a_republish_with_only_paused_deliveries_replaces_the_body_kept_and_in_use() {
+        let mut b = Bodies::default();
+        b.published(key(0), Bytes::from_static(b"old"), 2, Timestamp(0));
+        assert_eq!(ready(b.checkout(&key(0), true)), "old");
+        b.replaced(&key(0), Bytes::from_static(b"new"));
+        assert_eq!(ready(b.checkout(&key(0), false)), "new");
+        b.release(&key(0));
+        b.release(&key(0));
+        assert!(
+            matches!(b.checkout(&key(0), true), Body::Read(_)),
+            "the old body is not kept: the store has the new one"
+        );
     }
 
     #[test]

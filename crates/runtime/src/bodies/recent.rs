@@ -125,6 +125,11 @@ impl RecentBodies {
         self.bytes
     }
 
+    /// Drops a body whose store copy was replaced.
+    pub(crate) fn forget(&mut self, key: &BodyKey) {
+        self.remove(key);
+    }
+
     fn remove(&mut self, key: &BodyKey) {
         if let Some(e) = self.map.remove(key) {
             self.bytes -= e.body.len();

@@ -16,7 +16,7 @@ impl Audit {
     ) {
         let grace = self.policy.attempt_deadline_grace;
         let timeout = self.policy.attempt_timeout;
-        let per_hook = self.policy.max_in_flight_per_webhook;
+        let per_hook = self.policy.max_open_per_webhook();
         let Some(d) = self.deliveries.get_mut(id) else {
             v.push(format!("attempt started for unknown delivery {id}"));
             return;
@@ -167,10 +167,17 @@ impl Audit {
             },
             None => {
                 // An attempt that could not be sent (its webhook deleted meanwhile, its body
-                // gone) fails at once; one that was never sent and timed out at its deadline
+                // gone) fails at once, or when its turn in its webhook's lane comes; one that was never sent and timed out at its deadline
                 // was lost, since a restart abandons and resends every open attempt.
+                // One that waited in its webhook's lane finds the deletion when its turn comes.
                 let unsent = matches!(error, AttemptError::Connect | AttemptError::InvalidResponse);
-                if !unsent || at > open.at {
+                let deleted = self
+                    .deliveries
+                    .get(id)
+                    .and_then(|d| self.hooks.get(&d.webhook))
+                    .is_some_and(|h| !h.live);
+                let waited = error == AttemptError::Connect && deleted;
+                if !unsent || (at > open.at && !waited) {
                     v.push(format!(
                         "{id} attempt {attempt} recorded as {recorded:?} at {at:?} though it was never sent (started {:?})",
                         open.at

@@ -446,13 +446,23 @@ impl Audit {
                 attempt,
                 at,
             } => {
-                if !resume {
-                    v.push(format!(
-                        "{delivery_id} attempt {attempt} abandoned outside a restart's resume"
-                    ));
-                }
-                if self.close(delivery_id, *attempt, Timestamp(0), v).is_none() {
+                let Some(open) = self.close(delivery_id, *attempt, Timestamp(0), v) else {
                     return;
+                };
+                // Outside a restart's resume, only an attempt that waited in its webhook's
+                // lane until just before its deadline, never sent, is given up.
+                let deadline = open
+                    .at
+                    .plus(self.policy.attempt_timeout)
+                    .plus(self.policy.attempt_deadline_grace);
+                let margin = 1_000.min(self.policy.attempt_deadline_grace.0 / 2);
+                let waited = open.request.is_none() && at.0 + margin >= deadline.0;
+                if !resume && !waited {
+                    v.push(format!(
+                        "{delivery_id} attempt {attempt} abandoned at {at:?} outside a restart's \
+                         resume (started {:?}, sent {:?})",
+                        open.at, open.request
+                    ));
                 }
                 if let Some(d) = self.deliveries.get_mut(delivery_id) {
                     d.attempts_made = attempt.saturating_sub(1);
