@@ -18,9 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const COMPLETED: &str = SESSION_PROCESSING_COMPLETED;
 const WEBHOOKS: [&str; 3] = ["wh_0", "wh_1", "wh_2"];
-/// Waiting deliveries per webhook the spilling engine keeps in memory: twice the in-flight
-/// limit, as the runtime keeps at least.
-const KEEP: usize = 4;
+/// Waiting deliveries per webhook the spilling engine keeps in memory: twice the open limit
+/// (`Policy::max_open_per_webhook`, four times the in-flight limit of 1), as the runtime
+/// keeps at least.
+const KEEP: usize = 8;
 
 fn policy() -> Policy {
     Policy {
@@ -33,7 +34,7 @@ fn policy() -> Policy {
         attempt_deadline_grace: DurationMs::from_secs(5),
         auto_disable_after: 6,
         max_webhooks_per_account: 3,
-        max_in_flight_per_webhook: 2,
+        max_in_flight_per_webhook: 1,
         ..Policy::default()
     }
 }
@@ -566,7 +567,7 @@ proptest! {
 #[test]
 fn a_deep_backlog_spills_loads_and_settles() {
     use Op::*;
-    let mut ops = vec![Publish(5), Publish(5), Tick(7)];
+    let mut ops = vec![Publish(8), Publish(8), Tick(7)];
     for _ in 0..6 {
         ops.extend([Report { pick: 0, ok: false }, Report { pick: 1, ok: false }]);
     }
@@ -600,7 +601,7 @@ fn a_deep_backlog_spills_loads_and_settles() {
 #[test]
 fn a_load_that_does_not_continue_the_queue_is_refused() {
     use Op::*;
-    let sim = run(&[Publish(5), Publish(5)]);
+    let sim = run(&[Publish(8), Publish(8)]);
     let b = &sim.spilling;
     let w = WebhookId::from("wh_0");
     let tier = b.state.spill_tier(&w).expect("live");
@@ -663,7 +664,7 @@ fn a_load_that_does_not_continue_the_queue_is_refused() {
 #[test]
 fn a_retry_of_a_delivery_pending_in_history_is_refused() {
     use Op::*;
-    let sim = run(&[Publish(5), Publish(5)]);
+    let sim = run(&[Publish(8), Publish(8)]);
     let b = &sim.spilling;
     let (_, spilled) = b
         .index

@@ -36,13 +36,13 @@ const WAITING_SHARE: u64 = 8;
 const KEEP_MAX: usize = 16_384;
 
 /// How many waiting deliveries of one webhook memory holds: an even share of the budget's
-/// part for waiting deliveries among the live webhooks, at least twice the per-webhook
-/// in-flight limit (so a load always lands before the queue runs dry) and at most
-/// [`KEEP_MAX`].
-pub(crate) fn spill_keep(budget_bytes: u64, webhooks: usize, in_flight_per_webhook: u32) -> usize {
+/// part for waiting deliveries among the live webhooks, at least twice the attempts a
+/// webhook may have open (so what may start is always in memory, and a load lands before
+/// the queue runs dry) and at most [`KEEP_MAX`].
+pub(crate) fn spill_keep(budget_bytes: u64, webhooks: usize, open_per_webhook: u32) -> usize {
     let total = budget_bytes / WAITING_SHARE / BYTES_PER_WAITING;
     let share = usize::try_from(total / webhooks.max(1) as u64).unwrap_or(usize::MAX);
-    let floor = (in_flight_per_webhook as usize).saturating_mul(2).max(2);
+    let floor = (open_per_webhook as usize).saturating_mul(2).max(2);
     share.clamp(floor, KEEP_MAX.max(floor))
 }
 
@@ -61,7 +61,7 @@ impl Actor {
         spill_keep(
             self.config.memory_budget_bytes,
             self.state.webhook_count(),
-            self.state.policy().max_in_flight_per_webhook,
+            self.state.policy().max_open_per_webhook(),
         )
     }
 
@@ -170,13 +170,9 @@ mod tests {
     #[test]
     fn keep_shares_the_budget_between_webhooks_within_its_bounds() {
         let mib = 1024 * 1024;
-        assert_eq!(spill_keep(512 * mib, 20, 64), 6553);
-        assert_eq!(spill_keep(512 * mib, 1, 64), KEEP_MAX, "capped");
-        assert_eq!(
-            spill_keep(16 * mib, 1000, 64),
-            128,
-            "twice the in-flight limit"
-        );
+        assert_eq!(spill_keep(512 * mib, 20, 256), 6553);
+        assert_eq!(spill_keep(512 * mib, 1, 256), KEEP_MAX, "capped");
+        assert_eq!(spill_keep(16 * mib, 1000, 256), 512, "twice the open limit");
         assert_eq!(spill_keep(0, 0, 0), 2);
     }
 }
