@@ -17,8 +17,13 @@ const EVENTS: usize = 300;
 /// The retry delays: the first attempt at once, the second (and last) 25 s after it failed,
 /// once the fill, the kill and the restart are over.
 const RETRY_DELAYS: &str = "0s,25s";
-/// The smallest budget: each webhook keeps only twice its in-flight limit (128) in memory.
+/// The smallest budget: each webhook keeps only twice the attempts it may have open in
+/// memory ([`KEEP`]).
 const BUDGET: &str = "1MiB";
+/// Requests under way per webhook: four times as many attempts may be open.
+const IN_FLIGHT: &str = "16";
+/// Waiting deliveries each webhook keeps in memory under [`BUDGET`]: 2 × 4 × [`IN_FLIGHT`].
+const KEEP: usize = 128;
 
 fn args() -> Vec<&'static str> {
     vec![
@@ -28,6 +33,8 @@ fn args() -> Vec<&'static str> {
         BUDGET,
         "--retry-delays",
         RETRY_DELAYS,
+        "--max-in-flight-per-webhook",
+        IN_FLIGHT,
         // Every first attempt fails by design: the webhooks must not be disabled for it.
         "--auto-disable-after",
         "1000000",
@@ -166,7 +173,7 @@ async fn a_spilled_backlog_survives_sigkill_and_is_sent_when_due() {
     let spilled = filled
         .unwrap_or_else(|last| panic!("{last}\nserver stderr:\n{}", server.proc.stderr_text()));
     assert!(
-        spilled >= (total - WEBHOOKS * 128) as f64,
+        spilled >= (total - WEBHOOKS * KEEP) as f64,
         "most of the backlog waits in the store, not in memory: {spilled} of {total} spilled"
     );
     let before = history(&server, &webhooks).await;
@@ -210,7 +217,7 @@ async fn a_spilled_backlog_survives_sigkill_and_is_sent_when_due() {
     );
     let spilled_again = metric(&m, "hallway_deliveries_spilled").unwrap_or(0.0);
     assert!(
-        spilled_again >= (total - WEBHOOKS * 128) as f64,
+        spilled_again >= (total - WEBHOOKS * KEEP) as f64,
         "after the restart most of the backlog still waits in the store: {spilled_again} of {total}"
     );
 
