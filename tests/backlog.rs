@@ -41,25 +41,6 @@ fn args() -> Vec<&'static str> {
     ]
 }
 
-/// Polls `f` every 50 ms until it returns `Some`, up to `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let until = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < until,
-            "never happened within {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Polls `f` every 50 ms until it returns `Ok`, up to `limit`; then its last `Err`.
 async fn wait_for_or<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<T, String>
 where
@@ -135,22 +116,7 @@ async fn a_spilled_backlog_survives_sigkill_and_is_sent_when_due() {
         webhooks.push(w["id"].as_str().expect("id").to_owned());
     }
     let ids: Vec<String> = (0..EVENTS).map(|i| format!("evt_{i:04}")).collect();
-    for chunk in ids.chunks(16) {
-        let calls: Vec<_> = chunk
-            .iter()
-            .map(|id| {
-                let (http, body) = (server.http.clone(), event(id));
-                tokio::spawn(async move {
-                    http.json("POST", "/v1/accounts/acc_1/events", Some(ADMIN), Some(body))
-                        .await
-                })
-            })
-            .collect();
-        for call in calls {
-            let (status, v) = call.await.expect("publish task");
-            assert_eq!(status, 202, "{v}");
-        }
-    }
+    publish_all(&server, &ids).await;
     let total = EVENTS * WEBHOOKS;
     // Filled: every first attempt failed, nothing is under way, most of it is spilled.
     let filled = wait_for_or(
@@ -222,7 +188,7 @@ async fn a_spilled_backlog_survives_sigkill_and_is_sent_when_due() {
     );
 
     // Then each is sent once, when it is due and not before.
-    wait_for(
+    hallway_testkit::wait::eventually_within(
         "every delivery succeeds after the restart",
         Duration::from_secs(90),
         || async {

@@ -35,26 +35,6 @@ fn successes(receiver: &Receiver) -> HashMap<String, usize> {
     out
 }
 
-/// Publishes `ids`, 16 at a time.
-async fn publish_all(server: &Server, ids: &[String]) {
-    for chunk in ids.chunks(16) {
-        let calls: Vec<_> = chunk
-            .iter()
-            .map(|id| {
-                let (http, body) = (server.http.clone(), event(id));
-                tokio::spawn(async move {
-                    http.json("POST", "/v1/accounts/acc_1/events", Some(ADMIN), Some(body))
-                        .await
-                })
-            })
-            .collect();
-        for call in calls {
-            let (status, v) = call.await.expect("publish task");
-            assert_eq!(status, 202, "{v}");
-        }
-    }
-}
-
 /// The outage: `BEFORE` events arrive, the endpoint goes down, `DURING` events are published
 /// and the webhook auto-disables; every outage event ends up paused. Returns the webhook id,
 /// the outage's start, and the outage's event ids.

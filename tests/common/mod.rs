@@ -855,3 +855,24 @@ pub fn run_cli_with_env(
 pub fn arg(p: &Path) -> String {
     p.to_str().expect("UTF-8 path").to_owned()
 }
+
+/// Publishes an event for each of `ids` to `acc_1` (admin), 16 at a time; each must be
+/// accepted.
+pub async fn publish_all(server: &Server, ids: &[String]) {
+    for chunk in ids.chunks(16) {
+        let calls: Vec<_> = chunk
+            .iter()
+            .map(|id| {
+                let (http, body) = (server.http.clone(), event(id));
+                tokio::spawn(async move {
+                    http.json("POST", "/v1/accounts/acc_1/events", Some(ADMIN), Some(body))
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            let (status, v) = call.await.expect("publish task");
+            assert_eq!(status, 202, "{v}");
+        }
+    }
+}

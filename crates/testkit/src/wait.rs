@@ -9,18 +9,27 @@ use std::time::{Duration, Instant};
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls `f` every 20 ms until it returns `Some` (up to [`DEADLINE`]); panics naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
+    eventually_within(what, DEADLINE, f).await
+}
+
+/// [`eventually`] with its own deadline, for a wait that includes a known delay.
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f().await {
             return v;
         }
         if Instant::now() > deadline {
-            panic!("never happened within {DEADLINE:?}: {what}");
+            panic!("never happened within {limit:?}: {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
