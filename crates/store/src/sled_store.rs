@@ -111,6 +111,19 @@ pub struct SledStore {
     path: PathBuf,
 }
 
+/// A store dropped with nothing left writing (the engine stopped, its handles gone) leaves
+/// sled a recovery snapshot of its page table, so the next open reads only what is logged
+/// after it: sled 0.34 otherwise snapshots only when it opens, and reads back everything
+/// logged since, which is most of the data file after a long run (`docs/decisions.md`). A
+/// snapshot that cannot be written costs nothing but that read; a crash skips it the same.
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if self.data_file.is_some() {
+            let _ = self.db.snapshot_at_rest();
+        }
+    }
+}
+
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")

@@ -421,6 +421,16 @@ impl Db {
         Ok(hasher.finalize())
     }
 
+    /// Hallway patch: flushes, then writes the page table as a recovery snapshot,
+    /// so the next open reads only what is logged after it instead of
+    /// everything logged since this process opened the database. Call it
+    /// only when nothing writes to this `Db` (at shutdown). Returns
+    /// `Ok(false)`, writing nothing, if the page table holds anything not
+    /// yet durable (a write raced it) or a page still being allocated.
+    pub fn snapshot_at_rest(&self) -> Result<bool> {
+        self.context.pagecache.snapshot_at_rest()
+    }
+
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {

@@ -2135,6 +2135,37 @@ impl PageCache {
         Ok(())
     }
 
+    /// Hallway patch: see `Db::snapshot_at_rest`. Unlike
+    /// `take_fuzzy_snapshot` it never waits on a page and refuses a page
+    /// table that refers past the durable tip of the log, so a snapshot it
+    /// writes describes only durable data, as a snapshot written by
+    /// recovery does.
+    pub(crate) fn snapshot_at_rest(&self) -> Result<bool> {
+        self.flush()?;
+        let stable_lsn_now: Lsn = self.log.stable_offset();
+        let pid_bound = *self.next_pid_to_allocate.lock();
+        let guard = pin();
+        let mut page_states =
+            Vec::<PageState>::with_capacity(assert_usize(pid_bound));
+        for pid in 0..pid_bound {
+            let pg_view = match self.inner.get(pid, &guard) {
+                Some(pg_view) if !pg_view.cache_infos.is_empty() => pg_view,
+                _ => return Ok(false),
+            };
+            if pg_view.cache_infos.iter().any(|ci| ci.lsn > stable_lsn_now) {
+                return Ok(false);
+            }
+            page_states.push(pg_view.to_page_state());
+        }
+        let snapshot = Snapshot {
+            stable_lsn: Some(stable_lsn_now),
+            active_segment: None,
+            pt: page_states,
+        };
+        snapshot::write_snapshot(&self.config, &snapshot)?;
+        Ok(true)
+    }
+
     /// A snapshot is to recover the pageTable at a point in time.
     ///
     /// This is called fuzzy snapshot because while
