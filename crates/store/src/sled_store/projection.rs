@@ -136,7 +136,7 @@ impl Writes {
 pub(crate) type BucketCache = HashMap<Vec<u8>, Bucket>;
 
 /// Most buckets [`BucketCache`] holds; beyond it buckets are read from the tree.
-pub(crate) const BUCKET_CACHE_MAX: usize = 16 * 1024;
+pub(crate) const BUCKET_CACHE_MAX: usize = 8 * 1024;
 
 /// A bucket a batch read or wrote, for refreshing the [`BucketCache`] once it is committed.
 pub(crate) struct Written {
@@ -515,7 +515,8 @@ impl<'a, 'e> Projection<'a, 'e> {
                 IVec::from(codec::encode(&chunk)?),
             ));
         }
-        // One key per append, not per bucket: sled's cost is per key.
+        // One key per append, not per bucket: sled's cost is per key. A fan-out's deliveries
+        // share a bucket, so it is listed once.
         let mut by_time = self.by_time;
         by_time.sort_unstable();
         by_time.dedup();
