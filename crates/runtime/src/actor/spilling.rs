@@ -21,7 +21,7 @@ const SETTLES_PER_QUIET: usize = 2;
 /// record and its deliveries are held twice until it commits (in the state and in the
 /// batch), so loading every webhook's whole room at once made the largest records and the
 /// highest peak of memory.
-const LOADS_PER_QUIET: usize = 8192;
+const LOADS_PER_QUIET: usize = 2048;
 
 /// What the memory budget counts for one waiting delivery in memory: the state's entry, its
 /// queue entry and its ids, with the deliveries map's room to grow (about 800 bytes in a
