@@ -15,8 +15,16 @@ const PURGE_DELAY_OPTION: libmimalloc_sys::mi_option_t = 15;
 /// so a backlog's resident set follows what is live (`docs/decisions.md`, the allocator).
 const PURGE_DELAY_MS: std::os::raw::c_long = 100;
 
-/// Settles the allocator's options; call first thing in `main`.
+/// The environment variable through which an operator sets the purge delay instead (read by
+/// mimalloc itself).
+const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
+
+/// Settles the allocator's options; call first thing in `main`. A purge delay the operator
+/// gave in `MIMALLOC_PURGE_DELAY` is left as given.
 pub fn tune() {
+    if std::env::var_os(PURGE_DELAY_ENV).is_some() {
+        return;
+    }
     // SAFETY: sets one numeric option; mimalloc reads options atomically, at any time.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY_OPTION, PURGE_DELAY_MS) }
 }
@@ -29,11 +37,13 @@ mod tests {
     fn the_option_index_is_the_purge_delay() {
         // mimalloc 3 defaults the purge delay to 1000 ms and no other option to that value,
         // so a wrong index would be seen here rather than silently tune something else.
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            // SAFETY: reads one option.
-            let before = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY_OPTION) };
-            assert_eq!(before, 1000);
+        if std::env::var_os(PURGE_DELAY_ENV).is_some() {
+            // The operator's value stands; mimalloc read it at start.
+            return;
         }
+        // SAFETY: reads one option.
+        let before = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY_OPTION) };
+        assert_eq!(before, 1000);
         tune();
         // SAFETY: reads one option.
         let after = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY_OPTION) };
