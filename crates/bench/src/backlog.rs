@@ -238,9 +238,10 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     .await;
     let drain_secs = t.elapsed().as_secs_f64();
     let after = h.metrics();
-    let hwm_end = proc_status_kib("VmHWM");
     drop(h);
     engine.shutdown().await?;
+    // The whole run's peak, the final stop (which writes the store's snapshots) included.
+    let hwm_end = proc_status_kib("VmHWM");
 
     let mut r = Record::new("backlog");
     r.put("pending_retries", m.pending)

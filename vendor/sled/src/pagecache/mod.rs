@@ -2145,25 +2145,17 @@ impl PageCache {
         let stable_lsn_now: Lsn = self.log.stable_offset();
         let pid_bound = *self.next_pid_to_allocate.lock();
         let guard = pin();
-        let mut page_states =
-            Vec::<PageState>::with_capacity(assert_usize(pid_bound));
-        for pid in 0..pid_bound {
+        let pages = (0..pid_bound).map(|pid| {
             let pg_view = match self.inner.get(pid, &guard) {
                 Some(pg_view) if !pg_view.cache_infos.is_empty() => pg_view,
-                _ => return Ok(false),
+                _ => return None,
             };
             if pg_view.cache_infos.iter().any(|ci| ci.lsn > stable_lsn_now) {
-                return Ok(false);
+                return None;
             }
-            page_states.push(pg_view.to_page_state());
-        }
-        let snapshot = Snapshot {
-            stable_lsn: Some(stable_lsn_now),
-            active_segment: None,
-            pt: page_states,
-        };
-        snapshot::write_snapshot(&self.config, &snapshot)?;
-        Ok(true)
+            Some(pg_view.to_page_state())
+        });
+        snapshot::write_snapshot_streamed(&self.config, stable_lsn_now, pages)
     }
 
     /// A snapshot is to recover the pageTable at a point in time.

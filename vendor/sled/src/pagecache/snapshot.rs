@@ -509,6 +509,69 @@ fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     Snapshot::deserialize(&mut bytes.as_slice()).map(Some)
 }
 
+/// hallway-webhooks patch: what `write_snapshot` writes for a snapshot at `stable_lsn` (no
+/// active segment), with the page states serialized one by one as `pages` yields them, so
+/// the page table is never held twice in memory (a million-delivery store has ~500,000
+/// pages). `pages` yields `None` to give up: the file being generated is removed, nothing is
+/// installed and `Ok(false)` is returned. Compressed snapshots are not written this way.
+pub(crate) fn write_snapshot_streamed(
+    config: &RunningConfig,
+    stable_lsn: Lsn,
+    pages: impl Iterator<Item = Option<PageState>>,
+) -> Result<bool> {
+    use std::io::BufWriter;
+
+    if config.use_compression {
+        return Ok(false);
+    }
+    let mut path_1 = config.get_path();
+    path_1.push(format!("snap.{:016X}.generating", stable_lsn));
+    let mut path_2 = config.get_path();
+    path_2.push(format!("snap.{:016X}", stable_lsn));
+    if let Some(parent) = path_1.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path_1)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = crc32fast::Hasher::new();
+    let mut len: u64 = 0;
+    let mut put = |out: &mut BufWriter<std::fs::File>, bytes: &[u8]| {
+        hasher.update(bytes);
+        len += bytes.len() as u64;
+        out.write_all(bytes)
+    };
+    put(&mut out, &Some(stable_lsn).serialize())?;
+    put(&mut out, &None::<LogOffset>.serialize())?;
+    for page in pages {
+        match page {
+            Some(page_state) => put(&mut out, &page_state.serialize())?,
+            None => {
+                drop(out);
+                let _ = std::fs::remove_file(&path_1);
+                return Ok(false);
+            }
+        }
+    }
+    let crc32: [u8; 4] = u32_to_arr(hasher.finalize());
+    out.write_all(&u64_to_arr(len))?;
+    out.write_all(&crc32)?;
+    let f = out.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    std::fs::rename(&path_1, &path_2)?;
+    for path in config.get_snapshot_files()? {
+        if path.file_name() != path_2.file_name() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                warn!("failed to remove old snapshot file {:?}: {}", path, e);
+            }
+        }
+    }
+    Ok(true)
+}
+
 pub(crate) fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
     trace!("writing snapshot {:?}", snapshot);
 
