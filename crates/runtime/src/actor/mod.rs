@@ -140,7 +140,7 @@ impl Actor {
             commit: None,
             dispatcher,
             housekeeping,
-            bodies: Bodies::default(),
+            bodies: Bodies::new(config.memory_budget_bytes),
             reports: Vec::new(),
             msgs: Vec::new(),
             config,

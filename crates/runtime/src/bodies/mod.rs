@@ -39,17 +39,16 @@ pub(crate) struct Bodies {
     reads: SharedReads,
 }
 
-impl Default for Bodies {
-    fn default() -> Self {
+impl Bodies {
+    /// An empty cache whose recent bodies fit a memory budget of `memory_budget_bytes`.
+    pub(crate) fn new(memory_budget_bytes: u64) -> Self {
         Bodies {
             in_use: HashMap::new(),
-            recent: RecentBodies::default(),
+            recent: RecentBodies::with_budget(recent::recent_body_bytes(memory_budget_bytes)),
             reads: SharedReads::new(),
         }
     }
-}
 
-impl Bodies {
     /// An event was published (or a test send created) with `waiting` first attempts to come.
     /// An id published again (after its idempotency window) sends its new body from now on,
     /// as the store keeps it, also to attempts of the earlier publish still to start or under
@@ -168,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_republished_id_replaces_the_body_of_attempts_to_start_and_under_way() {
-        let mut b = Bodies::default();
+        let mut b = Bodies::new(crate::config::DEFAULT_MEMORY_BUDGET_BYTES);
         b.published(key(0), Bytes::from_static(b"old"), 2, Timestamp(0));
         assert_eq!(ready(b.checkout(&key(0), true)), "old");
         b.published(key(0), Bytes::from_static(b"new"), 1, Timestamp(1));
@@ -179,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_republish_with_only_paused_deliveries_replaces_the_body_kept_and_in_use() {
-        let mut b = Bodies::default();
+        let mut b = Bodies::new(crate::config::DEFAULT_MEMORY_BUDGET_BYTES);
         b.published(key(0), Bytes::from_static(b"old"), 2, Timestamp(0));
         assert_eq!(ready(b.checkout(&key(0), true)), "old");
         b.replaced(&key(0), Bytes::from_static(b"new"));
@@ -194,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_body_in_use_stays_until_its_last_attempt_reports() {
-        let mut b = Bodies::default();
+        let mut b = Bodies::new(crate::config::DEFAULT_MEMORY_BUDGET_BYTES);
         b.published(key(0), Bytes::from_static(b"x"), 1, Timestamp(0));
         ready(b.checkout(&key(0), true));
         ready(b.checkout(&key(0), false));
