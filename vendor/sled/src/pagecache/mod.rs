@@ -2077,7 +2077,14 @@ impl PageCache {
 
             trace!("load_snapshot pid {} {:?}", pid, state);
 
-            let mut cache_infos = Vec::default();
+            // hallway-webhooks patch: sized to the page's fragments. A page
+            // that no write touches after the open keeps this vector, and
+            // growing one from empty leaves room for four entries where most
+            // pages have one or two.
+            let mut cache_infos = Vec::with_capacity(match state {
+                PageState::Present { frags, .. } => 1 + frags.len(),
+                _ => 1,
+            });
 
             let guard = pin();
 
