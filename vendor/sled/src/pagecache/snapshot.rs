@@ -511,8 +511,8 @@ fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
 
 /// hallway-webhooks patch: what `write_snapshot` writes for a snapshot at `stable_lsn` (no
 /// active segment), with the page states serialized one by one as `pages` yields them, so
-/// the page table is never held twice in memory (a million-delivery store has ~500,000
-/// pages). `pages` yields `None` to give up: the file being generated is removed, nothing is
+/// the page table is never held twice in memory (a million-delivery store has hundreds of
+/// thousands of pages). `pages` yields `None` to give up: the file being generated is removed, nothing is
 /// installed and `Ok(false)` is returned. Compressed snapshots are not written this way.
 pub(crate) fn write_snapshot_streamed(
     config: &RunningConfig,
