@@ -205,7 +205,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
 
     // The store first, then the engine over it (what `Engine::open` does), timed apart.
     let cache_mib = ctx.sled_cache_mib.unwrap_or_else(|| {
-        hallway_runtime::store_cache_bytes(config.memory_budget_bytes) / (1024 * 1024)
+        hallway_runtime::Budget::new(config.memory_budget_bytes).store_cache_bytes() / (1024 * 1024)
     });
     let t = Instant::now();
     let store = open_store(dir.path(), Some(cache_mib)).await?;

@@ -19,6 +19,7 @@ pub mod alerts;
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
 mod bodies;
+pub mod budget;
 pub mod clock;
 mod config;
 pub mod ids;
@@ -30,6 +31,7 @@ mod store_calls;
 pub mod transport;
 
 pub use alerts::{AlertCursor, AlertRecord, AlertStream};
+pub use budget::Budget;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigBuilder, DEFAULT_MEMORY_BUDGET_BYTES, MIN_MEMORY_BUDGET_BYTES};
 pub use ids::{OsRandom, RandomSource};
@@ -138,7 +140,7 @@ impl Engine {
             config.master_key = Some(MasterKey::load_or_create(&dir.join("master.key"))?);
         }
         let options = StoreOptions {
-            cache_capacity_bytes: store_cache_bytes(config.memory_budget_bytes),
+            cache_capacity_bytes: Budget::new(config.memory_budget_bytes).store_cache_bytes(),
             ..StoreOptions::default()
         };
         let store = tokio::task::spawn_blocking(move || SledStore::open_with(&dir, &options))
@@ -228,13 +230,6 @@ impl Engine {
         }
         result
     }
-}
-
-/// The store's page cache under a memory budget: a sixteenth of it, from 4 MiB up to the
-/// store's default (which a 512 MiB budget gets).
-pub fn store_cache_bytes(memory_budget_bytes: u64) -> u64 {
-    let default = StoreOptions::default().cache_capacity_bytes;
-    (memory_budget_bytes / 16).clamp(4 * 1024 * 1024, default.max(4 * 1024 * 1024))
 }
 
 /// A webhook whose secrets were sealed under an earlier key (or not at all): both in plain

@@ -6,6 +6,7 @@
 //! generation a disable or delete left to settle.
 
 use super::Actor;
+use crate::budget::Budget;
 use crate::EngineError;
 use hallway_domain::{decide, Command, CommandKind, Event, SpilledDelivery, Timestamp, WebhookId};
 use hallway_store::StoreError;
@@ -23,30 +24,6 @@ const SETTLES_PER_QUIET: usize = 2;
 /// highest peak of memory.
 const LOADS_PER_QUIET: usize = 2048;
 
-/// What the memory budget counts for one waiting delivery in memory: the state's entry, its
-/// queue entry and its ids, with the deliveries map's room to grow (about 800 bytes in a
-/// heap profile of the backlog benchmark), rounded up.
-const BYTES_PER_WAITING: u64 = 1024;
-
-/// The share of the memory budget waiting deliveries may use; the rest is the stores'
-/// caches, bodies, idempotency keys and attempts under way.
-const WAITING_SHARE: u64 = 8;
-
-/// Most waiting deliveries of one webhook kept in memory however large the budget: more buys
-/// nothing but fewer loads, and a queue this long drains for minutes.
-const KEEP_MAX: usize = 16_384;
-
-/// How many waiting deliveries of one webhook memory holds: an even share of the budget's
-/// part for waiting deliveries among the live webhooks, at least twice the attempts a
-/// webhook may have open (so what may start is always in memory, and a load lands before
-/// the queue runs dry) and at most [`KEEP_MAX`].
-pub(crate) fn spill_keep(budget_bytes: u64, webhooks: usize, open_per_webhook: u32) -> usize {
-    let total = budget_bytes / WAITING_SHARE / BYTES_PER_WAITING;
-    let share = usize::try_from(total / webhooks.max(1) as u64).unwrap_or(usize::MAX);
-    let floor = (open_per_webhook as usize).saturating_mul(2).max(2);
-    share.clamp(floor, KEEP_MAX.max(floor))
-}
-
 /// What one quiet moment read from the spill index.
 struct Read {
     loads: Vec<(WebhookId, u32, Vec<SpilledDelivery>, usize)>,
@@ -59,8 +36,7 @@ impl Actor {
         if let Some(keep) = self.config.spill_keep {
             return keep.max(1);
         }
-        spill_keep(
-            self.config.memory_budget_bytes,
+        Budget::new(self.config.memory_budget_bytes).waiting_per_webhook(
             self.state.webhook_count(),
             self.state.policy().max_open_per_webhook(),
         )
@@ -161,19 +137,5 @@ impl Actor {
             self.committer.push_events(events);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keep_shares_the_budget_between_webhooks_within_its_bounds() {
-        let mib = 1024 * 1024;
-        assert_eq!(spill_keep(512 * mib, 20, 256), 3276);
-        assert_eq!(spill_keep(512 * mib, 1, 256), KEEP_MAX, "capped");
-        assert_eq!(spill_keep(16 * mib, 1000, 256), 512, "twice the open limit");
-        assert_eq!(spill_keep(0, 0, 0), 2);
     }
 }

@@ -9,6 +9,7 @@
 
 mod recent;
 
+use crate::budget::Budget;
 use bytes::Bytes;
 use hallway_domain::{AccountId, EventId, Timestamp};
 use recent::RecentBodies;
@@ -44,7 +45,7 @@ impl Bodies {
     pub(crate) fn new(memory_budget_bytes: u64) -> Self {
         Bodies {
             in_use: HashMap::new(),
-            recent: RecentBodies::with_budget(recent::recent_body_bytes(memory_budget_bytes)),
+            recent: RecentBodies::with_budget(Budget::new(memory_budget_bytes).recent_body_bytes()),
             reads: SharedReads::new(),
         }
     }

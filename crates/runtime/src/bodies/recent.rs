@@ -11,20 +11,6 @@ use bytes::Bytes;
 use hallway_domain::Timestamp;
 use std::collections::{HashMap, VecDeque};
 
-/// Most bytes of recently published bodies kept in memory, whatever the budget.
-pub(crate) const RECENT_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-/// The share of the memory budget recent bodies may use.
-const RECENT_BODY_SHARE: u64 = 32;
-
-/// Bytes of recent bodies memory holds under a memory budget: a thirty-second of it (8 MiB
-/// of the default 256 MiB, seconds of publishes even at tens of thousands a second), from
-/// 1 MiB up to [`RECENT_BODY_BYTES`].
-pub(crate) fn recent_body_bytes(memory_budget_bytes: u64) -> usize {
-    let share = usize::try_from(memory_budget_bytes / RECENT_BODY_SHARE).unwrap_or(usize::MAX);
-    share.clamp(1024 * 1024, RECENT_BODY_BYTES)
-}
-
 /// How long a body whose first attempts have not all started may hold its place against
 /// newer ones, in ms. Past it, its deliveries are taken to be stuck (their webhook was
 /// disabled, or they were cancelled) and it may be evicted like a body nobody waits for.
@@ -264,18 +250,5 @@ mod tests {
         assert!(r.order.len() <= 2 * r.map.len() + 1025);
         assert!(r.done.len() <= 2 * r.map.len() + 1025);
         assert_eq!(r.bytes(), 1_000);
-    }
-
-    #[test]
-    fn the_budget_sizes_recent_bodies_within_bounds() {
-        let mib = 1024 * 1024;
-        assert_eq!(recent_body_bytes(256 * mib), 8 * mib as usize);
-        assert_eq!(recent_body_bytes(512 * mib), RECENT_BODY_BYTES);
-        assert_eq!(
-            recent_body_bytes(64 * 1024 * mib),
-            RECENT_BODY_BYTES,
-            "capped"
-        );
-        assert_eq!(recent_body_bytes(mib), mib as usize, "at least 1 MiB");
     }
 }
