@@ -30,13 +30,21 @@ pub const PORTS_FLAG: &str = "--backlog-ports";
 /// Transcript bytes of the backlog's events: bodies of about 1 KiB, as the issue sizes them.
 const TRANSCRIPT_BYTES: usize = 330;
 
+/// Deliveries a second the retry delay counts on a fill to reach at most: at 2,000 events a
+/// second (10,000 deliveries) a 10,000,000 fill kept about 7,000.
+const FILL_DELIVERIES_MAX: u64 = 6_000;
+
 /// The delay of the second attempt unless given: long enough for the fill (at `rate` events
 /// a second, or at 4,000 deliveries a second or more when unlimited) to end before the
-/// first retries come due.
+/// first retries come due. A rate asks for no more than [`FILL_DELIVERIES_MAX`] deliveries a
+/// second, which is what a fill of failing first attempts kept up here.
 pub fn default_retry_after(pending: u32, rate: u32) -> Duration {
     let fill_secs = match rate {
         0 => u64::from(pending) / 4_000,
-        r => u64::from(pending.div_ceil(WEBHOOKS_PER_ACCOUNT as u32)) * 11 / 10 / u64::from(r),
+        r => {
+            let at_rate = u64::from(pending.div_ceil(WEBHOOKS_PER_ACCOUNT as u32)) / u64::from(r);
+            at_rate.max(u64::from(pending) / FILL_DELIVERIES_MAX) * 11 / 10
+        }
     };
     Duration::from_secs(10 + fill_secs)
 }
@@ -282,4 +290,25 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
             filled && reopened && drained && m.pending == deliveries && after.started >= deliveries,
         );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_delay_outlasts_the_fill() {
+        // 200,000 events at 500 a second: 400 s, and a tenth to spare.
+        assert_eq!(
+            default_retry_after(1_000_000, 500),
+            Duration::from_secs(450)
+        );
+        // 10,000,000 deliveries at the most a fill keeps, not at the 10,000 a second asked.
+        let delay = default_retry_after(10_000_000, 2_000);
+        assert!(
+            delay >= Duration::from_secs(10_000_000 / FILL_DELIVERIES_MAX),
+            "{delay:?}"
+        );
+        assert_eq!(default_retry_after(40_000, 0), Duration::from_secs(20));
+    }
 }

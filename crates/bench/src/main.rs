@@ -94,7 +94,8 @@ struct Args {
     #[arg(long)]
     backlog_pending: Option<u32>,
     /// Seconds between the backlog's failed first attempts and their retries; default long
-    /// enough for the fill (10 s plus 1 s per 4,000 pending).
+    /// enough for the fill at --backlog-rate (counting at most 6,000 deliveries a second),
+    /// plus a tenth and 10 s.
     #[arg(long)]
     backlog_retry_after_secs: Option<u64>,
     /// Events per second the backlog scenario publishes (its retries come due at that rate
