@@ -42,6 +42,15 @@ fn newest_snapshot(dir: &Path) -> Option<u64> {
         .max()
 }
 
+/// A new store in a fresh directory, with the simulation's accounts and webhooks logged.
+fn fresh(seed: u64) -> (tempfile::TempDir, Sim, SledStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, setup) = Sim::new(Policy::default(), 3, seed);
+    let store = SledStore::open(dir.path()).expect("opens");
+    store.append(&setup).expect("appends");
+    (dir, sim, store)
+}
+
 /// Enough batches that sled splits nodes, relocates pages and cleans segments, with the
 /// store's own snapshots, truncation and pruning among them.
 fn write(store: &SledStore, sim: &mut Sim, batches: usize) {
@@ -57,10 +66,7 @@ fn write(store: &SledStore, sim: &mut Sim, batches: usize) {
 
 #[test]
 fn a_store_dropped_at_rest_reopens_from_its_snapshot_with_everything_in_place() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut sim, setup) = Sim::new(Policy::default(), 3, 11);
-    let store = SledStore::open(dir.path()).expect("opens");
-    store.append(&setup).expect("appends");
+    let (dir, mut sim, store) = fresh(11);
     write(&store, &mut sim, 1_500);
     let at_open = newest_snapshot(dir.path());
     let before = dump(&store);
@@ -99,10 +105,7 @@ fn a_log_of_large_batches_written_to_sled_blobs_reopens_whole() {
     // Batches of this size make log pages past sled's inline limit (a quarter of a 512 KiB
     // segment), which sled writes to files in `blobs/` (and, patched, syncs before the log
     // entry that points at them can be made durable).
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut sim, setup) = Sim::new(Policy::default(), 3, 17);
-    let store = SledStore::open(dir.path()).expect("opens");
-    store.append(&setup).expect("appends");
+    let (dir, mut sim, store) = fresh(17);
     for _ in 0..40 {
         sim.advance(1_000);
         store.append(&sim.batch(120, 600, 30)).expect("appends");
