@@ -2,6 +2,12 @@ use std::{num::NonZeroU64, ops::Bound};
 
 use super::*;
 
+/// A leaf with fewer entries is merged into its left sibling (`should_merge`).
+const LEAF_MERGE_BELOW: usize = 4;
+
+/// Leaves up to this size split where the key goes (`leaf_split_point`).
+const SMALL_LEAF_BYTES: u64 = 8 * 1024;
+
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
     pub(crate) prefix_len: u8,
@@ -163,18 +169,54 @@ impl Node {
         true
     }
 
-    pub(crate) fn split(mut self) -> (Node, Node) {
+    /// Where a leaf splits when the traversal that splits it is for `key`
+    /// (hallway patch 6). A small leaf splits where `key` goes, leaving each
+    /// side at least `LEAF_MERGE_BELOW` entries so that neither is merged
+    /// back (`should_merge`): keys written in order (time-ordered ids, each
+    /// webhook's queue or history) then leave full leaves behind them
+    /// instead of half-full ones, and a tree of small values has fewer
+    /// pages for sled to keep in memory. A larger leaf, or a key already
+    /// there, splits in the middle as upstream always does: the newest
+    /// entries of trees of large values are rewritten soon (delivery
+    /// outcomes), and a full leaf around them would make each rewrite of it
+    /// larger.
+    fn leaf_split_point(&self, key: &[u8]) -> Option<usize> {
+        let leaf = self.data.leaf_ref()?;
+        let n = leaf.keys.len();
+        if n < 2 * LEAF_MERGE_BELOW + 1 || key < &*self.lo {
+            return None;
+        }
+        if self.data.rss() > SMALL_LEAF_BYTES {
+            return None;
+        }
+        if !self.hi.is_empty() && key >= &*self.hi {
+            return None;
+        }
+        let suffix = key.get(self.prefix_len as usize..)?;
+        let at = leaf.keys.binary_search_by(|k| fastcmp(k, suffix)).err()?;
+        Some(at.clamp(LEAF_MERGE_BELOW, n - LEAF_MERGE_BELOW))
+    }
+
+    /// Splits the node, a leaf where [`Node::leaf_split_point`] says for
+    /// `key` (hallway patch 6).
+    pub(crate) fn split_for(self, key: &[u8]) -> (Node, Node) {
+        let at = self.leaf_split_point(key);
+        self.split_at(at)
+    }
+
+    fn split_at(mut self, at: Option<usize>) -> (Node, Node) {
         fn split_inner<T>(
             keys: &mut Vec<IVec>,
             values: &mut Vec<T>,
             old_prefix: &[u8],
             old_hi: &[u8],
             suffix_truncation: bool,
+            at: Option<usize>,
         ) -> (IVec, u8, Vec<IVec>, Vec<T>)
         where
             T: Clone + Ord,
         {
-            let split_point = keys.len() / 2 + 1;
+            let split_point = at.unwrap_or(keys.len() / 2 + 1);
             let right_keys = keys.split_off(split_point);
             let right_values = values.split_off(split_point);
             let right_min = &right_keys[0];
@@ -252,6 +294,7 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         false,
+                        None,
                     );
 
                 (
@@ -271,6 +314,7 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         true,
+                        at,
                     );
 
                 (
@@ -617,7 +661,7 @@ impl Node {
         } else if self.data.is_index() {
             64
         } else {
-            4
+            LEAF_MERGE_BELOW
         };
 
         let size_checks = self.data.len() < threshold;
