@@ -37,7 +37,7 @@ use bodies::BodyFiles;
 use hallway_domain::{
     AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
 };
-use projection::{Bucket, BucketCache, BUCKET_CACHE_MAX};
+use projection::{Bucket, BucketCache, OpenChunks, BUCKET_CACHE_MAX};
 use sled::transaction::TransactionError;
 use sled::IVec;
 use std::collections::BTreeMap;
@@ -72,6 +72,8 @@ struct Writer {
     /// Segments nothing refers to any more, with the write (a value of `written`) that
     /// dropped their last reference: deleted once a flush has made that write durable.
     doomed: Vec<(u64, u64)>,
+    /// Each webhook's newest history chunk while it can gather more deliveries.
+    open_chunks: OpenChunks,
 }
 
 /// The writer lock, held. Only a holder can take the bucket cache

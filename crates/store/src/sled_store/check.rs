@@ -2,13 +2,13 @@
 //! and every body is whole and counted. For tests and operations, not for hot paths.
 
 use super::open::read_body_refs;
-use super::projection::{load_delivery, Bucket, Chunk, PayloadRef, TimeChunk};
+use super::projection::{load_delivery, load_listing_chunk, Bucket, Chunk, PayloadRef, TimeChunk};
 use super::{keys, Op, SledStore};
 use crate::codec;
 use crate::history::DeliveryStatus;
 use crate::StoreError;
 use hallway_domain::Timestamp;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 impl SledStore {
     /// How many entries each tree holds, by tree name (for tests and operations). Each
@@ -57,7 +57,6 @@ impl SledStore {
             listed_times.extend(chunk);
         }
         let mut time_keys = HashSet::new();
-        let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
         for item in t.deliveries.iter() {
             let (key, value) = item.op("read the delivery buckets")?;
             let bucket: Bucket =
@@ -79,22 +78,15 @@ impl SledStore {
                         format!("holds {}, of another bucket", r.id),
                     ));
                 }
-                let listed = keys::history_key(&r.webhook_id, stored.listed);
-                if !chunks.contains_key(&listed) {
-                    let chunk = match t.history.get(&listed).op("read a history chunk")? {
-                        Some(bytes) => codec::decode(
-                            keys::HISTORY,
-                            || keys::show_history_key(&listed),
-                            &bytes,
-                        )?,
-                        None => Chunk::new(),
-                    };
-                    chunks.insert(listed.clone(), chunk);
-                }
-                if !chunks[&listed].contains(&(r.created_at, r.id.clone())) {
+                let listing = load_listing_chunk(t, &r.webhook_id, stored.listed)?;
+                let lists = listing
+                    .as_ref()
+                    .is_some_and(|(_, c)| c.contains(&(r.created_at, r.id.clone())));
+                if !lists {
+                    let key = keys::history_key(&r.webhook_id, stored.listed);
                     return Err(damage(
                         keys::HISTORY,
-                        keys::show_history_key(&listed),
+                        keys::show_history_key(&key),
                         format!("does not list {}", r.id),
                     ));
                 }

@@ -120,10 +120,11 @@ pub(crate) fn history_prefix(webhook: &WebhookId) -> Vec<u8> {
     out
 }
 
-/// A history chunk's key: the webhook, then the inverted sequence of the append that
-/// created the chunk's deliveries, so a webhook's newest deliveries come first. One key per
-/// webhook per append, not per delivery: a new key costs sled a leaf split now and then, and
-/// chunks made appends 40% cheaper.
+/// A history chunk's key: the webhook, then the inverted sequence of the first append that
+/// created the chunk's deliveries, so a webhook's newest deliveries come first. At most one
+/// key per webhook per append, not per delivery (a chunk with room gathers the next appends'
+/// deliveries too): a new key costs sled a leaf split now and then, and a page in memory for
+/// every dozen or so.
 pub(crate) fn history_key(webhook: &WebhookId, seq: Seq) -> Vec<u8> {
     let mut out = history_prefix(webhook);
     out.extend_from_slice(&(u64::MAX - seq).to_be_bytes());

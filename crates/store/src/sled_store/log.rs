@@ -1,7 +1,7 @@
 //! The log: appending a batch (with its projection updates), flushing, reading back.
 
 use super::bodies::BodyFiles;
-use super::projection::{body_ref_writes, load_payload_ref, Projection, Writes};
+use super::projection::{body_ref_writes, keep_open, load_payload_ref, Projection, Writes};
 use super::truncate::Cut;
 use super::{keep_committed, keys, lock, put_or_remove, Op, SledStore};
 use crate::codec;
@@ -39,7 +39,8 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
     for event in events {
         projection.apply(event)?;
     }
-    let (mut writes, written) = projection.into_writes(&store.bodies, &writer.body_refs)?;
+    let (mut writes, written, chunks) =
+        projection.into_writes(&store.bodies, &writer.body_refs, &writer.open_chunks)?;
     let counts = std::mem::take(&mut writes.body_refs);
     let meta_writes = body_ref_writes(&counts)?;
     let log_key = IVec::from(&keys::seq_key(seq)[..]);
@@ -93,6 +94,9 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
         keep_committed(&mut cache, w.key, w.records, true);
     }
     drop(cache);
+    for (webhook, chunk) in chunks {
+        keep_open(&mut writer.open_chunks, webhook, chunk);
+    }
     writer.next_seq = seq + 1;
     if let Some(cut) = &cut {
         cut.committed(&mut writer);

@@ -214,6 +214,7 @@ impl SledStore {
                 truncate_target: snapshot_seq,
                 body_refs,
                 doomed: Vec::new(),
+                open_chunks: Default::default(),
             }),
             bodies: Arc::new(bodies),
             written: AtomicU64::new(0),

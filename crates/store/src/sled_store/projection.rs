@@ -92,8 +92,62 @@ pub(crate) type Bucket = Vec<Stored>;
 /// oldest first.
 pub(crate) type TimeChunk = Vec<(Timestamp, Vec<u8>)>;
 
-/// A history chunk: one webhook's deliveries created by one append, newest first.
+/// A history chunk: one webhook's deliveries created by one append, or by consecutive ones
+/// while the chunk had room ([`GATHER_MAX`]), newest first.
 pub(crate) type Chunk = Vec<(Timestamp, DeliveryId)>;
+
+/// Most deliveries a history chunk gathers across appends. A webhook whose appends each
+/// bring a delivery or two (a backlog's fill, a steady trickle) would otherwise cost a key,
+/// and sled a page in memory every dozen keys, for each delivery; a larger chunk makes each
+/// rewrite of it larger.
+pub(crate) const GATHER_MAX: usize = 32;
+
+/// Most webhooks whose open chunk [`OpenChunks`] keeps; past it a webhook starts a new one.
+pub(crate) const OPEN_CHUNKS_MAX: usize = 4096;
+
+/// A webhook's newest history chunk as last committed, while it has room to gather the next
+/// append's deliveries: the append it was first written by, and its entries.
+pub(crate) type OpenChunk = (Seq, Chunk);
+
+/// Open chunks by webhook, kept by the writer: appends refresh them, and retention and
+/// purges, which rewrite chunks, drop them all.
+pub(crate) type OpenChunks = HashMap<WebhookId, OpenChunk>;
+
+/// The history chunks an append writes, by webhook, for [`keep_open`] once it commits.
+pub(crate) type Gathered = Vec<(WebhookId, OpenChunk)>;
+
+/// Keeps a webhook's chunk as just committed open while it has room, or forgets it.
+pub(crate) fn keep_open(open: &mut OpenChunks, webhook: WebhookId, chunk: OpenChunk) {
+    if chunk.1.len() >= GATHER_MAX {
+        open.remove(&webhook);
+    } else if open.len() < OPEN_CHUNKS_MAX || open.contains_key(&webhook) {
+        open.insert(webhook, chunk);
+    }
+}
+
+/// Reads the chunk that lists a delivery its record says append `listed` created: the newest
+/// chunk of `webhook` first written by that append or before it (chunks of one webhook hold
+/// consecutive appends), if any.
+pub(crate) fn load_listing_chunk(
+    trees: &Trees,
+    webhook: &WebhookId,
+    listed: Seq,
+) -> Result<Option<(IVec, Chunk)>, StoreError> {
+    let prefix = keys::history_prefix(webhook);
+    let Some(item) = trees
+        .history
+        .range(keys::history_key(webhook, listed)..)
+        .next()
+    else {
+        return Ok(None);
+    };
+    let (key, value) = item.op("read a history chunk")?;
+    if !key.starts_with(&prefix) {
+        return Ok(None);
+    }
+    let chunk = codec::decode(keys::HISTORY, || keys::show_history_key(&key), &value)?;
+    Ok(Some((key, chunk)))
+}
 
 /// Sorts a chunk newest first, ties by id, the order pages show.
 pub(crate) fn sort_chunk(chunk: &mut Chunk) {
@@ -479,7 +533,8 @@ impl<'a, 'e> Projection<'a, 'e> {
         self,
         bodies: &BodyFiles,
         counts: &BTreeMap<u64, u64>,
-    ) -> Result<(Writes, Vec<Written>), StoreError> {
+        open: &OpenChunks,
+    ) -> Result<(Writes, Vec<Written>, Gathered), StoreError> {
         let mut writes = Writes::default();
         let mut written = Vec::new();
         let payloads: Vec<(Vec<u8>, NewPayload)> = self.payloads.into_iter().collect();
@@ -508,12 +563,20 @@ impl<'a, 'e> Projection<'a, 'e> {
                 .payloads
                 .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
         }
-        for (webhook, mut chunk) in self.chunks {
+        let mut chunks = Vec::with_capacity(self.chunks.len());
+        for (webhook, new) in self.chunks {
+            let (seq, mut chunk) = match open.get(&webhook) {
+                Some((seq, old)) if old.len() + new.len() <= GATHER_MAX => {
+                    (*seq, old.iter().cloned().chain(new).collect())
+                }
+                _ => (self.seq, new),
+            };
             sort_chunk(&mut chunk);
             writes.history.push((
-                IVec::from(keys::history_key(&webhook, self.seq)),
+                IVec::from(keys::history_key(&webhook, seq)),
                 IVec::from(codec::encode(&chunk)?),
             ));
+            chunks.push((webhook, (seq, chunk)));
         }
         // One key per append, not per bucket: sled's cost is per key. A fan-out's deliveries
         // share a bucket, so it is listed once.
@@ -539,6 +602,6 @@ impl<'a, 'e> Projection<'a, 'e> {
                 records: slot.records,
             });
         }
-        Ok((writes, written))
+        Ok((writes, written, chunks))
     }
 }

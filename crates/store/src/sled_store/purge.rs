@@ -51,7 +51,9 @@ fn history_chunk(
     resume_after: &mut Option<IVec>,
 ) -> Result<(u64, bool), StoreError> {
     let t = &store.trees;
-    let writer = store.writer();
+    let mut writer = store.writer();
+    // Chunks this rewrites may include the webhook's open one.
+    writer.open_chunks.remove(webhook);
     let prefix = keys::history_prefix(webhook);
     let start = match resume_after.take() {
         Some(k) => Bound::Excluded(k),

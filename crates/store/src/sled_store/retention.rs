@@ -2,14 +2,14 @@
 //! they are older than a cut-off.
 
 use super::projection::{
-    body_ref_writes, count_of, load_bucket, load_delivery, load_payload_ref, Bucket, Chunk, Stored,
-    TimeChunk,
+    body_ref_writes, count_of, load_bucket, load_delivery, load_listing_chunk, load_payload_ref,
+    Bucket, Chunk, Stored, TimeChunk,
 };
 use super::{encode_unless_empty, keep_committed, keys, put_or_remove, Op, SledStore};
 use crate::codec;
 use crate::history::DeliveryStatus;
-use crate::StoreError;
-use hallway_domain::{DeliveryId, Timestamp};
+use crate::{Seq, StoreError};
+use hallway_domain::{DeliveryId, Timestamp, WebhookId};
 use sled::transaction::{ConflictableTransactionResult, Transactional};
 use sled::IVec;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -105,23 +105,29 @@ fn prune_chunk(
         .iter()
         .map(|s| keys::payload_key(&s.record.account_id, &s.record.event_id))
         .collect();
-    // The history chunks that list removed deliveries, without them.
-    let mut delisted: HashMap<Vec<u8>, HashSet<&DeliveryId>> = HashMap::new();
+    // The history chunks that list removed deliveries, without them. A chunk this rewrites
+    // may be a webhook's open one, so none stays open.
+    writer.open_chunks.clear();
+    let mut delisted: HashMap<(&WebhookId, Seq), HashSet<&DeliveryId>> = HashMap::new();
     for s in &removed {
         delisted
-            .entry(keys::history_key(&s.record.webhook_id, s.listed))
+            .entry((&s.record.webhook_id, s.listed))
             .or_default()
             .insert(&s.record.id);
     }
-    let mut history_writes: Vec<(IVec, Option<IVec>)> = Vec::new();
-    for (key, ids) in delisted {
-        let Some(bytes) = t.history.get(&key).op("read a history chunk")? else {
+    let mut chunks: HashMap<IVec, Chunk> = HashMap::new();
+    for ((webhook, listed), ids) in delisted {
+        let Some((key, chunk)) = load_listing_chunk(t, webhook, listed)? else {
             continue;
         };
-        let mut chunk: Chunk =
-            codec::decode(keys::HISTORY, || keys::show_history_key(&key), &bytes)?;
-        chunk.retain(|(_, id)| !ids.contains(id));
-        history_writes.push((IVec::from(key), encode_unless_empty(&chunk)?));
+        chunks
+            .entry(key)
+            .or_insert(chunk)
+            .retain(|(_, id)| !ids.contains(id));
+    }
+    let mut history_writes: Vec<(IVec, Option<IVec>)> = Vec::new();
+    for (key, chunk) in chunks {
+        history_writes.push((key, encode_unless_empty(&chunk)?));
     }
 
     // A body goes once it is old and none of its deliveries can send it any more.
