@@ -3,7 +3,8 @@
 
 use crate::util::{now_ns, quantile_ms};
 use hallway_domain::{
-    AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
+    AccountId, DeliveryId, Event, EventId, IdempotencyKey, Published, SpilledDelivery, State,
+    Timestamp, WebhookId,
 };
 use hallway_store::{
     DeliveryRecord, EventLog, LogRecords, Page, ReadModel, Seq, SledStore, SnapshotDraft,
@@ -287,6 +288,10 @@ impl EventLog for TimedStore {
 }
 
 impl ReadModel for TimedStore {
+    fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
+        self.inner.published(key)
+    }
+
     fn payload(
         &self,
         account: &AccountId,

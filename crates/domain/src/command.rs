@@ -4,6 +4,7 @@
 use crate::attempt::AttemptDetail;
 use crate::envelope::PreparedEvent;
 use crate::spill::SpilledDelivery;
+use crate::state::Published;
 use crate::types::{
     AccountId, DeliveryId, DurationMs, EventId, FanOutId, Outcome, Plan, ProjectId, Timestamp,
     WebhookId,
@@ -185,6 +186,10 @@ pub enum CommandKind {
         fresh_event_id: EventId,
         /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
         fan_out: FanOutId,
+        /// What the store remembers of a publish of the host's event id, read before this
+        /// command: memory keeps ids for `Policy::idempotency_memory` only, the store for
+        /// `Policy::retention` (`None` when the host gave no id or the store has none).
+        remembered: Option<Published>,
     },
     /// Send an example event (with `"_test": true`) to one webhook, once.
     SendTest {
@@ -237,7 +242,8 @@ pub enum CommandKind {
     },
     /// After a restart: attempts open in the log may or may not have been sent; send them again.
     Resume,
-    /// Forget published event ids older than the retention window.
+    /// Forget, in memory, published event ids older than `Policy::idempotency_memory` (the
+    /// store keeps them for the retention window).
     ExpireIdempotencyKeys,
     /// Send again a webhook's paused, failed or cancelled deliveries (one chunk of a recover),
     /// oldest first, each with a fresh retry schedule.

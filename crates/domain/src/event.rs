@@ -209,7 +209,8 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
-    /// Published event ids from before `before` were forgotten (idempotency window passed).
+    /// Memory forgot the published event ids from before `before` (the store keeps them
+    /// until the retention window passes).
     IdempotencyKeysExpired {
         /// The cut-off.
         before: Timestamp,

@@ -41,6 +41,11 @@ pub struct Policy {
     pub attempt_deadline_grace: DurationMs,
     /// How long published event ids are remembered for idempotency and finished deliveries kept.
     pub retention: DurationMs,
+    /// How long the state keeps a published event id in memory; older ones (up to
+    /// `retention`) are the store's, read before a publish is decided
+    /// (`CommandKind::Publish::remembered`). Not in snapshots, like `max_manual_retries`.
+    #[serde(skip, default = "default_idempotency_memory")]
+    pub idempotency_memory: DurationMs,
     /// Longest webhook name, in characters.
     pub max_name_chars: usize,
     /// Longest webhook description, in characters.
@@ -79,6 +84,14 @@ fn default_failing_alert_after() -> u32 {
     DEFAULT_FAILING_ALERT_AFTER
 }
 
+/// How long memory keeps published event ids unless configured: long past any commit's
+/// wait, so an id is in the store before memory forgets it.
+pub const DEFAULT_IDEMPOTENCY_MEMORY: DurationMs = DurationMs::from_mins(5);
+
+fn default_idempotency_memory() -> DurationMs {
+    DEFAULT_IDEMPOTENCY_MEMORY
+}
+
 /// Manual retries per delivery unless configured: as many again as the spec's schedule.
 pub const DEFAULT_MAX_MANUAL_RETRIES: u32 = 5;
 
@@ -107,6 +120,7 @@ impl Default for Policy {
             max_in_flight_per_webhook: 64,
             attempt_deadline_grace: DurationMs::from_secs(30),
             retention: DurationMs::from_hours(24 * 30),
+            idempotency_memory: DEFAULT_IDEMPOTENCY_MEMORY,
             max_name_chars: 200,
             max_description_chars: 2000,
             max_url_bytes: 2048,
@@ -124,6 +138,19 @@ impl Policy {
     /// delay (0 in the spec's schedule).
     pub fn first_due(&self, now: Timestamp) -> Timestamp {
         now.plus(self.retry_delays.first().copied().unwrap_or_default())
+    }
+
+    /// The oldest publish time still inside the idempotency window at `now`.
+    pub fn retention_start(&self, now: Timestamp) -> Timestamp {
+        Timestamp(now.0.saturating_sub(self.retention.0))
+    }
+
+    /// The oldest publish time whose event id memory still keeps at `now`.
+    pub fn idempotency_memory_start(&self, now: Timestamp) -> Timestamp {
+        Timestamp(
+            now.0
+                .saturating_sub(self.idempotency_memory.min(self.retention).0),
+        )
     }
 
     /// The number of attempts a delivery makes before it is exhausted.

@@ -250,6 +250,20 @@ impl IdempotencyKey {
         self.account == Self::account_tag(account)
     }
 
+    /// The key as 24 bytes: the account's tag, then the event's part, so every key of one
+    /// account shares the first eight ([`IdempotencyKey::account_prefix`]).
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        out[..8].copy_from_slice(&self.account);
+        out[8..].copy_from_slice(&self.event);
+        out
+    }
+
+    /// The first eight bytes of [`IdempotencyKey::to_bytes`] of every key of `account`.
+    pub fn account_prefix(account: &AccountId) -> [u8; 8] {
+        Self::account_tag(account)
+    }
+
     fn account_tag(account: &AccountId) -> [u8; 8] {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(account.as_str().as_bytes());

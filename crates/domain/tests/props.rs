@@ -37,6 +37,7 @@ fn policy() -> Policy {
         max_manual_retries: 2,
         failing_alert_after: 2,
         retention: DurationMs::from_mins(20),
+        idempotency_memory: DurationMs::from_mins(1),
         event_types: TYPES.iter().map(|s| s.to_string()).collect(),
         ..Policy::default()
     }
@@ -231,6 +232,8 @@ struct Model {
     /// Each remembered event id: its deliveries, time, type and project (what its body was
     /// built from, so a repeat with other content is a conflict).
     published: BTreeMap<(AccountId, EventId), (u32, Timestamp, String, ProjectId)>,
+    /// The cut-off of the last `IdempotencyKeysExpired`: memory keeps the ids published since.
+    memory_from: Timestamp,
 }
 
 impl Model {
@@ -433,8 +436,10 @@ impl Model {
                 } => {
                     let key = (account_id.clone(), event_id.clone());
                     assert!(
-                        !self.published.contains_key(&key),
-                        "an event id published twice scheduled again"
+                        self.published
+                            .get(&key)
+                            .is_none_or(|(_, t, _, _)| *t < p.retention_start(*at)),
+                        "an event id published twice within the window scheduled again"
                     );
                     let targets: Vec<WebhookId> =
                         deliveries.iter().map(|(_, w)| w.clone()).collect();
@@ -894,8 +899,10 @@ impl Model {
                     panic!("nothing is spilled without a Spill command: {e:?}")
                 }
                 Event::IdempotencyKeysExpired { before, at } => {
-                    assert_eq!(*before, Timestamp(at.0 - p.retention.0));
-                    self.published.retain(|_, (_, t, _, _)| *t >= *before);
+                    assert_eq!(*before, Timestamp(at.0 - p.idempotency_memory.0));
+                    self.memory_from = *before;
+                    let window = p.retention_start(*at);
+                    self.published.retain(|_, (_, t, _, _)| *t >= window);
                 }
             }
         }
@@ -995,11 +1002,12 @@ impl Model {
             (a, b) => a.or(b),
         };
         assert_eq!(state.poll_timeout(), expected_timeout, "poll_timeout");
-        for ((account, event), (count, _, _, _)) in &self.published {
+        // Memory keeps the ids since the last expiry; the older ones are the store's.
+        for ((account, event), (count, at, _, _)) in &self.published {
             assert_eq!(
                 state.published(account, event).map(|x| x.deliveries),
-                Some(*count),
-                "{account}/{event} remembered"
+                (*at >= self.memory_from).then_some(*count),
+                "{account}/{event} remembered in memory"
             );
         }
     }
@@ -1029,6 +1037,9 @@ struct Sim {
     event_ids: Vec<EventId>,
     /// Every event published, with its account, type and project, for replays.
     events: Vec<(AccountId, EventId, String, ProjectId)>,
+    /// What the store remembers of each published id (every publish, as its append writes
+    /// them), read before a publish is decided as the runtime does.
+    stored: BTreeMap<(AccountId, EventId), Published>,
 }
 
 impl Sim {
@@ -1046,6 +1057,7 @@ impl Sim {
             webhooks: Vec::new(),
             event_ids: Vec::new(),
             events: Vec::new(),
+            stored: BTreeMap::new(),
         };
         for (i, id) in ACCOUNTS.iter().enumerate() {
             let plan = if i < 2 { Plan::Pro } else { Plan::Free };
@@ -1082,6 +1094,23 @@ impl Sim {
         if let Ok(events) = &result {
             self.model.observe(events, self.now);
             for e in events {
+                if let Event::EventPublished {
+                    account_id,
+                    event_id,
+                    deliveries,
+                    digest,
+                    at,
+                    ..
+                } = e
+                {
+                    let published = Published {
+                        deliveries: deliveries.len() as u32,
+                        at: *at,
+                        digest: *digest,
+                    };
+                    self.stored
+                        .insert((account_id.clone(), event_id.clone()), published);
+                }
                 self.state.apply(e);
                 self.log.push(e.clone());
             }
@@ -1313,19 +1342,26 @@ impl Sim {
                     event.event_type.clone(),
                     event.project_id.clone(),
                 );
+                let window = self.model.policy.retention_start(self.now);
                 let known = self
                     .model
                     .published
                     .get(&(account_id.clone(), event_id.clone()))
+                    .filter(|(_, at, _, _)| *at >= window)
                     .map(|(n, _, ty, project)| {
                         (*n, ty == event_type && project.as_str() == project_id)
                     });
+                let remembered = self
+                    .stored
+                    .get(&(account_id.clone(), event_id.clone()))
+                    .copied();
                 let pending_before = self.state.pending_count();
                 let result = self.exec(CommandKind::Publish {
                     account_id,
                     event,
                     fresh_event_id: EventId::from("evt_unused"),
                     fan_out,
+                    remembered,
                 });
                 match known {
                     // The same content again: the first answer.
@@ -1461,7 +1497,7 @@ impl Sim {
             Op::Expire => {
                 let result = self.exec(CommandKind::ExpireIdempotencyKeys);
                 assert!(result.is_ok(), "{result:?}");
-                let before = Timestamp(self.now.0 - self.model.policy.retention.0);
+                let before = self.model.policy.idempotency_memory_start(self.now);
                 assert_eq!(self.state.oldest_published().filter(|t| *t < before), None);
             }
             Op::Replay { pick, named } => {

@@ -964,6 +964,7 @@ fn a_publish_without_an_id_uses_the_fresh_one() {
             event,
             fresh_event_id: evt("evt_generated"),
             fan_out: fan("s"),
+            remembered: None,
         },
     )
     .events();
@@ -1925,9 +1926,10 @@ fn an_outcome_for_an_attempt_that_is_not_open_is_refused() {
 // ---------------------------------------------------------------- idempotency window
 
 #[test]
-fn expiring_idempotency_keys_forgets_ids_older_than_the_retention() {
+fn expiring_idempotency_keys_forgets_ids_older_than_the_memory_window() {
     let policy = Policy {
-        retention: DurationMs::from_hours(1),
+        retention: DurationMs::from_hours(2),
+        idempotency_memory: DurationMs::from_hours(1),
         ..Policy::default()
     };
     let mut d = pro_with_webhook(policy);
@@ -1953,12 +1955,78 @@ fn expiring_idempotency_keys_forgets_ids_older_than_the_retention() {
     let (events, _) = g
         .when(t(3602), publish("acc_1", "evt_1", "prj_1", "c"))
         .events();
-    assert_eq!(deliveries_of(&events), vec![pair("dlv_c00", "wh_1")]);
+    assert_eq!(
+        deliveries_of(&events),
+        vec![pair("dlv_c00", "wh_1")],
+        "memory forgot it and the store was not asked"
+    );
     g.when(t(3602), publish("acc_1", "evt_2", "prj_1", "c"))
         .then_rejects(Rejection::EventExists {
             event_id: evt("evt_2"),
             deliveries: 1,
         });
+}
+
+/// A publish of an id memory forgot is decided by what the store remembers
+/// (`remembered`), inside the retention window only, and only for the account as it is now.
+#[test]
+fn an_id_memory_forgot_is_refused_by_what_the_store_remembers_within_the_window() {
+    let policy = Policy {
+        retention: DurationMs::from_hours(2),
+        idempotency_memory: DurationMs::from_mins(5),
+        ..Policy::default()
+    };
+    let mut d = pro_with_webhook(policy);
+    let (events, _) = d
+        .given()
+        .when(t(10), publish("acc_1", "evt_1", "prj_1", "a"))
+        .events();
+    d.run(t(10), publish("acc_1", "evt_1", "prj_1", "a"));
+    let Some(Event::EventPublished { digest, .. }) = events.first() else {
+        panic!("published: {events:?}");
+    };
+    let stored = Published {
+        deliveries: 1,
+        at: t(10),
+        digest: *digest,
+    };
+    d.run(t(400), CommandKind::ExpireIdempotencyKeys);
+    assert_eq!(
+        d.given().state().published(&acc("acc_1"), &evt("evt_1")),
+        None
+    );
+    let again = |at: Timestamp, seed: &str, remembered: Option<Published>| {
+        let mut kind = publish("acc_1", "evt_1", "prj_1", seed);
+        if let CommandKind::Publish { remembered: r, .. } = &mut kind {
+            *r = remembered;
+        }
+        (at, kind)
+    };
+    let (at, kind) = again(t(400), "b", Some(stored));
+    d.given()
+        .when(at, kind)
+        .then_rejects(Rejection::EventExists {
+            event_id: evt("evt_1"),
+            deliveries: 1,
+        });
+    let other = Published {
+        digest: BodyDigest::of("x", "{}"),
+        ..stored
+    };
+    let (at, kind) = again(t(400), "c", Some(other));
+    d.given()
+        .when(at, kind)
+        .then_rejects(Rejection::EventConflict(evt("evt_1")));
+    // Past the window the store's answer no longer counts.
+    let (at, kind) = again(t(10 + 7201), "d", Some(stored));
+    assert!(d.given().when(at, kind).result().is_ok());
+    // Nor does one from before the account was created (a deleted account's, not yet purged).
+    let before_account = Published {
+        at: Timestamp(0),
+        ..stored
+    };
+    let (at, kind) = again(t(400), "e", Some(before_account));
+    assert!(d.given().when(at, kind).result().is_ok());
 }
 
 // ---------------------------------------------------------------- payloads
@@ -1989,6 +2057,7 @@ fn the_delivered_envelope_puts_the_engines_fields_first() {
             event,
             fresh_event_id: evt("evt_unused"),
             fan_out: fan("s"),
+            remembered: None,
         },
     )
     .events();
@@ -2401,6 +2470,7 @@ fn without_the_project_rule_an_event_without_a_project_reaches_unfiltered_webhoo
             event,
             fresh_event_id: evt("evt_unused"),
             fan_out: fan("s"),
+            remembered: None,
         },
     )
     .events();
@@ -2446,6 +2516,7 @@ fn a_repeat_is_compared_by_the_body_as_delivered_not_by_its_whitespace() {
         event: event.clone(),
         fresh_event_id: evt("evt_unused"),
         fan_out: fan(seed),
+        remembered: None,
     };
     d.run(t(1), publish_of(&a, "a"));
     d.given()

@@ -43,8 +43,9 @@ pub use transport::{HttpsTransport, OutgoingRequest, Sent, Transport, TransportC
 use actor::{Actor, Msg, Reply};
 use hallway_domain::Policy;
 use hallway_domain::{
-    envelope, AccountId, CommandKind, DeliveryId, DurationMs, Event, EventId, Rejection,
-    SignatureScheme, State, Timestamp, Webhook, WebhookChanges, WebhookConfig, WebhookId,
+    envelope, AccountId, CommandKind, DeliveryId, DurationMs, Event, EventId, IdempotencyKey,
+    Rejection, SignatureScheme, State, Timestamp, Webhook, WebhookChanges, WebhookConfig,
+    WebhookId,
 };
 use hallway_store::{DeliveryFilter, DeliveryRecord, EventStore, Page, SledStore, StoreOptions};
 use limiter::ManualLimiter;
@@ -522,6 +523,12 @@ impl EngineHandle {
             Some(id) => id.clone(),
             None => EventId::from(ids::event_id(&*self.random)),
         };
+        // Memory keeps only the last minutes of ids; the store has the whole window. Read
+        // inline like the history reads: its pages are cached while ids are published.
+        let remembered = match &event.event_id {
+            Some(id) => self.store.published(&IdempotencyKey::of(account, id))?,
+            None => None,
+        };
         let result = self
             .exec(
                 CommandKind::Publish {
@@ -529,6 +536,7 @@ impl EngineHandle {
                     event,
                     fresh_event_id,
                     fan_out: ids::fan_out(&*self.random, self.now()),
+                    remembered,
                 },
                 |events, _| match events.first() {
                     Some(Event::EventPublished {

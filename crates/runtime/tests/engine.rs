@@ -491,6 +491,42 @@ async fn an_id_published_again_after_its_window_sends_its_new_body() {
 }
 
 #[tokio::test]
+async fn an_id_memory_forgot_is_still_a_duplicate_from_the_store_across_a_restart() {
+    let receiver = Receiver::https(|_| Answer::Status(200)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(policy(&[0]), &clock, &receiver);
+    cfg.policy.idempotency_memory = hallway_domain::DurationMs::from_mins(1);
+    let (engine, h, _, _) = engine_with_webhook(dir.path(), cfg.clone(), &receiver.url()).await;
+    let account = "acc_1".into();
+    let first = h.publish(&account, &event_body("evt_kept")).await.unwrap();
+    receiver.wait_for(1).await;
+    // Well past what memory keeps: the actor's next turns forget the id in memory.
+    for _ in 0..3 {
+        clock.advance_ms(10 * 60_000);
+        h.account(&account).await.unwrap();
+    }
+    let again = h.publish(&account, &event_body("evt_kept")).await.unwrap();
+    assert!(again.duplicate, "the store still knows the id");
+    assert_eq!(again.deliveries, first.deliveries);
+    let other = String::from_utf8(event_body("evt_kept"))
+        .unwrap()
+        .replace("Interviewer: Hello", "Interviewer: Goodbye");
+    assert!(
+        h.publish(&account, other.as_bytes()).await.is_err(),
+        "another body under a known id is a conflict"
+    );
+    engine.shutdown().await.unwrap();
+    drop(h);
+    let engine = Engine::open(dir.path(), cfg).await.unwrap();
+    let h = engine.handle();
+    let again = h.publish(&account, &event_body("evt_kept")).await.unwrap();
+    assert!(again.duplicate, "and so does the reopened store");
+    assert_eq!(receiver.received().len(), 1, "nothing was sent again");
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn alerts_stream_from_the_log_and_then_live_and_an_idle_stream_reports_progress() {
     let receiver = Receiver::https(|_| Answer::Status(500)).await;
     let clock = ManualClock::new(T0);

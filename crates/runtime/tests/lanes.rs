@@ -3,8 +3,8 @@
 //! are held, so the receiver's slot is never waiting on our bookkeeping.
 
 use hallway_domain::{
-    AccountId, DeliveryId, DurationMs, Event, EventId, Outcome, Plan, Policy, SpilledDelivery,
-    State, Timestamp, WebhookId, SESSION_PROCESSING_COMPLETED,
+    AccountId, DeliveryId, DurationMs, Event, EventId, IdempotencyKey, Outcome, Plan, Policy,
+    Published, SpilledDelivery, State, Timestamp, WebhookId, SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::transport::SendFuture;
 use hallway_runtime::{Config, Engine, ManualClock, NewWebhook, OutgoingRequest, Sent, Transport};
@@ -118,6 +118,9 @@ impl EventLog for Held {
 }
 
 impl ReadModel for Held {
+    fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
+        self.inner.published(key)
+    }
     fn payload(
         &self,
         account: &AccountId,

@@ -4,7 +4,8 @@
 
 use crate::core::{kind, Core, Shared};
 use hallway_domain::{
-    AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
+    AccountId, DeliveryId, Event, EventId, IdempotencyKey, Published, SpilledDelivery, State,
+    Timestamp, WebhookId,
 };
 use hallway_runtime::transport::{OutgoingRequest, SendFuture, Sent, Transport};
 use hallway_store::{
@@ -140,6 +141,11 @@ impl EventLog for SimStore {
 }
 
 impl ReadModel for SimStore {
+    fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
+        let _core = self.alive(false)?;
+        self.memory.published(key)
+    }
+
     fn payload(
         &self,
         account: &AccountId,

@@ -10,7 +10,7 @@ use crate::history::{DeliveryFilter, DeliveryRecord, Page, SCAN_MAX};
 use crate::sled_store::keys;
 use crate::{EventLog, LogRecords, ReadModel, Seq, SnapshotDraft, StoreError, Truncation};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, FromSnapshot, SnapshotForm, State};
-use hallway_domain::{SpilledDelivery, Timestamp, WebhookId};
+use hallway_domain::{IdempotencyKey, Published, SpilledDelivery, Timestamp, WebhookId};
 use projection::Undo;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -276,6 +276,10 @@ impl ReadModel for MemoryStore {
         limit: usize,
     ) -> Result<Vec<SpilledDelivery>, StoreError> {
         Ok(self.lock().read_model.spilled(webhook, generation, limit))
+    }
+
+    fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
+        Ok(self.lock().read_model.published.get(key).copied())
     }
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {

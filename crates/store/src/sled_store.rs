@@ -17,6 +17,7 @@
 
 mod bodies;
 mod check;
+mod idempotency;
 pub(crate) mod keys;
 mod log;
 mod open;
@@ -35,7 +36,8 @@ use crate::history::{DeliveryFilter, DeliveryRecord, DeliveryStatus, Page};
 use crate::{EventLog, LogRecords, ReadModel, Seq, SnapshotDraft, StoreError, Truncation};
 use bodies::BodyFiles;
 use hallway_domain::{
-    AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
+    AccountId, DeliveryId, Event, EventId, IdempotencyKey, Published, SpilledDelivery, State,
+    Timestamp, WebhookId,
 };
 use projection::{Bucket, BucketCache, OpenChunks, BUCKET_CACHE_MAX};
 use sled::transaction::TransactionError;
@@ -55,6 +57,7 @@ pub(crate) struct Trees {
     deliveries: sled::Tree,
     by_time: sled::Tree,
     spilled: sled::Tree,
+    published: sled::Tree,
 }
 
 /// What only writers change, guarded by one mutex (see [`WriterGuard`]).
@@ -318,8 +321,14 @@ impl ReadModel for SledStore {
         reads::deliveries(self, webhook, filter, limit, cursor)
     }
 
+    fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
+        idempotency::lookup(&self.trees, key)
+    }
+
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
-        retention::prune(self, before)
+        let removed = retention::prune(self, before)?;
+        idempotency::prune(self, before)?;
+        Ok(removed)
     }
 
     fn spilled(
@@ -336,6 +345,8 @@ impl ReadModel for SledStore {
         account: &AccountId,
         webhooks: &[WebhookId],
     ) -> Result<u64, StoreError> {
-        purge::purge_account(self, account, webhooks)
+        let removed = purge::purge_account(self, account, webhooks)?;
+        idempotency::purge(self, account)?;
+        Ok(removed)
     }
 }

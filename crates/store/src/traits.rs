@@ -4,7 +4,8 @@
 use crate::history::{DeliveryFilter, DeliveryRecord, Page};
 use crate::StoreError;
 use hallway_domain::{
-    AccountId, DeliveryId, Event, EventId, SpilledDelivery, State, Timestamp, WebhookId,
+    AccountId, DeliveryId, Event, EventId, IdempotencyKey, Published, SpilledDelivery, State,
+    Timestamp, WebhookId,
 };
 use std::any::Any;
 use std::sync::Arc;
@@ -161,8 +162,13 @@ pub trait ReadModel: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<Page, StoreError>;
 
-    /// Removes finished deliveries and payloads created before `before`; returns how many
-    /// deliveries went.
+    /// What an earlier publish of an event id answered, for idempotency: every id published
+    /// since the last [`ReadModel::prune`], written in the append that logs its publish
+    /// (memory keeps only the last few minutes of them, `Policy::idempotency_memory`).
+    fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError>;
+
+    /// Removes finished deliveries, payloads and published ids from before `before`; returns
+    /// how many deliveries went.
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     /// The spill index: the first `limit` deliveries the domain spilled for `webhook` in spill
@@ -177,8 +183,8 @@ pub trait ReadModel: Send + Sync + 'static {
     ) -> Result<Vec<SpilledDelivery>, StoreError>;
 
     /// Removes a deleted account's data now rather than with retention: the finished
-    /// deliveries of `webhooks` and the bodies of the account's events that no pending
-    /// delivery needs (pending ones are left to retention). Returns how many deliveries went.
+    /// deliveries of `webhooks`, its published ids, and the bodies of the account's events
+    /// that no pending delivery needs (pending ones are left to retention). Returns how many deliveries went.
     fn purge_account(&self, account: &AccountId, webhooks: &[WebhookId])
         -> Result<u64, StoreError>;
 }

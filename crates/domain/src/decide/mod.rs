@@ -18,7 +18,7 @@ use crate::command::{Command, CommandKind, DeliverySummary, RecoverCandidate, We
 use crate::envelope::{self, PreparedEvent};
 use crate::event::Event;
 use crate::rejection::Rejection;
-use crate::state::{Delivery, State};
+use crate::state::{Delivery, Published, State};
 use crate::types::{
     AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
     Plan, Timestamp, WebhookId,
@@ -84,7 +84,16 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             event,
             fresh_event_id,
             fan_out,
-        } => handle_publish(state, now, account_id, event, fresh_event_id, fan_out),
+            remembered,
+        } => handle_publish(
+            state,
+            now,
+            account_id,
+            event,
+            fresh_event_id,
+            fan_out,
+            remembered,
+        ),
         CommandKind::SendTest {
             account_id,
             webhook_id,
@@ -221,7 +230,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             deliveries,
         } => handle_settle(state, now, webhook_id, generation, deliveries),
         CommandKind::ExpireIdempotencyKeys => {
-            let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
+            let before = state.policy().idempotency_memory_start(now);
             Ok(match state.oldest_published() {
                 Some(oldest) if oldest < before => {
                     vec![Event::IdempotencyKeysExpired { before, at: now }]
@@ -350,6 +359,7 @@ fn handle_publish(
     event: PreparedEvent,
     fresh_event_id: EventId,
     fan_out: FanOutId,
+    remembered: Option<Published>,
 ) -> Result<Vec<Event>, Rejection> {
     let account = find_account(state, &account_id)?;
     let policy = state.policy();
@@ -357,7 +367,12 @@ fn handle_publish(
         return Err(Rejection::UnknownPublishedType(event.event_type));
     }
     let event_id = event.event_id.unwrap_or(fresh_event_id);
-    if let Some(first) = state.published(&account_id, &event_id) {
+    // The store's answer counts only for this account as it is now: a deleted account's ids
+    // stay in the store until its purge, and its id may be taken again. Either answer counts
+    // inside the window only, whenever memory or the store forgets.
+    let remembered = remembered.filter(|p| p.at >= account.created_at);
+    let first = state.published(&account_id, &event_id).or(remembered);
+    if let Some(first) = first.filter(|p| p.at >= policy.retention_start(now)) {
         if first.digest != event.digest {
             return Err(Rejection::EventConflict(event_id));
         }

@@ -176,7 +176,7 @@ impl State {
                 ..
             } => {
                 let key = IdempotencyKey::of(account_id, event_id);
-                self.published.insert(
+                let earlier = self.published.insert(
                     key,
                     Published {
                         deliveries: deliveries.len() as u32,
@@ -184,6 +184,10 @@ impl State {
                         digest: *digest,
                     },
                 );
+                // An id published again once its window passed, before memory forgot it.
+                if let Some(earlier) = earlier {
+                    self.published_order.remove(&(earlier.at, key));
+                }
                 self.published_order.insert((*at, key));
                 self.enqueue_fan_out(
                     account_id, event_id, event_type, deliveries, *at, *first_due,

@@ -1,4 +1,5 @@
-//! Housekeeping: retention (old idempotency keys, deliveries and payloads) on a timer, and
+//! Housekeeping: retention (old deliveries, payloads and published ids) on a timer, the ids
+//! memory keeps cut to the last minutes on a shorter one, and
 //! snapshots (with the truncation of the log before them) when the committer says the state
 //! is the log's.
 
@@ -8,11 +9,16 @@ use hallway_store::{EventStore, Truncation};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
+/// How often memory forgets the published ids older than `Policy::idempotency_memory`: a
+/// small fraction of it, so memory holds little more than that window.
+const KEY_EXPIRY_EVERY: DurationMs = DurationMs::from_mins(1);
+
 /// See the module documentation.
 pub(crate) struct Housekeeping {
     store: Arc<dyn EventStore>,
     interval: DurationMs,
     next_maintenance: Timestamp,
+    next_key_expiry: Timestamp,
     /// The last snapshot's install, while it runs.
     installing: Option<tokio::task::JoinHandle<()>>,
 }
@@ -24,30 +30,39 @@ impl Housekeeping {
             store,
             interval,
             next_maintenance: now,
+            next_key_expiry: now,
             installing: None,
         }
     }
 
-    /// When retention is next due.
+    /// When retention or the expiry of ids in memory is next due.
     pub(crate) fn poll_timeout(&self) -> Timestamp {
-        self.next_maintenance
+        self.next_maintenance.min(self.next_key_expiry)
     }
 
-    /// Whether retention is due at `now`.
+    /// Whether retention or the expiry of ids in memory is due at `now`.
     pub(crate) fn is_due(&self, now: Timestamp) -> bool {
-        now >= self.next_maintenance
+        now >= self.poll_timeout()
     }
 
-    /// Retention: forgets old idempotency keys (decided and applied here, returned to be
-    /// logged) and prunes old finished deliveries and payloads from the store.
+    /// Forgets the ids memory need not keep (decided and applied here, returned to be
+    /// logged) and, when retention is due, prunes old finished deliveries, payloads and
+    /// published ids from the store.
     pub(crate) async fn maintain(&mut self, now: Timestamp, state: &mut State) -> Vec<Event> {
-        self.next_maintenance = now.plus(self.interval);
-        let events = decide(state, Command::new(now, CommandKind::ExpireIdempotencyKeys))
-            .unwrap_or_default();
-        for e in &events {
-            state.apply(e);
+        let mut events = Vec::new();
+        if now >= self.next_key_expiry {
+            self.next_key_expiry = now.plus(KEY_EXPIRY_EVERY);
+            events = decide(state, Command::new(now, CommandKind::ExpireIdempotencyKeys))
+                .unwrap_or_default();
+            for e in &events {
+                state.apply(e);
+            }
         }
-        let before = Timestamp(now.0.saturating_sub(state.policy().retention.0));
+        if now < self.next_maintenance {
+            return events;
+        }
+        self.next_maintenance = now.plus(self.interval);
+        let before = state.policy().retention_start(now);
         let store = self.store.clone();
         match crate::store_calls::spawn(&*self.store, move || store.prune(before)).await {
             Ok(Ok(n)) if n > 0 => info!(deliveries = n, "retention pruned old deliveries"),

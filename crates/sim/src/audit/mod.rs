@@ -541,13 +541,16 @@ impl Audit {
             Event::EventReplayed { event_id, .. } => {
                 v.push(format!("{event_id} replayed, though nobody asked"));
             }
+            // Memory forgets ids after its own window; the store keeps them for retention, so
+            // a repeat within retention is still a violation.
             Event::IdempotencyKeysExpired { before, at } => {
-                if before.0 != at.0.saturating_sub(self.policy.retention.0) {
+                if *before != self.policy.idempotency_memory_start(*at) {
                     v.push(format!(
                         "idempotency keys expired before {before:?} at {at:?}"
                     ));
                 }
-                self.published.retain(|_, (t, _, _)| *t >= *before);
+                let window = self.policy.retention_start(*at);
+                self.published.retain(|_, (t, _, _)| *t >= window);
             }
             Event::AlertRaised { .. } => {}
             Event::DeliveriesSpilled {

@@ -25,7 +25,12 @@ impl Audit {
     ) {
         let (account_id, event_id, at) = (p.account, p.event, p.at);
         let key = (account_id.clone(), event_id.clone());
-        if self.published.contains_key(&key) {
+        let window = self.policy.retention_start(at);
+        if self
+            .published
+            .get(&key)
+            .is_some_and(|(t, _, _)| *t >= window)
+        {
             v.push(format!(
                 "{event_id} published twice within its idempotency window"
             ));

@@ -6,7 +6,8 @@ use crate::history::rules::{self, SpillChange};
 use crate::history::{DeliveryRecord, DeliveryStatus};
 use crate::Seq;
 use hallway_domain::{
-    AccountId, DeliveryId, DeliverySummary, Event, EventId, SpilledDelivery, Timestamp, WebhookId,
+    AccountId, DeliveryId, DeliverySummary, Event, EventId, IdempotencyKey, Published,
+    SpilledDelivery, Timestamp, WebhookId,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -42,6 +43,7 @@ enum Before {
     Listing(WebhookId, ListKey),
     Payload((AccountId, EventId), Option<Payload>),
     Spilled(SpillKey, Option<SpilledDelivery>),
+    Published(IdempotencyKey, Option<Published>),
 }
 
 /// What one unflushed append changed, to take back in a crash.
@@ -56,6 +58,8 @@ pub(super) struct ReadModel {
     pub payloads: HashMap<(AccountId, EventId), Payload>,
     /// The spill index, written in the append that spills, loads or settles.
     pub spilled: BTreeMap<SpillKey, SpilledDelivery>,
+    /// Every published id since the last prune, written in the append that publishes.
+    pub published: HashMap<IdempotencyKey, Published>,
 }
 
 impl ReadModel {
@@ -103,6 +107,12 @@ impl ReadModel {
                 Before::Spilled(key, None) => {
                     self.spilled.remove(&key);
                 }
+                Before::Published(key, Some(p)) => {
+                    self.published.insert(key, p);
+                }
+                Before::Published(key, None) => {
+                    self.published.remove(&key);
+                }
             }
         }
     }
@@ -110,6 +120,7 @@ impl ReadModel {
     /// Removes finished deliveries created before `before`, and the payloads of those that
     /// are old and no pending delivery needs; returns how many deliveries went.
     pub fn prune(&mut self, before: Timestamp) -> u64 {
+        self.published.retain(|_, p| p.at >= before);
         let gone: Vec<DeliveryId> = self
             .records
             .values()
@@ -152,6 +163,7 @@ impl ReadModel {
     /// payloads no pending delivery needs (the sled backend's purge); returns how many
     /// deliveries went.
     pub fn purge_account(&mut self, account: &AccountId, webhooks: &[WebhookId]) -> u64 {
+        self.published.retain(|key, _| !key.is_of(account));
         let mut removed = 0;
         for webhook in webhooks {
             let Some(list) = self.listings.get_mut(webhook) else {
@@ -207,9 +219,18 @@ impl Batch<'_> {
                 event_id,
                 body,
                 deliveries,
+                digest,
                 at,
                 ..
             } => {
+                let id_key = IdempotencyKey::of(account_id, event_id);
+                let published = Published {
+                    deliveries: deliveries.len() as u32,
+                    at: *at,
+                    digest: *digest,
+                };
+                let before = self.model.published.insert(id_key, published);
+                self.undo.0.push(Before::Published(id_key, before));
                 let key = (account_id.clone(), event_id.clone());
                 if deliveries.is_empty() {
                     self.unsent.insert(key, (Arc::from(body.as_str()), *at));

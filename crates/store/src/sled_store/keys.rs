@@ -25,22 +25,39 @@ pub(crate) const BY_TIME: &str = "bucket_time_chunks";
 /// (see `spill::key`).
 pub(crate) const SPILLED: &str = "spilled";
 
+/// Every published event id of the idempotency window, by its key's bytes (see
+/// `idempotency`).
+pub(crate) const PUBLISHED: &str = "published";
+
 /// The meta key of the layout number the directory was created with (see [`LAYOUT`]).
 pub(crate) const META_LAYOUT: &[u8] = b"layout";
 
 /// The layout of the trees, the records and the snapshot this build writes and reads. A
 /// directory of another layout is refused at open ([`crate::StoreError::Layout`]); 0.1 is
-/// unreleased, so no older layout is migrated. 5: waiting deliveries spill to the `spilled`
+/// unreleased, so no older layout is migrated. 6: published event ids are kept in the
+/// `published` tree rather than only in snapshots; 5: waiting deliveries spill to the `spilled`
 /// tree, snapshots hold the spill bookkeeping and remembered event ids are hashed; 4: body
 /// digests and accounts' previous keys; 3: webhooks' signature schemes and previous secrets,
 /// attempts' detail, test sends' event types; 2: delivery ids are a fan-out and an index (1:
 /// text, bucketed by its first characters).
-pub(crate) const LAYOUT: u64 = 5;
+pub(crate) const LAYOUT: u64 = 6;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
 /// The meta key of the last sequence removed by truncation.
 pub(crate) const META_TRUNCATED_THROUGH: &[u8] = b"truncated_through";
+
+/// The prefix of the meta keys that list each append's published ids, by the newest
+/// publish time then the append's sequence, so they expire in order.
+pub(crate) const META_PUBLISHED_CHUNKS: &[u8] = b"published_ids/";
+
+/// The meta key of the chunk of published ids an append wrote.
+pub(crate) fn published_chunk_key(newest: Timestamp, seq: Seq) -> Vec<u8> {
+    let mut out = META_PUBLISHED_CHUNKS.to_vec();
+    out.extend_from_slice(&newest.0.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
 
 /// The prefix of the meta keys that count the references into each body segment.
 pub(crate) const META_BODY_REFS: &[u8] = b"body_refs/";

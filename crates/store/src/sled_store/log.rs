@@ -1,6 +1,7 @@
 //! The log: appending a batch (with its projection updates), flushing, reading back.
 
 use super::bodies::BodyFiles;
+use super::idempotency::PublishedWrites;
 use super::projection::{body_ref_writes, keep_open, load_payload_ref, Projection, Writes};
 use super::truncate::Cut;
 use super::{keep_committed, keys, lock, put_or_remove, Op, SledStore};
@@ -36,11 +37,14 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
     let cut = Cut::for_append(&writer)?;
     let mut cache = store.buckets(&writer);
     let mut projection = Projection::new(t, &mut cache, seq);
+    let mut published = PublishedWrites::default();
     for event in events {
         projection.apply(event)?;
+        published.note(event);
     }
     let (mut writes, written, chunks) =
         projection.into_writes(&store.bodies, &writer.body_refs, &writer.open_chunks)?;
+    writes.published = published.encoded(seq)?;
     let counts = std::mem::take(&mut writes.body_refs);
     let meta_writes = body_ref_writes(&counts)?;
     let log_key = IVec::from(&keys::seq_key(seq)[..]);
@@ -57,11 +61,14 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
             &t.deliveries,
             &t.by_time,
             &t.meta,
+            &t.published,
         )
-            .transaction(|(log, payloads, history, deliveries, by_time, meta)| {
-                let trees = [log, payloads, history, deliveries, by_time, meta];
-                write_batch(trees, None, &log_key, &record, &cut, &meta_writes, &writes)
-            })
+            .transaction(
+                |(log, payloads, history, deliveries, by_time, meta, published)| {
+                    let trees = [log, payloads, history, deliveries, by_time, meta, published];
+                    write_batch(trees, None, &log_key, &record, &cut, &meta_writes, &writes)
+                },
+            )
             .op("append a record with its projections")?;
     } else {
         (
@@ -71,11 +78,12 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
             &t.deliveries,
             &t.by_time,
             &t.meta,
+            &t.published,
             &t.spilled,
         )
             .transaction(
-                |(log, payloads, history, deliveries, by_time, meta, spilled)| {
-                    let trees = [log, payloads, history, deliveries, by_time, meta];
+                |(log, payloads, history, deliveries, by_time, meta, published, spilled)| {
+                    let trees = [log, payloads, history, deliveries, by_time, meta, published];
                     write_batch(
                         trees,
                         Some(spilled),
@@ -107,9 +115,9 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
 
 /// The writes of one append inside its transaction: the log record, the truncation it
 /// carries, and every projection update. `trees` are log, payloads, history, deliveries,
-/// by-time and meta, in that order.
+/// by-time, meta and published, in that order.
 fn write_batch(
-    trees: [&TransactionalTree; 6],
+    trees: [&TransactionalTree; 7],
     spilled: Option<&TransactionalTree>,
     log_key: &IVec,
     record: &IVec,
@@ -117,7 +125,7 @@ fn write_batch(
     meta_writes: &[(IVec, Option<IVec>)],
     writes: &Writes,
 ) -> ConflictableTransactionResult<(), Infallible> {
-    let [log, payloads, history, deliveries, by_time, meta] = trees;
+    let [log, payloads, history, deliveries, by_time, meta, published] = trees;
     log.insert_blind(log_key.clone(), record.clone())?;
     if let Some(cut) = cut {
         for k in &cut.keys {
@@ -140,6 +148,7 @@ fn write_batch(
     for (k, v) in &writes.by_time {
         by_time.insert_blind(k.clone(), v.clone())?;
     }
+    writes.published.write(published, meta)?;
     if let Some(spilled) = spilled {
         for (k, v) in &writes.spilled {
             put_or_remove(spilled, k, v)?;

@@ -177,6 +177,7 @@ impl SledStore {
             deliveries: tree(keys::DELIVERIES)?,
             by_time: tree(keys::BY_TIME)?,
             spilled: tree(keys::SPILLED)?,
+            published: tree(keys::PUBLISHED)?,
         };
         check_layout(&trees, dir)?;
         let snapshot_seq = read_u64(&trees.meta, keys::META_SNAPSHOT_SEQ)?;

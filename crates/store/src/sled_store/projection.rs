@@ -171,6 +171,8 @@ pub(crate) struct Writes {
     pub by_time: Vec<(IVec, IVec)>,
     /// The spill index's changes: a value, or `None` to remove the key.
     pub spilled: Vec<(IVec, Option<IVec>)>,
+    /// The published ids the append records.
+    pub published: super::idempotency::Encoded,
 }
 
 impl Writes {
@@ -181,6 +183,7 @@ impl Writes {
             && self.deliveries.is_empty()
             && self.by_time.is_empty()
             && self.spilled.is_empty()
+            && self.published.is_empty()
     }
 }
 

@@ -1,0 +1,237 @@
+//! Published event ids for the whole idempotency window. Memory keeps only the last few
+//! minutes of them (`Policy::idempotency_memory`); the `published` tree keeps every one,
+//! written in the append that logs its publish, and the runtime reads it before a publish is
+//! decided. Entries are found by their key's 24 bytes (an account's share a prefix, for its
+//! purge) and expire through chunks in `meta` listing each append's keys under its newest
+//! publish time, so retention reads only what expired.
+
+use super::{keys, Op, SledStore, Trees};
+use crate::codec;
+use crate::StoreError;
+use hallway_domain::{AccountId, Event, IdempotencyKey, Published, Timestamp};
+use sled::transaction::{ConflictableTransactionResult, Transactional, TransactionalTree};
+use sled::IVec;
+use std::convert::Infallible;
+
+/// The length of a key in the `published` tree.
+const KEY_LEN: usize = 24;
+
+/// Entries one transaction of a prune or purge removes, so appends wait at most that long.
+const REMOVE_CHUNK: usize = 1024;
+
+/// The published ids one append records.
+#[derive(Default)]
+pub(crate) struct PublishedWrites {
+    entries: Vec<([u8; KEY_LEN], Published)>,
+    newest: Timestamp,
+}
+
+impl PublishedWrites {
+    /// Records `event`'s id if it is a publish.
+    pub fn note(&mut self, event: &Event) {
+        if let Event::EventPublished {
+            account_id,
+            event_id,
+            deliveries,
+            digest,
+            at,
+            ..
+        } = event
+        {
+            let key = IdempotencyKey::of(account_id, event_id).to_bytes();
+            let published = Published {
+                deliveries: deliveries.len() as u32,
+                at: *at,
+                digest: *digest,
+            };
+            self.entries.push((key, published));
+            self.newest = self.newest.max(*at);
+        }
+    }
+
+    /// The entries and the expiry chunk, encoded for an append's transaction.
+    pub fn encoded(self, seq: crate::Seq) -> Result<Encoded, StoreError> {
+        if self.entries.is_empty() {
+            return Ok(Encoded::default());
+        }
+        let mut listed = Vec::with_capacity(self.entries.len() * KEY_LEN);
+        let mut entries = Vec::with_capacity(self.entries.len());
+        for (key, published) in &self.entries {
+            listed.extend_from_slice(key);
+            entries.push((IVec::from(&key[..]), IVec::from(codec::encode(published)?)));
+        }
+        Ok(Encoded {
+            entries,
+            chunk: Some((
+                IVec::from(keys::published_chunk_key(self.newest, seq)),
+                IVec::from(listed),
+            )),
+        })
+    }
+}
+
+/// What [`PublishedWrites::encoded`] gives an append to write.
+#[derive(Default)]
+pub(crate) struct Encoded {
+    entries: Vec<(IVec, IVec)>,
+    chunk: Option<(IVec, IVec)>,
+}
+
+impl Encoded {
+    /// Whether the append records no publish.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the entries to `published` and the chunk to `meta`, inside the transaction.
+    pub fn write(
+        &self,
+        published: &TransactionalTree,
+        meta: &TransactionalTree,
+    ) -> ConflictableTransactionResult<(), Infallible> {
+        for (k, v) in &self.entries {
+            published.insert_blind(k.clone(), v.clone())?;
+        }
+        if let Some((k, v)) = &self.chunk {
+            meta.insert_blind(k.clone(), v.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// What the store remembers of a publish of `key`, however old (the domain decides whether
+/// it is still inside the window).
+pub(crate) fn lookup(t: &Trees, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
+    let bytes = key.to_bytes();
+    match t.published.get(bytes).op("read a published id")? {
+        Some(value) => Ok(Some(decode(&bytes, &value)?)),
+        None => Ok(None),
+    }
+}
+
+fn decode(key: &[u8], value: &[u8]) -> Result<Published, StoreError> {
+    codec::decode(keys::PUBLISHED, || format!("{key:02x?}"), value)
+}
+
+/// Removes the ids published before `before`, a chunk at a time; returns how many went. An
+/// id published again since (after its window) is left: its entry is the newer publish's.
+pub(super) fn prune(store: &SledStore, before: Timestamp) -> Result<u64, StoreError> {
+    let t = &store.trees;
+    let end = keys::published_chunk_key(before, 0);
+    let mut removed = 0;
+    loop {
+        let _writer = store.writer();
+        let mut chunks = Vec::new();
+        let mut listed = 0;
+        for item in t
+            .meta
+            .range(keys::META_PUBLISHED_CHUNKS.to_vec()..end.clone())
+        {
+            let (key, value) = item.op("read the published ids' chunks")?;
+            listed += value.len() / KEY_LEN;
+            chunks.push((key, value));
+            if listed >= REMOVE_CHUNK {
+                break;
+            }
+        }
+        if chunks.is_empty() {
+            return Ok(removed);
+        }
+        let mut gone = Vec::new();
+        for (_, value) in &chunks {
+            for key in value.chunks_exact(KEY_LEN) {
+                if let Some(entry) = t.published.get(key).op("read a published id")? {
+                    if decode(key, &entry)?.at < before {
+                        gone.push(IVec::from(key));
+                    }
+                }
+            }
+        }
+        removed += gone.len() as u64;
+        remove(t, &gone, chunks.into_iter().map(|(k, _)| k))?;
+    }
+}
+
+/// Removes every id `account` published, a chunk at a time. Their expiry chunks stay, and
+/// find nothing to remove when they expire.
+pub(super) fn purge(store: &SledStore, account: &AccountId) -> Result<(), StoreError> {
+    let t = &store.trees;
+    let prefix = IdempotencyKey::account_prefix(account);
+    loop {
+        let _writer = store.writer();
+        let mut gone = Vec::new();
+        for item in t.published.scan_prefix(prefix).keys() {
+            gone.push(item.op("read an account's published ids")?);
+            if gone.len() == REMOVE_CHUNK {
+                break;
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        remove(t, &gone, std::iter::empty())?;
+    }
+}
+
+fn remove(
+    t: &Trees,
+    entries: &[IVec],
+    chunks: impl Iterator<Item = IVec>,
+) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for key in entries {
+        batch.remove(key.clone());
+    }
+    let mut meta = sled::Batch::default();
+    for key in chunks {
+        meta.remove(key);
+    }
+    (&t.published, &t.meta)
+        .transaction(
+            |(published, m)| -> ConflictableTransactionResult<(), Infallible> {
+                published.apply_batch(&batch)?;
+                m.apply_batch(&meta)?;
+                Ok(())
+            },
+        )
+        .op("forget published ids")
+}
+
+/// Checks that every published id reads back and is listed by an expiry chunk no older than
+/// its publish, so retention will remove it (part of `check_projections`).
+pub(super) fn check(t: &Trees) -> Result<(), StoreError> {
+    let mut expires: std::collections::HashMap<Vec<u8>, Timestamp> = Default::default();
+    for item in t.meta.scan_prefix(keys::META_PUBLISHED_CHUNKS) {
+        let (key, value) = item.op("read the published ids' chunks")?;
+        let newest = key
+            .get(keys::META_PUBLISHED_CHUNKS.len()..keys::META_PUBLISHED_CHUNKS.len() + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| Timestamp(u64::from_be_bytes(b)));
+        let (Some(newest), 0) = (newest, value.len() % KEY_LEN) else {
+            return Err(StoreError::Corrupt {
+                tree: keys::META,
+                key: format!("{key:02x?}"),
+                reason: "not a chunk of published ids".into(),
+            });
+        };
+        for id in value.chunks_exact(KEY_LEN) {
+            let e = expires.entry(id.to_vec()).or_insert(newest);
+            *e = (*e).max(newest);
+        }
+    }
+    for item in t.published.iter() {
+        let (key, value) = item.op("read the published ids")?;
+        let published = decode(&key, &value)?;
+        if expires.get(&key[..]).is_none_or(|e| *e < published.at) {
+            return Err(StoreError::Corrupt {
+                tree: keys::PUBLISHED,
+                key: format!("{key:02x?}"),
+                reason: format!(
+                    "published at {} but in no chunk to expire it",
+                    published.at.0
+                ),
+            });
+        }
+    }
+    Ok(())
+}
