@@ -129,6 +129,31 @@ pub struct Published {
     pub digest: BodyDigest,
 }
 
+impl Published {
+    /// What a publish event makes remembered, under its id's key (`None` for other events):
+    /// the one definition memory, the stores and the tests share.
+    pub fn of(event: &Event) -> Option<(IdempotencyKey, Published)> {
+        match event {
+            Event::EventPublished {
+                account_id,
+                event_id,
+                deliveries,
+                digest,
+                at,
+                ..
+            } => Some((
+                IdempotencyKey::of(account_id, event_id),
+                Published {
+                    deliveries: deliveries.len() as u32,
+                    at: *at,
+                    digest: *digest,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The whole state of the engine, built only by [`State::apply`]. Its encodings are in
 /// `state/snapshot.rs`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1094,20 +1094,15 @@ impl Sim {
         if let Ok(events) = &result {
             self.model.observe(events, self.now);
             for e in events {
-                if let Event::EventPublished {
-                    account_id,
-                    event_id,
-                    deliveries,
-                    digest,
-                    at,
-                    ..
-                } = e
+                if let (
+                    Event::EventPublished {
+                        account_id,
+                        event_id,
+                        ..
+                    },
+                    Some((_, published)),
+                ) = (e, Published::of(e))
                 {
-                    let published = Published {
-                        deliveries: deliveries.len() as u32,
-                        at: *at,
-                        digest: *digest,
-                    };
                     self.stored
                         .insert((account_id.clone(), event_id.clone()), published);
                 }

@@ -31,19 +31,8 @@ fn publish(sim: &mut Sim, id: &str, n: u64) -> (Vec<Event>, Published) {
         fan_out: fan_out(sim.now, n),
         remembered: None,
     });
-    let Some(Event::EventPublished {
-        deliveries,
-        digest,
-        at,
-        ..
-    }) = events.first()
-    else {
+    let Some((_, published)) = events.first().and_then(Published::of) else {
         panic!("not a publish: {events:?}");
-    };
-    let published = Published {
-        deliveries: deliveries.len() as u32,
-        at: *at,
-        digest: *digest,
     };
     (events, published)
 }

@@ -171,24 +171,16 @@ impl State {
                 event_type,
                 deliveries,
                 first_due,
-                digest,
                 at,
                 ..
             } => {
-                let key = IdempotencyKey::of(account_id, event_id);
-                let earlier = self.published.insert(
-                    key,
-                    Published {
-                        deliveries: deliveries.len() as u32,
-                        at: *at,
-                        digest: *digest,
-                    },
-                );
-                // An id published again once its window passed, before memory forgot it.
-                if let Some(earlier) = earlier {
-                    self.published_order.remove(&(earlier.at, key));
+                if let Some((key, published)) = Published::of(event) {
+                    // An id published again once its window passed, before memory forgot it.
+                    if let Some(earlier) = self.published.insert(key, published) {
+                        self.published_order.remove(&(earlier.at, key));
+                    }
+                    self.published_order.insert((*at, key));
                 }
-                self.published_order.insert((*at, key));
                 self.enqueue_fan_out(
                     account_id, event_id, event_type, deliveries, *at, *first_due,
                 );

@@ -219,18 +219,13 @@ impl Batch<'_> {
                 event_id,
                 body,
                 deliveries,
-                digest,
                 at,
                 ..
             } => {
-                let id_key = IdempotencyKey::of(account_id, event_id);
-                let published = Published {
-                    deliveries: deliveries.len() as u32,
-                    at: *at,
-                    digest: *digest,
-                };
-                let before = self.model.published.insert(id_key, published);
-                self.undo.0.push(Before::Published(id_key, before));
+                if let Some((id_key, published)) = Published::of(event) {
+                    let before = self.model.published.insert(id_key, published);
+                    self.undo.0.push(Before::Published(id_key, before));
+                }
                 let key = (account_id.clone(), event_id.clone());
                 if deliveries.is_empty() {
                     self.unsent.insert(key, (Arc::from(body.as_str()), *at));

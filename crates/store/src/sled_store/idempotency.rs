@@ -29,23 +29,9 @@ pub(crate) struct PublishedWrites {
 impl PublishedWrites {
     /// Records `event`'s id if it is a publish.
     pub fn note(&mut self, event: &Event) {
-        if let Event::EventPublished {
-            account_id,
-            event_id,
-            deliveries,
-            digest,
-            at,
-            ..
-        } = event
-        {
-            let key = IdempotencyKey::of(account_id, event_id).to_bytes();
-            let published = Published {
-                deliveries: deliveries.len() as u32,
-                at: *at,
-                digest: *digest,
-            };
-            self.entries.push((key, published));
-            self.newest = self.newest.max(*at);
+        if let Some((key, published)) = Published::of(event) {
+            self.newest = self.newest.max(published.at);
+            self.entries.push((key.to_bytes(), published));
         }
     }
 
