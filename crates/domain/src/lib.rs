@@ -58,7 +58,7 @@ pub use command::{
 pub use decide::decide;
 pub use envelope::PreparedEvent;
 pub use event::Event;
-pub use policy::{Policy, API_VERSION, DEFAULT_IDEMPOTENCY_MEMORY, SESSION_PROCESSING_COMPLETED};
+pub use policy::{Policy, API_VERSION, SESSION_PROCESSING_COMPLETED};
 pub use rejection::{Rejection, RejectionKind};
 pub use spill::{Settle, Settling, SpillTier, SpilledDelivery};
 pub use state::{

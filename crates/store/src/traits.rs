@@ -184,7 +184,8 @@ pub trait ReadModel: Send + Sync + 'static {
 
     /// Removes a deleted account's data now rather than with retention: the finished
     /// deliveries of `webhooks`, its published ids, and the bodies of the account's events
-    /// that no pending delivery needs (pending ones are left to retention). Returns how many deliveries went.
+    /// that no pending delivery needs (pending ones are left to retention). Returns how many
+    /// deliveries went.
     fn purge_account(&self, account: &AccountId, webhooks: &[WebhookId])
         -> Result<u64, StoreError>;
 }

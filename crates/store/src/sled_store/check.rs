@@ -31,7 +31,8 @@ impl SledStore {
     /// has its record, every record is listed and has its by-time entry, and every by-time
     /// entry has a record created at its time; every body reads back whole and each body
     /// segment's count is its references; every spilled delivery is pending in history and
-    /// due when the spill index says; every published id is listed for its expiry. Returns how many delivery records there are.
+    /// due when the spill index says; every published id is listed for its expiry. Returns
+    /// how many delivery records there are.
     /// A full scan of the trees and bodies: for tests and operations, not for hot paths.
     pub fn check_projections(&self) -> Result<usize, StoreError> {
         let t = &self.trees;
