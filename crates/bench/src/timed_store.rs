@@ -7,8 +7,8 @@ use hallway_domain::{
     Timestamp, WebhookId,
 };
 use hallway_store::{
-    DeliveryRecord, EventLog, LogRecords, Page, ReadModel, Seq, SledStore, SnapshotDraft,
-    StoreError, Truncation,
+    DeliveryRecord, EventLog, LogRecords, Page, PublishedIds, ReadModel, Seq, SledStore,
+    SnapshotDraft, StoreError, Truncation,
 };
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -290,6 +290,14 @@ impl EventLog for TimedStore {
 impl ReadModel for TimedStore {
     fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
         self.inner.published(key)
+    }
+
+    fn published_ids(
+        &self,
+        after: Option<[u8; 24]>,
+        limit: usize,
+    ) -> Result<Option<PublishedIds>, StoreError> {
+        self.inner.published_ids(after, limit)
     }
 
     fn payload(

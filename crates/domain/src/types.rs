@@ -259,6 +259,14 @@ impl IdempotencyKey {
         out
     }
 
+    /// The key whose [`IdempotencyKey::to_bytes`] gives `bytes`.
+    pub fn from_bytes(bytes: [u8; 24]) -> IdempotencyKey {
+        let (mut account, mut event) = ([0u8; 8], [0u8; 16]);
+        account.copy_from_slice(&bytes[..8]);
+        event.copy_from_slice(&bytes[8..]);
+        IdempotencyKey { account, event }
+    }
+
     /// The first eight bytes of [`IdempotencyKey::to_bytes`] of every key of `account`.
     pub fn account_prefix(account: &AccountId) -> [u8; 8] {
         Self::account_tag(account)

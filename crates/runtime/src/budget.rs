@@ -1,15 +1,17 @@
 //! The memory budget (`Config::memory_budget_bytes`, the `--memory-budget` flag) and its
-//! shares, in one place. The engine sizes three things it holds by choice from it: the store's
-//! page cache, the bodies of recent publishes, and the waiting deliveries kept in memory (the
-//! rest of a backlog is spilled to the store). What it does not size is the remainder: the
-//! store's table of its pages (which grows with what is on disk), the attempts under way and
-//! their connections, the idempotency keys, and what the allocator keeps.
+//! shares, in one place. The engine sizes four things it holds by choice from it: the store's
+//! page cache, the bodies of recent publishes, the waiting deliveries kept in memory (the rest
+//! of a backlog is spilled to the store) and the filter in front of the store's published ids.
+//! What it does not size is the remainder: the store's table of its pages (which grows with
+//! what is on disk), the attempts under way and their connections, the last minutes'
+//! idempotency keys, and what the allocator keeps.
 //!
 //! | share | of the budget | bounds |
 //! |---|---|---|
 //! | the store's page cache | a sixteenth | 4 MiB to the store's default |
 //! | recent publishes' bodies | a thirty-second | 1 to 16 MiB |
 //! | waiting deliveries in memory | an eighth, split evenly between live webhooks | per webhook: twice the open limit to 16,384 |
+//! | the filter in front of the store's published ids | a sixty-fourth | 1 to 16 MiB |
 
 use hallway_store::StoreOptions;
 
@@ -29,6 +31,14 @@ const RECENT_BODIES_MIN: usize = 1024 * 1024;
 /// Most bytes of recent bodies kept, whatever the budget: seconds of publishes even at tens
 /// of thousands a second.
 const RECENT_BODIES_MAX: usize = 16 * 1024 * 1024;
+
+/// The share of the budget the published ids' filter uses.
+const PUBLISHED_FILTER_SHARE: u64 = 64;
+
+/// The published ids' filter's bounds: at 10 bits an id, 1 MiB answers for ~170,000 ids a
+/// generation (a third of the retention window), 16 MiB for ~2.7 million.
+const PUBLISHED_FILTER_MIN: usize = 1024 * 1024;
+const PUBLISHED_FILTER_MAX: usize = 16 * 1024 * 1024;
 
 /// The share of the budget waiting deliveries in memory may use.
 const WAITING_SHARE: u64 = 8;
@@ -64,6 +74,13 @@ impl Budget {
     pub(crate) fn recent_body_bytes(self) -> usize {
         let share = usize::try_from(self.0 / RECENT_BODIES_SHARE).unwrap_or(usize::MAX);
         share.clamp(RECENT_BODIES_MIN, RECENT_BODIES_MAX)
+    }
+
+    /// Bytes of the filter in front of the store's published ids: a sixty-fourth (4 MiB of
+    /// the default 256 MiB), from 1 to 16 MiB.
+    pub(crate) fn published_filter_bytes(self) -> usize {
+        let share = usize::try_from(self.0 / PUBLISHED_FILTER_SHARE).unwrap_or(usize::MAX);
+        share.clamp(PUBLISHED_FILTER_MIN, PUBLISHED_FILTER_MAX)
     }
 
     /// How many waiting deliveries of one webhook memory holds: an even share of the

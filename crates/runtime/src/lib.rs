@@ -25,6 +25,7 @@ mod config;
 pub mod ids;
 mod limiter;
 pub mod metrics;
+mod published_filter;
 mod resend;
 pub mod secrets;
 mod store_calls;
@@ -49,6 +50,7 @@ use hallway_domain::{
 };
 use hallway_store::{DeliveryFilter, DeliveryRecord, EventStore, Page, SledStore, StoreOptions};
 use limiter::ManualLimiter;
+use published_filter::PublishedFilter;
 use secrets::{Sealing, SecretBox};
 use std::path::Path;
 use std::sync::Arc;
@@ -128,6 +130,8 @@ pub struct EngineHandle {
     max_recover: usize,
     alerts: alerts::AlertHub,
     catalog: Arc<hallway_domain::Catalog>,
+    /// Ids the store may know; a publish whose id it has never seen skips the store read.
+    published_filter: Arc<PublishedFilter>,
 }
 
 impl Engine {
@@ -193,7 +197,12 @@ impl Engine {
             max_recover: config.max_recover,
             alerts: alerts::AlertHub::new(),
             catalog: config.catalog.clone(),
+            published_filter: Arc::new(PublishedFilter::new(
+                Budget::new(config.memory_budget_bytes).published_filter_bytes(),
+                config.policy.retention,
+            )),
         };
+        published_filter::fill(&store, &handle.published_filter);
         let mut actor = Actor::new(
             state,
             last_seq,
@@ -510,6 +519,13 @@ impl EngineHandle {
         Ok((secret, until))
     }
 
+    /// Whether the filter in front of the store's published ids holds every id the store had
+    /// when the engine opened (it is filled in the background): from then on, a publish whose
+    /// id it never saw does not read the store.
+    pub fn published_filter_ready(&self) -> bool {
+        self.published_filter.is_ready()
+    }
+
     /// Publishes an event (the raw JSON body the host posts). A repeated `id` answers the
     /// first publish's receipt with `duplicate: true` and sends nothing.
     pub async fn publish(
@@ -524,9 +540,19 @@ impl EngineHandle {
             None => EventId::from(ids::event_id(&*self.random)),
         };
         // Memory keeps only the last minutes of ids; the store has the whole window. Read
-        // inline like the history reads: its pages are cached while ids are published.
+        // inline like the history reads (its pages are cached while ids are published), and
+        // only for an id the filter may have seen: the store cannot know one it has not.
         let remembered = match &event.event_id {
-            Some(id) => self.store.published(&IdempotencyKey::of(account, id))?,
+            Some(id) => {
+                let key = IdempotencyKey::of(account, id);
+                let now = self.now();
+                let known = self.published_filter.may_know(&key, now);
+                self.published_filter.add(&key, now);
+                match known {
+                    true => self.store.published(&key)?,
+                    false => None,
+                }
+            }
             None => None,
         };
         let result = self

@@ -9,8 +9,8 @@ use hallway_domain::{
 };
 use hallway_runtime::transport::{OutgoingRequest, SendFuture, Sent, Transport};
 use hallway_store::{
-    DeliveryFilter, DeliveryRecord, EventLog, LogRecords, MemoryStore, Page, ReadModel, Seq,
-    SnapshotDraft, StoreError, Truncation,
+    DeliveryFilter, DeliveryRecord, EventLog, LogRecords, MemoryStore, Page, PublishedIds,
+    ReadModel, Seq, SnapshotDraft, StoreError, Truncation,
 };
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -144,6 +144,15 @@ impl ReadModel for SimStore {
     fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
         let _core = self.alive(false)?;
         self.memory.published(key)
+    }
+
+    fn published_ids(
+        &self,
+        after: Option<[u8; 24]>,
+        limit: usize,
+    ) -> Result<Option<PublishedIds>, StoreError> {
+        let _core = self.alive(false)?;
+        self.memory.published_ids(after, limit)
     }
 
     fn payload(

@@ -53,4 +53,6 @@ pub use error::StoreError;
 pub use history::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Page};
 pub use memory::MemoryStore;
 pub use sled_store::{SledStore, StoreOptions, SNAPSHOT_FILE};
-pub use traits::{EventLog, EventStore, LogRecords, ReadModel, Seq, SnapshotDraft, Truncation};
+pub use traits::{
+    EventLog, EventStore, LogRecords, PublishedIds, ReadModel, Seq, SnapshotDraft, Truncation,
+};

@@ -8,7 +8,9 @@ mod projection;
 use crate::codec;
 use crate::history::{DeliveryFilter, DeliveryRecord, Page, SCAN_MAX};
 use crate::sled_store::keys;
-use crate::{EventLog, LogRecords, ReadModel, Seq, SnapshotDraft, StoreError, Truncation};
+use crate::{
+    EventLog, LogRecords, PublishedIds, ReadModel, Seq, SnapshotDraft, StoreError, Truncation,
+};
 use hallway_domain::{AccountId, DeliveryId, Event, EventId, FromSnapshot, SnapshotForm, State};
 use hallway_domain::{IdempotencyKey, Published, SpilledDelivery, Timestamp, WebhookId};
 use projection::Undo;
@@ -280,6 +282,25 @@ impl ReadModel for MemoryStore {
 
     fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
         Ok(self.lock().read_model.published.get(key).copied())
+    }
+
+    fn published_ids(
+        &self,
+        after: Option<[u8; 24]>,
+        limit: usize,
+    ) -> Result<Option<PublishedIds>, StoreError> {
+        // A map in no order, sorted per call: this backend's stores are small.
+        let mut ids: PublishedIds = self
+            .lock()
+            .read_model
+            .published
+            .iter()
+            .map(|(key, p)| (key.to_bytes(), p.at))
+            .filter(|(bytes, _)| after.is_none_or(|a| *bytes > a))
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        Ok(Some(ids))
     }
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -33,7 +33,9 @@ pub use open::StoreOptions;
 pub use snapshot::SNAPSHOT_FILE;
 
 use crate::history::{DeliveryFilter, DeliveryRecord, DeliveryStatus, Page};
-use crate::{EventLog, LogRecords, ReadModel, Seq, SnapshotDraft, StoreError, Truncation};
+use crate::{
+    EventLog, LogRecords, PublishedIds, ReadModel, Seq, SnapshotDraft, StoreError, Truncation,
+};
 use bodies::BodyFiles;
 use hallway_domain::{
     AccountId, DeliveryId, Event, EventId, IdempotencyKey, Published, SpilledDelivery, State,
@@ -323,6 +325,14 @@ impl ReadModel for SledStore {
 
     fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
         idempotency::lookup(&self.trees, key)
+    }
+
+    fn published_ids(
+        &self,
+        after: Option<[u8; 24]>,
+        limit: usize,
+    ) -> Result<Option<PublishedIds>, StoreError> {
+        idempotency::list(&self.trees, after, limit).map(Some)
     }
 
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {

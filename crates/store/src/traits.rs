@@ -167,6 +167,19 @@ pub trait ReadModel: Send + Sync + 'static {
     /// (memory keeps only the last few minutes of them, `Policy::idempotency_memory`).
     fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError>;
 
+    /// Up to `limit` of the ids [`ReadModel::published`] knows, in the order of their bytes
+    /// ([`IdempotencyKey::to_bytes`]) after `after`, each with when it was published: what the
+    /// runtime's filter in front of `published` is filled from when the engine opens. `None`
+    /// from a backend that cannot list them; every publish with an id then reads `published`.
+    fn published_ids(
+        &self,
+        after: Option<[u8; 24]>,
+        limit: usize,
+    ) -> Result<Option<PublishedIds>, StoreError> {
+        let _ = (after, limit);
+        Ok(None)
+    }
+
     /// Removes finished deliveries, payloads and published ids from before `before`; returns
     /// how many deliveries went.
     fn prune(&self, before: Timestamp) -> Result<u64, StoreError>;
@@ -189,6 +202,10 @@ pub trait ReadModel: Send + Sync + 'static {
     fn purge_account(&self, account: &AccountId, webhooks: &[WebhookId])
         -> Result<u64, StoreError>;
 }
+
+/// Published ids as [`ReadModel::published_ids`] lists them: each key's bytes
+/// ([`IdempotencyKey::to_bytes`]) and when it was published.
+pub type PublishedIds = Vec<([u8; 24], Timestamp)>;
 
 /// A backend: an event log and its read model. The runtime holds an `Arc<dyn EventStore>`.
 pub trait EventStore: EventLog + ReadModel {}

@@ -173,3 +173,60 @@ fn the_memory_store_keeps_ids_as_the_sled_one_does_and_a_crash_takes_back_unflus
         None
     );
 }
+
+/// Every id a store lists, a chunk of `limit` at a time.
+fn list_all(store: &dyn ReadModel, limit: usize) -> Vec<([u8; 24], Timestamp)> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let chunk = store
+            .published_ids(after, limit)
+            .expect("lists")
+            .expect("this backend lists its ids");
+        assert!(chunk.len() <= limit);
+        after = chunk.last().map(|(k, _)| *k);
+        let done = chunk.len() < limit;
+        all.extend(chunk);
+        if done {
+            return all;
+        }
+    }
+}
+
+#[test]
+fn both_backends_list_every_published_id_in_chunks_with_its_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sim, setup) = Sim::new(policy(), 2, 7);
+    let sled = SledStore::open(dir.path()).expect("opens");
+    let memory = MemoryStore::new();
+    let mut expected = Vec::new();
+    for store in [&sled as &dyn EventLog, &memory] {
+        store.append(&setup).expect("appends");
+    }
+    for n in 0..23u64 {
+        let id = format!("evt_{n}");
+        let (events, published) = publish(&mut sim, &id, n);
+        for store in [&sled as &dyn EventLog, &memory] {
+            store.append(&events).expect("appends");
+        }
+        expected.push((key(&sim, &id).to_bytes(), published.at));
+        sim.advance(1_000);
+    }
+    // Published again after the window: listed once, with the newer time.
+    sim.advance(31 * 60_000);
+    let (events, again) = publish(&mut sim, "evt_3", 99);
+    for store in [&sled as &dyn EventLog, &memory] {
+        store.append(&events).expect("appends");
+    }
+    expected.retain(|(k, _)| *k != key(&sim, "evt_3").to_bytes());
+    expected.push((key(&sim, "evt_3").to_bytes(), again.at));
+    expected.sort();
+    for limit in [1, 5, 23, 100] {
+        assert_eq!(list_all(&sled, limit), expected, "sled, chunks of {limit}");
+        assert_eq!(
+            list_all(&memory, limit),
+            expected,
+            "memory, chunks of {limit}"
+        );
+    }
+}

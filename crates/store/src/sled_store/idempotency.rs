@@ -12,6 +12,7 @@ use hallway_domain::{AccountId, Event, IdempotencyKey, Published, Timestamp};
 use sled::transaction::{ConflictableTransactionResult, Transactional, TransactionalTree};
 use sled::IVec;
 use std::convert::Infallible;
+use std::ops::Bound;
 
 /// The length of a key in the `published` tree.
 const KEY_LEN: usize = 24;
@@ -93,6 +94,31 @@ pub(crate) fn lookup(t: &Trees, key: &IdempotencyKey) -> Result<Option<Published
         Some(value) => Ok(Some(decode(&bytes, &value)?)),
         None => Ok(None),
     }
+}
+
+/// Up to `limit` published ids after `after` in key order, each with its publish time.
+pub(crate) fn list(
+    t: &Trees,
+    after: Option<[u8; KEY_LEN]>,
+    limit: usize,
+) -> Result<Vec<([u8; KEY_LEN], Timestamp)>, StoreError> {
+    let range = match after {
+        Some(after) => t
+            .published
+            .range((Bound::Excluded(after), Bound::Unbounded)),
+        None => t.published.iter(),
+    };
+    let mut out = Vec::with_capacity(limit.min(4096));
+    for item in range.take(limit) {
+        let (key, value) = item.op("list the published ids")?;
+        let bytes: [u8; KEY_LEN] = key[..].try_into().map_err(|_| StoreError::Corrupt {
+            tree: keys::PUBLISHED,
+            key: format!("{key:02x?}"),
+            reason: format!("a key of {} bytes, not {KEY_LEN}", key.len()),
+        })?;
+        out.push((bytes, decode(&key, &value)?.at));
+    }
+    Ok(out)
 }
 
 fn decode(key: &[u8], value: &[u8]) -> Result<Published, StoreError> {
