@@ -202,7 +202,7 @@ impl Engine {
                 config.policy.retention,
             )),
         };
-        published_filter::fill(&store, &handle.published_filter);
+        published_filter::fill(&store, &handle.published_filter, config.clock.clone());
         let mut actor = Actor::new(
             state,
             last_seq,
@@ -547,7 +547,7 @@ impl EngineHandle {
                 let key = IdempotencyKey::of(account, id);
                 let now = self.now();
                 let known = self.published_filter.may_know(&key, now);
-                self.published_filter.add(&key, now);
+                self.published_filter.add(&key, now, now);
                 match known {
                     true => self.store.published(&key)?,
                     false => None,

@@ -9,6 +9,7 @@
 //! everything, and so does a generation filled past its capacity: a wrong "maybe" costs only
 //! the read the engine would have made anyway, a wrong "no" would publish a repeat.
 
+use crate::clock::Clock;
 use hallway_domain::{DurationMs, IdempotencyKey, Timestamp};
 use hallway_store::EventStore;
 use std::sync::{Arc, Mutex, Weak};
@@ -127,23 +128,25 @@ impl PublishedFilter {
             })
     }
 
-    /// Adds `key`, published at `at`; called before the publish is decided, so the filter
-    /// knows an id before the store can.
-    pub(crate) fn add(&self, key: &IdempotencyKey, at: Timestamp) {
-        let start = Timestamp(at.0 - at.0 % self.span);
+    /// Adds `key`, published at `at`, as of `now`; a publish adds its id before it is
+    /// decided, so the filter knows an id before the store can.
+    pub(crate) fn add(&self, key: &IdempotencyKey, at: Timestamp, now: Timestamp) {
+        let span = self.span;
+        let start = Timestamp(at.0 - at.0 % span);
+        // Generations whose every id is out of the window (and its margin) go, and so does
+        // such an id: it would not count if it were asked about.
+        let oldest = now.0.saturating_sub(self.window.0 + span);
+        if start.0.saturating_add(span) <= oldest {
+            return;
+        }
         let blocks = self.words_per_generation / BLOCK_WORDS;
         let (block, bits) = probes(key, blocks);
         let mut inner = self.lock();
-        // Generations whose every id is older than the window go; ids older than that are
-        // not asked about, as they would not count.
-        let oldest = at.0.saturating_sub(self.window.0 + self.span);
-        let span = self.span;
         inner
             .generations
-            .retain(|g| g.start.0.saturating_add(span) > oldest || g.start > start);
+            .retain(|g| g.start.0.saturating_add(span) > oldest);
         let i = match inner.generations.iter().position(|g| g.start == start) {
             Some(i) => i,
-            None if start.0.saturating_add(span) <= oldest => return,
             None if inner.generations.len() >= MAX_GENERATIONS => {
                 inner.overflowed = true;
                 return;
@@ -180,7 +183,11 @@ impl PublishedFilter {
 /// it answer "no". It holds neither the store nor the filter between chunks, so a stopping
 /// engine is not kept open; a store that cannot list its ids, or fails to, leaves the filter
 /// answering "maybe" (every publish reads the store, as without a filter).
-pub(crate) fn fill(store: &Arc<dyn EventStore>, filter: &Arc<PublishedFilter>) {
+pub(crate) fn fill(
+    store: &Arc<dyn EventStore>,
+    filter: &Arc<PublishedFilter>,
+    clock: Arc<dyn Clock>,
+) {
     let (store, filter) = (Arc::downgrade(store), Arc::downgrade(filter));
     tokio::spawn(async move {
         let mut after = None;
@@ -200,8 +207,9 @@ pub(crate) fn fill(store: &Arc<dyn EventStore>, filter: &Arc<PublishedFilter>) {
             let Some(f) = Weak::upgrade(&filter) else {
                 return;
             };
+            let now = clock.now();
             for (bytes, at) in &ids {
-                f.add(&IdempotencyKey::from_bytes(*bytes), *at);
+                f.add(&IdempotencyKey::from_bytes(*bytes), *at, now);
             }
             match ids.last() {
                 Some((last, _)) if ids.len() == FILL_CHUNK => after = Some(*last),
@@ -248,7 +256,8 @@ mod tests {
         let t0 = 100 * DAY;
         for i in 0..20_000 {
             // Spread over 29 days, so the ids fall in several generations.
-            f.add(&key(i), Timestamp(t0 + i * (29 * DAY / 20_000)));
+            let at = Timestamp(t0 + i * (29 * DAY / 20_000));
+            f.add(&key(i), at, at);
         }
         let now = Timestamp(t0 + 29 * DAY);
         assert!((0..20_000).all(|i| f.may_know(&key(i), now)));
@@ -259,7 +268,7 @@ mod tests {
         let f = filter();
         let now = Timestamp(100 * DAY);
         for i in 0..20_000 {
-            f.add(&key(i), now);
+            f.add(&key(i), now, now);
         }
         let wrong = (20_000..120_000)
             .filter(|&i| f.may_know(&key(i), now))
@@ -271,14 +280,28 @@ mod tests {
     #[test]
     fn forgets_ids_that_left_the_window_with_their_generation() {
         let f = filter();
-        f.add(&key(1), Timestamp(100 * DAY));
+        f.add(&key(1), Timestamp(100 * DAY), Timestamp(100 * DAY));
         assert!(f.may_know(&key(1), Timestamp(100 * DAY + 29 * DAY)));
         assert!(f.may_know(&key(1), Timestamp(100 * DAY + 39 * DAY)));
         // Two thirds of the window past the window's end, its generation is dropped.
         let later = Timestamp(100 * DAY + 51 * DAY);
-        f.add(&key(2), later);
+        f.add(&key(2), later, later);
         assert!(!f.may_know(&key(1), later));
         assert_eq!(f.lock().generations.len(), 1);
+    }
+
+    #[test]
+    fn an_id_already_out_of_the_window_is_not_added() {
+        let f = filter();
+        let now = Timestamp(100 * DAY);
+        // What the store still holds until its retention runs, read when the filter fills.
+        f.add(&key(1), Timestamp(now.0 - 45 * DAY), now);
+        assert!(f.lock().generations.is_empty());
+        f.add(&key(2), Timestamp(now.0 - 35 * DAY), now);
+        assert!(
+            f.may_know(&key(2), now),
+            "inside the window's margin it is kept"
+        );
     }
 
     #[test]
@@ -287,7 +310,7 @@ mod tests {
         f.set_ready();
         let now = Timestamp(100 * DAY);
         for i in 0..f.capacity() + 1 {
-            f.add(&key(i), now);
+            f.add(&key(i), now, now);
         }
         assert!((1_000_000..1_000_100).all(|i| f.may_know(&key(i), now)));
     }
@@ -296,7 +319,8 @@ mod tests {
     fn a_clock_moved_back_past_many_generations_makes_it_say_maybe() {
         let f = filter();
         for g in 0..=MAX_GENERATIONS as u64 {
-            f.add(&key(g), Timestamp(130 * DAY - g * 10 * DAY));
+            let at = Timestamp(130 * DAY - g * 10 * DAY);
+            f.add(&key(g), at, at);
         }
         assert!(f.may_know(&key(999), Timestamp(130 * DAY)));
     }
