@@ -33,28 +33,62 @@ pub fn minify(json: &str) -> String {
 /// whitespace, and valid JSON has no other whitespace between tokens.
 pub fn minified_runs(json: &str, mut sink: impl FnMut(&[u8])) {
     let bytes = json.as_bytes();
-    let (mut in_string, mut escaped) = (false, false);
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(bytes, i + 1),
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                if start < i {
+                    sink(&bytes[start..i]);
+                }
+                i += 1;
+                start = i;
             }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            if start < i {
-                sink(&bytes[start..i]);
-            }
-            start = i + 1;
+            _ => i += 1,
         }
     }
     if start < bytes.len() {
         sink(&bytes[start..]);
     }
+}
+
+/// Where the string whose text begins at `i` ends: just past its closing quote (or the end
+/// of `bytes`). Strings are most of an event's text (a transcript), so they are crossed
+/// eight bytes at a time up to the next quote or backslash.
+fn string_end(bytes: &[u8], mut i: usize) -> usize {
+    loop {
+        i = next_quote_or_backslash(bytes, i);
+        match bytes.get(i) {
+            Some(b'\\') => i += 2,
+            Some(_) => return i + 1,
+            None => return bytes.len(),
+        }
+    }
+}
+
+/// The index of the first `"` or `\\` at or after `i`, or `bytes.len()`.
+fn next_quote_or_backslash(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero exactly where the lowest flagged byte of this mask is; bytes
+    // flagged above a zero byte may be wrong, so only the lowest flag of either is used.
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let found =
+            zero_bytes(w ^ (ONES * u64::from(b'"'))) | zero_bytes(w ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\\' {
+        i += 1;
+    }
+    i
 }
 
 /// Any JSON value, parsed as strictly as into a `serde_json::Value` (the parser makes those
@@ -145,6 +179,49 @@ impl<'de> Deserialize<'de> for Strict {
 #[cfg(test)]
 mod tests {
     use super::{check, minified_runs, minify};
+    use proptest::prelude::*;
+
+    /// The definition, a byte at a time: whitespace outside strings is left out.
+    fn minified_slowly(json: &str) -> Vec<u8> {
+        let (mut in_string, mut escaped) = (false, false);
+        let mut out = Vec::new();
+        for &b in json.as_bytes() {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+            } else if b == b'"' {
+                in_string = true;
+            } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                continue;
+            }
+            out.push(b);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn runs_are_the_text_without_whitespace_outside_strings(
+            json in proptest::string::string_regex("[ \t\n\r\"\\\\a-c{}:,é]{0,80}").unwrap()
+        ) {
+            let mut runs = Vec::new();
+            minified_runs(&json, |r| runs.extend_from_slice(r));
+            prop_assert_eq!(runs, minified_slowly(&json));
+        }
+
+        #[test]
+        fn long_stretches_between_quotes_are_crossed_right(
+            json in proptest::string::string_regex("([a-z é\t\n]{0,30}[\"\\\\]){0,6}[a-z ]{0,20}").unwrap()
+        ) {
+            let mut runs = Vec::new();
+            minified_runs(&json, |r| runs.extend_from_slice(r));
+            prop_assert_eq!(runs, minified_slowly(&json));
+        }
+    }
 
     #[test]
     fn minifying_drops_whitespace_between_tokens_and_keeps_strings_as_written() {
