@@ -1925,14 +1925,18 @@ fn an_outcome_for_an_attempt_that_is_not_open_is_refused() {
 
 // ---------------------------------------------------------------- idempotency window
 
+/// A retention window of two hours, of which memory keeps `idempotency_memory`.
+fn two_hour_window(idempotency_memory: DurationMs) -> Policy {
+    Policy {
+        retention: DurationMs::from_hours(2),
+        idempotency_memory,
+        ..Policy::default()
+    }
+}
+
 #[test]
 fn expiring_idempotency_keys_forgets_ids_older_than_the_memory_window() {
-    let policy = Policy {
-        retention: DurationMs::from_hours(2),
-        idempotency_memory: DurationMs::from_hours(1),
-        ..Policy::default()
-    };
-    let mut d = pro_with_webhook(policy);
+    let mut d = pro_with_webhook(two_hour_window(DurationMs::from_hours(1)));
     d.run(t(0), publish("acc_1", "evt_1", "prj_1", "a"));
     d.run(t(1), publish("acc_1", "evt_3", "prj_1", "e"));
     d.run(t(1800), publish("acc_1", "evt_2", "prj_1", "b"));
@@ -1971,12 +1975,7 @@ fn expiring_idempotency_keys_forgets_ids_older_than_the_memory_window() {
 /// (`remembered`), inside the retention window only, and only for the account as it is now.
 #[test]
 fn an_id_memory_forgot_is_refused_by_what_the_store_remembers_within_the_window() {
-    let policy = Policy {
-        retention: DurationMs::from_hours(2),
-        idempotency_memory: DurationMs::from_mins(5),
-        ..Policy::default()
-    };
-    let mut d = pro_with_webhook(policy);
+    let mut d = pro_with_webhook(two_hour_window(DurationMs::from_mins(5)));
     let (events, _) = d
         .given()
         .when(t(10), publish("acc_1", "evt_1", "prj_1", "a"))

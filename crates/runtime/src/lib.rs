@@ -545,12 +545,10 @@ impl EngineHandle {
         let remembered = match &event.event_id {
             Some(id) => {
                 let key = IdempotencyKey::of(account, id);
-                let now = self.now();
-                let known = self.published_filter.may_know(&key, now);
-                self.published_filter.add(&key, now, now);
-                match known {
-                    true => self.store.published(&key)?,
-                    false => None,
+                if self.published_filter.check_and_add(&key, self.now()) {
+                    self.store.published(&key)?
+                } else {
+                    None
                 }
             }
             None => None,

@@ -60,9 +60,12 @@ pub(crate) struct PublishedFilter {
     inner: Mutex<Inner>,
 }
 
+/// A key's block and its bits within the block.
+type Probe = (usize, [u32; PROBES as usize]);
+
 /// The block index and the bits within it of `key`: its event part is already SHA-256 output,
 /// so its bytes are used as they are.
-fn probes(key: &IdempotencyKey, blocks: usize) -> (usize, [u32; PROBES as usize]) {
+fn probes(key: &IdempotencyKey, blocks: usize) -> Probe {
     let bytes = key.to_bytes();
     let word = |i: usize| {
         let mut b = [0u8; 8];
@@ -106,15 +109,39 @@ impl PublishedFilter {
         self.words_per_generation as u64 * 64 / BITS_PER_ID
     }
 
-    /// Whether the store may know `key` at `now`: `false` only if it certainly does not.
-    pub(crate) fn may_know(&self, key: &IdempotencyKey, now: Timestamp) -> bool {
-        let inner = self.lock();
+    /// Whether the store may know `key` at `now` (`false` only if it certainly does not),
+    /// then adds it as published at `now`: a publish asks and adds before it is decided, so
+    /// the filter knows an id before the store can. One lock and one hash for both.
+    pub(crate) fn check_and_add(&self, key: &IdempotencyKey, now: Timestamp) -> bool {
+        let probe = self.probe(key);
+        let mut inner = self.lock();
+        let known = self.knows(&inner, &probe, now);
+        self.insert(&mut inner, &probe, now, now);
+        known
+    }
+
+    /// Whether the store may know `key` at `now`, without adding it.
+    #[cfg(test)]
+    fn may_know(&self, key: &IdempotencyKey, now: Timestamp) -> bool {
+        let probe = self.probe(key);
+        self.knows(&self.lock(), &probe, now)
+    }
+
+    /// Adds `key`, published at `at`, as of `now` (the fill, from the store).
+    pub(crate) fn add(&self, key: &IdempotencyKey, at: Timestamp, now: Timestamp) {
+        let probe = self.probe(key);
+        self.insert(&mut self.lock(), &probe, at, now);
+    }
+
+    fn probe(&self, key: &IdempotencyKey) -> Probe {
+        probes(key, self.words_per_generation / BLOCK_WORDS)
+    }
+
+    fn knows(&self, inner: &Inner, (block, bits): &Probe, now: Timestamp) -> bool {
         if !inner.ready || inner.overflowed {
             return true;
         }
         let oldest = now.0.saturating_sub(self.window.0 + self.span);
-        let blocks = self.words_per_generation / BLOCK_WORDS;
-        let (block, bits) = probes(key, blocks);
         inner
             .generations
             .iter()
@@ -128,9 +155,7 @@ impl PublishedFilter {
             })
     }
 
-    /// Adds `key`, published at `at`, as of `now`; a publish adds its id before it is
-    /// decided, so the filter knows an id before the store can.
-    pub(crate) fn add(&self, key: &IdempotencyKey, at: Timestamp, now: Timestamp) {
+    fn insert(&self, inner: &mut Inner, (block, bits): &Probe, at: Timestamp, now: Timestamp) {
         let span = self.span;
         let start = Timestamp(at.0 - at.0 % span);
         // Generations whose every id is out of the window (and its margin) go, and so does
@@ -139,9 +164,6 @@ impl PublishedFilter {
         if start.0.saturating_add(span) <= oldest {
             return;
         }
-        let blocks = self.words_per_generation / BLOCK_WORDS;
-        let (block, bits) = probes(key, blocks);
-        let mut inner = self.lock();
         inner
             .generations
             .retain(|g| g.start.0.saturating_add(span) > oldest);
@@ -248,6 +270,17 @@ mod tests {
         assert!(f.may_know(&key(1), Timestamp(DAY)));
         f.set_ready();
         assert!(!f.may_know(&key(1), Timestamp(DAY)));
+    }
+
+    #[test]
+    fn a_publish_is_answered_before_its_id_is_added() {
+        let f = filter();
+        let now = Timestamp(100 * DAY);
+        assert!(!f.check_and_add(&key(1), now), "never seen: no store read");
+        assert!(
+            f.check_and_add(&key(1), now),
+            "seen once: the store may know it"
+        );
     }
 
     #[test]

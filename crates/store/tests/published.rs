@@ -37,6 +37,14 @@ fn publish(sim: &mut Sim, id: &str, n: u64) -> (Vec<Event>, Published) {
     (events, published)
 }
 
+/// A new store in `dir` with one account's set-up logged, and the simulation that made it.
+fn opened(dir: &std::path::Path, seed: u64) -> (SledStore, Sim) {
+    let store = SledStore::open(dir).expect("opens");
+    let (sim, setup) = Sim::new(policy(), 1, seed);
+    store.append(&setup).expect("appends");
+    (store, sim)
+}
+
 fn key(sim: &Sim, id: &str) -> IdempotencyKey {
     IdempotencyKey::of(&sim.account, &EventId::from(id))
 }
@@ -86,9 +94,7 @@ fn every_published_id_is_kept_with_its_publish_across_a_reopen() {
 #[test]
 fn retention_forgets_old_ids_but_not_an_id_published_again_since() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SledStore::open(dir.path()).expect("opens");
-    let (mut sim, setup) = Sim::new(policy(), 1, 8);
-    store.append(&setup).expect("appends");
+    let (store, mut sim) = opened(dir.path(), 8);
     let (events, _) = publish(&mut sim, "evt_old", 1);
     store.append(&events).expect("appends");
     let (events, _) = publish(&mut sim, "evt_again", 2);
@@ -99,7 +105,7 @@ fn retention_forgets_old_ids_but_not_an_id_published_again_since() {
     store.append(&events).expect("appends");
     let (events, recent) = publish(&mut sim, "evt_recent", 4);
     store.append(&events).expect("appends");
-    let before = Timestamp(sim.now.0 - DurationMs::from_mins(30).0);
+    let before = policy().retention_start(sim.now);
     store.prune(before).expect("prunes");
     assert_eq!(store.published(&key(&sim, "evt_old")).expect("reads"), None);
     assert_eq!(
@@ -122,9 +128,7 @@ fn retention_forgets_old_ids_but_not_an_id_published_again_since() {
 #[test]
 fn purging_an_account_forgets_all_its_ids_a_chunk_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SledStore::open(dir.path()).expect("opens");
-    let (mut sim, setup) = Sim::new(policy(), 1, 9);
-    store.append(&setup).expect("appends");
+    let (store, mut sim) = opened(dir.path(), 9);
     for n in 0..3000u64 {
         let (events, _) = publish(&mut sim, &format!("evt_{n}"), 100 + n);
         store.append(&events).expect("appends");

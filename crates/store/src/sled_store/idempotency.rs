@@ -7,7 +7,7 @@
 
 use super::{keys, Op, SledStore, Trees};
 use crate::codec;
-use crate::StoreError;
+use crate::{PublishedIds, StoreError};
 use hallway_domain::{AccountId, Event, IdempotencyKey, Published, Timestamp};
 use sled::transaction::{ConflictableTransactionResult, Transactional, TransactionalTree};
 use sled::IVec;
@@ -101,7 +101,7 @@ pub(crate) fn list(
     t: &Trees,
     after: Option<[u8; KEY_LEN]>,
     limit: usize,
-) -> Result<Vec<([u8; KEY_LEN], Timestamp)>, StoreError> {
+) -> Result<PublishedIds, StoreError> {
     let range = match after {
         Some(after) => t
             .published
