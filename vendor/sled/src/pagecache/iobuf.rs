@@ -35,8 +35,23 @@ unsafe impl Send for AlignedBuf {}
 #[allow(unsafe_code)]
 unsafe impl Sync for AlignedBuf {}
 
+/// Segment buffers freed and kept for the next segment, as (address, length) (hallway patch
+/// 7): a fresh buffer is page-faulted in as the log writes it, 128 faults for every 512 KiB
+/// segment, which the allocator's purge of the freed one makes happen again each time.
+static SPARE_BUFS: std::sync::Mutex<Vec<(usize, usize)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Most buffers kept: one segment is written while the previous one's write completes.
+const SPARE_BUFS_MAX: usize = 2;
+
 impl AlignedBuf {
     fn new(len: usize) -> AlignedBuf {
+        if let Ok(mut spare) = SPARE_BUFS.lock() {
+            if let Some(i) = spare.iter().position(|&(_, l)| l == len) {
+                let (ptr, len) = spare.swap_remove(i);
+                return AlignedBuf(ptr as *mut u8, len);
+            }
+        }
         let layout = Layout::from_size_align(len, 8192).unwrap();
         let ptr = unsafe { alloc(layout) };
 
@@ -48,6 +63,12 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        if let Ok(mut spare) = SPARE_BUFS.lock() {
+            if spare.len() < SPARE_BUFS_MAX {
+                spare.push((self.0 as usize, self.1));
+                return;
+            }
+        }
         let layout = Layout::from_size_align(self.1, 8192).unwrap();
         unsafe {
             dealloc(self.0, layout);
