@@ -1,6 +1,6 @@
 //! The sled 0.34 backend: one data directory, one process at a time.
 //!
-//! Trees (see [`keys`] for their layouts): `log`, `meta`, `payload_refs`, `history_chunks`,
+//! Trees (see [`keys`] for their layouts): `log`, `meta`, `published`, `history_chunks`,
 //! `deliveries`, `bucket_time_chunks`, `spilled`; event bodies are in segment files beside
 //! them (`bodies`).
 //! An append writes its bodies (durably) first, then its log record and every projection
@@ -17,6 +17,7 @@
 
 mod bodies;
 mod check;
+mod entries;
 mod idempotency;
 pub(crate) mod keys;
 mod log;
@@ -54,7 +55,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) struct Trees {
     log: sled::Tree,
     meta: sled::Tree,
-    payloads: sled::Tree,
     history: sled::Tree,
     deliveries: sled::Tree,
     by_time: sled::Tree,

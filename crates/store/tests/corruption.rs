@@ -4,7 +4,7 @@
 mod common;
 
 use common::{every_event_kind, Sim};
-use hallway_domain::{AccountId, DeliveryId, EventId, Policy, WebhookId};
+use hallway_domain::{AccountId, DeliveryId, Event, EventId, IdempotencyKey, Policy, WebhookId};
 use hallway_store::{EventLog, ReadModel, SledStore, StoreError};
 
 /// Flips one bit at `at` (counted from the end if negative) of the value under `key`.
@@ -18,6 +18,30 @@ fn flip(store: &SledStore, tree: &str, key: &[u8], at: isize) {
     } as usize;
     value[i] ^= 0x10;
     tree.insert(key, value).expect("writes");
+}
+
+/// The events the store keeps a body for, read back from its log: every publish with a
+/// delivery (entries are keyed by a hash, so the tree cannot name them).
+fn events_with_bodies(store: &SledStore) -> Vec<(AccountId, EventId)> {
+    let mut out = Vec::new();
+    // Without bodies, which these tests damage.
+    for record in store.replay_log(1) {
+        let (_, events) = record.expect("reads");
+        for e in events.iter() {
+            if let Event::EventPublished {
+                account_id,
+                event_id,
+                deliveries,
+                ..
+            } = e
+            {
+                if !deliveries.is_empty() {
+                    out.push((account_id.clone(), event_id.clone()));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn corrupt_in(err: &StoreError) -> (&'static str, String) {
@@ -154,14 +178,12 @@ fn an_append_touching_a_damaged_record_fails_without_writing_anything() {
 #[test]
 fn damaged_payloads_snapshots_and_indexes_are_named() {
     let (_dir, store) = setup();
-    // A payload.
-    let payloads = store.raw_db().open_tree("payload_refs").expect("tree");
-    let (key, _) = payloads.iter().next().expect("one").expect("reads");
-    flip(&store, "payload_refs", &key, -1);
-    let account = AccountId::from("acc_1");
-    let event = EventId::from(String::from_utf8_lossy(&key[4 + 5..]).into_owned());
+    // An event's entry (its body reference and published id).
+    let (account, event) = events_with_bodies(&store).remove(0);
+    let key = IdempotencyKey::of(&account, &event).to_bytes();
+    flip(&store, "published", &key, -1);
     let err = store.payload(&account, &event).expect_err("damaged");
-    assert_eq!(corrupt_in(&err), ("payload_refs", format!("acc_1/{event}")));
+    assert_eq!(corrupt_in(&err), ("published", format!("{key:02x?}")));
 
     // The snapshot (a file next to the trees).
     let file = store.path().join(hallway_store::SNAPSHOT_FILE);
@@ -233,19 +255,11 @@ fn a_damaged_body_is_named_and_the_others_still_read() {
     bytes[last] ^= 0x10;
     std::fs::write(&segments[0], bytes).expect("writes");
 
-    let account = AccountId::from("acc_1");
-    let keys: Vec<_> = store
-        .raw_db()
-        .open_tree("payload_refs")
-        .expect("tree")
-        .iter()
-        .map(|item| item.expect("reads").0)
-        .collect();
-    assert!(keys.len() > 1);
+    let events = events_with_bodies(&store);
+    assert!(events.len() > 1);
     let mut damaged = Vec::new();
-    for key in &keys {
-        let event = EventId::from(String::from_utf8_lossy(&key[4 + 5..]).into_owned());
-        match store.payload(&account, &event) {
+    for (account, event) in &events {
+        match store.payload(account, event) {
             Ok(Some(body)) => assert!(!body.is_empty()),
             Ok(None) => panic!("the body of {event} is missing"),
             Err(e) => damaged.push(corrupt_in(&e)),

@@ -103,8 +103,9 @@ fn a_publish_stores_one_body_and_one_pending_record_per_delivery() {
 
     let lens: HashMap<_, _> = store.tree_lens().into_iter().collect();
     assert_eq!(
-        lens["payload_refs"], 1,
-        "one body per event, not per delivery"
+        store.entry_counts().expect("counts"),
+        (2, 1),
+        "one body per event, not per delivery, and none for an event nobody receives"
     );
     assert_eq!(
         lens["history_chunks"], 3,
@@ -470,8 +471,11 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
             succeeded("n1", 1, 5_000),
         ])
         .expect("appends");
-    let lens =
-        |s: &SledStore| -> HashMap<&'static str, usize> { s.tree_lens().into_iter().collect() };
+    let lens = |s: &SledStore| -> HashMap<&'static str, usize> {
+        let mut l: HashMap<_, _> = s.tree_lens().into_iter().collect();
+        l.insert("bodies", s.entry_counts().expect("counts").1);
+        l
+    };
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 2);
     let l = lens(&store);
     assert_eq!(
@@ -479,7 +483,7 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
             l["history_chunks"],
             l["deliveries"],
             l["bucket_time_chunks"],
-            l["payload_refs"]
+            l["bodies"]
         ),
         (2, 2, 1, 2)
     );
@@ -508,7 +512,7 @@ fn prune_removes_finished_old_deliveries_and_bodies_nobody_needs() {
     assert_eq!(store.prune(t(1_000)).expect("prunes"), 1);
     let l = lens(&store);
     assert_eq!(
-        (l["history_chunks"], l["deliveries"], l["payload_refs"]),
+        (l["history_chunks"], l["deliveries"], l["bodies"]),
         (1, 1, 1)
     );
     assert_eq!(store.check_projections().expect("consistent"), 1);
@@ -545,7 +549,7 @@ fn prune_handles_more_than_one_chunk() {
             l["history_chunks"],
             l["deliveries"],
             l["bucket_time_chunks"],
-            l["payload_refs"]
+            store.entry_counts().expect("counts").1
         ),
         (1, 300, 1, 300),
         "one append made one history chunk and one by-time chunk"
@@ -935,4 +939,98 @@ fn purging_a_deleted_account_removes_its_finished_history_and_bodies_only() {
         common::walk_pages(&store, &WebhookId::from("wh_2"), 10).len(),
         1
     );
+}
+
+/// An event's entry holds its body reference and its published id, each with its own
+/// lifetime: a republish without deliveries keeps the body the first publish's delivery
+/// sends, and the id's expiry leaves the body to the delivery still pending.
+#[test]
+fn an_events_body_outlives_its_forgotten_id_while_a_delivery_needs_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let key = IdempotencyKey::of(&acc(), &EventId::from("evt_1"));
+    store
+        .append(&[published("evt_1", 0, &[("d1", "wh_1")])])
+        .expect("appends");
+    store
+        .append(&[published("evt_1", 5_000, &[])])
+        .expect("appends");
+    assert_eq!(
+        store.published(&key).expect("reads").map(|p| p.at),
+        Some(t(5_000)),
+        "the id answers with its latest publish"
+    );
+    let body = store
+        .payload(&acc(), &EventId::from("evt_1"))
+        .expect("reads");
+    assert!(body.is_some(), "the body d1 sends is kept");
+    store.check_projections().expect("consistent");
+
+    store.prune(t(10_000)).expect("prunes");
+    assert_eq!(store.published(&key).expect("reads"), None);
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_1"))
+            .expect("reads"),
+        body,
+        "d1 is still pending"
+    );
+    assert_eq!(store.entry_counts().expect("counts"), (0, 1));
+    store.check_projections().expect("consistent");
+
+    store
+        .append(&[started("d1", 1, 11_000), succeeded("d1", 1, 11_000)])
+        .expect("appends");
+    store.prune(t(20_000)).expect("prunes");
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_1"))
+            .expect("reads"),
+        None
+    );
+    assert_eq!(
+        store.entry_counts().expect("counts"),
+        (0, 0),
+        "the entry went"
+    );
+    store.check_projections().expect("consistent");
+}
+
+/// The other order: retention takes the body of a finished delivery while the idempotency
+/// window still remembers the event's id, which goes only when its own time comes.
+#[test]
+fn an_events_id_outlives_its_removed_body() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path()).expect("opens");
+    let key = IdempotencyKey::of(&acc(), &EventId::from("evt_1"));
+    store
+        .append(&[
+            published("evt_1", 0, &[("d1", "wh_1")]),
+            started("d1", 1, 100),
+            succeeded("d1", 1, 100),
+        ])
+        .expect("appends");
+    store
+        .append(&[published("evt_1", 5_000, &[])])
+        .expect("appends");
+    store.prune(t(3_000)).expect("prunes");
+    assert_eq!(
+        store
+            .payload(&acc(), &EventId::from("evt_1"))
+            .expect("reads"),
+        None,
+        "nothing pending needs the body"
+    );
+    assert_eq!(
+        store.published(&key).expect("reads").map(|p| p.at),
+        Some(t(5_000)),
+        "the republish is inside the window"
+    );
+    assert_eq!(store.entry_counts().expect("counts"), (1, 0));
+    store.check_projections().expect("consistent");
+
+    store.prune(t(10_000)).expect("prunes");
+    assert_eq!(store.published(&key).expect("reads"), None);
+    assert_eq!(store.entry_counts().expect("counts"), (0, 0));
+    store.check_projections().expect("consistent");
 }

@@ -460,8 +460,9 @@ proptest! {
     }
 }
 
-/// Bodies live in the payloads tree, not in log records: reading the log puts them back,
-/// replaying it (which only rebuilds state) leaves them out, and the state is the same.
+/// Bodies live in body segments that events' entries point to, not in log records: reading
+/// the log puts them back, replaying it (which only rebuilds state) leaves them out, and the
+/// state is the same.
 #[test]
 fn replay_leaves_bodies_out_and_rebuilds_the_same_state() {
     let dir = tempfile::tempdir().expect("tempdir");

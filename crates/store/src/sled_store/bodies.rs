@@ -3,7 +3,7 @@
 //! sled keeps values inside its B-tree leaves (at most 16 entries each) and rewrites a whole
 //! leaf when it consolidates or splits one, so a body kept in a tree is copied and written
 //! several times over (docs/decisions.md has the cost). Here a body is written once, in a
-//! checksummed frame, and the `payload_refs` tree holds only where it is.
+//! checksummed frame, and the event's entry in the `published` tree holds only where it is.
 //!
 //! Order makes it crash-safe: an append writes its bodies and syncs them before its sled
 //! transaction, so no committed reference can point at bytes that were not durable first.

@@ -2,7 +2,7 @@
 //! and every body is whole and counted. For tests and operations, not for hot paths.
 
 use super::open::read_body_refs;
-use super::projection::{load_delivery, load_listing_chunk, Bucket, Chunk, PayloadRef, TimeChunk};
+use super::projection::{load_delivery, load_listing_chunk, Bucket, Chunk, TimeChunk};
 use super::{keys, Op, SledStore};
 use crate::codec;
 use crate::history::DeliveryStatus;
@@ -18,13 +18,25 @@ impl SledStore {
         vec![
             (keys::LOG, t.log.len()),
             (keys::META, t.meta.len()),
-            (keys::PAYLOADS, t.payloads.len()),
             (keys::HISTORY, t.history.len()),
             (keys::DELIVERIES, t.deliveries.len()),
             (keys::BY_TIME, t.by_time.len()),
             (keys::SPILLED, t.spilled.len()),
             (keys::PUBLISHED, t.published.len()),
         ]
+    }
+
+    /// How many entries of the `published` tree hold each part: (publishes the idempotency
+    /// window remembers, body references retention keeps). A full scan: not for hot paths.
+    pub fn entry_counts(&self) -> Result<(usize, usize), StoreError> {
+        let (mut published, mut payloads) = (0, 0);
+        for item in self.trees.published.iter() {
+            let (key, value) = item.op("read the published events' entries")?;
+            let entry = super::entries::decode(&key, &value)?;
+            published += usize::from(entry.published.is_some());
+            payloads += usize::from(entry.payload.is_some());
+        }
+        Ok((published, payloads))
     }
 
     /// Checks that the delivery projections agree with each other: every listed delivery
@@ -126,10 +138,11 @@ impl SledStore {
         }
         // Every body reads back whole, and each segment's count is its references.
         let mut refs: BTreeMap<u64, u64> = BTreeMap::new();
-        for item in t.payloads.iter() {
+        for item in t.published.iter() {
             let (key, value) = item.op("read the payload references")?;
-            let payload: PayloadRef =
-                codec::decode(keys::PAYLOADS, || keys::show_payload_key(&key), &value)?;
+            let Some(payload) = super::entries::decode(&key, &value)?.payload else {
+                continue;
+            };
             self.bodies.read(&payload.body)?;
             *refs.entry(payload.body.segment).or_default() += 1;
         }

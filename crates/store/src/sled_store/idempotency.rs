@@ -1,16 +1,19 @@
 //! Published event ids for the whole idempotency window. Memory keeps only the last few
-//! minutes of them (`Policy::idempotency_memory`); the `published` tree keeps every one,
-//! written in the append that logs its publish, and the runtime reads it before a publish is
-//! decided. Entries are found by their key's 24 bytes (an account's share a prefix, for its
-//! purge) and expire through chunks in `meta` listing each append's keys under its newest
-//! publish time, so retention reads only what expired.
+//! minutes of them (`Policy::idempotency_memory`); the `published` tree keeps every one in
+//! its event's entry (`entries`), written in the append that logs its publish, and the
+//! runtime reads it before a publish is decided. Entries are found by their key's 24 bytes
+//! (an account's share a prefix, for its purge); their publishes expire through chunks in
+//! `meta` listing each append's keys under its newest publish time, so retention reads only
+//! what expired.
 
+use super::entries::{self, EventEntry};
 use super::{keys, Op, SledStore, Trees};
-use crate::codec;
 use crate::{PublishedIds, StoreError};
 use hallway_domain::{AccountId, Event, IdempotencyKey, Published, Timestamp};
 use sled::transaction::{ConflictableTransactionResult, Transactional, TransactionalTree};
 use sled::IVec;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ops::Bound;
 
@@ -36,23 +39,41 @@ impl PublishedWrites {
         }
     }
 
-    /// The entries and the expiry chunk, encoded for an append's transaction.
-    pub fn encoded(self, seq: crate::Seq) -> Result<Encoded, StoreError> {
-        if self.entries.is_empty() {
-            return Ok(Encoded::default());
-        }
+    /// The append's entries and the expiry chunk, encoded for its transaction: `payloads`
+    /// (the entries whose body reference the append changes) with the append's publishes
+    /// added, and the entries of publishes without a body change read from `tree` so their
+    /// stored reference is kept.
+    pub fn encoded(
+        self,
+        seq: crate::Seq,
+        payloads: Vec<([u8; KEY_LEN], EventEntry)>,
+        tree: &sled::Tree,
+    ) -> Result<Encoded, StoreError> {
+        let mut all: HashMap<[u8; KEY_LEN], EventEntry> = payloads.into_iter().collect();
         let mut listed = Vec::with_capacity(self.entries.len() * KEY_LEN);
-        let mut entries = Vec::with_capacity(self.entries.len());
         for (key, published) in &self.entries {
             listed.extend_from_slice(key);
-            entries.push((IVec::from(&key[..]), IVec::from(codec::encode(published)?)));
+            let entry = match all.entry(*key) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => v.insert(entries::load(tree, key)?.unwrap_or_default()),
+            };
+            entry.published = Some(*published);
         }
-        Ok(Encoded {
-            entries,
-            chunk: Some((
+        let mut out = Vec::with_capacity(all.len());
+        for (key, entry) in all {
+            if let Some(value) = entry.encoded()? {
+                out.push((IVec::from(&key[..]), value));
+            }
+        }
+        let chunk = (!self.entries.is_empty()).then(|| {
+            (
                 IVec::from(keys::published_chunk_key(self.newest, seq)),
                 IVec::from(listed),
-            )),
+            )
+        });
+        Ok(Encoded {
+            entries: out,
+            chunk,
         })
     }
 }
@@ -65,9 +86,9 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    /// Whether the append records no publish.
+    /// Whether the append changes no entry.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.chunk.is_none()
     }
 
     /// Writes the entries to `published` and the chunk to `meta`, inside the transaction.
@@ -89,11 +110,7 @@ impl Encoded {
 /// What the store remembers of a publish of `key`, however old (the domain decides whether
 /// it is still inside the window).
 pub(crate) fn lookup(t: &Trees, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
-    let bytes = key.to_bytes();
-    match t.published.get(bytes).op("read a published id")? {
-        Some(value) => Ok(Some(decode(&bytes, &value)?)),
-        None => Ok(None),
-    }
+    Ok(entries::load(&t.published, &key.to_bytes())?.and_then(|e| e.published))
 }
 
 /// Up to `limit` published ids after `after` in key order, each with its publish time.
@@ -109,20 +126,22 @@ pub(crate) fn list(
         None => t.published.iter(),
     };
     let mut out = Vec::with_capacity(limit.min(4096));
-    for item in range.take(limit) {
+    for item in range {
+        if out.len() == limit {
+            break;
+        }
         let (key, value) = item.op("list the published ids")?;
         let bytes: [u8; KEY_LEN] = key[..].try_into().map_err(|_| StoreError::Corrupt {
             tree: keys::PUBLISHED,
             key: format!("{key:02x?}"),
             reason: format!("a key of {} bytes, not {KEY_LEN}", key.len()),
         })?;
-        out.push((bytes, decode(&key, &value)?.at));
+        // An entry kept only for its body is skipped: its id is out of the window.
+        if let Some(p) = entries::decode(&key, &value)?.published {
+            out.push((bytes, p.at));
+        }
     }
     Ok(out)
-}
-
-fn decode(key: &[u8], value: &[u8]) -> Result<Published, StoreError> {
-    codec::decode(keys::PUBLISHED, || format!("{key:02x?}"), value)
 }
 
 /// Removes the ids published before `before`, a chunk at a time; returns how many went. An
@@ -152,15 +171,17 @@ pub(super) fn prune(store: &SledStore, before: Timestamp) -> Result<u64, StoreEr
         let mut gone = Vec::new();
         for (_, value) in &chunks {
             for key in value.chunks_exact(KEY_LEN) {
-                if let Some(entry) = t.published.get(key).op("read a published id")? {
-                    if decode(key, &entry)?.at < before {
-                        gone.push(IVec::from(key));
-                    }
+                let Some(mut entry) = entries::load(&t.published, key)? else {
+                    continue;
+                };
+                if entry.published.is_some_and(|p| p.at < before) {
+                    entry.published = None;
+                    gone.push((IVec::from(key), entry.encoded()?));
                 }
             }
         }
         removed += gone.len() as u64;
-        remove(t, &gone, chunks.into_iter().map(|(k, _)| k))?;
+        forget(t, &gone, chunks.into_iter().map(|(k, _)| k))?;
     }
 }
 
@@ -172,8 +193,14 @@ pub(super) fn purge(store: &SledStore, account: &AccountId) -> Result<(), StoreE
     loop {
         let _writer = store.writer();
         let mut gone = Vec::new();
-        for item in t.published.scan_prefix(prefix).keys() {
-            gone.push(item.op("read an account's published ids")?);
+        for item in t.published.scan_prefix(prefix) {
+            let (key, value) = item.op("read an account's published ids")?;
+            let mut entry = entries::decode(&key, &value)?;
+            if entry.published.take().is_none() {
+                // Kept for its body, which the account's purge of bodies removes.
+                continue;
+            }
+            gone.push((key, entry.encoded()?));
             if gone.len() == REMOVE_CHUNK {
                 break;
             }
@@ -181,18 +208,23 @@ pub(super) fn purge(store: &SledStore, account: &AccountId) -> Result<(), StoreE
         if gone.is_empty() {
             return Ok(());
         }
-        remove(t, &gone, std::iter::empty())?;
+        forget(t, &gone, std::iter::empty())?;
     }
 }
 
-fn remove(
+/// Writes entries without their publish (removing those left empty) and removes expiry
+/// chunks, in one transaction.
+fn forget(
     t: &Trees,
-    entries: &[IVec],
+    entries: &[(IVec, Option<IVec>)],
     chunks: impl Iterator<Item = IVec>,
 ) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
-    for key in entries {
-        batch.remove(key.clone());
+    for (key, value) in entries {
+        match value {
+            Some(v) => batch.insert(key.clone(), v.clone()),
+            None => batch.remove(key.clone()),
+        }
     }
     let mut meta = sled::Batch::default();
     for key in chunks {
@@ -233,7 +265,9 @@ pub(super) fn check(t: &Trees) -> Result<(), StoreError> {
     }
     for item in t.published.iter() {
         let (key, value) = item.op("read the published ids")?;
-        let published = decode(&key, &value)?;
+        let Some(published) = entries::decode(&key, &value)?.published else {
+            continue;
+        };
         if expires.get(&key[..]).is_none_or(|e| *e < published.at) {
             return Err(StoreError::Corrupt {
                 tree: keys::PUBLISHED,

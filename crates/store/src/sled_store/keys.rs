@@ -5,14 +5,14 @@
 //! big-endian so that sled's byte order is numeric order.
 
 use crate::Seq;
-use hallway_domain::{AccountId, DeliveryId, EventId, FanOutId, Timestamp, WebhookId};
+use hallway_domain::{
+    AccountId, DeliveryId, EventId, FanOutId, IdempotencyKey, Timestamp, WebhookId,
+};
 
 /// One versioned, encoded batch of events per sequence number.
 pub(crate) const LOG: &str = "log";
 /// The latest snapshot, its sequence, and how far the log was truncated.
 pub(crate) const META: &str = "meta";
-/// Where each event's body is (in the body segments, see `bodies`), once per event.
-pub(crate) const PAYLOADS: &str = "payload_refs";
 /// Each webhook's deliveries in chunks, newest first (see [`history_key`]); the records are
 /// in [`DELIVERIES`].
 pub(crate) const HISTORY: &str = "history_chunks";
@@ -25,8 +25,9 @@ pub(crate) const BY_TIME: &str = "bucket_time_chunks";
 /// (see `spill::key`).
 pub(crate) const SPILLED: &str = "spilled";
 
-/// Every published event id of the idempotency window, by its key's bytes (see
-/// `idempotency`).
+/// One entry per published event, by its idempotency key's bytes (see `entries`): its
+/// publish while the idempotency window remembers it (see `idempotency`) and where its body
+/// is (in the body segments, see `bodies`) while retention keeps it.
 pub(crate) const PUBLISHED: &str = "published";
 
 /// The meta key of the layout number the directory was created with (see [`LAYOUT`]).
@@ -34,13 +35,14 @@ pub(crate) const META_LAYOUT: &[u8] = b"layout";
 
 /// The layout of the trees, the records and the snapshot this build writes and reads. A
 /// directory of another layout is refused at open ([`crate::StoreError::Layout`]); 0.1 is
-/// unreleased, so no older layout is migrated. 6: published event ids are kept in the
-/// `published` tree rather than only in snapshots; 5: waiting deliveries spill to the `spilled`
-/// tree, snapshots hold the spill bookkeeping and remembered event ids are hashed; 4: body
-/// digests and accounts' previous keys; 3: webhooks' signature schemes and previous secrets,
-/// attempts' detail, test sends' event types; 2: delivery ids are a fan-out and an index (1:
-/// text, bucketed by its first characters).
-pub(crate) const LAYOUT: u64 = 6;
+/// unreleased, so no older layout is migrated. 7: an event's body reference and its published
+/// id share one entry in `published` (the `payload_refs` tree is gone); 6: published event ids
+/// are kept in the `published` tree rather than only in snapshots; 5: waiting deliveries spill
+/// to the `spilled` tree, snapshots hold the spill bookkeeping and remembered event ids are
+/// hashed; 4: body digests and accounts' previous keys; 3: webhooks' signature schemes and
+/// previous secrets, attempts' detail, test sends' event types; 2: delivery ids are a fan-out
+/// and an index (1: text, bucketed by its first characters).
+pub(crate) const LAYOUT: u64 = 7;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
@@ -107,27 +109,19 @@ pub(crate) fn split_prefixed(key: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(id).ok()?, key.get(4 + len..)?))
 }
 
-/// A payload key: the account, then the event id.
-pub(crate) fn payload_key(account: &AccountId, event: &EventId) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + account.0.len() + event.0.len());
-    push_prefixed(&mut out, account.as_str());
-    out.extend_from_slice(event.as_str().as_bytes());
-    out
+/// An event's key in the `published` tree: its idempotency key's bytes (see `entries`).
+pub(crate) fn entry_key(account: &AccountId, event: &EventId) -> [u8; 24] {
+    IdempotencyKey::of(account, event).to_bytes()
 }
 
-/// The prefix of every payload key of an account.
-pub(crate) fn payload_prefix(account: &AccountId) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + account.0.len());
-    push_prefixed(&mut out, account.as_str());
-    out
+/// The prefix every entry key of an account starts with (an eight-byte tag of it).
+pub(crate) fn entry_prefix(account: &AccountId) -> [u8; 8] {
+    IdempotencyKey::account_prefix(account)
 }
 
-/// Prints a payload key as `account/event`.
-pub(crate) fn show_payload_key(key: &[u8]) -> String {
-    match split_prefixed(key).and_then(|(a, rest)| Some((a, std::str::from_utf8(rest).ok()?))) {
-        Some((account, event)) => format!("{account}/{event}"),
-        None => format!("{key:02x?}"),
-    }
+/// Prints an entry key (a hash: there is no id to show).
+pub(crate) fn show_entry_key(key: &[u8]) -> String {
+    format!("{key:02x?}")
 }
 
 /// The prefix of every history key of a webhook.
@@ -274,14 +268,6 @@ mod tests {
         );
         let timed = time_key(Timestamp(9), &bucket_key(&a.delivery(0)));
         assert_eq!(show_time_key(&timed), format!("9/fan-out {a}"));
-    }
-
-    #[test]
-    fn ids_with_any_bytes_do_not_collide() {
-        let a = payload_key(&AccountId::from("a\0b"), &EventId::from("c"));
-        let b = payload_key(&AccountId::from("a"), &EventId::from("b\0c"));
-        assert_ne!(a, b);
-        assert_eq!(show_payload_key(&a), "a\0b/c");
     }
 
     #[test]

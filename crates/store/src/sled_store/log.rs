@@ -1,8 +1,9 @@
 //! The log: appending a batch (with its projection updates), flushing, reading back.
 
 use super::bodies::BodyFiles;
+use super::entries::load_payload_ref;
 use super::idempotency::PublishedWrites;
-use super::projection::{body_ref_writes, keep_open, load_payload_ref, Projection, Writes};
+use super::projection::{body_ref_writes, keep_open, Projection, Writes};
 use super::truncate::Cut;
 use super::{keep_committed, keys, lock, put_or_remove, Op, SledStore};
 use crate::codec;
@@ -44,7 +45,8 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
     }
     let (mut writes, written, chunks) =
         projection.into_writes(&store.bodies, &writer.body_refs, &writer.open_chunks)?;
-    writes.published = published.encoded(seq)?;
+    let payloads = std::mem::take(&mut writes.payloads);
+    writes.published = published.encoded(seq, payloads, &t.published)?;
     let counts = std::mem::take(&mut writes.body_refs);
     let meta_writes = body_ref_writes(&counts)?;
     let log_key = IVec::from(&keys::seq_key(seq)[..]);
@@ -56,24 +58,20 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
         // path never does, and every tree in a transaction is locked for it.
         (
             &t.log,
-            &t.payloads,
             &t.history,
             &t.deliveries,
             &t.by_time,
             &t.meta,
             &t.published,
         )
-            .transaction(
-                |(log, payloads, history, deliveries, by_time, meta, published)| {
-                    let trees = [log, payloads, history, deliveries, by_time, meta, published];
-                    write_batch(trees, None, &log_key, &record, &cut, &meta_writes, &writes)
-                },
-            )
+            .transaction(|(log, history, deliveries, by_time, meta, published)| {
+                let trees = [log, history, deliveries, by_time, meta, published];
+                write_batch(trees, None, &log_key, &record, &cut, &meta_writes, &writes)
+            })
             .op("append a record with its projections")?;
     } else {
         (
             &t.log,
-            &t.payloads,
             &t.history,
             &t.deliveries,
             &t.by_time,
@@ -82,8 +80,8 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
             &t.spilled,
         )
             .transaction(
-                |(log, payloads, history, deliveries, by_time, meta, published, spilled)| {
-                    let trees = [log, payloads, history, deliveries, by_time, meta, published];
+                |(log, history, deliveries, by_time, meta, published, spilled)| {
+                    let trees = [log, history, deliveries, by_time, meta, published];
                     write_batch(
                         trees,
                         Some(spilled),
@@ -114,10 +112,10 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
 }
 
 /// The writes of one append inside its transaction: the log record, the truncation it
-/// carries, and every projection update. `trees` are log, payloads, history, deliveries,
-/// by-time, meta and published, in that order.
+/// carries, and every projection update. `trees` are log, history, deliveries, by-time,
+/// meta and published, in that order.
 fn write_batch(
-    trees: [&TransactionalTree; 7],
+    trees: [&TransactionalTree; 6],
     spilled: Option<&TransactionalTree>,
     log_key: &IVec,
     record: &IVec,
@@ -125,7 +123,7 @@ fn write_batch(
     meta_writes: &[(IVec, Option<IVec>)],
     writes: &Writes,
 ) -> ConflictableTransactionResult<(), Infallible> {
-    let [log, payloads, history, deliveries, by_time, meta, published] = trees;
+    let [log, history, deliveries, by_time, meta, published] = trees;
     log.insert_blind(log_key.clone(), record.clone())?;
     if let Some(cut) = cut {
         for k in &cut.keys {
@@ -135,9 +133,6 @@ fn write_batch(
     }
     for (k, v) in meta_writes {
         put_or_remove(meta, k, v)?;
-    }
-    for (k, v) in &writes.payloads {
-        payloads.insert_blind(k.clone(), v.clone())?;
     }
     for (k, v) in &writes.history {
         history.insert_blind(k.clone(), v.clone())?;
@@ -203,7 +198,7 @@ fn sync(store: &SledStore) -> Result<Option<u64>, StoreError> {
 
 /// Reads the log from `from`; `with_bodies` puts back the bodies records leave out.
 pub(super) fn read(store: &SledStore, from: Seq, with_bodies: bool) -> LogRecords<'_> {
-    let payloads = with_bodies.then(|| (store.trees.payloads.clone(), store.bodies.clone()));
+    let payloads = with_bodies.then(|| (store.trees.published.clone(), store.bodies.clone()));
     let from = from.max(1);
     let truncated_through = store.writer().truncated_through;
     if from <= truncated_through {
@@ -225,8 +220,8 @@ pub(super) fn read(store: &SledStore, from: Seq, with_bodies: bool) -> LogRecord
     })
 }
 
-/// The events as the log records them: bodies, which the payloads tree holds (written in the
-/// same transaction), are left out, and so is attempt detail, which only history keeps (in
+/// The events as the log records them: bodies, which the events' entries point to (written in
+/// the same transaction), are left out, and so is attempt detail, which only history keeps (in
 /// the same transaction too) and which reading the log does not put back: log records stay
 /// small to write, replay and truncate. Only events with a body or a detail are copied; the
 /// rest are borrowed (serde encodes a `Cow` as what it holds, so the record's bytes are
@@ -368,7 +363,7 @@ impl LogIter {
         let Some((payloads, bodies)) = &self.payloads else {
             return Ok(());
         };
-        let key = keys::payload_key(account_id, event_id);
+        let key = keys::entry_key(account_id, event_id);
         if let Some(payload) = load_payload_ref(payloads, &key)? {
             *body = bodies.read(&payload.body)?;
         }

@@ -131,7 +131,7 @@ fn check_layout(trees: &Trees, dir: &Path) -> Result<(), StoreError> {
     let has_data = !trees.log.is_empty()
         || !trees.meta.is_empty()
         || !trees.deliveries.is_empty()
-        || !trees.payloads.is_empty()
+        || !trees.published.is_empty()
         || dir.join(SNAPSHOT_FILE).exists();
     if has_data {
         return Err(refuse(None));
@@ -172,7 +172,6 @@ impl SledStore {
         let trees = Trees {
             log: tree(keys::LOG)?,
             meta: tree(keys::META)?,
-            payloads: tree(keys::PAYLOADS)?,
             history: tree(keys::HISTORY)?,
             deliveries: tree(keys::DELIVERIES)?,
             by_time: tree(keys::BY_TIME)?,

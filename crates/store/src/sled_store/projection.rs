@@ -2,6 +2,7 @@
 //! so that each touched record is read once and written once however many events touch it.
 
 use super::bodies::{BodyAt, BodyFiles};
+use super::entries::{self, EventEntry};
 use super::keys;
 use super::spill::SpillWrites;
 use super::{Op, Trees};
@@ -10,7 +11,7 @@ use crate::history::rules::{self, SpillChange};
 use crate::history::DeliveryRecord;
 use crate::{Seq, StoreError};
 use hallway_domain::{
-    AccountId, DeliveryId, DeliverySummary, Event, EventId, Timestamp, WebhookId,
+    AccountId, DeliveryId, DeliverySummary, Event, EventId, Published, Timestamp, WebhookId,
 };
 use serde::{Deserialize, Serialize};
 use sled::IVec;
@@ -34,21 +35,8 @@ struct NewPayload<'e> {
     body: &'e str,
     /// The segment of the body this one replaces (a republish), whose count drops.
     replaced: Option<u64>,
-}
-
-/// Reads a payload reference from the `payload_refs` tree.
-pub(crate) fn load_payload_ref(
-    payloads: &sled::Tree,
-    key: &[u8],
-) -> Result<Option<PayloadRef>, StoreError> {
-    match payloads.get(key).op("read a payload reference")? {
-        Some(bytes) => Ok(Some(codec::decode(
-            keys::PAYLOADS,
-            || keys::show_payload_key(key),
-            &bytes,
-        )?)),
-        None => Ok(None),
-    }
+    /// The entry's publish as stored (the append's own publish, if any, replaces it).
+    published: Option<Published>,
 }
 
 /// A segment's reference count as a write changes it, starting from the committed one.
@@ -163,7 +151,9 @@ struct Slot {
 /// Key-value pairs to write, per tree.
 #[derive(Default)]
 pub(crate) struct Writes {
-    pub payloads: Vec<(IVec, IVec)>,
+    /// Event entries whose body reference changes, keyed as in the `published` tree; the
+    /// append adds its publishes to them (see `idempotency::PublishedWrites::encoded`).
+    pub payloads: Vec<([u8; 24], EventEntry)>,
     /// The new reference counts of the body segments this batch changes.
     pub body_refs: BTreeMap<u64, u64>,
     pub history: Vec<(IVec, IVec)>,
@@ -210,16 +200,16 @@ pub(crate) struct Projection<'a, 'e> {
     /// The sequence of the append being built.
     seq: Seq,
     buckets: HashMap<Vec<u8>, Slot>,
-    payloads: HashMap<Vec<u8>, NewPayload<'e>>,
+    payloads: HashMap<[u8; 24], NewPayload<'e>>,
     /// Each webhook's history chunk of this append.
     chunks: HashMap<WebhookId, Chunk>,
     /// The buckets this append creates records in, with those records' creation times.
     by_time: TimeChunk,
     /// Bodies of this append's publishes that no enabled webhook receives, for the paused
     /// deliveries that may follow them.
-    unsent: HashMap<Vec<u8>, (&'e str, Timestamp)>,
-    /// Stored payloads this append lists more deliveries on, their bodies unchanged.
-    extended: HashMap<Vec<u8>, PayloadRef>,
+    unsent: HashMap<[u8; 24], (&'e str, Timestamp)>,
+    /// Stored entries this append lists more deliveries on, their bodies unchanged.
+    extended: HashMap<[u8; 24], EventEntry>,
     /// The spill index's changes.
     spills: SpillWrites,
 }
@@ -278,7 +268,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                 // An event nobody receives needs no body kept: the log has it anyway. One with
                 // only paused deliveries keeps it for them, if they follow (`DeliveriesPaused`).
                 if deliveries.is_empty() {
-                    let key = keys::payload_key(account_id, event_id);
+                    let key = keys::entry_key(account_id, event_id);
                     self.unsent.insert(key, (body.as_str(), *at));
                     return Ok(());
                 }
@@ -380,12 +370,16 @@ impl<'a, 'e> Projection<'a, 'e> {
         deliveries: Vec<DeliveryId>,
         body: &'e str,
     ) -> Result<(), StoreError> {
-        let key = keys::payload_key(account, event);
-        let (mut all, replaced) = match self.payloads.remove(&key) {
-            Some(p) => (p.deliveries, p.replaced),
-            None => match load_payload_ref(&self.trees.payloads, &key)? {
-                Some(r) => (r.deliveries, Some(r.body.segment)),
-                None => (Vec::new(), None),
+        let key = keys::entry_key(account, event);
+        let (mut all, replaced, published) = match self.payloads.remove(&key) {
+            Some(p) => (p.deliveries, p.replaced, p.published),
+            None => match entries::load(&self.trees.published, &key)? {
+                Some(EventEntry {
+                    published,
+                    payload: Some(r),
+                }) => (r.deliveries, Some(r.body.segment), published),
+                Some(EventEntry { published, .. }) => (Vec::new(), None, published),
+                None => (Vec::new(), None, None),
             },
         };
         for d in deliveries {
@@ -400,6 +394,7 @@ impl<'a, 'e> Projection<'a, 'e> {
                 deliveries: all,
                 body,
                 replaced,
+                published,
             },
         );
         Ok(())
@@ -413,7 +408,7 @@ impl<'a, 'e> Projection<'a, 'e> {
         event: &EventId,
         deliveries: Vec<DeliveryId>,
     ) -> Result<(), StoreError> {
-        let key = keys::payload_key(account, event);
+        let key = keys::entry_key(account, event);
         if let Some((body, at)) = self.unsent.remove(&key) {
             return self.put_payload(account, event, at, deliveries, body);
         }
@@ -438,23 +433,25 @@ impl<'a, 'e> Projection<'a, 'e> {
         event: &EventId,
         deliveries: Vec<DeliveryId>,
     ) -> Result<(), StoreError> {
-        let key = keys::payload_key(account, event);
+        let key = keys::entry_key(account, event);
         if self.payloads.contains_key(&key) {
             return self.add_payload_deliveries(account, event, deliveries);
         }
         let existing = match self.extended.remove(&key) {
-            Some(r) => Some(r),
-            None => load_payload_ref(&self.trees.payloads, &key)?,
+            Some(e) => Some(e),
+            None => entries::load(&self.trees.published, &key)?,
         };
         // Gone (retention removed it after the caller checked): the deliveries will find no
         // body and fail, which history shows.
-        if let Some(mut r) = existing {
-            for d in deliveries {
-                if !r.deliveries.contains(&d) {
-                    r.deliveries.push(d);
+        if let Some(mut e) = existing {
+            if let Some(r) = &mut e.payload {
+                for d in deliveries {
+                    if !r.deliveries.contains(&d) {
+                        r.deliveries.push(d);
+                    }
                 }
+                self.extended.insert(key, e);
             }
-            self.extended.insert(key, r);
         }
         Ok(())
     }
@@ -540,7 +537,7 @@ impl<'a, 'e> Projection<'a, 'e> {
     ) -> Result<(Writes, Vec<Written>, Gathered), StoreError> {
         let mut writes = Writes::default();
         let mut written = Vec::new();
-        let payloads: Vec<(Vec<u8>, NewPayload)> = self.payloads.into_iter().collect();
+        let payloads: Vec<([u8; 24], NewPayload)> = self.payloads.into_iter().collect();
         let texts: Vec<&str> = payloads.iter().map(|(_, p)| p.body).collect();
         let places = bodies.write(&texts)?;
         let mut changed: BTreeMap<u64, u64> = BTreeMap::new();
@@ -555,17 +552,17 @@ impl<'a, 'e> Projection<'a, 'e> {
                 deliveries: p.deliveries,
                 body: at,
             };
-            writes
-                .payloads
-                .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
+            writes.payloads.push((
+                key,
+                EventEntry {
+                    published: p.published,
+                    payload: Some(record),
+                },
+            ));
         }
         writes.body_refs = changed;
         writes.spilled = self.spills.encoded()?;
-        for (key, record) in self.extended {
-            writes
-                .payloads
-                .push((IVec::from(key), IVec::from(codec::encode(&record)?)));
-        }
+        writes.payloads.extend(self.extended);
         let mut chunks = Vec::with_capacity(self.chunks.len());
         for (webhook, new) in self.chunks {
             let (seq, mut chunk) = match open.get(&webhook) {

@@ -3,9 +3,8 @@
 //! Deliveries still pending (an attempt under way when the account went) are left to
 //! retention: their outcome is still to be recorded.
 
-use super::projection::{
-    body_ref_writes, count_of, load_bucket, load_payload_ref, Chunk, TimeChunk,
-};
+use super::entries;
+use super::projection::{body_ref_writes, count_of, load_bucket, Chunk, TimeChunk};
 use super::{encode_unless_empty, keep_committed, keys, put_or_remove, Op, SledStore};
 use crate::codec;
 use crate::history::DeliveryStatus;
@@ -195,17 +194,17 @@ fn payload_chunk(
 ) -> Result<bool, StoreError> {
     let t = &store.trees;
     let mut writer = store.writer();
-    let prefix = keys::payload_prefix(account);
+    let prefix = keys::entry_prefix(account);
     let start = match resume_after.take() {
         Some(k) => Bound::Excluded(k),
-        None => Bound::Included(IVec::from(prefix.clone())),
+        None => Bound::Included(IVec::from(&prefix[..])),
     };
-    let mut removals: Vec<IVec> = Vec::new();
+    let mut removals: Vec<(IVec, Option<IVec>)> = Vec::new();
     let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
     let mut more = false;
-    let range = t.payloads.range::<IVec, _>((start, Bound::Unbounded));
+    let range = t.published.range::<IVec, _>((start, Bound::Unbounded));
     for (seen, item) in range.enumerate() {
-        let (key, _) = item.op("read an account's payloads")?;
+        let (key, value) = item.op("read an account's payloads")?;
         if !key.starts_with(&prefix) {
             break;
         }
@@ -214,7 +213,8 @@ fn payload_chunk(
             break;
         }
         *resume_after = Some(key.clone());
-        let Some(payload) = load_payload_ref(&t.payloads, &key)? else {
+        let mut entry = entries::decode(&key, &value)?;
+        let Some(payload) = entry.payload.take() else {
             continue;
         };
         let mut needed = false;
@@ -228,20 +228,21 @@ fn payload_chunk(
             }
         }
         if !needed {
-            removals.push(key);
+            // The publish, if the entry still has it, goes with the account's published ids.
+            removals.push((key, entry.encoded()?));
             let n = count_of(&mut counts, &writer.body_refs, payload.body.segment);
             *n = n.saturating_sub(1);
         }
     }
     let meta_writes = body_ref_writes(&counts)?;
-    (&t.payloads, &t.meta)
+    (&t.published, &t.meta)
         .transaction(
-            |(payloads, meta)| -> ConflictableTransactionResult<(), Infallible> {
+            |(published, meta)| -> ConflictableTransactionResult<(), Infallible> {
                 for (k, v) in &meta_writes {
                     put_or_remove(meta, k, v)?;
                 }
-                for k in &removals {
-                    payloads.remove_blind(k.clone())?;
+                for (k, v) in &removals {
+                    put_or_remove(published, k, v)?;
                 }
                 Ok(())
             },

@@ -1,6 +1,7 @@
 //! The read model's queries: payloads by event, deliveries by webhook with cursor paging.
 
-use super::projection::{load_delivery, load_payload_ref, Chunk};
+use super::entries::load_payload_ref;
+use super::projection::{load_delivery, Chunk};
 use super::{keys, Op, SledStore};
 use crate::codec;
 use crate::history::{DeliveryFilter, DeliveryRecord, Page, SCAN_MAX};
@@ -15,15 +16,15 @@ pub(super) fn payload(
     account: &AccountId,
     event: &EventId,
 ) -> Result<Option<Arc<str>>, StoreError> {
-    let key = keys::payload_key(account, event);
-    let Some(payload) = load_payload_ref(&store.trees.payloads, &key)? else {
+    let key = keys::entry_key(account, event);
+    let Some(payload) = load_payload_ref(&store.trees.published, &key)? else {
         return Ok(None);
     };
     match store.bodies.read(&payload.body) {
         Ok(body) => Ok(Some(Arc::from(body))),
         // Retention may have removed the body (and its segment) since the reference was
         // read: then it is gone, which is no damage.
-        Err(e) => match load_payload_ref(&store.trees.payloads, &key)? {
+        Err(e) => match load_payload_ref(&store.trees.published, &key)? {
             None => Ok(None),
             Some(_) => Err(e),
         },

@@ -1,9 +1,10 @@
 //! Retention: removing finished deliveries, and the payloads none of the rest needs, once
 //! they are older than a cut-off.
 
+use super::entries;
 use super::projection::{
-    body_ref_writes, count_of, load_bucket, load_delivery, load_listing_chunk, load_payload_ref,
-    Bucket, Chunk, Stored, TimeChunk,
+    body_ref_writes, count_of, load_bucket, load_delivery, load_listing_chunk, Bucket, Chunk,
+    Stored, TimeChunk,
 };
 use super::{encode_unless_empty, keep_committed, keys, put_or_remove, Op, SledStore};
 use crate::codec;
@@ -101,9 +102,9 @@ fn prune_chunk(
         }
     }
     let removed_ids: HashSet<&DeliveryId> = removed.iter().map(|s| &s.record.id).collect();
-    let payload_keys: HashSet<Vec<u8>> = removed
+    let payload_keys: HashSet<[u8; 24]> = removed
         .iter()
-        .map(|s| keys::payload_key(&s.record.account_id, &s.record.event_id))
+        .map(|s| keys::entry_key(&s.record.account_id, &s.record.event_id))
         .collect();
     // The history chunks that list removed deliveries, without them. A chunk this rewrites
     // may be a webhook's open one, so none stays open.
@@ -134,7 +135,10 @@ fn prune_chunk(
     let mut payload_removals = Vec::new();
     let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
     for key in payload_keys {
-        let Some(payload) = load_payload_ref(&t.payloads, &key)? else {
+        let Some(mut entry) = entries::load(&t.published, &key)? else {
+            continue;
+        };
+        let Some(payload) = entry.payload.take() else {
             continue;
         };
         if payload.created_at >= before {
@@ -157,7 +161,8 @@ fn prune_chunk(
             }
         }
         if !needed {
-            payload_removals.push(IVec::from(key));
+            // The entry stays while the idempotency window remembers its publish.
+            payload_removals.push((IVec::from(&key[..]), entry.encoded()?));
             let n = count_of(&mut counts, &writer.body_refs, payload.body.segment);
             *n = n.saturating_sub(1);
         }
@@ -170,9 +175,9 @@ fn prune_chunk(
             bucket_writes.push((IVec::from(key.as_slice()), encode_unless_empty(records)?));
         }
     }
-    (&t.history, &t.deliveries, &t.by_time, &t.payloads, &t.meta)
+    (&t.history, &t.deliveries, &t.by_time, &t.published, &t.meta)
             .transaction(
-                |(history, deliveries, by_time, payloads, meta)| -> ConflictableTransactionResult<(), Infallible> {
+                |(history, deliveries, by_time, published, meta)| -> ConflictableTransactionResult<(), Infallible> {
                     for (k, v) in &meta_writes {
                         put_or_remove(meta, k, v)?;
                     }
@@ -185,8 +190,8 @@ fn prune_chunk(
                     for (k, v) in &time_writes {
                         put_or_remove(by_time, k, v)?;
                     }
-                    for k in &payload_removals {
-                        payloads.remove_blind(k.clone())?;
+                    for (k, v) in &payload_removals {
+                        put_or_remove(published, k, v)?;
                     }
                     Ok(())
                 },
