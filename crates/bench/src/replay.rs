@@ -133,6 +133,7 @@ fn write_log(
                     event,
                     fresh_event_id: EventId::from(format!("evt_fresh_{n}")),
                     fan_out: FanOutId::new(now, numbered(n)),
+                    first_index: 0,
                     remembered: None,
                 };
                 step(&mut state, now, kind, &mut turn)?;

@@ -184,8 +184,13 @@ pub enum CommandKind {
         event: PreparedEvent,
         /// The id to use when the host gave none.
         fresh_event_id: EventId,
-        /// A fresh fan-out: the deliveries are its numbers 0, 1, ...
+        /// The fan-out its deliveries belong to: numbers `first_index`, `first_index + 1`, ...
+        /// of it (a store keeps a fan-out's deliveries together, so the runtime gives the
+        /// consecutive publishes of one batch one fan-out).
         fan_out: FanOutId,
+        /// The number of its first delivery in `fan_out`: 0 for a fresh fan-out, past the
+        /// earlier publishes' deliveries in a shared one.
+        first_index: u32,
         /// What the store remembers of a publish of the host's event id, read before this
         /// command: memory keeps ids for `Policy::idempotency_memory` only, the store for
         /// `Policy::retention` (`None` when the host gave no id or the store has none).

@@ -1356,6 +1356,7 @@ impl Sim {
                     event,
                     fresh_event_id: EventId::from("evt_unused"),
                     fan_out,
+                    first_index: 0,
                     remembered,
                 });
                 match known {

@@ -964,6 +964,7 @@ fn a_publish_without_an_id_uses_the_fresh_one() {
             event,
             fresh_event_id: evt("evt_generated"),
             fan_out: fan("s"),
+            first_index: 0,
             remembered: None,
         },
     )
@@ -2056,6 +2057,7 @@ fn the_delivered_envelope_puts_the_engines_fields_first() {
             event,
             fresh_event_id: evt("evt_unused"),
             fan_out: fan("s"),
+            first_index: 0,
             remembered: None,
         },
     )
@@ -2469,6 +2471,7 @@ fn without_the_project_rule_an_event_without_a_project_reaches_unfiltered_webhoo
             event,
             fresh_event_id: evt("evt_unused"),
             fan_out: fan("s"),
+            first_index: 0,
             remembered: None,
         },
     )
@@ -2515,6 +2518,7 @@ fn a_repeat_is_compared_by_the_body_as_delivered_not_by_its_whitespace() {
         event: event.clone(),
         fresh_event_id: evt("evt_unused"),
         fan_out: fan(seed),
+        first_index: 0,
         remembered: None,
     };
     d.run(t(1), publish_of(&a, "a"));

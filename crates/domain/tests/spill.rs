@@ -375,6 +375,7 @@ impl Sim {
                         event: common::prepared(&id, COMPLETED, "prj"),
                         fresh_event_id: EventId::from("evt_unused"),
                         fan_out: fan(&format!("p{}", self.published)),
+                        first_index: 0,
                         remembered: None,
                     });
                 }

@@ -560,6 +560,7 @@ impl EngineHandle {
                     event,
                     fresh_event_id,
                     fan_out: ids::fan_out(&*self.random, self.now()),
+                    first_index: 0,
                     remembered,
                 },
                 |events, _| match events.first() {

@@ -578,3 +578,78 @@ async fn alerts_stream_from_the_log_and_then_live_and_an_idle_stream_reports_pro
     eventually(|| async { (stream.caught_up_through() >= third.cursor.seq).then_some(()) }).await;
     engine.shutdown().await.unwrap();
 }
+
+/// Publishes decided in one batch share a fan-out (the store keeps a fan-out's deliveries in
+/// one record), numbered one after another: each delivery is still its own, sent once,
+/// recorded once, and read back after a crash.
+#[tokio::test]
+async fn publishes_of_one_batch_share_a_fan_out_and_each_delivery_stays_its_own() {
+    let receiver = Receiver::https(|_| Answer::Status(200)).await;
+    let clock = ManualClock::new(T0);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(policy(&[0, 60_000]), &clock, &receiver);
+    let (engine, h, wh, _) = engine_with_webhook(dir.path(), cfg, &receiver.url()).await;
+    // Published at once: all but the first wait for the first one's commit, in one batch.
+    let publishes: Vec<_> = (0..40)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.publish(&"acc_1".into(), &event_body(&format!("evt_s{i}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for p in publishes {
+        assert_eq!(p.await.unwrap().deliveries, 1);
+    }
+    receiver.wait_for(40).await;
+    let before = succeeded_once(&h, &wh, 40).await;
+    let mut per_fan_out = std::collections::HashMap::new();
+    for d in &before {
+        *per_fan_out.entry(d.id.fan_out()).or_insert(0) += 1;
+    }
+    assert!(
+        per_fan_out.len() < 40,
+        "publishes of one batch share fan-outs: {per_fan_out:?}"
+    );
+    assert!(
+        per_fan_out.values().all(|n| *n <= 16),
+        "a shared fan-out stays small: {per_fan_out:?}"
+    );
+    let ids: std::collections::HashSet<_> = before.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids.len(), 40, "every delivery has its own id");
+    let events: std::collections::HashSet<_> =
+        before.iter().map(|d| d.event_id.to_string()).collect();
+    assert_eq!(events.len(), 40, "one delivery per event");
+
+    // Crash and reopen: the shared records read back as they were; nothing is sent again.
+    drop(engine);
+    drop(h);
+    let engine = open_retrying(dir.path(), config(policy(&[0, 60_000]), &clock, &receiver)).await;
+    let after = succeeded_once(&engine.handle(), &wh, 40).await;
+    let reread: std::collections::HashSet<_> = after.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(reread, ids);
+    assert_eq!(receiver.received().len(), 40, "each delivery was sent once");
+    engine.shutdown().await.unwrap();
+}
+
+/// Waits until `webhook` lists `n` deliveries, each succeeded at its first attempt.
+async fn succeeded_once(
+    h: &hallway_runtime::EngineHandle,
+    webhook: &hallway_domain::WebhookId,
+    n: usize,
+) -> Vec<hallway_store::DeliveryRecord> {
+    eventually(|| async {
+        let page = h
+            .deliveries(&"acc_1".into(), webhook, 100, None)
+            .await
+            .unwrap();
+        let done = page
+            .data
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Succeeded && d.attempts.len() == 1);
+        (page.data.len() == n && done).then_some(page.data)
+    })
+    .await
+}

@@ -29,6 +29,7 @@ fn publish(sim: &mut Sim, id: &str, n: u64) -> (Vec<Event>, Published) {
         event,
         fresh_event_id: EventId::from("evt_unused"),
         fan_out: fan_out(sim.now, n),
+        first_index: 0,
         remembered: None,
     });
     let Some((_, published)) = events.first().and_then(Published::of) else {

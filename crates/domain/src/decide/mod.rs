@@ -20,8 +20,8 @@ use crate::event::Event;
 use crate::rejection::Rejection;
 use crate::state::{Delivery, Published, State};
 use crate::types::{
-    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, FanOutId, Outcome,
-    Plan, Timestamp, WebhookId,
+    AccountId, AttemptError, DeliveryId, DisabledReason, DurationMs, EventId, Outcome, Plan,
+    Timestamp, WebhookId,
 };
 use crate::webhook::{PreviousSecret, SealedSecret, WebhookConfig, MAX_SECRET_GRACE};
 
@@ -84,6 +84,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             event,
             fresh_event_id,
             fan_out,
+            first_index,
             remembered,
         } => handle_publish(
             state,
@@ -91,7 +92,7 @@ pub fn decide(state: &State, cmd: Command) -> Result<Vec<Event>, Rejection> {
             account_id,
             event,
             fresh_event_id,
-            fan_out,
+            fan_out.delivery(first_index),
             remembered,
         ),
         CommandKind::SendTest {
@@ -358,7 +359,7 @@ fn handle_publish(
     account_id: AccountId,
     event: PreparedEvent,
     fresh_event_id: EventId,
-    fan_out: FanOutId,
+    first_delivery: DeliveryId,
     remembered: Option<Published>,
 ) -> Result<Vec<Event>, Rejection> {
     let account = find_account(state, &account_id)?;
@@ -388,7 +389,11 @@ fn handle_publish(
             .into_iter()
             .filter(|w| w.config.matches(&event.event_type, &event.project_id))
             .enumerate()
-            .map(|(i, w)| (w.enabled, (fan_out.delivery(i as u32), w.id.clone())))
+            .map(|(i, w)| {
+                let index = first_delivery.index().saturating_add(i as u32);
+                let id = first_delivery.fan_out().delivery(index);
+                (w.enabled, (id, w.id.clone()))
+            })
             .partition(|(enabled, _)| *enabled)
     } else {
         (Vec::new(), Vec::new())

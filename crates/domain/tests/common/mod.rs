@@ -198,6 +198,7 @@ pub fn publish_typed(
         event: prepared(event_id, event_type, project),
         fresh_event_id: evt("evt_fresh_unused"),
         fan_out: hallway_testkit::ids::fan(seed),
+        first_index: 0,
         remembered: None,
     }
 }

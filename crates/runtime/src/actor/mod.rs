@@ -12,6 +12,7 @@
 
 mod committer;
 mod dispatcher;
+mod fan_outs;
 mod housekeeping;
 mod lanes;
 mod signer;
@@ -29,6 +30,7 @@ use crate::{Config, EngineError};
 use bytes::Bytes;
 use committer::{Committer, Output};
 use dispatcher::{Dispatcher, Report};
+use fan_outs::FanOuts;
 use hallway_domain::{decide, Command, CommandKind, Event, Outcome, State, Timestamp};
 use hallway_store::{EventStore, StoreError};
 use housekeeping::Housekeeping;
@@ -94,6 +96,8 @@ pub(crate) struct Actor {
     dispatcher: Dispatcher,
     housekeeping: Housekeeping,
     bodies: Bodies,
+    /// The fan-out the open batch's publishes share.
+    fan_outs: FanOuts,
     /// Reports and messages received and not decided yet.
     reports: Vec<Report>,
     msgs: Vec<Msg>,
@@ -141,6 +145,7 @@ impl Actor {
             dispatcher,
             housekeeping,
             bodies: Bodies::new(config.memory_budget_bytes),
+            fan_outs: FanOuts::default(),
             reports: Vec::new(),
             msgs: Vec::new(),
             config,
@@ -392,10 +397,14 @@ impl Actor {
         self.spill(now);
     }
 
-    fn decide_command(&mut self, now: Timestamp, kind: CommandKind, reply: Reply) {
+    fn decide_command(&mut self, now: Timestamp, mut kind: CommandKind, reply: Reply) {
         let _span = tracing::debug_span!("command").entered();
+        let fan_out = self.fan_outs.assign(&mut kind);
         match decide(&self.state, Command::new(now, kind)) {
             Ok(new) => {
+                if let Some(fan_out) = fan_out {
+                    self.fan_outs.decided(fan_out, &new);
+                }
                 let start = self.committer.open_len();
                 for (i, e) in new.iter().enumerate() {
                     self.state.apply(e);
@@ -464,6 +473,7 @@ impl Actor {
     /// Appends a batch as one record and flushes it on the blocking pool; the actor goes on
     /// deciding the next batch meanwhile.
     fn start_commit(&mut self, events: Arc<Vec<Event>>) {
+        self.fan_outs.batch_closed();
         let store = self.store.clone();
         self.commit = Some(crate::store_calls::spawn(&*self.store, move || {
             store

@@ -157,10 +157,11 @@ pub(crate) fn show_history_key(key: &[u8]) -> String {
     }
 }
 
-/// The key of a delivery's bucket: its fan-out, so a publish's whole fan-out is one value,
-/// written once per batch however many of its deliveries change (the store's cost is per
-/// write). A fan-out's id starts with its time, so a new bucket sorts after older ones and
-/// new records go where the tree is already being written and read.
+/// The key of a delivery's bucket: its fan-out, so a fan-out's deliveries (a publish's, or
+/// those of the consecutive publishes of one batch, which the runtime gives one fan-out) are
+/// one value, written once per batch however many of them change (the store's cost is per
+/// key). A fan-out's id starts with its time, so a new bucket sorts after older ones and new
+/// records go where the tree is already being written and read.
 pub(crate) fn bucket_key(delivery: &DeliveryId) -> [u8; 16] {
     delivery.fan_out().to_bytes()
 }

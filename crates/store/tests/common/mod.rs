@@ -228,6 +228,7 @@ impl Sim {
             event: prepared,
             fresh_event_id: EventId::from(format!("evt_fresh_{}", self.counter)),
             fan_out: fan_out(self.now, self.counter),
+            first_index: 0,
             remembered: None,
         })
     }
