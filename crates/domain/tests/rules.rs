@@ -975,6 +975,31 @@ fn a_publish_without_an_id_uses_the_fresh_one() {
     ));
 }
 
+#[test]
+fn a_publish_numbers_its_deliveries_from_its_first_index_in_a_shared_fan_out() {
+    let g = given([
+        account_created("acc_1", Plan::Pro),
+        webhook_created("acc_1", "wh_1"),
+        webhook_created("acc_1", "wh_2"),
+    ]);
+    let publish_at = |first_index| CommandKind::Publish {
+        account_id: acc("acc_1"),
+        event: prepared("evt_1", COMPLETED, "prj_1"),
+        fresh_event_id: evt("evt_unused"),
+        fan_out: fan("s"),
+        first_index,
+        remembered: None,
+    };
+    let (events, _) = g.when(t(1), publish_at(7)).events();
+    let ids: Vec<DeliveryId> = deliveries_of(&events).into_iter().map(|(d, _)| d).collect();
+    assert_eq!(ids, vec![fan("s").delivery(7), fan("s").delivery(8)]);
+    g.when(t(1), publish_at(u32::MAX - 1))
+        .then_rejects(Rejection::InvalidRequest(format!(
+            "delivery numbers from {} overflow the fan-out",
+            u32::MAX - 1
+        )));
+}
+
 // ---------------------------------------------------------------- scheduling
 
 #[test]

@@ -383,6 +383,13 @@ fn handle_publish(
         });
     }
     // Disabled webhooks get a paused delivery each: recorded with the body, nothing sent.
+    let numbered = state.webhooks_of(&account_id).len() as u32;
+    if first_delivery.index().checked_add(numbered).is_none() {
+        return Err(Rejection::InvalidRequest(format!(
+            "delivery numbers from {} overflow the fan-out",
+            first_delivery.index()
+        )));
+    }
     let (deliveries, paused): (Vec<_>, Vec<_>) = if fans_out(policy, account) {
         state
             .webhooks_of(&account_id)
@@ -390,7 +397,8 @@ fn handle_publish(
             .filter(|w| w.config.matches(&event.event_type, &event.project_id))
             .enumerate()
             .map(|(i, w)| {
-                let index = first_delivery.index().saturating_add(i as u32);
+                // In range: checked above against every webhook of the account.
+                let index = first_delivery.index() + i as u32;
                 let id = first_delivery.fan_out().delivery(index);
                 (w.enabled, (id, w.id.clone()))
             })
