@@ -108,7 +108,8 @@ mod tests {
         }
     }
 
-    fn first_index(kind: &CommandKind) -> (FanOutId, u32) {
+    /// The fan-out and first number a publish command carries.
+    fn numbering(kind: &CommandKind) -> (FanOutId, u32) {
         match kind {
             CommandKind::Publish {
                 fan_out,
@@ -128,7 +129,7 @@ mod tests {
         let mut k = publish(fan(2));
         assert_eq!(f.assign(&mut k), Some(fan(1)));
         assert_eq!(
-            first_index(&k),
+            numbering(&k),
             (fan(1), 5),
             "numbered after the first's five"
         );
@@ -136,16 +137,11 @@ mod tests {
         // Seventeen numbers taken: the next publish keeps its own fan-out and others share it.
         let mut k = publish(fan(3));
         assert_eq!(f.assign(&mut k), Some(fan(3)));
-        assert_eq!(first_index(&k), (fan(3), 0));
+        assert_eq!(numbering(&k), (fan(3), 0));
         f.decided(fan(3), &[published(fan(3), 0, 1)]);
         let mut k = publish(fan(4));
-        assert_eq!(
-            first_index(&{
-                f.assign(&mut k);
-                k
-            }),
-            (fan(3), 1)
-        );
+        f.assign(&mut k);
+        assert_eq!(numbering(&k), (fan(3), 1));
     }
 
     #[test]
@@ -157,11 +153,11 @@ mod tests {
         f.decided(fan(1), &[published(fan(1), 2, 0)]);
         let mut k = publish(fan(3));
         f.assign(&mut k);
-        assert_eq!(first_index(&k), (fan(1), 2));
+        assert_eq!(numbering(&k), (fan(1), 2));
         f.batch_closed();
         let mut k = publish(fan(5));
         assert_eq!(f.assign(&mut k), Some(fan(5)));
-        assert_eq!(first_index(&k), (fan(5), 0));
+        assert_eq!(numbering(&k), (fan(5), 0));
         let mut other = CommandKind::Resume;
         assert_eq!(f.assign(&mut other), None);
     }
