@@ -2148,7 +2148,13 @@ impl PageCache {
     /// writes describes only durable data, as a snapshot written by
     /// recovery does.
     pub(crate) fn snapshot_at_rest(&self) -> Result<bool> {
-        self.flush()?;
+        // The flusher thread's segment cleaning rewrites pages with no
+        // user writing: holding every writer off (it takes the read side)
+        // keeps its rewrites from landing between the flush and the scan.
+        // `iobuf::flush` takes the read side itself, so make stable directly.
+        let _cc = concurrency_control::write();
+        let max_reserved_lsn = self.log.iobufs.max_reserved_lsn.load(Acquire);
+        self.log.make_stable(max_reserved_lsn)?;
         let stable_lsn_now: Lsn = self.log.stable_offset();
         let pid_bound = *self.next_pid_to_allocate.lock();
         let guard = pin();
