@@ -84,9 +84,10 @@ fn default_failing_alert_after() -> u32 {
     DEFAULT_FAILING_ALERT_AFTER
 }
 
-/// How long memory keeps published event ids unless configured: long past any commit's
-/// wait, so an id is in the store before memory forgets it.
-pub const DEFAULT_IDEMPOTENCY_MEMORY: DurationMs = DurationMs::from_mins(5);
+/// How long memory keeps published event ids unless configured. The runtime never forgets
+/// an id before it is durable, whatever this is, so it only sets how many repeats memory
+/// answers without a store read, against the memory that grows with the publish rate.
+pub const DEFAULT_IDEMPOTENCY_MEMORY: DurationMs = DurationMs::from_secs(30);
 
 fn default_idempotency_memory() -> DurationMs {
     DEFAULT_IDEMPOTENCY_MEMORY

@@ -287,6 +287,11 @@ impl State {
             .copied()
     }
 
+    /// How many published event ids memory holds.
+    pub fn remembered_count(&self) -> usize {
+        self.published.len()
+    }
+
     /// The oldest remembered publish time, if any.
     pub fn oldest_published(&self) -> Option<Timestamp> {
         self.published_order.first().map(|(t, _)| *t)

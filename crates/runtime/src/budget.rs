@@ -3,7 +3,7 @@
 //! page cache, the bodies of recent publishes, the waiting deliveries kept in memory (the rest
 //! of a backlog is spilled to the store) and the filter in front of the store's published ids.
 //! What it does not size is the remainder: the store's table of its pages (which grows with
-//! what is on disk), the attempts under way and their connections, the last minutes'
+//! what is on disk), the attempts under way and their connections, the last seconds'
 //! idempotency keys, and what the allocator keeps.
 //!
 //! | share | of the budget | bounds |

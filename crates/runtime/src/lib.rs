@@ -132,6 +132,9 @@ pub struct EngineHandle {
     catalog: Arc<hallway_domain::Catalog>,
     /// Ids the store may know; a publish whose id it has never seen skips the store read.
     published_filter: Arc<PublishedFilter>,
+    /// How many times memory has forgotten ids (a store read made before the latest one is
+    /// made again when its publish is decided).
+    expiries: actor::Expiries,
 }
 
 impl Engine {
@@ -201,6 +204,7 @@ impl Engine {
                 Budget::new(config.memory_budget_bytes).published_filter_bytes(),
                 config.policy.retention,
             )),
+            expiries: actor::Expiries::default(),
         };
         published_filter::fill(&store, &handle.published_filter, config.clock.clone());
         let mut actor = Actor::new(
@@ -213,6 +217,7 @@ impl Engine {
             config,
             metrics,
             handle.alerts.clone(),
+            handle.expiries.clone(),
         );
         actor.resume(reseal).await?;
         let task = tokio::spawn(actor.run());
@@ -329,11 +334,21 @@ impl EngineHandle {
         kind: CommandKind,
         f: impl FnOnce(&[Event], &State) -> T + Send + 'static,
     ) -> Result<T, EngineError> {
+        self.exec_after_read(kind, None, f).await
+    }
+
+    /// [`Self::exec`] for a publish that read the store for its id at expiry count `read`.
+    async fn exec_after_read<T: Send + 'static>(
+        &self,
+        kind: CommandKind,
+        read: Option<u64>,
+        f: impl FnOnce(&[Event], &State) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
         let (tx, rx) = oneshot::channel();
         let reply: Reply = Box::new(move |res, state| {
             let _ = tx.send(res.map(|events| f(events, state)));
         });
-        self.send(Msg::Exec { kind, reply }).await?;
+        self.send(Msg::Exec { kind, reply, read }).await?;
         rx.await.map_err(|_| EngineError::Closed)?
     }
 
@@ -539,9 +554,10 @@ impl EngineHandle {
             Some(id) => id.clone(),
             None => EventId::from(ids::event_id(&*self.random)),
         };
-        // Memory keeps only the last minutes of ids; the store has the whole window. Read
+        // Memory keeps only the last seconds of ids; the store has the whole window. Read
         // inline like the history reads (its pages are cached while ids are published), and
         // only for an id the filter may have seen: the store cannot know one it has not.
+        let read = self.expiries.current();
         let remembered = match &event.event_id {
             Some(id) => {
                 let key = IdempotencyKey::of(account, id);
@@ -554,7 +570,7 @@ impl EngineHandle {
             None => None,
         };
         let result = self
-            .exec(
+            .exec_after_read(
                 CommandKind::Publish {
                     account_id: account.clone(),
                     event,
@@ -563,6 +579,7 @@ impl EngineHandle {
                     first_index: 0,
                     remembered,
                 },
+                Some(read),
                 |events, _| match events.first() {
                     Some(Event::EventPublished {
                         event_id,

@@ -49,6 +49,7 @@ pub struct Metrics {
     pending: Gauge,
     spilled: Gauge,
     in_flight: Gauge,
+    remembered: Gauge,
     started: Counter,
     started_late: Counter,
     batches: Counter,
@@ -106,6 +107,12 @@ impl Default for Metrics {
             "hallway_deliveries_spilled",
             "Pending deliveries waiting in the store rather than in memory",
             spilled.clone(),
+        );
+        let remembered = Gauge::default();
+        registry.register(
+            "hallway_event_ids_remembered",
+            "Published event ids memory holds (the store holds them all)",
+            remembered.clone(),
         );
         let in_flight = Gauge::default();
         registry.register(
@@ -176,6 +183,7 @@ impl Default for Metrics {
             pending,
             spilled,
             in_flight,
+            remembered,
             started,
             started_late,
             batches,
@@ -205,6 +213,8 @@ pub struct MetricsSnapshot {
     pub spilled: u64,
     /// Attempts under way.
     pub in_flight: u64,
+    /// Published event ids memory holds.
+    pub remembered_ids: u64,
     /// Attempts started.
     pub started: u64,
     /// Attempts started more than [`LATE_START`] after they were due.
@@ -240,7 +250,9 @@ impl Metrics {
         self.batches.inc();
         self.events_logged.inc_by(events as u64);
     }
-    pub(crate) fn gauges(&self, pending: usize, in_flight: usize, spilled: u64) {
+    pub(crate) fn gauges(&self, pending: usize, in_flight: usize, spilled: u64, remembered: usize) {
+        self.remembered
+            .set(i64::try_from(remembered).unwrap_or(i64::MAX));
         self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
@@ -296,6 +308,7 @@ impl Metrics {
             pending: u64::try_from(self.pending.get()).unwrap_or(0),
             spilled: u64::try_from(self.spilled.get()).unwrap_or(0),
             in_flight: u64::try_from(self.in_flight.get()).unwrap_or(0),
+            remembered_ids: u64::try_from(self.remembered.get()).unwrap_or(0),
             started: self.started.get(),
             started_late: self.started_late.get(),
             start_delay_max_ms: self
@@ -329,6 +342,7 @@ mod tests {
             "hallway_deliveries_pending 0",
             "hallway_deliveries_spilled 0",
             "hallway_attempts_in_flight 0",
+            "hallway_event_ids_remembered 0",
             "hallway_attempts_started_total 0",
             "hallway_attempts_started_late_total 0",
             "hallway_attempt_start_delay_seconds_count 0",

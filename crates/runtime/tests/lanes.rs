@@ -2,19 +2,18 @@
 //! attempts open, and a freed slot taken by the next logged attempt at once, while commits
 //! are held, so the receiver's slot is never waiting on our bookkeeping.
 
+#[path = "common/held.rs"]
+mod held;
+
 use hallway_domain::{
-    AccountId, DeliveryId, DurationMs, Event, EventId, IdempotencyKey, Outcome, Plan, Policy,
-    Published, SpilledDelivery, State, Timestamp, WebhookId, SESSION_PROCESSING_COMPLETED,
+    AccountId, DurationMs, Outcome, Plan, Policy, Timestamp, SESSION_PROCESSING_COMPLETED,
 };
 use hallway_runtime::transport::SendFuture;
 use hallway_runtime::{Config, Engine, ManualClock, NewWebhook, OutgoingRequest, Sent, Transport};
-use hallway_store::{
-    DeliveryFilter, DeliveryRecord, EventLog, LogRecords, Page, ReadModel, Seq, SledStore,
-    SnapshotDraft, StoreError, Truncation,
-};
 use hallway_testkit::wait::eventually;
+use held::Held;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -71,110 +70,13 @@ impl Transport for GatedTransport {
     }
 }
 
-/// A sled store whose appends wait while the test holds them.
-struct Held {
-    inner: SledStore,
-    held: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Held {
-    fn hold(&self, on: bool) {
-        *self.held.lock().unwrap() = on;
-        self.changed.notify_all();
-    }
-}
-
-impl EventLog for Held {
-    fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
-        let mut held = self.held.lock().unwrap();
-        while *held {
-            held = self.changed.wait(held).unwrap();
-        }
-        drop(held);
-        self.inner.append(events)
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-    fn last_seq(&self) -> Result<Seq, StoreError> {
-        self.inner.last_seq()
-    }
-    fn read_log(&self, from: Seq) -> LogRecords<'_> {
-        self.inner.read_log(from)
-    }
-    fn write_snapshot(&self, seq: Seq, state: &State) -> Result<SnapshotDraft, StoreError> {
-        self.inner.write_snapshot(seq, state)
-    }
-    fn install_snapshot(&self, draft: SnapshotDraft) -> Result<(), StoreError> {
-        self.inner.install_snapshot(draft)
-    }
-    fn load_snapshot(&self) -> Result<Option<(Seq, State)>, StoreError> {
-        self.inner.load_snapshot()
-    }
-    fn truncate(&self, through: Seq, when: Truncation) -> Result<u64, StoreError> {
-        self.inner.truncate(through, when)
-    }
-}
-
-impl ReadModel for Held {
-    fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError> {
-        self.inner.published(key)
-    }
-    fn payload(
-        &self,
-        account: &AccountId,
-        event: &EventId,
-    ) -> Result<Option<Arc<str>>, StoreError> {
-        self.inner.payload(account, event)
-    }
-    fn delivery(
-        &self,
-        webhook: &WebhookId,
-        delivery: &DeliveryId,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.inner.delivery(webhook, delivery)
-    }
-    fn deliveries_where(
-        &self,
-        webhook: &WebhookId,
-        filter: &DeliveryFilter,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page, StoreError> {
-        self.inner.deliveries_where(webhook, filter, limit, cursor)
-    }
-    fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.prune(before)
-    }
-    fn spilled(
-        &self,
-        webhook: &WebhookId,
-        generation: u32,
-        limit: usize,
-    ) -> Result<Vec<SpilledDelivery>, StoreError> {
-        self.inner.spilled(webhook, generation, limit)
-    }
-    fn purge_account(
-        &self,
-        account: &AccountId,
-        webhooks: &[WebhookId],
-    ) -> Result<u64, StoreError> {
-        self.inner.purge_account(account, webhooks)
-    }
-}
-
 /// An engine over a held store and a gated transport, with one webhook allowing
 /// `per_webhook` requests under way.
 async fn engine(
     dir: &std::path::Path,
     per_webhook: u32,
 ) -> (Engine, Arc<Held>, Arc<Gated>, ManualClock) {
-    let store = Arc::new(Held {
-        inner: SledStore::open(dir).unwrap(),
-        held: Mutex::new(false),
-        changed: Condvar::new(),
-    });
+    let store = Held::open(dir);
     let gate = Arc::new(Gated::new());
     let clock = ManualClock::new(T0);
     let config = Config {
@@ -248,7 +150,7 @@ async fn a_freed_slot_goes_to_the_next_logged_attempt_without_waiting_for_a_comm
     );
 
     // No commit can land from now on: each request that ends lets a logged attempt go.
-    store.hold(true);
+    store.appends.hold(true);
     for sent in 3..=open {
         gate.release.add_permits(1);
         eventually("lanes", || async {
@@ -265,7 +167,7 @@ async fn a_freed_slot_goes_to_the_next_logged_attempt_without_waiting_for_a_comm
         "sent before its start was logged"
     );
 
-    store.hold(false);
+    store.appends.hold(false);
     gate.release.add_permits(100);
     eventually("lanes", || async {
         let m = h.metrics();

@@ -164,7 +164,7 @@ pub trait ReadModel: Send + Sync + 'static {
 
     /// What an earlier publish of an event id answered, for idempotency: every id published
     /// since the last [`ReadModel::prune`], written in the append that logs its publish
-    /// (memory keeps only the last few minutes of them, `Policy::idempotency_memory`).
+    /// (memory keeps only the last seconds of them, `Policy::idempotency_memory`).
     fn published(&self, key: &IdempotencyKey) -> Result<Option<Published>, StoreError>;
 
     /// Up to `limit` of the ids [`ReadModel::published`] knows, in the order of their bytes

@@ -3,6 +3,7 @@
 //! snapshots (with the truncation of the log before them) when the committer says the state
 //! is the log's.
 
+use super::IdMemory;
 use crate::EngineError;
 use hallway_domain::{decide, Command, CommandKind, DurationMs, Event, State, Timestamp};
 use hallway_store::{EventStore, Truncation};
@@ -10,8 +11,11 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 /// How often memory forgets the published ids older than `Policy::idempotency_memory`: a
-/// small fraction of it, so memory holds little more than that window.
-const KEY_EXPIRY_EVERY: DurationMs = DurationMs::from_mins(1);
+/// small fraction of its default, so memory holds little more than that window.
+const KEY_EXPIRY_EVERY: DurationMs = DurationMs::from_secs(5);
+
+/// How soon an expiry held back by a batch not yet durable is tried again.
+const KEY_EXPIRY_RETRY: DurationMs = DurationMs::from_secs(1);
 
 /// See the module documentation.
 pub(crate) struct Housekeeping {
@@ -46,16 +50,28 @@ impl Housekeeping {
     }
 
     /// Forgets the ids memory need not keep (decided and applied here, returned to be
-    /// logged) and, when retention is due, prunes old finished deliveries, payloads and
-    /// published ids from the store.
-    pub(crate) async fn maintain(&mut self, now: Timestamp, state: &mut State) -> Vec<Event> {
+    /// logged) once none of them waits for its batch to be durable, and, when retention is
+    /// due, prunes old finished deliveries, payloads and published ids from the store.
+    pub(crate) async fn maintain(
+        &mut self,
+        now: Timestamp,
+        state: &mut State,
+        ids: &IdMemory,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         if now >= self.next_key_expiry {
-            self.next_key_expiry = now.plus(KEY_EXPIRY_EVERY);
-            events = decide(state, Command::new(now, CommandKind::ExpireIdempotencyKeys))
-                .unwrap_or_default();
-            for e in &events {
-                state.apply(e);
+            if ids.may_forget_before(state.policy().idempotency_memory_start(now)) {
+                self.next_key_expiry = now.plus(KEY_EXPIRY_EVERY);
+                events = decide(state, Command::new(now, CommandKind::ExpireIdempotencyKeys))
+                    .unwrap_or_default();
+                for e in &events {
+                    state.apply(e);
+                }
+                if !events.is_empty() {
+                    ids.expired();
+                }
+            } else {
+                self.next_key_expiry = now.plus(KEY_EXPIRY_RETRY);
             }
         }
         if now < self.next_maintenance {

@@ -14,6 +14,7 @@ mod committer;
 mod dispatcher;
 mod fan_outs;
 mod housekeeping;
+mod id_memory;
 mod lanes;
 mod signer;
 mod spilling;
@@ -34,6 +35,8 @@ use fan_outs::FanOuts;
 use hallway_domain::{decide, Command, CommandKind, Event, Outcome, State, Timestamp};
 use hallway_store::{EventStore, StoreError};
 use housekeeping::Housekeeping;
+pub(crate) use id_memory::Expiries;
+use id_memory::IdMemory;
 use std::ops::Range;
 use std::sync::Arc;
 use timer::Timer;
@@ -48,9 +51,16 @@ pub(crate) type Reply = Box<dyn FnOnce(Result<&[Event], EngineError>, &State) + 
 pub(crate) type Inspect = Box<dyn FnOnce(&State, u64) + Send>;
 
 /// What the actor receives from handles.
+// Nearly every message is an `Exec`: boxing its command would cost an allocation per publish.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
-    /// Decide a command, answer after commit.
-    Exec { kind: CommandKind, reply: Reply },
+    /// Decide a command, answer after commit. `read` is the expiry count at which a publish
+    /// read the store for its id.
+    Exec {
+        kind: CommandKind,
+        reply: Reply,
+        read: Option<u64>,
+    },
     /// Read the state after the current batch commits.
     Query(Box<dyn FnOnce(&State) + Send>),
     /// Run this once the state is exactly the log's (nothing decided and unlogged).
@@ -98,6 +108,8 @@ pub(crate) struct Actor {
     bodies: Bodies,
     /// The fan-out the open batch's publishes share.
     fan_outs: FanOuts,
+    /// When memory may forget published ids.
+    id_memory: IdMemory,
     /// Reports and messages received and not decided yet.
     reports: Vec<Report>,
     msgs: Vec<Msg>,
@@ -121,6 +133,7 @@ impl Actor {
         config: Config,
         metrics: Arc<Metrics>,
         alerts: AlertHub,
+        expiries: Expiries,
     ) -> Self {
         let clock = config.clock.clone();
         let dispatcher = Dispatcher::new(
@@ -146,6 +159,7 @@ impl Actor {
             housekeeping,
             bodies: Bodies::new(config.memory_budget_bytes),
             fan_outs: FanOuts::default(),
+            id_memory: IdMemory::new(expiries),
             reports: Vec::new(),
             msgs: Vec::new(),
             config,
@@ -236,6 +250,7 @@ impl Actor {
                 self.state.pending_count(),
                 self.state.in_flight_count(),
                 self.state.spilled_count(),
+                self.state.remembered_count(),
             );
             // Poll.
             match self.committer.poll_output() {
@@ -319,6 +334,7 @@ impl Actor {
                 return Err(e);
             }
         };
+        self.id_memory.committed();
         // The next batch was decided while this one committed: its commit starts before this
         // one's callers are answered and its attempts dispatched, so the store does not wait
         // on the actor.
@@ -379,7 +395,7 @@ impl Actor {
         }
         for msg in std::mem::take(&mut self.msgs) {
             match msg {
-                Msg::Exec { kind, reply } => self.decide_command(now, kind, reply),
+                Msg::Exec { kind, reply, read } => self.decide_command(now, kind, reply, read),
                 Msg::Query(f) => self.committer.push_pending(Pending::Query(f)),
                 Msg::Logged(f) => self.logged.push(f),
                 Msg::Shutdown { done } => {
@@ -390,15 +406,28 @@ impl Actor {
             }
         }
         if self.housekeeping.is_due(now) && self.shutdown.is_none() {
-            let events = self.housekeeping.maintain(now, &mut self.state).await;
+            let events = self
+                .housekeeping
+                .maintain(now, &mut self.state, &self.id_memory)
+                .await;
             self.committer.push_events(events);
         }
         self.tick(now);
         self.spill(now);
     }
 
-    fn decide_command(&mut self, now: Timestamp, mut kind: CommandKind, reply: Reply) {
+    fn decide_command(
+        &mut self,
+        now: Timestamp,
+        mut kind: CommandKind,
+        reply: Reply,
+        read: Option<u64>,
+    ) {
         let _span = tracing::debug_span!("command").entered();
+        if let Err(e) = self.read_again_if_stale(&mut kind, read) {
+            self.committer.push_pending(Pending::Reply(reply, Err(e)));
+            return;
+        }
         let fan_out = self.fan_outs.assign(&mut kind);
         match decide(&self.state, Command::new(now, kind)) {
             Ok(new) => {
@@ -410,6 +439,7 @@ impl Actor {
                     self.state.apply(e);
                     if matches!(e, Event::EventPublished { .. }) {
                         self.metrics.published();
+                        self.id_memory.published(now);
                     }
                     self.remember_body(now, e, &new[i + 1..]);
                 }
@@ -424,6 +454,32 @@ impl Actor {
                 self.committer.push_pending(Pending::Reply(reply, rejected));
             }
         }
+    }
+
+    /// A publish whose store read came before memory last forgot ids may have missed one
+    /// that memory held then: it reads the store again (which has every id memory forgot).
+    fn read_again_if_stale(
+        &self,
+        kind: &mut CommandKind,
+        read: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let Some(read_at) = read else { return Ok(()) };
+        if self.id_memory.read_stands(read_at) {
+            return Ok(());
+        }
+        if let CommandKind::Publish {
+            account_id,
+            event,
+            remembered: remembered @ None,
+            ..
+        } = kind
+        {
+            if let Some(id) = &event.event_id {
+                let key = hallway_domain::IdempotencyKey::of(account_id, id);
+                *remembered = self.store.published(&key)?;
+            }
+        }
+        Ok(())
     }
 
     /// Keeps a body just published for the attempts this batch (or one soon after) starts.
@@ -474,6 +530,7 @@ impl Actor {
     /// deciding the next batch meanwhile.
     fn start_commit(&mut self, events: Arc<Vec<Event>>) {
         self.fan_outs.batch_closed();
+        self.id_memory.commit_started();
         let store = self.store.clone();
         self.commit = Some(crate::store_calls::spawn(&*self.store, move || {
             store

@@ -1,5 +1,5 @@
-//! Published event ids for the whole idempotency window. Memory keeps only the last few
-//! minutes of them (`Policy::idempotency_memory`); the `published` tree keeps every one in
+//! Published event ids for the whole idempotency window. Memory keeps only the last
+//! seconds of them (`Policy::idempotency_memory`); the `published` tree keeps every one in
 //! its event's entry (`entries`), written in the append that logs its publish, and the
 //! runtime reads it before a publish is decided. Entries are found by their key's 24 bytes
 //! (an account's share a prefix, for its purge); their publishes expire through chunks in

@@ -1,0 +1,169 @@
+//! Memory forgets published event ids after `Policy::idempotency_memory`, and a repeat is
+//! still a duplicate whatever the commits and the store reads do meanwhile: memory keeps an
+//! id until its record is durable, and a publish whose store read came before memory forgot
+//! reads the store again.
+
+#[path = "common/held.rs"]
+mod held;
+
+use hallway_domain::{AccountId, DurationMs, Outcome, Plan, Policy, Timestamp};
+use hallway_runtime::transport::SendFuture;
+use hallway_runtime::{
+    Config, Engine, EngineHandle, ManualClock, NewWebhook, OutgoingRequest, PublishReceipt, Sent,
+    Transport,
+};
+use hallway_testkit::wait::eventually;
+use held::Held;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The moment the test starts at.
+const T0: Timestamp = Timestamp(1_768_059_000_000);
+
+/// Well past memory's window of one minute.
+const LATER_MS: u64 = 10 * 60_000;
+
+/// A receiver that takes everything at once.
+struct Accepts;
+
+impl Transport for Accepts {
+    fn send(&self, _request: OutgoingRequest, _timeout: Duration) -> SendFuture {
+        Box::pin(async {
+            Sent::bare(Outcome::Response {
+                status: 200,
+                duration: DurationMs(1),
+            })
+        })
+    }
+}
+
+/// An engine over a held store, memory keeping ids for a minute, with one webhook; its
+/// filter of published ids is filled, so a new id reads nothing from the store.
+async fn engine(dir: &std::path::Path) -> (Engine, Arc<Held>, ManualClock) {
+    let store = Held::open(dir);
+    let clock = ManualClock::new(T0);
+    let config = Config {
+        policy: Policy {
+            idempotency_memory: DurationMs::from_mins(1),
+            allow_private_targets: true,
+            ..Policy::default()
+        },
+        clock: Arc::new(clock.clone()),
+        transport: Some(Arc::new(Accepts)),
+        master_key: Some(hallway_runtime::MasterKey::generate()),
+        ..Config::default()
+    };
+    let engine = Engine::with_store(store.clone(), config).await.unwrap();
+    let h = engine.handle();
+    h.create_account(&account(), "Acme Research", Plan::Pro)
+        .await
+        .unwrap();
+    h.create_webhook(
+        &account(),
+        NewWebhook {
+            name: "Receiver".into(),
+            url: "https://receiver.example/hook".into(),
+            description: None,
+            events: vec![hallway_domain::SESSION_PROCESSING_COMPLETED.into()],
+            project_ids: vec![],
+            signature_scheme: hallway_domain::SignatureScheme::Hallway,
+        },
+    )
+    .await
+    .unwrap();
+    eventually("the filter filled", || async {
+        h.published_filter_ready().then_some(())
+    })
+    .await;
+    (engine, store, clock)
+}
+
+fn account() -> AccountId {
+    AccountId::from("acc_1")
+}
+
+/// Publishes event `id` in a task of its own.
+fn publish(h: &EngineHandle, id: &str) -> tokio::task::JoinHandle<PublishReceipt> {
+    let h = h.clone();
+    let body = format!(
+        r#"{{"type":"session.processing.completed","id":"{id}","project":{{"id":"prj_1"}}}}"#
+    );
+    tokio::spawn(async move { h.publish(&account(), body.as_bytes()).await.unwrap() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_whose_record_is_not_durable_yet_outlives_memorys_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, clock) = engine(dir.path()).await;
+    let h = engine.handle();
+    // The first publish of evt_x is decided; its record waits to be written.
+    store.appends.hold(true);
+    let first = publish(&h, "evt_x");
+    eventually("the first record held", || async {
+        (store.appends.waiting() == 1).then_some(())
+    })
+    .await;
+    // A repeat reads the store, which cannot know evt_x yet, and waits to be decided.
+    store.reads.hold(true);
+    let repeat = publish(&h, "evt_x");
+    eventually("the repeat's read held", || async {
+        (store.reads.waiting() == 1).then_some(())
+    })
+    .await;
+    // Memory's window passes, and another publish has the actor run its housekeeping.
+    clock.advance_ms(LATER_MS);
+    let other = publish(&h, "evt_y");
+    eventually("evt_y decided", || async {
+        (h.metrics().published == 2).then_some(())
+    })
+    .await;
+    // The gauge follows the turn that decided evt_y, whose housekeeping came after it.
+    eventually("memory to hold evt_x and evt_y", || async {
+        (h.metrics().remembered_ids == 2).then_some(())
+    })
+    .await;
+    store.reads.hold(false);
+    store.appends.hold(false);
+    assert!(
+        repeat.await.unwrap().duplicate,
+        "memory kept evt_x while its record was not durable"
+    );
+    assert!(!first.await.unwrap().duplicate);
+    assert!(!other.await.unwrap().duplicate);
+    assert_eq!(h.metrics().published, 2, "evt_x once, evt_y once");
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_read_made_before_memory_forgot_an_id_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, clock) = engine(dir.path()).await;
+    let h = engine.handle();
+    // A repeat of evt_x reads the store before the first publish's record is written...
+    store.appends.hold(true);
+    let first = publish(&h, "evt_x");
+    eventually("the first record held", || async {
+        (store.appends.waiting() == 1).then_some(())
+    })
+    .await;
+    store.reads.hold(true);
+    let repeat = publish(&h, "evt_x");
+    eventually("the repeat's read held", || async {
+        (store.reads.waiting() == 1).then_some(())
+    })
+    .await;
+    // ...then the record is durable, and memory forgets evt_x a window later.
+    store.appends.hold(false);
+    assert!(!first.await.unwrap().duplicate);
+    clock.advance_ms(LATER_MS);
+    assert!(!publish(&h, "evt_y").await.unwrap().duplicate);
+    assert_eq!(h.metrics().remembered_ids, 1, "memory forgot evt_x");
+    // The repeat is decided now: what it read is stale, and the store knows evt_x.
+    store.reads.hold(false);
+    assert!(
+        repeat.await.unwrap().duplicate,
+        "the repeat read the store again"
+    );
+    assert_eq!(h.metrics().published, 2, "evt_x once, evt_y once");
+    engine.shutdown().await.unwrap();
+}
