@@ -91,25 +91,36 @@ fn publish(h: &EngineHandle, id: &str) -> tokio::task::JoinHandle<PublishReceipt
     tokio::spawn(async move { h.publish(&account(), body.as_bytes()).await.unwrap() })
 }
 
+/// Publishes evt_x, its record held before it is written, then a repeat of it, held after its
+/// store read (which cannot know evt_x yet) and before it is decided.
+async fn first_and_repeat_held(
+    h: &EngineHandle,
+    store: &Held,
+) -> (
+    tokio::task::JoinHandle<PublishReceipt>,
+    tokio::task::JoinHandle<PublishReceipt>,
+) {
+    store.appends.hold(true);
+    let first = publish(h, "evt_x");
+    eventually("the first record held", || async {
+        (store.appends.waiting() == 1).then_some(())
+    })
+    .await;
+    store.reads.hold(true);
+    let repeat = publish(h, "evt_x");
+    eventually("the repeat's read held", || async {
+        (store.reads.waiting() == 1).then_some(())
+    })
+    .await;
+    (first, repeat)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_whose_record_is_not_durable_yet_outlives_memorys_window() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, store, clock) = engine(dir.path()).await;
     let h = engine.handle();
-    // The first publish of evt_x is decided; its record waits to be written.
-    store.appends.hold(true);
-    let first = publish(&h, "evt_x");
-    eventually("the first record held", || async {
-        (store.appends.waiting() == 1).then_some(())
-    })
-    .await;
-    // A repeat reads the store, which cannot know evt_x yet, and waits to be decided.
-    store.reads.hold(true);
-    let repeat = publish(&h, "evt_x");
-    eventually("the repeat's read held", || async {
-        (store.reads.waiting() == 1).then_some(())
-    })
-    .await;
+    let (first, repeat) = first_and_repeat_held(&h, &store).await;
     // Memory's window passes, and another publish has the actor run its housekeeping.
     clock.advance_ms(LATER_MS);
     let other = publish(&h, "evt_y");
@@ -140,18 +151,7 @@ async fn a_store_read_made_before_memory_forgot_an_id_is_made_again() {
     let (engine, store, clock) = engine(dir.path()).await;
     let h = engine.handle();
     // A repeat of evt_x reads the store before the first publish's record is written...
-    store.appends.hold(true);
-    let first = publish(&h, "evt_x");
-    eventually("the first record held", || async {
-        (store.appends.waiting() == 1).then_some(())
-    })
-    .await;
-    store.reads.hold(true);
-    let repeat = publish(&h, "evt_x");
-    eventually("the repeat's read held", || async {
-        (store.reads.waiting() == 1).then_some(())
-    })
-    .await;
+    let (first, repeat) = first_and_repeat_held(&h, &store).await;
     // ...then the record is durable, and memory forgets evt_x a window later.
     store.appends.hold(false);
     assert!(!first.await.unwrap().duplicate);
