@@ -154,6 +154,15 @@ impl Policy {
         )
     }
 
+    /// The first moment memory may forget an id published at `at`: the earliest `now` whose
+    /// [`Self::idempotency_memory_start`] is after it.
+    pub fn idempotency_memory_end(&self, at: Timestamp) -> Timestamp {
+        Timestamp(
+            at.0.saturating_add(self.idempotency_memory.min(self.retention).0)
+                .saturating_add(1),
+        )
+    }
+
     /// The number of attempts a delivery makes before it is exhausted.
     pub fn max_attempts(&self) -> u32 {
         self.retry_delays.len() as u32

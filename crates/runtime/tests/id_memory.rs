@@ -167,3 +167,28 @@ async fn a_store_read_made_before_memory_forgot_an_id_is_made_again() {
     assert_eq!(h.metrics().published, 2, "evt_x once, evt_y once");
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_forgets_an_id_when_its_window_ends_with_nothing_else_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store, clock) = engine(dir.path()).await;
+    let h = engine.handle();
+    // The second id is published once memory is empty, with no expiry due any more.
+    for id in ["evt_w", "evt_x"] {
+        assert!(!publish(&h, id).await.unwrap().duplicate);
+        assert_eq!(h.metrics().remembered_ids, 1);
+        // Memory's window is a minute: the expiry is due a moment after, on the timer alone.
+        clock.advance_ms(60_000 + 1);
+        eventually("memory forgot the id", || async {
+            (h.metrics().remembered_ids == 0).then_some(())
+        })
+        .await;
+        assert!(
+            publish(&h, id).await.unwrap().duplicate,
+            "the store still knows {id}"
+        );
+        // The repeat is not remembered again: nothing was published.
+        assert_eq!(h.metrics().remembered_ids, 0);
+    }
+    engine.shutdown().await.unwrap();
+}

@@ -5,13 +5,14 @@
 
 use super::IdMemory;
 use crate::EngineError;
-use hallway_domain::{decide, Command, CommandKind, DurationMs, Event, State, Timestamp};
+use hallway_domain::{decide, Command, CommandKind, DurationMs, Event, Policy, State, Timestamp};
 use hallway_store::{EventStore, Truncation};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
-/// How often memory forgets the published ids older than `Policy::idempotency_memory`: a
-/// small fraction of its default, so memory holds little more than that window.
+/// The least time between two expiries of published ids in memory: a small fraction of
+/// `Policy::idempotency_memory`'s default, so memory holds little more than that window,
+/// and each expiry forgets the ids of several seconds at once.
 const KEY_EXPIRY_EVERY: DurationMs = DurationMs::from_secs(5);
 
 /// How soon an expiry held back by a batch not yet durable is tried again.
@@ -22,6 +23,8 @@ pub(crate) struct Housekeeping {
     store: Arc<dyn EventStore>,
     interval: DurationMs,
     next_maintenance: Timestamp,
+    /// When memory may next forget an id: set from the oldest id it holds, so an engine
+    /// that publishes nothing is not woken for it.
     next_key_expiry: Timestamp,
     /// The last snapshot's install, while it runs.
     installing: Option<tokio::task::JoinHandle<()>>,
@@ -44,6 +47,11 @@ impl Housekeeping {
         self.next_maintenance.min(self.next_key_expiry)
     }
 
+    /// An id published at `at` is in memory: an expiry is due when it may be forgotten.
+    pub(crate) fn remembered(&mut self, at: Timestamp, policy: &Policy) {
+        self.next_key_expiry = self.next_key_expiry.min(policy.idempotency_memory_end(at));
+    }
+
     /// Whether retention or the expiry of ids in memory is due at `now`.
     pub(crate) fn is_due(&self, now: Timestamp) -> bool {
         now >= self.poll_timeout()
@@ -61,7 +69,6 @@ impl Housekeeping {
         let mut events = Vec::new();
         if now >= self.next_key_expiry {
             if ids.may_forget_before(state.policy().idempotency_memory_start(now)) {
-                self.next_key_expiry = now.plus(KEY_EXPIRY_EVERY);
                 events = decide(state, Command::new(now, CommandKind::ExpireIdempotencyKeys))
                     .unwrap_or_default();
                 for e in &events {
@@ -70,6 +77,13 @@ impl Housekeeping {
                 if !events.is_empty() {
                     ids.expired();
                 }
+                self.next_key_expiry = match state.oldest_published() {
+                    Some(oldest) => state
+                        .policy()
+                        .idempotency_memory_end(oldest)
+                        .max(now.plus(KEY_EXPIRY_EVERY)),
+                    None => Timestamp(u64::MAX),
+                };
             } else {
                 self.next_key_expiry = now.plus(KEY_EXPIRY_RETRY);
             }

@@ -440,6 +440,7 @@ impl Actor {
                     if matches!(e, Event::EventPublished { .. }) {
                         self.metrics.published();
                         self.id_memory.published(now);
+                        self.housekeeping.remembered(now, self.state.policy());
                     }
                     self.remember_body(now, e, &new[i + 1..]);
                 }
