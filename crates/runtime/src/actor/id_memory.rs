@@ -23,9 +23,9 @@ impl Expiries {
 /// The actor's side: the oldest publish not yet durable, and the expiry count.
 pub(crate) struct IdMemory {
     expiries: Expiries,
-    /// When the first publish of the open batch was decided.
+    /// When the earliest publish of the open batch was decided.
     open_since: Option<Timestamp>,
-    /// When the first publish of the batch in flight was decided.
+    /// When the earliest publish of the batch in flight was decided.
     committing_since: Option<Timestamp>,
 }
 
@@ -39,9 +39,10 @@ impl IdMemory {
         }
     }
 
-    /// A publish decided into the open batch at `now`.
+    /// A publish decided into the open batch at `now`. The earliest, not the first: the
+    /// wall clock may step back.
     pub(crate) fn published(&mut self, now: Timestamp) {
-        self.open_since.get_or_insert(now);
+        self.open_since = Some(self.open_since.map_or(now, |since| since.min(now)));
     }
 
     /// The open batch started its commit.
@@ -101,6 +102,18 @@ mod tests {
         m.commit_started();
         m.committed();
         assert!(m.may_forget_before(Timestamp(1_000)));
+    }
+
+    #[test]
+    fn a_batch_is_held_by_its_earliest_publish_when_the_clock_steps_back() {
+        let mut m = IdMemory::new(Expiries::default());
+        m.published(Timestamp(100));
+        m.published(Timestamp(60));
+        assert!(!m.may_forget_before(Timestamp(61)));
+        m.commit_started();
+        assert!(!m.may_forget_before(Timestamp(61)), "while it commits");
+        m.committed();
+        assert!(m.may_forget_before(Timestamp(61)));
     }
 
     #[test]

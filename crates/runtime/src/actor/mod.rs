@@ -459,6 +459,8 @@ impl Actor {
 
     /// A publish whose store read came before memory last forgot ids may have missed one
     /// that memory held then: it reads the store again (which has every id memory forgot).
+    /// Whatever the first read found: an older record (outside the window, or of an account
+    /// since deleted) does not count, and the newer one is what memory forgot.
     fn read_again_if_stale(
         &self,
         kind: &mut CommandKind,
@@ -471,7 +473,7 @@ impl Actor {
         if let CommandKind::Publish {
             account_id,
             event,
-            remembered: remembered @ None,
+            remembered,
             ..
         } = kind
         {

@@ -50,7 +50,8 @@ pub struct Held {
     inner: SledStore,
     /// Appends wait here before they write.
     pub appends: Gate,
-    /// Reads of a published id wait here after they read.
+    /// Reads of a published id wait here after they read: a handle's, and the actor's own
+    /// when it reads again (which holds the actor up while the gate is held).
     pub reads: Gate,
 }
 
