@@ -111,10 +111,10 @@ async fn first_and_repeat_held(
     tokio::task::JoinHandle<PublishReceipt>,
     tokio::task::JoinHandle<PublishReceipt>,
 ) {
-    store.appends.hold(true);
+    store.publish_appends.hold(true);
     let first = publish(h, "evt_x");
     eventually("the first record held", || async {
-        (store.appends.waiting() == 1).then_some(())
+        (store.publish_appends.waiting() == 1).then_some(())
     })
     .await;
     store.reads.hold(true);
@@ -145,7 +145,7 @@ async fn an_id_whose_record_is_not_durable_yet_outlives_memorys_window() {
     })
     .await;
     store.reads.hold(false);
-    store.appends.hold(false);
+    store.publish_appends.hold(false);
     assert!(
         repeat.await.unwrap().duplicate,
         "memory kept evt_x while its record was not durable"
@@ -164,7 +164,7 @@ async fn a_store_read_made_before_memory_forgot_an_id_is_made_again() {
     // A repeat of evt_x reads the store before the first publish's record is written...
     let (first, repeat) = first_and_repeat_held(&h, &store).await;
     // ...then the record is durable, and memory forgets evt_x a window later.
-    store.appends.hold(false);
+    store.publish_appends.hold(false);
     assert!(!first.await.unwrap().duplicate);
     // (On the timer alone: a publish decided after the expiry with a read from before it
     // would read again, and wait at the held gate.)
@@ -213,7 +213,7 @@ async fn a_stale_store_read_is_made_again_whatever_it_found() {
     forgotten(&h).await;
     // evt_x again, new; its repeat reads the old record, which no longer counts.
     let (first, repeat) = first_and_repeat_held(&h, &store).await;
-    store.appends.hold(false);
+    store.publish_appends.hold(false);
     assert!(
         !first.await.unwrap().duplicate,
         "past its window evt_x is new"

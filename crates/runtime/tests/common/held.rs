@@ -50,6 +50,8 @@ pub struct Held {
     inner: SledStore,
     /// Appends wait here before they write.
     pub appends: Gate,
+    /// Appends that log a publish wait here too (those of housekeeping, say, do not).
+    pub publish_appends: Gate,
     /// Reads of a published id wait here after they read: a handle's, and the actor's own
     /// when it reads again (which holds the actor up while the gate is held).
     pub reads: Gate,
@@ -61,6 +63,7 @@ impl Held {
         Arc::new(Held {
             inner: SledStore::open(dir).unwrap(),
             appends: Gate::default(),
+            publish_appends: Gate::default(),
             reads: Gate::default(),
         })
     }
@@ -68,6 +71,12 @@ impl Held {
 
 impl EventLog for Held {
     fn append(&self, events: &[Event]) -> Result<Seq, StoreError> {
+        if events
+            .iter()
+            .any(|e| matches!(e, Event::EventPublished { .. }))
+        {
+            self.publish_appends.pass();
+        }
         self.appends.pass();
         self.inner.append(events)
     }
