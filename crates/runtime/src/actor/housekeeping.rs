@@ -1,31 +1,18 @@
-//! Housekeeping: retention (old deliveries, payloads and published ids) on a timer, the ids
-//! memory keeps cut to the last minutes on a shorter one, and
+//! Housekeeping: retention (old deliveries, payloads and published ids) on a timer, and
 //! snapshots (with the truncation of the log before them) when the committer says the state
 //! is the log's.
 
-use super::IdMemory;
 use crate::EngineError;
-use hallway_domain::{decide, Command, CommandKind, DurationMs, Event, Policy, State, Timestamp};
+use hallway_domain::{DurationMs, State, Timestamp};
 use hallway_store::{EventStore, Truncation};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
-
-/// The least time between two expiries of published ids in memory: a small fraction of
-/// `Policy::idempotency_memory`'s default, so memory holds little more than that window,
-/// and each expiry forgets the ids of several seconds at once.
-const KEY_EXPIRY_EVERY: DurationMs = DurationMs::from_secs(5);
-
-/// How soon an expiry held back by a batch not yet durable is tried again.
-const KEY_EXPIRY_RETRY: DurationMs = DurationMs::from_secs(1);
 
 /// See the module documentation.
 pub(crate) struct Housekeeping {
     store: Arc<dyn EventStore>,
     interval: DurationMs,
     next_maintenance: Timestamp,
-    /// When memory may next forget an id: set from the oldest id it holds, so an engine
-    /// that publishes nothing is not woken for it.
-    next_key_expiry: Timestamp,
     /// The last snapshot's install, while it runs.
     installing: Option<tokio::task::JoinHandle<()>>,
 }
@@ -37,59 +24,25 @@ impl Housekeeping {
             store,
             interval,
             next_maintenance: now,
-            next_key_expiry: now,
             installing: None,
         }
     }
 
-    /// When retention or the expiry of ids in memory is next due.
+    /// When retention is next due.
     pub(crate) fn poll_timeout(&self) -> Timestamp {
-        self.next_maintenance.min(self.next_key_expiry)
+        self.next_maintenance
     }
 
-    /// An id published at `at` is in memory: an expiry is due when it may be forgotten.
-    pub(crate) fn remembered(&mut self, at: Timestamp, policy: &Policy) {
-        self.next_key_expiry = self.next_key_expiry.min(policy.idempotency_memory_end(at));
-    }
-
-    /// Whether retention or the expiry of ids in memory is due at `now`.
+    /// Whether retention is due at `now`.
     pub(crate) fn is_due(&self, now: Timestamp) -> bool {
         now >= self.poll_timeout()
     }
 
-    /// Forgets the ids memory need not keep (decided and applied here, returned to be
-    /// logged) once none of them waits for its batch to be durable, and, when retention is
-    /// due, prunes old finished deliveries, payloads and published ids from the store.
-    pub(crate) async fn maintain(
-        &mut self,
-        now: Timestamp,
-        state: &mut State,
-        ids: &IdMemory,
-    ) -> Vec<Event> {
-        let mut events = Vec::new();
-        if now >= self.next_key_expiry {
-            if ids.may_forget_before(state.policy().idempotency_memory_start(now)) {
-                events = decide(state, Command::new(now, CommandKind::ExpireIdempotencyKeys))
-                    .unwrap_or_default();
-                for e in &events {
-                    state.apply(e);
-                }
-                if !events.is_empty() {
-                    ids.expired();
-                }
-                self.next_key_expiry = match state.oldest_published() {
-                    Some(oldest) => state
-                        .policy()
-                        .idempotency_memory_end(oldest)
-                        .max(now.plus(KEY_EXPIRY_EVERY)),
-                    None => Timestamp(u64::MAX),
-                };
-            } else {
-                self.next_key_expiry = now.plus(KEY_EXPIRY_RETRY);
-            }
-        }
+    /// Prunes old finished deliveries, payloads and published ids from the store, when
+    /// retention is due.
+    pub(crate) async fn maintain(&mut self, now: Timestamp, state: &State) {
         if now < self.next_maintenance {
-            return events;
+            return;
         }
         self.next_maintenance = now.plus(self.interval);
         let before = state.policy().retention_start(now);
@@ -100,7 +53,6 @@ impl Housekeeping {
             Ok(Err(e)) => warn!(error = %e, "retention failed"),
             Err(e) => warn!(error = %e, "retention task failed"),
         }
-        events
     }
 
     /// Saves `state`, which must be exactly the log through `seq`, and drops the log through

@@ -144,8 +144,8 @@ impl Actor {
             store.clone(),
             config.max_in_flight,
         );
-        let housekeeping =
-            Housekeeping::new(store.clone(), config.maintenance_interval, clock.now());
+        let now = clock.now();
+        let housekeeping = Housekeeping::new(store.clone(), config.maintenance_interval, now);
         Actor {
             state,
             last_seq,
@@ -159,7 +159,7 @@ impl Actor {
             housekeeping,
             bodies: Bodies::new(config.memory_budget_bytes),
             fan_outs: FanOuts::default(),
-            id_memory: IdMemory::new(expiries),
+            id_memory: IdMemory::new(expiries, now),
             reports: Vec::new(),
             msgs: Vec::new(),
             config,
@@ -298,11 +298,12 @@ impl Actor {
         } else {
             None
         };
-        // Retention does not run during shutdown, so it must not wake it either.
-        let maintenance = self
-            .shutdown
-            .is_none()
-            .then(|| self.housekeeping.poll_timeout());
+        // Retention and expiries do not run during shutdown, so they must not wake it either.
+        let maintenance = self.shutdown.is_none().then(|| {
+            self.housekeeping
+                .poll_timeout()
+                .min(self.id_memory.next_expiry())
+        });
         // A passed shutdown deadline is acted on at the next quiet moment, which a commit or
         // a report brings; as a timer it would only spin the loop.
         let now = self.clock.now();
@@ -405,12 +406,12 @@ impl Actor {
                 }
             }
         }
-        if self.housekeeping.is_due(now) && self.shutdown.is_none() {
-            let events = self
-                .housekeeping
-                .maintain(now, &mut self.state, &self.id_memory)
-                .await;
+        if self.shutdown.is_none() {
+            let events = self.id_memory.expire(now, &mut self.state);
             self.committer.push_events(events);
+            if self.housekeeping.is_due(now) {
+                self.housekeeping.maintain(now, &self.state).await;
+            }
         }
         self.tick(now);
         self.spill(now);
@@ -424,8 +425,12 @@ impl Actor {
         read: Option<u64>,
     ) {
         let _span = tracing::debug_span!("command").entered();
-        if let Err(e) = self.read_again_if_stale(&mut kind, read) {
-            self.committer.push_pending(Pending::Reply(reply, Err(e)));
+        if let Err(e) = self
+            .id_memory
+            .read_again_if_stale(&*self.store, &mut kind, read)
+        {
+            self.committer
+                .push_pending(Pending::Reply(reply, Err(e.into())));
             return;
         }
         let fan_out = self.fan_outs.assign(&mut kind);
@@ -439,8 +444,7 @@ impl Actor {
                     self.state.apply(e);
                     if matches!(e, Event::EventPublished { .. }) {
                         self.metrics.published();
-                        self.id_memory.published(now);
-                        self.housekeeping.remembered(now, self.state.policy());
+                        self.id_memory.published(now, self.state.policy());
                     }
                     self.remember_body(now, e, &new[i + 1..]);
                 }
@@ -455,34 +459,6 @@ impl Actor {
                 self.committer.push_pending(Pending::Reply(reply, rejected));
             }
         }
-    }
-
-    /// A publish whose store read came before memory last forgot ids may have missed one
-    /// that memory held then: it reads the store again (which has every id memory forgot).
-    /// Whatever the first read found: an older record (outside the window, or of an account
-    /// since deleted) does not count, and the newer one is what memory forgot.
-    fn read_again_if_stale(
-        &self,
-        kind: &mut CommandKind,
-        read: Option<u64>,
-    ) -> Result<(), EngineError> {
-        let Some(read_at) = read else { return Ok(()) };
-        if self.id_memory.read_stands(read_at) {
-            return Ok(());
-        }
-        if let CommandKind::Publish {
-            account_id,
-            event,
-            remembered,
-            ..
-        } = kind
-        {
-            if let Some(id) = &event.event_id {
-                let key = hallway_domain::IdempotencyKey::of(account_id, id);
-                *remembered = self.store.published(&key)?;
-            }
-        }
-        Ok(())
     }
 
     /// Keeps a body just published for the attempts this batch (or one soon after) starts.
