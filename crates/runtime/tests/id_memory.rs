@@ -3,22 +3,20 @@
 //! id until its record is durable, and a publish whose store read came before memory forgot
 //! reads the store again.
 
+mod common;
 #[path = "common/held.rs"]
 mod held;
 
-use hallway_domain::{AccountId, DurationMs, Outcome, Plan, Policy, Timestamp};
+use common::{account_with_webhook, event_body, T0};
+use hallway_domain::{AccountId, DurationMs, Outcome, Policy};
 use hallway_runtime::transport::SendFuture;
 use hallway_runtime::{
-    Config, Engine, EngineHandle, ManualClock, NewWebhook, OutgoingRequest, PublishReceipt, Sent,
-    Transport,
+    Config, Engine, EngineHandle, ManualClock, OutgoingRequest, PublishReceipt, Sent, Transport,
 };
 use hallway_testkit::wait::eventually;
 use held::Held;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The moment the test starts at.
-const T0: Timestamp = Timestamp(1_768_059_000_000);
 
 /// Well past memory's window of one minute.
 const LATER_MS: u64 = 10 * 60_000;
@@ -58,22 +56,7 @@ async fn engine(dir: &std::path::Path) -> (Engine, Arc<Held>, ManualClock) {
     };
     let engine = Engine::with_store(store.clone(), config).await.unwrap();
     let h = engine.handle();
-    h.create_account(&account(), "Acme Research", Plan::Pro)
-        .await
-        .unwrap();
-    h.create_webhook(
-        &account(),
-        NewWebhook {
-            name: "Receiver".into(),
-            url: "https://receiver.example/hook".into(),
-            description: None,
-            events: vec![hallway_domain::SESSION_PROCESSING_COMPLETED.into()],
-            project_ids: vec![],
-            signature_scheme: hallway_domain::SignatureScheme::Hallway,
-        },
-    )
-    .await
-    .unwrap();
+    account_with_webhook(&h, "https://receiver.example/hook").await;
     eventually("the filter filled", || async {
         h.published_filter_ready().then_some(())
     })
@@ -88,10 +71,8 @@ fn account() -> AccountId {
 /// Publishes event `id` in a task of its own.
 fn publish(h: &EngineHandle, id: &str) -> tokio::task::JoinHandle<PublishReceipt> {
     let h = h.clone();
-    let body = format!(
-        r#"{{"type":"session.processing.completed","id":"{id}","project":{{"id":"prj_1"}}}}"#
-    );
-    tokio::spawn(async move { h.publish(&account(), body.as_bytes()).await.unwrap() })
+    let body = event_body(id);
+    tokio::spawn(async move { h.publish(&account(), &body).await.unwrap() })
 }
 
 /// Waits until memory holds no id (an expiry on the timer, once the clock passed the window).

@@ -1,6 +1,6 @@
 //! Shared test fixtures: the kit's receiver (its `Reply` named `Answer` here), and helpers to
 //! open an engine on a temp dir with a manual clock.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use hallway_domain::{AccountId, Plan, Policy, Timestamp, WebhookId};
 use hallway_runtime::{Config, Engine, EngineHandle, ManualClock, NewWebhook, TransportConfig};
@@ -44,6 +44,13 @@ pub async fn engine_with_webhook(
 ) -> (Engine, EngineHandle, WebhookId, String) {
     let engine = Engine::open(dir, config).await.unwrap();
     let h = engine.handle();
+    let (wh, secret) = account_with_webhook(&h, url).await;
+    (engine, h, wh, secret)
+}
+
+/// Creates a Pro account `acc_1` with a webhook to `url`, subscribed to the spec's event:
+/// the webhook's id and its secret.
+pub async fn account_with_webhook(h: &EngineHandle, url: &str) -> (WebhookId, String) {
     h.create_account(&AccountId::from("acc_1"), "Acme Research", Plan::Pro)
         .await
         .unwrap();
@@ -61,7 +68,7 @@ pub async fn engine_with_webhook(
         )
         .await
         .unwrap();
-    (engine, h, wh.id, secret.expose().to_owned())
+    (wh.id, secret.expose().to_owned())
 }
 
 /// A publish body like the spec's example.
