@@ -15,6 +15,7 @@ use crate::workload::{
     PublishTimes, RawBodies, WEBHOOKS, WEBHOOKS_PER_ACCOUNT,
 };
 use hallway_domain::DurationMs;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ pub const CHILD_PREFIX_ENV: &str = "HALLWAY_BENCH_CHILD_PREFIX";
 
 /// The hidden flag that gives the child the receivers' ports (one per webhook).
 pub const PORTS_FLAG: &str = "--backlog-ports";
+
+/// The hidden flag that opens a stopped backlog's store in a process of its own.
+pub const OPEN_STORE_FLAG: &str = "--backlog-open-store";
 
 /// Transcript bytes of the backlog's events: bodies of about 1 KiB, as the issue sizes them.
 const TRANSCRIPT_BYTES: usize = 330;
@@ -211,10 +215,12 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_stopped = proc_status_kib("VmRSS");
 
+    // What opening the store costs a process that has run nothing else (this one keeps
+    // memory the allocator has not returned since the engine stopped).
+    let alone = open_store_in_new_process(ctx, dir.path()).await?;
+
     // The store first, then the engine over it (what `Engine::open` does), timed apart.
-    let cache_mib = ctx.sled_cache_mib.unwrap_or_else(|| {
-        hallway_runtime::Budget::new(config.memory_budget_bytes).store_cache_bytes() / (1024 * 1024)
-    });
+    let cache_mib = store_cache_mib(ctx, &config);
     let t = Instant::now();
     let store = open_store(dir.path(), Some(cache_mib)).await?;
     let reopen_store_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -274,6 +280,13 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
         .put("reopen_store_ms", reopen_store_ms)
         .put("rss_stopped_mib", mib(rss_stopped))
         .put("rss_store_open_mib", mib(rss_store_open))
+        .put("store_open_alone_mib", alone.rss_added_mib)
+        .put("store_open_alone_ms", alone.open_ms)
+        .put("sled_pages", alone.pages)
+        .put(
+            "sled_pages_per_pending",
+            alone.pages as f64 / m.pending.max(1) as f64,
+        )
         .put("reopen_ready_ms", ready_ms)
         .put("reopen_pending", reopen_pending)
         .put("peak_rss_after_reopen_mib", mib(hwm_after_reopen))
@@ -289,6 +302,80 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
             "complete",
             filled && reopened && drained && m.pending == deliveries && after.started >= deliveries,
         );
+    Ok(r)
+}
+
+/// sled's cache for the engine `config` runs with: the flag's, or the budget's share.
+fn store_cache_mib(ctx: &Ctx, config: &hallway_runtime::Config) -> u64 {
+    ctx.sled_cache_mib.unwrap_or_else(|| {
+        hallway_runtime::Budget::new(config.memory_budget_bytes).store_cache_bytes() / (1024 * 1024)
+    })
+}
+
+/// What opening a stopped store cost a fresh process.
+struct StoreAlone {
+    rss_added_mib: f64,
+    open_ms: f64,
+    pages: u64,
+}
+
+/// Opens the store in `dir` in a new process (this binary with [`OPEN_STORE_FLAG`]).
+async fn open_store_in_new_process(ctx: &Ctx, dir: &Path) -> BenchResult<StoreAlone> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.arg(OPEN_STORE_FLAG).arg(dir);
+    for (flag, value) in [
+        ("--sled-cache-mib", ctx.sled_cache_mib),
+        ("--memory-budget-mib", ctx.memory_budget_mib),
+    ] {
+        if let Some(n) = value {
+            command.args([flag.to_owned(), n.to_string()]);
+        }
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        command
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+    })
+    .await??;
+    let r = Record::from_lines(&String::from_utf8_lossy(&output.stdout));
+    let number = |k: &str| r.get(k).and_then(serde_json::Value::as_f64);
+    match (
+        number("rss_before_kib"),
+        number("rss_kib"),
+        number("open_ms"),
+        number("pages"),
+    ) {
+        (Some(before), Some(after), Some(open_ms), Some(pages)) if output.status.success() => {
+            Ok(StoreAlone {
+                rss_added_mib: (after - before) / 1024.0,
+                open_ms,
+                pages: pages as u64,
+            })
+        }
+        _ => Err(BenchError::new(format!(
+            "opening the store alone failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim()
+        ))),
+    }
+}
+
+/// The new process's side of [`open_store_in_new_process`]: opens the store as the engine
+/// would, and reports the resident set before and after, the time and sled's page count.
+pub async fn open_store_alone(ctx: &Ctx, dir: &Path) -> BenchResult<Record> {
+    let cache_mib = store_cache_mib(ctx, &ctx.config(bench_policy()));
+    let before = proc_status_kib("VmRSS");
+    let t = Instant::now();
+    let store = open_store(dir, Some(cache_mib)).await?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss = proc_status_kib("VmRSS");
+    let pages = tokio::task::spawn_blocking(move || store.page_count()).await?;
+    let mut r = Record::new("backlog_store");
+    r.put("rss_before_kib", before)
+        .put("rss_kib", rss)
+        .put("open_ms", open_ms)
+        .put("pages", pages);
     Ok(r)
 }
 

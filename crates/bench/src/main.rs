@@ -146,6 +146,9 @@ struct Args {
     /// Internal: the backlog child's receiver ports.
     #[arg(long = "backlog-ports", hide = true, value_delimiter = ',')]
     backlog_ports: Vec<u16>,
+    /// Internal: open the store in this directory, report its memory and exit.
+    #[arg(long = "backlog-open-store", hide = true)]
+    backlog_open_store: Option<PathBuf>,
 }
 
 /// A scenario.
@@ -272,6 +275,18 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hallway-bench: proxy: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        if let Some(dir) = &args.backlog_open_store {
+            return match backlog::open_store_alone(&ctx, dir).await {
+                Ok(r) => {
+                    print!("{}", r.to_lines());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hallway-bench: backlog store: {e}");
                     ExitCode::FAILURE
                 }
             };

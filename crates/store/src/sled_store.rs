@@ -214,6 +214,12 @@ impl SledStore {
         Ok(self.db.size_on_disk().op("measure its size")? + bodies)
     }
 
+    /// Pages sled holds a state in memory for, cached or not: what its memory grows with
+    /// beyond its cache. A scan of sled's page table.
+    pub fn page_count(&self) -> u64 {
+        self.db.page_count()
+    }
+
     /// The underlying sled database, for tests that must write around the store (to
     /// simulate corruption, for instance).
     #[doc(hidden)]

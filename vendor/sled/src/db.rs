@@ -431,6 +431,13 @@ impl Db {
         self.context.pagecache.snapshot_at_rest()
     }
 
+    /// Hallway patch 8: how many pages the page table holds. sled keeps a
+    /// page state in memory for each, cached or not, so this is what its
+    /// memory grows with beyond the cache. A scan of the page table.
+    pub fn page_count(&self) -> u64 {
+        self.context.pagecache.page_count()
+    }
+
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {

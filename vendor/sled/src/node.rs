@@ -5,8 +5,16 @@ use super::*;
 /// A leaf with fewer entries is merged into its left sibling (`should_merge`).
 const LEAF_MERGE_BELOW: usize = 4;
 
-/// Leaves up to this size split where the key goes (`leaf_split_point`).
-const SMALL_LEAF_BYTES: u64 = 8 * 1024;
+/// A leaf of more than 16 entries splits only past this size
+/// (`should_split`).
+const SMALL_LEAF_BYTES: u64 = 12 * 1024;
+
+/// Leaves whose entries take up to this on average split where the key goes
+/// (`leaf_split_point`).
+const SMALL_ENTRY_BYTES: u64 = 512;
+
+/// A leaf of small entries splits past this many entries (`should_split`).
+const LEAF_MAX_ENTRIES: usize = 64;
 
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
@@ -170,7 +178,8 @@ impl Node {
     }
 
     /// Where a leaf splits when the traversal that splits it is for `key`
-    /// (hallway patch 6). A small leaf splits where `key` goes, leaving each
+    /// (hallway patches 6 and 8). A leaf of small entries (up to
+    /// `SMALL_ENTRY_BYTES` on average) splits where `key` goes, leaving each
     /// side at least `LEAF_MERGE_BELOW` entries so that neither is merged
     /// back (`should_merge`): keys written in order (time-ordered ids, each
     /// webhook's queue or history) then leave full leaves behind them
@@ -186,7 +195,7 @@ impl Node {
         if n < 2 * LEAF_MERGE_BELOW + 1 || key < &*self.lo {
             return None;
         }
-        if self.data.rss() > SMALL_LEAF_BYTES {
+        if self.data.rss() > SMALL_ENTRY_BYTES * n as u64 {
             return None;
         }
         if !self.hi.is_empty() && key >= &*self.hi {
@@ -641,15 +650,18 @@ impl Node {
     }
 
     pub(crate) fn should_split(&self) -> bool {
-        let threshold = if cfg!(any(test, feature = "lock_free_delays")) {
-            2
+        let len = self.data.len();
+        let size_checks = if cfg!(any(test, feature = "lock_free_delays")) {
+            len > 2
         } else if self.data.is_index() {
-            256
+            len > 256
         } else {
-            16
+            // Hallway patch 8: sled keeps a page state in memory for every
+            // page, cached or not, so a leaf of small entries (a spilled
+            // delivery, an id, a time index entry) holds up to 64 of them.
+            len > LEAF_MAX_ENTRIES
+                || (len > 16 && self.data.rss() > SMALL_LEAF_BYTES)
         };
-
-        let size_checks = self.data.len() > threshold;
         let safety_checks = self.merging_child.is_none() && !self.merging;
 
         size_checks && safety_checks

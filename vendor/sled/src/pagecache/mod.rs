@@ -2142,6 +2142,19 @@ impl PageCache {
         Ok(())
     }
 
+    /// Hallway patch 8: see `Db::page_count`.
+    pub(crate) fn page_count(&self) -> u64 {
+        let pid_bound = *self.next_pid_to_allocate.lock();
+        let guard = pin();
+        (0..pid_bound)
+            .filter(|pid| {
+                self.inner
+                    .get(*pid, &guard)
+                    .map_or(false, |page| !page.cache_infos.is_empty())
+            })
+            .count() as u64
+    }
+
     /// Hallway patch: see `Db::snapshot_at_rest`. Unlike
     /// `take_fuzzy_snapshot` it never waits on a page and refuses a page
     /// table that refers past the durable tip of the log, so a snapshot it
