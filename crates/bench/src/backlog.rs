@@ -3,7 +3,9 @@
 //! the parent, and earlier scenarios' memory is not in the child's high-water mark.
 //!
 //! The child fills the backlog (one failed first attempt per delivery, the second due
-//! `retry_after` later), measures memory, shuts down, reopens (timed), and then waits for the
+//! `retry_after` later), measures memory, shuts down, has a process of its own open the
+//! stopped store (sled's page count, and memory without what the allocator kept from the
+//! engine's run), reopens (timed), and then waits for the
 //! whole backlog to come due: every second attempt must start within a second of its due
 //! time (the engine's `started_late` counter), at the rate the receivers allow.
 

@@ -107,6 +107,24 @@ async fn first_and_repeat_held(
     (first, repeat)
 }
 
+/// Lets the held first publish commit, has memory forget its id on the timer alone (a
+/// publish decided after the expiry with a read from before it would read again and wait at
+/// the held gate), then lets the held repeat be decided. Returns whether each was a duplicate.
+async fn commit_forget_and_decide(
+    h: &EngineHandle,
+    store: &Held,
+    clock: &ManualClock,
+    first: tokio::task::JoinHandle<PublishReceipt>,
+    repeat: tokio::task::JoinHandle<PublishReceipt>,
+) -> (bool, bool) {
+    store.publish_appends.hold(false);
+    let first = first.await.unwrap().duplicate;
+    clock.advance_ms(LATER_MS);
+    forgotten(h).await;
+    store.reads.hold(false);
+    (first, repeat.await.unwrap().duplicate)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_whose_record_is_not_durable_yet_outlives_memorys_window() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,19 +162,11 @@ async fn a_store_read_made_before_memory_forgot_an_id_is_made_again() {
     let h = engine.handle();
     // A repeat of evt_x reads the store before the first publish's record is written...
     let (first, repeat) = first_and_repeat_held(&h, &store).await;
-    // ...then the record is durable, and memory forgets evt_x a window later.
-    store.publish_appends.hold(false);
-    assert!(!first.await.unwrap().duplicate);
-    // (On the timer alone: a publish decided after the expiry with a read from before it
-    // would read again, and wait at the held gate.)
-    clock.advance_ms(LATER_MS);
-    forgotten(&h).await;
-    // The repeat is decided now: what it read is stale, and the store knows evt_x.
-    store.reads.hold(false);
-    assert!(
-        repeat.await.unwrap().duplicate,
-        "the repeat read the store again"
-    );
+    // ...then the record is durable, memory forgets evt_x a window later, and the repeat is
+    // decided: what it read is stale, and the store knows evt_x.
+    let (first, repeat) = commit_forget_and_decide(&h, &store, &clock, first, repeat).await;
+    assert!(!first);
+    assert!(repeat, "the repeat read the store again");
     assert_eq!(h.metrics().published, 1, "evt_x once");
     engine.shutdown().await.unwrap();
 }
@@ -193,18 +203,12 @@ async fn a_stale_store_read_is_made_again_whatever_it_found() {
     clock.advance_ms(Policy::default().retention.0 + 1_000);
     forgotten(&h).await;
     // evt_x again, new; its repeat reads the old record, which no longer counts.
-    let (first, repeat) = first_and_repeat_held(&h, &store).await;
-    store.publish_appends.hold(false);
-    assert!(
-        !first.await.unwrap().duplicate,
-        "past its window evt_x is new"
-    );
     // Memory forgets the new evt_x a window later, before the repeat is decided.
-    clock.advance_ms(LATER_MS);
-    forgotten(&h).await;
-    store.reads.hold(false);
+    let (first, repeat) = first_and_repeat_held(&h, &store).await;
+    let (first, repeat) = commit_forget_and_decide(&h, &store, &clock, first, repeat).await;
+    assert!(!first, "past its window evt_x is new");
     assert!(
-        repeat.await.unwrap().duplicate,
+        repeat,
         "the repeat read the store again and found the new evt_x"
     );
     engine.shutdown().await.unwrap();

@@ -7,7 +7,7 @@ const LEAF_MERGE_BELOW: usize = 4;
 
 /// A leaf of more than 16 entries splits only past this size
 /// (`should_split`).
-const SMALL_LEAF_BYTES: u64 = 12 * 1024;
+const LEAF_SPLIT_BYTES: u64 = 12 * 1024;
 
 /// Leaves whose entries take up to this on average split where the key goes
 /// (`leaf_split_point`).
@@ -660,7 +660,7 @@ impl Node {
             // page, cached or not, so a leaf of small entries (a spilled
             // delivery, an id, a time index entry) holds up to 64 of them.
             len > LEAF_MAX_ENTRIES
-                || (len > 16 && self.data.rss() > SMALL_LEAF_BYTES)
+                || (len > 16 && self.data.rss() > LEAF_SPLIT_BYTES)
         };
         let safety_checks = self.merging_child.is_none() && !self.merging;
 
