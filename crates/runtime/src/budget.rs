@@ -1,7 +1,8 @@
 //! The memory budget (`Config::memory_budget_bytes`, the `--memory-budget` flag) and its
-//! shares, in one place. The engine sizes four things it holds by choice from it: the store's
-//! page cache, the bodies of recent publishes, the waiting deliveries kept in memory (the rest
-//! of a backlog is spilled to the store) and the filter in front of the store's published ids.
+//! shares, in one place. The engine sizes five things it holds by choice from it: the store's
+//! page cache, the store's decoded records of deliveries about to have an outcome, the bodies
+//! of recent publishes, the waiting deliveries kept in memory (the rest of a backlog is
+//! spilled to the store) and the filter in front of the store's published ids.
 //! What it does not size is the remainder: the store's table of its pages (which grows with
 //! what is on disk), the attempts under way and their connections, the last seconds'
 //! idempotency keys, and what the allocator keeps.
@@ -9,6 +10,7 @@
 //! | share | of the budget | bounds |
 //! |---|---|---|
 //! | the store's page cache | a sixteenth | 4 MiB to the store's default |
+//! | the store's records awaiting an outcome | a thirty-second, at 1 KiB a record | 1,024 to 65,536 records |
 //! | recent publishes' bodies | a thirty-second | 1 to 16 MiB |
 //! | waiting deliveries in memory | an eighth, split evenly between live webhooks | per webhook: twice the open limit to 16,384 |
 //! | the filter in front of the store's published ids | a sixty-fourth | 1 to 16 MiB |
@@ -21,6 +23,18 @@ const STORE_CACHE_SHARE: u64 = 16;
 /// The smallest store page cache, whatever the budget: less makes every read of a recent
 /// delivery a disk read.
 const STORE_CACHE_MIN: u64 = 4 * 1024 * 1024;
+
+/// The share of the budget the store's decoded records awaiting an outcome may use.
+const BUCKET_CACHE_SHARE: u64 = 32;
+
+/// What the budget counts for one decoded record: its ids and strings, and an attempt's
+/// headers and response once it has one.
+const BYTES_PER_CACHED_RECORD: u64 = 1024;
+
+/// The store's records awaiting an outcome, whatever the budget: fewer makes outcomes read
+/// their bucket back at modest rates, more holds no more than the attempts in flight.
+const BUCKET_CACHE_MIN: usize = 1024;
+const BUCKET_CACHE_MAX: usize = 64 * 1024;
 
 /// The share of the budget recent publishes' bodies may use.
 const RECENT_BODIES_SHARE: u64 = 32;
@@ -69,6 +83,15 @@ impl Budget {
         (self.0 / STORE_CACHE_SHARE).clamp(STORE_CACHE_MIN, default.max(STORE_CACHE_MIN))
     }
 
+    /// Records the store keeps decoded for outcomes about to arrive: a thirty-second at
+    /// 1 KiB a record (8,192 of the default 256 MiB), from 1,024 to 65,536.
+    pub fn bucket_cache_records(self) -> usize {
+        let share = self.0 / BUCKET_CACHE_SHARE / BYTES_PER_CACHED_RECORD;
+        usize::try_from(share)
+            .unwrap_or(usize::MAX)
+            .clamp(BUCKET_CACHE_MIN, BUCKET_CACHE_MAX)
+    }
+
     /// Bytes of recent publishes' bodies held in memory: a thirty-second (8 MiB of the
     /// default 256 MiB), from 1 to 16 MiB.
     pub(crate) fn recent_body_bytes(self) -> usize {
@@ -115,6 +138,14 @@ mod tests {
             default,
             "capped"
         );
+    }
+
+    #[test]
+    fn cached_records_are_a_thirty_second_within_bounds() {
+        let records = |b: u64| Budget::new(b).bucket_cache_records();
+        assert_eq!(records(256 * MIB), 8192);
+        assert_eq!(records(MIB), BUCKET_CACHE_MIN, "at least");
+        assert_eq!(records(64 * 1024 * MIB), BUCKET_CACHE_MAX, "capped");
     }
 
     #[test]

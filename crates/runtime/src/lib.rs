@@ -147,8 +147,10 @@ impl Engine {
                 .map_err(|e| EngineError::Config(format!("{}: {e}", dir.display())))?;
             config.master_key = Some(MasterKey::load_or_create(&dir.join("master.key"))?);
         }
+        let budget = Budget::new(config.memory_budget_bytes);
         let options = StoreOptions {
-            cache_capacity_bytes: Budget::new(config.memory_budget_bytes).store_cache_bytes(),
+            cache_capacity_bytes: budget.store_cache_bytes(),
+            bucket_cache_records: budget.bucket_cache_records(),
             ..StoreOptions::default()
         };
         let store = tokio::task::spawn_blocking(move || SledStore::open_with(&dir, &options))

@@ -16,6 +16,7 @@
 //! [`bodies`] and [`keys`].
 
 mod bodies;
+mod bucket_cache;
 mod check;
 mod entries;
 mod idempotency;
@@ -33,16 +34,17 @@ mod truncate;
 pub use open::StoreOptions;
 pub use snapshot::SNAPSHOT_FILE;
 
-use crate::history::{DeliveryFilter, DeliveryRecord, DeliveryStatus, Page};
+use crate::history::{DeliveryFilter, DeliveryRecord, Page};
 use crate::{
     EventLog, LogRecords, PublishedIds, ReadModel, Seq, SnapshotDraft, StoreError, Truncation,
 };
 use bodies::BodyFiles;
+use bucket_cache::BucketCache;
 use hallway_domain::{
     AccountId, DeliveryId, Event, EventId, IdempotencyKey, Published, SpilledDelivery, State,
     Timestamp, WebhookId,
 };
-use projection::{Bucket, BucketCache, OpenChunks, BUCKET_CACHE_MAX};
+use projection::OpenChunks;
 use sled::transaction::TransactionError;
 use sled::IVec;
 use std::collections::BTreeMap;
@@ -186,20 +188,6 @@ fn put_or_remove(
         None => tree.remove_blind(key.clone())?,
     };
     Ok(())
-}
-
-/// Puts a bucket as committed back into the cache, or drops it once nothing in it is pending
-/// (outcomes are what the cache is for). A bucket not cached yet is added only with
-/// `may_add` and while there is room.
-fn keep_committed(cache: &mut BucketCache, key: Vec<u8>, records: Bucket, may_add: bool) {
-    let pending = records
-        .iter()
-        .any(|s| s.record.status == DeliveryStatus::Pending);
-    if !pending {
-        cache.remove(&key);
-    } else if cache.contains_key(&key) || (may_add && cache.len() < BUCKET_CACHE_MAX) {
-        cache.insert(key, records);
-    }
 }
 
 impl SledStore {

@@ -5,7 +5,7 @@ use super::entries::load_payload_ref;
 use super::idempotency::PublishedWrites;
 use super::projection::{body_ref_writes, keep_open, Projection, Writes};
 use super::truncate::Cut;
-use super::{keep_committed, keys, lock, put_or_remove, Op, SledStore};
+use super::{keys, lock, put_or_remove, Op, SledStore};
 use crate::codec;
 use crate::{LogRecords, Seq, StoreError};
 use hallway_domain::Event;
@@ -97,7 +97,7 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
     }
     // Committed: the cache follows what the trees now hold.
     for w in written {
-        keep_committed(&mut cache, w.key, w.records, true);
+        cache.keep_committed(w.key, w.records, true);
     }
     drop(cache);
     for (webhook, chunk) in chunks {

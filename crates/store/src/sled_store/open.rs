@@ -1,7 +1,7 @@
 //! Opening a store: the options, the directory lock, and what the writer starts from.
 
 use super::bodies::BodyFiles;
-use super::projection::BucketCache;
+use super::bucket_cache::BucketCache;
 use super::snapshot::SNAPSHOT_FILE;
 use super::{keys, Op, SledStore, Trees, Writer};
 use crate::codec;
@@ -29,6 +29,9 @@ pub struct StoreOptions {
     pub lock_wait: Duration,
     /// Event bodies go to a new segment file once the current one is this long.
     pub body_segment_bytes: u64,
+    /// Most delivery records the writer keeps decoded for outcomes about to arrive (records
+    /// with a first attempt to make or one under way); the rest are read back when needed.
+    pub bucket_cache_records: usize,
 }
 
 impl Default for StoreOptions {
@@ -42,6 +45,9 @@ impl Default for StoreOptions {
             // Retention deletes a segment once its last body goes: small enough that
             // little is kept for long, large enough that files stay few.
             body_segment_bytes: 64 * 1024 * 1024,
+            // Outcomes come back within the attempts in flight and the commits behind them:
+            // a few thousand records at this machine's rates.
+            bucket_cache_records: 16 * 1024,
         }
     }
 }
@@ -219,7 +225,7 @@ impl SledStore {
             bodies: Arc::new(bodies),
             written: AtomicU64::new(0),
             durable: Mutex::new(0),
-            buckets: Mutex::new(BucketCache::new()),
+            buckets: Mutex::new(BucketCache::new(options.bucket_cache_records)),
             data_file,
             path: dir.to_path_buf(),
         })

@@ -2,6 +2,7 @@
 //! so that each touched record is read once and written once however many events touch it.
 
 use super::bodies::{BodyAt, BodyFiles};
+use super::bucket_cache::BucketCache;
 use super::entries::{self, EventEntry};
 use super::keys;
 use super::spill::SpillWrites;
@@ -176,14 +177,6 @@ impl Writes {
             && self.published.is_empty()
     }
 }
-
-/// Buckets holding a pending delivery, as last committed, by bucket key: an outcome usually
-/// arrives within milliseconds of the write that created its record, and reading the bucket
-/// back would cost a lookup and a decode.
-pub(crate) type BucketCache = HashMap<Vec<u8>, Bucket>;
-
-/// Most buckets [`BucketCache`] holds; beyond it buckets are read from the tree.
-pub(crate) const BUCKET_CACHE_MAX: usize = 8 * 1024;
 
 /// A bucket a batch read or wrote, for refreshing the [`BucketCache`] once it is committed.
 pub(crate) struct Written {
@@ -459,7 +452,7 @@ impl<'a, 'e> Projection<'a, 'e> {
     /// The batch's view of a bucket, loaded on first touch.
     fn slot(&mut self, key: &[u8]) -> Result<&mut Slot, StoreError> {
         if !self.buckets.contains_key(key) {
-            let records = match self.cache.remove(key) {
+            let records = match self.cache.take(key) {
                 Some(records) => records,
                 None => load_bucket(self.trees, key)?,
             };

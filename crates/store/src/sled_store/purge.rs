@@ -5,7 +5,7 @@
 
 use super::entries;
 use super::projection::{body_ref_writes, count_of, load_bucket, Chunk, TimeChunk};
-use super::{encode_unless_empty, keep_committed, keys, put_or_remove, Op, SledStore};
+use super::{encode_unless_empty, keys, put_or_remove, Op, SledStore};
 use crate::codec;
 use crate::history::DeliveryStatus;
 use crate::Seq;
@@ -137,7 +137,7 @@ fn history_chunk(
     let mut cache = store.buckets(&writer);
     for (key, (records, len)) in buckets {
         if records.len() != len {
-            keep_committed(&mut cache, key, records, false);
+            cache.keep_committed(key, records, false);
         }
     }
     drop(cache);
