@@ -215,6 +215,13 @@ impl SledStore {
         &self.db
     }
 
+    /// Delivery records the writer keeps decoded for the outcomes about to arrive (for tests
+    /// of what the cache holds).
+    #[doc(hidden)]
+    pub fn cached_records(&self) -> usize {
+        lock(&self.buckets).records()
+    }
+
     /// Takes the writer lock.
     fn writer(&self) -> WriterGuard<'_> {
         WriterGuard(lock(&self.writer))

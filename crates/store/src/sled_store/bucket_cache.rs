@@ -57,7 +57,6 @@ impl BucketCache {
     }
 
     /// Records held.
-    #[cfg(test)]
     pub(crate) fn records(&self) -> usize {
         self.records
     }
