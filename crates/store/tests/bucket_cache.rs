@@ -3,14 +3,10 @@
 
 mod common;
 
-use common::{walk_pages, Sim, T0};
+use common::{failed, published, started, succeeded, t, walk_pages, Sim};
 use hallway_domain::*;
 use hallway_store::{DeliveryStatus, EventLog, ReadModel, SledStore, StoreOptions};
 use hallway_testkit::ids::dlv;
-
-fn t(offset_ms: u64) -> Timestamp {
-    Timestamp(T0.0 + offset_ms)
-}
 
 fn open(dir: &std::path::Path, records: usize) -> SledStore {
     let options = StoreOptions {
@@ -22,60 +18,25 @@ fn open(dir: &std::path::Path, records: usize) -> SledStore {
 
 const DELIVERIES: [&str; 3] = ["dlv_aaaa00", "dlv_aaaa01", "dlv_aaaa02"];
 
-fn published() -> Event {
-    Event::EventPublished {
-        account_id: AccountId::from("acc_1"),
-        event_id: EventId::from("evt_1"),
-        event_type: SESSION_PROCESSING_COMPLETED.into(),
-        project_id: ProjectId::from("prj_1"),
-        digest: BodyDigest::default(),
-        body: "{\"id\":\"evt_1\"}".into(),
-        deliveries: DELIVERIES
-            .iter()
-            .map(|d| (dlv(d), WebhookId::from("wh_1")))
-            .collect(),
-        first_due: t(0),
-        at: t(0),
-    }
-}
-
-fn started(d: &str, attempt: u32) -> Event {
-    Event::AttemptStarted {
-        delivery_id: dlv(d),
-        attempt,
-        deadline: t(30_000),
-        at: t(0),
-    }
-}
-
-fn failed(d: &str, attempt: u32, next_due: u64) -> Event {
-    Event::AttemptFailed {
-        delivery_id: dlv(d),
-        attempt,
-        status_code: Some(500),
-        error: AttemptError::HttpStatus,
-        duration: DurationMs(30),
-        started_at: t(0),
-        next_due: Some(t(next_due)),
-        at: t(30),
-        detail: None,
-    }
+/// The publish every test starts with: three deliveries to one webhook, at `t(0)`.
+fn publish() -> Event {
+    published("evt_1", 0, &DELIVERIES.map(|d| (d, "wh_1")))
 }
 
 #[test]
 fn records_waiting_minutes_for_a_retry_leave_the_cache_and_read_back_the_same() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path(), 1024);
-    store.append(&[published()]).expect("appends");
+    store.append(&[publish()]).expect("appends");
     assert_eq!(store.cached_records(), 3, "each awaits its first attempt");
-    let starts: Vec<Event> = DELIVERIES.iter().map(|d| started(d, 1)).collect();
+    let starts: Vec<Event> = DELIVERIES.iter().map(|d| started(d, 1, 0)).collect();
     store.append(&starts).expect("appends");
     assert_eq!(store.cached_records(), 3, "under way");
     // One retry is due a second after its failure, the others a minute after.
     store
         .append(&[
-            failed(DELIVERIES[0], 1, 60_030),
-            failed(DELIVERIES[1], 1, 1_030),
+            failed(DELIVERIES[0], 1, 0, Some(60_030)),
+            failed(DELIVERIES[1], 1, 0, Some(1_030)),
         ])
         .expect("appends");
     assert_eq!(
@@ -85,9 +46,9 @@ fn records_waiting_minutes_for_a_retry_leave_the_cache_and_read_back_the_same() 
     );
     store
         .append(&[
-            started(DELIVERIES[1], 2),
-            failed(DELIVERIES[1], 2, 60_030),
-            failed(DELIVERIES[2], 1, 60_030),
+            started(DELIVERIES[1], 2, 1_030),
+            failed(DELIVERIES[1], 2, 1_030, Some(60_030)),
+            failed(DELIVERIES[2], 1, 0, Some(60_030)),
         ])
         .expect("appends");
     assert_eq!(store.cached_records(), 0, "all wait a minute");
@@ -106,26 +67,15 @@ fn records_waiting_minutes_for_a_retry_leave_the_cache_and_read_back_the_same() 
 fn a_full_cache_takes_no_more_and_what_it_took_is_dropped_when_done() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path(), 2);
-    store.append(&[published()]).expect("appends");
+    store.append(&[publish()]).expect("appends");
     assert_eq!(store.cached_records(), 0, "three do not fit in two");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path(), 3);
-    store.append(&[published()]).expect("appends");
+    store.append(&[publish()]).expect("appends");
     assert_eq!(store.cached_records(), 3);
-    let starts: Vec<Event> = DELIVERIES.iter().map(|d| started(d, 1)).collect();
+    let starts: Vec<Event> = DELIVERIES.iter().map(|d| started(d, 1, 0)).collect();
     store.append(&starts).expect("appends");
-    let outcomes: Vec<Event> = DELIVERIES
-        .iter()
-        .map(|d| Event::AttemptSucceeded {
-            delivery_id: dlv(d),
-            attempt: 1,
-            status_code: 200,
-            duration: DurationMs(25),
-            started_at: t(0),
-            at: t(25),
-            detail: None,
-        })
-        .collect();
+    let outcomes: Vec<Event> = DELIVERIES.iter().map(|d| succeeded(d, 1, 0)).collect();
     store.append(&outcomes).expect("appends");
     assert_eq!(store.cached_records(), 0, "nothing pending");
 }

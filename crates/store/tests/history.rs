@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Sim, T0};
+use common::{acc, failed, published, started, succeeded, t, Sim};
 use hallway_domain::*;
 use hallway_store::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, EventLog, ReadModel, SledStore,
@@ -17,66 +17,6 @@ const FAN_B: &str = "dlv_aaaa01";
 /// Another fan-out's pair, for retention within one bucket.
 const M1: &str = "dlv_mmmm00";
 const M2: &str = "dlv_mmmm01";
-
-fn t(offset_ms: u64) -> Timestamp {
-    Timestamp(T0.0 + offset_ms)
-}
-
-fn acc() -> AccountId {
-    AccountId::from("acc_1")
-}
-
-fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
-    Event::EventPublished {
-        account_id: acc(),
-        event_id: EventId::from(event),
-        event_type: SESSION_PROCESSING_COMPLETED.into(),
-        project_id: ProjectId::from("prj_1"),
-        digest: BodyDigest::default(),
-        body: format!("{{\"id\":\"{event}\"}}"),
-        deliveries: deliveries
-            .iter()
-            .map(|(d, w)| (dlv(d), WebhookId::from(*w)))
-            .collect(),
-        first_due: t(at),
-        at: t(at),
-    }
-}
-
-fn started(d: &str, attempt: u32, at: u64) -> Event {
-    Event::AttemptStarted {
-        delivery_id: dlv(d),
-        attempt,
-        deadline: t(at + 60_000),
-        at: t(at),
-    }
-}
-
-fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
-    Event::AttemptSucceeded {
-        delivery_id: dlv(d),
-        attempt,
-        status_code: 200,
-        duration: DurationMs(25),
-        started_at: t(at),
-        at: t(at + 25),
-        detail: None,
-    }
-}
-
-fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
-    Event::AttemptFailed {
-        delivery_id: dlv(d),
-        attempt,
-        status_code: Some(500),
-        error: AttemptError::HttpStatus,
-        duration: DurationMs(30),
-        started_at: t(at),
-        next_due: next_due.map(t),
-        at: t(at + 30),
-        detail: None,
-    }
-}
 
 fn record(store: &SledStore, webhook: &str, delivery: &str) -> DeliveryRecord {
     store

@@ -316,3 +316,69 @@ pub fn fan_out(at: Timestamp, n: u64) -> FanOutId {
     random[2..].copy_from_slice(&n.to_be_bytes());
     FanOutId::new(at, random)
 }
+
+/// A time `offset_ms` after [`T0`].
+pub fn t(offset_ms: u64) -> Timestamp {
+    Timestamp(T0.0 + offset_ms)
+}
+
+/// The account the hand-made events below belong to.
+pub fn acc() -> AccountId {
+    AccountId::from("acc_1")
+}
+
+/// A publish at `at` of `event` to (delivery, webhook) pairs.
+pub fn published(event: &str, at: u64, deliveries: &[(&str, &str)]) -> Event {
+    Event::EventPublished {
+        account_id: acc(),
+        event_id: EventId::from(event),
+        event_type: SESSION_PROCESSING_COMPLETED.into(),
+        project_id: ProjectId::from("prj_1"),
+        digest: BodyDigest::default(),
+        body: format!("{{\"id\":\"{event}\"}}"),
+        deliveries: deliveries
+            .iter()
+            .map(|(d, w)| (dlv(d), WebhookId::from(*w)))
+            .collect(),
+        first_due: t(at),
+        at: t(at),
+    }
+}
+
+/// Attempt `attempt` of `d` starting at `at`.
+pub fn started(d: &str, attempt: u32, at: u64) -> Event {
+    Event::AttemptStarted {
+        delivery_id: dlv(d),
+        attempt,
+        deadline: t(at + 60_000),
+        at: t(at),
+    }
+}
+
+/// Attempt `attempt` of `d`, started at `at`, succeeding 25 ms later.
+pub fn succeeded(d: &str, attempt: u32, at: u64) -> Event {
+    Event::AttemptSucceeded {
+        delivery_id: dlv(d),
+        attempt,
+        status_code: 200,
+        duration: DurationMs(25),
+        started_at: t(at),
+        at: t(at + 25),
+        detail: None,
+    }
+}
+
+/// Attempt `attempt` of `d`, started at `at`, failing 30 ms later (with a 500).
+pub fn failed(d: &str, attempt: u32, at: u64, next_due: Option<u64>) -> Event {
+    Event::AttemptFailed {
+        delivery_id: dlv(d),
+        attempt,
+        status_code: Some(500),
+        error: AttemptError::HttpStatus,
+        duration: DurationMs(30),
+        started_at: t(at),
+        next_due: next_due.map(t),
+        at: t(at + 30),
+        detail: None,
+    }
+}
