@@ -224,7 +224,7 @@ pub async fn child(ctx: &Ctx, pending: u32, ports: &[u16]) -> BenchResult<Record
     // The store first, then the engine over it (what `Engine::open` does), timed apart.
     let cache_mib = store_cache_mib(ctx, &config);
     let t = Instant::now();
-    let store = open_store(dir.path(), Some(cache_mib)).await?;
+    let store = open_store(dir.path(), Some(cache_mib), config.memory_budget_bytes).await?;
     let reopen_store_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_store_open = proc_status_kib("VmRSS");
     let engine = hallway_runtime::Engine::with_store(store, config).await?;
@@ -366,10 +366,11 @@ async fn open_store_in_new_process(ctx: &Ctx, dir: &Path) -> BenchResult<StoreAl
 /// The new process's side of [`open_store_in_new_process`]: opens the store as the engine
 /// would, and reports the resident set before and after, the time and sled's page count.
 pub async fn open_store_alone(ctx: &Ctx, dir: &Path) -> BenchResult<Record> {
-    let cache_mib = store_cache_mib(ctx, &ctx.config(bench_policy()));
+    let config = ctx.config(bench_policy());
+    let cache_mib = store_cache_mib(ctx, &config);
     let before = proc_status_kib("VmRSS");
     let t = Instant::now();
-    let store = open_store(dir, Some(cache_mib)).await?;
+    let store = open_store(dir, Some(cache_mib), config.memory_budget_bytes).await?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss = proc_status_kib("VmRSS");
     let pages = tokio::task::spawn_blocking(move || store.page_count()).await?;

@@ -70,7 +70,7 @@ impl Ctx {
         if self.sled_cache_mib.is_none() {
             return Ok(Engine::open(dir, config).await?);
         }
-        let store = open_store(dir, self.sled_cache_mib).await?;
+        let store = open_store(dir, self.sled_cache_mib, config.memory_budget_bytes).await?;
         Ok(Engine::with_store(store, config).await?)
     }
 }
@@ -78,14 +78,20 @@ impl Ctx {
 /// Fan-out of every publish: the account's webhooks.
 const FANOUT: u32 = WEBHOOKS_PER_ACCOUNT as u32;
 
-/// Opens the sled store the way `Engine::open` does (or with a page cache of `cache_mib`),
-/// keeping a handle to read its size.
-pub async fn open_store(dir: &Path, cache_mib: Option<u64>) -> BenchResult<Arc<SledStore>> {
+/// Opens the sled store for an engine with `budget` bytes of memory budget: its records
+/// cache is the budget's share, as `Engine::open` sizes it, and its page cache `cache_mib`
+/// or the store's default. Keeps a handle to read its size.
+pub async fn open_store(
+    dir: &Path,
+    cache_mib: Option<u64>,
+    budget: u64,
+) -> BenchResult<Arc<SledStore>> {
     let dir = dir.to_owned();
     let options = StoreOptions {
         cache_capacity_bytes: cache_mib
             .map(|m| m * 1024 * 1024)
             .unwrap_or(StoreOptions::default().cache_capacity_bytes),
+        bucket_cache_records: hallway_runtime::Budget::new(budget).bucket_cache_records(),
         ..StoreOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || SledStore::open_with(&dir, &options)).await??;
@@ -360,7 +366,8 @@ async fn open_timed(
     dir: &Path,
     config: hallway_runtime::Config,
 ) -> BenchResult<(Engine, Arc<TimedStore>)> {
-    let store = Arc::new(TimedStore::new(open_store(dir, ctx.sled_cache_mib).await?));
+    let store = open_store(dir, ctx.sled_cache_mib, config.memory_budget_bytes).await?;
+    let store = Arc::new(TimedStore::new(store));
     let engine = Engine::with_store(store.clone(), config).await?;
     Ok((engine, store))
 }

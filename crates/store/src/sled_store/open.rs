@@ -30,7 +30,8 @@ pub struct StoreOptions {
     /// Event bodies go to a new segment file once the current one is this long.
     pub body_segment_bytes: u64,
     /// Most delivery records the writer keeps decoded for outcomes about to arrive (records
-    /// with a first attempt to make or one under way); the rest are read back when needed.
+    /// with a first attempt to make, one under way, or a retry due within seconds); the rest
+    /// are read back when needed.
     pub bucket_cache_records: usize,
 }
 
