@@ -39,11 +39,12 @@
 //!   with `--backlog-pending 10000000` for a person with time) in a child process (the
 //!   receivers stay in the parent) so `peak_rss_mib` (VmHWM) is the engine's:
 //!   `bytes_per_pending` is what the resident set grew by per pending delivery. Then a clean
-//!   shutdown, a timed reopen, and the whole backlog retried when it comes due:
-//!   `retries_started_late` counts second attempts started more than 1 s after they were due.
+//!   shutdown, a timed reopen in a fresh process (as after a restart), and the whole backlog
+//!   retried when it comes due: `retries_started_late` counts second attempts started more
+//!   than 1 s after they were due; `peak_rss_mib` is the larger of the two processes' peaks.
 //!   It publishes 500 events a second (`--backlog-rate`, the example outage), so the
 //!   retries come due at that rate; `--backlog-rate 0` fills as fast as the engine takes it.
-//!   Set `HALLWAY_BENCH_CHILD_PREFIX` to run the child under a profiler, e.g.
+//!   Set `HALLWAY_BENCH_CHILD_PREFIX` to run the children under a profiler, e.g.
 //!   `"valgrind --tool=massif"`.
 //! - `replay`: a log written the way the actor writes it (domain decisions appended turn by
 //!   turn to the sled store), then `Engine::open` timed with no snapshot, and again with the
@@ -67,7 +68,7 @@ use scenarios::{failed_record, Ctx};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use util::{BenchError, BenchResult, Record};
 
 /// The benchmark harness of hallway-webhooks.
@@ -146,9 +147,18 @@ struct Args {
     /// Internal: the backlog child's receiver ports.
     #[arg(long = "backlog-ports", hide = true, value_delimiter = ',')]
     backlog_ports: Vec<u16>,
-    /// Internal: open the store in this directory, report its memory and exit.
-    #[arg(long = "backlog-open-store", hide = true)]
-    backlog_open_store: Option<PathBuf>,
+    /// Internal: reopen the backlog of this many pending retries and drain it.
+    #[arg(long = "backlog-drain", hide = true)]
+    backlog_drain: Option<u32>,
+    /// Internal: the backlog's data directory.
+    #[arg(long = "backlog-dir", hide = true)]
+    backlog_dir: Option<PathBuf>,
+    /// Internal: when the backlog's fill started (Unix milliseconds).
+    #[arg(long = "backlog-started-unix-ms", hide = true, default_value_t = 0)]
+    backlog_started_unix_ms: u64,
+    /// Internal: how long the backlog's fill took, in seconds.
+    #[arg(long = "backlog-fill-secs", hide = true, default_value_t = 0.0)]
+    backlog_fill_secs: f64,
 }
 
 /// A scenario.
@@ -279,21 +289,31 @@ fn main() -> ExitCode {
                 }
             };
         }
-        if let Some(dir) = &args.backlog_open_store {
-            return match backlog::open_store_alone(&ctx, dir).await {
-                Ok(r) => {
-                    print!("{}", r.to_lines());
-                    ExitCode::SUCCESS
+        let child = match (args.backlog_child, args.backlog_drain) {
+            (Some(pending), _) => Some((pending, true)),
+            (None, Some(pending)) => Some((pending, false)),
+            (None, None) => None,
+        };
+        if let Some((pending, fills)) = child {
+            let result = match (&args.backlog_dir, args.backlog_retry_after_secs) {
+                (Some(dir), Some(secs)) => {
+                    let backlog = backlog::BacklogArgs {
+                        pending,
+                        dir: dir.clone(),
+                        retry_after: Duration::from_secs(secs),
+                    };
+                    if fills {
+                        backlog::fill(&ctx, &backlog, &args.backlog_ports).await
+                    } else {
+                        let started = args.backlog_started_unix_ms;
+                        backlog::drain(&ctx, &backlog, started, args.backlog_fill_secs).await
+                    }
                 }
-                Err(e) => {
-                    eprintln!("hallway-bench: backlog store: {e}");
-                    ExitCode::FAILURE
-                }
+                _ => Err(BenchError::new(
+                    "a backlog child needs --backlog-dir and --backlog-retry-after-secs",
+                )),
             };
-        }
-        if let Some(pending) = args.backlog_child {
-            let ports = &args.backlog_ports;
-            return match backlog::child(&ctx, pending, ports).await {
+            return match result {
                 Ok(r) => {
                     print!("{}", r.to_lines());
                     ExitCode::SUCCESS
