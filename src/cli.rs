@@ -509,10 +509,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         .start(engine.handle())?;
     }
-    let state = AppState {
-        engine: engine.handle(),
-        admin_token: token,
-    };
+    let state = AppState::new(engine.handle(), token);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

@@ -33,13 +33,35 @@ pub const MAX_MANAGEMENT_BODY_BYTES: usize = 64 * 1024;
 const PAGE_LIMIT_DEFAULT: usize = 50;
 const PAGE_LIMIT_MAX: usize = 100;
 
-/// What the routes share.
+/// What the routes share, behind one `Arc`: axum clones the state for every request (and
+/// the engine's handle is a dozen reference counts).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The engine.
     pub engine: EngineHandle,
     /// The admin token (host scope).
     pub admin_token: String,
+}
+
+impl AppState {
+    /// The state of the routes over `engine`, with the host's `admin_token`.
+    pub fn new(engine: EngineHandle, admin_token: String) -> AppState {
+        AppState(std::sync::Arc::new(Shared {
+            engine,
+            admin_token,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// An error answer: a status and `{"error":{"code","message"}}`.
