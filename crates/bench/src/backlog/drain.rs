@@ -72,10 +72,9 @@ pub async fn drain(
         .put("rss_store_open_mib", mib(rss_store_open))
         .put(
             "store_open_alone_mib",
-            match (rss_before, rss_store_open) {
-                (Some(b), Some(a)) => serde_json::Value::from(a.saturating_sub(b) as f64 / 1024.0),
-                _ => serde_json::Value::Null,
-            },
+            mib(rss_store_open
+                .zip(rss_before)
+                .map(|(after, before)| after.saturating_sub(before))),
         )
         .put("sled_pages", pages)
         .put(
