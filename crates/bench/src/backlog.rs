@@ -38,8 +38,12 @@ pub const DIR_FLAG: &str = "--backlog-dir";
 pub const STARTED_FLAG: &str = "--backlog-started-unix-ms";
 pub const FILL_SECS_FLAG: &str = "--backlog-fill-secs";
 
-/// An environment variable holding a command to run the child under (a profiler).
+/// An environment variable holding a command to run both children under (a profiler).
 pub const CHILD_PREFIX_ENV: &str = "HALLWAY_BENCH_CHILD_PREFIX";
+
+/// An environment variable holding a command to run the drain alone under, in place of
+/// [`CHILD_PREFIX_ENV`]'s: a heap profile of the drain without the fill's hour under it.
+pub const DRAIN_PREFIX_ENV: &str = "HALLWAY_BENCH_DRAIN_PREFIX";
 
 /// The hidden flag that gives the child the receivers' ports (one per webhook).
 pub const PORTS_FLAG: &str = "--backlog-ports";
@@ -152,7 +156,7 @@ pub async fn run_in_child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
         ports.join(","),
     ];
     fill_args.extend(common.iter().cloned());
-    let mut record = run_child(fill_args, "backlog").await?;
+    let mut record = run_child(fill_args, "backlog", CHILD_PREFIX_ENV).await?;
     let number = |r: &Record, k: &str| r.number(k).unwrap_or(0.0);
     let mut drain_args = vec![
         DRAIN_FLAG.to_owned(),
@@ -163,7 +167,11 @@ pub async fn run_in_child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
         number(&record, "fill_seconds").to_string(),
     ];
     drain_args.extend(common);
-    let drained = run_child(drain_args, "backlog_drain").await?;
+    let drain_prefix = match std::env::var_os(DRAIN_PREFIX_ENV) {
+        Some(_) => DRAIN_PREFIX_ENV,
+        None => CHILD_PREFIX_ENV,
+    };
+    let drained = run_child(drain_args, "backlog_drain", drain_prefix).await?;
     let filled = record.get("filled") == Some(&serde_json::Value::Bool(true));
     let peak =
         number(&record, "peak_rss_fill_process_mib").max(number(&drained, "peak_rss_drain_mib"));
@@ -181,12 +189,11 @@ pub async fn run_in_child(ctx: &Ctx, pending: u32) -> BenchResult<Record> {
     Ok(record)
 }
 
-/// Runs this binary with `args` (under [`CHILD_PREFIX_ENV`]'s command, if set) and returns
-/// the record it prints, which must be a `scenario` record.
-async fn run_child(args: Vec<String>, scenario: &str) -> BenchResult<Record> {
+/// Runs this binary with `args` (under the command in the environment variable `prefix_env`,
+/// if set) and returns the record it prints, which must be a `scenario` record.
+async fn run_child(args: Vec<String>, scenario: &str, prefix_env: &str) -> BenchResult<Record> {
     let exe = std::env::current_exe()?;
-    // For profiling a child, e.g. `HALLWAY_BENCH_CHILD_PREFIX="valgrind --tool=massif"`.
-    let prefix: Vec<String> = std::env::var(CHILD_PREFIX_ENV)
+    let prefix: Vec<String> = std::env::var(prefix_env)
         .map(|p| p.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
     let output = tokio::task::spawn_blocking(move || {

@@ -45,7 +45,8 @@
 //!   It publishes 500 events a second (`--backlog-rate`, the example outage), so the
 //!   retries come due at that rate; `--backlog-rate 0` fills as fast as the engine takes it.
 //!   Set `HALLWAY_BENCH_CHILD_PREFIX` to run the children under a profiler, e.g.
-//!   `"valgrind --tool=massif"`.
+//!   `"valgrind --tool=massif"`, or `HALLWAY_BENCH_DRAIN_PREFIX` to run the drain alone under
+//!   one, e.g. `"heaptrack -o /tmp/drain"`.
 //! - `replay`: a log written the way the actor writes it (domain decisions appended turn by
 //!   turn to the sled store), then `Engine::open` timed with no snapshot, and again with the
 //!   snapshot a production engine would have taken.
