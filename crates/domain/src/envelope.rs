@@ -1,15 +1,11 @@
 //! The delivered payload: the host's event wrapped in the spec's envelope, and the sample
 //! payload of test sends.
 
-use crate::json::Key;
 use crate::policy::{Policy, API_VERSION};
 use crate::rejection::Rejection;
 use crate::types::{AccountId, EventId, ProjectId, Timestamp};
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::fmt;
 
 /// Longest event id a host may give, in bytes.
 pub const MAX_EVENT_ID_BYTES: usize = 255;
@@ -32,31 +28,6 @@ pub struct PreparedEvent {
     pub digest: crate::types::BodyDigest,
 }
 
-/// A JSON object's members in document order, borrowed from the posted text: names as
-/// written when they have no escapes, values as raw text (a transcript is not copied).
-struct OrderedObject<'a>(Vec<(Key<'a>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for OrderedObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OrderedObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                // `json::check` has refused repeated members before this runs.
-                let mut out: Vec<(Key<'de>, &'de RawValue)> = Vec::new();
-                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    out.push((k, v));
-                }
-                Ok(OrderedObject(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 /// Checks a published body (raw JSON as posted) and prepares it for the envelope.
 ///
 /// Malformed JSON and wrong types are `InvalidRequest`; a missing or unknown `type`, a missing
@@ -68,20 +39,12 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
             max: policy.max_payload_bytes,
         });
     }
-    // A full parse first: raw values only check the grammar, while receivers' strict parsers
-    // also refuse nesting deeper than 128, numbers out of range and lone surrogates, and
-    // parsers disagree on which of two repeated members wins.
-    crate::json::check(raw)
+    // Checked as strictly as a full parse: raw values alone check only the grammar, while
+    // receivers' strict parsers also refuse deep nesting, numbers out of range and lone
+    // surrogates, and parsers disagree on which of two repeated members wins.
+    let members = crate::json::object_members(raw)
         .map_err(|e| Rejection::InvalidRequest(format!("invalid JSON body: {e}")))?;
-    let object: OrderedObject = serde_json::from_slice(raw)
-        .map_err(|e| Rejection::InvalidRequest(format!("invalid JSON body: {e}")))?;
-    let field = |name: &str| {
-        object
-            .0
-            .iter()
-            .find(|(k, _)| k.0 == name)
-            .map(|(_, v)| v.get())
-    };
+    let field = |name: &str| members.iter().find(|(k, _)| k.0 == name).map(|(_, v)| *v);
     let event_type: String = match field("type") {
         None => return Err(Rejection::MissingField("type")),
         Some(v) => string_field(v, "type")?,
@@ -131,7 +94,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
         }
     };
     let mut fields_json = String::with_capacity(raw.len() + 16);
-    for (k, v) in &object.0 {
+    for (k, v) in &members {
         if ENGINE_FIELDS.contains(&k.0.as_ref()) {
             continue;
         }
@@ -146,7 +109,7 @@ pub fn prepare(raw: &[u8], policy: &Policy) -> Result<PreparedEvent, Rejection> 
             Cow::Owned(name) => push_json_string(&mut fields_json, name),
         }
         fields_json.push(':');
-        fields_json.push_str(v.get());
+        fields_json.push_str(v);
     }
     let digest = crate::types::BodyDigest::of(&event_type, &fields_json);
     Ok(PreparedEvent {

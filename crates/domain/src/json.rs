@@ -1,14 +1,24 @@
 //! A strict check of JSON text: what a receiver's strict parser would refuse, and members
-//! repeated in any object, which parsers resolve differently (first wins, last wins, error).
+//! repeated in any object, which parsers resolve differently (first wins, last wins, error);
+//! and a published object's members read in the same pass.
 
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
 /// Objects with more members than this check them through a hash set instead of a scan.
 const SCAN_MAX: usize = 16;
+
+/// Containers a member of the top-level object may nest: with the object itself, the 127
+/// levels serde_json (and so `check`) allows a whole text.
+const MEMBER_DEPTH_MAX: u32 = 126;
+
+/// A JSON object's members in document order: names as written when they have no escapes,
+/// values as their text (a transcript is not copied).
+pub(crate) type Members<'a> = Vec<(Key<'a>, &'a str)>;
 
 /// Checks `raw` as one JSON value: the grammar, nesting depth, number ranges and lone
 /// surrogates (as `serde_json::Value` would) and no repeated member name in any object.
@@ -17,6 +27,104 @@ pub fn check(raw: &[u8]) -> Result<(), String> {
     serde_json::from_slice::<Strict>(raw)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// `raw` as a JSON object's members, checked as strictly as [`check`] checks a text; the
+/// error is `check`'s, or "expected a JSON object".
+pub(crate) fn object_members(raw: &[u8]) -> Result<Members<'_>, String> {
+    if let Some(members) = members_in_one_pass(raw) {
+        return Ok(members);
+    }
+    // What one pass does not take (malformed, repeated, too deep, not an object), two passes
+    // explain, with serde_json's words and position.
+    check(raw)?;
+    serde_json::from_slice::<OrderedObject>(raw)
+        .map(|o| o.0)
+        .map_err(|e| e.to_string())
+}
+
+/// The members of the object `raw`, each value checked by [`Strict`] as it is crossed, so the
+/// text is read once; `None` for anything [`check`] might refuse or that is not an object.
+fn members_in_one_pass(raw: &[u8]) -> Option<Members<'_>> {
+    let mut at = skip_whitespace(raw, 0);
+    if raw.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_whitespace(raw, at + 1);
+    let mut members: Members = Vec::new();
+    if raw.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            if raw.get(at) != Some(&b'"') {
+                return None;
+            }
+            let (name, end) = one_value::<Key>(raw, at)?;
+            at = skip_whitespace(raw, end);
+            if raw.get(at) != Some(&b':') {
+                return None;
+            }
+            at = skip_whitespace(raw, at + 1);
+            let (MemberValue, end) = one_value::<MemberValue>(raw, at)?;
+            // Parsed as JSON, so UTF-8; checked again rather than assumed.
+            members.push((name, std::str::from_utf8(raw.get(at..end)?).ok()?));
+            at = skip_whitespace(raw, end);
+            match raw.get(at) {
+                Some(b',') => at = skip_whitespace(raw, at + 1),
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    let repeated = if members.len() <= SCAN_MAX {
+        (1..members.len()).any(|i| members[..i].iter().any(|(k, _)| k.0 == members[i].0 .0))
+    } else {
+        let mut seen = HashSet::with_capacity(members.len());
+        !members.iter().all(|(k, _)| seen.insert(&k.0))
+    };
+    (skip_whitespace(raw, at) == raw.len() && !repeated).then_some(members)
+}
+
+/// The JSON value that starts at `at` (after any whitespace), and where it ends.
+fn one_value<'de, T: Deserialize<'de>>(raw: &'de [u8], at: usize) -> Option<(T, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(raw.get(at..)?).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, at + values.byte_offset()))
+}
+
+/// Where the JSON whitespace at `at` ends.
+fn skip_whitespace(raw: &[u8], mut at: usize) -> usize {
+    while matches!(raw.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// A JSON object's members with values as raw text, which checks only their grammar: read
+/// after [`check`], which refuses the rest.
+struct OrderedObject<'a>(Members<'a>);
+
+impl<'de> Deserialize<'de> for OrderedObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out: Members<'de> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    out.push((k, v.get()));
+                }
+                Ok(OrderedObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// JSON text without the whitespace between tokens (strings are kept as written).
@@ -119,67 +227,254 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Strict;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_unit<E>(self) -> Result<Strict, E> {
-                Ok(Strict)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-                while seq.next_element::<Strict>()?.is_some() {}
-                Ok(Strict)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
-                let mut few: Vec<Cow<'de, str>> = Vec::new();
-                let mut many: HashSet<Cow<'de, str>> = HashSet::new();
-                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                    let repeated = if few.len() < SCAN_MAX {
-                        let seen = few.contains(&k);
-                        few.push(k.clone());
-                        seen
-                    } else {
-                        if many.is_empty() {
-                            many.extend(few.iter().cloned());
-                        }
-                        !many.insert(k.clone())
-                    };
-                    if repeated {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "duplicate member `{}`",
-                            crate::types::Echo(&k)
-                        )));
-                    }
-                    map.next_value::<Strict>()?;
-                }
-                Ok(Strict)
-            }
+        StrictAt {
+            depth: 0,
+            max: u32::MAX,
         }
-        d.deserialize_any(V)
+        .deserialize(d)
+    }
+}
+
+/// A member's value of the top-level object, checked as [`Strict`] and nested at most
+/// [`MEMBER_DEPTH_MAX`] deep.
+struct MemberValue;
+
+impl<'de> Deserialize<'de> for MemberValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StrictAt {
+            depth: 0,
+            max: MEMBER_DEPTH_MAX,
+        }
+        .deserialize(d)
+        .map(|Strict| MemberValue)
+    }
+}
+
+/// [`Strict`] inside `depth` containers, refusing more than `max`.
+#[derive(Clone, Copy)]
+struct StrictAt {
+    depth: u32,
+    max: u32,
+}
+
+impl StrictAt {
+    /// The seed for a container's elements, or an error if it is one too many.
+    fn inner<E: serde::de::Error>(self) -> Result<StrictAt, E> {
+        if self.depth >= self.max {
+            return Err(E::custom("nested too deeply"));
+        }
+        Ok(StrictAt {
+            depth: self.depth + 1,
+            max: self.max,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StrictAt {
+    type Value = Strict;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictAt {
+    type Value = Strict;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let inner = self.inner()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(Strict)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let inner = self.inner()?;
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let repeated = if few.len() < SCAN_MAX {
+                let seen = few.contains(&k);
+                few.push(k.clone());
+                seen
+            } else {
+                if many.is_empty() {
+                    many.extend(few.iter().cloned());
+                }
+                !many.insert(k.clone())
+            };
+            if repeated {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate member `{}`",
+                    crate::types::Echo(&k)
+                )));
+            }
+            map.next_value_seed(inner)?;
+        }
+        Ok(Strict)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{check, minified_runs, minify};
+    use super::{check, members_in_one_pass, minified_runs, minify, OrderedObject};
     use proptest::prelude::*;
+
+    type Owned = Vec<(String, String)>;
+
+    /// What `object_members` falls back to: the whole text checked, then its members read.
+    fn two_passes(raw: &[u8]) -> Option<Owned> {
+        check(raw).ok()?;
+        let o: OrderedObject = serde_json::from_slice(raw).ok()?;
+        Some(
+            o.0.iter()
+                .map(|(k, v)| (k.0.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn one_pass(raw: &[u8]) -> Option<Owned> {
+        let members = members_in_one_pass(raw)?;
+        Some(
+            members
+                .iter()
+                .map(|(k, v)| (k.0.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// JSON-like text: values of every kind, some refused by strict parsers, in objects whose
+    /// few names repeat often (one of them also spelt with an escape).
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            prop::sample::select(vec![
+                "null",
+                "true",
+                "false",
+                "0",
+                "-0",
+                "12.5e-3",
+                "1e999",
+                "01",
+                "-",
+                r#""""#,
+                r#""\ud800""#,
+                r#""\u0061\n""#,
+                r#""é \"""#,
+                "18446744073709551616",
+            ])
+            .prop_map(str::to_owned),
+            "\"[a-c é]{0,8}\"",
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec((name(), inner), 0..4).prop_map(|m| object(&m)),
+            ]
+        })
+    }
+
+    fn name() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["a", "b", "\\u0061", "c d", "type"])
+    }
+
+    fn object(members: &[(&str, String)]) -> String {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    proptest! {
+        /// One pass takes exactly what the two passes take, with the same members.
+        #[test]
+        fn one_pass_agrees_with_two(
+            members in prop::collection::vec((name(), value()), 0..6),
+            spaced in any::<bool>(),
+            edit in prop::option::weighted(0.3, (
+                any::<prop::sample::Index>(),
+                prop_oneof![any::<u8>(), prop::sample::select(b"{}[],:;\" \\0e.-\xff".to_vec())],
+                0..3u8,
+            )),
+        ) {
+            let mut text = object(&members);
+            if spaced {
+                text = text.replace(',', " ,\n\t").replace(':', " : ").replace('{', "{ ") + "\r\n";
+            }
+            let mut raw = text.into_bytes();
+            if let Some((at, byte, op)) = edit {
+                let at = at.index(raw.len());
+                match op {
+                    0 => raw[at] = byte,
+                    1 => raw.insert(at, byte),
+                    _ => { raw.remove(at); }
+                }
+            }
+            prop_assert_eq!(one_pass(&raw), two_passes(&raw));
+        }
+    }
+
+    #[test]
+    fn one_pass_nests_as_deep_as_the_whole_check_allows() {
+        let mut taken = Vec::new();
+        for depth in 120..135 {
+            let raw = format!(r#"{{"a":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(
+                one_pass(raw.as_bytes()),
+                two_passes(raw.as_bytes()),
+                "{depth}"
+            );
+            taken.push(one_pass(raw.as_bytes()).is_some());
+        }
+        assert!(taken.contains(&true) && taken.contains(&false), "{taken:?}");
+    }
+
+    #[test]
+    fn what_is_not_one_object_is_left_to_the_two_passes() {
+        for raw in [
+            "",
+            " ",
+            "[1]",
+            r#""a""#,
+            "{",
+            r#"{"a":1} {}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":"x";"b":2}"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"{"a"}"#,
+            r#"{1:2}"#,
+        ] {
+            assert_eq!(one_pass(raw.as_bytes()), None, "{raw}");
+        }
+        assert_eq!(
+            one_pass(br#" {"a" : [1, {"b":"x"}] , "c":null} "#),
+            Some(vec![
+                ("a".to_owned(), r#"[1, {"b":"x"}]"#.to_owned()),
+                ("c".to_owned(), "null".to_owned())
+            ])
+        );
+        assert_eq!(one_pass(b"{}"), Some(Vec::new()));
+    }
 
     /// The definition, a byte at a time: whitespace outside strings is left out.
     fn minified_slowly(json: &str) -> Vec<u8> {
