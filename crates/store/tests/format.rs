@@ -113,7 +113,7 @@ fn a_directory_of_another_layout_is_refused_at_open() {
             err,
             StoreError::Layout {
                 found: Some(1),
-                expected: 7,
+                expected: 8,
                 ..
             }
         ),

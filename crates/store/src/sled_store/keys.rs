@@ -21,8 +21,8 @@ pub(crate) const DELIVERIES: &str = "deliveries";
 /// Buckets by creation time in chunks, one per append (see [`time_chunk_key`]), oldest
 /// first, so retention reads only what expired.
 pub(crate) const BY_TIME: &str = "bucket_time_chunks";
-/// Waiting deliveries spilled out of memory, in queue order per webhook and spill generation
-/// (see `spill::key`).
+/// Waiting deliveries spilled out of memory, in runs in queue order per webhook and spill
+/// generation (see `spill::key`).
 pub(crate) const SPILLED: &str = "spilled";
 
 /// One entry per published event, by its idempotency key's bytes (see `entries`): its
@@ -35,14 +35,15 @@ pub(crate) const META_LAYOUT: &[u8] = b"layout";
 
 /// The layout of the trees, the records and the snapshot this build writes and reads. A
 /// directory of another layout is refused at open ([`crate::StoreError::Layout`]); 0.1 is
-/// unreleased, so no older layout is migrated. 7: an event's body reference and its published
+/// unreleased, so no older layout is migrated. 8: the spill index holds runs of deliveries
+/// rather than a key each; 7: an event's body reference and its published
 /// id share one entry in `published` (the `payload_refs` tree is gone); 6: published event ids
 /// are kept in the `published` tree rather than only in snapshots; 5: waiting deliveries spill
 /// to the `spilled` tree, snapshots hold the spill bookkeeping and remembered event ids are
 /// hashed; 4: body digests and accounts' previous keys; 3: webhooks' signature schemes and
 /// previous secrets, attempts' detail, test sends' event types; 2: delivery ids are a fan-out
 /// and an index (1: text, bucketed by its first characters).
-pub(crate) const LAYOUT: u64 = 7;
+pub(crate) const LAYOUT: u64 = 8;
 
 /// The meta key of the latest snapshot's sequence alone, so opening need not decode the state.
 pub(crate) const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";

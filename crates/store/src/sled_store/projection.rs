@@ -554,7 +554,7 @@ impl<'a, 'e> Projection<'a, 'e> {
             ));
         }
         writes.body_refs = changed;
-        writes.spilled = self.spills.encoded()?;
+        writes.spilled = self.spills.encoded(&self.trees.spilled)?;
         writes.payloads.extend(self.extended);
         let mut chunks = Vec::with_capacity(self.chunks.len());
         for (webhook, new) in self.chunks {

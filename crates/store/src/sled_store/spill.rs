@@ -1,14 +1,26 @@
 //! The spill index: waiting deliveries the domain moved out of memory, per webhook and spill
-//! generation in queue order (due time, then id). Written from the spill events in the same
-//! transaction as their log record, so the index is always the committed log's; read back,
-//! in order, to load or settle them.
+//! generation, in runs: a key holds up to [`RUN_MAX`] deliveries in queue order (due time,
+//! then id) and is named by its first. A run rather than a key per delivery because sled
+//! keeps a page state in memory for every page, cached or not, and a backlog of millions
+//! made the index most of the store's pages. Runs of one generation may overlap (a spill can
+//! sort between two earlier ones), so the first deliveries are found by merging the runs that
+//! start before them. Written from the spill events in the same transaction as their log
+//! record, so the index is always the committed log's; read back, in order, to load or
+//! settle them.
 
 use super::{keys, Op, SledStore};
 use crate::codec;
 use crate::StoreError;
 use hallway_domain::{DeliveryId, FanOutId, SpilledDelivery, Timestamp, WebhookId};
 use sled::IVec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most deliveries in a run. A run is rewritten whole when an append extends it or a load
+/// takes from it; sixteen runs (a leaf of large values) stay well under sled's blob size.
+const RUN_MAX: usize = 32;
+
+/// Where a delivery sorts in its queue.
+type QueueKey = (Timestamp, DeliveryId);
 
 /// The prefix of one webhook's generation in the index.
 pub(crate) fn prefix(webhook: &WebhookId, generation: u32) -> Vec<u8> {
@@ -17,8 +29,8 @@ pub(crate) fn prefix(webhook: &WebhookId, generation: u32) -> Vec<u8> {
     out
 }
 
-/// A spilled delivery's key: its webhook and generation, then its due time and id, so that a
-/// generation's entries sort in queue order.
+/// A run's key: its webhook and generation, then the due time and id of its first
+/// delivery, so that a generation's runs sort by where they start.
 pub(crate) fn key(
     webhook: &WebhookId,
     generation: u32,
@@ -55,16 +67,24 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     }
 }
 
-/// The index's changes of one batch, by key: a value to write, or `None` to remove. A key a
-/// batch spills and loads again ends as its last event left it.
+/// One generation's changes in a batch: each delivery's last state (to keep, or `None`),
+/// and the deliveries the index held before the batch (their first change was a removal).
 #[derive(Default)]
-pub(crate) struct SpillWrites(BTreeMap<Vec<u8>, Option<SpilledDelivery>>);
+struct Changes {
+    last: BTreeMap<QueueKey, Option<SpilledDelivery>>,
+    stored: BTreeSet<QueueKey>,
+}
+
+/// The index's changes of one batch, by generation. A delivery a batch spills and loads
+/// again ends as its last event left it.
+#[derive(Default)]
+pub(crate) struct SpillWrites(BTreeMap<(WebhookId, u32), Changes>);
 
 impl SpillWrites {
     /// A delivery spilled to the index.
     pub(crate) fn put(&mut self, webhook: &WebhookId, generation: u32, d: &SpilledDelivery) {
-        self.0
-            .insert(key(webhook, generation, d.due, &d.id), Some(d.clone()));
+        let changes = self.0.entry((webhook.clone(), generation)).or_default();
+        changes.last.insert((d.due, d.id.clone()), Some(d.clone()));
     }
 
     /// A delivery gone from the index (loaded or settled).
@@ -75,80 +95,355 @@ impl SpillWrites {
         due: Timestamp,
         id: &DeliveryId,
     ) {
-        self.0.insert(key(webhook, generation, due, id), None);
+        let changes = self.0.entry((webhook.clone(), generation)).or_default();
+        let k = (due, id.clone());
+        if !changes.last.contains_key(&k) {
+            changes.stored.insert(k.clone());
+        }
+        changes.last.insert(k, None);
     }
 
-    /// The encoded writes.
-    pub(crate) fn encoded(self) -> Result<Vec<(IVec, Option<IVec>)>, StoreError> {
-        self.0
-            .into_iter()
-            .map(|(k, v)| {
-                let value = match v {
-                    Some(d) => Some(IVec::from(codec::encode(&d)?)),
+    /// The runs to write (or remove, `None`), read against `tree` as the last append left it.
+    pub(crate) fn encoded(
+        self,
+        tree: &sled::Tree,
+    ) -> Result<Vec<(IVec, Option<IVec>)>, StoreError> {
+        let mut out = Vec::new();
+        for ((webhook, generation), changes) in self.0 {
+            let mut runs = RunWrites::new(tree, &webhook, generation);
+            runs.take(&changes.stored)?;
+            runs.add(changes.last.into_values().flatten().collect())?;
+            for (k, run) in runs.writes {
+                let value = match run {
+                    Some(run) => Some(IVec::from(codec::encode(&run)?)),
                     None => None,
                 };
-                Ok((IVec::from(k), value))
-            })
-            .collect()
+                out.push((IVec::from(k), value));
+            }
+        }
+        Ok(out)
     }
 }
 
-/// The first `limit` spilled deliveries of a webhook's generation, in queue order.
+/// One generation's runs as a batch changes them: each key's new run, or `None` to remove it.
+struct RunWrites<'a> {
+    tree: &'a sled::Tree,
+    webhook: &'a WebhookId,
+    generation: u32,
+    writes: BTreeMap<Vec<u8>, Option<Vec<SpilledDelivery>>>,
+}
+
+impl<'a> RunWrites<'a> {
+    fn new(tree: &'a sled::Tree, webhook: &'a WebhookId, generation: u32) -> Self {
+        RunWrites {
+            tree,
+            webhook,
+            generation,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// Takes `gone` out of the runs holding them. They are the first of the generation (loads
+    /// and settlements take a queue's head), so only the runs that start before the last of
+    /// them are read.
+    fn take(&mut self, gone: &BTreeSet<QueueKey>) -> Result<(), StoreError> {
+        let Some(last) = gone.last() else {
+            return Ok(());
+        };
+        let mut found = 0;
+        let prefix = prefix(self.webhook, self.generation);
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, v) = item.op("read the spill index")?;
+            if run_start(&k, prefix.len())? > *last {
+                break;
+            }
+            let run = decode_run(&k, prefix.len(), &v)?;
+            let before = run.len();
+            let kept: Vec<SpilledDelivery> = run
+                .into_iter()
+                .filter(|d| !gone.contains(&(d.due, d.id.clone())))
+                .collect();
+            if kept.len() == before {
+                continue;
+            }
+            found += before - kept.len();
+            self.writes.insert(k.to_vec(), None);
+            if let Some(first) = kept.first() {
+                let new = key(self.webhook, self.generation, first.due, &first.id);
+                self.writes.insert(new, Some(kept));
+            }
+        }
+        if found != gone.len() {
+            return Err(StoreError::Corrupt {
+                tree: keys::SPILLED,
+                key: show_key(&key(self.webhook, self.generation, last.0, &last.1)),
+                reason: format!(
+                    "{} of {} deliveries loaded or settled were not in the index",
+                    gone.len() - found,
+                    gone.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds `puts` (in queue order): the generation's last run takes those that sort after
+    /// it while it has room (a backlog spills each queue's newest deliveries append by append,
+    /// in order), new runs the rest.
+    fn add(&mut self, puts: Vec<SpilledDelivery>) -> Result<(), StoreError> {
+        let mut puts = puts.into_iter().peekable();
+        if puts.peek().is_none() {
+            return Ok(());
+        }
+        let prefix = prefix(self.webhook, self.generation);
+        if let Some(item) = self.tree.scan_prefix(&prefix).next_back() {
+            let (k, v) = item.op("read the spill index")?;
+            // A run this batch already rewrote is left as it is.
+            if !self.writes.contains_key(&k[..]) {
+                let mut run = decode_run(&k, prefix.len(), &v)?;
+                let grows = |run: &Vec<SpilledDelivery>, d: &SpilledDelivery| {
+                    run.len() < RUN_MAX && run.last().is_some_and(|l| l.key() < d.key())
+                };
+                if puts.peek().is_some_and(|d| grows(&run, d)) {
+                    while let Some(d) = puts.next_if(|d| grows(&run, d)) {
+                        run.push(d);
+                    }
+                    self.writes.insert(k.to_vec(), Some(run));
+                }
+            }
+        }
+        let rest: Vec<SpilledDelivery> = puts.collect();
+        for chunk in rest.chunks(RUN_MAX) {
+            let first = &chunk[0];
+            let k = key(self.webhook, self.generation, first.due, &first.id);
+            self.writes.insert(k, Some(chunk.to_vec()));
+        }
+        Ok(())
+    }
+}
+
+/// Where the run under `k` starts: its key after the generation's prefix.
+fn run_start(k: &[u8], prefix_len: usize) -> Result<QueueKey, StoreError> {
+    k.get(prefix_len..)
+        .and_then(parse_tail)
+        .ok_or_else(|| StoreError::Corrupt {
+            tree: keys::SPILLED,
+            key: show_key(k),
+            reason: "not a spill key".into(),
+        })
+}
+
+/// The first `limit` spilled deliveries of a webhook's generation, in queue order: the runs
+/// merged, read until the next one starts after the `limit`th delivery found.
 pub(super) fn read(
     store: &SledStore,
     webhook: &WebhookId,
     generation: u32,
     limit: usize,
 ) -> Result<Vec<SpilledDelivery>, StoreError> {
-    let mut out = Vec::with_capacity(limit.min(4096));
-    for item in store.trees.spilled.scan_prefix(prefix(webhook, generation)) {
-        if out.len() == limit {
-            break;
-        }
+    read_tree(&store.trees.spilled, webhook, generation, limit)
+}
+
+fn read_tree(
+    tree: &sled::Tree,
+    webhook: &WebhookId,
+    generation: u32,
+    limit: usize,
+) -> Result<Vec<SpilledDelivery>, StoreError> {
+    let mut out: Vec<SpilledDelivery> = Vec::new();
+    let prefix = prefix(webhook, generation);
+    for item in tree.scan_prefix(&prefix) {
         let (k, v) = item.op("read the spill index")?;
-        let d: SpilledDelivery = codec::decode(keys::SPILLED, || show_key(&k), &v)?;
-        // The pair check: what was written under a key is the delivery the key names.
-        if k[..] != key(webhook, generation, d.due, &d.id)[..] {
-            return Err(StoreError::Corrupt {
-                tree: keys::SPILLED,
-                key: show_key(&k),
-                reason: format!("holds {} due at {}", d.id, d.due.0),
-            });
+        if out.len() >= limit {
+            out.sort_by(|a, b| a.key().cmp(&b.key()));
+            out.truncate(limit);
+            let start = run_start(&k, prefix.len())?;
+            if out.last().is_none_or(|d| d.key() < (start.0, &start.1)) {
+                break;
+            }
         }
-        out.push(d);
+        out.extend(decode_run(&k, prefix.len(), &v)?);
     }
+    out.sort_by(|a, b| a.key().cmp(&b.key()));
+    out.truncate(limit);
     Ok(out)
 }
 
-/// Every entry of the index as (webhook, delivery, due), for the consistency check.
+/// Every delivery in the index as (webhook, delivery, due), for the consistency check.
 pub(super) fn all(store: &SledStore) -> Result<Vec<(String, DeliveryId, Timestamp)>, StoreError> {
+    all_in(&store.trees.spilled)
+}
+
+fn all_in(tree: &sled::Tree) -> Result<Vec<(String, DeliveryId, Timestamp)>, StoreError> {
     let mut out = Vec::new();
-    for item in store.trees.spilled.iter() {
+    for item in tree.iter() {
         let (k, v) = item.op("read the spill index")?;
-        let d: SpilledDelivery = codec::decode(keys::SPILLED, || show_key(&k), &v)?;
         let (webhook, rest) = keys::split_prefixed(&k).ok_or_else(|| StoreError::Corrupt {
             tree: keys::SPILLED,
             key: show_key(&k),
             reason: "not a spill key".into(),
         })?;
-        match rest.get(4..).and_then(parse_tail) {
-            Some((due, id)) if due == d.due && id == d.id => {}
-            _ => {
-                return Err(StoreError::Corrupt {
-                    tree: keys::SPILLED,
-                    key: show_key(&k),
-                    reason: format!("holds {} due at {}", d.id, d.due.0),
-                })
-            }
+        let prefix_len = k.len() - rest.len() + 4;
+        for d in decode_run(&k, prefix_len, &v)? {
+            out.push((webhook.to_owned(), d.id, d.due));
         }
-        out.push((webhook.to_owned(), d.id, d.due));
     }
     Ok(out)
+}
+
+/// The run under key `k` (whose generation's prefix is `prefix_len` bytes), checked: not
+/// empty, in queue order, and named by its first delivery.
+fn decode_run(k: &[u8], prefix_len: usize, v: &[u8]) -> Result<Vec<SpilledDelivery>, StoreError> {
+    let run: Vec<SpilledDelivery> = codec::decode(keys::SPILLED, || show_key(k), v)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        tree: keys::SPILLED,
+        key: show_key(k),
+        reason,
+    };
+    let Some(first) = run.first() else {
+        return Err(corrupt("an empty run".into()));
+    };
+    // The pair check: the key names the run's first delivery.
+    if k.get(prefix_len..).and_then(parse_tail) != Some((first.due, first.id.clone())) {
+        return Err(corrupt(format!(
+            "starts with {} due at {}",
+            first.id, first.due.0
+        )));
+    }
+    if let Some(w) = run.windows(2).find(|w| w[0].key() >= w[1].key()) {
+        return Err(corrupt(format!("{} is out of queue order", w[1].id)));
+    }
+    Ok(run)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn delivery(due: u64, n: u32) -> SpilledDelivery {
+        SpilledDelivery {
+            id: FanOutId::new(Timestamp(due), [7; 10]).delivery(n),
+            account_id: "acc_1".into(),
+            event_id: format!("evt_{n}").as_str().into(),
+            event_type: "session.processing.completed".into(),
+            test: false,
+            created_at: Timestamp(due),
+            attempts_made: 1,
+            max_attempts: 5,
+            due: Timestamp(due),
+        }
+    }
+
+    /// A batch's change to one of two webhooks' queues.
+    #[derive(Clone, Debug)]
+    enum Change {
+        /// Spill deliveries due at these times (ids from a counter, so never repeated).
+        Spill(usize, Vec<u64>),
+        /// Load the queue's first `n` (as many as it has).
+        Load(usize, usize),
+        /// Load the first `n` and spill them again in the same batch.
+        Reload(usize, usize),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            3 => (0..2usize, prop::collection::vec(0..400u64, 1..70)).prop_map(|(w, d)| Change::Spill(w, d)),
+            2 => (0..2usize, 0..80usize).prop_map(|(w, n)| Change::Load(w, n)),
+            1 => (0..2usize, 0..40usize).prop_map(|(w, n)| Change::Reload(w, n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The runs read back as the model's queues, whatever the spills' overlap, the loads'
+        /// reach across runs and the batches' mix.
+        #[test]
+        fn runs_read_back_as_the_queues_they_hold(
+            batches in prop::collection::vec(prop::collection::vec(change(), 1..4), 1..25),
+            limits in prop::collection::vec(0..120usize, 3),
+        ) {
+            let db = sled::Config::new().temporary(true).open().expect("opens");
+            let tree = db.open_tree("spilled").expect("tree");
+            let webhooks = [WebhookId::from("wh_a"), WebhookId::from("wh_b")];
+            let mut model: [BTreeMap<QueueKey, SpilledDelivery>; 2] = Default::default();
+            let mut next_id = 0u32;
+            for batch in batches {
+                let mut writes = SpillWrites::default();
+                for c in batch {
+                    match c {
+                        Change::Spill(w, dues) => {
+                            for due in dues {
+                                next_id += 1;
+                                let d = delivery(due, next_id);
+                                if model[w].contains_key(&(d.due, d.id.clone())) {
+                                    continue;
+                                }
+                                writes.put(&webhooks[w], 0, &d);
+                                model[w].insert((d.due, d.id.clone()), d);
+                            }
+                        }
+                        Change::Load(w, n) | Change::Reload(w, n) => {
+                            let head: Vec<SpilledDelivery> = model[w].values().take(n).cloned().collect();
+                            for d in &head {
+                                writes.remove(&webhooks[w], 0, d.due, &d.id);
+                                model[w].remove(&(d.due, d.id.clone()));
+                            }
+                            if matches!(c, Change::Reload(..)) {
+                                for d in head {
+                                    writes.put(&webhooks[w], 0, &d);
+                                    model[w].insert((d.due, d.id.clone()), d);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (k, v) in writes.encoded(&tree).expect("encodes") {
+                    match v {
+                        Some(v) => tree.insert(k, v).map(|_| ()),
+                        None => tree.remove(k).map(|_| ()),
+                    }
+                    .expect("writes");
+                }
+                for (w, queue) in model.iter().enumerate() {
+                    for &limit in &limits {
+                        let want: Vec<SpilledDelivery> = queue.values().take(limit).cloned().collect();
+                        prop_assert_eq!(read_tree(&tree, &webhooks[w], 0, limit).expect("reads"), want);
+                    }
+                    prop_assert_eq!(
+                        read_tree(&tree, &webhooks[w], 0, usize::MAX).expect("reads").len(),
+                        queue.len()
+                    );
+                }
+                let total: usize = model.iter().map(BTreeMap::len).sum();
+                prop_assert_eq!(all_in(&tree).expect("reads all").len(), total);
+            }
+            let runs = tree.len();
+            let total: usize = model.iter().map(BTreeMap::len).sum();
+            prop_assert!(runs <= total, "{} runs for {} deliveries", runs, total);
+        }
+    }
+
+    #[test]
+    fn a_backlog_spilled_in_order_is_a_run_per_thirty_two_deliveries() {
+        let db = sled::Config::new().temporary(true).open().expect("opens");
+        let tree = db.open_tree("spilled").expect("tree");
+        let w = WebhookId::from("wh_1");
+        // One delivery an append, each due after the last, as a fill spills them.
+        for n in 0..200u32 {
+            let mut writes = SpillWrites::default();
+            writes.put(&w, 0, &delivery(1_000 + u64::from(n), n));
+            for (k, v) in writes.encoded(&tree).expect("encodes") {
+                tree.insert(k, v.expect("a run")).expect("writes");
+            }
+        }
+        assert_eq!(tree.len(), 200usize.div_ceil(RUN_MAX));
+        assert_eq!(
+            read_tree(&tree, &w, 0, usize::MAX).expect("reads").len(),
+            200
+        );
+    }
 
     #[test]
     fn keys_sort_in_queue_order_within_a_generation_and_print_back() {
