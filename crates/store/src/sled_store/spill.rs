@@ -11,7 +11,10 @@
 use super::{keys, Op, SledStore};
 use crate::codec;
 use crate::StoreError;
-use hallway_domain::{DeliveryId, FanOutId, SpilledDelivery, Timestamp, WebhookId};
+use hallway_domain::{
+    AccountId, DeliveryId, EventId, FanOutId, SpilledDelivery, Timestamp, WebhookId,
+};
+use serde::{Deserialize, Serialize};
 use sled::IVec;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -115,7 +118,7 @@ impl SpillWrites {
             runs.add(changes.last.into_values().flatten().collect())?;
             for (k, run) in runs.writes {
                 let value = match run {
-                    Some(run) => Some(IVec::from(codec::encode(&run)?)),
+                    Some(run) => Some(IVec::from(codec::encode(&StoredRun::of(&run))?)),
                     None => None,
                 };
                 out.push((IVec::from(k), value));
@@ -294,7 +297,7 @@ fn all_in(tree: &sled::Tree) -> Result<Vec<(String, DeliveryId, Timestamp)>, Sto
 /// The run under key `k` (whose generation's prefix is `prefix_len` bytes), checked: not
 /// empty, in queue order, and named by its first delivery.
 fn decode_run(k: &[u8], prefix_len: usize, v: &[u8]) -> Result<Vec<SpilledDelivery>, StoreError> {
-    let run: Vec<SpilledDelivery> = codec::decode(keys::SPILLED, || show_key(k), v)?;
+    let run = codec::decode::<StoredRun>(keys::SPILLED, || show_key(k), v)?.deliveries();
     let corrupt = |reason: String| StoreError::Corrupt {
         tree: keys::SPILLED,
         key: show_key(k),
@@ -316,17 +319,106 @@ fn decode_run(k: &[u8], prefix_len: usize, v: &[u8]) -> Result<Vec<SpilledDelive
     Ok(run)
 }
 
+/// A run as stored: what its deliveries share said once (a webhook's deliveries are of one
+/// account, and mostly of one event type), then each one's own fields. About half of a
+/// delivery's bytes are its account and type, and a run is rewritten whole as it grows.
+#[derive(Serialize, Deserialize)]
+struct StoredRun {
+    account_id: AccountId,
+    event_type: String,
+    deliveries: Vec<StoredDelivery>,
+}
+
+/// A delivery of a [`StoredRun`]: its account and event type only where they differ from
+/// the run's.
+#[derive(Serialize, Deserialize)]
+struct StoredDelivery {
+    id: DeliveryId,
+    account_id: Option<AccountId>,
+    event_id: EventId,
+    event_type: Option<String>,
+    test: bool,
+    created_at: Timestamp,
+    attempts_made: u32,
+    max_attempts: u32,
+    due: Timestamp,
+}
+
+impl StoredRun {
+    /// `run` (not empty) as stored.
+    fn of(run: &[SpilledDelivery]) -> StoredRun {
+        let (account_id, event_type) = run
+            .first()
+            .map(|d| (d.account_id.clone(), d.event_type.clone()))
+            .unwrap_or_else(|| (AccountId::from(""), String::new()));
+        let deliveries = run
+            .iter()
+            .map(|d| StoredDelivery {
+                id: d.id.clone(),
+                account_id: (d.account_id != account_id).then(|| d.account_id.clone()),
+                event_id: d.event_id.clone(),
+                event_type: (d.event_type != event_type).then(|| d.event_type.clone()),
+                test: d.test,
+                created_at: d.created_at,
+                attempts_made: d.attempts_made,
+                max_attempts: d.max_attempts,
+                due: d.due,
+            })
+            .collect();
+        StoredRun {
+            account_id,
+            event_type,
+            deliveries,
+        }
+    }
+
+    /// The run's deliveries, whole again.
+    fn deliveries(self) -> Vec<SpilledDelivery> {
+        let StoredRun {
+            account_id,
+            event_type,
+            deliveries,
+        } = self;
+        deliveries
+            .into_iter()
+            .map(|d| SpilledDelivery {
+                id: d.id,
+                account_id: d.account_id.unwrap_or_else(|| account_id.clone()),
+                event_id: d.event_id,
+                event_type: d.event_type.unwrap_or_else(|| event_type.clone()),
+                test: d.test,
+                created_at: d.created_at,
+                attempts_made: d.attempts_made,
+                max_attempts: d.max_attempts,
+                due: d.due,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A delivery due at `due`; every fifth of another event type, every seventh of another
+    /// account (a run stores what most share once).
     fn delivery(due: u64, n: u32) -> SpilledDelivery {
         SpilledDelivery {
             id: FanOutId::new(Timestamp(due), [7; 10]).delivery(n),
-            account_id: "acc_1".into(),
+            account_id: if n.is_multiple_of(7) {
+                "acc_2"
+            } else {
+                "acc_1"
+            }
+            .into(),
             event_id: format!("evt_{n}").as_str().into(),
-            event_type: "session.processing.completed".into(),
+            event_type: if n.is_multiple_of(5) {
+                "session.created"
+            } else {
+                "session.processing.completed"
+            }
+            .into(),
             test: false,
             created_at: Timestamp(due),
             attempts_made: 1,
@@ -423,6 +515,23 @@ mod tests {
             let total: usize = model.iter().map(BTreeMap::len).sum();
             prop_assert!(runs <= total, "{} runs for {} deliveries", runs, total);
         }
+    }
+
+    #[test]
+    fn a_run_stores_its_account_and_type_once_and_reads_back_whole() {
+        let run: Vec<SpilledDelivery> = (1..=RUN_MAX as u32)
+            .map(|n| delivery(u64::from(n), n))
+            .collect();
+        let stored = codec::encode(&StoredRun::of(&run)).expect("encodes");
+        let plain = codec::encode(&run).expect("encodes");
+        assert!(
+            stored.len() * 3 < plain.len() * 2,
+            "{} bytes against {}",
+            stored.len(),
+            plain.len()
+        );
+        let back: StoredRun = codec::decode(keys::SPILLED, String::new, &stored).expect("decodes");
+        assert_eq!(back.deliveries(), run);
     }
 
     #[test]
