@@ -307,7 +307,7 @@ fn decode_run(k: &[u8], prefix_len: usize, v: &[u8]) -> Result<Vec<SpilledDelive
         return Err(corrupt("an empty run".into()));
     };
     // The pair check: the key names the run's first delivery.
-    if k.get(prefix_len..).and_then(parse_tail) != Some((first.due, first.id.clone())) {
+    if run_start(k, prefix_len)? != (first.due, first.id.clone()) {
         return Err(corrupt(format!(
             "starts with {} due at {}",
             first.id, first.due.0
