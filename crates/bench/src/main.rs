@@ -46,7 +46,10 @@
 //!   retries come due at that rate; `--backlog-rate 0` fills as fast as the engine takes it.
 //!   Set `HALLWAY_BENCH_CHILD_PREFIX` to run the children under a profiler, e.g.
 //!   `"valgrind --tool=massif"`, or `HALLWAY_BENCH_DRAIN_PREFIX` to run the drain alone under
-//!   one, e.g. `"heaptrack -o /tmp/drain"`.
+//!   one, e.g. `"heaptrack -o /tmp/drain"` (a heap profiler sees the system's allocator, not
+//!   mimalloc: build with `--no-default-features`). `publishes_waiting_peak` is the most
+//!   publishes the open loop had waiting at once: past a second's worth the engine fell behind
+//!   the rate, and the fill's peak holds what waits.
 //! - `replay`: a log written the way the actor writes it (domain decisions appended turn by
 //!   turn to the sled store), then `Engine::open` timed with no snapshot, and again with the
 //!   snapshot a production engine would have taken.
@@ -239,10 +242,12 @@ impl Sizes {
 }
 
 /// The engine's allocator, as in the server binary (see `hallway_runtime::alloc`).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: hallway_runtime::alloc::Allocator = hallway_runtime::alloc::Allocator;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
     hallway_runtime::alloc::tune();
     let args = Args::parse();
     util::now_ns();

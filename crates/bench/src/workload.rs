@@ -325,7 +325,8 @@ pub async fn publish_closed_loop(
 }
 
 /// Publishes events `range` at a fixed rate (open loop: each publish starts on schedule,
-/// whether or not earlier ones have returned).
+/// whether or not earlier ones have returned); returns the most publishes that were waiting
+/// for their answer at once (an engine that falls behind the rate holds them all).
 pub async fn publish_fixed_rate(
     h: &EngineHandle,
     accounts: &Arc<Vec<AccountId>>,
@@ -334,10 +335,11 @@ pub async fn publish_fixed_rate(
     fanout: u32,
     times: &Arc<PublishTimes>,
     transcript_bytes: usize,
-) -> BenchResult<()> {
+) -> BenchResult<usize> {
     let interval_ns = (1e9 / events_per_sec.max(1.0)) as u64;
     let origin = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
+    let mut waiting_peak = 0;
     for (i, n) in range.enumerate() {
         let due = origin + Duration::from_nanos(interval_ns.saturating_mul(i as u64));
         tokio::time::sleep_until(due).await;
@@ -350,11 +352,12 @@ pub async fn publish_fixed_rate(
         while let Some(r) = tasks.try_join_next() {
             r??;
         }
+        waiting_peak = waiting_peak.max(tasks.len());
     }
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    Ok(())
+    Ok(waiting_peak)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 use super::{mib, per_pending, BacklogArgs, TRANSCRIPT_BYTES};
 use crate::scenarios::{failed_total, Ctx};
-use crate::util::{dir_bytes, proc_status_kib, wait_until, BenchError, BenchResult, Record};
+use crate::util::{
+    dir_bytes, proc_status_kib, process_cpu_seconds, wait_until, BenchError, BenchResult, Record,
+};
 use crate::workload::{
     provision, publish_closed_loop, publish_fixed_rate, PublishTimes, RawBodies, WEBHOOKS,
     WEBHOOKS_PER_ACCOUNT,
@@ -39,7 +41,7 @@ pub async fn fill(ctx: &Ctx, args: &BacklogArgs, ports: &[u16]) -> BenchResult<R
     let times = PublishTimes::new(0);
     let fanout = WEBHOOKS_PER_ACCOUNT as u32;
     let accounts = &tenants.accounts;
-    match ctx.backlog_rate {
+    let waiting_peak = match ctx.backlog_rate {
         0 => {
             let bodies = RawBodies::OnTheFlySized(TRANSCRIPT_BYTES);
             publish_closed_loop(
@@ -51,7 +53,8 @@ pub async fn fill(ctx: &Ctx, args: &BacklogArgs, ports: &[u16]) -> BenchResult<R
                 fanout,
                 &times,
             )
-            .await?
+            .await?;
+            ctx.publishers
         }
         rate => {
             let rate = f64::from(rate);
@@ -66,7 +69,7 @@ pub async fn fill(ctx: &Ctx, args: &BacklogArgs, ports: &[u16]) -> BenchResult<R
             )
             .await?
         }
-    }
+    };
     let filled = wait_until(
         || {
             let m = h.metrics();
@@ -76,6 +79,7 @@ pub async fn fill(ctx: &Ctx, args: &BacklogArgs, ports: &[u16]) -> BenchResult<R
     )
     .await;
     let fill_secs = started.elapsed().as_secs_f64();
+    let fill_cpu = process_cpu_seconds();
     let m = h.metrics();
     let hwm_fill = proc_status_kib("VmHWM");
     let rss = proc_status_kib("VmRSS");
@@ -93,6 +97,11 @@ pub async fn fill(ctx: &Ctx, args: &BacklogArgs, ports: &[u16]) -> BenchResult<R
         .put("spilled", m.spilled)
         .put("attempts_failed", failed_total(&m))
         .put("fill_seconds", fill_secs)
+        // Publishes the open loop had waiting at once: more than a second's worth means the
+        // engine fell behind the rate, and the fill's peak holds them.
+        .put("publishes_waiting_peak", waiting_peak)
+        // The engine's and the publishers' CPU, from the process's start.
+        .put("fill_cpu_seconds", fill_cpu)
         .put("fill_started_unix_ms", started_unix_ms)
         .put("rss_at_open_mib", mib(rss_at_open))
         .put("peak_rss_fill_mib", mib(hwm_fill))
