@@ -81,6 +81,8 @@ struct Writer {
     doomed: Vec<(u64, u64)>,
     /// Each webhook's newest history chunk while it can gather more deliveries.
     open_chunks: OpenChunks,
+    /// Each spill generation's last run.
+    open_runs: spill::OpenRuns,
 }
 
 /// The writer lock, held. Only a holder can take the bucket cache

@@ -5,7 +5,7 @@ use super::entries::load_payload_ref;
 use super::idempotency::PublishedWrites;
 use super::projection::{body_ref_writes, keep_open, Projection, Writes};
 use super::truncate::Cut;
-use super::{keys, lock, put_or_remove, Op, SledStore};
+use super::{keys, lock, put_or_remove, spill, Op, SledStore};
 use crate::codec;
 use crate::{LogRecords, Seq, StoreError};
 use hallway_domain::Event;
@@ -43,8 +43,12 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
         projection.apply(event)?;
         published.note(event);
     }
-    let (mut writes, written, chunks) =
-        projection.into_writes(&store.bodies, &writer.body_refs, &writer.open_chunks)?;
+    let (mut writes, written, chunks) = projection.into_writes(
+        &store.bodies,
+        &writer.body_refs,
+        &writer.open_chunks,
+        &writer.open_runs,
+    )?;
     let payloads = std::mem::take(&mut writes.payloads);
     writes.published = published.encoded(seq, payloads, &t.published)?;
     let counts = std::mem::take(&mut writes.body_refs);
@@ -103,6 +107,10 @@ pub(super) fn append(store: &SledStore, events: &[Event]) -> Result<Seq, StoreEr
     for (webhook, chunk) in chunks {
         keep_open(&mut writer.open_chunks, webhook, chunk);
     }
+    spill::keep_last(
+        &mut writer.open_runs,
+        std::mem::take(&mut writes.spill_lasts),
+    );
     writer.next_seq = seq + 1;
     if let Some(cut) = &cut {
         cut.committed(&mut writer);

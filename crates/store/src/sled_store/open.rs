@@ -222,6 +222,7 @@ impl SledStore {
                 body_refs,
                 doomed: Vec::new(),
                 open_chunks: Default::default(),
+                open_runs: Default::default(),
             }),
             bodies: Arc::new(bodies),
             written: AtomicU64::new(0),

@@ -5,7 +5,7 @@ use super::bodies::{BodyAt, BodyFiles};
 use super::bucket_cache::BucketCache;
 use super::entries::{self, EventEntry};
 use super::keys;
-use super::spill::SpillWrites;
+use super::spill::{LastRun, OpenRuns, SpillWrites};
 use super::{Op, Trees};
 use crate::codec;
 use crate::history::rules::{self, SpillChange};
@@ -164,6 +164,8 @@ pub(crate) struct Writes {
     pub spilled: Vec<(IVec, Option<IVec>)>,
     /// The published ids the append records.
     pub published: super::idempotency::Encoded,
+    /// The spill generations' last runs once the append commits (see `spill::keep_last`).
+    pub spill_lasts: Vec<LastRun>,
 }
 
 impl Writes {
@@ -521,12 +523,14 @@ impl<'a, 'e> Projection<'a, 'e> {
 
     /// Writes the batch's new bodies (durably) to `bodies`, then returns the encoded writes
     /// (one per changed bucket, and the body segments' new reference counts from the
-    /// committed `counts`) and every bucket the batch read.
+    /// committed `counts`) and every bucket the batch read. `open` and `runs` are the
+    /// writer's open history chunks and spill runs.
     pub fn into_writes(
         self,
         bodies: &BodyFiles,
         counts: &BTreeMap<u64, u64>,
         open: &OpenChunks,
+        runs: &OpenRuns,
     ) -> Result<(Writes, Vec<Written>, Gathered), StoreError> {
         let mut writes = Writes::default();
         let mut written = Vec::new();
@@ -554,7 +558,7 @@ impl<'a, 'e> Projection<'a, 'e> {
             ));
         }
         writes.body_refs = changed;
-        writes.spilled = self.spills.encoded(&self.trees.spilled)?;
+        (writes.spilled, writes.spill_lasts) = self.spills.encoded(&self.trees.spilled, runs)?;
         writes.payloads.extend(self.extended);
         let mut chunks = Vec::with_capacity(self.chunks.len());
         for (webhook, new) in self.chunks {

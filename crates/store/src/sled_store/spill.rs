@@ -16,7 +16,7 @@ use hallway_domain::{
 };
 use serde::{Deserialize, Serialize};
 use sled::IVec;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most deliveries in a run. A run is rewritten whole when an append extends it or a load
 /// takes from it; sixteen runs (a leaf of large values) stay well under sled's blob size.
@@ -24,6 +24,35 @@ const RUN_MAX: usize = 32;
 
 /// Where a delivery sorts in its queue.
 type QueueKey = (Timestamp, DeliveryId);
+
+/// Most generations whose last run [`OpenRuns`] names; past it a generation's is looked up.
+const OPEN_RUNS_MAX: usize = 4096;
+
+/// Each generation's last run's key, as committed, kept by the writer: a backlog appends to
+/// every spilling queue's last run in every batch, and finding it in sled is a reverse scan
+/// that copies the whole leaf it ends in.
+pub(crate) type OpenRuns = HashMap<(WebhookId, u32), Vec<u8>>;
+
+/// Keys to write in the index, each with its new run or `None` to remove it.
+pub(crate) type RunChanges = Vec<(IVec, Option<IVec>)>;
+
+/// What a batch leaves as a generation's last run: its key, or `None` when unknown.
+pub(crate) type LastRun = ((WebhookId, u32), Option<Vec<u8>>);
+
+/// Notes the last runs a batch committed; an unknown one is forgotten (the next append
+/// looks it up).
+pub(crate) fn keep_last(open: &mut OpenRuns, lasts: Vec<LastRun>) {
+    for (generation, last) in lasts {
+        match last {
+            Some(k) if open.len() < OPEN_RUNS_MAX || open.contains_key(&generation) => {
+                open.insert(generation, k);
+            }
+            _ => {
+                open.remove(&generation);
+            }
+        }
+    }
+}
 
 /// The prefix of one webhook's generation in the index.
 pub(crate) fn prefix(webhook: &WebhookId, generation: u32) -> Vec<u8> {
@@ -106,16 +135,25 @@ impl SpillWrites {
         changes.last.insert(k, None);
     }
 
-    /// The runs to write (or remove, `None`), read against `tree` as the last append left it.
+    /// The runs to write (or remove, `None`), read against `tree` as the last append left it
+    /// (whose last runs `open` names), and the last runs they leave, for [`keep_last`] once
+    /// they are committed.
     pub(crate) fn encoded(
         self,
         tree: &sled::Tree,
-    ) -> Result<Vec<(IVec, Option<IVec>)>, StoreError> {
+        open: &OpenRuns,
+    ) -> Result<(RunChanges, Vec<LastRun>), StoreError> {
         let mut out = Vec::new();
-        for ((webhook, generation), changes) in self.0 {
-            let mut runs = RunWrites::new(tree, &webhook, generation);
+        let mut lasts = Vec::new();
+        for (generation, changes) in self.0 {
+            let (webhook, g) = &generation;
+            let mut runs = RunWrites::new(tree, webhook, *g);
+            let mut before = open.get(&generation).map(|k| Last::Key(k.clone()));
             runs.take(&changes.stored)?;
-            runs.add(changes.last.into_values().flatten().collect())?;
+            runs.add(changes.last.into_values().flatten().collect(), &mut before)?;
+            if let Some(before) = before {
+                lasts.push((generation.clone(), runs.last_after(before)));
+            }
             for (k, run) in runs.writes {
                 let value = match run {
                     Some(run) => Some(IVec::from(codec::encode(&StoredRun::of(&run))?)),
@@ -124,8 +162,16 @@ impl SpillWrites {
                 out.push((IVec::from(k), value));
             }
         }
-        Ok(out)
+        Ok((out, lasts))
     }
+}
+
+/// A generation's last run before a batch, where known.
+enum Last {
+    /// The run under this key.
+    Key(Vec<u8>),
+    /// The generation has no runs.
+    Empty,
 }
 
 /// One generation's runs as a batch changes them: each key's new run, or `None` to remove it.
@@ -192,15 +238,39 @@ impl<'a> RunWrites<'a> {
 
     /// Adds `puts` (in queue order): the generation's last run takes those that sort after
     /// it while it has room (a backlog spills each queue's newest deliveries append by append,
-    /// in order), new runs the rest.
-    fn add(&mut self, puts: Vec<SpilledDelivery>) -> Result<(), StoreError> {
+    /// in order), new runs the rest. `last` names that run if known, and is found otherwise.
+    fn add(
+        &mut self,
+        puts: Vec<SpilledDelivery>,
+        last: &mut Option<Last>,
+    ) -> Result<(), StoreError> {
         let mut puts = puts.into_iter().peekable();
         if puts.peek().is_none() {
             return Ok(());
         }
         let prefix = prefix(self.webhook, self.generation);
-        if let Some(item) = self.tree.scan_prefix(&prefix).next_back() {
-            let (k, v) = item.op("read the spill index")?;
+        let known = match last {
+            Some(Last::Key(k)) => self
+                .tree
+                .get(&k[..])
+                .op("read the spill index")?
+                .map(|v| (IVec::from(&k[..]), v)),
+            _ => None,
+        };
+        let found = match known {
+            Some(pair) => Some(pair),
+            None => self
+                .tree
+                .scan_prefix(&prefix)
+                .next_back()
+                .transpose()
+                .op("read the spill index")?,
+        };
+        *last = Some(match &found {
+            Some((k, _)) => Last::Key(k.to_vec()),
+            None => Last::Empty,
+        });
+        if let Some((k, v)) = found {
             // A run this batch already rewrote is left as it is.
             if !self.writes.contains_key(&k[..]) {
                 let mut run = decode_run(&k, prefix.len(), &v)?;
@@ -222,6 +292,27 @@ impl<'a> RunWrites<'a> {
             self.writes.insert(k, Some(chunk.to_vec()));
         }
         Ok(())
+    }
+
+    /// The generation's last run once this batch's writes are committed, given the last
+    /// before them; `None` when the writes do not tell (the last was taken, and what else
+    /// the generation holds was not read).
+    fn last_after(&self, before: Last) -> Option<Vec<u8>> {
+        let written = self
+            .writes
+            .iter()
+            .rev()
+            .find_map(|(k, run)| run.as_ref().map(|_| k.clone()));
+        match before {
+            Last::Empty => written,
+            // Every other stored run starts before the last, so a written run after it is
+            // the new last even when the last itself was taken.
+            Last::Key(k) => match (self.writes.get(&k), written) {
+                (Some(None), Some(w)) if w > k => Some(w),
+                (Some(None), _) => None,
+                (_, w) => Some(w.map_or(k.clone(), |w| w.max(k))),
+            },
+        }
     }
 }
 
@@ -436,6 +527,8 @@ mod tests {
         Load(usize, usize),
         /// Load the first `n` and spill them again in the same batch.
         Reload(usize, usize),
+        /// Forget the last runs the writer knows, as a reopened store starts.
+        Reopen,
     }
 
     fn change() -> impl Strategy<Value = Change> {
@@ -443,6 +536,7 @@ mod tests {
             3 => (0..2usize, prop::collection::vec(0..400u64, 1..70)).prop_map(|(w, d)| Change::Spill(w, d)),
             2 => (0..2usize, 0..80usize).prop_map(|(w, n)| Change::Load(w, n)),
             1 => (0..2usize, 0..40usize).prop_map(|(w, n)| Change::Reload(w, n)),
+            1 => Just(Change::Reopen),
         ]
     }
 
@@ -461,10 +555,12 @@ mod tests {
             let webhooks = [WebhookId::from("wh_a"), WebhookId::from("wh_b")];
             let mut model: [BTreeMap<QueueKey, SpilledDelivery>; 2] = Default::default();
             let mut next_id = 0u32;
+            let mut open = OpenRuns::new();
             for batch in batches {
                 let mut writes = SpillWrites::default();
                 for c in batch {
                     match c {
+                        Change::Reopen => open.clear(),
                         Change::Spill(w, dues) => {
                             for due in dues {
                                 next_id += 1;
@@ -491,12 +587,18 @@ mod tests {
                         }
                     }
                 }
-                for (k, v) in writes.encoded(&tree).expect("encodes") {
+                let (runs, lasts) = writes.encoded(&tree, &open).expect("encodes");
+                for (k, v) in runs {
                     match v {
                         Some(v) => tree.insert(k, v).map(|_| ()),
                         None => tree.remove(k).map(|_| ()),
                     }
                     .expect("writes");
+                }
+                keep_last(&mut open, lasts);
+                for ((webhook, g), k) in &open {
+                    let last = tree.scan_prefix(prefix(webhook, *g)).next_back().expect("a run");
+                    prop_assert_eq!(&last.expect("reads").0[..], &k[..]);
                 }
                 for (w, queue) in model.iter().enumerate() {
                     for &limit in &limits {
@@ -540,12 +642,19 @@ mod tests {
         let tree = db.open_tree("spilled").expect("tree");
         let w = WebhookId::from("wh_1");
         // One delivery an append, each due after the last, as a fill spills them.
+        let mut open = OpenRuns::new();
         for n in 0..200u32 {
             let mut writes = SpillWrites::default();
             writes.put(&w, 0, &delivery(1_000 + u64::from(n), n));
-            for (k, v) in writes.encoded(&tree).expect("encodes") {
+            let (runs, lasts) = writes.encoded(&tree, &open).expect("encodes");
+            for (k, v) in runs {
                 tree.insert(k, v.expect("a run")).expect("writes");
             }
+            keep_last(&mut open, lasts);
+            assert!(
+                open.contains_key(&(w.clone(), 0)),
+                "the writer knows the last run"
+            );
         }
         assert_eq!(tree.len(), 200usize.div_ceil(RUN_MAX));
         assert_eq!(
