@@ -5,7 +5,7 @@ use super::bodies::{BodyAt, BodyFiles};
 use super::bucket_cache::BucketCache;
 use super::entries::{self, EventEntry};
 use super::keys;
-use super::spill::{LastRun, OpenRuns, SpillWrites};
+use super::spill::{LastRun, OpenRuns, RunChanges, SpillWrites};
 use super::{Op, Trees};
 use crate::codec;
 use crate::history::rules::{self, SpillChange};
@@ -161,7 +161,7 @@ pub(crate) struct Writes {
     pub deliveries: Vec<(IVec, IVec)>,
     pub by_time: Vec<(IVec, IVec)>,
     /// The spill index's changes: a value, or `None` to remove the key.
-    pub spilled: Vec<(IVec, Option<IVec>)>,
+    pub spilled: RunChanges,
     /// The published ids the append records.
     pub published: super::idempotency::Encoded,
     /// The spill generations' last runs once the append commits (see `spill::keep_last`).
