@@ -3,10 +3,11 @@
 
 use bytes::Bytes;
 use hallway_domain::attempt::{MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES};
+use hallway_domain::signature;
 use hallway_domain::target::{check_host, is_refused_ip, read_url};
 use hallway_domain::{AttemptDetail, AttemptError, DurationMs, Outcome};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -255,29 +256,25 @@ impl HttpsTransport {
         };
         let deadline = tokio::time::Instant::from_std(started + timeout);
         let timed_out = || format!("no response within {} ms", timeout.as_millis());
+        // One timer for the whole attempt, the answer's head and then its body: a timer
+        // registration per phase was a measurable share of an attempt's cost.
+        let expiry = tokio::time::sleep_until(deadline);
+        tokio::pin!(expiry);
         let response = loop {
-            let mut builder = hyper::Request::post(uri.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(USER_AGENT, USER_AGENT_VALUE);
-            for (name, value) in &request.headers {
-                builder = builder.header(*name, value);
+            let mut req = hyper::Request::new(Full::new(request.body.clone()));
+            *req.method_mut() = hyper::Method::POST;
+            *req.uri_mut() = uri.clone();
+            if let Err(message) = put_headers(req.headers_mut(), &request.headers) {
+                return fail(AttemptError::Connect, message);
             }
-            let mut req = match builder.body(Full::new(request.body.clone())) {
-                Ok(r) => r,
-                Err(e) => {
-                    return fail(
-                        AttemptError::Connect,
-                        format!("the request cannot be built: {e}"),
-                    )
-                }
-            };
             // A receiver may send 1xx heads before its answer; past a few it is only keeping
             // the attempt (and a core parsing them) busy until the timeout.
             let informational = Arc::new(Informational::default());
             let counter = informational.clone();
             hyper::ext::on_informational(&mut req, move |_| counter.saw_one());
             let sent = tokio::select! {
-                r = tokio::time::timeout_at(deadline, self.client.request(req)) => r,
+                r = self.client.request(req) => r,
+                _ = &mut expiry => return fail(AttemptError::Timeout, timed_out()),
                 _ = informational.too_many.notified() => {
                     return fail(
                         AttemptError::InvalidResponse,
@@ -286,10 +283,9 @@ impl HttpsTransport {
                 }
             };
             match sent {
-                Err(_) => return fail(AttemptError::Timeout, timed_out()),
                 // Out of descriptors is the engine's trouble, not the receiver's: wait for one
                 // within the attempt's time rather than record a connect failure.
-                Ok(Err(e)) if out_of_descriptors(&e) => {
+                Err(e) if out_of_descriptors(&e) => {
                     tracing::warn!("out of file descriptors for an attempt; waiting for one");
                     let pause = tokio::time::Instant::now() + Duration::from_millis(100);
                     if pause >= deadline {
@@ -297,8 +293,8 @@ impl HttpsTransport {
                     }
                     tokio::time::sleep_until(pause).await;
                 }
-                Ok(Err(e)) => return fail(classify(&e), describe(&e)),
-                Ok(Ok(r)) => break r,
+                Err(e) => return fail(classify(&e), describe(&e)),
+                Ok(r) => break r,
             }
         };
         let duration = elapsed();
@@ -310,12 +306,11 @@ impl HttpsTransport {
         // Read a bounded prefix so small answers leave the connection reusable; a body that
         // is larger or slower than allowed is dropped with its connection. History keeps its
         // first bytes.
-        let remaining = timeout.saturating_sub(started.elapsed());
         let limit = self.response_body_limit;
         let mut body = response.into_body();
         let mut kept: Vec<u8> = Vec::new();
         let mut read = 0usize;
-        let read_all = tokio::time::timeout(remaining, async {
+        let read_body = async {
             loop {
                 match body.frame().await {
                     None => return true,
@@ -332,9 +327,11 @@ impl HttpsTransport {
                     }
                 }
             }
-        })
-        .await
-        .unwrap_or(false);
+        };
+        let read_all = tokio::select! {
+            done = read_body => done,
+            _ = &mut expiry => false,
+        };
         detail.response_body_truncated = !read_all || read > kept.len();
         detail.response_body = String::from_utf8_lossy(&kept).into_owned();
         Sent {
@@ -342,6 +339,46 @@ impl HttpsTransport {
             detail: detail.bounded(),
         }
     }
+}
+
+/// The headers of every attempt: the transport's two, then the signing and identifying
+/// ones the dispatcher computed. The names are the few the signing schemes use, so each is
+/// parsed once; a value that is not a valid header value (it never is) is refused.
+fn put_headers(
+    headers: &mut hyper::HeaderMap,
+    signed: &[(&'static str, String)],
+) -> Result<(), String> {
+    headers.reserve(signed.len() + 2);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    for (name, value) in signed {
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| format!("the request cannot be built: {name}: {e}"))?;
+        headers.append(header_name(name)?, value);
+    }
+    Ok(())
+}
+
+/// The header name for one of the signing schemes' names, parsed once per name.
+fn header_name(name: &'static str) -> Result<HeaderName, String> {
+    static NAMES: std::sync::OnceLock<Vec<(&'static str, HeaderName)>> = std::sync::OnceLock::new();
+    let known = NAMES.get_or_init(|| {
+        [
+            signature::HEADER_NAME,
+            signature::EVENT_ID_HEADER,
+            signature::standard::ID_HEADER,
+            signature::standard::TIMESTAMP_HEADER,
+            signature::standard::SIGNATURE_HEADER,
+        ]
+        .into_iter()
+        .filter_map(|n| Some((n, HeaderName::from_bytes(n.as_bytes()).ok()?)))
+        .collect()
+    });
+    if let Some((_, parsed)) = known.iter().find(|(n, _)| *n == name) {
+        return Ok(parsed.clone());
+    }
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|e| format!("the request cannot be built: {name}: {e}"))
 }
 
 /// A response's headers for history: names lowercase, values as text, at most
