@@ -47,7 +47,8 @@
 //!   Set `HALLWAY_BENCH_CHILD_PREFIX` to run the children under a profiler, e.g.
 //!   `"valgrind --tool=massif"`, or `HALLWAY_BENCH_DRAIN_PREFIX` to run the drain alone under
 //!   one, e.g. `"heaptrack -o /tmp/drain"` (a heap profiler sees the system's allocator, not
-//!   mimalloc: build with `--no-default-features`). `publishes_waiting_peak` is the most
+//!   mimalloc: build with `--no-default-features`, and rebuild with the default before
+//!   comparing: every record names its `bench_allocator`). `publishes_waiting_peak` is the most
 //!   publishes the open loop had waiting at once: past a second's worth the engine fell behind
 //!   the rate, and the fill's peak holds what waits.
 //! - `replay`: a log written the way the actor writes it (domain decisions appended turn by
@@ -337,7 +338,19 @@ fn main() -> ExitCode {
     code
 }
 
+/// The allocator this bench binary runs on, in every record it prints: the in-process
+/// scenarios and the api scenario's ceiling (this binary too) move by a fifth between the
+/// two, so records of builds with different allocators do not compare.
+const BENCH_ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "system"
+};
+
 fn emit(args: &Args, r: &Record) {
+    let mut r = r.clone();
+    r.put("bench_allocator", BENCH_ALLOCATOR);
+    let r = &r;
     if args.json {
         println!("{}", r.to_json());
     } else {
