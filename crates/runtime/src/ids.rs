@@ -11,17 +11,59 @@ use sha2::{Digest, Sha256};
 pub trait RandomSource: Send + Sync + 'static {
     /// Fills `buf` with random bytes.
     fn fill(&self, buf: &mut [u8]);
+
+    /// Fills `buf` with random bytes for an id, which is not a secret: a source may serve
+    /// these from bytes it drew earlier, since a publish draws one and a system call each
+    /// was a measurable share of a publish. Secrets, keys and nonces use [`fill`](Self::fill).
+    fn fill_id(&self, buf: &mut [u8]) {
+        self.fill(buf);
+    }
 }
 
 /// The operating system's secure random source (`getrandom`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsRandom;
 
+/// Bytes an [`OsRandom`] draws at once for ids, per thread.
+const ID_BYTES: usize = 4096;
+
+/// The longest id draw served from the buffer; longer ones read the OS directly.
+const ID_DRAW_MAX: usize = 32;
+
+/// One thread's bytes for ids: `buf[used..]` is not handed out yet.
+struct IdBytes {
+    buf: [u8; ID_BYTES],
+    used: usize,
+}
+
+thread_local! {
+    static IDS: std::cell::RefCell<IdBytes> = const {
+        std::cell::RefCell::new(IdBytes { buf: [0; ID_BYTES], used: ID_BYTES })
+    };
+}
+
 impl RandomSource for OsRandom {
     fn fill(&self, buf: &mut [u8]) {
         // The OS random source failing is not recoverable: ids and secrets must not be
         // guessable.
         getrandom::getrandom(buf).expect("the operating system's random source failed");
+    }
+
+    fn fill_id(&self, out: &mut [u8]) {
+        if out.len() > ID_DRAW_MAX {
+            return self.fill(out);
+        }
+        IDS.with_borrow_mut(|ids| {
+            if ID_BYTES - ids.used < out.len() {
+                self.fill(&mut ids.buf);
+                ids.used = 0;
+            }
+            let taken = &mut ids.buf[ids.used..ids.used + out.len()];
+            out.copy_from_slice(taken);
+            // Handed-out bytes are not kept: no later read of this memory sees an id's bytes.
+            taken.fill(0);
+            ids.used += out.len();
+        });
     }
 }
 
@@ -32,9 +74,16 @@ fn random<const N: usize>(random: &dyn RandomSource) -> [u8; N] {
     buf
 }
 
-/// `N` random bytes as lowercase hex.
+/// `N` random bytes for an id.
+fn random_id<const N: usize>(random: &dyn RandomSource) -> [u8; N] {
+    let mut buf = [0u8; N];
+    random.fill_id(&mut buf);
+    buf
+}
+
+/// `N` random bytes for an id, as lowercase hex.
 fn random_hex<const N: usize>(source: &dyn RandomSource) -> String {
-    hex::encode(random::<N>(source))
+    hex::encode(random_id::<N>(source))
 }
 
 /// A new webhook id (`wh_` + 96 random bits).
@@ -51,7 +100,7 @@ pub fn event_id(random: &dyn RandomSource) -> String {
 /// next to the newest ones in the store (where its outcomes soon update them), not at a
 /// random place in a large tree.
 pub fn fan_out(source: &dyn RandomSource, now: Timestamp) -> FanOutId {
-    FanOutId::new(now, random(source))
+    FanOutId::new(now, random_id(source))
 }
 
 /// A new test send's delivery: the one delivery of a fan-out of its own.
@@ -65,9 +114,9 @@ pub fn secret(source: &dyn RandomSource) -> String {
     hallway_domain::signature::standard::secret_from_key(&random::<24>(source))
 }
 
-/// A new account API key (`hwk_` + 256 random bits).
+/// A new account API key (`hwk_` + 256 random bits), drawn from the OS on its own.
 pub fn api_key(random: &dyn RandomSource) -> String {
-    format!("hwk_{}", random_hex::<32>(random))
+    format!("hwk_{}", hex::encode(self::random::<32>(random)))
 }
 
 /// The stored form of an API key: SHA-256, hex. Keys are 256 random bits, so a fast hash is
@@ -93,6 +142,47 @@ mod tests {
         assert_eq!(a.len(), "whsec_".len() + 32, "{a}");
         let key = hallway_domain::signature::standard::key(&a).expect("base64");
         assert_eq!(key.len(), 24);
+    }
+
+    /// Counts the draws that reach the operating system's side of a source.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl RandomSource for Counted {
+        fn fill(&self, buf: &mut [u8]) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            OsRandom.fill(buf);
+        }
+    }
+
+    #[test]
+    fn ids_from_the_buffer_never_repeat_across_its_refills() {
+        // 10,000 fan-outs take 100,000 bytes: some 24 refills of the thread's buffer.
+        let now = Timestamp(1_790_000_000_000);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let random = fan_out(&OsRandom, now).to_bytes()[6..].to_vec();
+            assert!(
+                random.iter().any(|b| *b != 0),
+                "drawn bytes, not the zeroed buffer"
+            );
+            assert!(seen.insert(random), "an id's random bits came out twice");
+        }
+    }
+
+    #[test]
+    fn secrets_and_keys_draw_their_own_bytes_and_ids_may_share_a_draw() {
+        let counted = Counted(std::sync::atomic::AtomicUsize::new(0));
+        let draws = || counted.0.load(std::sync::atomic::Ordering::Relaxed);
+        secret(&counted);
+        api_key(&counted);
+        assert_eq!(draws(), 2);
+        // A source without a buffer of its own draws once per id, as before.
+        event_id(&counted);
+        assert_eq!(draws(), 3);
+        // 32 bytes is the longest an id's draw from the buffer may be.
+        let mut long = [0u8; ID_DRAW_MAX + 1];
+        OsRandom.fill_id(&mut long);
+        assert!(long.iter().any(|b| *b != 0));
     }
 
     #[test]
