@@ -1,6 +1,7 @@
 //! The API's connections against clients that misbehave: idle and half-sent connections are
-//! closed, the connection cap keeps `/healthz` answerable, SIGTERM is not stalled by clients,
-//! and API clients cannot take the descriptors deliveries need.
+//! closed, a request whose body stalls is answered 408, the connection cap keeps `/healthz`
+//! answerable, SIGTERM is not stalled by clients, and API clients cannot take the descriptors
+//! deliveries need.
 
 mod common;
 
@@ -86,6 +87,42 @@ async fn idle_and_half_sent_connections_are_closed_after_their_timeouts() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stalls_is_answered_408_after_the_request_timeout() {
+    let home = Home::new();
+    let server = Server::start(&home, &["--request-timeout", "500ms"]).await;
+    let mut s = connect(server.addr).await;
+    // An authorized create whose body promises 100 bytes and sends 9: the handler waits
+    // for the rest inside the request's time.
+    let head = format!(
+        "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"id\": \"a"
+    );
+    let started = Instant::now();
+    s.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("request_timeout") {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "no 408 within 10 s ({other:?}): {}",
+                String::from_utf8_lossy(&answer)
+            ),
+        }
+    }
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        waited >= Duration::from_millis(450),
+        "answered after {waited:?}, before the request's time was up"
+    );
+    // The server goes on serving others.
+    let health = server.http.send("GET", "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
 }
 
 #[tokio::test]
