@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -224,9 +224,7 @@ async fn serve_connection(stream: TcpStream, app: Router, shared: &Arc<Shared>, 
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // The head's read time is enforced by the tick below (from `WatchedIo`'s first byte), so
-    // hyper needs no timer of its own: it would register one for every request's head.
-    builder.header_read_timeout(None).keep_alive(true);
+    builder.timer(TokioTimer::new()).keep_alive(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let tick = (shared

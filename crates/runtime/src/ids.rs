@@ -114,7 +114,8 @@ pub fn secret(source: &dyn RandomSource) -> String {
     hallway_domain::signature::standard::secret_from_key(&random::<24>(source))
 }
 
-/// A new account API key (`hwk_` + 256 random bits), drawn from the OS on its own.
+/// A new account API key (`hwk_` + 256 random bits), from the source's `fill`, never an id
+/// buffer.
 pub fn api_key(random: &dyn RandomSource) -> String {
     format!("hwk_{}", hex::encode(self::random::<32>(random)))
 }

@@ -272,7 +272,10 @@ impl HttpsTransport {
             let informational = Arc::new(Informational::default());
             let counter = informational.clone();
             hyper::ext::on_informational(&mut req, move |_| counter.saw_one());
+            // Biased, the answer first: one that is already in when the deadline passes is
+            // taken, as it was before the deadline.
             let sent = tokio::select! {
+                biased;
                 r = self.client.request(req) => r,
                 _ = &mut expiry => return fail(AttemptError::Timeout, timed_out()),
                 _ = informational.too_many.notified() => {
@@ -329,6 +332,7 @@ impl HttpsTransport {
             }
         };
         let read_all = tokio::select! {
+            biased;
             done = read_body => done,
             _ = &mut expiry => false,
         };
