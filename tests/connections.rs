@@ -1,7 +1,7 @@
 //! The API's connections against clients that misbehave: idle and half-sent connections are
-//! closed, a request whose body stalls is answered 408, the connection cap keeps `/healthz`
-//! answerable, SIGTERM is not stalled by clients, and API clients cannot take the descriptors
-//! deliveries need.
+//! closed (a keep-alive connection's second head too), a request whose body stalls is
+//! answered 408, the connection cap keeps `/healthz` answerable, SIGTERM is not stalled by
+//! clients, and API clients cannot take the descriptors deliveries need.
 
 mod common;
 
@@ -87,6 +87,40 @@ async fn idle_and_half_sent_connections_are_closed_after_their_timeouts() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connections_next_head_sent_slowly_is_closed_after_the_header_timeout() {
+    let home = Home::new();
+    let server = Server::start(
+        &home,
+        &["--header-read-timeout", "500ms", "--idle-timeout", "60s"],
+    )
+    .await;
+    let mut s = connect(server.addr).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The next head starts, then stalls: the idle timeout (60 s) must not be what ends it.
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("send half a head");
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5)).await,
+        "a keep-alive connection's half-sent second head was still open after 5 s"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "closed after {:?}, before the head's time was up",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
