@@ -854,11 +854,23 @@ async fn a_full_disk_stops_the_engine_and_loses_nothing_acknowledged() {
         assert_eq!(*status, 503, "after the failure: {v}");
         assert!(is_error_object(v, &["unavailable"]), "{v}");
     }
-    let errors = logs.lock().unwrap().errors.clone();
-    assert!(
-        errors.iter().any(|e| e.contains("storage failed")),
-        "the server said why it stopped: {errors:?}"
-    );
+    // Log lines reach stderr in batches a few milliseconds apart, so the reason may follow
+    // the refusals it caused by a moment.
+    let said_why = || {
+        let errors = logs.lock().unwrap().errors.clone();
+        errors
+            .iter()
+            .any(|e| e.contains("storage failed"))
+            .then_some(())
+            .ok_or(errors)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while said_why().is_err() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Err(errors) = said_why() {
+        panic!("the server did not say why it stopped within 5 s: {errors:?}");
+    }
     // SIGTERM still ends it promptly.
     let pid = filled.server.child.id().to_string();
     Command::new("sh")
