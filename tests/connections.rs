@@ -33,6 +33,20 @@ async fn connect(addr: SocketAddr) -> TcpStream {
     TcpStream::connect(addr).await.expect("connect to the API")
 }
 
+/// One `GET /healthz` on a kept-alive connection, answered 200.
+async fn healthz_on(s: &mut TcpStream) {
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// Ten idle connections and ten with half a request head.
 async fn idle_and_half_sent(addr: SocketAddr) -> (Vec<TcpStream>, Vec<TcpStream>) {
     let mut idle = Vec::new();
@@ -72,19 +86,7 @@ async fn idle_and_half_sent_connections_are_closed_after_their_timeouts() {
     // A keep-alive client that sends its requests in time is served throughout.
     let mut s = connect(server.addr).await;
     for _ in 0..3 {
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("send");
-        let mut buf = vec![0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-            .await
-            .expect("an answer")
-            .expect("read");
-        assert!(
-            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&buf[..n])
-        );
+        healthz_on(&mut s).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -98,15 +100,7 @@ async fn a_keep_alive_connections_next_head_sent_slowly_is_closed_after_the_head
     )
     .await;
     let mut s = connect(server.addr).await;
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("send");
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .expect("an answer")
-        .expect("read");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    healthz_on(&mut s).await;
     // The next head starts, then stalls: the idle timeout (60 s) must not be what ends it.
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
