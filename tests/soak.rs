@@ -856,21 +856,18 @@ async fn a_full_disk_stops_the_engine_and_loses_nothing_acknowledged() {
     }
     // Log lines reach stderr in batches a few milliseconds apart, so the reason may follow
     // the refusals it caused by a moment.
-    let said_why = || {
-        let errors = logs.lock().unwrap().errors.clone();
-        errors
-            .iter()
-            .any(|e| e.contains("storage failed"))
-            .then_some(())
-            .ok_or(errors)
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while said_why().is_err() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Err(errors) = said_why() {
-        panic!("the server did not say why it stopped within 5 s: {errors:?}");
-    }
+    hallway_testkit::wait::eventually_within(
+        "the server says why it stopped (an error line naming the storage failure)",
+        Duration::from_secs(5),
+        || async {
+            let errors = &logs.lock().unwrap().errors;
+            errors
+                .iter()
+                .any(|e| e.contains("storage failed"))
+                .then_some(())
+        },
+    )
+    .await;
     // SIGTERM still ends it promptly.
     let pid = filled.server.child.id().to_string();
     Command::new("sh")

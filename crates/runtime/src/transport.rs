@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use hallway_domain::attempt::{MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES};
-use hallway_domain::signature;
 use hallway_domain::target::{check_host, is_refused_ip, read_url};
 use hallway_domain::{AttemptDetail, AttemptError, DurationMs, Outcome};
 use http_body_util::{BodyExt, Full};
@@ -346,8 +345,8 @@ impl HttpsTransport {
 }
 
 /// The headers of every attempt: the transport's two, then the signing and identifying
-/// ones the dispatcher computed. The names are the few the signing schemes use, so each is
-/// parsed once; a value that is not a valid header value (it never is) is refused.
+/// ones the dispatcher computed; a name or value that is not valid (they never are) is
+/// refused.
 fn put_headers(
     headers: &mut hyper::HeaderMap,
     signed: &[(&'static str, String)],
@@ -356,33 +355,13 @@ fn put_headers(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     for (name, value) in signed {
-        let value = HeaderValue::from_str(value)
-            .map_err(|e| format!("the request cannot be built: {name}: {e}"))?;
-        headers.append(header_name(name)?, value);
+        let invalid =
+            |e: &dyn std::fmt::Display| format!("the request cannot be built: {name}: {e}");
+        let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
+        let value = HeaderValue::from_str(value).map_err(|e| invalid(&e))?;
+        headers.append(parsed, value);
     }
     Ok(())
-}
-
-/// The header name for one of the signing schemes' names, parsed once per name.
-fn header_name(name: &'static str) -> Result<HeaderName, String> {
-    static NAMES: std::sync::OnceLock<Vec<(&'static str, HeaderName)>> = std::sync::OnceLock::new();
-    let known = NAMES.get_or_init(|| {
-        [
-            signature::HEADER_NAME,
-            signature::EVENT_ID_HEADER,
-            signature::standard::ID_HEADER,
-            signature::standard::TIMESTAMP_HEADER,
-            signature::standard::SIGNATURE_HEADER,
-        ]
-        .into_iter()
-        .filter_map(|n| Some((n, HeaderName::from_bytes(n.as_bytes()).ok()?)))
-        .collect()
-    });
-    if let Some((_, parsed)) = known.iter().find(|(n, _)| *n == name) {
-        return Ok(parsed.clone());
-    }
-    HeaderName::from_bytes(name.as_bytes())
-        .map_err(|e| format!("the request cannot be built: {name}: {e}"))
 }
 
 /// A response's headers for history: names lowercase, values as text, at most
