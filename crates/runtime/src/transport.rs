@@ -1,22 +1,19 @@
-//! Sending one signed attempt: the `Transport` trait and its default, HTTP/1.1 over rustls
-//! (ring) on pooled connections ([`pool`]), refusing private targets after DNS and following
-//! no redirects.
-
-mod errors;
-mod pool;
+//! Sending one signed attempt: the `Transport` trait and its default, a pooled hyper client
+//! over rustls (ring) that refuses private targets after DNS and follows no redirects.
 
 use bytes::Bytes;
-use errors::{classify, describe, out_of_descriptors};
 use hallway_domain::attempt::{MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES};
 use hallway_domain::target::{check_host, is_refused_ip, read_url};
 use hallway_domain::{AttemptDetail, AttemptError, DurationMs, Outcome};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
-use pool::{Origin, Pool, SendError};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
+use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -133,11 +130,14 @@ impl tower_service::Service<Name> for GuardedResolver {
     }
 }
 
-/// The default transport: HTTP/1.1 on pooled connections over rustls with the ring provider,
+type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+
+/// The default transport: one pooled HTTP/1.1 client over rustls with the ring provider,
 /// trusting webpki roots, the system's roots and any extra roots given.
 #[derive(Clone)]
 pub struct HttpsTransport {
-    pool: Arc<Pool>,
+    client: HttpsClient,
     allow_private_targets: bool,
     response_body_limit: usize,
     /// Each webhook URL as read for sending (or why it cannot be sent): the same few URLs
@@ -146,20 +146,7 @@ pub struct HttpsTransport {
 }
 
 /// A URL as read for sending, or why it cannot be sent (with the message history shows).
-type Target = Result<Arc<Destination>, (AttemptError, String)>;
-
-/// Where an attempt goes, as the request needs it.
-#[derive(Debug)]
-struct Destination {
-    /// The whole URL, which the connector is given.
-    uri: hyper::Uri,
-    /// Which pooled connections may carry it.
-    origin: Origin,
-    /// The request's target: the path and query.
-    path: hyper::Uri,
-    /// The `Host` header: the host, and the port unless it is the scheme's default.
-    host: HeaderValue,
-}
+type Target = Result<hyper::Uri, (AttemptError, String)>;
 
 /// URLs [`HttpsTransport`] remembers before it starts again (webhooks are few per account).
 const TARGETS_MAX: usize = 4096;
@@ -196,8 +183,16 @@ impl HttpsTransport {
             .wrap_connector(http);
         // Receivers answer small heads; a small read buffer keeps hundreds of pooled
         // connections cheap (hyper's default may grow each one to 400 KB).
+        // The pool's timer is what closes connections idle past the timeout; without one
+        // they are only dropped when a later request finds them expired.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .http1_max_buf_size(16 * 1024)
+            .build(connector);
         Ok(HttpsTransport {
-            pool: Arc::new(Pool::new(connector, 16 * 1024)),
+            client,
             targets: Arc::default(),
             allow_private_targets: config.allow_private_targets,
             response_body_limit: if config.response_body_limit == 0 {
@@ -245,43 +240,20 @@ impl HttpsTransport {
                 ),
             ));
         }
-        let unsendable = |e: &dyn std::fmt::Display| {
+        target.normalized.parse().map_err(|e| {
             (
                 AttemptError::Connect,
                 format!("the URL cannot be sent: {e}"),
             )
-        };
-        let uri: hyper::Uri = target.normalized.parse().map_err(|e| unsendable(&e))?;
-        let (Some(origin), Some(host)) = (Origin::of(&uri), uri.host()) else {
-            return Err(unsendable(&"it names no scheme and host"));
-        };
-        let default_port = match uri.scheme_str() {
-            Some("https") => 443,
-            _ => 80,
-        };
-        let host = match uri.port_u16() {
-            Some(port) if port != default_port => format!("{host}:{port}"),
-            _ => host.to_owned(),
-        };
-        let host = HeaderValue::from_str(&host).map_err(|e| unsendable(&e))?;
-        let path = match uri.path_and_query() {
-            Some(p) => p.as_str().parse().map_err(|e| unsendable(&e))?,
-            None => hyper::Uri::from_static("/"),
-        };
-        Ok(Arc::new(Destination {
-            uri,
-            origin,
-            path,
-            host,
-        }))
+        })
     }
 
     async fn attempt(self, request: OutgoingRequest, timeout: Duration) -> Sent {
         let started = Instant::now();
         let elapsed = || DurationMs(started.elapsed().as_millis() as u64);
         let fail = |error, message: String| Sent::failed(error, elapsed(), message);
-        let destination = match self.target(&request.url) {
-            Ok(d) => d,
+        let uri = match self.target(&request.url) {
+            Ok(uri) => uri,
             Err((error, message)) => return fail(error, message),
         };
         let deadline = tokio::time::Instant::from_std(started + timeout);
@@ -290,61 +262,44 @@ impl HttpsTransport {
         // registration per phase was a measurable share of an attempt's cost.
         let expiry = tokio::time::sleep_until(deadline);
         tokio::pin!(expiry);
-        let mut req = hyper::Request::new(Full::new(request.body.clone()));
-        *req.method_mut() = hyper::Method::POST;
-        *req.uri_mut() = destination.path.clone();
-        if let Err(message) = put_headers(req.headers_mut(), &request.headers, &destination.host) {
-            return fail(AttemptError::Connect, message);
-        }
-        // A receiver may send 1xx heads before its answer; past a few it is only keeping the
-        // attempt (and a core parsing them) busy until the timeout.
-        let informational = Arc::new(Informational::default());
-        let counter = informational.clone();
-        hyper::ext::on_informational(&mut req, move |_| counter.saw_one());
-        let exchange = async {
-            loop {
-                let mut conn = match self.pool.checkout(&destination.origin) {
-                    Some(conn) => conn,
-                    None => match self.pool.connect(&destination.uri).await {
-                        Ok(conn) => conn,
-                        // Out of descriptors is the engine's trouble, not the receiver's:
-                        // wait for one within the attempt's time rather than record a
-                        // connect failure.
-                        Err(e) if out_of_descriptors(&*e) => {
-                            tracing::warn!(
-                                "out of file descriptors for an attempt; waiting for one"
-                            );
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                        Err(e) => return Err((classify(&*e, true), describe(&*e))),
-                    },
-                };
-                match conn.send(req).await {
-                    Ok(response) => return Ok((conn, response)),
-                    // A pooled connection the receiver closed while it was idle: the request
-                    // was not written, so it goes on another.
-                    Err(SendError::Unsent(unsent, _)) if conn.reused() => req = *unsent,
-                    Err(SendError::Unsent(_, e) | SendError::Failed(e)) => {
-                        return Err((classify(&e, false), describe(&e)))
-                    }
-                }
+        let response = loop {
+            let mut req = hyper::Request::new(Full::new(request.body.clone()));
+            *req.method_mut() = hyper::Method::POST;
+            *req.uri_mut() = uri.clone();
+            if let Err(message) = put_headers(req.headers_mut(), &request.headers) {
+                return fail(AttemptError::Connect, message);
             }
-        };
-        // Biased, the answer first: one that is already in when the deadline passes is taken,
-        // as it was before the deadline.
-        let (mut conn, response) = tokio::select! {
-            biased;
-            r = exchange => match r {
-                Ok(answered) => answered,
-                Err((error, message)) => return fail(error, message),
-            },
-            _ = &mut expiry => return fail(AttemptError::Timeout, timed_out()),
-            _ = informational.too_many.notified() => {
-                return fail(
-                    AttemptError::InvalidResponse,
-                    format!("more than {MAX_INFORMATIONAL} informational (1xx) responses"),
-                );
+            // A receiver may send 1xx heads before its answer; past a few it is only keeping
+            // the attempt (and a core parsing them) busy until the timeout.
+            let informational = Arc::new(Informational::default());
+            let counter = informational.clone();
+            hyper::ext::on_informational(&mut req, move |_| counter.saw_one());
+            // Biased, the answer first: one that is already in when the deadline passes is
+            // taken, as it was before the deadline.
+            let sent = tokio::select! {
+                biased;
+                r = self.client.request(req) => r,
+                _ = &mut expiry => return fail(AttemptError::Timeout, timed_out()),
+                _ = informational.too_many.notified() => {
+                    return fail(
+                        AttemptError::InvalidResponse,
+                        format!("more than {MAX_INFORMATIONAL} informational (1xx) responses"),
+                    );
+                }
+            };
+            match sent {
+                // Out of descriptors is the engine's trouble, not the receiver's: wait for one
+                // within the attempt's time rather than record a connect failure.
+                Err(e) if out_of_descriptors(&e) => {
+                    tracing::warn!("out of file descriptors for an attempt; waiting for one");
+                    let pause = tokio::time::Instant::now() + Duration::from_millis(100);
+                    if pause >= deadline {
+                        return fail(AttemptError::Timeout, timed_out());
+                    }
+                    tokio::time::sleep_until(pause).await;
+                }
+                Err(e) => return fail(classify(&e), describe(&e)),
+                Ok(r) => break r,
             }
         };
         let duration = elapsed();
@@ -380,14 +335,9 @@ impl HttpsTransport {
         };
         let read_all = tokio::select! {
             biased;
-            done = conn.with(read_body) => done,
+            done = read_body => done,
             _ = &mut expiry => false,
         };
-        // An answer that ends its connection (`Connection: close`) has finished it by now,
-        // and the pool keeps only connections that have not finished.
-        if read_all {
-            self.pool.checkin(destination.origin.clone(), conn);
-        }
         detail.response_body_truncated = !read_all || read > kept.len();
         detail.response_body = String::from_utf8_lossy(&kept).into_owned();
         Sent {
@@ -403,10 +353,8 @@ impl HttpsTransport {
 fn put_headers(
     headers: &mut hyper::HeaderMap,
     signed: &[(&'static str, String)],
-    host: &HeaderValue,
 ) -> Result<(), String> {
-    headers.reserve(signed.len() + 3);
-    headers.insert(HOST, host.clone());
+    headers.reserve(signed.len() + 2);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     for (name, value) in signed {
@@ -437,6 +385,24 @@ fn response_headers(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
     out
 }
 
+/// A client error in words: each distinct message of its source chain, outermost first.
+fn describe(err: &hyper_util::client::legacy::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = src {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            // As in `classify`: descend into the error an io::Error wraps.
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    parts.join(": ")
+}
+
 impl Transport for HttpsTransport {
     fn send(&self, request: OutgoingRequest, timeout: Duration) -> SendFuture {
         Box::pin(self.clone().attempt(request, timeout))
@@ -460,6 +426,68 @@ impl Informational {
             // notify_one keeps the permit if the attempt is not waiting yet.
             self.too_many.notify_one();
         }
+    }
+}
+
+/// Whether a client error is the process running out of file descriptors (EMFILE, ENFILE).
+fn out_of_descriptors(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = src {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if matches!(io.raw_os_error(), Some(code) if code == EMFILE || code == ENFILE) {
+                return true;
+            }
+        }
+        src = e.source();
+    }
+    false
+}
+
+/// "Too many open files" for the process and for the system, as Linux and the BSDs number them.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// Maps a client error to the history's error classes by walking its source chain.
+fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
+    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
+    let mut reset = false;
+    while let Some(e) = src {
+        if let Some(found) = classify_one(e) {
+            return found;
+        }
+        src = match e.downcast_ref::<io::Error>() {
+            Some(io) => {
+                reset |= matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionRefused
+                );
+                // `io::Error::source` skips the wrapped error itself (hyper-rustls nests the
+                // rustls error two io::Errors deep), so descend into it explicitly.
+                match io.get_ref() {
+                    Some(inner) => Some(inner as &(dyn StdError + 'static)),
+                    None => e.source(),
+                }
+            }
+            None => e.source(),
+        };
+    }
+    if err.is_connect() || reset {
+        AttemptError::Connect
+    } else {
+        AttemptError::InvalidResponse
+    }
+}
+
+fn classify_one(e: &(dyn StdError + 'static)) -> Option<AttemptError> {
+    if e.downcast_ref::<BlockedTarget>().is_some() {
+        Some(AttemptError::BlockedTarget)
+    } else if e.downcast_ref::<rustls::Error>().is_some() {
+        Some(AttemptError::Tls)
+    } else {
+        None
     }
 }
 
