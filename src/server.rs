@@ -223,8 +223,17 @@ async fn serve_connection(stream: TcpStream, app: Router, shared: &Arc<Shared>, 
             }
         })
     };
+    // hyper's header timer also runs while a kept-alive connection waits for its next head,
+    // so at its default (30 s) it would close idle connections before `--idle-timeout`. The
+    // tick times heads and idleness by the flags; hyper's timer is the backstop for a head
+    // whose first bytes arrived while the previous request ran, which the tick cannot see.
+    let limits = &shared.limits;
+    let backstop = limits.header_read_timeout.max(limits.idle_timeout);
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).keep_alive(true);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(backstop)
+        .keep_alive(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let tick = (shared

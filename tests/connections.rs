@@ -1,7 +1,8 @@
 //! The API's connections against clients that misbehave: idle and half-sent connections are
-//! closed (a keep-alive connection's second head too), a request whose body stalls is
-//! answered 408, the connection cap keeps `/healthz` answerable, SIGTERM is not stalled by
-//! clients, and API clients cannot take the descriptors deliveries need.
+//! closed (a keep-alive connection's second head too), while a kept-alive one is kept for
+//! the whole idle timeout; a request whose body stalls is answered 408, the connection cap
+//! keeps `/healthz` answerable, SIGTERM is not stalled by clients, and API clients cannot
+//! take the descriptors deliveries need.
 
 mod common;
 
@@ -115,6 +116,35 @@ async fn a_keep_alive_connections_next_head_sent_slowly_is_closed_after_the_head
         "closed after {:?}, before the head's time was up",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_kept_for_the_whole_idle_timeout() {
+    let home = Home::new();
+    // Above hyper's own header timer (30 s), which also runs between requests.
+    let server = Server::start(
+        &home,
+        &["--header-read-timeout", "500ms", "--idle-timeout", "40s"],
+    )
+    .await;
+    let mut s = connect(server.addr).await;
+    healthz_on(&mut s).await;
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    healthz_on(&mut s).await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_outlives_the_header_timeout_while_idle() {
+    let home = Home::new();
+    let server = Server::start(
+        &home,
+        &["--header-read-timeout", "300ms", "--idle-timeout", "5s"],
+    )
+    .await;
+    let mut s = connect(server.addr).await;
+    healthz_on(&mut s).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    healthz_on(&mut s).await;
 }
 
 #[tokio::test]

@@ -544,10 +544,11 @@ fn targets(results: &[Record]) -> Record {
         "{} deliveries/s offered",
         num(find("latency", "offered_deliveries_per_sec"))
     );
+    // Issue 17 raised the first issue's 0.5: the normal path keeps 0.55 while backlogs grow.
     check(
         "throughput_ratio",
         find("throughput", "ratio"),
-        0.5,
+        0.55,
         true,
         tp_at.clone(),
     );
