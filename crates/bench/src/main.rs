@@ -550,7 +550,7 @@ fn targets(results: &[Record]) -> Record {
         find("throughput", "ratio"),
         0.55,
         true,
-        tp_at.clone(),
+        tp_at,
     );
     check(
         "latency_p99_ms",
@@ -566,13 +566,10 @@ fn targets(results: &[Record]) -> Record {
         false,
         lat_at,
     );
-    check(
-        "throughput_publish_p99_ms",
-        find("throughput", "publish_p99_ms"),
-        10.0,
-        false,
-        format!("{tp_at}, saturated"),
-    );
+    // The throughput scenario's own publish p99 is not a target: its publishers run a closed
+    // loop at saturation, so by Little's law a publish waits publishers / events per second
+    // on average (128 / ~5,000 = ~26 ms) however fast the engine is. The latency scenario
+    // measures the issues' 10 ms at half load.
     let api_at = |accounts: u64| {
         format!(
             "{accounts} accounts, {} producers, {} deliveries",
