@@ -118,33 +118,27 @@ async fn a_keep_alive_connections_next_head_sent_slowly_is_closed_after_the_head
     );
 }
 
-#[tokio::test]
-async fn a_kept_alive_connection_is_kept_for_the_whole_idle_timeout() {
+/// Serves `/healthz` on one connection, leaves it idle for `idle`, then serves it again.
+async fn served_again_after_idling(flags: &[&str], idle: Duration) {
     let home = Home::new();
-    // Above hyper's own header timer (30 s), which also runs between requests.
-    let server = Server::start(
-        &home,
-        &["--header-read-timeout", "500ms", "--idle-timeout", "40s"],
-    )
-    .await;
+    let server = Server::start(&home, flags).await;
     let mut s = connect(server.addr).await;
     healthz_on(&mut s).await;
-    tokio::time::sleep(Duration::from_secs(32)).await;
+    tokio::time::sleep(idle).await;
     healthz_on(&mut s).await;
 }
 
 #[tokio::test]
+async fn a_kept_alive_connection_is_kept_for_the_whole_idle_timeout() {
+    // Above hyper's own header timer (30 s by default), which also runs between requests.
+    let flags = ["--header-read-timeout", "500ms", "--idle-timeout", "40s"];
+    served_again_after_idling(&flags, Duration::from_secs(32)).await;
+}
+
+#[tokio::test]
 async fn a_kept_alive_connection_outlives_the_header_timeout_while_idle() {
-    let home = Home::new();
-    let server = Server::start(
-        &home,
-        &["--header-read-timeout", "300ms", "--idle-timeout", "5s"],
-    )
-    .await;
-    let mut s = connect(server.addr).await;
-    healthz_on(&mut s).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    healthz_on(&mut s).await;
+    let flags = ["--header-read-timeout", "300ms", "--idle-timeout", "5s"];
+    served_again_after_idling(&flags, Duration::from_millis(1500)).await;
 }
 
 #[tokio::test]
