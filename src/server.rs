@@ -223,25 +223,25 @@ async fn serve_connection(stream: TcpStream, app: Router, shared: &Arc<Shared>, 
             }
         })
     };
-    // hyper's header timer also runs while a kept-alive connection waits for its next head,
-    // so at its default (30 s) it would close idle connections before `--idle-timeout`. The
-    // tick times heads and idleness by the flags; hyper's timer is the backstop for a head
-    // whose first bytes arrived while the previous request ran, which the tick cannot see.
     let limits = &shared.limits;
-    let backstop = limits.header_read_timeout.max(limits.idle_timeout);
+    let tick =
+        (limits.header_read_timeout.min(limits.idle_timeout) / 4).max(Duration::from_millis(50));
+    // The tick enforces both flags: a connection may idle for `--idle-timeout`, then take
+    // `--header-read-timeout` over a head. hyper's header timer starts when the connection
+    // starts waiting for a head (idle included), not at the head's first byte, so at its 30 s
+    // default it closed idle connections before `--idle-timeout`; set to the sum of both and
+    // a tick, it is only an outer bound that never fires before the flags do.
+    let outer_bound = limits
+        .idle_timeout
+        .saturating_add(limits.header_read_timeout)
+        .saturating_add(tick);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(backstop)
+        .header_read_timeout(outer_bound)
         .keep_alive(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    let tick = (shared
-        .limits
-        .header_read_timeout
-        .min(shared.limits.idle_timeout)
-        / 4)
-    .max(Duration::from_millis(50));
     let mut graceful = false;
     loop {
         tokio::select! {

@@ -142,6 +142,29 @@ async fn a_kept_alive_connection_outlives_the_header_timeout_while_idle() {
 }
 
 #[tokio::test]
+async fn a_head_begun_late_in_the_idle_time_gets_the_whole_header_timeout() {
+    let home = Home::new();
+    let flags = ["--header-read-timeout", "2s", "--idle-timeout", "3s"];
+    let server = Server::start(&home, &flags).await;
+    let mut s = connect(server.addr).await;
+    healthz_on(&mut s).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("send half a head");
+    // Past the idle timeout counted from the first answer, within the head's own time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut buf = vec![0u8; 4096];
+    s.write_all(b"\r\n").await.expect("finish the head");
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
+
+#[tokio::test]
 async fn a_request_whose_body_stalls_is_answered_408_after_the_request_timeout() {
     let home = Home::new();
     let server = Server::start(&home, &["--request-timeout", "500ms"]).await;

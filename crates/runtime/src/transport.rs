@@ -183,8 +183,9 @@ impl HttpsTransport {
             .wrap_connector(http);
         // Receivers answer small heads; a small read buffer keeps hundreds of pooled
         // connections cheap (hyper's default may grow each one to 400 KB).
-        // The pool's timer is what closes connections idle past the timeout; without one
-        // they are only dropped when a later request finds them expired.
+        // The pool's timer runs the sweep that closes connections idle past the timeout
+        // (checked every 60 s, so 60-120 s after going idle); without one they are only
+        // dropped when a later request finds them expired.
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))

@@ -1,7 +1,7 @@
 //! The default transport's connections, seen from receivers written on raw TCP: attempts to
-//! one origin share a kept-alive connection, a connection the receiver closed while it sat
-//! idle is replaced without a failed attempt, and an answer that ends its connection is not
-//! reused.
+//! one origin share a kept-alive connection (bursts reuse what earlier bursts opened), a
+//! connection the receiver closed while it sat idle is replaced without a failed attempt, an
+//! answer that ends its connection is not reused, and the pool closes connections left idle.
 
 use bytes::Bytes;
 use hallway_runtime::{HttpsTransport, OutgoingRequest, Sent, Transport, TransportConfig};
@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 enum After {
     /// Keeps the connection for the next request.
     KeepAlive,
-    /// Answers `Connection: close`, then closes.
+    /// Answers `Connection: close`, and would go on serving a client that ignored it.
     SaysClose,
     /// Closes without saying so (as an idle timeout at the receiver does, just later).
     Closes,
@@ -27,6 +27,8 @@ struct Seen {
     connections: usize,
     /// Connections the client closed.
     closed_by_client: usize,
+    /// Connections the receiver closed.
+    closed_by_receiver: usize,
     /// Each request's line and `Host` header.
     requests: Vec<(String, String)>,
 }
@@ -86,11 +88,12 @@ async fn serve(mut tcp: TcpStream, after: After, seen: Arc<Mutex<Seen>>) {
             return;
         }
         match after {
-            After::KeepAlive => {}
-            After::SaysClose => return,
+            After::KeepAlive | After::SaysClose => {}
             After::Closes => {
                 // Late enough that the client has put the connection back in its pool.
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(tcp);
+                seen.lock().expect("seen").closed_by_receiver += 1;
                 return;
             }
         }
@@ -170,8 +173,18 @@ async fn a_connection_the_receiver_closed_while_idle_is_replaced_without_a_failu
     for i in 0..5 {
         let sent = post(&t, &url).await;
         assert!(is_200(&sent), "attempt {i}: {sent:?}");
-        // The receiver's close reaches the client while the connection is idle.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The receiver's close reaches the client while the connection is idle: once it is
+        // closed, a pause lets the runtime hand the close to the connection's task.
+        let seen = &seen;
+        let closed =
+            || async move { (seen.lock().expect("seen").closed_by_receiver > i).then_some(()) };
+        hallway_testkit::wait::eventually_within(
+            "the receiver closed",
+            Duration::from_secs(5),
+            closed,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let seen = seen.lock().expect("seen");
     assert_eq!(seen.requests.len(), 5, "each attempt sent once");
@@ -184,13 +197,27 @@ async fn an_answer_saying_connection_close_is_not_reused() {
     let t = transport();
     let url = format!("http://{addr}/hook");
     for i in 0..5 {
-        // No pause: the next attempt must not even try the closing connection.
+        // No pause: the receiver would serve a client that reused the connection anyway.
         let sent = post(&t, &url).await;
         assert!(is_200(&sent), "attempt {i}: {sent:?}");
     }
-    let seen = seen.lock().expect("seen");
-    assert_eq!(seen.requests.len(), 5);
-    assert_eq!(seen.connections, 5);
+    {
+        let seen = seen.lock().expect("seen");
+        assert_eq!(seen.requests.len(), 5);
+        assert_eq!(
+            seen.connections, 5,
+            "no connection reused after `Connection: close`"
+        );
+    }
+    let seen = &seen;
+    let all_closed =
+        || async move { (seen.lock().expect("seen").closed_by_client == 5).then_some(()) };
+    hallway_testkit::wait::eventually_within(
+        "the client closed all 5",
+        Duration::from_secs(5),
+        all_closed,
+    )
+    .await;
 }
 
 #[tokio::test]
