@@ -269,10 +269,10 @@ async fn serve_connection(stream: TcpStream, app: Router, shared: &Arc<Shared>, 
                 let now = shared.now_ms();
                 let head = conn.head_started_ms.load(Ordering::Acquire);
                 let expired = if head != 0 {
-                    now.saturating_sub(head) > shared.limits.header_read_timeout.as_millis() as u64
+                    now.saturating_sub(head) > limits.header_read_timeout.as_millis() as u64
                 } else {
                     let idle = conn.idle_since_ms.load(Ordering::Acquire);
-                    now.saturating_sub(idle) > shared.limits.idle_timeout.as_millis() as u64
+                    now.saturating_sub(idle) > limits.idle_timeout.as_millis() as u64
                 };
                 if expired {
                     return;

@@ -181,15 +181,15 @@ impl HttpsTransport {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        // Receivers answer small heads; a small read buffer keeps hundreds of pooled
-        // connections cheap (hyper's default may grow each one to 400 KB).
-        // The pool's timer runs the sweep that closes connections idle past the timeout
-        // (checked every 60 s, so 60-120 s after going idle); without one they are only
-        // dropped when a later request finds them expired.
         let client = Client::builder(TokioExecutor::new())
+            // The timer runs the sweep that closes connections idle past the timeout
+            // (checked every 60 s, so 60-120 s after going idle); without one they are only
+            // dropped when a later request finds them expired.
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
+            // Receivers answer small heads; a small read buffer keeps hundreds of pooled
+            // connections cheap (hyper's default may grow each one to 400 KB).
             .http1_max_buf_size(16 * 1024)
             .build(connector);
         Ok(HttpsTransport {

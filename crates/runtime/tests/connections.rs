@@ -114,6 +114,12 @@ async fn read_until_head_end(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<u
     }
 }
 
+/// Waits (up to 5 s) until what the receiver saw satisfies `done`.
+async fn until_seen(seen: &Mutex<Seen>, what: &str, done: impl Fn(&Seen) -> bool) {
+    let check = || async { done(&seen.lock().expect("seen")).then_some(()) };
+    hallway_testkit::wait::eventually_within(what, Duration::from_secs(5), check).await;
+}
+
 fn transport() -> HttpsTransport {
     HttpsTransport::new(TransportConfig {
         allow_private_targets: true,
@@ -175,15 +181,7 @@ async fn a_connection_the_receiver_closed_while_idle_is_replaced_without_a_failu
         assert!(is_200(&sent), "attempt {i}: {sent:?}");
         // The receiver's close reaches the client while the connection is idle: once it is
         // closed, a pause lets the runtime hand the close to the connection's task.
-        let seen = &seen;
-        let closed =
-            || async move { (seen.lock().expect("seen").closed_by_receiver > i).then_some(()) };
-        hallway_testkit::wait::eventually_within(
-            "the receiver closed",
-            Duration::from_secs(5),
-            closed,
-        )
-        .await;
+        until_seen(&seen, "the receiver closed", |s| s.closed_by_receiver > i).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let seen = seen.lock().expect("seen");
@@ -209,14 +207,9 @@ async fn an_answer_saying_connection_close_is_not_reused() {
             "no connection reused after `Connection: close`"
         );
     }
-    let seen = &seen;
-    let all_closed =
-        || async move { (seen.lock().expect("seen").closed_by_client == 5).then_some(()) };
-    hallway_testkit::wait::eventually_within(
-        "the client closed all 5",
-        Duration::from_secs(5),
-        all_closed,
-    )
+    until_seen(&seen, "the client closed all 5", |s| {
+        s.closed_by_client == 5
+    })
     .await;
 }
 
@@ -276,9 +269,6 @@ async fn a_connection_idle_for_a_minute_is_closed() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     tokio::time::resume();
     let closed = "the pool closed the connection idle past 60 s";
-    hallway_testkit::wait::eventually_within(closed, Duration::from_secs(5), || async {
-        (seen.lock().expect("seen").closed_by_client == 1).then_some(())
-    })
-    .await;
+    until_seen(&seen, closed, |s| s.closed_by_client == 1).await;
     drop(t);
 }
