@@ -229,8 +229,8 @@ async fn serve_connection(stream: TcpStream, app: Router, shared: &Arc<Shared>, 
     // The tick enforces both flags: a connection may idle for `--idle-timeout`, then take
     // `--header-read-timeout` over a head. hyper's header timer starts when the connection
     // starts waiting for a head (idle included), not at the head's first byte, so at its 30 s
-    // default it closed idle connections before `--idle-timeout`; set to the sum of both and
-    // a tick, it is only an outer bound that never fires before the flags do.
+    // default it would close idle connections before `--idle-timeout`; set to the sum of both
+    // and a tick, it is only an outer bound that never fires before the flags do.
     let outer_bound = limits
         .idle_timeout
         .saturating_add(limits.header_read_timeout)

@@ -544,7 +544,7 @@ fn targets(results: &[Record]) -> Record {
         "{} deliveries/s offered",
         num(find("latency", "offered_deliveries_per_sec"))
     );
-    // 0.55: the normal path's figure since the backlog work raised the first target of 0.5.
+    // 0.55: issue 17's figure for the normal path (the first issue asked for 0.5).
     check(
         "throughput_ratio",
         find("throughput", "ratio"),

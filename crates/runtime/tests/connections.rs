@@ -66,10 +66,8 @@ async fn serve(mut tcp: TcpStream, after: After, seen: Arc<Mutex<Seen>>) {
         };
         let length: usize = header("content-length").parse().unwrap_or(0);
         while buf.len() < end + length {
-            let mut chunk = [0u8; 4096];
-            match tcp.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut tcp, &mut buf).await {
+                return;
             }
         }
         buf.drain(..end + length);
@@ -106,10 +104,20 @@ async fn read_until_head_end(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<u
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             return Some(i + 4);
         }
-        let mut chunk = [0u8; 4096];
-        match tcp.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        if !read_more(tcp, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Appends what the next read brings to `buf`; false once the connection has ended.
+async fn read_more(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match tcp.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
     }
 }
@@ -127,6 +135,12 @@ fn transport() -> HttpsTransport {
         ..TransportConfig::default()
     })
     .expect("transport")
+}
+
+/// A receiver ending each exchange as `after`, a transport, and the receiver's `/hook` URL.
+async fn hook(after: After) -> (HttpsTransport, String, Arc<Mutex<Seen>>) {
+    let (addr, seen) = receiver(after).await;
+    (transport(), format!("http://{addr}/hook"), seen)
 }
 
 async fn post(transport: &HttpsTransport, url: &str) -> Sent {
@@ -173,9 +187,7 @@ async fn attempts_to_one_origin_share_one_kept_alive_connection() {
 
 #[tokio::test]
 async fn a_connection_the_receiver_closed_while_idle_is_replaced_without_a_failure() {
-    let (addr, seen) = receiver(After::Closes).await;
-    let t = transport();
-    let url = format!("http://{addr}/hook");
+    let (t, url, seen) = hook(After::Closes).await;
     for i in 0..5 {
         let sent = post(&t, &url).await;
         assert!(is_200(&sent), "attempt {i}: {sent:?}");
@@ -191,9 +203,7 @@ async fn a_connection_the_receiver_closed_while_idle_is_replaced_without_a_failu
 
 #[tokio::test]
 async fn an_answer_saying_connection_close_is_not_reused() {
-    let (addr, seen) = receiver(After::SaysClose).await;
-    let t = transport();
-    let url = format!("http://{addr}/hook");
+    let (t, url, seen) = hook(After::SaysClose).await;
     for i in 0..5 {
         // No pause: the receiver would serve a client that reused the connection anyway.
         let sent = post(&t, &url).await;
@@ -215,9 +225,7 @@ async fn an_answer_saying_connection_close_is_not_reused() {
 
 #[tokio::test]
 async fn concurrent_attempts_open_connections_that_later_attempts_reuse() {
-    let (addr, seen) = receiver(After::KeepAlive).await;
-    let t = transport();
-    let url = format!("http://{addr}/hook");
+    let (t, url, seen) = hook(After::KeepAlive).await;
     let burst = |n: usize| {
         let tasks: Vec<_> = (0..n)
             .map(|_| {
@@ -251,9 +259,8 @@ async fn concurrent_attempts_open_connections_that_later_attempts_reuse() {
 
 #[tokio::test]
 async fn a_connection_idle_for_a_minute_is_closed() {
-    let (addr, seen) = receiver(After::KeepAlive).await;
-    let t = transport();
-    let sent = post(&t, &format!("http://{addr}/hook")).await;
+    let (t, url, seen) = hook(After::KeepAlive).await;
+    let sent = post(&t, &url).await;
     assert!(is_200(&sent), "{sent:?}");
     // Paused, tokio's clock jumps to each timer: the pool's sweep runs as if 70 s had passed.
     tokio::time::pause();
